@@ -1,0 +1,295 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vtrain/vtrain/models"
+	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/trainer"
+)
+
+type trainResult struct {
+	Model        string  `json:"model"`
+	Params       int     `json:"params"`
+	Data         string  `json:"data"`
+	BLAS         string  `json:"blas"`
+	Optimizer    string  `json:"optimizer"`
+	Batch        int     `json:"batch"`
+	Epochs       float64 `json:"epochs"`
+	Steps        int64   `json:"steps"`
+	Samples      int64   `json:"samples"`
+	Seconds      float64 `json:"seconds"`
+	TrainLoss    float64 `json:"train_loss"`
+	TestLoss     float64 `json:"test_loss"`
+	TestAccuracy float64 `json:"test_accuracy"`
+	ParamSHA256  string  `json:"param_sha256"`
+	Checkpoint   string  `json:"checkpoint,omitempty"`
+}
+
+type modelFlags struct {
+	kind   *string
+	hidden *string
+}
+
+func addModelFlags(fs *flag.FlagSet) modelFlags {
+	return modelFlags{
+		kind:   fs.String("model", "mlp", "model: "+strings.Join(models.Kinds, ", ")),
+		hidden: fs.String("hidden", "256", "MLP hidden layer widths, comma-separated (mlp only)"),
+	}
+}
+
+func (m modelFlags) spec() (models.Spec, error) {
+	hidden, err := models.ParseHidden(*m.hidden)
+	if err != nil {
+		return models.Spec{}, usageError{err.Error()}
+	}
+	if *m.kind != models.MLP {
+		hidden = nil
+	}
+	spec, err := models.NewSpec(*m.kind, hidden)
+	if err != nil {
+		return spec, usageError{err.Error()}
+	}
+	return spec, nil
+}
+
+func runTrain(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("train", "train [flags]", stderr)
+	mf := addModelFlags(fs)
+	dataDir := fs.String("data", "", "Fashion-MNIST directory (IDX files, gzip or not), or 'synthetic'; default: the installed dataset, else synthetic")
+	epochs := fs.Float64("epochs", 3, "passes over the training set (fractions allowed)")
+	steps := fs.Int64("steps", 0, "train exactly this many steps instead of --epochs")
+	batch := fs.Int("batch", 64, "batch size")
+	lr := fs.Float64("lr", 0, "peak learning rate (default 1e-3 for adamw, 0.05 for sgd)")
+	opt := fs.String("optimizer", "adamw", "inner optimizer: adamw or sgd")
+	momentum := fs.Float64("momentum", 0.9, "sgd momentum")
+	wd := fs.Float64("weight-decay", 0, "weight decay (decoupled for adamw, L2 for sgd)")
+	sched := fs.String("schedule", "constant", "learning-rate schedule: constant or cosine")
+	warmup := fs.Int64("warmup", 0, "linear warm-up steps")
+	seed := fs.Uint64("seed", 1, "seed for initialisation, sharding and batch order")
+	out := fs.String("out", "", "write a checkpoint to this directory at the end")
+	resume := fs.String("resume", "", "resume from this checkpoint directory (model and optimizer flags come from it)")
+	evalEvery := fs.Int64("eval-every", 0, "evaluate on the test set every N steps (0: once per epoch)")
+	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line of stdout")
+	threads := fs.Int("threads", 0, "BLAS threads where the backend has a setting (openblas builds; 0: its default)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	spec, err := mf.spec()
+	if err != nil {
+		return err
+	}
+	switch {
+	case *batch < 1:
+		return usagef("--batch must be positive, got %d", *batch)
+	case !(*epochs > 0) || math.IsInf(*epochs, 0):
+		return usagef("--epochs must be positive, got %v", *epochs)
+	case *steps < 0:
+		return usagef("--steps must not be negative, got %d", *steps)
+	case *lr < 0 || math.IsNaN(*lr) || math.IsInf(*lr, 0):
+		return usagef("--lr must be positive, got %v", *lr)
+	case *opt != trainer.OptAdamW && *opt != trainer.OptSGD:
+		return usagef("--optimizer must be adamw or sgd, got %q", *opt)
+	case *sched != trainer.ScheduleConstant && *sched != trainer.ScheduleCosine:
+		return usagef("--schedule must be constant or cosine, got %q", *sched)
+	case *warmup < 0:
+		return usagef("--warmup must not be negative, got %d", *warmup)
+	case *evalEvery < 0:
+		return usagef("--eval-every must not be negative, got %d", *evalEvery)
+	}
+	models.SetBLASThreads(*threads)
+
+	set, fellBack, err := data.Load(*dataDir, *seed)
+	if err != nil {
+		return err
+	}
+	if fellBack {
+		fmt.Fprintf(stderr, "vtrain: no Fashion-MNIST installed (looked in %s); training on the built-in synthetic dataset. Install it with 'apt-get install dataset-fashion-mnist' or pass --data DIR.\n", strings.Join(data.DefaultDirs, ", "))
+	}
+
+	var tr *trainer.Trainer
+	if *resume != "" {
+		ck, err := trainer.ReadCheckpoint(*resume)
+		if err != nil {
+			return err
+		}
+		if tr, err = trainer.Resume(ck, set.Train); err != nil {
+			return err
+		}
+		spec = tr.Config().Model
+	} else {
+		cfg := trainer.DefaultConfig(spec)
+		cfg.Optimizer, cfg.Momentum, cfg.WeightDecay = *opt, *momentum, *wd
+		cfg.Batch, cfg.Seed = *batch, *seed
+		base := *lr
+		if base == 0 {
+			base = 1e-3
+			if *opt == trainer.OptSGD {
+				base = 0.05
+			}
+		}
+		if *batch > set.Train.Len() {
+			return usagef("--batch %d is larger than the %d training samples", *batch, set.Train.Len())
+		}
+		total := *steps
+		if total == 0 {
+			total = int64(math.Round(*epochs * float64(set.Train.Len() / *batch)))
+		}
+		cfg.Schedule = trainer.Schedule{Kind: *sched, Base: base, Warmup: *warmup, Total: total}
+		if err := cfg.Validate(); err != nil {
+			return usageError{err.Error()}
+		}
+		if tr, err = trainer.New(cfg, set.Train); err != nil {
+			return err
+		}
+	}
+	defer tr.Close()
+
+	spe := tr.StepsPerEpoch()
+	total := *steps
+	if total == 0 {
+		total = int64(math.Round(*epochs * float64(spe)))
+	}
+	if *resume != "" && *steps == 0 {
+		// --epochs counts from the start of the run being resumed.
+		total -= tr.Steps()
+		if total < 0 {
+			total = 0
+		}
+	}
+	every := *evalEvery
+	if every == 0 {
+		every = spe
+	}
+	prog := newProgress(stderr, total)
+	start := time.Now()
+	var lossSum float64
+	var lossN int64
+	for i := int64(0); i < total; i++ {
+		loss, err := tr.Step()
+		if err != nil {
+			prog.done()
+			if errors.Is(err, models.ErrNonFinite) {
+				return fmt.Errorf("%w (try a smaller --lr)", err)
+			}
+			return err
+		}
+		lossSum += float64(loss)
+		lossN++
+		prog.update(i+1, float64(loss))
+		if (i+1)%every == 0 && i+1 < total {
+			ev, err := trainer.Evaluate(spec, tr.Params(), set.Test, 1000)
+			if err != nil {
+				return err
+			}
+			prog.note(fmt.Sprintf("step %d (epoch %.2f): train loss %.4f, test loss %.4f, test accuracy %.4f",
+				tr.Steps(), float64(tr.Steps())/float64(spe), lossSum/float64(lossN), ev.Loss, ev.Accuracy))
+			lossSum, lossN = 0, 0
+		}
+	}
+	secs := time.Since(start).Seconds()
+	prog.done()
+	ev, err := trainer.Evaluate(spec, tr.Params(), set.Test, 1000)
+	if err != nil {
+		return err
+	}
+	h := trainer.Hash(tr.Params())
+	res := trainResult{
+		Model: spec.String(), Params: spec.NumParams(), Data: set.Source, BLAS: models.BLAS(),
+		Optimizer: tr.Config().Optimizer, Batch: tr.Config().Batch,
+		Epochs: float64(tr.Steps()) / float64(spe), Steps: tr.Steps(), Samples: tr.Steps() * int64(tr.Config().Batch),
+		Seconds: secs, TestLoss: ev.Loss, TestAccuracy: ev.Accuracy, ParamSHA256: hex.EncodeToString(h[:]),
+	}
+	if lossN > 0 {
+		res.TrainLoss = lossSum / float64(lossN)
+	}
+	if *out != "" {
+		if err := tr.Save(*out); err != nil {
+			return err
+		}
+		res.Checkpoint = *out
+	}
+	if *asJSON {
+		b, _ := json.Marshal(res)
+		fmt.Fprintln(stdout, string(b))
+		return nil
+	}
+	fmt.Fprintf(stdout, "model %s (%d parameters) on %s, %s, BLAS %s\n", res.Model, res.Params, res.Data, res.Optimizer, res.BLAS)
+	fmt.Fprintf(stdout, "%d steps (%.2f epochs, %d samples) in %.1fs\n", res.Steps, res.Epochs, res.Samples, res.Seconds)
+	fmt.Fprintf(stdout, "test loss %.4f, test accuracy %.4f\n", res.TestLoss, res.TestAccuracy)
+	fmt.Fprintf(stdout, "parameters sha256 %s\n", res.ParamSHA256)
+	if res.Checkpoint != "" {
+		fmt.Fprintf(stdout, "checkpoint %s\n", res.Checkpoint)
+	}
+	return nil
+}
+
+// progress draws a bar on a terminal and plain lines elsewhere.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	total int64
+	start time.Time
+	last  time.Time
+	drawn bool
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func newProgress(w io.Writer, total int64) *progress {
+	now := time.Now()
+	return &progress{w: w, tty: isTerminal(w), total: total, start: now, last: now}
+}
+
+func (p *progress) update(step int64, loss float64) {
+	now := time.Now()
+	if p.tty {
+		if now.Sub(p.last) < 100*time.Millisecond && step != p.total {
+			return
+		}
+		p.last = now
+		const width = 30
+		frac := float64(step) / float64(max(p.total, 1))
+		n := int(frac * width)
+		rate := float64(step) / now.Sub(p.start).Seconds()
+		eta := time.Duration(float64(p.total-step)/rate) * time.Second
+		fmt.Fprintf(p.w, "\r[%s%s] %3.0f%% step %d/%d loss %.4f %.0f steps/s eta %s ",
+			strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*frac, step, p.total, loss, rate, eta.Round(time.Second))
+		p.drawn = true
+		return
+	}
+	if now.Sub(p.last) >= 10*time.Second {
+		p.last = now
+		fmt.Fprintf(p.w, "step %d/%d loss %.4f (%.0fs)\n", step, p.total, loss, now.Sub(p.start).Seconds())
+	}
+}
+
+func (p *progress) note(msg string) {
+	if p.tty && p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+	fmt.Fprintln(p.w, msg)
+}
+
+func (p *progress) done() {
+	if p.tty && p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}

@@ -1,0 +1,7 @@
+package trainer
+
+import "errors"
+
+// ErrCheckpoint is wrapped by every error about a missing, corrupt or
+// mismatched checkpoint.
+var ErrCheckpoint = errors.New("trainer: bad checkpoint")
