@@ -116,16 +116,10 @@ func (n *Net) build() error {
 		for range s.Channels {
 			w, b := n.param(pi), n.param(pi+1)
 			pi += 2
-			if h, err = G.Conv2d(h, w, tensor.Shape{convKernel, convKernel}, []int{convPad, convPad}, []int{1, 1}, []int{1, 1}); err != nil {
+			if h, err = conv2d(h, w, b, convPad); err != nil {
 				return err
 			}
-			if h, err = G.BroadcastAdd(h, b, nil, []byte{0, 2, 3}); err != nil {
-				return err
-			}
-			if h, err = G.Rectify(h); err != nil {
-				return err
-			}
-			if h, err = G.MaxPool2D(h, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2}); err != nil {
+			if h, err = reluPool(h); err != nil {
 				return err
 			}
 		}
