@@ -1,0 +1,476 @@
+// Package compress turns a model update (a dense float32 vector of the
+// model's size D) into the few kilobytes a peer gossips, and back.
+//
+// Encoding: the sender adds its error-feedback residual to the update,
+// keeps the k = ⌈fraction·D⌉ coordinates of largest magnitude (ties to the
+// lower index; a radix select, O(D), no sort), quantizes their values to
+// 2..8 bits with one float32 scale per chunk of values, writes the indices
+// as varint gaps, and zstd-compresses the frame. Whatever the message does
+// not carry (the unselected coordinates, the rounding error) stays in the
+// residual and is sent in later rounds, so nothing is lost, only delayed.
+// With fraction 1 and 32 bits the frame carries the exact dense vector.
+//
+// Decoding trusts nothing: the receiver says how large the model is, and a
+// frame that declares another size, more values than that, unsorted or
+// out-of-range indices, non-finite scales, or a zstd frame that would
+// inflate past the bound the model size implies, is an error wrapping
+// [ErrMalformed]. The decoder never allocates more than that bound.
+//
+// Every step is deterministic: the same input gives the same bytes, which
+// is what lets peers hash, sign and re-verify updates.
+package compress
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Wire format (before zstd): version byte, then
+//
+//	uvarint D, uvarint k, byte bits, uvarint chunk,
+//	k uvarint index gaps (first index, then index−previous−1),
+//	⌈k/chunk⌉ float32 scales (bits < 32 only),
+//	values: k·bits bits, little-endian bit order (bits < 32),
+//	        or k float32 (bits = 32).
+const formatVersion = 1
+
+// Codec byte in front of the zstd frame.
+const codecZstd = 1
+
+// ErrMalformed is wrapped by every decoding error.
+var ErrMalformed = errors.New("compress: malformed update")
+
+// Params are the compression settings of a run.
+type Params struct {
+	Fraction float64 // share of coordinates sent, in (0, 1]
+	Bits     int     // bits per value: 2..8, or 32 for exact float32
+	Chunk    int     // values per quantization scale, 1..65536
+}
+
+// Validate checks the settings.
+func (p Params) Validate() error {
+	switch {
+	case !(p.Fraction > 0 && p.Fraction <= 1):
+		return fmt.Errorf("compress: fraction %v must be in (0, 1]", p.Fraction)
+	case p.Bits != 32 && (p.Bits < 2 || p.Bits > 8):
+		return fmt.Errorf("compress: bits %d must be 2..8 or 32", p.Bits)
+	case p.Chunk < 1 || p.Chunk > 1<<16:
+		return fmt.Errorf("compress: chunk %d must be 1..65536", p.Chunk)
+	}
+	return nil
+}
+
+// K returns how many coordinates of a size-d vector are sent.
+func (p Params) K(d int) int {
+	k := int(math.Ceil(p.Fraction * float64(d)))
+	return min(max(k, 1), d)
+}
+
+// MaxRaw bounds the size of a decoded frame for a model of d parameters:
+// what the decoder may allocate. Per value at most 4 index bytes (a varint
+// below 2^28), 4 value bytes, and 4 scale bytes (chunk 1); plus the header.
+func MaxRaw(d int) int { return 32 + 12*d }
+
+// Encoder compresses successive updates of one sender, keeping its
+// error-feedback residual. It is not safe for concurrent use.
+type Encoder struct {
+	p        Params
+	d        int
+	residual []float32
+	v        []float32
+	idx      []uint32
+	raw      []byte
+	hist     [1 << 16]uint32
+}
+
+// NewEncoder returns an encoder for vectors of size d.
+func NewEncoder(p Params, d int) (*Encoder, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if d < 1 || d > 1<<28 {
+		return nil, fmt.Errorf("compress: vector size %d out of range", d)
+	}
+	return &Encoder{p: p, d: d, residual: make([]float32, d), v: make([]float32, d)}, nil
+}
+
+// Residual returns the error-feedback residual (a view).
+func (e *Encoder) Residual() []float32 { return e.residual }
+
+// SetResidual replaces the residual (for example after a restart from a
+// checkpoint); len(r) must be the vector size.
+func (e *Encoder) SetResidual(r []float32) error {
+	if len(r) != e.d {
+		return fmt.Errorf("compress: residual of %d values for size %d", len(r), e.d)
+	}
+	copy(e.residual, r)
+	return nil
+}
+
+// Encode compresses delta plus the residual, appends the message to dst,
+// and updates the residual to what the message did not carry. delta must
+// have the encoder's size and be finite.
+func (e *Encoder) Encode(delta []float32, dst []byte) ([]byte, error) {
+	if len(delta) != e.d {
+		return dst, fmt.Errorf("compress: delta of %d values for size %d", len(delta), e.d)
+	}
+	for i, x := range delta {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return dst, fmt.Errorf("compress: delta[%d] = %v is not finite", i, x)
+		}
+		e.v[i] = x + e.residual[i]
+	}
+	k := e.p.K(e.d)
+	e.idx = e.topK(e.v, k, e.idx[:0])
+	raw := e.raw[:0]
+	raw = append(raw, formatVersion)
+	raw = binary.AppendUvarint(raw, uint64(e.d))
+	raw = binary.AppendUvarint(raw, uint64(k))
+	raw = append(raw, byte(e.p.Bits))
+	raw = binary.AppendUvarint(raw, uint64(e.p.Chunk))
+	prev := -1
+	for _, i := range e.idx {
+		raw = binary.AppendUvarint(raw, uint64(int(i)-prev-1))
+		prev = int(i)
+	}
+	// The residual keeps everything; the sent coordinates are then reduced
+	// by exactly what the receiver will reconstruct.
+	copy(e.residual, e.v)
+	if e.p.Bits == 32 {
+		for _, i := range e.idx {
+			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(e.v[i]))
+			e.residual[i] = 0
+		}
+	} else {
+		levels := float32(int(1)<<(e.p.Bits-1) - 1)
+		nChunks := (k + e.p.Chunk - 1) / e.p.Chunk
+		scales := make([]float32, nChunks)
+		for c := range scales {
+			m := float32(0)
+			for _, i := range e.idx[c*e.p.Chunk : min(k, (c+1)*e.p.Chunk)] {
+				m = max(m, abs32(e.v[i]))
+			}
+			scales[c] = m / levels
+			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(scales[c]))
+		}
+		var bw bitWriter
+		bw.buf = raw
+		for j, i := range e.idx {
+			s := scales[j/e.p.Chunk]
+			q := float32(0)
+			if s > 0 {
+				q = roundHalfAway(e.v[i] / s)
+				q = min(max(q, -levels), levels)
+			}
+			bw.write(uint32(q+levels), e.p.Bits)
+			e.residual[i] = e.v[i] - q*s
+		}
+		raw = bw.flush()
+	}
+	e.raw = raw
+	dst = append(dst, codecZstd)
+	return encoder().EncodeAll(raw, dst), nil
+}
+
+func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
+
+func roundHalfAway(x float32) float32 { return float32(math.Round(float64(x))) }
+
+// topK appends to dst the indices (ascending) of the k largest |v|, ties to
+// the lower index. A two-pass radix select on the magnitude's bit pattern
+// (which orders non-negative floats) finds the threshold without sorting.
+func (e *Encoder) topK(v []float32, k int, dst []uint32) []uint32 {
+	mag := func(x float32) uint32 { return math.Float32bits(x) &^ (1 << 31) }
+	// Pass 1: high 16 bits.
+	h := &e.hist
+	clear(h[:])
+	for _, x := range v {
+		h[mag(x)>>16]++
+	}
+	need := uint32(k)
+	hi := 0
+	for b := len(h) - 1; b >= 0; b-- {
+		if h[b] >= need {
+			hi = b
+			break
+		}
+		need -= h[b]
+	}
+	// Pass 2: low 16 bits within the high bucket.
+	clear(h[:])
+	for _, x := range v {
+		if m := mag(x); int(m>>16) == hi {
+			h[m&0xffff]++
+		}
+	}
+	lo := 0
+	for b := len(h) - 1; b >= 0; b-- {
+		if h[b] >= need {
+			lo = b
+			break
+		}
+		need -= h[b]
+	}
+	thr := uint32(hi)<<16 | uint32(lo)
+	// Everything above the threshold, and the first `need` equal to it.
+	for i, x := range v {
+		m := mag(x)
+		if m > thr {
+			dst = append(dst, uint32(i))
+		} else if m == thr && need > 0 {
+			dst = append(dst, uint32(i))
+			need--
+		}
+	}
+	return dst
+}
+
+type bitWriter struct {
+	buf  []byte
+	acc  uint64
+	nacc int
+}
+
+func (w *bitWriter) write(v uint32, bits int) {
+	w.acc |= uint64(v) << w.nacc
+	w.nacc += bits
+	for w.nacc >= 8 {
+		w.buf = append(w.buf, byte(w.acc))
+		w.acc >>= 8
+		w.nacc -= 8
+	}
+}
+
+func (w *bitWriter) flush() []byte {
+	if w.nacc > 0 {
+		w.buf = append(w.buf, byte(w.acc))
+	}
+	w.acc, w.nacc = 0, 0
+	return w.buf
+}
+
+var (
+	encOnce sync.Once
+	enc     *zstd.Encoder
+)
+
+func encoder() *zstd.Encoder {
+	encOnce.Do(func() {
+		// Concurrency 1: EncodeAll is then deterministic and cheap to set up.
+		enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	})
+	return enc
+}
+
+// Sparse is a decoded update: the sent coordinates and their values.
+type Sparse struct {
+	D   int
+	Idx []uint32 // ascending, < D
+	Val []float32
+}
+
+// AddTo adds the update into dst (len D) scaled by w: dst[i] += w·val.
+func (s *Sparse) AddTo(dst []float32, w float32) {
+	for j, i := range s.Idx {
+		dst[i] += w * s.Val[j]
+	}
+}
+
+// Dense writes the update into dst (len D), zeros elsewhere.
+func (s *Sparse) Dense(dst []float32) {
+	clear(dst)
+	for j, i := range s.Idx {
+		dst[i] = s.Val[j]
+	}
+}
+
+// Decoder decodes updates for a model of a fixed size. It is safe for
+// concurrent use.
+type Decoder struct {
+	d      int
+	maxRaw int
+	zd     *zstd.Decoder
+	bufs   sync.Pool // *[]byte with capacity maxRaw: DecodeAll's bound
+}
+
+// NewDecoder returns a decoder for vectors of size d.
+func NewDecoder(d int) (*Decoder, error) {
+	if d < 1 || d > 1<<28 {
+		return nil, fmt.Errorf("compress: vector size %d out of range", d)
+	}
+	maxRaw := MaxRaw(d)
+	zd, err := zstd.NewReader(nil,
+		zstd.WithDecoderMaxMemory(uint64(maxRaw)),
+		zstd.WithDecoderMaxWindow(uint64(max(maxRaw, zstd.MinWindowSize))),
+		zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderConcurrency(2))
+	if err != nil {
+		return nil, err
+	}
+	dec := &Decoder{d: d, maxRaw: maxRaw, zd: zd}
+	dec.bufs.New = func() any { b := make([]byte, 0, maxRaw); return &b }
+	return dec, nil
+}
+
+// Close releases the decoder.
+func (dec *Decoder) Close() { dec.zd.Close() }
+
+func malformed(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
+}
+
+// Decode parses a message produced by [Encoder.Encode].
+func (dec *Decoder) Decode(msg []byte) (*Sparse, error) {
+	if len(msg) < 2 {
+		return nil, malformed("%d bytes", len(msg))
+	}
+	if msg[0] != codecZstd {
+		return nil, malformed("unknown codec %d", msg[0])
+	}
+	buf := dec.bufs.Get().(*[]byte)
+	defer dec.bufs.Put(buf)
+	raw, err := dec.zd.DecodeAll(msg[1:], (*buf)[:0])
+	if err != nil {
+		return nil, malformed("zstd: %v", err)
+	}
+	r := reader{b: raw}
+	if v := r.byte(); v != formatVersion {
+		return nil, malformed("format version %d", v)
+	}
+	d, k, bits, chunk := r.uvarint(), r.uvarint(), int(r.byte()), r.uvarint()
+	if r.err != nil {
+		return nil, malformed("header: %v", r.err)
+	}
+	if d != uint64(dec.d) {
+		return nil, malformed("update is for %d parameters, the model has %d", d, dec.d)
+	}
+	if k < 1 || k > d {
+		return nil, malformed("%d values for %d parameters", k, d)
+	}
+	if bits != 32 && (bits < 2 || bits > 8) {
+		return nil, malformed("%d bits per value", bits)
+	}
+	if chunk < 1 || chunk > 1<<16 {
+		return nil, malformed("chunk of %d", chunk)
+	}
+	// Each index takes at least one byte, each value at least bits/8: a
+	// frame too short for k cannot allocate k.
+	if uint64(r.left()) < k+k*uint64(bits)/8 {
+		return nil, malformed("%d values declared in %d bytes", k, r.left())
+	}
+	s := &Sparse{D: int(d), Idx: make([]uint32, k), Val: make([]float32, k)}
+	prev := -1
+	for j := range s.Idx {
+		gap := r.uvarint()
+		if r.err != nil {
+			return nil, malformed("index %d unreadable", j)
+		}
+		// prev < d ≤ 2^28 and gap < d after this check: no overflow.
+		if gap >= d {
+			return nil, malformed("index gap %d out of range", gap)
+		}
+		i := uint64(prev+1) + gap
+		if i >= d {
+			return nil, malformed("index %d = %d out of range", j, i)
+		}
+		s.Idx[j] = uint32(i)
+		prev = int(i)
+	}
+	if bits == 32 {
+		for j := range s.Val {
+			s.Val[j] = math.Float32frombits(r.uint32())
+		}
+	} else {
+		levels := float32(int(1)<<(bits-1) - 1)
+		scales := make([]float32, (k+chunk-1)/chunk)
+		for c := range scales {
+			scales[c] = math.Float32frombits(r.uint32())
+			if !(scales[c] >= 0) || math.IsInf(float64(scales[c]), 0) {
+				return nil, malformed("scale %d is %v", c, scales[c])
+			}
+		}
+		br := bitReader{r: &r}
+		for j := range s.Val {
+			q := float32(br.read(bits)) - levels
+			if q > levels {
+				return nil, malformed("value %d out of range", j)
+			}
+			s.Val[j] = q * scales[uint64(j)/chunk]
+		}
+	}
+	if r.err != nil {
+		return nil, malformed("truncated: %v", r.err)
+	}
+	if r.left() != 0 {
+		return nil, malformed("%d trailing bytes", r.left())
+	}
+	for j, x := range s.Val {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return nil, malformed("value %d is %v", j, x)
+		}
+	}
+	return s, nil
+}
+
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+var errShort = errors.New("unexpected end of frame")
+
+func (r *reader) left() int { return len(r.b) - r.off }
+
+func (r *reader) byte() byte {
+	if r.off >= len(r.b) {
+		r.err = errShort
+		return 0
+	}
+	r.off++
+	return r.b[r.off-1]
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b[r.off:])
+	if n <= 0 {
+		if r.err == nil {
+			r.err = errors.New("bad varint")
+		}
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+func (r *reader) uint32() uint32 {
+	if r.left() < 4 {
+		r.err = errShort
+		r.off = len(r.b)
+		return 0
+	}
+	r.off += 4
+	return binary.LittleEndian.Uint32(r.b[r.off-4:])
+}
+
+type bitReader struct {
+	r    *reader
+	acc  uint64
+	nacc int
+}
+
+func (b *bitReader) read(bits int) uint32 {
+	for b.nacc < bits {
+		b.acc |= uint64(b.r.byte()) << b.nacc
+		b.nacc += 8
+	}
+	v := uint32(b.acc & (1<<bits - 1))
+	b.acc >>= bits
+	b.nacc -= bits
+	return v
+}
