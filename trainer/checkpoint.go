@@ -69,7 +69,7 @@ func (t *Trainer) Save(dir string) error {
 		ModelFile:     safetensors.Encode(TorchTensors(t.cfg.Model, t.params, ""), ModelMetadata(t.cfg.Model)),
 		OptimizerFile: safetensors.Encode(opt, map[string]string{"optimizer": t.opt.Name()}),
 	}
-	ph := Hash(t.params)
+	ph := ParamHash(t.params)
 	m := Manifest{Version: CheckpointVersion, Config: t.cfg, Step: t.step, OptSteps: optSteps,
 		ParamSHA256: hex.EncodeToString(ph[:]), Data: t.ds.Fingerprint(), Files: map[string]string{}}
 	for name, b := range files {
@@ -170,7 +170,7 @@ func ReadCheckpoint(dir string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ModelFile), err)
 	}
-	if h := Hash(params); hex.EncodeToString(h[:]) != m.ParamSHA256 {
+	if h := ParamHash(params); hex.EncodeToString(h[:]) != m.ParamSHA256 {
 		return nil, fmt.Errorf("%w: %s: parameters hash to %x, manifest says %s", ErrCheckpoint, dir, h, m.ParamSHA256)
 	}
 	of, err := read(OptimizerFile)

@@ -194,9 +194,9 @@ func (t *Trainer) Step() (float32, error) {
 // Close releases the trainer's compiled graph.
 func (t *Trainer) Close() error { return t.net.Close() }
 
-// Hash returns the SHA-256 of the parameter vector as little-endian
+// ParamHash returns the SHA-256 of the parameter vector as little-endian
 // float32 bytes: the identity of a model state.
-func Hash(theta []float32) [32]byte {
+func ParamHash(theta []float32) [32]byte {
 	h := sha256.New()
 	buf := make([]byte, 0, 4096)
 	for i, v := range theta {

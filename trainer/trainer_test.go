@@ -73,7 +73,7 @@ func TestSameSeedSameBits(t *testing.T) {
 				t.Fatal(err)
 			}
 			trainSteps(t, tr, 20)
-			hashes[i] = Hash(tr.Params())
+			hashes[i] = ParamHash(tr.Params())
 			tr.Close()
 		}
 		if hashes[0] != hashes[1] {
@@ -92,7 +92,7 @@ func TestSameSeedSameBits(t *testing.T) {
 			t.Fatal(err)
 		}
 		trainSteps(t, tr, 20)
-		if Hash(tr.Params()) == hashes[0] {
+		if ParamHash(tr.Params()) == hashes[0] {
 			t.Fatalf("%s: seeds %d and %d give the same parameters", key, cfg.Seed-1, cfg.Seed)
 		}
 		tr.Close()
@@ -129,7 +129,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 			t.Fatal(err)
 		}
 		trainSteps(t, resumed, 40)
-		if a, b := Hash(full.Params()), Hash(resumed.Params()); a != b {
+		if a, b := ParamHash(full.Params()), ParamHash(resumed.Params()); a != b {
 			t.Fatalf("%s: resumed run %x differs from uninterrupted %x", opt, b, a)
 		}
 		full.Close()

@@ -202,7 +202,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h := trainer.Hash(tr.Params())
+	h := trainer.ParamHash(tr.Params())
 	res := trainResult{
 		Model: spec.String(), Params: spec.NumParams(), Data: set.Source, BLAS: models.BLAS(),
 		Optimizer: tr.Config().Optimizer, Batch: tr.Config().Batch,

@@ -1,0 +1,335 @@
+// Package runspec is a run's specification: the TOML file an ML engineer
+// writes to launch a decentralized run, and the canonical form every peer
+// hashes into the run ID. Two peers are in the same run exactly when their
+// canonical specs are byte-identical, so everything that changes what a
+// peer computes (model, data, optimizers, compression, aggregation, round
+// rules, seed) is in the spec, and nothing else is.
+//
+// Parsing is strict: an unknown key, a value of the wrong type or out of
+// range is an error that names the key (for example `inner.lr: must be
+// positive, got -1`). Omitted keys take the defaults of [Default].
+package runspec
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/vtrain/vtrain/gossip/compress"
+	"github.com/vtrain/vtrain/models"
+)
+
+// Version of the spec format.
+const Version = 1
+
+// MaxSpecBytes bounds a spec file, and a spec received from a peer.
+const MaxSpecBytes = 64 << 10
+
+// ErrSpec is wrapped by every spec error.
+var ErrSpec = errors.New("runspec: invalid spec")
+
+// Spec is a run's specification. Field names are the TOML keys.
+type Spec struct {
+	Version     int         `toml:"version" json:"version"`
+	Run         Run         `toml:"run" json:"run"`
+	Model       Model       `toml:"model" json:"model"`
+	Data        Data        `toml:"data" json:"data"`
+	Inner       Inner       `toml:"inner" json:"inner"`
+	Outer       Outer       `toml:"outer" json:"outer"`
+	Compression Compression `toml:"compression" json:"compression"`
+	Aggregation Aggregation `toml:"aggregation" json:"aggregation"`
+	Rounds      Rounds      `toml:"rounds" json:"rounds"`
+}
+
+// Run names the run and fixes its randomness.
+type Run struct {
+	Name   string `toml:"name" json:"name"`
+	Seed   uint64 `toml:"seed" json:"seed"`     // θ₀, sharding, batch order
+	Rounds int    `toml:"rounds" json:"rounds"` // rounds to run; 0 runs until stopped
+}
+
+// Model is the architecture (see package models).
+type Model struct {
+	Kind     string `toml:"kind" json:"kind"`
+	Hidden   []int  `toml:"hidden" json:"hidden"`
+	Channels []int  `toml:"channels" json:"channels"`
+}
+
+// Data says what is trained on and how it is split between peers.
+type Data struct {
+	Source string `toml:"source" json:"source"` // "fashion-mnist" or "synthetic"
+	Shards int    `toml:"shards" json:"shards"` // a peer trains shard H(peer) mod shards
+}
+
+// Inner is the local optimizer each peer runs for Steps steps per round.
+type Inner struct {
+	Optimizer   string  `toml:"optimizer" json:"optimizer"` // adamw or sgd
+	LR          float64 `toml:"lr" json:"lr"`
+	Steps       int     `toml:"steps" json:"steps"` // H
+	Batch       int     `toml:"batch" json:"batch"`
+	WeightDecay float64 `toml:"weight_decay" json:"weight_decay"`
+	Momentum    float64 `toml:"momentum" json:"momentum"` // sgd
+}
+
+// Outer is the optimizer applied to the aggregated pseudo-gradient
+// (DiLoCo: SGD with Nesterov momentum).
+type Outer struct {
+	Optimizer string  `toml:"optimizer" json:"optimizer"` // nesterov or sgd
+	LR        float64 `toml:"lr" json:"lr"`
+	Momentum  float64 `toml:"momentum" json:"momentum"`
+}
+
+// Compression of each peer's pseudo-gradient (see gossip/compress).
+type Compression struct {
+	Fraction float64 `toml:"fraction" json:"fraction"`
+	Bits     int     `toml:"bits" json:"bits"`
+	Chunk    int     `toml:"chunk" json:"chunk"`
+}
+
+// Aggregation rules.
+const (
+	AggMean        = "mean"
+	AggTrimmedMean = "trimmed_mean"
+	AggMedian      = "median"
+)
+
+// Aggregation is how a round's updates are combined.
+type Aggregation struct {
+	Rule string  `toml:"rule" json:"rule"`
+	Trim float64 `toml:"trim" json:"trim"` // trimmed_mean: share cut at each end
+}
+
+// Rounds are the round rules.
+type Rounds struct {
+	Timeout       Duration `toml:"timeout" json:"timeout"`               // collecting updates
+	CommitTimeout Duration `toml:"commit_timeout" json:"commit_timeout"` // collecting commits
+	Quorum        int      `toml:"quorum" json:"quorum"`                 // updates needed to close a round
+	MaxMessage    int      `toml:"max_message" json:"max_message"`       // bytes; gossip's limit
+}
+
+// Duration is a time.Duration written as "30s" in TOML and JSON.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the defaults: a 784-256-10 MLP on Fashion-MNIST, AdamW
+// inner steps, Nesterov outer steps (DiLoCo's 0.7 / 0.9), top-1% 4-bit
+// compression, mean aggregation.
+func Default() Spec {
+	return Spec{
+		Version:     Version,
+		Run:         Run{Name: "vtrain", Seed: 1, Rounds: 30},
+		Model:       Model{Kind: models.MLP, Hidden: []int{256}},
+		Data:        Data{Source: "fashion-mnist", Shards: 0},
+		Inner:       Inner{Optimizer: "adamw", LR: 1e-3, Steps: 50, Batch: 64, Momentum: 0.9},
+		Outer:       Outer{Optimizer: "nesterov", LR: 0.7, Momentum: 0.9},
+		Compression: Compression{Fraction: 0.01, Bits: 4, Chunk: 256},
+		Aggregation: Aggregation{Rule: AggMean, Trim: 0.2},
+		Rounds: Rounds{Timeout: Duration{60 * time.Second}, CommitTimeout: Duration{10 * time.Second},
+			Quorum: 1, MaxMessage: 1 << 20},
+	}
+}
+
+// Parse reads a TOML spec, fills defaults and validates it.
+func Parse(b []byte) (Spec, error) {
+	if len(b) > MaxSpecBytes {
+		return Spec{}, fmt.Errorf("%w: %d bytes exceeds the %d-byte limit", ErrSpec, len(b), MaxSpecBytes)
+	}
+	s := Default()
+	// Lists replace, not extend, the defaults.
+	s.Model.Hidden = nil
+	md, err := toml.Decode(string(b), &s)
+	if err != nil {
+		return Spec{}, fmt.Errorf("%w: %v", ErrSpec, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return Spec{}, fmt.Errorf("%w: unknown key %s", ErrSpec, strings.Join(keys, ", "))
+	}
+	if s.Model.Kind == models.MLP && len(s.Model.Hidden) == 0 {
+		s.Model.Hidden = []int{256}
+	}
+	return s, s.Validate()
+}
+
+// Load reads and parses a spec file.
+func Load(path string) (Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Spec{}, fmt.Errorf("runspec: %w", err)
+	}
+	s, err := Parse(b)
+	if err != nil {
+		return Spec{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+func bad(key string, format string, a ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrSpec, key, fmt.Sprintf(format, a...))
+}
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// Validate checks every field and names the first bad key.
+func (s Spec) Validate() error {
+	if s.Version != Version {
+		return bad("version", "this build reads version %d, got %d", Version, s.Version)
+	}
+	if len(s.Run.Name) > 128 {
+		return bad("run.name", "at most 128 bytes")
+	}
+	if s.Run.Rounds < 0 || s.Run.Rounds > 1<<20 {
+		return bad("run.rounds", "must be 0..1048576, got %d", s.Run.Rounds)
+	}
+	if _, err := s.ModelSpec(); err != nil {
+		return bad("model", "%v", err)
+	}
+	if s.Data.Source != "fashion-mnist" && s.Data.Source != "synthetic" {
+		return bad("data.source", "must be fashion-mnist or synthetic, got %q", s.Data.Source)
+	}
+	if s.Data.Shards < 0 || s.Data.Shards > 1<<16 {
+		return bad("data.shards", "must be 0 (the default, 8) .. 65536, got %d", s.Data.Shards)
+	}
+	in := s.Inner
+	switch {
+	case in.Optimizer != "adamw" && in.Optimizer != "sgd":
+		return bad("inner.optimizer", "must be adamw or sgd, got %q", in.Optimizer)
+	case !(in.LR > 0) || !finite(in.LR) || in.LR > 10:
+		return bad("inner.lr", "must be in (0, 10], got %v", in.LR)
+	case in.Steps < 1 || in.Steps > 100000:
+		return bad("inner.steps", "must be 1..100000, got %d", in.Steps)
+	case in.Batch < 1 || in.Batch > 65536:
+		return bad("inner.batch", "must be 1..65536, got %d", in.Batch)
+	case !(in.WeightDecay >= 0 && in.WeightDecay < 1):
+		return bad("inner.weight_decay", "must be in [0, 1), got %v", in.WeightDecay)
+	case !(in.Momentum >= 0 && in.Momentum < 1):
+		return bad("inner.momentum", "must be in [0, 1), got %v", in.Momentum)
+	}
+	out := s.Outer
+	switch {
+	case out.Optimizer != "nesterov" && out.Optimizer != "sgd":
+		return bad("outer.optimizer", "must be nesterov or sgd, got %q", out.Optimizer)
+	case !(out.LR > 0) || !finite(out.LR) || out.LR > 10:
+		return bad("outer.lr", "must be in (0, 10], got %v", out.LR)
+	case !(out.Momentum >= 0 && out.Momentum < 1):
+		return bad("outer.momentum", "must be in [0, 1), got %v", out.Momentum)
+	}
+	if err := s.CompressParams().Validate(); err != nil {
+		return bad("compression", "%v", strings.TrimPrefix(err.Error(), "compress: "))
+	}
+	switch s.Aggregation.Rule {
+	case AggMean, AggMedian:
+	case AggTrimmedMean:
+		if !(s.Aggregation.Trim >= 0 && s.Aggregation.Trim < 0.5) {
+			return bad("aggregation.trim", "must be in [0, 0.5), got %v", s.Aggregation.Trim)
+		}
+	default:
+		return bad("aggregation.rule", "must be mean, trimmed_mean or median, got %q", s.Aggregation.Rule)
+	}
+	r := s.Rounds
+	switch {
+	case r.Timeout.Duration < 100*time.Millisecond || r.Timeout.Duration > 24*time.Hour:
+		return bad("rounds.timeout", "must be 100ms..24h, got %v", r.Timeout)
+	case r.CommitTimeout.Duration < 100*time.Millisecond || r.CommitTimeout.Duration > time.Hour:
+		return bad("rounds.commit_timeout", "must be 100ms..1h, got %v", r.CommitTimeout)
+	case r.Quorum < 1 || r.Quorum > 1<<16:
+		return bad("rounds.quorum", "must be 1..65536, got %d", r.Quorum)
+	case r.MaxMessage < 4<<10 || r.MaxMessage > 64<<20:
+		return bad("rounds.max_message", "must be 4 KiB..64 MiB, got %d", r.MaxMessage)
+	}
+	return nil
+}
+
+// ModelSpec returns the model the spec describes (28×28, 10 classes).
+func (s Spec) ModelSpec() (models.Spec, error) {
+	m := models.Spec{Kind: s.Model.Kind, Hidden: s.Model.Hidden, Channels: s.Model.Channels, Rows: 28, Cols: 28, Classes: 10}
+	if m.Kind == models.CNN && len(m.Channels) == 0 {
+		m.Channels = append([]int(nil), models.DefaultChannels...)
+	}
+	return m, m.Validate()
+}
+
+// CompressParams returns the compression settings.
+func (s Spec) CompressParams() compress.Params {
+	return compress.Params{Fraction: s.Compression.Fraction, Bits: s.Compression.Bits, Chunk: s.Compression.Chunk}
+}
+
+// Shards returns the number of data shards (default 8).
+func (s Spec) Shards() int {
+	if s.Data.Shards == 0 {
+		return 8
+	}
+	return s.Data.Shards
+}
+
+// Canonical returns the canonical encoding: compact JSON of the validated
+// spec with every default filled in, fields in declaration order. It is
+// what the run ID hashes and what a joining peer receives.
+func (s Spec) Canonical() []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		panic(err) // plain data: cannot fail
+	}
+	return bytes.TrimRight(b.Bytes(), "\n")
+}
+
+// ID is a run ID: the SHA-256 of the canonical spec.
+type ID [32]byte
+
+// String is the ID in hex.
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// Short is the first 8 hex digits, for logs.
+func (id ID) Short() string { return hex.EncodeToString(id[:4]) }
+
+// RunID returns the run ID.
+func (s Spec) RunID() ID { return sha256.Sum256(s.Canonical()) }
+
+// FromCanonical parses a canonical spec received from a peer and checks
+// that it hashes to want.
+func FromCanonical(b []byte, want ID) (Spec, error) {
+	if len(b) > MaxSpecBytes {
+		return Spec{}, fmt.Errorf("%w: %d bytes exceeds the %d-byte limit", ErrSpec, len(b), MaxSpecBytes)
+	}
+	if got := ID(sha256.Sum256(b)); got != want {
+		return Spec{}, fmt.Errorf("%w: spec hashes to run %s, expected run %s", ErrSpec, got.Short(), want.Short())
+	}
+	var s Spec
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return Spec{}, fmt.Errorf("%w: %v", ErrSpec, err)
+	}
+	if err := s.Validate(); err != nil {
+		return Spec{}, err
+	}
+	if !bytes.Equal(s.Canonical(), b) {
+		return Spec{}, fmt.Errorf("%w: spec is not in canonical form", ErrSpec)
+	}
+	return s, nil
+}
