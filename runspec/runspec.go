@@ -131,18 +131,22 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// Default returns the defaults: a 784-256-10 MLP on Fashion-MNIST, AdamW
-// inner steps, Nesterov outer steps (DiLoCo's 0.7 / 0.9), top-1% 4-bit
-// compression, mean aggregation.
+// Default returns the defaults: a 784-256-10 MLP on Fashion-MNIST, 200
+// AdamW inner steps per round, Nesterov outer steps (lr 1.0, momentum 0.5),
+// top-1% 3-bit compression, mean aggregation. The outer momentum is lower
+// than DiLoCo's 0.9 because sparsified, error-fed updates arrive in bursts
+// that a high momentum amplifies: measured on Fashion-MNIST with 4 peers
+// over 30 rounds, momentum 0.9 ends at 0.80 test accuracy, 0.5 at 0.88
+// (benchmarks/README.md).
 func Default() Spec {
 	return Spec{
 		Version:     Version,
 		Run:         Run{Name: "vtrain", Seed: 1, Rounds: 30},
 		Model:       Model{Kind: models.MLP, Hidden: []int{256}},
 		Data:        Data{Source: "fashion-mnist", Shards: 0},
-		Inner:       Inner{Optimizer: "adamw", LR: 1e-3, Steps: 50, Batch: 64, Momentum: 0.9},
-		Outer:       Outer{Optimizer: "nesterov", LR: 0.7, Momentum: 0.9},
-		Compression: Compression{Fraction: 0.01, Bits: 4, Chunk: 256},
+		Inner:       Inner{Optimizer: "adamw", LR: 1e-3, Steps: 200, Batch: 64, Momentum: 0.9},
+		Outer:       Outer{Optimizer: "nesterov", LR: 1.0, Momentum: 0.5},
+		Compression: Compression{Fraction: 0.01, Bits: 3, Chunk: 256},
 		Aggregation: Aggregation{Rule: AggMean, Trim: 0.2},
 		Rounds: Rounds{Timeout: Duration{60 * time.Second}, CommitTimeout: Duration{10 * time.Second},
 			Quorum: 1, MaxMessage: 1 << 20},
@@ -211,7 +215,7 @@ func (s Spec) Validate() error {
 		return bad("data.source", "must be fashion-mnist or synthetic, got %q", s.Data.Source)
 	}
 	if s.Data.Shards < 0 || s.Data.Shards > 1<<16 {
-		return bad("data.shards", "must be 0 (the default, 8) .. 65536, got %d", s.Data.Shards)
+		return bad("data.shards", "must be 0 (the default, 1) .. 65536, got %d", s.Data.Shards)
 	}
 	in := s.Inner
 	switch {
@@ -280,7 +284,7 @@ func (s Spec) CompressParams() compress.Params {
 // Shards returns the number of data shards (default 8).
 func (s Spec) Shards() int {
 	if s.Data.Shards == 0 {
-		return 8
+		return 1
 	}
 	return s.Data.Shards
 }

@@ -3,6 +3,7 @@ package runspec
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -20,11 +21,11 @@ func TestExampleParsesToDefaults(t *testing.T) {
 	}
 	d := Default()
 	d.Run.Name = "fashion-mlp"
-	d.Data.Shards = 8
+	d.Data.Shards = 1
 	if string(s.Canonical()) != string(d.Canonical()) {
 		t.Fatalf("example differs from defaults:\n%s\n%s", s.Canonical(), d.Canonical())
 	}
-	if s.Rounds.Timeout.Duration != 60*time.Second || s.Compression.Bits != 4 {
+	if s.Rounds.Timeout.Duration != 60*time.Second || s.Compression.Bits != 3 {
 		t.Fatalf("parsed %+v", s)
 	}
 }
@@ -93,7 +94,11 @@ func TestRunIDAndCanonical(t *testing.T) {
 	}
 	// A tampered spec whose ID is recomputed to match still must be valid
 	// and canonical.
-	bad := []byte(strings.Replace(string(a.Canonical()), `"steps":50`, `"steps":0`, 1))
+	steps := fmt.Sprintf(`"steps":%d`, a.Inner.Steps)
+	if !strings.Contains(string(a.Canonical()), steps) {
+		t.Fatalf("canonical form lacks %s", steps)
+	}
+	bad := []byte(strings.Replace(string(a.Canonical()), steps, `"steps":0`, 1))
 	if _, err := FromCanonical(bad, ID(sha256sum(bad))); !errors.Is(err, ErrSpec) {
 		t.Fatalf("invalid canonical spec accepted: %v", err)
 	}

@@ -380,6 +380,9 @@ func (e *Engine) startRound() {
 	e.bases = map[Hash]map[PeerID]bool{}
 	e.agree = map[PeerID]bool{}
 	e.deadline = 0
+	// Announce the state every round: the earliest signal of a divergence
+	// (before anyone's update is trained), and the only one after the run's
+	// last round. About 100 bytes.
 	e.out = append(e.out, Outbound{Hello: &HelloMsg{Round: e.round, Base: e.hash, From: e.self}})
 	if e.spec.Run.Rounds == 0 || e.round < uint64(e.spec.Run.Rounds) {
 		e.train = &TrainRequest{Round: e.round, Theta: append([]float32(nil), e.theta...),
@@ -684,6 +687,11 @@ func (e *Engine) Tick(d time.Duration) {
 	if e.now >= e.retry {
 		e.retry = e.now + e.spec.Rounds.CommitTimeout.Duration
 		e.fetchOut = false
+		if e.Done() {
+			// The run is over here; peers still finishing the last round
+			// learn its result from this.
+			e.out = append(e.out, Outbound{Hello: &HelloMsg{Round: e.round, Base: e.hash, From: e.self}})
+		}
 		switch {
 		case e.phase == phaseCommit:
 			// Re-send the own commit: gossip may have lost it or a revision.

@@ -68,6 +68,9 @@ type simNet struct {
 	msgs    int
 	debug   bool
 	log     []string
+
+	trainFn   func(*TrainRequest) []float32 // real training; default fakeTrain
+	onPublish func(payloadBytes int)
 }
 
 func simSpec(t testing.TB) runspec.Spec {
@@ -145,6 +148,9 @@ func (sn *simNet) process(i int) {
 		sn.decided[i][res.Round] = res.Result
 	}
 	for _, o := range rd.Publish {
+		if o.Update != nil && sn.onPublish != nil {
+			sn.onPublish(len(o.Update.Payload))
+		}
 		for j := range sn.engines {
 			if j == i {
 				continue
@@ -162,7 +168,12 @@ func (sn *simNet) process(i int) {
 		}
 	}
 	if rd.Train != nil {
-		delta := fakeTrain(rd.Train.Theta, rd.Train.Seed)
+		var delta []float32
+		if sn.trainFn != nil {
+			delta = sn.trainFn(rd.Train)
+		} else {
+			delta = fakeTrain(rd.Train.Theta, rd.Train.Seed)
+		}
 		sn.push(sn.now+sn.trainTime+sn.delay(), i, i, &trained{rd.Train.Round, delta})
 	}
 	if f := rd.FetchUpdates; f != nil && len(f.From) > 0 {

@@ -34,6 +34,10 @@ type Config struct {
 	Seed        uint64      `json:"seed"`
 	Shards      int         `json:"shards"` // the training set is cut into Shards
 	Shard       int         `json:"shard"`  // and this trainer uses this one
+	// ShardSeed, when not zero, fixes the sharding independently of Seed
+	// (which then only orders batches): a peer keeps its shard across
+	// rounds while each round draws its own batches.
+	ShardSeed uint64 `json:"shard_seed,omitempty"`
 }
 
 // DefaultConfig returns the defaults for a model: AdamW (β 0.9/0.999,
@@ -142,7 +146,11 @@ func newTrainer(cfg Config, train *data.Dataset, theta []float32) (*Trainer, err
 		return nil, fmt.Errorf("%w: data %s is %dx%d with %d classes, model %s wants %dx%d with %d", ErrConfig,
 			train.Name, train.Rows, train.Cols, train.Classes, cfg.Model, cfg.Model.Rows, cfg.Model.Cols, cfg.Model.Classes)
 	}
-	shard, err := data.Shard(train.Len(), cfg.Shards, cfg.Shard, cfg.Seed)
+	shardSeed := cfg.Seed
+	if cfg.ShardSeed != 0 {
+		shardSeed = cfg.ShardSeed
+	}
+	shard, err := data.Shard(train.Len(), cfg.Shards, cfg.Shard, shardSeed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

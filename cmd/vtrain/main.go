@@ -28,6 +28,8 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"demo", "launch N node processes on loopback and train one model together", runDemo},
+		{"node", "start a decentralized run (--spec) or join one (--join)", runNode},
 		{"train", "train a model locally and evaluate it", runTrain},
 		{"bench", "benchmarks (bench step: time training steps)", runBench},
 		{"export", "export a checkpoint's parameters as one safetensors file", runExport},

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/node"
+	"github.com/vtrain/vtrain/runspec"
+)
+
+type demoResult struct {
+	Peers                 int      `json:"peers"`
+	Rounds                uint64   `json:"rounds"`
+	Model                 string   `json:"model"`
+	Data                  string   `json:"data"`
+	RunID                 string   `json:"run_id"`
+	TestAccuracy          float64  `json:"test_accuracy"`
+	TestLoss              float64  `json:"test_loss"`
+	BytesSentPerPeerRound float64  `json:"bytes_sent_per_peer_round"`
+	WireBytesPerPeerRound float64  `json:"wire_bytes_out_per_peer_round"`
+	DenseBytesPerRound    int      `json:"dense_bytes_per_round"`
+	CompressionRatio      float64  `json:"compression_ratio"`
+	WireCompressionRatio  float64  `json:"wire_compression_ratio"`
+	Agreed                bool     `json:"agreed"`
+	FinalHash             string   `json:"final_hash"`
+	Seconds               float64  `json:"seconds"`
+	Out                   string   `json:"out"`
+	Disagreements         []string `json:"disagreements,omitempty"`
+}
+
+func runDemo(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", "demo [flags]", stderr)
+	peers := fs.Int("peers", 4, "number of node processes to launch on loopback")
+	rounds := fs.Int("rounds", 30, "rounds to run")
+	dataDir := fs.String("data", "", "Fashion-MNIST directory, or 'synthetic'; default: the installed dataset, else synthetic")
+	specPath := fs.String("spec", "", "run spec to use instead of the defaults (its rounds are replaced by --rounds)")
+	out := fs.String("out", "", "directory for the nodes' output (default: a new temporary directory)")
+	asJSON := fs.Bool("json", false, "end with one JSON object on the last line of stdout")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *peers < 1 || *peers > 64 {
+		return usagef("--peers must be 1..64, got %d", *peers)
+	}
+	if *rounds < 1 {
+		return usagef("--rounds must be positive, got %d", *rounds)
+	}
+	spec := runspec.Default()
+	if *specPath != "" {
+		var err error
+		if spec, err = runspec.Load(*specPath); err != nil {
+			return err
+		}
+	}
+	spec.Run.Rounds = *rounds
+	spec.Run.Name = "demo"
+	spec.Rounds.Quorum = (*peers + 1) / 2
+	dir := *dataDir
+	if dir == "" {
+		if _, err := data.Find(); err != nil {
+			fmt.Fprintln(stderr, "vtrain demo: no Fashion-MNIST installed; running on the built-in synthetic dataset (apt-get install dataset-fashion-mnist for the real one)")
+			dir = "synthetic"
+		}
+	}
+	if dir == "synthetic" {
+		spec.Data.Source = "synthetic"
+	}
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if *out == "" {
+		d, err := os.MkdirTemp("", "vtrain-demo-")
+		if err != nil {
+			return err
+		}
+		*out = d
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	specFile := filepath.Join(*out, "run.toml")
+	if err := os.WriteFile(specFile, []byte(specTOML(spec)), 0o644); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	m, _ := spec.ModelSpec()
+	fmt.Fprintf(stderr, "vtrain demo: %d peers, %d rounds, %s on %s, run %s, output in %s\n", *peers, *rounds, m, spec.Data.Source, spec.RunID().Short(), *out)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	var mu sync.Mutex
+	progress := map[int]node.RoundReport{}
+	var wg sync.WaitGroup
+	errs := make([]error, *peers)
+	joinCh := make(chan string, 1)
+	launch := func(i int, extra ...string) error {
+		pdir := filepath.Join(*out, fmt.Sprintf("peer%02d", i))
+		args := append([]string{"node", "--out", pdir, "--json", "--linger", "3s"}, extra...)
+		if dir != "" {
+			args = append(args, "--data", dir)
+		}
+		cmd := exec.CommandContext(ctx, self, args...)
+		cmd.Stderr = stderr
+		pipe, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sc := bufio.NewScanner(pipe)
+			for sc.Scan() {
+				line := sc.Bytes()
+				var ev struct {
+					Event string `json:"event"`
+				}
+				if json.Unmarshal(line, &ev) == nil && ev.Event != "" {
+					if a, ok := strings.CutPrefix(ev.Event, "join: "); ok && i == 0 {
+						select {
+						case joinCh <- a:
+						default:
+						}
+					}
+					continue
+				}
+				var rep node.RoundReport
+				if json.Unmarshal(line, &rep) == nil {
+					mu.Lock()
+					progress[i] = rep
+					if i == 0 {
+						acc := ""
+						if rep.Accuracy > 0 {
+							acc = fmt.Sprintf(", test accuracy %.4f", rep.Accuracy)
+						}
+						fmt.Fprintf(stderr, "round %3d: loss %.4f%s, %d updates, %d peers (%.0fs)\n", rep.Round, rep.Loss, acc, rep.Updates, rep.Peers, time.Since(start).Seconds())
+					}
+					mu.Unlock()
+				}
+			}
+			errs[i] = cmd.Wait()
+		}()
+		return nil
+	}
+	if err := launch(0, "--spec", specFile); err != nil {
+		return err
+	}
+	var joinAddr string
+	select {
+	case joinAddr = <-joinCh:
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("the first node did not print a join address within 60s")
+	}
+	for i := 1; i < *peers; i++ {
+		if err := launch(i, "--join", joinAddr, "--run", spec.RunID().String()); err != nil {
+			return err
+		}
+	}
+	wg.Wait()
+	for i, e := range errs {
+		if e != nil {
+			return fmt.Errorf("peer %d: %v", i, e)
+		}
+	}
+	res := demoResult{Peers: *peers, Rounds: uint64(*rounds), Model: m.String(), Data: spec.Data.Source, RunID: spec.RunID().String(),
+		DenseBytesPerRound: 4 * m.NumParams(), Seconds: time.Since(start).Seconds(), Out: *out, Agreed: true}
+	var sums []*node.Summary
+	for i := 0; i < *peers; i++ {
+		b, err := os.ReadFile(filepath.Join(*out, fmt.Sprintf("peer%02d", i), "summary.json"))
+		if err != nil {
+			return fmt.Errorf("peer %d left no summary: %w", i, err)
+		}
+		var s node.Summary
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("peer %d: %w", i, err)
+		}
+		sums = append(sums, &s)
+	}
+	res.Agreed, res.Disagreements = agreement(sums, uint64(*rounds))
+	res.FinalHash = sums[0].FinalHash
+	res.TestAccuracy, res.TestLoss = sums[0].TestAccuracy, sums[0].TestLoss
+	var pub, wire float64
+	for _, s := range sums {
+		pub += float64(s.Stats.Published) / float64(*rounds)
+		wire += float64(s.Stats.WireOut) / float64(*rounds)
+	}
+	res.BytesSentPerPeerRound = pub / float64(len(sums))
+	res.WireBytesPerPeerRound = wire / float64(len(sums))
+	res.CompressionRatio = float64(res.DenseBytesPerRound) / res.BytesSentPerPeerRound
+	res.WireCompressionRatio = float64(res.DenseBytesPerRound) / res.WireBytesPerPeerRound
+	fmt.Fprintf(stdout, "\n%-28s %v\n", "peers", res.Peers)
+	fmt.Fprintf(stdout, "%-28s %v\n", "rounds", res.Rounds)
+	fmt.Fprintf(stdout, "%-28s %s on %s\n", "model", res.Model, res.Data)
+	fmt.Fprintf(stdout, "%-28s %.4f (loss %.4f)\n", "test accuracy", res.TestAccuracy, res.TestLoss)
+	fmt.Fprintf(stdout, "%-28s %.0f B (dense fp32: %d B)\n", "sent per peer per round", res.BytesSentPerPeerRound, res.DenseBytesPerRound)
+	fmt.Fprintf(stdout, "%-28s %.0fx (on the wire, gossip relays included: %.0fx)\n", "compression", res.CompressionRatio, res.WireCompressionRatio)
+	fmt.Fprintf(stdout, "%-28s %v\n", "all peers agreed", res.Agreed)
+	fmt.Fprintf(stdout, "%-28s %s\n", "final state hash", res.FinalHash)
+	fmt.Fprintf(stdout, "%-28s %.1fs\n", "time", res.Seconds)
+	if *asJSON {
+		b, _ := json.Marshal(res)
+		fmt.Fprintln(stdout, string(b))
+	}
+	if !res.Agreed {
+		return fmt.Errorf("peers disagree: %s", strings.Join(res.Disagreements, "; "))
+	}
+	return nil
+}
+
+// agreement checks that every peer that saw a round's decision saw the same
+// one, that every peer reached the last round, and that all end on one
+// state.
+func agreement(sums []*node.Summary, rounds uint64) (bool, []string) {
+	var bad []string
+	for i, s := range sums {
+		if s.Rounds < rounds {
+			bad = append(bad, fmt.Sprintf("peer %d stopped at round %d", i, s.Rounds))
+		}
+		if s.FinalHash != sums[0].FinalHash {
+			bad = append(bad, fmt.Sprintf("peer %d ends on %s, peer 0 on %s", i, s.FinalHash[:8], sums[0].FinalHash[:8]))
+		}
+	}
+	for r := uint64(0); r < rounds; r++ {
+		ref := ""
+		for i, s := range sums {
+			if int(r) >= len(s.Hashes) || s.Hashes[r] == "" {
+				continue
+			}
+			if ref == "" {
+				ref = s.Hashes[r]
+			} else if s.Hashes[r] != ref {
+				bad = append(bad, fmt.Sprintf("round %d: peer %d decided %s, another %s", r, i, s.Hashes[r][:8], ref[:8]))
+			}
+		}
+	}
+	return len(bad) == 0, bad
+}
+
+// specTOML writes a spec as TOML that runspec.Parse reads back to the same
+// canonical spec.
+func specTOML(s runspec.Spec) string {
+	ints := func(v []int) string {
+		p := make([]string, len(v))
+		for i, x := range v {
+			p[i] = fmt.Sprint(x)
+		}
+		return "[" + strings.Join(p, ", ") + "]"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = %d\n\n[run]\nname = %q\nseed = %d\nrounds = %d\n\n", s.Version, s.Run.Name, s.Run.Seed, s.Run.Rounds)
+	fmt.Fprintf(&b, "[model]\nkind = %q\n", s.Model.Kind)
+	if len(s.Model.Hidden) > 0 {
+		fmt.Fprintf(&b, "hidden = %s\n", ints(s.Model.Hidden))
+	}
+	if len(s.Model.Channels) > 0 {
+		fmt.Fprintf(&b, "channels = %s\n", ints(s.Model.Channels))
+	}
+	fmt.Fprintf(&b, "\n[data]\nsource = %q\nshards = %d\n\n", s.Data.Source, s.Data.Shards)
+	fmt.Fprintf(&b, "[inner]\noptimizer = %q\nlr = %v\nsteps = %d\nbatch = %d\nweight_decay = %v\nmomentum = %v\n\n", s.Inner.Optimizer, s.Inner.LR, s.Inner.Steps, s.Inner.Batch, s.Inner.WeightDecay, s.Inner.Momentum)
+	fmt.Fprintf(&b, "[outer]\noptimizer = %q\nlr = %v\nmomentum = %v\n\n", s.Outer.Optimizer, s.Outer.LR, s.Outer.Momentum)
+	fmt.Fprintf(&b, "[compression]\nfraction = %v\nbits = %d\nchunk = %d\n\n", s.Compression.Fraction, s.Compression.Bits, s.Compression.Chunk)
+	fmt.Fprintf(&b, "[aggregation]\nrule = %q\ntrim = %v\n\n", s.Aggregation.Rule, s.Aggregation.Trim)
+	fmt.Fprintf(&b, "[rounds]\ntimeout = %q\ncommit_timeout = %q\nquorum = %d\nmax_message = %d\n", s.Rounds.Timeout, s.Rounds.CommitTimeout, s.Rounds.Quorum, s.Rounds.MaxMessage)
+	return b.String()
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vtrain/vtrain/node"
+)
+
+// proc is a node process whose JSON lines are followed.
+type proc struct {
+	cmd   *exec.Cmd
+	dir   string
+	mu    sync.Mutex
+	round int64 // last decided round, -1 before any
+	join  string
+	done  chan struct{}
+	err   error
+}
+
+func startNode(t *testing.T, bin, dir string, args ...string) *proc {
+	t.Helper()
+	p := &proc{dir: dir, round: -1, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, append([]string{"node", "--out", dir, "--json", "--linger", "4s", "--data", "synthetic"}, args...)...)
+	p.cmd.Stderr = os.Stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var ev struct {
+				Event string `json:"event"`
+				Round *int64 `json:"round"`
+			}
+			if json.Unmarshal(sc.Bytes(), &ev) != nil {
+				continue
+			}
+			p.mu.Lock()
+			if a, ok := strings.CutPrefix(ev.Event, "join: "); ok && p.join == "" {
+				p.join = a
+			}
+			if ev.Round != nil {
+				p.round = *ev.Round
+			}
+			p.mu.Unlock()
+		}
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	return p
+}
+
+func (p *proc) get() (int64, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.round, p.join
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMultiProcessKillAndJoin runs real node processes on loopback: four
+// start, the first (the one the others joined through) is killed with
+// SIGKILL mid-run, the other three finish, and a fifth joins at round 5 or
+// later and ends on the same final state as the rest.
+func TestMultiProcessKillAndJoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes")
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "vtrain")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	spec := filepath.Join(tmp, "run.toml")
+	os.WriteFile(spec, []byte(`
+[run]
+rounds = 24
+[model]
+kind = "mlp"
+hidden = [32]
+[data]
+source = "synthetic"
+[inner]
+steps = 30
+[compression]
+fraction = 0.05
+[rounds]
+timeout = "4s"
+commit_timeout = "1s"
+quorum = 2
+`), 0o644)
+	var ps []*proc
+	defer func() {
+		for _, p := range ps {
+			p.cmd.Process.Kill()
+		}
+	}()
+	ps = append(ps, startNode(t, bin, filepath.Join(tmp, "p0"), "--spec", spec))
+	waitFor(t, "node 0's join address", 60*time.Second, func() bool { _, j := ps[0].get(); return j != "" })
+	_, join0 := ps[0].get()
+	for i := 1; i < 4; i++ {
+		ps = append(ps, startNode(t, bin, filepath.Join(tmp, fmt.Sprintf("p%d", i)), "--join", join0))
+	}
+	waitFor(t, "round 3", 120*time.Second, func() bool { r, _ := ps[1].get(); return r >= 3 })
+	if err := ps[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-ps[0].done
+	t.Logf("killed node 0 at round %d", func() int64 { r, _ := ps[1].get(); return r }())
+	waitFor(t, "round 5 without node 0", 120*time.Second, func() bool { r, _ := ps[2].get(); return r >= 5 })
+	_, join2 := ps[2].get()
+	ps = append(ps, startNode(t, bin, filepath.Join(tmp, "p4"), "--join", join2))
+	for i, p := range ps[1:] {
+		select {
+		case <-p.done:
+		case <-time.After(180 * time.Second):
+			t.Fatalf("node %d did not finish", i+1)
+		}
+		if p.err != nil {
+			t.Fatalf("node %d: %v", i+1, p.err)
+		}
+	}
+	var sums []*node.Summary
+	for i := 1; i < len(ps); i++ {
+		b, err := os.ReadFile(filepath.Join(ps[i].dir, "summary.json"))
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		var s node.Summary
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, &s)
+	}
+	if ok, bad := agreement(sums, 24); !ok {
+		t.Fatalf("nodes disagree: %v", bad)
+	}
+	joined := 0
+	for _, h := range sums[len(sums)-1].Hashes {
+		if h != "" {
+			joined++
+		}
+	}
+	t.Logf("final hash %s; the joiner saw %d of 24 decisions", sums[0].FinalHash[:12], joined)
+}

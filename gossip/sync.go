@@ -1,0 +1,278 @@
+package gossip
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/vtrain/vtrain/gossip/pb"
+	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/trainer"
+	"google.golang.org/protobuf/proto"
+)
+
+// SyncProtocol is the request/response protocol for joining and catching
+// up: one length-prefixed SyncRequest, one length-prefixed SyncResponse.
+const SyncProtocol = protocol.ID("/vtrain/sync/1.0.0")
+
+const (
+	maxRequest  = 64 << 10
+	syncTimeout = 30 * time.Second
+)
+
+// maxResponse bounds a response for a model of d parameters: the state
+// (two vectors), or up to maxFetch signed updates.
+func (t *Transport) maxResponse() int {
+	m, _ := t.spec.ModelSpec()
+	return 8*m.NumParams() + maxFetch*t.spec.Rounds.MaxMessage + runspec.MaxSpecBytes + 1<<20
+}
+
+const maxFetch = 64
+
+func writeMsg(w io.Writer, m proto.Message) error {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	buf := binary.AppendUvarint(nil, uint64(len(b)))
+	_, err = w.Write(append(buf, b...))
+	return err
+}
+
+func readMsg(r *bufio.Reader, limit int, m proto.Message) error {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return fmt.Errorf("%w: length: %v", ErrWire, err)
+	}
+	if n > uint64(limit) {
+		return fmt.Errorf("%w: oversize: %d bytes exceeds %d", ErrWire, n, limit)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return fmt.Errorf("%w: truncated: %v", ErrWire, err)
+	}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("%w: malformed: %v", ErrWire, err)
+	}
+	return nil
+}
+
+func floatsToBytes(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+func bytesToFloats(b []byte, n int) ([]float32, error) {
+	if len(b) != 4*n {
+		return nil, fmt.Errorf("%w: vector of %d bytes, want %d", ErrWire, len(b), 4*n)
+	}
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v, nil
+}
+
+func (t *Transport) serveSync(s network.Stream) {
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(syncTimeout))
+	var req pb.SyncRequest
+	if err := readMsg(bufio.NewReader(s), maxRequest, &req); err != nil {
+		t.log.Debug("sync: bad request", "from", s.Conn().RemotePeer().ShortString(), "err", err)
+		s.Reset()
+		return
+	}
+	resp := &pb.SyncResponse{}
+	switch w := req.What.(type) {
+	case *pb.SyncRequest_Spec:
+		resp.Spec = t.server.Spec()
+		resp.Peers = append(t.KnownPeers(), t.Addrs()...)
+	case *pb.SyncRequest_State:
+		if string(req.Run) != string(t.run[:]) {
+			resp.Error = "wrong run"
+			break
+		}
+		var h trainer.Hash
+		if len(w.State.Hash) != 0 {
+			var err error
+			if h, err = hash32(w.State.Hash, "state hash"); err != nil {
+				resp.Error = err.Error()
+				break
+			}
+		}
+		st, ok := t.server.State(h)
+		if !ok {
+			resp.Error = "state not held"
+			break
+		}
+		members := make([]string, len(st.Members))
+		for i, p := range st.Members {
+			members[i] = string(p)
+		}
+		resp.State = &pb.State{Round: st.Round, Theta: floatsToBytes(st.Theta), Momentum: floatsToBytes(st.Momentum), Members: members}
+	case *pb.SyncRequest_Updates:
+		if string(req.Run) != string(t.run[:]) {
+			resp.Error = "wrong run"
+			break
+		}
+		var ids []trainer.Hash
+		for _, b := range w.Updates.Ids[:min(len(w.Updates.Ids), maxFetch)] {
+			h, err := hash32(b, "update ID")
+			if err != nil {
+				resp.Error = err.Error()
+				break
+			}
+			ids = append(ids, h)
+		}
+		for _, raw := range t.server.Updates(ids) {
+			var sm pb.Signed
+			if proto.Unmarshal(raw, &sm) == nil {
+				resp.Updates = append(resp.Updates, &sm)
+			}
+		}
+	default:
+		resp.Error = "unknown request"
+	}
+	if err := writeMsg(s, resp); err != nil {
+		s.Reset()
+	}
+}
+
+func (t *Transport) request(ctx context.Context, p peer.ID, req *pb.SyncRequest) (*pb.SyncResponse, error) {
+	return request(ctx, t.h, p, req, t.maxResponse())
+}
+
+func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, limit int) (*pb.SyncResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	s, err := h.NewStream(ctx, p, SyncProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: sync with %s: %w", p.ShortString(), err)
+	}
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(syncTimeout))
+	if err := writeMsg(s, req); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	s.CloseWrite()
+	var resp pb.SyncResponse
+	if err := readMsg(bufio.NewReader(s), limit, &resp); err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("gossip: sync with %s: %w", p.ShortString(), err)
+	}
+	if resp.Error != "" {
+		return nil, fmt.Errorf("gossip: %s answered: %s", p.ShortString(), resp.Error)
+	}
+	return &resp, nil
+}
+
+// FetchState asks p for the agreed state with hash h (zero: the latest) and
+// checks that what comes back hashes to h when h was given.
+func (t *Transport) FetchState(ctx context.Context, p peer.ID, h trainer.Hash) (trainer.State, error) {
+	req := &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_State{State: &pb.StateRequest{}}}
+	if h != (trainer.Hash{}) {
+		req.What = &pb.SyncRequest_State{State: &pb.StateRequest{Hash: h[:]}}
+	}
+	resp, err := t.request(ctx, p, req)
+	if err != nil {
+		return trainer.State{}, err
+	}
+	if resp.State == nil {
+		return trainer.State{}, fmt.Errorf("%w: state response without a state", ErrWire)
+	}
+	m, _ := t.spec.ModelSpec()
+	st := trainer.State{Round: resp.State.Round}
+	if st.Theta, err = bytesToFloats(resp.State.Theta, m.NumParams()); err != nil {
+		return trainer.State{}, err
+	}
+	if st.Momentum, err = bytesToFloats(resp.State.Momentum, m.NumParams()); err != nil {
+		return trainer.State{}, err
+	}
+	for _, s := range resp.State.Members[:min(len(resp.State.Members), 4096)] {
+		st.Members = append(st.Members, trainer.PeerID(s))
+	}
+	if h != (trainer.Hash{}) && trainer.StateHash(st.Round, st.Theta, st.Momentum) != h {
+		return trainer.State{}, fmt.Errorf("%w: %s served a state that does not hash to %s", ErrWire, p.ShortString(), h.Short())
+	}
+	return st, nil
+}
+
+// FetchUpdates asks p for updates by ID and verifies each signature.
+func (t *Transport) FetchUpdates(ctx context.Context, p peer.ID, round uint64, ids []trainer.Hash) ([]*Msg, error) {
+	req := &pb.UpdatesRequest{Round: round}
+	for _, id := range ids[:min(len(ids), maxFetch)] {
+		req.Ids = append(req.Ids, id[:])
+	}
+	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Updates{Updates: req}})
+	if err != nil {
+		return nil, err
+	}
+	var out []*Msg
+	for _, sm := range resp.Updates {
+		raw, err := proto.Marshal(sm)
+		if err != nil {
+			continue
+		}
+		m, err := Verify(raw, t.run, t.spec.Rounds.MaxMessage)
+		if err != nil || m.Update == nil {
+			return out, fmt.Errorf("gossip: %s served a bad update: %v", p.ShortString(), err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// JoinInfo is what a joining peer learns from the peer it dials.
+type JoinInfo struct {
+	Spec  runspec.Spec
+	Peers []string
+}
+
+// FetchSpec dials the peer at addr (a full multiaddr) from a short-lived
+// host and returns the run's spec and the peers it knows. When want is not
+// zero the spec must hash to it.
+func FetchSpec(ctx context.Context, addr string, want runspec.ID) (JoinInfo, error) {
+	m, err := ma.NewMultiaddr(addr)
+	if err != nil {
+		return JoinInfo{}, fmt.Errorf("gossip: join address %q: %w", addr, err)
+	}
+	info, err := peer.AddrInfoFromP2pAddr(m)
+	if err != nil {
+		return JoinInfo{}, fmt.Errorf("gossip: join address %q: %w", addr, err)
+	}
+	h, err := libp2p.New(libp2p.NoListenAddrs)
+	if err != nil {
+		return JoinInfo{}, err
+	}
+	defer h.Close()
+	if err := h.Connect(ctx, *info); err != nil {
+		return JoinInfo{}, fmt.Errorf("gossip: connecting to %s: %w", addr, err)
+	}
+	resp, err := request(ctx, h, info.ID, &pb.SyncRequest{What: &pb.SyncRequest_Spec{Spec: &pb.SpecRequest{}}}, runspec.MaxSpecBytes+1<<20)
+	if err != nil {
+		return JoinInfo{}, err
+	}
+	id := runspec.ID(sha256sum(resp.Spec))
+	if want != (runspec.ID{}) {
+		id = want
+	}
+	spec, err := runspec.FromCanonical(resp.Spec, id)
+	if err != nil {
+		return JoinInfo{}, err
+	}
+	return JoinInfo{Spec: spec, Peers: resp.Peers[:min(len(resp.Peers), 4096)]}, nil
+}

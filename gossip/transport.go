@@ -1,0 +1,288 @@
+// Package gossip moves vtrain's bytes between peers: a libp2p host, the
+// run's gossipsub topic with a validator that accepts, rejects or ignores
+// each message before it is forwarded, signed wire messages (pb/), update
+// compression (compress/), and request/response streams for joining and
+// catching up (spec, state, missed updates). It holds no protocol logic:
+// the round state machine is trainer.Engine, driven by package node.
+package gossip
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/vtrain/vtrain/gossip/compress"
+	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/trainer"
+)
+
+// Server answers peers' sync requests. Its methods are called from libp2p
+// stream goroutines and must be safe for concurrent use.
+type Server interface {
+	// Spec returns the canonical spec.
+	Spec() []byte
+	// State returns the agreed state with hash h, or the latest when h is
+	// the zero hash.
+	State(h trainer.Hash) (trainer.State, bool)
+	// Updates returns the signed messages of the updates with these IDs.
+	Updates(ids []trainer.Hash) [][]byte
+}
+
+// Config configures a Transport.
+type Config struct {
+	Key    crypto.PrivKey
+	Listen []string // multiaddrs; default /ip4/127.0.0.1/tcp/0
+	Spec   runspec.Spec
+	Logger *slog.Logger
+}
+
+// Transport is a peer's connection to a run: host, topic, validator and
+// sync protocol.
+type Transport struct {
+	h      host.Host
+	ps     *pubsub.PubSub
+	topic  *pubsub.Topic
+	sub    *pubsub.Subscription
+	run    runspec.ID
+	spec   runspec.Spec
+	dec    *compress.Decoder
+	log    *slog.Logger
+	bw     *metrics.BandwidthCounter
+	server Server
+
+	round    atomic.Uint64 // the node's current round, for the validator's window
+	in       chan *Msg
+	rejected atomic.Uint64
+	ignored  atomic.Uint64
+	sent     atomic.Uint64 // bytes this peer published
+}
+
+// TopicName is the gossipsub topic of a run.
+func TopicName(run runspec.ID) string { return "/vtrain/run/" + run.String() }
+
+// maxAhead is how many rounds ahead of the local one a message may be and
+// still be forwarded (peers that are behind still relay the run's traffic).
+const maxAhead = 1 << 20
+
+// New starts a host listening on cfg.Listen and joins the run's topic.
+func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	m, err := cfg.Spec.ModelSpec()
+	if err != nil {
+		return nil, err
+	}
+	dec, err := compress.NewDecoder(m.NumParams())
+	if err != nil {
+		return nil, err
+	}
+	bw := metrics.NewBandwidthCounter()
+	h, err := libp2p.New(libp2p.Identity(cfg.Key), libp2p.ListenAddrStrings(cfg.Listen...), libp2p.BandwidthReporter(bw))
+	if err != nil {
+		return nil, fmt.Errorf("gossip: host: %w", err)
+	}
+	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, in: make(chan *Msg, 4096)}
+	topic := TopicName(t.run)
+	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
+	_, loopback6, _ := net.ParseCIDR("::1/128")
+	score := &pubsub.PeerScoreParams{
+		SkipAtomicValidation: true,
+		AppSpecificScore:     func(peer.ID) float64 { return 0 },
+		// Many honest peers on one machine (tests, the demo) share
+		// 127.0.0.1: exempt loopback from the colocation penalty.
+		IPColocationFactorWeight:    -10,
+		IPColocationFactorThreshold: 4,
+		IPColocationFactorWhitelist: []*net.IPNet{loopback, loopback6},
+		BehaviourPenaltyWeight:      -1,
+		BehaviourPenaltyDecay:       0.9,
+		DecayInterval:               time.Second,
+		DecayToZero:                 0.01,
+		RetainScore:                 10 * time.Minute,
+		Topics: map[string]*pubsub.TopicScoreParams{topic: {
+			SkipAtomicValidation: true,
+			TopicWeight:          1,
+			// The scorer divides by the quantum even with a zero weight.
+			TimeInMeshQuantum:              time.Second,
+			InvalidMessageDeliveriesWeight: -100,
+			InvalidMessageDeliveriesDecay:  0.9,
+		}},
+	}
+	thresholds := &pubsub.PeerScoreThresholds{SkipAtomicValidation: true,
+		GossipThreshold: -100, PublishThreshold: -500, GraylistThreshold: -1000}
+	ps, err := pubsub.NewGossipSub(ctx, h,
+		pubsub.WithMaxMessageSize(cfg.Spec.Rounds.MaxMessage),
+		pubsub.WithPeerScore(score, thresholds),
+		// Own messages go straight to every known peer: they are small
+		// (a few KB), and a round waits for all of them.
+		pubsub.WithFloodPublish(true),
+		pubsub.WithPeerExchange(true),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+	)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("gossip: pubsub: %w", err)
+	}
+	if err := ps.RegisterTopicValidator(topic, t.validate, pubsub.WithValidatorTimeout(5*time.Second)); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if t.topic, err = ps.Join(topic); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if t.sub, err = t.topic.Subscribe(pubsub.WithBufferSize(1024)); err != nil {
+		h.Close()
+		return nil, err
+	}
+	t.ps = ps
+	h.SetStreamHandler(SyncProtocol, t.serveSync)
+	go t.receive(ctx)
+	return t, nil
+}
+
+// validate is the topic validator: cheap, stateless checks (the engine
+// judges the rest). Rejected messages are not forwarded and count against
+// the forwarding peer's score; ignored ones are dropped without penalty.
+func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	m, err := Verify(msg.Data, t.run, t.spec.Rounds.MaxMessage)
+	if err != nil {
+		t.rejected.Add(1)
+		t.log.Debug("rejected", "from", from.ShortString(), "reason", err)
+		return pubsub.ValidationReject
+	}
+	if pid, err := peer.IDFromBytes(msg.From); err != nil || pid != m.Sender {
+		t.rejected.Add(1)
+		t.log.Debug("rejected", "from", from.ShortString(), "reason", "sender differs from the gossip publisher")
+		return pubsub.ValidationReject
+	}
+	r := t.round.Load()
+	if m.Round+2 < r || m.Round > r+maxAhead {
+		t.ignored.Add(1)
+		return pubsub.ValidationIgnore
+	}
+	if m.Update != nil {
+		if _, d := trainer.ValidateUpdate(m.Update, t.dec, t.spec.Rounds.MaxMessage); !d.OK() {
+			t.rejected.Add(1)
+			t.log.Debug("rejected", "from", from.ShortString(), "reason", d.Reason)
+			return pubsub.ValidationReject
+		}
+	}
+	msg.ValidatorData = m
+	return pubsub.ValidationAccept
+}
+
+func (t *Transport) receive(ctx context.Context) {
+	defer close(t.in)
+	for {
+		msg, err := t.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		m, ok := msg.ValidatorData.(*Msg)
+		if !ok || m.Sender == t.h.ID() {
+			continue
+		}
+		select {
+		case t.in <- m:
+		default:
+			t.log.Warn("inbox full: dropping message", "msg", m)
+		}
+	}
+}
+
+// Messages delivers verified messages from other peers; it is closed when
+// the transport's context ends.
+func (t *Transport) Messages() <-chan *Msg { return t.in }
+
+// SetRound tells the validator the node's current round.
+func (t *Transport) SetRound(r uint64) { t.round.Store(r) }
+
+// Publish gossips a signed message.
+func (t *Transport) Publish(ctx context.Context, raw []byte) error {
+	t.sent.Add(uint64(len(raw)))
+	return t.topic.Publish(ctx, raw)
+}
+
+// Host returns the libp2p host.
+func (t *Transport) Host() host.Host { return t.h }
+
+// ID returns the peer ID.
+func (t *Transport) ID() peer.ID { return t.h.ID() }
+
+// Addrs returns the host's full addresses (with /p2p/ID): join addresses.
+func (t *Transport) Addrs() []string {
+	var out []string
+	for _, a := range t.h.Addrs() {
+		out = append(out, a.String()+"/p2p/"+t.h.ID().String())
+	}
+	return out
+}
+
+// Connect dials a peer by full multiaddr.
+func (t *Transport) Connect(ctx context.Context, addr string) (peer.ID, error) {
+	m, err := ma.NewMultiaddr(addr)
+	if err != nil {
+		return "", fmt.Errorf("gossip: join address %q: %w", addr, err)
+	}
+	info, err := peer.AddrInfoFromP2pAddr(m)
+	if err != nil {
+		return "", fmt.Errorf("gossip: join address %q: %w", addr, err)
+	}
+	if info.ID == t.h.ID() {
+		return info.ID, nil
+	}
+	if err := t.h.Connect(ctx, *info); err != nil {
+		return "", fmt.Errorf("gossip: connecting to %s: %w", addr, err)
+	}
+	return info.ID, nil
+}
+
+// Stats are a transport's counters.
+type Stats struct {
+	Peers     int    `json:"peers"`
+	Published uint64 `json:"published_bytes"` // what this peer published (its own messages)
+	WireIn    int64  `json:"wire_in_bytes"`   // all libp2p traffic, both directions
+	WireOut   int64  `json:"wire_out_bytes"`
+	Rejected  uint64 `json:"rejected"`
+	Ignored   uint64 `json:"ignored"`
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	tot := t.bw.GetBandwidthTotals()
+	return Stats{Peers: len(t.topic.ListPeers()), Published: t.sent.Load(), WireIn: tot.TotalIn, WireOut: tot.TotalOut,
+		Rejected: t.rejected.Load(), Ignored: t.ignored.Load()}
+}
+
+// KnownPeers returns the addresses of connected peers.
+func (t *Transport) KnownPeers() []string {
+	var out []string
+	for _, p := range t.h.Network().Peers() {
+		for _, a := range t.h.Peerstore().Addrs(p) {
+			out = append(out, a.String()+"/p2p/"+p.String())
+			break
+		}
+	}
+	return out
+}
+
+// Close shuts the host down.
+func (t *Transport) Close() error {
+	t.sub.Cancel()
+	t.topic.Close()
+	return t.h.Close()
+}

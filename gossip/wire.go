@@ -1,0 +1,171 @@
+package gossip
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/gossip/pb"
+	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/trainer"
+	"google.golang.org/protobuf/proto"
+)
+
+// signDomain separates vtrain's message signatures from every other use of
+// a peer's key.
+const signDomain = "vtrain/v1/body\x00"
+
+// ErrWire is wrapped by every error about a malformed, forged or foreign
+// message.
+var ErrWire = errors.New("gossip: bad message")
+
+// Msg is a verified message: one of Update, Commit, Hello is set. Raw is
+// the Signed message exactly as received, kept for serving and for the
+// ledger.
+type Msg struct {
+	Round  uint64
+	Sender peer.ID
+	Update *trainer.UpdateMsg
+	Commit *trainer.CommitMsg
+	Hello  *trainer.HelloMsg
+	Raw    []byte
+}
+
+// LogValue implements slog.LogValuer: IDs and sizes, never tensors.
+func (m *Msg) LogValue() slog.Value {
+	kind := "hello"
+	switch {
+	case m.Update != nil:
+		kind = "update"
+	case m.Commit != nil:
+		kind = "commit"
+	}
+	return slog.GroupValue(slog.String("kind", kind), slog.Uint64("round", m.Round),
+		slog.String("from", m.Sender.ShortString()), slog.Int("bytes", len(m.Raw)))
+}
+
+// signed is what a signature covers: the domain, the run ID and the body.
+// The run ID is not sent (the topic names the run) but is signed, so a
+// message cannot be replayed into another run.
+func signed(run runspec.ID, body []byte) []byte {
+	b := make([]byte, 0, len(signDomain)+len(run)+len(body))
+	return append(append(append(b, signDomain...), run[:]...), body...)
+}
+
+// Sign serializes and signs an engine message for the run.
+func Sign(key crypto.PrivKey, run runspec.ID, o trainer.Outbound) ([]byte, error) {
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	body := &pb.Body{Sender: []byte(self)}
+	switch {
+	case o.Update != nil:
+		u := o.Update
+		body.Round = u.Round
+		body.Msg = &pb.Body_Update{Update: &pb.Update{Base: u.Base[:], Samples: u.Samples, Loss: u.Loss, Payload: u.Payload}}
+	case o.Commit != nil:
+		c := o.Commit
+		body.Round = c.Round
+		ids := make([][]byte, len(c.Updates))
+		for i := range c.Updates {
+			ids[i] = c.Updates[i][:]
+		}
+		body.Msg = &pb.Body_Commit{Commit: &pb.Commit{Base: c.Base[:], Updates: ids, Result: c.Result[:]}}
+	case o.Hello != nil:
+		body.Round = o.Hello.Round
+		body.Msg = &pb.Body_Hello{Hello: &pb.Hello{Base: o.Hello.Base[:]}}
+	default:
+		return nil, fmt.Errorf("gossip: empty outbound message")
+	}
+	bb, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := key.Sign(signed(run, bb))
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(&pb.Signed{Body: bb, Signature: sig})
+}
+
+func hash32(b []byte, what string) (trainer.Hash, error) {
+	var h trainer.Hash
+	if len(b) != len(h) {
+		return h, fmt.Errorf("%w: %s is %d bytes, want %d", ErrWire, what, len(b), len(h))
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// Verify decodes raw (at most maxBytes), checks the run and the sender's
+// signature, and converts the body to engine types. It does not judge the
+// content (rounds, payloads): that is the validator's and the engine's.
+func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
+	if len(raw) > maxBytes {
+		return nil, fmt.Errorf("%w: oversize: %d bytes exceeds %d", ErrWire, len(raw), maxBytes)
+	}
+	var s pb.Signed
+	if err := proto.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("%w: malformed: %v", ErrWire, err)
+	}
+	var body pb.Body
+	if err := proto.Unmarshal(s.Body, &body); err != nil {
+		return nil, fmt.Errorf("%w: malformed body: %v", ErrWire, err)
+	}
+	if len(body.Run) != 0 {
+		return nil, fmt.Errorf("%w: malformed: run field is not sent", ErrWire)
+	}
+	sender, err := peer.IDFromBytes(body.Sender)
+	if err != nil {
+		return nil, fmt.Errorf("%w: malformed sender: %v", ErrWire, err)
+	}
+	pub, err := sender.ExtractPublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("%w: sender %s has no inline key: %v", ErrWire, sender.ShortString(), err)
+	}
+	ok, err := pub.Verify(signed(run, s.Body), s.Signature)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("%w: bad signature from %s (forged, or for another run)", ErrWire, sender.ShortString())
+	}
+	m := &Msg{Round: body.Round, Sender: sender, Raw: raw}
+	from := trainer.PeerID(sender.String())
+	switch x := body.Msg.(type) {
+	case *pb.Body_Update:
+		base, err := hash32(x.Update.GetBase(), "update base")
+		if err != nil {
+			return nil, err
+		}
+		m.Update = &trainer.UpdateMsg{Round: body.Round, Base: base, From: from, Samples: x.Update.Samples, Loss: x.Update.Loss, Payload: x.Update.Payload}
+	case *pb.Body_Commit:
+		c := &trainer.CommitMsg{Round: body.Round, From: from}
+		if c.Base, err = hash32(x.Commit.GetBase(), "commit base"); err != nil {
+			return nil, err
+		}
+		if c.Result, err = hash32(x.Commit.GetResult(), "commit result"); err != nil {
+			return nil, err
+		}
+		for _, id := range x.Commit.Updates {
+			h, err := hash32(id, "update ID")
+			if err != nil {
+				return nil, err
+			}
+			c.Updates = append(c.Updates, h)
+		}
+		m.Commit = c
+	case *pb.Body_Hello:
+		base, err := hash32(x.Hello.GetBase(), "hello base")
+		if err != nil {
+			return nil, err
+		}
+		m.Hello = &trainer.HelloMsg{Round: body.Round, Base: base, From: from}
+	default:
+		return nil, fmt.Errorf("%w: malformed: empty body", ErrWire)
+	}
+	return m, nil
+}
+
+func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }
