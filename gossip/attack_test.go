@@ -113,7 +113,7 @@ func TestFakePeerRawBytes(t *testing.T) {
 	forged := func(fk crypto.PrivKey) []byte {
 		// A body that names another peer as sender, signed by the fake.
 		oid, _ := peer.IDFromPrivateKey(newKey(t))
-		body, _ := proto.Marshal(&pb.Body{Round: 10, Sender: []byte(oid), Msg: &pb.Body_Hello{Hello: &pb.Hello{Base: make([]byte, 32)}}})
+		body, _ := proto.Marshal(&pb.Body{Run: run[:RunPrefix], Round: 10, Sender: []byte(oid), Msg: &pb.Body_Hello{Hello: &pb.Hello{Base: make([]byte, 32)}}})
 		sig, _ := fk.Sign(signed(run, body))
 		b, _ := proto.Marshal(&pb.Signed{Body: body, Signature: sig})
 		return b

@@ -175,7 +175,7 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 		return pubsub.ValidationIgnore
 	}
 	if m.Update != nil {
-		if _, d := trainer.ValidateUpdate(m.Update, t.dec, t.spec.Rounds.MaxMessage); !d.OK() {
+		if _, d := trainer.ValidateUpdate(m.Update, t.dec, t.spec.Rounds.MaxMessage, t.spec.Rounds.MaxUpdateNorm); !d.OK() {
 			t.rejected.Add(1)
 			t.log.Debug("rejected", "from", from.ShortString(), "reason", d.Reason)
 			return pubsub.ValidationReject

@@ -47,9 +47,13 @@ func (m *Msg) LogValue() slog.Value {
 		slog.String("from", m.Sender.ShortString()), slog.Int("bytes", len(m.Raw)))
 }
 
+// RunPrefix is how many bytes of the run ID a message carries: enough to
+// tell runs apart at a glance; the whole ID is bound by the signature.
+const RunPrefix = 8
+
 // signed is what a signature covers: the domain, the run ID and the body.
-// The run ID is not sent (the topic names the run) but is signed, so a
-// message cannot be replayed into another run.
+// Messages carry only a prefix of the run ID, but the whole ID is signed,
+// so a message cannot be replayed into another run.
 func signed(run runspec.ID, body []byte) []byte {
 	b := make([]byte, 0, len(signDomain)+len(run)+len(body))
 	return append(append(append(b, signDomain...), run[:]...), body...)
@@ -61,7 +65,7 @@ func Sign(key crypto.PrivKey, run runspec.ID, o trainer.Outbound) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	body := &pb.Body{Sender: []byte(self)}
+	body := &pb.Body{Run: run[:RunPrefix], Sender: []byte(self)}
 	switch {
 	case o.Update != nil:
 		u := o.Update
@@ -116,8 +120,8 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 	if err := proto.Unmarshal(s.Body, &body); err != nil {
 		return nil, fmt.Errorf("%w: malformed body: %v", ErrWire, err)
 	}
-	if len(body.Run) != 0 {
-		return nil, fmt.Errorf("%w: malformed: run field is not sent", ErrWire)
+	if len(body.Run) != RunPrefix || string(body.Run) != string(run[:RunPrefix]) {
+		return nil, fmt.Errorf("%w: wrong run %x (this is %x)", ErrWire, body.Run[:min(len(body.Run), RunPrefix)], run[:RunPrefix])
 	}
 	sender, err := peer.IDFromBytes(body.Sender)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -217,6 +218,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		if st, err = n.tr.FetchState(ctx, jp, trainer.Hash{}); err != nil {
 			return nil, fmt.Errorf("node: fetching the run's state: %w", err)
 		}
+		if err := n.corroborate(ctx, jp, join.Peers, st); err != nil {
+			return nil, err
+		}
 	default:
 		if st, err = trainer.Genesis(n.spec); err != nil {
 			return nil, err
@@ -241,6 +245,50 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		n.say("join: %s", a)
 	}
 	return n.loop(ctx)
+}
+
+// corroborate checks the state fetched from the join peer against the
+// other peers of the run: at least one of them must hold a state with the
+// same hash (it decided the same round), unless the join peer is alone.
+// A join peer that serves a forged or stale-fork state is caught here; after
+// joining, the engine follows the majority in any case.
+func (n *node) corroborate(ctx context.Context, from peer.ID, peers []string, st trainer.State) error {
+	h := trainer.StateHash(st.Round, st.Theta, st.Momentum)
+	others := map[peer.ID]bool{}
+	for _, a := range peers {
+		if id, err := peerFromAddr(a); err == nil && id != from && id != n.tr.ID() {
+			others[id] = true
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	// The others may be a moment behind the join peer: retry for a while.
+	for attempt := 0; attempt < 10; attempt++ {
+		for id := range others {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := n.tr.FetchState(cctx, id, h)
+			cancel()
+			if err == nil {
+				n.log.Info("join state corroborated", "round", st.Round, "hash", h.Short(), "by", id.ShortString())
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("node: the state of round %d (%s) served by %s is held by none of the run's %d other peers", st.Round, h.Short(), from.ShortString(), len(others))
+}
+
+func peerFromAddr(a string) (peer.ID, error) {
+	i := strings.LastIndex(a, "/p2p/")
+	if i < 0 {
+		return "", fmt.Errorf("no /p2p/ in %q", a)
+	}
+	return peer.Decode(a[i+5:])
 }
 
 func (n *node) say(format string, a ...any) {
@@ -319,7 +367,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				doneAt = time.Now()
 			}
 			if time.Since(doneAt) >= n.cfg.Linger {
-				return n.summary(), nil
+				return n.summary(), n.exportModel()
 			}
 		}
 	}
@@ -523,6 +571,19 @@ func (n *node) summary() *Summary {
 		s.TestAccuracy, s.TestLoss = ev.Accuracy, ev.Loss
 	}
 	return s
+}
+
+// ModelFile is the run's final model, written by every node at the end:
+// safetensors with PyTorch's names and shapes (see trainer.TorchTensors).
+const ModelFile = "model.safetensors"
+
+func (n *node) exportModel() error {
+	b := safetensors.Encode(trainer.TorchTensors(n.model, n.eng.Theta(), ""), trainer.ModelMetadata(n.model))
+	p := filepath.Join(n.cfg.OutDir, ModelFile)
+	if err := os.WriteFile(p+".tmp", b, 0o644); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	return os.Rename(p+".tmp", p)
 }
 
 // The local checkpoint: the agreed state and the compression residual, so

@@ -109,10 +109,11 @@ type Aggregation struct {
 
 // Rounds are the round rules.
 type Rounds struct {
-	Timeout       Duration `toml:"timeout" json:"timeout"`               // collecting updates
-	CommitTimeout Duration `toml:"commit_timeout" json:"commit_timeout"` // collecting commits
-	Quorum        int      `toml:"quorum" json:"quorum"`                 // updates needed to close a round
-	MaxMessage    int      `toml:"max_message" json:"max_message"`       // bytes; gossip's limit
+	Timeout       Duration `toml:"timeout" json:"timeout"`                 // collecting updates
+	CommitTimeout Duration `toml:"commit_timeout" json:"commit_timeout"`   // collecting commits
+	Quorum        int      `toml:"quorum" json:"quorum"`                   // updates needed to close a round
+	MaxMessage    int      `toml:"max_message" json:"max_message"`         // bytes; gossip's limit
+	MaxUpdateNorm float64  `toml:"max_update_norm" json:"max_update_norm"` // L2 bound on a decoded update
 }
 
 // Duration is a time.Duration written as "30s" in TOML and JSON.
@@ -149,7 +150,7 @@ func Default() Spec {
 		Compression: Compression{Fraction: 0.01, Bits: 3, Chunk: 256},
 		Aggregation: Aggregation{Rule: AggMean, Trim: 0.2},
 		Rounds: Rounds{Timeout: Duration{60 * time.Second}, CommitTimeout: Duration{10 * time.Second},
-			Quorum: 1, MaxMessage: 1 << 20},
+			Quorum: 1, MaxMessage: 1 << 20, MaxUpdateNorm: 1000},
 	}
 }
 
@@ -263,6 +264,8 @@ func (s Spec) Validate() error {
 		return bad("rounds.quorum", "must be 1..65536, got %d", r.Quorum)
 	case r.MaxMessage < 4<<10 || r.MaxMessage > 64<<20:
 		return bad("rounds.max_message", "must be 4 KiB..64 MiB, got %d", r.MaxMessage)
+	case !(r.MaxUpdateNorm > 0) || !finite(r.MaxUpdateNorm):
+		return bad("rounds.max_update_norm", "must be positive, got %v", r.MaxUpdateNorm)
 	}
 	return nil
 }

@@ -481,7 +481,7 @@ func (e *Engine) Trained(round uint64, delta []float32, samples uint64, loss flo
 // ValidateUpdate checks what can be checked of an update without the
 // engine's state: sizes, decoding, finiteness and the norm. The gossip
 // validator runs it before forwarding.
-func ValidateUpdate(u *UpdateMsg, dec *compress.Decoder, maxPayload int) (*compress.Sparse, Decision) {
+func ValidateUpdate(u *UpdateMsg, dec *compress.Decoder, maxPayload int, maxNorm float64) (*compress.Sparse, Decision) {
 	if len(u.Payload) > maxPayload {
 		return nil, reject("oversize: payload of %d bytes exceeds %d", len(u.Payload), maxPayload)
 	}
@@ -494,6 +494,13 @@ func ValidateUpdate(u *UpdateMsg, dec *compress.Decoder, maxPayload int) (*compr
 	s, err := dec.Decode(u.Payload)
 	if err != nil {
 		return nil, reject("malformed: %v", err)
+	}
+	var n2 float64
+	for _, v := range s.Val {
+		n2 += float64(v) * float64(v)
+	}
+	if n := math.Sqrt(n2); n > maxNorm {
+		return nil, reject("bad norm: update norm %.4g exceeds %.4g", n, maxNorm)
 	}
 	return s, accept()
 }
@@ -528,7 +535,7 @@ func (e *Engine) Step(u *UpdateMsg) Decision {
 		e.heard(u.From, u.Round)
 		return ignore("late: round %d already closed", u.Round)
 	}
-	s, dec := ValidateUpdate(u, e.dec, e.spec.Rounds.MaxMessage)
+	s, dec := ValidateUpdate(u, e.dec, e.spec.Rounds.MaxMessage, e.spec.Rounds.MaxUpdateNorm)
 	if !dec.OK() {
 		return dec
 	}
@@ -582,15 +589,7 @@ func (e *Engine) StepCommit(c *CommitMsg) Decision {
 			e.ahead = &aheadVotes{round: c.Round, result: c.Result, from: map[PeerID]bool{}}
 		}
 		e.ahead.from[c.From] = true
-		if e.phase != phaseSync && 2*len(e.ahead.from) > len(e.expected()) {
-			var from []PeerID
-			for p := range e.ahead.from {
-				from = append(from, p)
-			}
-			slices.Sort(from)
-			e.logf("round %d: %d peers committed round %d → %s: fetching that state", e.round, len(from), c.Round, c.Result.Short())
-			e.requestState(c.Round+1, c.Result, from)
-		}
+		e.catchUp()
 		return ignore("future commit: round %d, now %d", c.Round, e.round)
 	}
 	if len(c.Updates) == 0 || len(c.Updates) > maxPeers {
@@ -677,7 +676,12 @@ func (e *Engine) Tick(d time.Duration) {
 	e.now += d
 	if e.phase == phaseSync {
 		if e.deadline > 0 && e.now >= e.deadline && e.want != nil {
-			// Re-issue the request (the driver may try other peers).
+			// The wanted state may be gone (its holders moved on): follow a
+			// newer round if one is known, else ask again.
+			if e.ahead != nil && e.ahead.round+1 > e.want.Round {
+				e.catchUp()
+				return
+			}
 			e.deadline = e.now + e.spec.Rounds.CommitTimeout.Duration
 			r := *e.want
 			e.fetchState(&r)
@@ -705,6 +709,7 @@ func (e *Engine) Tick(d time.Duration) {
 		}
 	}
 	e.settle()
+	e.catchUp()
 }
 
 func (e *Engine) maybeClose() {
@@ -730,20 +735,30 @@ func (e *Engine) maybeClose() {
 		ids = append(ids, id)
 	}
 	sortHashes(ids)
-	theta, mom, err := e.apply(ids)
-	if err != nil {
-		e.logf("round %d: aggregate: %v", e.round, err)
+	if !e.commitTo(ids) {
 		return
 	}
-	e.mine = &CommitMsg{Round: e.round, Base: e.hash, From: e.self, Updates: ids, Result: StateHash(e.round+1, theta, mom)}
-	e.commits[e.self] = e.mine
-	e.publish(nil, e.mine)
 	e.phase = phaseCommit
 	e.retry = e.now + e.spec.Rounds.CommitTimeout.Duration
 	// Others may still be collecting (a peer that missed an update waits
 	// up to the round timeout), so the commit phase waits that long too.
 	e.deadline = e.now + e.spec.Rounds.Timeout.Duration + e.spec.Rounds.CommitTimeout.Duration
 	e.maybeDecide()
+}
+
+// commitTo aggregates the updates ids (sorted), and publishes and records
+// this engine's commit to the result. It reports false if aggregation
+// failed (an update missing).
+func (e *Engine) commitTo(ids []Hash) bool {
+	theta, mom, err := e.apply(ids)
+	if err != nil {
+		e.logf("round %d: aggregate: %v", e.round, err)
+		return false
+	}
+	e.mine = &CommitMsg{Round: e.round, Base: e.hash, From: e.self, Updates: ids, Result: StateHash(e.round+1, theta, mom)}
+	e.commits[e.self] = e.mine
+	e.publish(nil, e.mine)
+	return true
 }
 
 // apply aggregates the given updates (sorted IDs) and steps the outer
@@ -885,6 +900,32 @@ func (e *Engine) peersOn(r Hash) []PeerID {
 	return out
 }
 
+// catchUp fetches the state of a later round that peers committed: when a
+// strict majority of the expected peers did, or when this engine is stalled
+// (past its deadline) and any did. Peers that moved on never come back for
+// this engine, and they keep only their newest states, so a stalled engine
+// must follow the newest round it hears of rather than wait for a majority
+// that may have aged it out.
+func (e *Engine) catchUp() {
+	if e.ahead == nil {
+		return
+	}
+	stalled := e.deadline > 0 && e.now >= e.deadline
+	if e.phase == phaseSync && !(stalled && e.want != nil && e.want.Round < e.ahead.round+1) {
+		return
+	}
+	if 2*len(e.ahead.from) <= len(e.expected()) && !stalled {
+		return
+	}
+	var from []PeerID
+	for p := range e.ahead.from {
+		from = append(from, p)
+	}
+	slices.Sort(from)
+	e.logf("round %d: %d peers committed round %d → %s: fetching that state", e.round, len(from), e.ahead.round, e.ahead.result.Short())
+	e.requestState(e.ahead.round+1, e.ahead.result, from)
+}
+
 type aheadVotes struct {
 	round  uint64
 	result Hash
@@ -977,14 +1018,9 @@ func (e *Engine) maybeDecide() {
 	}
 	sortHashes(ids)
 	if !equalHashes(ids, e.mine.Updates) {
-		theta, mom, err := e.apply(ids)
-		if err != nil {
-			e.logf("round %d: aggregate: %v", e.round, err)
+		if !e.commitTo(ids) {
 			return
 		}
-		e.mine = &CommitMsg{Round: e.round, Base: e.hash, From: e.self, Updates: ids, Result: StateHash(e.round+1, theta, mom)}
-		e.commits[e.self] = e.mine
-		e.publish(nil, e.mine)
 		e.fetchOut = false
 	}
 	agree := 0

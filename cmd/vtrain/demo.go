@@ -36,6 +36,7 @@ type demoResult struct {
 	Agreed                bool     `json:"agreed"`
 	FinalHash             string   `json:"final_hash"`
 	Seconds               float64  `json:"seconds"`
+	SecondsPerRound       float64  `json:"seconds_per_round"` // peer 0, first to last decision
 	Out                   string   `json:"out"`
 	Disagreements         []string `json:"disagreements,omitempty"`
 }
@@ -105,6 +106,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	var mu sync.Mutex
 	progress := map[int]node.RoundReport{}
+	var first, lastRep node.RoundReport
 	var wg sync.WaitGroup
 	errs := make([]error, *peers)
 	joinCh := make(chan string, 1)
@@ -146,6 +148,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 					mu.Lock()
 					progress[i] = rep
 					if i == 0 {
+						if first.Seconds == 0 {
+							first = rep
+						}
+						lastRep = rep
 						acc := ""
 						if rep.Accuracy > 0 {
 							acc = fmt.Sprintf(", test accuracy %.4f", rep.Accuracy)
@@ -194,6 +200,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		sums = append(sums, &s)
 	}
 	res.Agreed, res.Disagreements = agreement(sums, uint64(*rounds))
+	if lastRep.Round > first.Round {
+		res.SecondsPerRound = (lastRep.Seconds - first.Seconds) / float64(lastRep.Round-first.Round)
+	}
 	res.FinalHash = sums[0].FinalHash
 	res.TestAccuracy, res.TestLoss = sums[0].TestAccuracy, sums[0].TestLoss
 	var pub, wire float64
@@ -213,7 +222,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%-28s %.0fx (on the wire, gossip relays included: %.0fx)\n", "compression", res.CompressionRatio, res.WireCompressionRatio)
 	fmt.Fprintf(stdout, "%-28s %v\n", "all peers agreed", res.Agreed)
 	fmt.Fprintf(stdout, "%-28s %s\n", "final state hash", res.FinalHash)
-	fmt.Fprintf(stdout, "%-28s %.1fs\n", "time", res.Seconds)
+	fmt.Fprintf(stdout, "%-28s %.1fs (%.2fs per round)\n", "time", res.Seconds, res.SecondsPerRound)
 	if *asJSON {
 		b, _ := json.Marshal(res)
 		fmt.Fprintln(stdout, string(b))
@@ -277,6 +286,6 @@ func specTOML(s runspec.Spec) string {
 	fmt.Fprintf(&b, "[outer]\noptimizer = %q\nlr = %v\nmomentum = %v\n\n", s.Outer.Optimizer, s.Outer.LR, s.Outer.Momentum)
 	fmt.Fprintf(&b, "[compression]\nfraction = %v\nbits = %d\nchunk = %d\n\n", s.Compression.Fraction, s.Compression.Bits, s.Compression.Chunk)
 	fmt.Fprintf(&b, "[aggregation]\nrule = %q\ntrim = %v\n\n", s.Aggregation.Rule, s.Aggregation.Trim)
-	fmt.Fprintf(&b, "[rounds]\ntimeout = %q\ncommit_timeout = %q\nquorum = %d\nmax_message = %d\n", s.Rounds.Timeout, s.Rounds.CommitTimeout, s.Rounds.Quorum, s.Rounds.MaxMessage)
+	fmt.Fprintf(&b, "[rounds]\ntimeout = %q\ncommit_timeout = %q\nquorum = %d\nmax_message = %d\nmax_update_norm = %v\n", s.Rounds.Timeout, s.Rounds.CommitTimeout, s.Rounds.Quorum, s.Rounds.MaxMessage, s.Rounds.MaxUpdateNorm)
 	return b.String()
 }

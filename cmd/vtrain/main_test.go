@@ -11,6 +11,7 @@ import (
 
 	"github.com/vtrain/vtrain/internal/safetensors"
 	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/runspec"
 )
 
 func vtrain(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -177,5 +178,18 @@ func TestBinaryExitCode(t *testing.T) {
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Fatalf("exit: %v", err)
+	}
+}
+
+func TestSpecTOMLRoundTrip(t *testing.T) {
+	s := runspec.Default()
+	s.Run.Rounds, s.Data.Source, s.Rounds.Quorum = 7, "synthetic", 3
+	s.Model = runspec.Model{Kind: "cnn", Channels: []int{4, 8}}
+	back, err := runspec.Parse([]byte(specTOML(s)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.RunID() != s.RunID() {
+		t.Fatalf("spec changes through TOML:\n%s\n%s", s.Canonical(), back.Canonical())
 	}
 }

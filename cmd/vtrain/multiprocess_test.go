@@ -83,8 +83,8 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 
 // TestMultiProcessKillAndJoin runs real node processes on loopback: four
 // start, the first (the one the others joined through) is killed with
-// SIGKILL mid-run, the other three finish, and a fifth joins at round 5 or
-// later and ends on the same final state as the rest.
+// SIGKILL mid-run, the other three go on, a fifth joins at round 5 or later,
+// the killed one restarts from its checkpoint, and all end on one state.
 func TestMultiProcessKillAndJoin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes")
@@ -133,6 +133,9 @@ quorum = 2
 	waitFor(t, "round 5 without node 0", 120*time.Second, func() bool { r, _ := ps[2].get(); return r >= 5 })
 	_, join2 := ps[2].get()
 	ps = append(ps, startNode(t, bin, filepath.Join(tmp, "p4"), "--join", join2))
+	// The killed node restarts from its own checkpoint (same directory:
+	// same identity and state) and catches up.
+	ps = append(ps, startNode(t, bin, filepath.Join(tmp, "p0"), "--join", join2))
 	for i, p := range ps[1:] {
 		select {
 		case <-p.done:
@@ -158,11 +161,14 @@ quorum = 2
 	if ok, bad := agreement(sums, 24); !ok {
 		t.Fatalf("nodes disagree: %v", bad)
 	}
-	joined := 0
-	for _, h := range sums[len(sums)-1].Hashes {
-		if h != "" {
-			joined++
+	seen := func(s *node.Summary) int {
+		n := 0
+		for _, h := range s.Hashes {
+			if h != "" {
+				n++
+			}
 		}
+		return n
 	}
-	t.Logf("final hash %s; the joiner saw %d of 24 decisions", sums[0].FinalHash[:12], joined)
+	t.Logf("final hash %s; the joiner saw %d of 24 decisions, the restarted node %d", sums[0].FinalHash[:12], seen(sums[len(sums)-2]), seen(sums[len(sums)-1]))
 }

@@ -80,7 +80,7 @@ func (x *Signed) GetSignature() []byte {
 
 type Body struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
-	Run    []byte                 `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"` // reserved: the run ID is signed, not sent
+	Run    []byte                 `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"` // the run ID's first 8 bytes (the whole ID is signed)
 	Round  uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
 	Sender []byte                 `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"` // libp2p peer ID, binary; its key verifies the signature
 	// Types that are valid to be assigned to Msg:
