@@ -268,10 +268,14 @@ func (t *Transport) Stats() Stats {
 		Rejected: t.rejected.Load(), Ignored: t.ignored.Load()}
 }
 
-// KnownPeers returns the addresses of connected peers.
+// KnownPeers returns the addresses of connected peers that run vtrain's
+// sync protocol (not, for example, the short-lived hosts that fetch a spec).
 func (t *Transport) KnownPeers() []string {
 	var out []string
 	for _, p := range t.h.Network().Peers() {
+		if ps, err := t.h.Peerstore().SupportsProtocols(p, SyncProtocol); err != nil || len(ps) == 0 {
+			continue
+		}
 		for _, a := range t.h.Peerstore().Addrs(p) {
 			out = append(out, a.String()+"/p2p/"+p.String())
 			break

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -206,6 +205,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 
 	// Where to start: a local checkpoint of this run (a restart), the
 	// latest state of the peer we join, or genesis.
+	for _, a := range append([]string{cfg.Join}, join.Peers...) {
+		if a != "" {
+			if _, err := n.tr.Connect(ctx, a); err != nil {
+				n.log.Debug("connect", "addr", a, "err", err)
+			}
+		}
+	}
 	st, residual, err := n.loadCheckpoint()
 	switch {
 	case err == nil:
@@ -218,19 +224,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		if st, err = n.tr.FetchState(ctx, jp, trainer.Hash{}); err != nil {
 			return nil, fmt.Errorf("node: fetching the run's state: %w", err)
 		}
-		if err := n.corroborate(ctx, jp, join.Peers, st); err != nil {
+		if err := n.corroborate(ctx, jp, st); err != nil {
 			return nil, err
 		}
 	default:
 		if st, err = trainer.Genesis(n.spec); err != nil {
 			return nil, err
-		}
-	}
-	for _, a := range append([]string{cfg.Join}, join.Peers...) {
-		if a != "" {
-			if _, err := n.tr.Connect(ctx, a); err != nil {
-				n.log.Debug("connect", "addr", a, "err", err)
-			}
 		}
 	}
 	if n.eng, err = trainer.NewEngine(trainer.EngineConfig{Spec: n.spec, Self: self}, st); err != nil {
@@ -248,15 +247,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 }
 
 // corroborate checks the state fetched from the join peer against the
-// other peers of the run: at least one of them must hold a state with the
-// same hash (it decided the same round), unless the join peer is alone.
-// A join peer that serves a forged or stale-fork state is caught here; after
-// joining, the engine follows the majority in any case.
-func (n *node) corroborate(ctx context.Context, from peer.ID, peers []string, st trainer.State) error {
+// run's other members (the peers that committed the round before it, as the
+// state records): at least one must hold a state with the same hash, unless
+// the join peer is the only member. A join peer that serves a forged or
+// stale-fork state is caught here; after joining, the engine follows the
+// majority in any case.
+func (n *node) corroborate(ctx context.Context, from peer.ID, st trainer.State) error {
 	h := trainer.StateHash(st.Round, st.Theta, st.Momentum)
 	others := map[peer.ID]bool{}
-	for _, a := range peers {
-		if id, err := peerFromAddr(a); err == nil && id != from && id != n.tr.ID() {
+	for _, m := range st.Members {
+		if id, err := peer.Decode(string(m)); err == nil && id != from && id != n.tr.ID() {
 			others[id] = true
 		}
 	}
@@ -280,15 +280,7 @@ func (n *node) corroborate(ctx context.Context, from peer.ID, peers []string, st
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("node: the state of round %d (%s) served by %s is held by none of the run's %d other peers", st.Round, h.Short(), from.ShortString(), len(others))
-}
-
-func peerFromAddr(a string) (peer.ID, error) {
-	i := strings.LastIndex(a, "/p2p/")
-	if i < 0 {
-		return "", fmt.Errorf("no /p2p/ in %q", a)
-	}
-	return peer.Decode(a[i+5:])
+	return fmt.Errorf("node: the state of round %d (%s) served by %s is held by none of the run's %d other members", st.Round, h.Short(), from.ShortString(), len(others))
 }
 
 func (n *node) say(format string, a ...any) {
