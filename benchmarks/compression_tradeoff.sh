@@ -21,7 +21,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/vtrain" ./cmd/vtrain
 printf '%-9s %-5s %-9s %-12s %-9s %s\n' fraction bits accuracy bytes/peer/rd ratio seconds
-for setting in "1.0 32" "0.01 3" "0.01 2" "0.01 8" "0.005 3" "0.05 3"; do
+for setting in "1.0 32" "0.01 2" "0.01 3" "0.01 8" "0.005 3" "0.05 3"; do
 	set -- $setting
 	printf '[compression]\nfraction = %s\nbits = %s\n' "$1" "$2" >"$tmp/spec.toml"
 	line=$("$tmp/vtrain" demo --peers "$peers" --rounds "$rounds" --spec "$tmp/spec.toml" --out "$tmp/run" --json $data 2>/dev/null | tail -1)

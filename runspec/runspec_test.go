@@ -25,7 +25,7 @@ func TestExampleParsesToDefaults(t *testing.T) {
 	if string(s.Canonical()) != string(d.Canonical()) {
 		t.Fatalf("example differs from defaults:\n%s\n%s", s.Canonical(), d.Canonical())
 	}
-	if s.Rounds.Timeout.Duration != 60*time.Second || s.Compression.Bits != 3 {
+	if s.Rounds.Timeout.Duration != 60*time.Second || s.Compression.Bits != 2 {
 		t.Fatalf("parsed %+v", s)
 	}
 }

@@ -1059,7 +1059,9 @@ func (e *Engine) settleNext() bool {
 	// majority in sight, some peers did: they decided, and never revisit a
 	// round, so following them is the only way the round ends.
 	late := e.deadline > 0 && e.now >= e.deadline && (e.phase == phaseCollect || e.phase == phaseCommit)
-	if n == 0 || 2*n <= len(e.expected()) && !late {
+	// Every other expected peer moved on: there is nobody left to wait for.
+	allGone := n >= len(e.expected())-1
+	if n == 0 || 2*n <= len(e.expected()) && !late && !allGone {
 		return false
 	}
 	if e.mine != nil && r == e.mine.Result {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,7 +37,7 @@ type demoResult struct {
 	Agreed                bool     `json:"agreed"`
 	FinalHash             string   `json:"final_hash"`
 	Seconds               float64  `json:"seconds"`
-	SecondsPerRound       float64  `json:"seconds_per_round"` // peer 0, first to last decision
+	SecondsPerRound       float64  `json:"seconds_per_round"` // peer 0: median time between decisions
 	Out                   string   `json:"out"`
 	Disagreements         []string `json:"disagreements,omitempty"`
 }
@@ -106,7 +107,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	var mu sync.Mutex
 	progress := map[int]node.RoundReport{}
-	var first, lastRep node.RoundReport
+	var times []float64 // peer 0's decision times
 	var wg sync.WaitGroup
 	errs := make([]error, *peers)
 	joinCh := make(chan string, 1)
@@ -148,10 +149,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 					mu.Lock()
 					progress[i] = rep
 					if i == 0 {
-						if first.Seconds == 0 {
-							first = rep
-						}
-						lastRep = rep
+						times = append(times, rep.Seconds)
 						acc := ""
 						if rep.Accuracy > 0 {
 							acc = fmt.Sprintf(", test accuracy %.4f", rep.Accuracy)
@@ -200,9 +198,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		sums = append(sums, &s)
 	}
 	res.Agreed, res.Disagreements = agreement(sums, uint64(*rounds))
-	if lastRep.Round > first.Round {
-		res.SecondsPerRound = (lastRep.Seconds - first.Seconds) / float64(lastRep.Round-first.Round)
-	}
+	res.SecondsPerRound = medianGap(times)
 	res.FinalHash = sums[0].FinalHash
 	res.TestAccuracy, res.TestLoss = sums[0].TestAccuracy, sums[0].TestLoss
 	var pub, wire float64
@@ -231,6 +227,21 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("peers disagree: %s", strings.Join(res.Disagreements, "; "))
 	}
 	return nil
+}
+
+// medianGap is the median time between consecutive decisions: the
+// typical round, which one stalled round (a join racing a round) does not
+// distort.
+func medianGap(ts []float64) float64 {
+	if len(ts) < 2 {
+		return 0
+	}
+	gaps := make([]float64, len(ts)-1)
+	for i := range gaps {
+		gaps[i] = ts[i+1] - ts[i]
+	}
+	slices.Sort(gaps)
+	return gaps[len(gaps)/2]
 }
 
 // agreement checks that every peer that saw a round's decision saw the same
