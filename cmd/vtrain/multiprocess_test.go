@@ -30,7 +30,11 @@ type proc struct {
 func startNode(t *testing.T, bin, dir string, args ...string) *proc {
 	t.Helper()
 	p := &proc{dir: dir, round: -1, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"node", "--out", dir, "--json", "--linger", "4s", "--data", "synthetic"}, args...)...)
+	base := []string{"node", "--out", dir, "--json", "--linger", "4s", "--data", "synthetic"}
+	if os.Getenv("VTRAIN_TEST_VERBOSE") != "" {
+		base = append(base, "-v")
+	}
+	p.cmd = exec.Command(bin, append(base, args...)...)
 	p.cmd.Stderr = os.Stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -97,7 +101,7 @@ func TestMultiProcessKillAndJoin(t *testing.T) {
 	spec := filepath.Join(tmp, "run.toml")
 	os.WriteFile(spec, []byte(`
 [run]
-rounds = 24
+rounds = 40
 [model]
 kind = "mlp"
 hidden = [32]
@@ -124,18 +128,26 @@ quorum = 2
 	for i := 1; i < 4; i++ {
 		ps = append(ps, startNode(t, bin, filepath.Join(tmp, fmt.Sprintf("p%d", i)), "--join", join0))
 	}
-	waitFor(t, "round 3", 120*time.Second, func() bool { r, _ := ps[1].get(); return r >= 3 })
+	// All four take part before node 0 goes.
+	waitFor(t, "every node at round 3", 120*time.Second, func() bool {
+		for _, p := range ps {
+			if r, _ := p.get(); r < 3 {
+				return false
+			}
+		}
+		return true
+	})
 	if err := ps[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-ps[0].done
 	t.Logf("killed node 0 at round %d", func() int64 { r, _ := ps[1].get(); return r }())
-	waitFor(t, "round 5 without node 0", 120*time.Second, func() bool { r, _ := ps[2].get(); return r >= 5 })
 	_, join2 := ps[2].get()
-	ps = append(ps, startNode(t, bin, filepath.Join(tmp, "p4"), "--join", join2))
 	// The killed node restarts from its own checkpoint (same directory:
 	// same identity and state) and catches up.
 	ps = append(ps, startNode(t, bin, filepath.Join(tmp, "p0"), "--join", join2))
+	waitFor(t, "round 5 without node 0", 120*time.Second, func() bool { r, _ := ps[2].get(); return r >= 5 })
+	ps = append(ps, startNode(t, bin, filepath.Join(tmp, "p4"), "--join", join2))
 	for i, p := range ps[1:] {
 		select {
 		case <-p.done:
@@ -158,7 +170,7 @@ quorum = 2
 		}
 		sums = append(sums, &s)
 	}
-	if ok, bad := agreement(sums, 24); !ok {
+	if ok, bad := agreement(sums, 40); !ok {
 		t.Fatalf("nodes disagree: %v", bad)
 	}
 	seen := func(s *node.Summary) int {
@@ -170,5 +182,5 @@ quorum = 2
 		}
 		return n
 	}
-	t.Logf("final hash %s; the joiner saw %d of 24 decisions, the restarted node %d", sums[0].FinalHash[:12], seen(sums[len(sums)-2]), seen(sums[len(sums)-1]))
+	t.Logf("final hash %s; the restarted node saw %d of 40 decisions, the joiner %d", sums[0].FinalHash[:12], seen(sums[len(sums)-2]), seen(sums[len(sums)-1]))
 }
