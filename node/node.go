@@ -225,7 +225,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			return nil, fmt.Errorf("node: fetching the run's state: %w", err)
 		}
 		if err := n.corroborate(ctx, jp, st); err != nil {
-			return nil, err
+			// Not fatal: the other members may have raced past that state
+			// (they keep only their newest few), and once joined the
+			// engine follows the majority's state in any case.
+			n.log.Warn("join state not corroborated", "err", err)
 		}
 	default:
 		if st, err = trainer.Genesis(n.spec); err != nil {

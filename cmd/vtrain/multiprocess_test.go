@@ -74,12 +74,23 @@ func (p *proc) get() (int64, string) {
 	return p.round, p.join
 }
 
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool, ps ...*proc) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			var state []string
+			for i, p := range ps {
+				r, _ := p.get()
+				status := "running"
+				select {
+				case <-p.done:
+					status = fmt.Sprint("exited: ", p.err)
+				default:
+				}
+				state = append(state, fmt.Sprintf("node %d at round %d (%s)", i, r, status))
+			}
+			t.Fatalf("timed out waiting for %s: %s", what, strings.Join(state, "; "))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -136,7 +147,7 @@ quorum = 2
 			}
 		}
 		return true
-	})
+	}, ps...)
 	if err := ps[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +157,7 @@ quorum = 2
 	// The killed node restarts from its own checkpoint (same directory:
 	// same identity and state) and catches up.
 	ps = append(ps, startNode(t, bin, filepath.Join(tmp, "p0"), "--join", join2))
-	waitFor(t, "round 5 without node 0", 120*time.Second, func() bool { r, _ := ps[2].get(); return r >= 5 })
+	waitFor(t, "round 5 without node 0", 120*time.Second, func() bool { r, _ := ps[2].get(); return r >= 5 }, ps...)
 	ps = append(ps, startNode(t, bin, filepath.Join(tmp, "p4"), "--join", join2))
 	for i, p := range ps[1:] {
 		select {
