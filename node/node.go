@@ -296,6 +296,7 @@ func (n *node) say(format string, a ...any) {
 }
 
 type trainResult struct {
+	req     *trainer.TrainRequest // the request it answers
 	round   uint64
 	delta   []float32
 	samples uint64
@@ -317,6 +318,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	last := time.Now()
 	var doneAt time.Time
 	var trainCancel context.CancelFunc
+	var current *trainer.TrainRequest
 	for {
 		select {
 		case <-ctx.Done():
@@ -334,6 +336,11 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			n.eng.Tick(now.Sub(last))
 			last = now
 		case r := <-trained:
+			if r.req != current {
+				// Superseded (a restore or a new round started another
+				// training): its delta is from another base.
+				break
+			}
 			if r.err != nil {
 				return n.summary(), r.err
 			}
@@ -354,6 +361,9 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			}
 		}
 		rd := n.eng.Ready()
+		if rd.Train != nil {
+			current = rd.Train
+		}
 		if err := n.handle(ctx, rd, trained, fetches, &trainCancel); err != nil {
 			return n.summary(), err
 		}
@@ -418,7 +428,11 @@ func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainR
 		}
 		tctx, cancel := context.WithCancel(ctx)
 		*trainCancel = cancel
-		go func() { trained <- n.train(tctx, req) }()
+		go func() {
+			r := n.train(tctx, req)
+			r.req = req
+			trained <- r
+		}()
 	}
 	if f := rd.FetchUpdates; f != nil && len(f.From) > 0 {
 		go func() {
@@ -475,7 +489,7 @@ func (n *node) train(ctx context.Context, req *trainer.TrainRequest) trainResult
 	var lossSum float64
 	for i := 0; i < in.Steps; i++ {
 		if ctx.Err() != nil {
-			return trainResult{round: req.Round, err: nil, delta: nil}
+			return trainResult{round: req.Round} // cancelled: superseded, dropped by the loop
 		}
 		l, err := tr.Step()
 		if err != nil {

@@ -254,7 +254,6 @@ type Engine struct {
 	now      time.Duration
 	deadline time.Duration
 	phase    phase
-	trainReq bool // a TrainRequest for this round is out
 
 	seen          map[PeerID]uint64 // last round each peer was heard from
 	updates       map[Hash]*UpdateMsg
@@ -279,7 +278,7 @@ type Engine struct {
 	nextKeys    map[string]bool
 
 	prevUpdates map[Hash]*UpdateMsg // the last decided round's, to serve fetches
-	states      []State             // the last few agreed states, to serve syncs
+	states      []keptState         // the last few agreed states, to serve syncs
 
 	out     []Outbound
 	train   *TrainRequest
@@ -363,13 +362,11 @@ func (e *Engine) restore(st State) {
 const keptStates = 3
 
 func (e *Engine) startRound() {
-	st := e.State()
-	e.states = append(e.states, st)
+	e.states = append(e.states, keptState{e.State(), e.hash})
 	if len(e.states) > keptStates {
 		e.states = e.states[len(e.states)-keptStates:]
 	}
 	e.phase = phaseTrain
-	e.trainReq = false
 	e.updates = map[Hash]*UpdateMsg{}
 	e.decoded = map[Hash]*compress.Sparse{}
 	e.byPeer = map[PeerID]Hash{}
@@ -387,7 +384,6 @@ func (e *Engine) startRound() {
 	if e.spec.Run.Rounds == 0 || e.round < uint64(e.spec.Run.Rounds) {
 		e.train = &TrainRequest{Round: e.round, Theta: append([]float32(nil), e.theta...),
 			Seed: prng.Derive(e.spec.Run.Seed, prng.String64("round"), e.round, prng.String64(string(e.self))), Shard: e.shard}
-		e.trainReq = true
 	}
 	// Replay what arrived early.
 	early := e.next
@@ -546,11 +542,7 @@ func (e *Engine) Step(u *UpdateMsg) Decision {
 	e.decoded[id] = s
 	e.byPeer[u.From] = id
 	e.heard(u.From, u.Round)
-	if e.phase == phaseCommit {
-		e.maybeDecide()
-	} else {
-		e.maybeClose()
-	}
+	e.settle()
 	return accept()
 }
 
@@ -618,11 +610,7 @@ func (e *Engine) StepCommit(c *CommitMsg) Decision {
 	}
 	e.commits[c.From] = c
 	e.heard(c.From, c.Round)
-	if e.phase == phaseCollect {
-		e.maybeClose()
-	} else {
-		e.maybeDecide()
-	}
+	e.settle()
 	return accept()
 }
 
@@ -1214,13 +1202,18 @@ func (e *Engine) ServeUpdates(ids []Hash) []*UpdateMsg {
 	return out
 }
 
+// keptState is an agreed state with its hash, computed once.
+type keptState struct {
+	st   State
+	hash Hash
+}
+
 // ServeState returns the agreed state with hash h if the engine still
 // holds it, for a peer's StateRequest.
 func (e *Engine) ServeState(h Hash) (State, bool) {
 	for i := len(e.states) - 1; i >= 0; i-- {
-		st := e.states[i]
-		if StateHash(st.Round, st.Theta, st.Momentum) == h {
-			return st, true
+		if e.states[i].hash == h {
+			return e.states[i].st, true
 		}
 	}
 	return State{}, false
@@ -1228,6 +1221,6 @@ func (e *Engine) ServeState(h Hash) (State, bool) {
 
 // Latest returns the newest agreed state the engine holds and its hash.
 func (e *Engine) Latest() (State, Hash) {
-	st := e.states[len(e.states)-1]
-	return st, StateHash(st.Round, st.Theta, st.Momentum)
+	k := e.states[len(e.states)-1]
+	return k.st, k.hash
 }
