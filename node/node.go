@@ -194,6 +194,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if n.model, err = n.spec.ModelSpec(); err != nil {
 		return nil, err
 	}
+	if n.spec.Privacy.Mode == "zk" {
+		// The circuit, keys, prover and verifier exist (verify/zk, vtrain
+		// keygen/prove/verify-proof); the challenge protocol that would
+		// carry the proofs between peers lands with the ledger.
+		return nil, fmt.Errorf("%w: this node cannot take part in a privacy = \"zk\" run yet: proofs are made and checked with vtrain prove and vtrain verify-proof, but challenges between peers are not wired in", ErrUsage)
+	}
 	n.canon = n.spec.Canonical()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

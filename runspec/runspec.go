@@ -24,6 +24,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/vtrain/vtrain/gossip/compress"
+	"github.com/vtrain/vtrain/verify/zk"
 	"github.com/vtrain/vtrain/models"
 )
 
@@ -47,6 +48,7 @@ type Spec struct {
 	Compression Compression `toml:"compression" json:"compression"`
 	Aggregation Aggregation `toml:"aggregation" json:"aggregation"`
 	Rounds      Rounds      `toml:"rounds" json:"rounds"`
+	Privacy     Privacy     `toml:"privacy" json:"privacy,omitzero"` // absent from the canonical form when unused
 }
 
 // Run names the run and fixes its randomness.
@@ -117,6 +119,26 @@ type Rounds struct {
 }
 
 // Duration is a time.Duration written as "30s" in TOML and JSON.
+// Privacy says how peers vouch for work on data that never leaves them.
+// Mode "zk": every inner step is plain fixed-point SGD of softmax regression
+// (verify/zk), and a challenged step is answered with a Groth16 proof
+// against the verifying key whose SHA-256 the spec pins, so the key is part
+// of the run ID. The keys come from vtrain keygen, run once by the run's
+// creator as part of its genesis (a single-party setup: see verify/zk).
+type Privacy struct {
+	Mode     string `toml:"mode" json:"mode"`           // "" or "none"; "zk"
+	Depth    int    `toml:"depth" json:"depth"`         // data tree depth: up to 2^depth samples per peer
+	VKSHA256 string `toml:"vk_sha256" json:"vk_sha256"` // hex SHA-256 of the circuit's verifying key
+}
+
+// ZKParams returns the circuit that a privacy = "zk" run proves: softmax
+// regression on 28×28 images and 10 classes at the inner batch size and
+// learning rate.
+func (s Spec) ZKParams() zk.Params {
+	return zk.Params{Features: 28 * 28, Classes: 10, Batch: s.Inner.Batch, Depth: s.Privacy.Depth,
+		LR: int64(math.Round(s.Inner.LR * (1 << zk.FracLR)))}
+}
+
 type Duration struct{ time.Duration }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
@@ -177,6 +199,9 @@ func Parse(b []byte) (Spec, error) {
 	}
 	if s.Model.Kind == models.MLP && len(s.Model.Hidden) == 0 {
 		s.Model.Hidden = []int{256}
+	}
+	if s.Privacy.Mode == "zk" && s.Privacy.Depth == 0 {
+		s.Privacy.Depth = 16
 	}
 	return s, s.Validate()
 }
@@ -268,6 +293,32 @@ func (s Spec) Validate() error {
 		return bad("rounds.max_message", "must be 4 KiB..64 MiB, got %d", r.MaxMessage)
 	case !(r.MaxUpdateNorm > 0) || !finite(r.MaxUpdateNorm):
 		return bad("rounds.max_update_norm", "must be positive, got %v", r.MaxUpdateNorm)
+	}
+	return s.validatePrivacy()
+}
+
+func (s Spec) validatePrivacy() error {
+	pv := s.Privacy
+	switch pv.Mode {
+	case "", "none":
+		if pv != (Privacy{Mode: pv.Mode}) {
+			return bad("privacy", "depth and vk_sha256 apply to mode = \"zk\" only")
+		}
+		return nil
+	case "zk":
+	default:
+		return bad("privacy.mode", "must be none or zk, got %q", pv.Mode)
+	}
+	switch {
+	case s.Model.Kind != models.LogReg:
+		return bad("model.kind", "privacy = zk proves softmax regression: must be logreg, got %q", s.Model.Kind)
+	case s.Inner.Optimizer != "sgd" || s.Inner.Momentum != 0 || s.Inner.WeightDecay != 0:
+		return bad("inner", "privacy = zk proves plain SGD steps: optimizer = \"sgd\", momentum = 0, weight_decay = 0")
+	case len(pv.VKSHA256) != 64 || strings.Trim(pv.VKSHA256, "0123456789abcdef") != "":
+		return bad("privacy.vk_sha256", "must be 64 lower-case hex digits (vtrain keygen prints it), got %q", pv.VKSHA256)
+	}
+	if err := s.ZKParams().Validate(); err != nil {
+		return bad("privacy", "%v", strings.TrimPrefix(err.Error(), "zk: invalid parameters: "))
 	}
 	return nil
 }

@@ -109,3 +109,62 @@ func TestRunIDAndCanonical(t *testing.T) {
 }
 
 func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+const zkSpec = `
+[model]
+kind = "logreg"
+[inner]
+optimizer = "sgd"
+momentum = 0.0
+lr = 0.005
+batch = 4
+[privacy]
+mode = "zk"
+vk_sha256 = "` + "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff" + `"
+`
+
+func TestPrivacyZK(t *testing.T) {
+	s, err := Parse([]byte(zkSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.ZKParams()
+	if p.Batch != 4 || p.Depth != 16 || p.Features != 784 || p.Classes != 10 || p.LR != 328 {
+		t.Fatalf("circuit %+v", p)
+	}
+	if !strings.Contains(string(s.Canonical()), `"privacy":{"mode":"zk","depth":16,"vk_sha256":"0011`) {
+		t.Fatalf("canonical form lacks the privacy section: %s", s.Canonical())
+	}
+	if strings.Contains(string(Default().Canonical()), "privacy") {
+		t.Fatal("a spec without privacy names it in its canonical form (run IDs would change)")
+	}
+	other := s
+	other.Privacy.VKSHA256 = strings.Repeat("f", 64)
+	if other.RunID() == s.RunID() {
+		t.Fatal("the verifying key hash is not part of the run ID")
+	}
+	for edit, key := range map[string]string{
+		`kind = "logreg"`:   "model.kind",
+		`momentum = 0.0`:    "inner",
+		`mode = "zk"`:       "privacy.mode",
+		`vk_sha256 = "00`:   "privacy.vk_sha256",
+		`batch = 4`:         "privacy",
+		`optimizer = "sgd"`: "inner",
+	} {
+		repl := map[string]string{
+			`kind = "logreg"`:   `kind = "mlp"`,
+			`momentum = 0.0`:    `momentum = 0.9`,
+			`mode = "zk"`:       `mode = "secret"`,
+			`vk_sha256 = "00`:   `vk_sha256 = "zz`,
+			`batch = 4`:         `batch = 1000`,
+			`optimizer = "sgd"`: `optimizer = "adamw"`,
+		}[edit]
+		_, err := Parse([]byte(strings.Replace(zkSpec, edit, repl, 1)))
+		if !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s → %s: %v (want an error naming %s)", edit, repl, err, key)
+		}
+	}
+	if _, err := Parse([]byte("[privacy]\nvk_sha256 = \"00\"")); !errors.Is(err, ErrSpec) {
+		t.Errorf("a key without mode zk accepted: %v", err)
+	}
+}

@@ -15,7 +15,7 @@ import (
 
 func runBench(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(stderr, "Usage: vtrain bench step [flags]\n\n  step   time training steps (forward, backward, optimizer update)")
+		fmt.Fprintln(stderr, "Usage: vtrain bench step|zk [flags]\n\n  step   time training steps (forward, backward, optimizer update)\n  zk     constraints, setup, prove and verify time, proof size of the zk step circuit")
 		if len(args) == 0 {
 			return usagef("missing benchmark name")
 		}
@@ -24,8 +24,10 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "step":
 		return runBenchStep(args[1:], stdout, stderr)
+	case "zk":
+		return runBenchZK(args[1:], stdout, stderr)
 	default:
-		return usagef("unknown benchmark %q (want step)", args[0])
+		return usagef("unknown benchmark %q (want step or zk)", args[0])
 	}
 }
 

@@ -33,6 +33,9 @@ func commands() []command {
 		{"train", "train a model locally and evaluate it", runTrain},
 		{"bench", "benchmarks (bench step: time training steps)", runBench},
 		{"export", "export a checkpoint's parameters as one safetensors file", runExport},
+		{"keygen", "Groth16 setup for a zk circuit (part of a private run's genesis)", runKeygen},
+		{"prove", "prove one fixed-point SGD step on private data (zk)", runProve},
+		{"verify-proof", "verify a zk proof bundle against a run's verifying key", runVerifyProof},
 	}
 }
 
@@ -44,7 +47,7 @@ Usage: vtrain <command> [flags]
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'vtrain <command> --help' for a command's flags.\n")
 }

@@ -81,6 +81,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	evalEvery := fs.Int64("eval-every", 0, "evaluate on the test set every N steps (0: once per epoch)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line of stdout")
 	threads := fs.Int("threads", 0, "BLAS threads where the backend has a setting (openblas builds; 0: its default)")
+	privacy := fs.String("privacy", "none", "none, or zk: softmax regression by plain SGD in the fixed-point arithmetic that zk proofs check (--model logreg)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -88,7 +89,21 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *privacy != "none" && *privacy != "zk" {
+		return usagef("--privacy must be none or zk, got %q", *privacy)
+	}
+	if *privacy == "zk" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, name := range []string{"optimizer", "momentum", "weight-decay", "schedule", "warmup", "resume", "out", "threads"} {
+			if set[name] {
+				return usagef("--%s does not apply with --privacy zk (plain SGD, constant rate, fixed point)", name)
+			}
+		}
+	}
 	switch {
+	case *privacy == "zk" && spec.Kind != models.LogReg:
+		return usagef("--privacy zk trains softmax regression: pass --model logreg")
 	case *batch < 1:
 		return usagef("--batch must be positive, got %d", *batch)
 	case !(*epochs > 0) || math.IsInf(*epochs, 0):
@@ -114,6 +129,21 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	if fellBack {
 		fmt.Fprintf(stderr, "vtrain: no Fashion-MNIST installed (looked in %s); training on the built-in synthetic dataset. Install it with 'apt-get install dataset-fashion-mnist' or pass --data DIR.\n", strings.Join(data.DefaultDirs, ", "))
+	}
+
+	if *privacy == "zk" {
+		base := *lr
+		if base == 0 {
+			base = 0.05
+		}
+		if *batch > set.Train.Len() {
+			return usagef("--batch %d is larger than the %d training samples", *batch, set.Train.Len())
+		}
+		total := *steps
+		if total == 0 {
+			total = int64(math.Round(*epochs * float64(set.Train.Len() / *batch)))
+		}
+		return trainZK(spec, set, *batch, base, *seed, total, *evalEvery, *asJSON, stdout, stderr)
 	}
 
 	var tr *trainer.Trainer

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
+
+	"github.com/vtrain/vtrain/verify/zk"
+)
+
+// TestVerifyProofCommand is the auditor's side: vtrain verify-proof
+// accepts a real proof bundle and rejects a tampered one, one for another
+// circuit or key, and garbage, with exit 1 and one line.
+func TestVerifyProofCommand(t *testing.T) {
+	p := zk.Params{Features: 4, Classes: 2, Batch: 1, Depth: 2, LR: 1 << 12}
+	keys, err := zk.Setup(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := keys.Save(filepath.Join(dir, "keys")); err != nil {
+		t.Fatal(err)
+	}
+	samples := []zk.Sample{{Pixels: []byte{1, 2, 3, 4}, Label: 1}, {Pixels: []byte{200, 0, 9, 9}, Label: 0}}
+	leaves := []fr.Element{zk.Leaf(samples[0]), zk.Leaf(samples[1])}
+	tree, err := zk.NewTree(p.Depth, leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theta := zk.Theta{1 << 18, -(1 << 17), 5, 6, 7, 8, 9, 10, 11, 12}
+	next, err := p.Step(theta, samples[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, _ := tree.Path(1)
+	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: tree.Root(),
+		Context: zk.Context{Round: 4, Peer: "12D3KooWcli"}}
+	proof, err := keys.Prove(st, zk.Witness{Theta: theta, Batch: samples[1:], Indices: []uint64{1}, Paths: [][]fr.Element{path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b zk.Bundle) string {
+		j, _ := json.Marshal(b)
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, j, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	good := zk.NewBundle(p, st, proof)
+	goodPath := write("good.json", good)
+	kd := filepath.Join(dir, "keys")
+
+	code, out, errOut := vtrain(t, "verify-proof", "--keys", kd, "--vk-hash", zk.VKHash(keys.VK), goodPath)
+	if code != 0 || !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("valid proof: exit %d, %q %q", code, out, errOut)
+	}
+	code, out, _ = vtrain(t, "verify-proof", goodPath, "--keys", kd, "--json")
+	var v struct {
+		OK bool `json:"ok"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || !v.OK {
+		t.Fatalf("valid proof, --json after the file: exit %d, %q", code, out)
+	}
+
+	flipped := good
+	flipped.Proof = append([]byte(nil), good.Proof...)
+	flipped.Proof[40] ^= 4
+	otherRound := good
+	otherRound.Round++
+	otherCircuit := good
+	otherCircuit.Params.LR++
+	for name, args := range map[string][]string{
+		"flipped bit":   {"--keys", kd, write("flipped.json", flipped)},
+		"other round":   {"--keys", kd, write("round.json", otherRound)},
+		"other circuit": {"--keys", kd, write("circuit.json", otherCircuit)},
+		"wrong vk hash": {"--keys", kd, "--vk-hash", strings.Repeat("ab", 32), goodPath},
+		"wrong root":    {"--keys", kd, "--data-root", strings.Repeat("0", 64), goodPath},
+		"garbage":       {"--keys", kd, write("garbage.json", zk.Bundle{})},
+		"missing file":  {"--keys", kd, filepath.Join(dir, "nope.json")},
+	} {
+		code, out, errOut := vtrain(t, append([]string{"verify-proof"}, args...)...)
+		if code != 1 || strings.HasPrefix(out, "ok") {
+			t.Errorf("%s: exit %d, stdout %q", name, code, out)
+		}
+		oneLine(t, name, errOut)
+	}
+	if code, _, _ := vtrain(t, "verify-proof", "--keys", kd); code != 2 {
+		t.Errorf("no proof file: exit %d, want 2", code)
+	}
+}
+
+func TestTrainPrivacyZK(t *testing.T) {
+	code, out, errOut := vtrain(t, "train", "--model", "logreg", "--privacy", "zk", "--data", "synthetic", "--steps", "200", "--batch", "4", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r trainResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Steps != 200 || !(r.TestAccuracy > 0.5) {
+		t.Fatalf("result %q (%v)", out, err)
+	}
+	for _, args := range [][]string{
+		{"train", "--privacy", "zk"}, // an MLP
+		{"train", "--model", "logreg", "--privacy", "zk", "--optimizer", "adamw"},
+		{"train", "--model", "logreg", "--privacy", "zk", "--lr", "2"},
+		{"train", "--model", "logreg", "--privacy", "fhe"},
+		{"bench", "zk", "--batch", "0"},
+		{"keygen", "--batch", "4"},
+		{"prove", "--keys", "x"},
+	} {
+		code, _, errOut := vtrain(t, args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%q)", args, code, errOut)
+		}
+		oneLine(t, strings.Join(args, " "), errOut)
+	}
+}

@@ -1,0 +1,168 @@
+package zk
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
+
+	"github.com/vtrain/vtrain/models/data"
+)
+
+// DataTree builds the data tree over a peer's private samples: leaf i is
+// the sample shard[i] of ds. The leaves are hashed on all cores.
+func DataTree(p Params, ds *data.Dataset, shard []int) (*Tree, error) {
+	if ds.Features() != p.Features || ds.Classes != p.Classes {
+		return nil, fmt.Errorf("%w: data has %d features and %d classes, the circuit %d and %d",
+			ErrParams, ds.Features(), ds.Classes, p.Features, p.Classes)
+	}
+	leaves := make([]fr.Element, len(shard))
+	f := ds.Features()
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(shard); i += workers {
+				s := shard[i]
+				leaves[i] = Leaf(Sample{Pixels: ds.Images[s*f : (s+1)*f], Label: ds.Labels[s]})
+			}
+		}()
+	}
+	wg.Wait()
+	return NewTree(p.Depth, leaves)
+}
+
+// Contribution is what a zk peer publishes for a round: its data root and
+// the commitment to θ after every inner step (Steps[0] is the agreed base).
+// Any step can be challenged and answered with a proof alone.
+type Contribution struct {
+	Context  Context
+	DataRoot fr.Element
+	Steps    []fr.Element
+}
+
+// ChallengeStep picks the step to challenge from a public beacon (for
+// example the hash of the agreed commit): a uniform index in [0, steps).
+func ChallengeStep(beacon [32]byte, c Context, steps int) int {
+	if steps < 1 {
+		panic("zk: ChallengeStep: no steps")
+	}
+	h := sha256.New()
+	h.Write([]byte("vtrain/zk/challenge\x00"))
+	h.Write(beacon[:])
+	h.Write([]byte(c.Peer))
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return int(binary.BigEndian.Uint64(sum[:8]) % uint64(steps))
+}
+
+// Prover is a peer that trains on private data and answers challenges
+// with proofs. Its data never leaves it: it publishes the Contribution and
+// proofs only.
+type Prover struct {
+	keys   *Keys
+	tr     *Trainer
+	tree   *Tree
+	leafOf map[int]int // dataset index → leaf index
+	thetas []Theta     // θ before each step of the round, and after the last
+	ctx    Context
+}
+
+// NewProver trains on the shard's samples of ds from θ; the keys must hold
+// a proving key for p.
+func NewProver(keys *Keys, theta Theta, ds *data.Dataset, shard []int, seed uint64) (*Prover, error) {
+	tr, err := NewTrainer(keys.Params, theta, ds, shard, seed)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := DataTree(keys.Params, ds, shard)
+	if err != nil {
+		return nil, err
+	}
+	leafOf := make(map[int]int, len(shard))
+	for i, s := range shard {
+		leafOf[s] = i
+	}
+	return &Prover{keys: keys, tr: tr, tree: tree, leafOf: leafOf}, nil
+}
+
+// DataRoot is the root the peer publishes when it joins.
+func (pr *Prover) DataRoot() fr.Element { return pr.tree.Root() }
+
+// Theta is the current parameter vector.
+func (pr *Prover) Theta() Theta { return pr.tr.Theta() }
+
+// Round trains steps inner steps and returns the contribution to publish.
+func (pr *Prover) Round(ctx Context, steps int) (Contribution, error) {
+	p := pr.keys.Params
+	pr.ctx = ctx
+	pr.thetas = append(pr.thetas[:0], pr.tr.Theta())
+	c := Contribution{Context: ctx, DataRoot: pr.tree.Root(), Steps: []fr.Element{p.CommitTheta(pr.tr.Theta())}}
+	for range steps {
+		if err := pr.tr.Step(); err != nil {
+			return c, err
+		}
+		pr.thetas = append(pr.thetas, pr.tr.Theta())
+		c.Steps = append(c.Steps, p.CommitTheta(pr.tr.Theta()))
+	}
+	return c, nil
+}
+
+// Respond proves step s (0-based) of the last round: Steps[s] → Steps[s+1].
+func (pr *Prover) Respond(s int) (Bundle, error) {
+	if s < 0 || s+1 >= len(pr.thetas) {
+		return Bundle{}, fmt.Errorf("zk: no step %d in the last round's %d", s, len(pr.thetas)-1)
+	}
+	p := pr.keys.Params
+	first := pr.tr.Steps() - int64(len(pr.thetas)-1)
+	batch, idx := pr.tr.Batch(first + int64(s))
+	w := Witness{Theta: pr.thetas[s], Batch: batch}
+	for _, d := range idx {
+		leaf := pr.leafOf[d]
+		path, err := pr.tree.Path(leaf)
+		if err != nil {
+			return Bundle{}, err
+		}
+		w.Indices = append(w.Indices, uint64(leaf))
+		w.Paths = append(w.Paths, path)
+	}
+	st := Statement{
+		ThetaIn: p.CommitTheta(pr.thetas[s]), ThetaOut: p.CommitTheta(pr.thetas[s+1]),
+		DataRoot: pr.tree.Root(), Context: pr.ctx,
+	}
+	proof, err := pr.keys.Prove(st, w)
+	if err != nil {
+		return Bundle{}, err
+	}
+	return NewBundle(p, st, proof), nil
+}
+
+// CheckResponse verifies a challenge's answer: the bundle must be for the
+// contribution's context and data root, prove exactly step s's two
+// commitments, and verify under the run's key.
+func CheckResponse(keys *Keys, c Contribution, s int, b Bundle) error {
+	if s < 0 || s+1 >= len(c.Steps) {
+		return fmt.Errorf("%w: step %d is not in the contribution", ErrProof, s)
+	}
+	if b.Params != keys.Params {
+		return fmt.Errorf("%w: proof for circuit %+v, the run uses %+v", ErrProof, b.Params, keys.Params)
+	}
+	st, err := b.Statement()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrProof, err)
+	}
+	switch {
+	case st.Context != c.Context:
+		return fmt.Errorf("%w: proof is for run %x round %d peer %s", ErrProof, st.Context.Run[:4], st.Context.Round, st.Context.Peer)
+	case !st.DataRoot.Equal(&c.DataRoot):
+		return fmt.Errorf("%w: proof is over another data root", ErrProof)
+	case !st.ThetaIn.Equal(&c.Steps[s]) || !st.ThetaOut.Equal(&c.Steps[s+1]):
+		return fmt.Errorf("%w: proof is not of step %d's committed states", ErrProof, s)
+	}
+	return keys.Verify(st, b.Proof)
+}

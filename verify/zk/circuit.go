@@ -1,0 +1,342 @@
+package zk
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"math/bits"
+
+	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
+	"github.com/consensys/gnark/constraint/solver"
+	"github.com/consensys/gnark/frontend"
+	"github.com/consensys/gnark/std/permutation/poseidon2"
+	"github.com/consensys/gnark/std/rangecheck"
+)
+
+// StepCircuit proves that ThetaOut commits to Params.Step(θ, batch) where
+// ThetaIn commits to θ and every sample of the batch lies under DataRoot.
+// The context (run, round, peer) is public so that a proof is valid for
+// one contribution only. θ, the batch and its Merkle paths stay private.
+type StepCircuit struct {
+	ThetaIn  frontend.Variable `gnark:",public"`
+	ThetaOut frontend.Variable `gnark:",public"`
+	DataRoot frontend.Variable `gnark:",public"`
+	RunHi    frontend.Variable `gnark:",public"`
+	RunLo    frontend.Variable `gnark:",public"`
+	Round    frontend.Variable `gnark:",public"`
+	Peer     frontend.Variable `gnark:",public"`
+
+	Theta    []frontend.Variable   // NumParams
+	Pixels   [][]frontend.Variable // Batch × Features
+	Labels   []frontend.Variable   // Batch
+	Indices  [][]frontend.Variable // Batch × Depth: bit l of the sample's leaf index
+	Siblings [][]frontend.Variable // Batch × Depth
+
+	P Params `gnark:"-"`
+}
+
+// NewCircuit returns the circuit's shape for compilation (and for
+// assignments to fill).
+func NewCircuit(p Params) *StepCircuit {
+	c := &StepCircuit{
+		P:        p,
+		Theta:    make([]frontend.Variable, p.NumParams()),
+		Pixels:   make([][]frontend.Variable, p.Batch),
+		Labels:   make([]frontend.Variable, p.Batch),
+		Indices:  make([][]frontend.Variable, p.Batch),
+		Siblings: make([][]frontend.Variable, p.Batch),
+	}
+	for b := range p.Batch {
+		c.Pixels[b] = make([]frontend.Variable, p.Features)
+		c.Indices[b] = make([]frontend.Variable, p.Depth)
+		c.Siblings[b] = make([]frontend.Variable, p.Depth)
+	}
+	return c
+}
+
+func init() {
+	solver.RegisterHint(hintFloorDiv, hintMax, hintBelow)
+}
+
+// signed maps a field element to the integer in (−p/2, p/2] it stands for.
+func signed(field, x *big.Int) *big.Int {
+	v := new(big.Int).Set(x)
+	half := new(big.Int).Rsh(field, 1)
+	if v.Cmp(half) > 0 {
+		v.Sub(v, field)
+	}
+	return v
+}
+
+// hintFloorDiv: (n, d) ↦ (⌊n/d⌋, n mod d) for signed n and d > 0.
+func hintFloorDiv(field *big.Int, in, out []*big.Int) error {
+	if len(in) != 2 || len(out) != 2 {
+		return errors.New("floordiv: want 2 inputs and 2 outputs")
+	}
+	n, d := signed(field, in[0]), signed(field, in[1])
+	if d.Sign() <= 0 {
+		return errors.New("floordiv: divisor not positive")
+	}
+	q, r := new(big.Int), new(big.Int)
+	q.DivMod(n, d, r) // Euclidean: 0 ≤ r < d, so q = ⌊n/d⌋ for d > 0
+	out[0].Mod(q, field)
+	out[1].Set(r)
+	return nil
+}
+
+// hintMax: the largest of the signed inputs.
+func hintMax(field *big.Int, in, out []*big.Int) error {
+	if len(in) == 0 || len(out) != 1 {
+		return errors.New("max: want inputs and 1 output")
+	}
+	m := signed(field, in[0])
+	for _, x := range in[1:] {
+		if v := signed(field, x); v.Cmp(m) > 0 {
+			m = v
+		}
+	}
+	out[0].Mod(m, field)
+	return nil
+}
+
+// hintBelow: 1 if the signed input is below the signed bound, else 0.
+func hintBelow(field *big.Int, in, out []*big.Int) error {
+	if len(in) != 2 || len(out) != 1 {
+		return errors.New("below: want 2 inputs and 1 output")
+	}
+	out[0].SetUint64(0)
+	if signed(field, in[0]).Cmp(signed(field, in[1])) < 0 {
+		out[0].SetUint64(1)
+	}
+	return nil
+}
+
+// gadgets bundles the API with the range checker and the hash.
+type gadgets struct {
+	api  frontend.API
+	rc   frontend.Rangechecker
+	hash *poseidon2.Permutation
+}
+
+// hashVars is the Merkle–Damgård hash of xs, as hashElements.
+func (g *gadgets) hashVars(xs ...frontend.Variable) frontend.Variable {
+	var s frontend.Variable = 0
+	for _, x := range xs {
+		s = g.hash.Compress(s, x)
+	}
+	return s
+}
+
+// checkRange asserts 0 ≤ v < bound for a constant bound ≥ 1.
+func (g *gadgets) checkRange(v frontend.Variable, bound *big.Int) {
+	nb := new(big.Int).Sub(bound, big.NewInt(1)).BitLen()
+	if nb == 0 {
+		g.api.AssertIsEqual(v, 0)
+		return
+	}
+	g.rc.Check(v, nb)
+	if new(big.Int).Lsh(big.NewInt(1), uint(nb)).Cmp(bound) != 0 { // not a power of two
+		g.rc.Check(g.api.Sub(new(big.Int).Sub(bound, big.NewInt(1)), v), nb)
+	}
+}
+
+// checkSigned asserts −2^(nb−1) ≤ v < 2^(nb−1).
+func (g *gadgets) checkSigned(v frontend.Variable, nb int) {
+	g.rc.Check(g.api.Add(v, new(big.Int).Lsh(big.NewInt(1), uint(nb-1))), nb)
+}
+
+// roundDiv returns q = ⌊(n + d/2)/d⌋ for a constant even d > 0. The
+// remainder is range-checked here; the caller must bound q (a range check
+// or a check on a value q feeds) so that q·d + r = n + d/2 cannot wrap.
+func (g *gadgets) roundDiv(n frontend.Variable, d int64) frontend.Variable {
+	num := g.api.Add(n, d/2)
+	qr, err := g.api.Compiler().NewHint(hintFloorDiv, 2, num, d)
+	if err != nil {
+		panic(err) // a registered hint with fixed arity: unreachable
+	}
+	q, r := qr[0], qr[1]
+	g.api.AssertIsEqual(g.api.Add(g.api.Mul(q, d), r), num)
+	g.checkRange(r, big.NewInt(d))
+	return q
+}
+
+func bigOf(e fr.Element) *big.Int { return e.BigInt(new(big.Int)) }
+
+func pow2(n int) *big.Int { return new(big.Int).Lsh(big.NewInt(1), uint(n)) }
+
+// Define implements frontend.Circuit.
+func (c *StepCircuit) Define(api frontend.API) error {
+	p := c.P
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if len(c.Theta) != p.NumParams() || len(c.Pixels) != p.Batch || len(c.Labels) != p.Batch ||
+		len(c.Indices) != p.Batch || len(c.Siblings) != p.Batch {
+		return fmt.Errorf("%w: circuit shape does not match its parameters", ErrParams)
+	}
+	h, err := poseidon2.NewPoseidon2FromParameters(api, poseidonWidth, poseidonFull, poseidonPartial)
+	if err != nil {
+		return err
+	}
+	g := &gadgets{api: api, rc: rangecheck.New(api), hash: h}
+	C, F, B := p.Classes, p.Features, p.Batch
+	nw := F * C
+
+	// The context takes part in a constraint, so that the proof is bound
+	// to it (as Tornado Cash binds its recipient with a square).
+	for _, v := range []frontend.Variable{c.RunHi, c.RunLo, c.Round, c.Peer} {
+		api.Mul(v, v)
+	}
+
+	// θ: in range, and committed.
+	for _, v := range c.Theta {
+		g.checkSigned(v, thetaBits)
+	}
+	api.AssertIsEqual(g.commitTheta(p, c.Theta), c.ThetaIn)
+
+	// Logits need (bits of F+1) + 30 + 8 − 12 bits and a sign.
+	zBits := bits.Len(uint(F+1)) + 26 + 1
+	clamp := int64(expClamp) << FracZ
+	sBound := new(big.Int).Lsh(big.NewInt(int64(2*C)), FracE) // 2·Σu ≤ 2·C·2^26
+
+	grad := make([]frontend.Variable, len(c.Theta))
+	for i := range grad {
+		grad[i] = 0
+	}
+	for b := range B {
+		px := c.Pixels[b]
+		if len(px) != F || len(c.Indices[b]) != p.Depth || len(c.Siblings[b]) != p.Depth {
+			return fmt.Errorf("%w: sample %d shape does not match its parameters", ErrParams, b)
+		}
+		// The sample: pixels are bytes, the label one-hot, the leaf under the root.
+		for _, x := range px {
+			g.rc.Check(x, 8)
+		}
+		onehot := make([]frontend.Variable, C)
+		var sum, idx frontend.Variable = 0, 0
+		for j := range C {
+			onehot[j] = api.IsZero(api.Sub(c.Labels[b], j))
+			sum = api.Add(sum, onehot[j])
+			idx = api.Add(idx, api.Mul(onehot[j], j))
+		}
+		api.AssertIsEqual(sum, 1) // label ∈ [0, C)
+		api.AssertIsEqual(idx, c.Labels[b])
+		leaf := g.leaf(px, c.Labels[b])
+		api.AssertIsEqual(g.rootFromPath(leaf, c.Indices[b], c.Siblings[b]), c.DataRoot)
+
+		// Forward.
+		z := make([]frontend.Variable, C)
+		for j := range C {
+			acc := api.Mul(c.Theta[nw+j], 1<<FracX)
+			for i, x := range px {
+				acc = api.Add(acc, api.Mul(c.Theta[i*C+j], x))
+			}
+			z[j] = g.roundDiv(acc, 1<<accShift)
+			g.checkSigned(z[j], zBits)
+		}
+		// Softmax: the maximum is one of the logits and no logit exceeds it.
+		mm, err := api.Compiler().NewHint(hintMax, 1, z...)
+		if err != nil {
+			return err
+		}
+		m := mm[0]
+		var prod frontend.Variable = 1
+		for j := range C {
+			diff := api.Sub(m, z[j])
+			g.rc.Check(diff, zBits+1)
+			prod = api.Mul(prod, diff)
+		}
+		api.AssertIsEqual(prod, 0)
+		u := make([]frontend.Variable, C)
+		var s frontend.Variable = 0
+		for j := range C {
+			t := api.Sub(z[j], m) // ≤ 0
+			below, err := api.Compiler().NewHint(hintBelow, 1, t, -clamp)
+			if err != nil {
+				return err
+			}
+			cb := below[0]
+			api.AssertIsBoolean(cb)
+			// cb = 1: t ≤ −clamp; cb = 0: t ≥ −clamp. Either way t' = max(t, −clamp).
+			g.rc.Check(api.Select(cb, api.Sub(-clamp, t), api.Add(t, clamp)), zBits+1)
+			t = api.Select(cb, -clamp, t)
+			e := api.Add(1<<FracE, api.Mul(t, 1<<(FracE-FracZ-expSquarings)))
+			for range expSquarings {
+				e = g.roundDiv(api.Mul(e, e), 1<<FracE)
+				g.rc.Check(e, FracE+1) // honest values are ≤ 2^26
+			}
+			u[j] = e
+			s = api.Add(s, e)
+		}
+		two_s := api.Mul(s, 2)
+		for j := range C {
+			num := api.Add(api.Mul(u[j], 1<<(FracP+1)), s)
+			pr, err := api.Compiler().NewHint(hintFloorDiv, 2, num, two_s)
+			if err != nil {
+				return err
+			}
+			pj, r := pr[0], pr[1]
+			api.AssertIsEqual(api.Add(api.Mul(pj, two_s), r), num)
+			g.checkRange(r, sBound)
+			g.checkRange(api.Sub(api.Sub(two_s, 1), r), sBound) // r < 2s
+			g.rc.Check(pj, FracP+1) // honest values are ≤ 2^16
+			d := api.Sub(pj, api.Mul(onehot[j], 1<<FracP))
+			// Backward: accumulate d·x and d·2^8.
+			for i, x := range px {
+				grad[i*C+j] = api.Add(grad[i*C+j], api.Mul(d, x))
+			}
+			grad[nw+j] = api.Add(grad[nw+j], api.Mul(d, 1<<FracX))
+		}
+	}
+
+	// Update: θ' = θ − round(η·G / (B·2^20)), in range, and committed.
+	out := make([]frontend.Variable, len(c.Theta))
+	div := int64(B) << updateShift
+	for i, gr := range grad {
+		q := g.roundDiv(api.Mul(gr, p.LR), div)
+		out[i] = api.Sub(c.Theta[i], q)
+		g.checkSigned(out[i], thetaBits) // bounds q too: |q| < 2^31
+	}
+	api.AssertIsEqual(g.commitTheta(p, out), c.ThetaOut)
+	return nil
+}
+
+// commitTheta is CommitTheta in the circuit; the values must be
+// range-checked by the caller.
+func (g *gadgets) commitTheta(p Params, t []frontend.Variable) frontend.Variable {
+	xs := []frontend.Variable{bigOf(tagTheta), p.Features, p.Classes}
+	for i := 0; i < len(t); i += thetaPerElement {
+		var acc frontend.Variable = 0
+		for k := i; k < min(i+thetaPerElement, len(t)); k++ {
+			v := g.api.Add(t[k], ThetaBound)
+			acc = g.api.Add(acc, g.api.Mul(v, pow2(thetaBits*(k-i))))
+		}
+		xs = append(xs, acc)
+	}
+	return g.hashVars(xs...)
+}
+
+// leaf is Leaf in the circuit; the pixels must be range-checked bytes.
+func (g *gadgets) leaf(px []frontend.Variable, label frontend.Variable) frontend.Variable {
+	xs := []frontend.Variable{bigOf(tagLeaf), label}
+	for i := 0; i < len(px); i += pixelsPerElement {
+		var acc frontend.Variable = 0
+		for k := i; k < min(i+pixelsPerElement, len(px)); k++ {
+			acc = g.api.Add(acc, g.api.Mul(px[k], pow2(8*(k-i))))
+		}
+		xs = append(xs, acc)
+	}
+	return g.hashVars(xs...)
+}
+
+// rootFromPath is RootFromPath in the circuit.
+func (g *gadgets) rootFromPath(leaf frontend.Variable, index, sib []frontend.Variable) frontend.Variable {
+	cur := leaf
+	for l := range sib {
+		g.api.AssertIsBoolean(index[l])
+		left := g.api.Select(index[l], sib[l], cur)
+		right := g.api.Select(index[l], cur, sib[l])
+		cur = g.hash.Compress(left, right)
+	}
+	return cur
+}

@@ -1,0 +1,381 @@
+package zk
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/consensys/gnark-crypto/ecc"
+	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
+	"github.com/consensys/gnark/backend/groth16"
+	"github.com/consensys/gnark/constraint"
+	"github.com/consensys/gnark/frontend"
+	"github.com/consensys/gnark/frontend/cs/r1cs"
+	"github.com/consensys/gnark/logger"
+	"github.com/rs/zerolog"
+)
+
+func init() {
+	logger.Set(zerolog.Nop()) // gnark logs compile and prove progress to stdout by default
+}
+
+// Errors from proving and verifying.
+var (
+	// ErrProof means a proof does not verify against its statement.
+	ErrProof = errors.New("zk: proof rejected")
+	// ErrKeys is wrapped by errors about key files.
+	ErrKeys = errors.New("zk: invalid keys")
+)
+
+// MaxProofBytes bounds a serialized proof read from a peer or a file. A
+// Groth16 proof on BN254 with gnark's commitment is a few hundred bytes.
+const MaxProofBytes = 4096
+
+// Statement is the public side of a proof: what it claims.
+type Statement struct {
+	ThetaIn  fr.Element // CommitTheta(θ)
+	ThetaOut fr.Element // CommitTheta(θ')
+	DataRoot fr.Element // root of the peer's data tree
+	Context  Context
+}
+
+// Witness is the private side: θ and the batch with the samples' places in
+// the data tree.
+type Witness struct {
+	Theta   Theta
+	Batch   []Sample
+	Indices []uint64       // each sample's leaf index
+	Paths   [][]fr.Element // each sample's siblings, from Tree.Path
+}
+
+// Compile builds the constraint system of the parameters' circuit.
+func Compile(p Params) (constraint.ConstraintSystem, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return frontend.Compile(ecc.BN254.ScalarField(), r1cs.NewBuilder, NewCircuit(p))
+}
+
+// assign fills the circuit's shape with a statement and a witness.
+func assign(p Params, st Statement, w Witness) (*StepCircuit, error) {
+	if len(w.Theta) != p.NumParams() || len(w.Batch) != p.Batch || len(w.Indices) != p.Batch || len(w.Paths) != p.Batch {
+		return nil, fmt.Errorf("%w: witness shape does not match the parameters", ErrBatch)
+	}
+	c := NewCircuit(p)
+	setPublic(c, st)
+	for i, v := range w.Theta {
+		c.Theta[i] = v
+	}
+	for b, s := range w.Batch {
+		if len(s.Pixels) != p.Features || len(w.Paths[b]) != p.Depth {
+			return nil, fmt.Errorf("%w: sample %d does not match the parameters", ErrBatch, b)
+		}
+		for i, x := range s.Pixels {
+			c.Pixels[b][i] = x
+		}
+		c.Labels[b] = s.Label
+		for l := range p.Depth {
+			c.Indices[b][l] = w.Indices[b] >> l & 1
+			c.Siblings[b][l] = bigOf(w.Paths[b][l])
+		}
+	}
+	return c, nil
+}
+
+// publicAssign fills only the public inputs.
+func publicAssign(p Params, st Statement) *StepCircuit {
+	c := &StepCircuit{P: p}
+	setPublic(c, st)
+	return c
+}
+
+func setPublic(c *StepCircuit, st Statement) {
+	hi, lo, round, peer := st.Context.elements()
+	c.ThetaIn, c.ThetaOut, c.DataRoot = bigOf(st.ThetaIn), bigOf(st.ThetaOut), bigOf(st.DataRoot)
+	c.RunHi, c.RunLo, c.Round, c.Peer = bigOf(hi), bigOf(lo), bigOf(round), bigOf(peer)
+}
+
+// Keys are one circuit's Groth16 keys with its compiled constraint system.
+//
+// Trust: Setup is a single-party ceremony. Whoever runs it draws the
+// toxic waste (τ, α, β, γ, δ) from crypto/rand and could, had they kept
+// it, forge proofs of false statements for this circuit; they cannot learn
+// anything about a prover's private data either way (Groth16 is
+// perfectly zero-knowledge whatever the setup). A run that cannot trust
+// its creator with this needs a multi-party ceremony (gnark's mpcsetup),
+// which vtrain does not run yet.
+type Keys struct {
+	Params Params
+	CCS    constraint.ConstraintSystem
+	PK     groth16.ProvingKey // nil when only verifying
+	VK     groth16.VerifyingKey
+}
+
+// Setup compiles the circuit and runs the Groth16 setup.
+func Setup(p Params) (*Keys, error) {
+	ccs, err := Compile(p)
+	if err != nil {
+		return nil, err
+	}
+	pk, vk, err := groth16.Setup(ccs)
+	if err != nil {
+		return nil, fmt.Errorf("zk: setup: %w", err)
+	}
+	return &Keys{Params: p, CCS: ccs, PK: pk, VK: vk}, nil
+}
+
+// VKBytes is the verifying key's canonical (compressed) encoding.
+func VKBytes(vk groth16.VerifyingKey) []byte {
+	var buf bytes.Buffer
+	if _, err := vk.WriteTo(&buf); err != nil {
+		panic(err) // writing to memory cannot fail
+	}
+	return buf.Bytes()
+}
+
+// VKHash is SHA-256 of the verifying key's encoding, in hex: the value a
+// run spec pins.
+func VKHash(vk groth16.VerifyingKey) string {
+	h := sha256.Sum256(VKBytes(vk))
+	return hex.EncodeToString(h[:])
+}
+
+// Key files in a keys directory.
+const (
+	ParamsFile = "params.json"
+	VKFile     = "step.vk"
+	PKFile     = "step.pk"
+)
+
+// Save writes params.json, step.vk and (if present) step.pk into dir.
+func (k *Keys) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	pj, _ := json.MarshalIndent(k.Params, "", "  ")
+	if err := writeFile(filepath.Join(dir, ParamsFile), func(w io.Writer) error { _, err := w.Write(append(pj, '\n')); return err }); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, VKFile), func(w io.Writer) error { _, err := k.VK.WriteTo(w); return err }); err != nil {
+		return err
+	}
+	if k.PK == nil {
+		return nil
+	}
+	return writeFile(filepath.Join(dir, PKFile), func(w io.Writer) error { _, err := k.PK.WriteRawTo(w); return err })
+}
+
+func writeFile(path string, fn func(io.Writer) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if err := fn(f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// LoadParams reads a keys directory's params.json.
+func LoadParams(dir string) (Params, error) {
+	var p Params
+	b, err := os.ReadFile(filepath.Join(dir, ParamsFile))
+	if err != nil {
+		return p, fmt.Errorf("%w: %v", ErrKeys, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return p, fmt.Errorf("%w: %s: %v", ErrKeys, ParamsFile, err)
+	}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("%w: %s: %v", ErrKeys, ParamsFile, err)
+	}
+	return p, nil
+}
+
+// LoadVerifier reads the parameters and the verifying key of a keys
+// directory; it checks the key against wantHash when that is not empty.
+func LoadVerifier(dir, wantHash string) (*Keys, error) {
+	p, err := LoadParams(dir)
+	if err != nil {
+		return nil, err
+	}
+	vk := groth16.NewVerifyingKey(ecc.BN254)
+	f, err := os.Open(filepath.Join(dir, VKFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKeys, err)
+	}
+	defer f.Close()
+	if _, err := vk.ReadFrom(io.LimitReader(f, 1<<20)); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrKeys, VKFile, err)
+	}
+	if wantHash != "" && VKHash(vk) != wantHash {
+		return nil, fmt.Errorf("%w: verifying key hash %s, the run pins %s", ErrKeys, VKHash(vk), wantHash)
+	}
+	return &Keys{Params: p, VK: vk}, nil
+}
+
+// LoadProver reads a whole keys directory and recompiles the circuit (the
+// compilation is deterministic).
+func LoadProver(dir, wantHash string) (*Keys, error) {
+	k, err := LoadVerifier(dir, wantHash)
+	if err != nil {
+		return nil, err
+	}
+	pk := groth16.NewProvingKey(ecc.BN254)
+	f, err := os.Open(filepath.Join(dir, PKFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKeys, err)
+	}
+	defer f.Close()
+	if _, err := pk.UnsafeReadFrom(f); err != nil { // our own file, written by Save
+		return nil, fmt.Errorf("%w: %s: %v", ErrKeys, PKFile, err)
+	}
+	if k.CCS, err = Compile(k.Params); err != nil {
+		return nil, err
+	}
+	k.PK = pk
+	return k, nil
+}
+
+// Prove proves the statement with the witness. It fails, without a proof,
+// when the witness does not satisfy the statement.
+func (k *Keys) Prove(st Statement, w Witness) ([]byte, error) {
+	if k.PK == nil || k.CCS == nil {
+		return nil, fmt.Errorf("%w: no proving key", ErrKeys)
+	}
+	a, err := assign(k.Params, st, w)
+	if err != nil {
+		return nil, err
+	}
+	wit, err := frontend.NewWitness(a, ecc.BN254.ScalarField())
+	if err != nil {
+		return nil, fmt.Errorf("zk: witness: %w", err)
+	}
+	proof, err := groth16.Prove(k.CCS, k.PK, wit)
+	if err != nil {
+		return nil, fmt.Errorf("zk: prove: %w", err)
+	}
+	var buf bytes.Buffer
+	if _, err := proof.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Verify checks a serialized proof of the statement. Any failure, from a
+// malformed encoding to a false statement, wraps ErrProof.
+func (k *Keys) Verify(st Statement, proofBytes []byte) (err error) {
+	if len(proofBytes) == 0 || len(proofBytes) > MaxProofBytes {
+		return fmt.Errorf("%w: %d proof bytes (limit %d)", ErrProof, len(proofBytes), MaxProofBytes)
+	}
+	defer func() { // the decoder must never take a peer down
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: malformed proof: %v", ErrProof, r)
+		}
+	}()
+	proof := groth16.NewProof(ecc.BN254)
+	n, err := proof.ReadFrom(bytes.NewReader(proofBytes))
+	if err != nil {
+		return fmt.Errorf("%w: malformed proof: %v", ErrProof, err)
+	}
+	if n != int64(len(proofBytes)) {
+		return fmt.Errorf("%w: %d trailing bytes after the proof", ErrProof, int64(len(proofBytes))-n)
+	}
+	pub, err := frontend.NewWitness(publicAssign(k.Params, st), ecc.BN254.ScalarField(), frontend.PublicOnly())
+	if err != nil {
+		return fmt.Errorf("zk: public witness: %w", err)
+	}
+	if err := groth16.Verify(proof, k.VK, pub); err != nil {
+		return fmt.Errorf("%w: %v", ErrProof, err)
+	}
+	return nil
+}
+
+// Bundle is a proof with its statement, as vtrain prove writes it and
+// vtrain verify-proof reads it.
+type Bundle struct {
+	Version  int    `json:"version"`
+	Params   Params `json:"params"`
+	ThetaIn  string `json:"theta_in"`
+	ThetaOut string `json:"theta_out"`
+	DataRoot string `json:"data_root"`
+	Run      string `json:"run"`
+	Round    uint64 `json:"round"`
+	Peer     string `json:"peer"`
+	Proof    []byte `json:"proof"` // base64 in JSON
+}
+
+// NewBundle packs a statement and its proof.
+func NewBundle(p Params, st Statement, proof []byte) Bundle {
+	return Bundle{
+		Version: 1, Params: p,
+		ThetaIn: Hex(st.ThetaIn), ThetaOut: Hex(st.ThetaOut), DataRoot: Hex(st.DataRoot),
+		Run: hex.EncodeToString(st.Context.Run[:]), Round: st.Context.Round, Peer: st.Context.Peer,
+		Proof: proof,
+	}
+}
+
+// Statement decodes the bundle's statement, checking every field.
+func (b Bundle) Statement() (Statement, error) {
+	var st Statement
+	var err error
+	if b.Version != 1 {
+		return st, fmt.Errorf("zk: bundle version %d, want 1", b.Version)
+	}
+	if st.ThetaIn, err = ParseHex(b.ThetaIn); err != nil {
+		return st, fmt.Errorf("theta_in: %w", err)
+	}
+	if st.ThetaOut, err = ParseHex(b.ThetaOut); err != nil {
+		return st, fmt.Errorf("theta_out: %w", err)
+	}
+	if st.DataRoot, err = ParseHex(b.DataRoot); err != nil {
+		return st, fmt.Errorf("data_root: %w", err)
+	}
+	run, err := hex.DecodeString(b.Run)
+	if err != nil || len(run) != 32 {
+		return st, fmt.Errorf("zk: run %q is not 64 hex digits", b.Run)
+	}
+	copy(st.Context.Run[:], run)
+	st.Context.Round, st.Context.Peer = b.Round, b.Peer
+	if len(b.Peer) == 0 || len(b.Peer) > 256 {
+		return st, errors.New("zk: peer must be 1..256 bytes")
+	}
+	return st, nil
+}
+
+// ReadBundle decodes a bundle strictly, from at most 64 KiB.
+func ReadBundle(r io.Reader) (Bundle, error) {
+	var b Bundle
+	data, err := io.ReadAll(io.LimitReader(r, 64<<10+1))
+	if err != nil {
+		return b, err
+	}
+	if len(data) > 64<<10 {
+		return b, errors.New("zk: proof bundle over 64 KiB")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return b, fmt.Errorf("zk: proof bundle: %w", err)
+	}
+	return b, nil
+}

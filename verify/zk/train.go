@@ -1,0 +1,92 @@
+package zk
+
+import (
+	"fmt"
+
+	"github.com/vtrain/vtrain/models/data"
+)
+
+// Trainer trains softmax regression in the circuit's fixed-point
+// arithmetic, on the same replayable batches as trainer.Trainer: every
+// step it takes is a statement StepCircuit can prove.
+type Trainer struct {
+	p       Params
+	theta   Theta
+	ds      *data.Dataset
+	sampler *data.Sampler
+	step    int64
+	idx     []int
+	batch   []Sample
+}
+
+// NewTrainer starts from θ on the shard's samples of ds, drawing batches
+// with data.NewSampler(shard, p.Batch, seed).
+func NewTrainer(p Params, theta Theta, ds *data.Dataset, shard []int, seed uint64) (*Trainer, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if ds.Features() != p.Features || ds.Classes != p.Classes {
+		return nil, fmt.Errorf("%w: data has %d features and %d classes, the circuit %d and %d",
+			ErrParams, ds.Features(), ds.Classes, p.Features, p.Classes)
+	}
+	if len(theta) != p.NumParams() {
+		return nil, fmt.Errorf("%w: %d parameters, want %d", ErrParams, len(theta), p.NumParams())
+	}
+	s, err := data.NewSampler(shard, p.Batch, seed)
+	if err != nil {
+		return nil, err
+	}
+	return &Trainer{p: p, theta: append(Theta(nil), theta...), ds: ds, sampler: s, batch: make([]Sample, p.Batch)}, nil
+}
+
+// Theta returns the current parameters (the trainer's own slice).
+func (t *Trainer) Theta() Theta { return t.theta }
+
+// Steps returns the number of steps taken.
+func (t *Trainer) Steps() int64 { return t.step }
+
+// StepsPerEpoch returns the steps of one pass over the shard.
+func (t *Trainer) StepsPerEpoch() int64 { return t.sampler.StepsPerEpoch() }
+
+// Batch returns the samples and dataset indices of a step's batch.
+func (t *Trainer) Batch(step int64) ([]Sample, []int) {
+	idx := t.sampler.BatchAt(step, nil)
+	out := make([]Sample, len(idx))
+	f := t.ds.Features()
+	for i, s := range idx {
+		out[i] = Sample{Pixels: t.ds.Images[s*f : (s+1)*f], Label: t.ds.Labels[s]}
+	}
+	return out, idx
+}
+
+// Step takes one fixed-point SGD step.
+func (t *Trainer) Step() error {
+	t.idx = t.sampler.BatchAt(t.step, t.idx[:0])
+	f := t.ds.Features()
+	for i, s := range t.idx {
+		t.batch[i] = Sample{Pixels: t.ds.Images[s*f : (s+1)*f], Label: t.ds.Labels[s]}
+	}
+	next, err := t.p.Step(t.theta, t.batch)
+	if err != nil {
+		return fmt.Errorf("zk: step %d: %w", t.step, err)
+	}
+	t.theta = next
+	t.step++
+	return nil
+}
+
+// Accuracy is the fraction of ds that θ classifies right, in fixed point.
+func (p Params) Accuracy(theta Theta, ds *data.Dataset) float64 {
+	if ds.Len() == 0 {
+		return 0
+	}
+	f := ds.Features()
+	z := make([]int64, p.Classes)
+	right := 0
+	for s := range ds.Len() {
+		if p.Predict(theta, ds.Images[s*f:(s+1)*f], z) == int(ds.Labels[s]) {
+			right++
+		}
+	}
+	return float64(right) / float64(ds.Len())
+}
