@@ -24,8 +24,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/vtrain/vtrain/gossip/compress"
-	"github.com/vtrain/vtrain/verify/zk"
 	"github.com/vtrain/vtrain/models"
+	"github.com/vtrain/vtrain/verify/zk"
 )
 
 // Version of the spec format.

@@ -268,18 +268,18 @@ func (c *StepCircuit) Define(api frontend.API) error {
 			u[j] = e
 			s = api.Add(s, e)
 		}
-		two_s := api.Mul(s, 2)
+		twoS := api.Mul(s, 2)
 		for j := range C {
 			num := api.Add(api.Mul(u[j], 1<<(FracP+1)), s)
-			pr, err := api.Compiler().NewHint(hintFloorDiv, 2, num, two_s)
+			pr, err := api.Compiler().NewHint(hintFloorDiv, 2, num, twoS)
 			if err != nil {
 				return err
 			}
 			pj, r := pr[0], pr[1]
-			api.AssertIsEqual(api.Add(api.Mul(pj, two_s), r), num)
+			api.AssertIsEqual(api.Add(api.Mul(pj, twoS), r), num)
 			g.checkRange(r, sBound)
-			g.checkRange(api.Sub(api.Sub(two_s, 1), r), sBound) // r < 2s
-			g.rc.Check(pj, FracP+1) // honest values are ≤ 2^16
+			g.checkRange(api.Sub(api.Sub(twoS, 1), r), sBound) // r < 2s
+			g.rc.Check(pj, FracP+1)                            // honest values are ≤ 2^16
 			d := api.Sub(pj, api.Mul(onehot[j], 1<<FracP))
 			// Backward: accumulate d·x and d·2^8.
 			for i, x := range px {

@@ -244,9 +244,9 @@ func TestCircuit(t *testing.T) {
 	other := tinyData(2, 8)
 	otherTree, _ := DataTree(f.p, other, []int{0, 1, 2, 3, 4, 5, 6, 7})
 	invalid := map[string]*StepCircuit{
-		"one pixel changed": mutate(func(_ *Statement, w *Witness) { w.Batch[1].Pixels[3]++ }),
-		"label changed":     mutate(func(_ *Statement, w *Witness) { w.Batch[0].Label = (w.Batch[0].Label + 1) % 3 }),
-		"label out of range": mutate(func(_ *Statement, w *Witness) { w.Batch[0].Label = 3 }),
+		"one pixel changed":       mutate(func(_ *Statement, w *Witness) { w.Batch[1].Pixels[3]++ }),
+		"label changed":           mutate(func(_ *Statement, w *Witness) { w.Batch[0].Label = (w.Batch[0].Label + 1) % 3 }),
+		"label out of range":      mutate(func(_ *Statement, w *Witness) { w.Batch[0].Label = 3 }),
 		"one weight of θ changed": mutate(func(_ *Statement, w *Witness) { w.Theta[4]++ }),
 		"wrong θ'": mutate(func(st *Statement, _ *Witness) {
 			bad := append(Theta(nil), f.next...)
