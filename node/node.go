@@ -20,6 +20,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/engine"
 	"github.com/vtrain/vtrain/gossip"
 	"github.com/vtrain/vtrain/internal/safetensors"
 	"github.com/vtrain/vtrain/models"
@@ -42,6 +43,7 @@ type Config struct {
 	Linger    time.Duration // after the last round, keep serving peers this long
 	Logger    *slog.Logger
 	Tick      time.Duration // engine clock resolution (default 50ms)
+	Device    engine.Engine // train on this device (a GPU); nil: the CPU graph
 }
 
 // RoundReport is one line of a node's output: a decided round.
@@ -193,6 +195,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	if n.model, err = n.spec.ModelSpec(); err != nil {
 		return nil, err
+	}
+	if cfg.Device != nil && n.model.Kind == models.CNN {
+		return nil, fmt.Errorf("%w: the run trains a CNN, and the %s engine runs logreg and mlp only", ErrUsage, cfg.Device.Name())
 	}
 	if n.spec.Privacy.Mode == "zk" {
 		// The circuit, keys, prover and verifier exist (verify/zk, vtrain
@@ -487,7 +492,11 @@ func (n *node) train(ctx context.Context, req *trainer.TrainRequest) trainResult
 	cfg.Optimizer, cfg.WeightDecay, cfg.Momentum, cfg.Batch = in.Optimizer, in.WeightDecay, in.Momentum, in.Batch
 	cfg.Schedule = trainer.Schedule{Kind: trainer.ScheduleConstant, Base: in.LR}
 	cfg.Seed, cfg.Shards, cfg.Shard, cfg.ShardSeed = req.Seed, n.spec.Shards(), req.Shard, n.spec.Run.Seed
-	tr, err := trainer.NewFrom(cfg, n.cfg.Data.Train, req.Theta)
+	var opts []trainer.Option
+	if n.cfg.Device != nil {
+		opts = append(opts, trainer.WithEngine(n.cfg.Device))
+	}
+	tr, err := trainer.NewFrom(cfg, n.cfg.Data.Train, req.Theta, opts...)
 	if err != nil {
 		return trainResult{err: err}
 	}

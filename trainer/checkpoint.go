@@ -55,6 +55,9 @@ func (t *Trainer) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("trainer: %w", err)
 	}
+	if err := t.syncFromDevice(); err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
 	bufs, optSteps := t.opt.State()
 	names := make([]string, 0, len(bufs))
 	for n := range bufs {
@@ -210,11 +213,11 @@ func readBounded(path string, limit int64) ([]byte, error) {
 // optimizer buffers and step, so that continuing it gives bit for bit the
 // run that was never interrupted. The training data must be the data the
 // checkpoint was made with (checked by fingerprint).
-func Resume(ck *Checkpoint, train *data.Dataset) (*Trainer, error) {
+func Resume(ck *Checkpoint, train *data.Dataset, opts ...Option) (*Trainer, error) {
 	if fp := train.Fingerprint(); fp != ck.Manifest.Data {
 		return nil, fmt.Errorf("%w: checkpoint was trained on data %s, this is %s (%s)", ErrCheckpoint, ck.Manifest.Data, fp, train.Name)
 	}
-	t, err := newTrainer(ck.Manifest.Config, train, append([]float32(nil), ck.Params...))
+	t, err := newTrainer(ck.Manifest.Config, train, append([]float32(nil), ck.Params...), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,6 +233,12 @@ func Resume(ck *Checkpoint, train *data.Dataset) (*Trainer, error) {
 	if err := t.opt.SetState(bufs, ck.Manifest.OptSteps); err != nil {
 		t.Close()
 		return nil, err
+	}
+	if t.dev != nil {
+		if err := t.dev.SetOptState(bufs, ck.Manifest.OptSteps); err != nil {
+			t.Close()
+			return nil, err
+		}
 	}
 	t.step = ck.Manifest.Step
 	return t, nil

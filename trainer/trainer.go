@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/vtrain/vtrain/engine"
 	"github.com/vtrain/vtrain/models"
 	"github.com/vtrain/vtrain/models/data"
 )
@@ -116,32 +117,53 @@ type Trainer struct {
 	sampler *data.Sampler
 	step    int64
 
+	// On a device engine (WithEngine), dev holds the parameters and the
+	// optimizer state; params and opt are refreshed from it on demand.
+	dev   *engine.DenseNet
+	x     []float32
+	stale bool
+
 	idx []int
 	y   []int
 }
 
+// Option configures a trainer.
+type Option func(*options)
+
+type options struct{ eng engine.Engine }
+
+// WithEngine trains on an engine.Engine (a GPU) instead of the Gorgonia
+// CPU graph: the forward and backward passes and the optimizer run on the
+// device, which keeps the parameters between steps. Nil means the CPU
+// graph. Softmax regression and MLPs only.
+func WithEngine(e engine.Engine) Option { return func(o *options) { o.eng = e } }
+
 // New returns a trainer at step 0 with parameters initialised from the
 // config's seed.
-func New(cfg Config, train *data.Dataset) (*Trainer, error) {
+func New(cfg Config, train *data.Dataset, opts ...Option) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return newTrainer(cfg, train, models.Init(cfg.Model, cfg.Seed))
+	return newTrainer(cfg, train, models.Init(cfg.Model, cfg.Seed), opts...)
 }
 
 // NewFrom returns a trainer at step 0 whose parameters start from theta
 // (copied), for example the agreed parameters of a round.
-func NewFrom(cfg Config, train *data.Dataset, theta []float32) (*Trainer, error) {
+func NewFrom(cfg Config, train *data.Dataset, theta []float32, opts ...Option) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if len(theta) != cfg.Model.NumParams() {
 		return nil, fmt.Errorf("%w: %d parameters for %s, want %d", ErrConfig, len(theta), cfg.Model, cfg.Model.NumParams())
 	}
-	return newTrainer(cfg, train, append([]float32(nil), theta...))
+	return newTrainer(cfg, train, append([]float32(nil), theta...), opts...)
 }
 
-func newTrainer(cfg Config, train *data.Dataset, theta []float32) (*Trainer, error) {
+func newTrainer(cfg Config, train *data.Dataset, theta []float32, opts ...Option) (*Trainer, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if train.Features() != cfg.Model.Rows*cfg.Model.Cols || train.Classes != cfg.Model.Classes {
 		return nil, fmt.Errorf("%w: data %s is %dx%d with %d classes, model %s wants %dx%d with %d", ErrConfig,
 			train.Name, train.Rows, train.Cols, train.Classes, cfg.Model, cfg.Model.Rows, cfg.Model.Cols, cfg.Model.Classes)
@@ -158,23 +180,70 @@ func newTrainer(cfg Config, train *data.Dataset, theta []float32) (*Trainer, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	t := &Trainer{
+		cfg: cfg, ds: train, params: theta, sampler: sampler,
+		opt: cfg.newOptimizer(len(theta)),
+		idx: make([]int, 0, cfg.Batch), y: make([]int, cfg.Batch),
+	}
+	if o.eng != nil {
+		dev, err := engine.NewDenseNet(o.eng, cfg.Model, cfg.Batch, engine.Optim{
+			Kind: cfg.Optimizer, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay,
+			Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.Eps}, theta)
+		if err != nil {
+			return nil, err
+		}
+		t.dev, t.x = dev, make([]float32, cfg.Batch*cfg.Model.Rows*cfg.Model.Cols)
+		return t, nil
+	}
 	net, err := models.NewTrainNet(cfg.Model, cfg.Batch, theta)
 	if err != nil {
 		return nil, err
 	}
-	return &Trainer{
-		cfg: cfg, ds: train, params: theta, net: net, sampler: sampler,
-		opt: cfg.newOptimizer(len(theta)),
-		idx: make([]int, 0, cfg.Batch), y: make([]int, cfg.Batch),
-	}, nil
+	t.net = net
+	return t, nil
 }
 
 // Config returns the trainer's configuration.
 func (t *Trainer) Config() Config { return t.cfg }
 
 // Params returns the live parameter vector. Writing to it changes the
-// model; callers that keep it across steps should copy it.
-func (t *Trainer) Params() []float32 { return t.params }
+// model; callers that keep it across steps should copy it. On a device
+// engine it is a host copy, refreshed by each call after a step, and
+// writing to it does not reach the device.
+func (t *Trainer) Params() []float32 {
+	if t.dev != nil && t.stale {
+		if err := t.dev.Params(t.params); err != nil {
+			panic(fmt.Sprintf("trainer: reading parameters from %s: %v", t.dev.Engine().Name(), err))
+		}
+		t.stale = false
+	}
+	return t.params
+}
+
+// Device names where the trainer computes: "cpu" or the engine's name.
+func (t *Trainer) Device() string {
+	if t.dev != nil {
+		return t.dev.Engine().Name()
+	}
+	return "cpu"
+}
+
+// syncFromDevice copies the parameters and optimizer state from the device
+// into the host copies (for a checkpoint).
+func (t *Trainer) syncFromDevice() error {
+	if t.dev == nil {
+		return nil
+	}
+	if err := t.dev.Params(t.params); err != nil {
+		return err
+	}
+	t.stale = false
+	bufs, steps, err := t.dev.OptState()
+	if err != nil {
+		return err
+	}
+	return t.opt.SetState(bufs, steps)
+}
 
 // Steps returns the number of steps taken.
 func (t *Trainer) Steps() int64 { return t.step }
@@ -189,6 +258,16 @@ func (t *Trainer) BatchIndices(step int64, dst []int) []int { return t.sampler.B
 // Step trains on the next batch and returns its loss (before the update).
 func (t *Trainer) Step() (float32, error) {
 	t.idx = t.sampler.BatchAt(t.step, t.idx[:0])
+	if t.dev != nil {
+		t.ds.Fill(t.idx, t.x, t.y)
+		loss, err := t.dev.Step(t.x, t.y, t.cfg.Schedule.At(t.step))
+		if err != nil {
+			return loss, fmt.Errorf("trainer: step %d on %s: %w", t.step, t.dev.Engine().Name(), err)
+		}
+		t.stale = true
+		t.step++
+		return loss, nil
+	}
 	t.ds.Fill(t.idx, t.net.Input(), t.y)
 	loss, err := t.net.Step(t.y)
 	if err != nil {
@@ -200,7 +279,12 @@ func (t *Trainer) Step() (float32, error) {
 }
 
 // Close releases the trainer's compiled graph.
-func (t *Trainer) Close() error { return t.net.Close() }
+func (t *Trainer) Close() error {
+	if t.dev != nil {
+		return t.dev.Close()
+	}
+	return t.net.Close()
+}
 
 // ParamHash returns the SHA-256 of the parameter vector as little-endian
 // float32 bytes: the identity of a model state.

@@ -33,6 +33,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 
 type stepResult struct {
 	Engine    string  `json:"engine"`
+	Device    string  `json:"device"`
 	BLAS      string  `json:"blas"`
 	Threads   int     `json:"threads"`
 	Model     string  `json:"model"`
@@ -54,6 +55,7 @@ func runBenchStep(args []string, stdout, stderr io.Writer) error {
 	warm := fs.Int("warmup", 50, "untimed warm-up steps")
 	opt := fs.String("optimizer", "sgd", "optimizer applied each step: sgd (momentum) or adamw")
 	threads := fs.Int("threads", 0, "BLAS threads where the backend has a setting (openblas builds; 0: its default)")
+	device := addDeviceFlag(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -61,6 +63,16 @@ func runBenchStep(args []string, stdout, stderr io.Writer) error {
 	spec, err := mf.spec()
 	if err != nil {
 		return err
+	}
+	eng, err := openDevice(*device)
+	if err != nil {
+		return err
+	}
+	if eng != nil {
+		defer eng.Close()
+		if spec.Kind == models.CNN {
+			return usagef("--device %s runs logreg and mlp; the CNN's convolution kernels are not on the GPU yet", *device)
+		}
 	}
 	switch {
 	case *batch < 1:
@@ -80,7 +92,7 @@ func runBenchStep(args []string, stdout, stderr io.Writer) error {
 	if *opt == trainer.OptSGD {
 		cfg.Schedule.Base = 0.01
 	}
-	tr, err := trainer.New(cfg, set.Train)
+	tr, err := trainer.New(cfg, set.Train, trainerOptions(eng)...)
 	if err != nil {
 		return err
 	}
@@ -98,7 +110,7 @@ func runBenchStep(args []string, stdout, stderr io.Writer) error {
 	}
 	sec := time.Since(start).Seconds() / float64(*steps)
 	res := stepResult{
-		Engine: "vtrain", BLAS: models.BLAS(), Threads: openblas.Threads(), Model: spec.String(), Params: spec.NumParams(),
+		Engine: "vtrain", Device: tr.Device(), BLAS: models.BLAS(), Threads: openblas.Threads(), Model: spec.String(), Params: spec.NumParams(),
 		Batch: *batch, Optimizer: *opt, Steps: *steps, MsPerStep: sec * 1e3,
 		GFLOPS: spec.FLOPsPerSample() * float64(*batch) / sec / 1e9, GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
 	}
@@ -107,6 +119,6 @@ func runBenchStep(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, string(b))
 		return nil
 	}
-	fmt.Fprintf(stdout, "%s batch %d (%s, BLAS %s): %.3f ms/step, %.1f GFLOP/s\n", res.Model, res.Batch, res.Optimizer, res.BLAS, res.MsPerStep, res.GFLOPS)
+	fmt.Fprintf(stdout, "%s batch %d (%s, %s, BLAS %s): %.3f ms/step, %.1f GFLOP/s\n", res.Model, res.Batch, res.Optimizer, res.Device, res.BLAS, res.MsPerStep, res.GFLOPS)
 	return nil
 }

@@ -32,6 +32,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	linger := fs.Duration("linger", 5*time.Second, "after the last round, keep serving peers this long")
 	evalEvery := fs.Int("eval-every", 5, "evaluate on the test set every N rounds")
 	verbose := fs.Bool("v", false, "log protocol events to stderr")
+	device := addDeviceFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -49,7 +50,14 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	if *evalEvery < 1 {
 		return usagef("--eval-every must be positive")
 	}
-	cfg := node.Config{Join: *join, RunID: want, Listen: []string{*listen}, Out: stdout, JSONLines: *asJSON, EvalEvery: *evalEvery, Linger: *linger}
+	eng, err := openDevice(*device)
+	if err != nil {
+		return err
+	}
+	if eng != nil {
+		defer eng.Close()
+	}
+	cfg := node.Config{Join: *join, RunID: want, Listen: []string{*listen}, Out: stdout, JSONLines: *asJSON, EvalEvery: *evalEvery, Linger: *linger, Device: eng}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo

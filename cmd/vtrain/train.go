@@ -22,6 +22,7 @@ type trainResult struct {
 	Params       int     `json:"params"`
 	Data         string  `json:"data"`
 	BLAS         string  `json:"blas"`
+	Device       string  `json:"device,omitempty"`
 	Optimizer    string  `json:"optimizer"`
 	Batch        int     `json:"batch"`
 	Epochs       float64 `json:"epochs"`
@@ -81,6 +82,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	evalEvery := fs.Int64("eval-every", 0, "evaluate on the test set every N steps (0: once per epoch)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line of stdout")
 	threads := fs.Int("threads", 0, "BLAS threads where the backend has a setting (openblas builds; 0: its default)")
+	device := addDeviceFlag(fs)
 	privacy := fs.String("privacy", "none", "none, or zk: softmax regression by plain SGD in the fixed-point arithmetic that zk proofs check (--model logreg)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -104,6 +106,8 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	switch {
 	case *privacy == "zk" && spec.Kind != models.LogReg:
 		return usagef("--privacy zk trains softmax regression: pass --model logreg")
+	case *privacy == "zk" && *device != "cpu":
+		return usagef("--privacy zk computes in fixed point on the CPU: drop --device")
 	case *batch < 1:
 		return usagef("--batch must be positive, got %d", *batch)
 	case !(*epochs > 0) || math.IsInf(*epochs, 0):
@@ -122,6 +126,16 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		return usagef("--eval-every must not be negative, got %d", *evalEvery)
 	}
 	models.SetBLASThreads(*threads)
+	eng, err := openDevice(*device)
+	if err != nil {
+		return err
+	}
+	if eng != nil {
+		defer eng.Close()
+		if spec.Kind == models.CNN {
+			return usagef("--device %s runs logreg and mlp; the CNN's convolution kernels are not on the GPU yet", *device)
+		}
+	}
 
 	set, fellBack, err := data.Load(*dataDir, *seed)
 	if err != nil {
@@ -152,7 +166,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if tr, err = trainer.Resume(ck, set.Train); err != nil {
+		if tr, err = trainer.Resume(ck, set.Train, trainerOptions(eng)...); err != nil {
 			return err
 		}
 		spec = tr.Config().Model
@@ -178,7 +192,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		if err := cfg.Validate(); err != nil {
 			return usageError{err.Error()}
 		}
-		if tr, err = trainer.New(cfg, set.Train); err != nil {
+		if tr, err = trainer.New(cfg, set.Train, trainerOptions(eng)...); err != nil {
 			return err
 		}
 	}
@@ -234,7 +248,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	h := trainer.ParamHash(tr.Params())
 	res := trainResult{
-		Model: spec.String(), Params: spec.NumParams(), Data: set.Source, BLAS: models.BLAS(),
+		Model: spec.String(), Params: spec.NumParams(), Data: set.Source, BLAS: models.BLAS(), Device: tr.Device(),
 		Optimizer: tr.Config().Optimizer, Batch: tr.Config().Batch,
 		Epochs: float64(tr.Steps()) / float64(spe), Steps: tr.Steps(), Samples: tr.Steps() * int64(tr.Config().Batch),
 		Seconds: secs, TestLoss: ev.Loss, TestAccuracy: ev.Accuracy, ParamSHA256: hex.EncodeToString(h[:]),

@@ -1,0 +1,127 @@
+// Package engine is the seam between vtrain's models and the device that
+// runs them. An Engine owns float32 buffers on its device and runs the
+// handful of kernels that softmax regression and MLPs need: matrix products,
+// bias and ReLU, softmax cross-entropy, column sums, and the SGD and AdamW
+// updates. DenseNet builds a model's forward and backward pass and its
+// optimizer step from those kernels once, so that every engine runs the same
+// graph, and a step moves only the batch in and the per-sample losses out.
+//
+// CPU is the reference implementation, in plain Go. The CUDA engine
+// (package cuda, build tag cuda) implements the same interface on
+// gorgonia.org/cu. enginetest holds the conformance suite that both must
+// pass. The Gorgonia graphs in package models remain the CPU training path;
+// DenseNet on the CPU engine is checked against them.
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors.
+var (
+	// ErrShape is wrapped by errors about buffer sizes that do not match
+	// an operation's dimensions: a caller's mistake, reported rather than
+	// risked as a stray write on a device.
+	ErrShape = errors.New("engine: shape mismatch")
+	// ErrDevice is wrapped by errors from a device (allocation, launch,
+	// copy, no device at all).
+	ErrDevice = errors.New("engine: device error")
+)
+
+// Buffer is an engine's float32 array. A buffer belongs to the engine that
+// made it; passing it to another engine is a caller's mistake.
+type Buffer interface {
+	// Len is the number of float32 elements.
+	Len() int
+	// Slice returns elements [off, off+n) as a buffer that shares memory.
+	// It panics if the window is out of range (a caller's mistake).
+	Slice(off, n int) Buffer
+}
+
+// Engine runs kernels on one device. Operations are ordered: each sees the
+// effects of the ones before it. Download and Sync wait for them to finish.
+// An engine is not safe for concurrent use.
+type Engine interface {
+	// Name says what the engine runs on, e.g. "cpu" or "cuda:0 (NVIDIA H100)".
+	Name() string
+	// Alloc returns a zeroed buffer of n elements (n ≥ 1).
+	Alloc(n int) (Buffer, error)
+	// Free releases a buffer made by Alloc (not a slice of one).
+	Free(b Buffer)
+	// Upload copies src into dst; the lengths must match.
+	Upload(dst Buffer, src []float32) error
+	// Download copies src into dst; the lengths must match.
+	Download(dst []float32, src Buffer) error
+
+	// Gemm computes C = alpha·op(A)·op(B) + beta·C on row-major matrices,
+	// with op(A) m×k, op(B) k×n and C m×n; op transposes when asked, so A is
+	// stored k×m when transA. With beta = 0, C's old contents (even NaN) do
+	// not matter.
+	Gemm(transA, transB bool, m, n, k int, alpha float32, a, b Buffer, beta float32, c Buffer) error
+	// AddRowVector adds v (cols) to every row of y (rows×cols).
+	AddRowVector(y, v Buffer, rows, cols int) error
+	// SumRows sets dst (cols) to the column sums of x (rows×cols).
+	SumRows(dst, x Buffer, rows, cols int) error
+	// ReLU replaces y by max(y, 0) in place.
+	ReLU(y Buffer) error
+	// ReLUGrad zeroes dy where y ≤ 0 (y is the ReLU's output).
+	ReLUGrad(dy, y Buffer) error
+	// SoftmaxCrossEntropy takes logits (rows×cols) and labels (rows class
+	// indices stored as floats). It writes each row's loss −log softmax(z)[y]
+	// into loss (rows) and the gradient of the mean loss,
+	// (softmax(z) − onehot(y)) / rows, into dlogits (rows×cols).
+	SoftmaxCrossEntropy(dlogits, loss, logits, labels Buffer, rows, cols int) error
+	// SGD is one step of SGD with momentum (PyTorch's form):
+	// g += wd·θ; buf = momentum·buf + g; θ −= lr·(nesterov ? g + momentum·buf : buf).
+	SGD(params, grads, buf Buffer, lr, momentum, wd float32, nesterov bool) error
+	// AdamW is one step of AdamW (PyTorch's form) with the step's scalars
+	// precomputed: m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
+	// θ = θ·decay − stepSize·m / (√v / sqrtBC2 + eps).
+	AdamW(params, grads, m, v Buffer, beta1, beta2, eps, decay, stepSize, sqrtBC2 float32) error
+	// Sync waits for every operation so far.
+	Sync() error
+	// Close releases the engine and everything it allocated.
+	Close() error
+}
+
+func shapeErr(op string, format string, a ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrShape, op, fmt.Sprintf(format, a...))
+}
+
+// CheckGemm validates Gemm's dimensions against the buffers' lengths.
+func CheckGemm(m, n, k int, a, b, c Buffer) error {
+	if m < 1 || n < 1 || k < 1 {
+		return shapeErr("gemm", "dimensions %d×%d×%d", m, n, k)
+	}
+	if a.Len() != m*k || b.Len() != k*n || c.Len() != m*n {
+		return shapeErr("gemm", "%d×%d·%d×%d→%d×%d with buffers of %d, %d, %d", m, k, k, n, m, n, a.Len(), b.Len(), c.Len())
+	}
+	return nil
+}
+
+// CheckRows validates a rows×cols matrix x and a cols vector v.
+func CheckRows(op string, x, v Buffer, rows, cols int) error {
+	if rows < 1 || cols < 1 || x.Len() != rows*cols || v.Len() != cols {
+		return shapeErr(op, "%d×%d with buffers of %d and %d", rows, cols, x.Len(), v.Len())
+	}
+	return nil
+}
+
+// CheckSame validates buffers that must have one length.
+func CheckSame(op string, bs ...Buffer) error {
+	for _, b := range bs[1:] {
+		if b.Len() != bs[0].Len() {
+			return shapeErr(op, "buffers of %d and %d elements", bs[0].Len(), b.Len())
+		}
+	}
+	return nil
+}
+
+// CheckSoftmax validates SoftmaxCrossEntropy's buffers.
+func CheckSoftmax(dlogits, loss, logits, labels Buffer, rows, cols int) error {
+	if rows < 1 || cols < 1 || logits.Len() != rows*cols || dlogits.Len() != rows*cols || loss.Len() != rows || labels.Len() != rows {
+		return shapeErr("softmax", "%d×%d with buffers of %d, %d, %d, %d", rows, cols, dlogits.Len(), loss.Len(), logits.Len(), labels.Len())
+	}
+	return nil
+}

@@ -1,0 +1,12 @@
+package engine_test
+
+import (
+	"testing"
+
+	"github.com/vtrain/vtrain/engine"
+	"github.com/vtrain/vtrain/engine/enginetest"
+)
+
+// TestCPUConformance runs the conformance suite against the CPU engine; the
+// cuda package runs the same suite against the GPU.
+func TestCPUConformance(t *testing.T) { enginetest.Run(t, engine.CPU()) }

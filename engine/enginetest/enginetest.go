@@ -1,0 +1,442 @@
+// Package enginetest is the conformance suite that every engine.Engine
+// must pass: the CPU reference in CI, the CUDA engine on a GPU. Every case
+// is seeded, covers odd and degenerate sizes, writes its outputs into
+// NaN-padded windows to catch stray writes, and compares with a float64
+// reference under an explicit tolerance.
+package enginetest
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/vtrain/vtrain/engine"
+	"github.com/vtrain/vtrain/models"
+	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/trainer"
+)
+
+// Tol is the suite's tolerance: |got − want| ≤ Tol·(1 + |want|) per element
+// for the kernels, and ≤ Tol relative L2 for a whole training step.
+const Tol = 1e-4
+
+const pad = 7 // NaN elements on each side of every output window
+
+// Run runs the kernel suite and the training-step suite against e.
+func Run(t *testing.T, e engine.Engine) {
+	t.Run("Gemm", func(t *testing.T) { Gemm(t, e) })
+	t.Run("RowOps", func(t *testing.T) { RowOps(t, e) })
+	t.Run("Softmax", func(t *testing.T) { Softmax(t, e) })
+	t.Run("Optimizers", func(t *testing.T) { Optimizers(t, e) })
+	t.Run("Shapes", func(t *testing.T) { Shapes(t, e) })
+	t.Run("DenseStep", func(t *testing.T) { DenseStep(t, e) })
+}
+
+// padded is an output window inside a NaN-filled buffer.
+type padded struct {
+	e    engine.Engine
+	full engine.Buffer
+	win  engine.Buffer
+	n    int
+}
+
+func newPadded(t *testing.T, e engine.Engine, init []float32) *padded {
+	t.Helper()
+	n := len(init)
+	full, err := e.Alloc(n + 2*pad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := make([]float32, n+2*pad)
+	for i := range host {
+		host[i] = float32(math.NaN())
+	}
+	copy(host[pad:], init)
+	if err := e.Upload(full, host); err != nil {
+		t.Fatal(err)
+	}
+	return &padded{e: e, full: full, win: full.Slice(pad, n), n: n}
+}
+
+// get downloads the window, failing the test if anything outside it changed.
+func (p *padded) get(t *testing.T, what string) []float32 {
+	t.Helper()
+	host := make([]float32, p.n+2*pad)
+	if err := p.e.Download(host, p.full); err != nil {
+		t.Fatal(err)
+	}
+	for i := range pad {
+		if !math.IsNaN(float64(host[i])) || !math.IsNaN(float64(host[pad+p.n+i])) {
+			t.Fatalf("%s: stray write outside the output window", what)
+		}
+	}
+	p.e.Free(p.full)
+	return host[pad : pad+p.n]
+}
+
+func upload(t *testing.T, e engine.Engine, v []float32) engine.Buffer {
+	t.Helper()
+	b, err := e.Alloc(len(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Upload(b, v); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func randn(r *rand.Rand, n int, scale float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64() * scale)
+	}
+	return v
+}
+
+func nans(n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.NaN())
+	}
+	return v
+}
+
+func compare(t *testing.T, what string, got []float32, want []float64, tol float64) {
+	t.Helper()
+	for i, w := range want {
+		if d := math.Abs(float64(got[i]) - w); !(d <= tol*(1+math.Abs(w))) {
+			t.Fatalf("%s: element %d is %v, want %v", what, i, got[i], w)
+		}
+	}
+}
+
+// Gemm checks every transpose combination at odd, degenerate and larger
+// sizes, with beta 0 over a NaN-filled C, and beta ≠ 0.
+func Gemm(t *testing.T, e engine.Engine) {
+	r := rand.New(rand.NewPCG(1, 1))
+	sizes := [][3]int{{1, 1, 1}, {1, 7, 3}, {5, 1, 9}, {3, 4, 1}, {17, 13, 11}, {64, 10, 784}, {33, 129, 65}}
+	for _, s := range sizes {
+		m, n, k := s[0], s[1], s[2]
+		for _, ta := range []bool{false, true} {
+			for _, tb := range []bool{false, true} {
+				for _, ab := range [][2]float32{{1, 0}, {0.5, -0.25}} {
+					alpha, beta := ab[0], ab[1]
+					a, b := randn(r, m*k, 1), randn(r, k*n, 1)
+					c0 := randn(r, m*n, 1)
+					if beta == 0 {
+						c0 = nans(m * n)
+					}
+					want := make([]float64, m*n)
+					for i := range m {
+						for j := range n {
+							var acc float64
+							for p := range k {
+								av := a[i*k+p]
+								if ta {
+									av = a[p*m+i]
+								}
+								bv := b[p*n+j]
+								if tb {
+									bv = b[j*k+p]
+								}
+								acc += float64(av) * float64(bv)
+							}
+							want[i*n+j] = float64(alpha) * acc
+							if beta != 0 {
+								want[i*n+j] += float64(beta) * float64(c0[i*n+j])
+							}
+						}
+					}
+					ab, bb := upload(t, e, a), upload(t, e, b)
+					c := newPadded(t, e, c0)
+					if err := e.Gemm(ta, tb, m, n, k, alpha, ab, bb, beta, c.win); err != nil {
+						t.Fatal(err)
+					}
+					what := fmt.Sprintf("gemm %dx%dx%d transA=%v transB=%v alpha=%v beta=%v", m, n, k, ta, tb, alpha, beta)
+					compare(t, what, c.get(t, what), want, Tol*math.Sqrt(float64(k)))
+					e.Free(ab)
+					e.Free(bb)
+				}
+			}
+		}
+	}
+}
+
+// RowOps checks AddRowVector, SumRows, ReLU and ReLUGrad.
+func RowOps(t *testing.T, e engine.Engine) {
+	r := rand.New(rand.NewPCG(2, 2))
+	for _, s := range [][2]int{{1, 1}, {1, 9}, {7, 1}, {3, 5}, {64, 10}, {129, 257}} {
+		rows, cols := s[0], s[1]
+		x, v := randn(r, rows*cols, 1), randn(r, cols, 1)
+		// AddRowVector
+		want := make([]float64, rows*cols)
+		for i := range want {
+			want[i] = float64(x[i]) + float64(v[i%cols])
+		}
+		y := newPadded(t, e, x)
+		vb := upload(t, e, v)
+		if err := e.AddRowVector(y.win, vb, rows, cols); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, fmt.Sprintf("add-row-vector %dx%d", rows, cols), y.get(t, "add-row-vector"), want, Tol)
+		// SumRows, over NaN
+		sums := make([]float64, cols)
+		for i, xv := range x {
+			sums[i%cols] += float64(xv)
+		}
+		xb := upload(t, e, x)
+		d := newPadded(t, e, nans(cols))
+		if err := e.SumRows(d.win, xb, rows, cols); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, fmt.Sprintf("sum-rows %dx%d", rows, cols), d.get(t, "sum-rows"), sums, Tol*math.Sqrt(float64(rows)))
+		// ReLU and its gradient
+		relu := make([]float64, len(x))
+		for i, xv := range x {
+			relu[i] = math.Max(float64(xv), 0)
+		}
+		rb := newPadded(t, e, x)
+		if err := e.ReLU(rb.win); err != nil {
+			t.Fatal(err)
+		}
+		got := rb.get(t, "relu")
+		compare(t, "relu", got, relu, 0)
+		dy := randn(r, len(x), 1)
+		gradWant := make([]float64, len(x))
+		for i := range x {
+			if relu[i] > 0 {
+				gradWant[i] = float64(dy[i])
+			}
+		}
+		yb := upload(t, e, got)
+		g := newPadded(t, e, dy)
+		if err := e.ReLUGrad(g.win, yb); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, "relu-grad", g.get(t, "relu-grad"), gradWant, 0)
+		for _, b := range []engine.Buffer{vb, xb, yb} {
+			e.Free(b)
+		}
+	}
+}
+
+// Softmax checks SoftmaxCrossEntropy, including logits large enough to
+// overflow a naive exp and a single class.
+func Softmax(t *testing.T, e engine.Engine) {
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, s := range []struct {
+		rows, cols int
+		scale      float64
+	}{{1, 1, 1}, {1, 2, 1}, {5, 3, 1}, {64, 10, 3}, {17, 10, 60}, {3, 1000, 1}} {
+		rows, cols := s.rows, s.cols
+		z := randn(r, rows*cols, s.scale)
+		y := make([]float32, rows)
+		for i := range y {
+			y[i] = float32(r.IntN(cols))
+		}
+		wantD := make([]float64, rows*cols)
+		wantL := make([]float64, rows)
+		for i := range rows {
+			row := z[i*cols : (i+1)*cols]
+			m := math.Inf(-1)
+			for _, v := range row {
+				m = math.Max(m, float64(v))
+			}
+			var sum float64
+			for _, v := range row {
+				sum += math.Exp(float64(v) - m)
+			}
+			lse := m + math.Log(sum)
+			wantL[i] = lse - float64(row[int(y[i])])
+			for j, v := range row {
+				p := math.Exp(float64(v) - lse)
+				if j == int(y[i]) {
+					p--
+				}
+				wantD[i*cols+j] = p / float64(rows)
+			}
+		}
+		zb, yb := upload(t, e, z), upload(t, e, y)
+		d, l := newPadded(t, e, nans(rows*cols)), newPadded(t, e, nans(rows))
+		if err := e.SoftmaxCrossEntropy(d.win, l.win, zb, yb, rows, cols); err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("softmax %dx%d scale %v", rows, cols, s.scale)
+		compare(t, what+" dlogits", d.get(t, what), wantD, Tol)
+		compare(t, what+" loss", l.get(t, what), wantL, Tol)
+		e.Free(zb)
+		e.Free(yb)
+	}
+}
+
+// Optimizers checks SGD (plain, momentum, Nesterov, weight decay) and AdamW.
+func Optimizers(t *testing.T, e engine.Engine) {
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, n := range []int{1, 3, 1025} {
+		for _, c := range []struct {
+			mu, wd   float32
+			nesterov bool
+		}{{0, 0, false}, {0.9, 0, false}, {0.9, 1e-2, true}} {
+			p, g, b := randn(r, n, 1), randn(r, n, 1), randn(r, n, 1)
+			const lr = 0.05
+			wantP, wantB := make([]float64, n), make([]float64, n)
+			for i := range n {
+				gi := float64(g[i]) + float64(c.wd)*float64(p[i])
+				bi := float64(c.mu)*float64(b[i]) + gi
+				wantB[i] = bi
+				if c.nesterov {
+					bi = gi + float64(c.mu)*bi
+				}
+				wantP[i] = float64(p[i]) - lr*bi
+			}
+			pp, bp := newPadded(t, e, p), newPadded(t, e, b)
+			gb := upload(t, e, g)
+			if err := e.SGD(pp.win, gb, bp.win, lr, c.mu, c.wd, c.nesterov); err != nil {
+				t.Fatal(err)
+			}
+			what := fmt.Sprintf("sgd n=%d %+v", n, c)
+			compare(t, what+" params", pp.get(t, what), wantP, Tol)
+			compare(t, what+" momentum", bp.get(t, what), wantB, Tol)
+			e.Free(gb)
+		}
+		p, g, m := randn(r, n, 1), randn(r, n, 1), randn(r, n, 0.1)
+		v := randn(r, n, 0.1)
+		for i := range v {
+			v[i] = v[i] * v[i]
+		}
+		const b1, b2, eps, decay, step, sqrtBC2 = 0.9, 0.999, 1e-8, 0.9999, 0.01, 0.05
+		wantP, wantM, wantV := make([]float64, n), make([]float64, n), make([]float64, n)
+		for i := range n {
+			wantM[i] = b1*float64(m[i]) + (1-b1)*float64(g[i])
+			wantV[i] = b2*float64(v[i]) + (1-b2)*float64(g[i])*float64(g[i])
+			wantP[i] = float64(p[i])*decay - step*wantM[i]/(math.Sqrt(wantV[i])/sqrtBC2+eps)
+		}
+		pp, mp, vp := newPadded(t, e, p), newPadded(t, e, m), newPadded(t, e, v)
+		gb := upload(t, e, g)
+		if err := e.AdamW(pp.win, gb, mp.win, vp.win, b1, b2, eps, decay, step, sqrtBC2); err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("adamw n=%d", n)
+		compare(t, what+" params", pp.get(t, what), wantP, Tol)
+		compare(t, what+" m", mp.get(t, what), wantM, Tol)
+		compare(t, what+" v", vp.get(t, what), wantV, Tol)
+		e.Free(gb)
+	}
+}
+
+// Shapes checks that mismatched buffers are refused with ErrShape and
+// nothing is written.
+func Shapes(t *testing.T, e engine.Engine) {
+	a := upload(t, e, make([]float32, 6))
+	b := upload(t, e, make([]float32, 6))
+	c := newPadded(t, e, nans(4))
+	for what, err := range map[string]error{
+		"gemm":           e.Gemm(false, false, 2, 2, 3, 1, a, b.Slice(0, 5), 0, c.win),
+		"gemm zero":      e.Gemm(false, false, 0, 2, 3, 1, a, b, 0, c.win),
+		"add-row-vector": e.AddRowVector(c.win, a, 2, 2),
+		"sum-rows":       e.SumRows(c.win, a, 3, 2),
+		"relu-grad":      e.ReLUGrad(c.win, a),
+		"softmax":        e.SoftmaxCrossEntropy(c.win, a, b, a, 2, 2),
+		"sgd":            e.SGD(c.win, a, b, 0.1, 0, 0, false),
+		"adamw":          e.AdamW(c.win, a, b, b, 0.9, 0.999, 1e-8, 1, 0.1, 1),
+		"upload":         e.Upload(a, make([]float32, 5)),
+		"download":       e.Download(make([]float32, 5), a),
+	} {
+		if !errors.Is(err, engine.ErrShape) {
+			t.Errorf("%s: got %v, want ErrShape", what, err)
+		}
+	}
+	got := c.get(t, "shape errors")
+	for _, v := range got {
+		if !math.IsNaN(float64(v)) {
+			t.Fatal("a refused operation wrote its output")
+		}
+	}
+	if _, err := e.Alloc(0); !errors.Is(err, engine.ErrShape) {
+		t.Errorf("alloc 0: %v", err)
+	}
+}
+
+// DenseStep trains softmax regression and a 784-64-10 MLP for three steps
+// with SGD and AdamW on e and on the Gorgonia CPU path with package
+// trainer's optimizers, and compares losses, gradients and parameters.
+func DenseStep(t *testing.T, e engine.Engine) {
+	set := data.Synthetic(5, 256, 1)
+	for _, c := range []struct {
+		kind   string
+		hidden []int
+		opt    string
+	}{{models.LogReg, nil, "sgd"}, {models.MLP, []int{64}, "sgd"}, {models.MLP, []int{64, 32}, "adamw"}} {
+		spec, err := models.NewSpec(c.kind, c.hidden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const batch = 33
+		cfg := trainer.DefaultConfig(spec)
+		cfg.Optimizer, cfg.Batch, cfg.WeightDecay = c.opt, batch, 0.01
+		cfg.Schedule.Base = 0.05
+		if c.opt == "adamw" {
+			cfg.Schedule.Base = 1e-3
+		}
+		ref, err := trainer.New(cfg, set.Train)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev, err := engine.NewDenseNet(e, spec, batch, OptimOf(cfg), ref.Params())
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, batch*spec.Rows*spec.Cols)
+		y := make([]int, batch)
+		got := make([]float32, spec.NumParams())
+		for step := range int64(3) {
+			set.Train.Fill(ref.BatchIndices(step, nil), x, y)
+			before := append([]float32(nil), ref.Params()...)
+			wantLoss, err := ref.Step()
+			if err != nil {
+				t.Fatal(err)
+			}
+			loss, err := dev.Step(x, y, cfg.Schedule.At(step))
+			if err != nil {
+				t.Fatal(err)
+			}
+			what := fmt.Sprintf("%s %s step %d", spec, c.opt, step)
+			if math.Abs(float64(loss-wantLoss)) > Tol*(1+math.Abs(float64(wantLoss))) {
+				t.Fatalf("%s: loss %v, want %v", what, loss, wantLoss)
+			}
+			if err := dev.Params(got); err != nil {
+				t.Fatal(err)
+			}
+			if rel := RelL2Update(got, ref.Params(), before); rel > Tol {
+				t.Fatalf("%s: update differs by %.2e relative L2", what, rel)
+			}
+		}
+		dev.Close()
+		ref.Close()
+	}
+}
+
+// OptimOf maps a trainer configuration onto DenseNet's optimizer settings.
+func OptimOf(c trainer.Config) engine.Optim {
+	return engine.Optim{Kind: c.Optimizer, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay,
+		Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps}
+}
+
+// RelL2Update is ‖(got − base) − (want − base)‖ / ‖want − base‖: how far
+// one step's update on an engine is from the reference update.
+func RelL2Update(got, want, base []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		u := float64(want[i]) - float64(base[i])
+		num += d * d
+		den += u * u
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
+}
