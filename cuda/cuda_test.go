@@ -10,7 +10,7 @@ import (
 
 // TestConformance runs the engine conformance suite on GPU 0: every
 // kernel against a float64 reference, and three training steps of softmax
-// regression and MLPs against the Gorgonia CPU path within 1e-4.
+// regression, MLPs and the CNN against the Gorgonia CPU path within 1e-4.
 func TestConformance(t *testing.T) {
 	e, err := Open(0)
 	if err != nil {

@@ -303,6 +303,58 @@ func (e *Engine) SoftmaxCrossEntropy(dlogits, loss, logits, labels engine.Buffer
 	return e.launch("softmax_xent", 0, rows, ptrArg(dlogits), ptrArg(loss), ptrArg(logits), ptrArg(labels), intArg(rows), intArg(cols))
 }
 
+func convArgs(g engine.ConvGeom) []arg {
+	return []arg{intArg(g.N), intArg(g.C), intArg(g.H), intArg(g.W), intArg(g.K), intArg(g.P), intArg(g.OutH()), intArg(g.OutW())}
+}
+
+func (e *Engine) Im2Col(cols, x engine.Buffer, g engine.ConvGeom) error {
+	if err := engine.CheckConv("im2col", cols, x, g); err != nil {
+		return err
+	}
+	return e.launch("im2col", cols.Len(), 0, append([]arg{ptrArg(cols), ptrArg(x)}, convArgs(g)...)...)
+}
+
+func (e *Engine) Col2Im(dx, cols engine.Buffer, g engine.ConvGeom) error {
+	if err := engine.CheckConv("col2im", cols, dx, g); err != nil {
+		return err
+	}
+	return e.launch("col2im", dx.Len(), 0, append([]arg{ptrArg(dx), ptrArg(cols)}, convArgs(g)...)...)
+}
+
+func (e *Engine) FromCNP(y, t, bias engine.Buffer, n, c, hw int) error {
+	if bias == nil {
+		return fmt.Errorf("%w: from-cnp: a bias is required", engine.ErrShape)
+	}
+	if err := engine.CheckCNP("from-cnp", y, t, bias, n, c, hw); err != nil {
+		return err
+	}
+	return e.launch("from_cnp", y.Len(), 0, ptrArg(y), ptrArg(t), ptrArg(bias), intArg(n), intArg(c), intArg(hw))
+}
+
+func (e *Engine) ToCNP(t, y engine.Buffer, n, c, hw int) error {
+	if err := engine.CheckCNP("to-cnp", y, t, nil, n, c, hw); err != nil {
+		return err
+	}
+	return e.launch("to_cnp", t.Len(), 0, ptrArg(t), ptrArg(y), intArg(n), intArg(c), intArg(hw))
+}
+
+func (e *Engine) ReLUPool(y, x engine.Buffer, planes, h, w int) error {
+	if err := engine.CheckPool("relu-pool", y, x, planes, h, w); err != nil {
+		return err
+	}
+	return e.launch("relu_pool", y.Len(), 0, ptrArg(y), ptrArg(x), intArg(planes), intArg(h), intArg(w))
+}
+
+func (e *Engine) ReLUPoolGrad(dx, dy, x engine.Buffer, planes, h, w int) error {
+	if err := engine.CheckPool("relu-pool-grad", dy, x, planes, h, w); err != nil {
+		return err
+	}
+	if err := engine.CheckSame("relu-pool-grad", dx, x); err != nil {
+		return err
+	}
+	return e.launch("relu_pool_grad", dx.Len(), 0, ptrArg(dx), ptrArg(dy), ptrArg(x), intArg(planes), intArg(h), intArg(w))
+}
+
 func (e *Engine) SGD(params, grads, mom engine.Buffer, lr, momentum, wd float32, nesterov bool) error {
 	if err := engine.CheckSame("sgd", params, grads, mom); err != nil {
 		return err

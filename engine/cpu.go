@@ -196,5 +196,146 @@ func (cpu) AdamW(params, grads, m, v Buffer, beta1, beta2, eps, decay, stepSize,
 	return nil
 }
 
+func (cpu) Im2Col(cols, x Buffer, g ConvGeom) error {
+	if err := CheckConv("im2col", cols, x, g); err != nil {
+		return err
+	}
+	cd, xd := data(cols), data(x)
+	oh, ow, nhw := g.OutH(), g.OutW(), g.NHW()
+	for c := range g.C {
+		for ki := range g.K {
+			for kj := range g.K {
+				row := cd[((c*g.K+ki)*g.K+kj)*nhw:][:nhw]
+				for n := range g.N {
+					plane := xd[(n*g.C+c)*g.H*g.W:][:g.H*g.W]
+					for oy := range oh {
+						for ox := range ow {
+							iy, ix := oy+ki-g.P, ox+kj-g.P
+							v := float32(0)
+							if iy >= 0 && iy < g.H && ix >= 0 && ix < g.W {
+								v = plane[iy*g.W+ix]
+							}
+							row[(n*oh+oy)*ow+ox] = v
+						}
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (cpu) Col2Im(dx, cols Buffer, g ConvGeom) error {
+	if err := CheckConv("col2im", cols, dx, g); err != nil {
+		return err
+	}
+	cd, dd := data(cols), data(dx)
+	clear(dd)
+	oh, ow, nhw := g.OutH(), g.OutW(), g.NHW()
+	for c := range g.C {
+		for ki := range g.K {
+			for kj := range g.K {
+				row := cd[((c*g.K+ki)*g.K+kj)*nhw:][:nhw]
+				for n := range g.N {
+					plane := dd[(n*g.C+c)*g.H*g.W:][:g.H*g.W]
+					for oy := range oh {
+						for ox := range ow {
+							iy, ix := oy+ki-g.P, ox+kj-g.P
+							if iy >= 0 && iy < g.H && ix >= 0 && ix < g.W {
+								plane[iy*g.W+ix] += row[(n*oh+oy)*ow+ox]
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (cpu) FromCNP(y, t, bias Buffer, n, c, hw int) error {
+	if bias == nil {
+		return shapeErr("from-cnp", "a bias is required")
+	}
+	if err := CheckCNP("from-cnp", y, t, bias, n, c, hw); err != nil {
+		return err
+	}
+	yd, td, bd := data(y), data(t), data(bias)
+	for i := range n {
+		for ch := range c {
+			dst, src := yd[(i*c+ch)*hw:][:hw], td[(ch*n+i)*hw:][:hw]
+			for p, v := range src {
+				dst[p] = v + bd[ch]
+			}
+		}
+	}
+	return nil
+}
+
+func (cpu) ToCNP(t, y Buffer, n, c, hw int) error {
+	if err := CheckCNP("to-cnp", y, t, nil, n, c, hw); err != nil {
+		return err
+	}
+	yd, td := data(y), data(t)
+	for i := range n {
+		for ch := range c {
+			copy(td[(ch*n+i)*hw:][:hw], yd[(i*c+ch)*hw:][:hw])
+		}
+	}
+	return nil
+}
+
+// poolArgmax returns the offset of the first maximum of the 2×2 window at
+// base in a plane of width w, and the maximum.
+func poolArgmax(x []float32, base, w int) (int, float32) {
+	at, v := base, x[base]
+	for _, o := range [3]int{base + 1, base + w, base + w + 1} {
+		if x[o] > v {
+			at, v = o, x[o]
+		}
+	}
+	return at, v
+}
+
+func (cpu) ReLUPool(y, x Buffer, planes, h, w int) error {
+	if err := CheckPool("relu-pool", y, x, planes, h, w); err != nil {
+		return err
+	}
+	yd, xd := data(y), data(x)
+	oh, ow := h/2, w/2
+	for p := range planes {
+		for oy := range oh {
+			for ox := range ow {
+				_, v := poolArgmax(xd, p*h*w+2*oy*w+2*ox, w)
+				yd[(p*oh+oy)*ow+ox] = max(v, 0)
+			}
+		}
+	}
+	return nil
+}
+
+func (cpu) ReLUPoolGrad(dx, dy, x Buffer, planes, h, w int) error {
+	if err := CheckPool("relu-pool-grad", dy, x, planes, h, w); err != nil {
+		return err
+	}
+	if err := CheckSame("relu-pool-grad", dx, x); err != nil {
+		return err
+	}
+	dd, gd, xd := data(dx), data(dy), data(x)
+	clear(dd)
+	oh, ow := h/2, w/2
+	for p := range planes {
+		for oy := range oh {
+			for ox := range ow {
+				at, v := poolArgmax(xd, p*h*w+2*oy*w+2*ox, w)
+				if v > 0 {
+					dd[at] = gd[(p*oh+oy)*ow+ox]
+				}
+			}
+		}
+	}
+	return nil
+}
+
 func (cpu) Sync() error  { return nil }
 func (cpu) Close() error { return nil }

@@ -1,16 +1,17 @@
 // Package engine is the seam between vtrain's models and the device that
 // runs them. An Engine owns float32 buffers on its device and runs the
-// handful of kernels that softmax regression and MLPs need: matrix products,
-// bias and ReLU, softmax cross-entropy, column sums, and the SGD and AdamW
-// updates. DenseNet builds a model's forward and backward pass and its
-// optimizer step from those kernels once, so that every engine runs the same
-// graph, and a step moves only the batch in and the per-sample losses out.
+// handful of kernels that vtrain's models need: matrix products, bias and
+// ReLU, softmax cross-entropy, column sums, im2col and its adjoint, fused
+// ReLU and 2×2 max-pooling, and the SGD and AdamW updates. Net builds a
+// model's forward and backward pass and its optimizer step from those
+// kernels once, so that every engine runs the same graph, and a step moves
+// only the batch in and the per-sample losses out.
 //
 // CPU is the reference implementation, in plain Go. The CUDA engine
 // (package cuda, build tag cuda) implements the same interface on
 // gorgonia.org/cu. enginetest holds the conformance suite that both must
 // pass. The Gorgonia graphs in package models remain the CPU training path;
-// DenseNet on the CPU engine is checked against them.
+// Net on the CPU engine is checked against them.
 package engine
 
 import (
@@ -79,10 +80,79 @@ type Engine interface {
 	// precomputed: m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
 	// θ = θ·decay − stepSize·m / (√v / sqrtBC2 + eps).
 	AdamW(params, grads, m, v Buffer, beta1, beta2, eps, decay, stepSize, sqrtBC2 float32) error
+
+	// Im2Col writes x (N·C·H·W) as the [C·K·K, N·H'·W'] matrix cols, whose
+	// column n·H'·W' + p holds the zero-padded patch under output pixel p
+	// of sample n; row (c·K + ki)·K + kj is input channel c at kernel
+	// offset (ki, kj).
+	Im2Col(cols, x Buffer, g ConvGeom) error
+	// Col2Im sets dx (N·C·H·W) to the adjoint of Im2Col applied to cols.
+	Col2Im(dx, cols Buffer, g ConvGeom) error
+	// FromCNP sets y[n, c, p] = t[c, n·hw + p] + bias[c]: a product laid out
+	// channel-major back to NCHW, with the bias added.
+	FromCNP(y, t, bias Buffer, n, c, hw int) error
+	// ToCNP sets t[c, n·hw + p] = y[n, c, p].
+	ToCNP(t, y Buffer, n, c, hw int) error
+	// ReLUPool sets y (planes × h/2 × w/2) to the maximum of each 2×2
+	// window of x (planes × h × w) and 0; h and w are even.
+	ReLUPool(y, x Buffer, planes, h, w int) error
+	// ReLUPoolGrad sets dx (planes × h × w) to ReLUPool's gradient: each
+	// window's dy goes to its first maximum (in the order top-left,
+	// top-right, bottom-left, bottom-right) when that maximum is positive;
+	// every other element is zero.
+	ReLUPoolGrad(dx, dy, x Buffer, planes, h, w int) error
+
 	// Sync waits for every operation so far.
 	Sync() error
 	// Close releases the engine and everything it allocated.
 	Close() error
+}
+
+// ConvGeom is a 2-D convolution with square K×K kernels, stride 1 and P
+// zeros of padding on every side, from N·C·H·W inputs to N·O·H'·W'
+// outputs (PyTorch's NCHW and OIHW layouts).
+type ConvGeom struct {
+	N, C, H, W int
+	O, K, P    int
+}
+
+// OutH is the output height H'.
+func (g ConvGeom) OutH() int { return g.H + 2*g.P - g.K + 1 }
+
+// OutW is the output width W'.
+func (g ConvGeom) OutW() int { return g.W + 2*g.P - g.K + 1 }
+
+// CKK is the patch size C·K·K.
+func (g ConvGeom) CKK() int { return g.C * g.K * g.K }
+
+// NHW is the number of output pixels over the batch, N·H'·W'.
+func (g ConvGeom) NHW() int { return g.N * g.OutH() * g.OutW() }
+
+// CheckConv validates Im2Col's and Col2Im's buffers.
+func CheckConv(op string, cols, x Buffer, g ConvGeom) error {
+	if g.N < 1 || g.C < 1 || g.H < 1 || g.W < 1 || g.O < 1 || g.K < 1 || g.P < 0 || g.OutH() < 1 || g.OutW() < 1 {
+		return shapeErr(op, "geometry %+v", g)
+	}
+	if cols.Len() != g.CKK()*g.NHW() || x.Len() != g.N*g.C*g.H*g.W {
+		return shapeErr(op, "%+v with buffers of %d and %d", g, cols.Len(), x.Len())
+	}
+	return nil
+}
+
+// CheckCNP validates FromCNP's and ToCNP's buffers (bias may be nil).
+func CheckCNP(op string, y, t, bias Buffer, n, c, hw int) error {
+	if n < 1 || c < 1 || hw < 1 || y.Len() != n*c*hw || t.Len() != n*c*hw || (bias != nil && bias.Len() != c) {
+		return shapeErr(op, "%d×%d×%d with buffers of %d and %d", n, c, hw, y.Len(), t.Len())
+	}
+	return nil
+}
+
+// CheckPool validates ReLUPool's and ReLUPoolGrad's buffers.
+func CheckPool(op string, small, big Buffer, planes, h, w int) error {
+	if planes < 1 || h < 2 || w < 2 || h%2 != 0 || w%2 != 0 || big.Len() != planes*h*w || small.Len() != planes*(h/2)*(w/2) {
+		return shapeErr(op, "%d planes of %d×%d with buffers of %d and %d", planes, h, w, small.Len(), big.Len())
+	}
+	return nil
 }
 
 func shapeErr(op string, format string, a ...any) error {

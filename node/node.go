@@ -196,9 +196,6 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if n.model, err = n.spec.ModelSpec(); err != nil {
 		return nil, err
 	}
-	if cfg.Device != nil && n.model.Kind == models.CNN {
-		return nil, fmt.Errorf("%w: the run trains a CNN, and the %s engine runs logreg and mlp only", ErrUsage, cfg.Device.Name())
-	}
 	if n.spec.Privacy.Mode == "zk" {
 		// The circuit, keys, prover and verifier exist (verify/zk, vtrain
 		// keygen/prove/verify-proof); the challenge protocol that would

@@ -119,7 +119,7 @@ type Trainer struct {
 
 	// On a device engine (WithEngine), dev holds the parameters and the
 	// optimizer state; params and opt are refreshed from it on demand.
-	dev   *engine.DenseNet
+	dev   *engine.Net
 	x     []float32
 	stale bool
 
@@ -135,7 +135,7 @@ type options struct{ eng engine.Engine }
 // WithEngine trains on an engine.Engine (a GPU) instead of the Gorgonia
 // CPU graph: the forward and backward passes and the optimizer run on the
 // device, which keeps the parameters between steps. Nil means the CPU
-// graph. Softmax regression and MLPs only.
+// graph.
 func WithEngine(e engine.Engine) Option { return func(o *options) { o.eng = e } }
 
 // New returns a trainer at step 0 with parameters initialised from the
@@ -186,7 +186,7 @@ func newTrainer(cfg Config, train *data.Dataset, theta []float32, opts ...Option
 		idx: make([]int, 0, cfg.Batch), y: make([]int, cfg.Batch),
 	}
 	if o.eng != nil {
-		dev, err := engine.NewDenseNet(o.eng, cfg.Model, cfg.Batch, engine.Optim{
+		dev, err := engine.NewNet(o.eng, cfg.Model, cfg.Batch, engine.Optim{
 			Kind: cfg.Optimizer, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay,
 			Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.Eps}, theta)
 		if err != nil {

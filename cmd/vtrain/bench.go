@@ -70,9 +70,6 @@ func runBenchStep(args []string, stdout, stderr io.Writer) error {
 	}
 	if eng != nil {
 		defer eng.Close()
-		if spec.Kind == models.CNN {
-			return usagef("--device %s runs logreg and mlp; the CNN's convolution kernels are not on the GPU yet", *device)
-		}
 	}
 	switch {
 	case *batch < 1:

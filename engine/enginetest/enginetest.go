@@ -29,6 +29,8 @@ func Run(t *testing.T, e engine.Engine) {
 	t.Run("Gemm", func(t *testing.T) { Gemm(t, e) })
 	t.Run("RowOps", func(t *testing.T) { RowOps(t, e) })
 	t.Run("Softmax", func(t *testing.T) { Softmax(t, e) })
+	t.Run("Conv", func(t *testing.T) { Conv(t, e) })
+	t.Run("Pool", func(t *testing.T) { Pool(t, e) })
 	t.Run("Optimizers", func(t *testing.T) { Optimizers(t, e) })
 	t.Run("Shapes", func(t *testing.T) { Shapes(t, e) })
 	t.Run("DenseStep", func(t *testing.T) { DenseStep(t, e) })
@@ -342,6 +344,12 @@ func Shapes(t *testing.T, e engine.Engine) {
 		"softmax":        e.SoftmaxCrossEntropy(c.win, a, b, a, 2, 2),
 		"sgd":            e.SGD(c.win, a, b, 0.1, 0, 0, false),
 		"adamw":          e.AdamW(c.win, a, b, b, 0.9, 0.999, 1e-8, 1, 0.1, 1),
+		"im2col":         e.Im2Col(c.win, a, engine.ConvGeom{N: 1, C: 1, H: 2, W: 3, O: 1, K: 1, P: 0}),
+		"col2im":         e.Col2Im(a, c.win, engine.ConvGeom{N: 1, C: 1, H: 2, W: 2, O: 1, K: 3, P: 0}),
+		"from-cnp":       e.FromCNP(c.win, a, b, 1, 2, 2),
+		"to-cnp":         e.ToCNP(c.win, a, 1, 2, 2),
+		"relu-pool":      e.ReLUPool(c.win, a, 1, 2, 3),
+		"relu-pool-grad": e.ReLUPoolGrad(c.win, a, b, 1, 2, 2),
 		"upload":         e.Upload(a, make([]float32, 5)),
 		"download":       e.Download(make([]float32, 5), a),
 	} {
@@ -360,7 +368,147 @@ func Shapes(t *testing.T, e engine.Engine) {
 	}
 }
 
-// DenseStep trains softmax regression and a 784-64-10 MLP for three steps
+// Conv checks Im2Col against a direct reference, Col2Im as its exact
+// adjoint (⟨im2col x, c⟩ = ⟨x, col2im c⟩), and the NCHW ↔ channel-major
+// moves with the bias.
+func Conv(t *testing.T, e engine.Engine) {
+	r := rand.New(rand.NewPCG(6, 6))
+	for _, g := range []engine.ConvGeom{
+		{N: 1, C: 1, H: 1, W: 1, O: 1, K: 1, P: 0},
+		{N: 2, C: 1, H: 5, W: 3, O: 2, K: 3, P: 1},
+		{N: 3, C: 2, H: 7, W: 9, O: 4, K: 5, P: 2},
+		{N: 2, C: 3, H: 6, W: 6, O: 1, K: 3, P: 0},
+		{N: 5, C: 8, H: 14, W: 14, O: 16, K: 5, P: 2},
+	} {
+		oh, ow, nhw := g.OutH(), g.OutW(), g.NHW()
+		x := randn(r, g.N*g.C*g.H*g.W, 1)
+		want := make([]float64, g.CKK()*nhw)
+		for c := range g.C {
+			for ki := range g.K {
+				for kj := range g.K {
+					for n := range g.N {
+						for oy := range oh {
+							for ox := range ow {
+								iy, ix := oy+ki-g.P, ox+kj-g.P
+								if iy >= 0 && iy < g.H && ix >= 0 && ix < g.W {
+									want[((c*g.K+ki)*g.K+kj)*nhw+(n*oh+oy)*ow+ox] = float64(x[((n*g.C+c)*g.H+iy)*g.W+ix])
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+		xb := upload(t, e, x)
+		cols := newPadded(t, e, nans(g.CKK()*nhw))
+		if err := e.Im2Col(cols.win, xb, g); err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("im2col %+v", g)
+		got := cols.get(t, what)
+		compare(t, what, got, want, 0)
+		// Col2Im is the adjoint.
+		c := randn(r, g.CKK()*nhw, 1)
+		cb := upload(t, e, c)
+		dx := newPadded(t, e, nans(len(x)))
+		if err := e.Col2Im(dx.win, cb, g); err != nil {
+			t.Fatal(err)
+		}
+		back := dx.get(t, "col2im")
+		var lhs, rhs float64
+		for i, v := range got {
+			lhs += float64(v) * float64(c[i])
+		}
+		for i, v := range back {
+			rhs += float64(v) * float64(x[i])
+		}
+		if math.Abs(lhs-rhs) > Tol*(1+math.Abs(lhs))*math.Sqrt(float64(len(c))) {
+			t.Fatalf("col2im %+v is not im2col's adjoint: %v vs %v", g, lhs, rhs)
+		}
+		// FromCNP and ToCNP.
+		hw := oh * ow
+		tv, bias := randn(r, g.O*nhw, 1), randn(r, g.O, 1)
+		wantY := make([]float64, len(tv))
+		for n := range g.N {
+			for o := range g.O {
+				for p := range hw {
+					wantY[(n*g.O+o)*hw+p] = float64(tv[(o*g.N+n)*hw+p]) + float64(bias[o])
+				}
+			}
+		}
+		tb, bb := upload(t, e, tv), upload(t, e, bias)
+		y := newPadded(t, e, nans(len(tv)))
+		if err := e.FromCNP(y.win, tb, bb, g.N, g.O, hw); err != nil {
+			t.Fatal(err)
+		}
+		gotY := y.get(t, "from-cnp")
+		compare(t, "from-cnp", gotY, wantY, Tol)
+		yb := upload(t, e, gotY)
+		tt := newPadded(t, e, nans(len(tv)))
+		if err := e.ToCNP(tt.win, yb, g.N, g.O, hw); err != nil {
+			t.Fatal(err)
+		}
+		wantT := make([]float64, len(tv))
+		for i := range tv {
+			wantT[i] = float64(tv[i]) + float64(bias[(i/hw)/g.N])
+		}
+		compare(t, "to-cnp", tt.get(t, "to-cnp"), wantT, Tol)
+		for _, b := range []engine.Buffer{xb, cb, tb, bb, yb} {
+			e.Free(b)
+		}
+	}
+}
+
+// Pool checks the fused ReLU and 2×2 max-pooling and its gradient,
+// including ties (the first maximum wins) and all-negative windows.
+func Pool(t *testing.T, e engine.Engine) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, s := range [][3]int{{1, 2, 2}, {3, 4, 6}, {16, 28, 28}, {5, 2, 8}} {
+		planes, h, w := s[0], s[1], s[2]
+		x := randn(r, planes*h*w, 1)
+		for i := range x { // ties: a quarter of the values repeat a neighbour's
+			if i > 0 && r.IntN(4) == 0 {
+				x[i] = x[i-1]
+			}
+		}
+		oh, ow := h/2, w/2
+		dy := randn(r, planes*oh*ow, 1)
+		wantY := make([]float64, planes*oh*ow)
+		wantDX := make([]float64, len(x))
+		for p := range planes {
+			for oy := range oh {
+				for ox := range ow {
+					base := p*h*w + 2*oy*w + 2*ox
+					at, v := base, x[base]
+					for _, o := range []int{base + 1, base + w, base + w + 1} {
+						if x[o] > v {
+							at, v = o, x[o]
+						}
+					}
+					wantY[(p*oh+oy)*ow+ox] = math.Max(float64(v), 0)
+					if v > 0 {
+						wantDX[at] = float64(dy[(p*oh+oy)*ow+ox])
+					}
+				}
+			}
+		}
+		xb, dyb := upload(t, e, x), upload(t, e, dy)
+		y, dx := newPadded(t, e, nans(len(wantY))), newPadded(t, e, nans(len(x)))
+		if err := e.ReLUPool(y.win, xb, planes, h, w); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ReLUPoolGrad(dx.win, dyb, xb, planes, h, w); err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("relu-pool %dx%dx%d", planes, h, w)
+		compare(t, what, y.get(t, what), wantY, 0)
+		compare(t, what+" grad", dx.get(t, what), wantDX, 0)
+		e.Free(xb)
+		e.Free(dyb)
+	}
+}
+
+// DenseStep trains softmax regression, MLPs and the CNN for three steps
 // with SGD and AdamW on e and on the Gorgonia CPU path with package
 // trainer's optimizers, and compares losses, gradients and parameters.
 func DenseStep(t *testing.T, e engine.Engine) {
@@ -369,7 +517,7 @@ func DenseStep(t *testing.T, e engine.Engine) {
 		kind   string
 		hidden []int
 		opt    string
-	}{{models.LogReg, nil, "sgd"}, {models.MLP, []int{64}, "sgd"}, {models.MLP, []int{64, 32}, "adamw"}} {
+	}{{models.LogReg, nil, "sgd"}, {models.MLP, []int{64}, "sgd"}, {models.MLP, []int{64, 32}, "adamw"}, {models.CNN, nil, "sgd"}} {
 		spec, err := models.NewSpec(c.kind, c.hidden)
 		if err != nil {
 			t.Fatal(err)
@@ -385,7 +533,7 @@ func DenseStep(t *testing.T, e engine.Engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dev, err := engine.NewDenseNet(e, spec, batch, OptimOf(cfg), ref.Params())
+		dev, err := engine.NewNet(e, spec, batch, OptimOf(cfg), ref.Params())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,7 +567,7 @@ func DenseStep(t *testing.T, e engine.Engine) {
 	}
 }
 
-// OptimOf maps a trainer configuration onto DenseNet's optimizer settings.
+// OptimOf maps a trainer configuration onto Net's optimizer settings.
 func OptimOf(c trainer.Config) engine.Optim {
 	return engine.Optim{Kind: c.Optimizer, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay,
 		Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps}
