@@ -1,10 +1,15 @@
-// Package verify will make contributions checkable without trust:
-// commitments and hashes, the append-only Merkle-tree ledger with signed
-// tree heads, challenge selection from the round beacon, spot-check
-// re-execution, and the audit that replays a ledger from genesis.
+// Package verify makes contributions checkable without trust. Its
+// subpackages:
 //
-// Subpackage zk holds what exists today: gnark circuits and Groth16 proofs
-// of a training step on private data, with the commitments, data trees and
-// challenge/response flow they need. The ledger, re-execution challenges
-// and the audit are the verification issue's.
+//   - ledger: the append-only Merkle-tree log (RFC 6962/9162 hashing,
+//     inclusion and consistency proofs), signed tree heads, crash recovery
+//     that saves a damaged tail aside, the content-addressed payload store,
+//     and Check, the auditor's structural verification of a ledger file;
+//   - zk: gnark circuits and Groth16 proofs of a training step on private
+//     data, with the commitments, data trees and challenge/response flow
+//     they need.
+//
+// Still to come (the verification issue): the nodes writing their ledgers,
+// commitments and segment roots in updates, challenges drawn from the round
+// beacon and re-executed, misbehaving peers on purpose, and vtrain audit.
 package verify

@@ -1,0 +1,74 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Kinds of entries: every message a node acts on, and what it decides.
+const (
+	KindUpdate    = "update"    // a peer's update (payload in the store)
+	KindCommit    = "commit"    // a peer's commit: the update set and the next state hash
+	KindChallenge = "challenge" // a spot-check drawn from the round beacon
+	KindResponse  = "response"  // a challenged peer's answer
+	KindVerdict   = "verdict"   // a challenger's signed verdict
+	KindReject    = "rejection" // a message refused, with its reason
+	KindJoin      = "join"      // a peer seen for the first time
+	KindLeave     = "leave"     // a peer excluded or gone
+	KindTreeHead  = "tree_head" // the keeper's signed checkpoint of the entries before it
+	KindGenesis   = "genesis"   // the run's canonical spec: always entry 0
+)
+
+// Entry is one ledger record, encoded as compact JSON with the fields in
+// this order. Wire carries the signed message exactly as received, so that
+// an auditor can check its signature; Blob names a payload in the store.
+type Entry struct {
+	Kind   string          `json:"kind"`
+	Round  uint64          `json:"round"`
+	Peer   string          `json:"peer,omitempty"`
+	Reason string          `json:"reason,omitempty"`
+	Blob   string          `json:"blob,omitempty"`
+	Wire   []byte          `json:"wire,omitempty"`
+	Head   *SignedTreeHead `json:"head,omitempty"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// Encode returns the entry's bytes.
+func (e Entry) Encode() []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		panic(err) // plain data: cannot fail
+	}
+	return bytes.TrimRight(b.Bytes(), "\n")
+}
+
+// DecodeEntry reads an entry strictly: unknown fields and trailing data are
+// errors, and the bytes must be the entry's own encoding (so that one
+// entry has one leaf hash).
+func DecodeEntry(b []byte) (Entry, error) {
+	var e Entry
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return e, fmt.Errorf("undecodable entry: %v", err)
+	}
+	if dec.More() {
+		return e, fmt.Errorf("trailing data after the entry")
+	}
+	if !bytes.Equal(e.Encode(), b) {
+		return e, fmt.Errorf("entry is not in canonical form")
+	}
+	switch e.Kind {
+	case KindUpdate, KindCommit, KindChallenge, KindResponse, KindVerdict, KindReject, KindJoin, KindLeave, KindGenesis:
+	case KindTreeHead:
+		if e.Head == nil {
+			return e, fmt.Errorf("tree_head entry without a head")
+		}
+	default:
+		return e, fmt.Errorf("unknown kind %q", e.Kind)
+	}
+	return e, nil
+}
