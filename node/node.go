@@ -27,6 +27,7 @@ import (
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/ledger"
 )
 
 // Config configures a node.
@@ -66,15 +67,17 @@ type RoundReport struct {
 
 // Summary is what a node reports when the run ends.
 type Summary struct {
-	Peer         string        `json:"peer"`
-	RunID        string        `json:"run_id"`
-	Rounds       uint64        `json:"rounds"`
-	FinalHash    string        `json:"final_hash"`
-	Hashes       []string      `json:"hashes"` // per round, "" where this node did not see the decision
-	TestAccuracy float64       `json:"test_accuracy"`
-	TestLoss     float64       `json:"test_loss"`
-	Stats        gossip.Stats  `json:"stats"`
-	RoundsLog    []RoundReport `json:"-"`
+	Peer         string                 `json:"peer"`
+	RunID        string                 `json:"run_id"`
+	Rounds       uint64                 `json:"rounds"`
+	FinalHash    string                 `json:"final_hash"`
+	Hashes       []string               `json:"hashes"` // per round, "" where this node did not see the decision
+	TestAccuracy float64                `json:"test_accuracy"`
+	TestLoss     float64                `json:"test_loss"`
+	Stats        gossip.Stats           `json:"stats"`
+	Ledger       string                 `json:"ledger,omitempty"`    // this node's ledger file
+	TreeHead     *ledger.SignedTreeHead `json:"tree_head,omitempty"` // its latest signed tree head
+	RoundsLog    []RoundReport          `json:"-"`
 }
 
 // ErrUsage is wrapped by configuration errors.
@@ -100,6 +103,9 @@ type node struct {
 	raws    map[trainer.Hash][]byte // signed updates of this and the last round
 	oldRaws map[trainer.Hash][]byte
 	round   uint64
+
+	book     *book // the ledger; touched only by Run's goroutine
+	lastHead *ledger.SignedTreeHead
 }
 
 // Spec implements gossip.Server.
@@ -249,6 +255,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if residual != nil {
 		n.eng.SetResidual(residual)
 	}
+	if err := n.openBook(); err != nil {
+		return nil, err
+	}
+	defer n.closeBook()
 	n.publishState()
 	n.say("vtrain node %s: run %s (%s), round %d", n.tr.ID(), n.spec.RunID().Short(), n.model, st.Round)
 	for _, a := range n.tr.Addrs() {
@@ -404,6 +414,7 @@ func (n *node) step(m *gossip.Msg) {
 	if d.Verdict == trainer.Reject {
 		n.log.Info("rejected", "msg", m, "reason", d.Reason)
 	}
+	n.recordMsg(m, d)
 }
 
 func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainResult, fetches chan fetched, trainCancel *context.CancelFunc) error {
@@ -420,6 +431,7 @@ func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainR
 			n.raws[o.Update.ID(n.eng.RunID())] = raw
 			n.mu.Unlock()
 		}
+		n.recordOwn(o, raw)
 		if err := n.tr.Publish(ctx, raw); err != nil {
 			n.log.Debug("publish", "err", err)
 		}
@@ -540,6 +552,7 @@ func (n *node) publishState() {
 
 func (n *node) decided(res trainer.RoundResult) {
 	n.hashes[res.Round] = res.Result
+	n.recordDecision(res)
 	stats := n.tr.Stats()
 	rep := RoundReport{Peer: n.tr.ID().String(), Round: res.Round, Hash: hex.EncodeToString(res.Result[:]), Updates: len(res.Updates),
 		Votes: res.Votes, Loss: res.Loss, Peers: stats.Peers + 1, Published: stats.Published, WireIn: stats.WireIn, WireOut: stats.WireOut,
@@ -579,6 +592,11 @@ func human(b uint64) string {
 
 func (n *node) summary() *Summary {
 	s := &Summary{Peer: n.tr.ID().String(), RunID: n.spec.RunID().String(), Rounds: n.eng.Round(), Stats: n.tr.Stats()}
+	if n.book != nil {
+		n.closeBook()
+		n.book = nil
+		s.Ledger, s.TreeHead = filepath.Join(n.cfg.OutDir, LedgerFile), n.lastHead
+	}
 	h := n.eng.Hash()
 	s.FinalHash = hex.EncodeToString(h[:])
 	for r := uint64(0); r < n.eng.Round(); r++ {

@@ -9,7 +9,8 @@
 //     data, with the commitments, data trees and challenge/response flow
 //     they need.
 //
-// Still to come (the verification issue): the nodes writing their ledgers,
-// commitments and segment roots in updates, challenges drawn from the round
-// beacon and re-executed, misbehaving peers on purpose, and vtrain audit.
+// Nodes write their ledgers (package node) and vtrain audit replays them.
+// Still to come (the verification issue): commitments and segment roots in
+// updates, challenges drawn from the round beacon and re-executed, the
+// audit recomputing aggregates, and misbehaving peers on purpose.
 package verify

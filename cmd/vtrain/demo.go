@@ -40,6 +40,7 @@ type demoResult struct {
 	SecondsPerRound       float64  `json:"seconds_per_round"` // peer 0: median time between decisions
 	Out                   string   `json:"out"`
 	Disagreements         []string `json:"disagreements,omitempty"`
+	Ledgers               []string `json:"ledgers"` // each node's ledger, for vtrain audit
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
@@ -196,6 +197,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("peer %d: %w", i, err)
 		}
 		sums = append(sums, &s)
+		res.Ledgers = append(res.Ledgers, s.Ledger)
 	}
 	res.Agreed, res.Disagreements = agreement(sums, uint64(*rounds))
 	res.SecondsPerRound = medianGap(times)

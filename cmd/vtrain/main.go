@@ -33,6 +33,7 @@ func commands() []command {
 		{"train", "train a model locally and evaluate it", runTrain},
 		{"bench", "benchmarks (bench step: time training steps)", runBench},
 		{"export", "export a checkpoint's parameters as one safetensors file", runExport},
+		{"audit", "verify a node's ledger from genesis and report every peer's contributions", runAudit},
 		{"keygen", "Groth16 setup for a zk circuit (part of a private run's genesis)", runKeygen},
 		{"prove", "prove one fixed-point SGD step on private data (zk)", runProve},
 		{"verify-proof", "verify a zk proof bundle against a run's verifying key", runVerifyProof},

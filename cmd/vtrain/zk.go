@@ -115,6 +115,23 @@ func trainZK(spec models.Spec, set *data.Set, batch int, lr float64, seed uint64
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("keygen", "keygen --out DIR [flags]", stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: vtrain keygen --out DIR [flags]
+
+Runs the Groth16 setup of the zk step circuit, as part of a private run's
+genesis, and prints the verifying key's SHA-256 for the run spec's
+[privacy] vk_sha256.
+
+Trust: this is a single-party setup. Whoever runs it draws the toxic waste
+and, had they kept it, could forge proofs of false training steps for this
+circuit. They can never learn a prover's data (Groth16 proofs are zero
+knowledge whatever the setup). A run that cannot trust its creator with
+this needs a multi-party ceremony, which vtrain does not run yet.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	zf := addZKParamFlags(fs)
 	out := fs.String("out", "", "write params.json, step.vk and step.pk into this directory")
 	if err := parse(fs, args); err != nil {
@@ -127,7 +144,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	fmt.Fprintf(stderr, "vtrain: Groth16 setup for softmax regression %d×%d, batch %d, data depth %d (single-party: see 'vtrain keygen --help')\n",
+	fmt.Fprintf(stderr, "vtrain: Groth16 setup for softmax regression %d×%d, batch %d, data depth %d (a single-party setup: see 'vtrain keygen --help' for what that means)\n",
 		p.Features, p.Classes, p.Batch, p.Depth)
 	start := time.Now()
 	keys, err := zk.Setup(p)

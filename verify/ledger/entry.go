@@ -16,6 +16,7 @@ const (
 	KindReject    = "rejection" // a message refused, with its reason
 	KindJoin      = "join"      // a peer seen for the first time
 	KindLeave     = "leave"     // a peer excluded or gone
+	KindDecision  = "decision"  // what a round decided: base, result, the updates aggregated
 	KindTreeHead  = "tree_head" // the keeper's signed checkpoint of the entries before it
 	KindGenesis   = "genesis"   // the run's canonical spec: always entry 0
 )
@@ -62,7 +63,7 @@ func DecodeEntry(b []byte) (Entry, error) {
 		return e, fmt.Errorf("entry is not in canonical form")
 	}
 	switch e.Kind {
-	case KindUpdate, KindCommit, KindChallenge, KindResponse, KindVerdict, KindReject, KindJoin, KindLeave, KindGenesis:
+	case KindUpdate, KindCommit, KindChallenge, KindResponse, KindVerdict, KindReject, KindJoin, KindLeave, KindGenesis, KindDecision:
 	case KindTreeHead:
 		if e.Head == nil {
 			return e, fmt.Errorf("tree_head entry without a head")

@@ -87,6 +87,9 @@ func readHeader(path string, r io.Reader) ([32]byte, error) {
 	var run [32]byte
 	h := make([]byte, headerSize)
 	if _, err := io.ReadFull(r, h); err != nil {
+		if err != io.EOF && err != io.ErrUnexpectedEOF {
+			return run, fmt.Errorf("ledger: %s: %w", path, err)
+		}
 		return run, &CorruptError{path, 0, 0, "no ledger header"}
 	}
 	if string(h[:len(magic)]) != magic {

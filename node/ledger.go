@@ -1,0 +1,176 @@
+package node
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/vtrain/vtrain/gossip"
+	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/ledger"
+)
+
+// Files of a node's ledger in its output directory.
+const (
+	LedgerFile = "ledger.vtl"
+	BlobDir    = "blobs"
+)
+
+// book is the node's ledger: every message it acts on, every decision, and
+// a signed tree head per decided round, synced at round boundaries.
+type book struct {
+	log   *ledger.Log
+	store *ledger.Store
+	seen  map[string]bool // peers with a join entry
+	head  *ledger.SignedTreeHead
+	dirty bool // entries since the last tree head
+}
+
+// Decision is the data of a "decision" entry: what a round decided.
+type Decision struct {
+	Base    string   `json:"base"`
+	Result  string   `json:"result"`
+	Updates []string `json:"updates"`
+	Peers   []string `json:"peers"`
+	Votes   int      `json:"votes"`
+	Samples uint64   `json:"samples"`
+}
+
+func (n *node) openBook() error {
+	run := n.spec.RunID()
+	l, rec, err := ledger.Open(filepath.Join(n.cfg.OutDir, LedgerFile), run)
+	if err != nil {
+		return fmt.Errorf("node: ledger: %w", err)
+	}
+	if rec != nil {
+		n.log.Warn("ledger recovered after a crash", "recovery", rec.String())
+		n.say("ledger: recovered after a crash: %s", rec)
+	}
+	st, err := ledger.OpenStore(filepath.Join(n.cfg.OutDir, BlobDir), int64(n.spec.Rounds.MaxMessage))
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("node: ledger store: %w", err)
+	}
+	n.book = &book{log: l, store: st, seen: map[string]bool{}}
+	if l.Size() == 0 {
+		n.record(ledger.Entry{Kind: ledger.KindGenesis, Peer: n.tr.ID().String(), Data: n.spec.Canonical()})
+		return n.treeHead(0)
+	}
+	return nil
+}
+
+// record appends an entry; a ledger that cannot be written stops nothing
+// else but is logged loudly.
+func (n *node) record(e ledger.Entry) {
+	if n.book == nil {
+		return
+	}
+	if e.Peer != "" && e.Kind != ledger.KindGenesis && !n.book.seen[e.Peer] {
+		n.book.seen[e.Peer] = true
+		n.appendEntry(ledger.Entry{Kind: ledger.KindJoin, Round: e.Round, Peer: e.Peer})
+	}
+	n.appendEntry(e)
+}
+
+func (n *node) appendEntry(e ledger.Entry) {
+	if _, err := n.book.log.Append(e.Encode()); err != nil {
+		n.log.Error("ledger append", "err", err)
+		return
+	}
+	n.book.dirty = true
+}
+
+// recordMsg logs a message the engine acted on, with its verdict.
+func (n *node) recordMsg(m *gossip.Msg, d trainer.Decision) {
+	if n.book == nil || d.Verdict == trainer.Ignore {
+		return
+	}
+	e := ledger.Entry{Round: m.Round, Peer: m.Sender.String()}
+	switch {
+	case d.Verdict == trainer.Reject:
+		e.Kind, e.Reason = ledger.KindReject, d.Reason
+	case m.Update != nil:
+		h, err := n.book.store.Put(m.Raw)
+		if err != nil {
+			n.log.Error("ledger store", "err", err)
+			return
+		}
+		e.Kind, e.Blob = ledger.KindUpdate, h.String()
+	case m.Commit != nil:
+		e.Kind, e.Wire = ledger.KindCommit, m.Raw
+	default:
+		return // hellos are liveness, not contributions
+	}
+	n.record(e)
+}
+
+// recordOwn logs the node's own published update or commit.
+func (n *node) recordOwn(o trainer.Outbound, raw []byte) {
+	if n.book == nil {
+		return
+	}
+	self := n.tr.ID().String()
+	switch {
+	case o.Update != nil:
+		h, err := n.book.store.Put(raw)
+		if err != nil {
+			n.log.Error("ledger store", "err", err)
+			return
+		}
+		n.record(ledger.Entry{Kind: ledger.KindUpdate, Round: o.Update.Round, Peer: self, Blob: h.String()})
+	case o.Commit != nil:
+		n.record(ledger.Entry{Kind: ledger.KindCommit, Round: o.Commit.Round, Peer: self, Wire: raw})
+	}
+}
+
+// recordDecision logs a decided round and closes it with a signed tree
+// head, synced to disk.
+func (n *node) recordDecision(res trainer.RoundResult) {
+	if n.book == nil {
+		return
+	}
+	d := Decision{Base: hex.EncodeToString(res.Base[:]), Result: hex.EncodeToString(res.Result[:]), Votes: res.Votes, Samples: res.Samples}
+	for _, u := range res.Updates {
+		d.Updates = append(d.Updates, hex.EncodeToString(u[:]))
+	}
+	for _, p := range res.Peers {
+		d.Peers = append(d.Peers, string(p))
+	}
+	data, _ := json.Marshal(d)
+	n.record(ledger.Entry{Kind: ledger.KindDecision, Round: res.Round, Data: data})
+	if err := n.treeHead(res.Round); err != nil {
+		n.log.Error("ledger tree head", "err", err)
+	}
+}
+
+// treeHead appends a signed tree head over every entry so far and syncs.
+func (n *node) treeHead(round uint64) error {
+	l := n.book.log
+	h, err := ledger.SignTreeHead(ledger.TreeHead{Run: ledger.Hash(n.spec.RunID()), Round: round, Size: l.Size(), Root: l.Root(l.Size())}, n.key)
+	if err != nil {
+		return err
+	}
+	if _, err := l.Append(ledger.Entry{Kind: ledger.KindTreeHead, Round: round, Head: &h}.Encode()); err != nil {
+		return err
+	}
+	n.book.head, n.book.dirty = &h, false
+	return l.Sync()
+}
+
+// closeBook seals the ledger with a final tree head if entries followed
+// the last one.
+func (n *node) closeBook() {
+	if n.book == nil {
+		return
+	}
+	if n.book.dirty {
+		if err := n.treeHead(n.eng.Round()); err != nil {
+			n.log.Error("ledger tree head", "err", err)
+		}
+	}
+	if err := n.book.log.Close(); err != nil {
+		n.log.Error("ledger close", "err", err)
+	}
+	n.lastHead = n.book.head
+}
