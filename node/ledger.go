@@ -53,6 +53,16 @@ func (n *node) openBook() error {
 		return fmt.Errorf("node: ledger store: %w", err)
 	}
 	n.book = &book{log: l, store: st, seen: map[string]bool{}}
+	for i := range l.Size() { // a restart: who has joined already
+		b, err := l.Entry(i)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("node: ledger: %w", err)
+		}
+		if e, err := ledger.DecodeEntry(b); err == nil && e.Kind == ledger.KindJoin {
+			n.book.seen[e.Peer] = true
+		}
+	}
 	if l.Size() == 0 {
 		n.record(ledger.Entry{Kind: ledger.KindGenesis, Peer: n.tr.ID().String(), Data: n.spec.Canonical()})
 		return n.treeHead(0)
