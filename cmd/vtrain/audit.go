@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -51,19 +50,9 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit", "audit [flags] LEDGER", stderr)
 	headPath := fs.String("head", "", "the keeper's summary.json (its latest signed tree head); default: summary.json beside the ledger, if any")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
-	var pos []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{err.Error()}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parsePositional(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(pos) != 1 {
 		return usagef("usage: vtrain audit [flags] LEDGER")

@@ -317,20 +317,9 @@ func runVerifyProof(args []string, stdout, stderr io.Writer) error {
 	thetaOut := fs.String("theta-out", "", "also require theta_out to commit to this θ' (safetensors)")
 	dataRoot := fs.String("data-root", "", "also require this data root (hex)")
 	asJSON := fs.Bool("json", false, "print the verdict as one JSON object")
-	// The proof file is positional: parse flags around it.
-	var pos []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{err.Error()}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parsePositional(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(pos) != 1 || *keysDir == "" {
 		return usagef("usage: vtrain verify-proof --keys DIR [flags] PROOF.json")
