@@ -34,7 +34,7 @@ PY
 export LD_LIBRARY_PATH="${extra}${extra:+:}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 v=$("$bin" bench step --device "$device" --model mlp --hidden 4096,4096 --batch 1024 --steps "$steps" --warmup 20 --json | tail -1)
-t=$(cd benchmarks && "$py" torch_step.py --device "${device/cuda:/cuda:}" --model mlp --hidden 4096,4096 --batch 1024 --steps "$steps" --warmup 20 | tail -1)
+t=$(cd benchmarks && "$py" torch_step.py --device "$device" --model mlp --hidden 4096,4096 --batch 1024 --steps "$steps" --warmup 20 | tail -1)
 echo "vtrain:  $v"
 echo "pytorch: $t"
 "$py" -c "import json,sys; v=json.loads(sys.argv[1]); t=json.loads(sys.argv[2]); print('vtrain %.3f ms/step, PyTorch %.3f ms/step: throughput ratio %.2f' % (v['ms_per_step'], t['ms_per_step'], t['ms_per_step']/v['ms_per_step']))" "$v" "$t"

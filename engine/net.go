@@ -166,11 +166,11 @@ func (n *Net) w(l denseLayer) Buffer  { return n.params.Slice(l.wOff, l.in*l.out
 func (n *Net) b(l denseLayer) Buffer  { return n.params.Slice(l.bOff, l.out) }
 func (n *Net) gw(l denseLayer) Buffer { return n.grads.Slice(l.wOff, l.in*l.out) }
 func (n *Net) gb(l denseLayer) Buffer { return n.grads.Slice(l.bOff, l.out) }
-func (n *Net) input(i int) (Buffer, int) { // dense layer i's input and its width
+func (n *Net) input(i int) Buffer { // dense layer i's input
 	if i == 0 {
-		return n.dense0, n.layers[0].in
+		return n.dense0
 	}
-	return n.acts[i-1], n.layers[i-1].out
+	return n.acts[i-1]
 }
 
 func (n *Net) convForward() error {
@@ -236,7 +236,7 @@ func (n *Net) forward(x []float32) error {
 		return err
 	}
 	for i, l := range n.layers {
-		in, _ := n.input(i)
+		in := n.input(i)
 		if err := n.e.Gemm(false, false, n.batch, l.out, l.in, 1, in, n.w(l), 0, n.acts[i]); err != nil {
 			return err
 		}
@@ -273,7 +273,7 @@ func (n *Net) Gradients(x []float32, y []int) (float32, error) {
 	}
 	for i := last; i >= 0; i-- {
 		l := n.layers[i]
-		in, _ := n.input(i)
+		in := n.input(i)
 		if err := n.e.Gemm(true, false, l.in, l.out, n.batch, 1, in, n.dacts[i], 0, n.gw(l)); err != nil {
 			return 0, err
 		}

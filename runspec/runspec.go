@@ -136,7 +136,7 @@ type Privacy struct {
 // learning rate.
 func (s Spec) ZKParams() zk.Params {
 	return zk.Params{Features: 28 * 28, Classes: 10, Batch: s.Inner.Batch, Depth: s.Privacy.Depth,
-		LR: int64(math.Round(s.Inner.LR * (1 << zk.FracLR)))}
+		LR: zk.LRFixed(s.Inner.LR)}
 }
 
 type Duration struct{ time.Duration }

@@ -15,6 +15,7 @@ import (
 	"github.com/vtrain/vtrain/models"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/zk"
 )
 
 type trainResult struct {
@@ -70,7 +71,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	epochs := fs.Float64("epochs", 3, "passes over the training set (fractions allowed)")
 	steps := fs.Int64("steps", 0, "train exactly this many steps instead of --epochs")
 	batch := fs.Int("batch", 64, "batch size")
-	lr := fs.Float64("lr", 0, "peak learning rate (default 1e-3 for adamw, 0.05 for sgd)")
+	lr := fs.Float64("lr", 0, "peak learning rate (default 1e-3 for adamw, 0.05 for sgd, the circuit's 0.005 with --privacy zk)")
 	opt := fs.String("optimizer", "adamw", "inner optimizer: adamw or sgd")
 	momentum := fs.Float64("momentum", 0.9, "sgd momentum")
 	wd := fs.Float64("weight-decay", 0, "weight decay (decoupled for adamw, L2 for sgd)")
@@ -142,19 +143,20 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "vtrain: no Fashion-MNIST installed (looked in %s); training on the built-in synthetic dataset. Install it with 'apt-get install dataset-fashion-mnist' or pass --data DIR.\n", strings.Join(data.DefaultDirs, ", "))
 	}
 
+	// The steps a fresh run plans (a resumed one counts from its checkpoint).
+	if *resume == "" && *batch > set.Train.Len() {
+		return usagef("--batch %d is larger than the %d training samples", *batch, set.Train.Len())
+	}
+	planned := *steps
+	if planned == 0 {
+		planned = int64(math.Round(*epochs * float64(set.Train.Len() / *batch)))
+	}
 	if *privacy == "zk" {
 		base := *lr
 		if base == 0 {
-			base = 0.05
+			base = zk.FashionParams(*batch).LRFloat() // the circuit's default, so that keygen's keys prove it
 		}
-		if *batch > set.Train.Len() {
-			return usagef("--batch %d is larger than the %d training samples", *batch, set.Train.Len())
-		}
-		total := *steps
-		if total == 0 {
-			total = int64(math.Round(*epochs * float64(set.Train.Len() / *batch)))
-		}
-		return trainZK(spec, set, *batch, base, *seed, total, *evalEvery, *asJSON, stdout, stderr)
+		return trainZK(spec, set, *batch, base, *seed, planned, *evalEvery, *asJSON, stdout, stderr)
 	}
 
 	var tr *trainer.Trainer
@@ -178,14 +180,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 				base = 0.05
 			}
 		}
-		if *batch > set.Train.Len() {
-			return usagef("--batch %d is larger than the %d training samples", *batch, set.Train.Len())
-		}
-		total := *steps
-		if total == 0 {
-			total = int64(math.Round(*epochs * float64(set.Train.Len() / *batch)))
-		}
-		cfg.Schedule = trainer.Schedule{Kind: *sched, Base: base, Warmup: *warmup, Total: total}
+		cfg.Schedule = trainer.Schedule{Kind: *sched, Base: base, Warmup: *warmup, Total: planned}
 		if err := cfg.Validate(); err != nil {
 			return usageError{err.Error()}
 		}

@@ -38,24 +38,17 @@ func addZKParamFlags(fs *flag.FlagSet) zkParamFlags {
 }
 
 func (z zkParamFlags) params() (zk.Params, error) {
-	p := zk.Params{Features: *z.features, Classes: *z.classes, Batch: *z.batch, Depth: *z.depth, LR: lrFixed(*z.lr)}
+	p := zk.Params{Features: *z.features, Classes: *z.classes, Batch: *z.batch, Depth: *z.depth, LR: zk.LRFixed(*z.lr)}
 	if err := p.Validate(); err != nil {
 		return p, usageError{err.Error()}
 	}
 	return p, nil
 }
 
-func lrFixed(lr float64) int64 {
-	if !(lr > 0) || lr > 1 {
-		return 0 // rejected by Validate
-	}
-	return int64(lr*(1<<zk.FracLR) + 0.5)
-}
-
 // trainZK is vtrain train --privacy zk: softmax regression trained with
 // exactly the fixed-point steps that the zk circuit proves.
 func trainZK(spec models.Spec, set *data.Set, batch int, lr float64, seed uint64, total int64, every int64, asJSON bool, stdout, stderr io.Writer) error {
-	p := zk.Params{Features: set.Train.Features(), Classes: set.Train.Classes, Batch: batch, Depth: 16, LR: lrFixed(lr)}
+	p := zk.Params{Features: set.Train.Features(), Classes: set.Train.Classes, Batch: batch, Depth: 16, LR: zk.LRFixed(lr)}
 	if err := p.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
@@ -262,31 +255,19 @@ func runProve(args []string, stdout, stderr io.Writer) error {
 	if len(theta) != p.NumParams() {
 		return fmt.Errorf("θ has %d parameters; the circuit needs %d", len(theta), p.NumParams())
 	}
-	tree, err := zk.DataTree(p, set.Train, shard)
+	pd, err := zk.NewPeerData(p, set.Train, shard)
 	if err != nil {
 		return err
 	}
-	leafOf := make(map[int]int, len(shard))
-	for i, s := range shard {
-		leafOf[s] = i
-	}
-	w := zk.Witness{Theta: theta}
-	f := set.Train.Features()
-	for _, d := range idx {
-		leaf, ok := leafOf[d]
-		if !ok {
-			return usagef("sample %d is not in shard %d of %d", d, *shardI, *shards)
-		}
-		path, _ := tree.Path(leaf)
-		w.Batch = append(w.Batch, zk.Sample{Pixels: set.Train.Images[d*f : (d+1)*f], Label: set.Train.Labels[d]})
-		w.Indices = append(w.Indices, uint64(leaf))
-		w.Paths = append(w.Paths, path)
+	w, err := pd.Witness(theta, idx)
+	if err != nil {
+		return usagef("%v (shard %d of %d)", err, *shardI, *shards)
 	}
 	next, err := p.Step(theta, w.Batch)
 	if err != nil {
 		return err
 	}
-	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: tree.Root(), Context: ctx}
+	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: pd.Root(), Context: ctx}
 	start := time.Now()
 	proof, err := keys.Prove(st, w)
 	if err != nil {
@@ -427,18 +408,17 @@ func runBenchZK(args []string, stdout, stderr io.Writer) error {
 	for i := range shard {
 		shard[i] = i
 	}
-	tree, err := zk.DataTree(p, set.Train, shard)
+	pd, err := zk.NewPeerData(p, set.Train, shard)
 	if err != nil {
 		return err
 	}
-	w := zk.Witness{Theta: theta}
-	f := p.Features
-	for i := range p.Batch {
-		s := (i * 37) % set.Train.Len()
-		path, _ := tree.Path(s)
-		w.Batch = append(w.Batch, zk.Sample{Pixels: set.Train.Images[s*f : (s+1)*f], Label: set.Train.Labels[s]})
-		w.Indices = append(w.Indices, uint64(s))
-		w.Paths = append(w.Paths, path)
+	idx := make([]int, p.Batch)
+	for i := range idx {
+		idx[i] = (i * 37) % set.Train.Len()
+	}
+	w, err := pd.Witness(theta, idx)
+	if err != nil {
+		return err
 	}
 	// The plain step, fixed point and float (Gorgonia), for the ratio.
 	start := time.Now()
@@ -475,12 +455,12 @@ func runBenchZK(args []string, stdout, stderr io.Writer) error {
 	res.CompileMs = ms(time.Since(start))
 	res.Constraints = ccs.GetNbConstraints()
 	start = time.Now()
-	keys, err := zk.Setup(p) // compiles again: Setup owns its constraint system
+	keys, err := zk.SetupCompiled(p, ccs)
 	if err != nil {
 		return err
 	}
-	res.SetupMs = ms(time.Since(start)) - res.CompileMs
-	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: tree.Root(),
+	res.SetupMs = ms(time.Since(start))
+	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: pd.Root(),
 		Context: zk.Context{Round: 1, Peer: "bench"}}
 	start = time.Now()
 	proof, err := keys.Prove(st, w)

@@ -33,7 +33,7 @@ func Run(t *testing.T, e engine.Engine) {
 	t.Run("Pool", func(t *testing.T) { Pool(t, e) })
 	t.Run("Optimizers", func(t *testing.T) { Optimizers(t, e) })
 	t.Run("Shapes", func(t *testing.T) { Shapes(t, e) })
-	t.Run("DenseStep", func(t *testing.T) { DenseStep(t, e) })
+	t.Run("TrainingSteps", func(t *testing.T) { TrainingSteps(t, e) })
 }
 
 // padded is an output window inside a NaN-filled buffer.
@@ -508,10 +508,10 @@ func Pool(t *testing.T, e engine.Engine) {
 	}
 }
 
-// DenseStep trains softmax regression, MLPs and the CNN for three steps
+// TrainingSteps trains softmax regression, MLPs and the CNN for three steps
 // with SGD and AdamW on e and on the Gorgonia CPU path with package
 // trainer's optimizers, and compares losses, gradients and parameters.
-func DenseStep(t *testing.T, e engine.Engine) {
+func TrainingSteps(t *testing.T, e engine.Engine) {
 	set := data.Synthetic(5, 256, 1)
 	for _, c := range []struct {
 		kind   string

@@ -61,15 +61,60 @@ func ChallengeStep(beacon [32]byte, c Context, steps int) int {
 	return int(binary.BigEndian.Uint64(sum[:8]) % uint64(steps))
 }
 
+// PeerData is a peer's private samples with their data tree: what builds
+// the witness of a step on any batch of them.
+type PeerData struct {
+	p      Params
+	ds     *data.Dataset
+	tree   *Tree
+	leafOf map[int]int // dataset index → leaf index
+}
+
+// NewPeerData hashes the shard's samples of ds into their data tree.
+func NewPeerData(p Params, ds *data.Dataset, shard []int) (*PeerData, error) {
+	tree, err := DataTree(p, ds, shard)
+	if err != nil {
+		return nil, err
+	}
+	leafOf := make(map[int]int, len(shard))
+	for i, s := range shard {
+		leafOf[s] = i
+	}
+	return &PeerData{p: p, ds: ds, tree: tree, leafOf: leafOf}, nil
+}
+
+// Root is the data root.
+func (d *PeerData) Root() fr.Element { return d.tree.Root() }
+
+// Witness is θ with the batch of dataset indices idx and their Merkle
+// paths. It fails if a sample is not the peer's.
+func (d *PeerData) Witness(theta Theta, idx []int) (Witness, error) {
+	w := Witness{Theta: theta}
+	f := d.ds.Features()
+	for _, s := range idx {
+		leaf, ok := d.leafOf[s]
+		if !ok {
+			return Witness{}, fmt.Errorf("%w: sample %d is not in the peer's data", ErrBatch, s)
+		}
+		path, err := d.tree.Path(leaf)
+		if err != nil {
+			return Witness{}, err
+		}
+		w.Batch = append(w.Batch, Sample{Pixels: d.ds.Images[s*f : (s+1)*f], Label: d.ds.Labels[s]})
+		w.Indices = append(w.Indices, uint64(leaf))
+		w.Paths = append(w.Paths, path)
+	}
+	return w, nil
+}
+
 // Prover is a peer that trains on private data and answers challenges
 // with proofs. Its data never leaves it: it publishes the Contribution and
 // proofs only.
 type Prover struct {
 	keys   *Keys
 	tr     *Trainer
-	tree   *Tree
-	leafOf map[int]int // dataset index → leaf index
-	thetas []Theta     // θ before each step of the round, and after the last
+	data   *PeerData
+	thetas []Theta // θ before each step of the round, and after the last
 	ctx    Context
 }
 
@@ -80,19 +125,15 @@ func NewProver(keys *Keys, theta Theta, ds *data.Dataset, shard []int, seed uint
 	if err != nil {
 		return nil, err
 	}
-	tree, err := DataTree(keys.Params, ds, shard)
+	pd, err := NewPeerData(keys.Params, ds, shard)
 	if err != nil {
 		return nil, err
 	}
-	leafOf := make(map[int]int, len(shard))
-	for i, s := range shard {
-		leafOf[s] = i
-	}
-	return &Prover{keys: keys, tr: tr, tree: tree, leafOf: leafOf}, nil
+	return &Prover{keys: keys, tr: tr, data: pd}, nil
 }
 
 // DataRoot is the root the peer publishes when it joins.
-func (pr *Prover) DataRoot() fr.Element { return pr.tree.Root() }
+func (pr *Prover) DataRoot() fr.Element { return pr.data.Root() }
 
 // Theta is the current parameter vector.
 func (pr *Prover) Theta() Theta { return pr.tr.Theta() }
@@ -102,7 +143,7 @@ func (pr *Prover) Round(ctx Context, steps int) (Contribution, error) {
 	p := pr.keys.Params
 	pr.ctx = ctx
 	pr.thetas = append(pr.thetas[:0], pr.tr.Theta())
-	c := Contribution{Context: ctx, DataRoot: pr.tree.Root(), Steps: []fr.Element{p.CommitTheta(pr.tr.Theta())}}
+	c := Contribution{Context: ctx, DataRoot: pr.data.Root(), Steps: []fr.Element{p.CommitTheta(pr.tr.Theta())}}
 	for range steps {
 		if err := pr.tr.Step(); err != nil {
 			return c, err
@@ -120,20 +161,13 @@ func (pr *Prover) Respond(s int) (Bundle, error) {
 	}
 	p := pr.keys.Params
 	first := pr.tr.Steps() - int64(len(pr.thetas)-1)
-	batch, idx := pr.tr.Batch(first + int64(s))
-	w := Witness{Theta: pr.thetas[s], Batch: batch}
-	for _, d := range idx {
-		leaf := pr.leafOf[d]
-		path, err := pr.tree.Path(leaf)
-		if err != nil {
-			return Bundle{}, err
-		}
-		w.Indices = append(w.Indices, uint64(leaf))
-		w.Paths = append(w.Paths, path)
+	w, err := pr.data.Witness(pr.thetas[s], pr.tr.BatchIndices(first+int64(s)))
+	if err != nil {
+		return Bundle{}, err
 	}
 	st := Statement{
 		ThetaIn: p.CommitTheta(pr.thetas[s]), ThetaOut: p.CommitTheta(pr.thetas[s+1]),
-		DataRoot: pr.tree.Root(), Context: pr.ctx,
+		DataRoot: pr.data.Root(), Context: pr.ctx,
 	}
 	proof, err := pr.keys.Prove(st, w)
 	if err != nil {

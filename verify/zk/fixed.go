@@ -112,6 +112,18 @@ func (p Params) Validate() error {
 // Classes biases.
 func (p Params) NumParams() int { return p.Features*p.Classes + p.Classes }
 
+// LRFixed converts a learning rate to scale 2^16, rounding to nearest.
+// Rates that are not positive or are huge map to values Validate refuses.
+func LRFixed(lr float64) int64 {
+	if !(lr > 0) {
+		return 0
+	}
+	if lr > 1<<20 {
+		return 1 << 40
+	}
+	return int64(math.Round(lr * (1 << FracLR)))
+}
+
 // LRFloat is the learning rate as a float.
 func (p Params) LRFloat() float64 { return float64(p.LR) / (1 << FracLR) }
 

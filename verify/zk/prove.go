@@ -123,6 +123,11 @@ func Setup(p Params) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
+	return SetupCompiled(p, ccs)
+}
+
+// SetupCompiled runs the Groth16 setup on ccs, which must be Compile(p).
+func SetupCompiled(p Params, ccs constraint.ConstraintSystem) (*Keys, error) {
 	pk, vk, err := groth16.Setup(ccs)
 	if err != nil {
 		return nil, fmt.Errorf("zk: setup: %w", err)

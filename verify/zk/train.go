@@ -48,16 +48,8 @@ func (t *Trainer) Steps() int64 { return t.step }
 // StepsPerEpoch returns the steps of one pass over the shard.
 func (t *Trainer) StepsPerEpoch() int64 { return t.sampler.StepsPerEpoch() }
 
-// Batch returns the samples and dataset indices of a step's batch.
-func (t *Trainer) Batch(step int64) ([]Sample, []int) {
-	idx := t.sampler.BatchAt(step, nil)
-	out := make([]Sample, len(idx))
-	f := t.ds.Features()
-	for i, s := range idx {
-		out[i] = Sample{Pixels: t.ds.Images[s*f : (s+1)*f], Label: t.ds.Labels[s]}
-	}
-	return out, idx
-}
+// BatchIndices returns the dataset indices of a step's batch.
+func (t *Trainer) BatchIndices(step int64) []int { return t.sampler.BatchAt(step, nil) }
 
 // Step takes one fixed-point SGD step.
 func (t *Trainer) Step() error {

@@ -47,7 +47,7 @@ func randTheta(p Params, seed uint64, scale float64) Theta {
 type fixture struct {
 	p    Params
 	ds   *data.Dataset
-	tree *Tree
+	data *PeerData
 	st   Statement
 	w    Witness
 	next Theta
@@ -59,27 +59,21 @@ func newFixture(t testing.TB, p Params, ds *data.Dataset, theta Theta, idx []int
 	for i := range all {
 		all[i] = i
 	}
-	tree, err := DataTree(p, ds, all)
+	pd, err := NewPeerData(p, ds, all)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := fixture{p: p, ds: ds, tree: tree, w: Witness{Theta: theta}}
-	n := ds.Features()
-	for _, i := range idx {
-		path, err := tree.Path(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.w.Batch = append(f.w.Batch, Sample{Pixels: ds.Images[i*n : (i+1)*n], Label: ds.Labels[i]})
-		f.w.Indices = append(f.w.Indices, uint64(i))
-		f.w.Paths = append(f.w.Paths, path)
+	w, err := pd.Witness(theta, idx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	f := fixture{p: p, ds: ds, data: pd, w: w}
 	if f.next, err = p.Step(theta, f.w.Batch); err != nil {
 		t.Fatal(err)
 	}
 	var run [32]byte
 	run[0], run[31] = 0xAB, 0xCD
-	f.st = Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(f.next), DataRoot: tree.Root(),
+	f.st = Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(f.next), DataRoot: pd.Root(),
 		Context: Context{Run: run, Round: 7, Peer: "12D3KooWpeer"}}
 	return f
 }
@@ -413,7 +407,7 @@ func TestChallengeEndToEnd(t *testing.T) {
 	if _, err := pr2.Round(ctx, 4); err != nil {
 		t.Fatal(err)
 	}
-	_, idx := pr2.tr.Batch(0)
+	idx := pr2.tr.BatchIndices(0)
 	ds.Images[idx[0]*6+2] ^= 0x80
 	if _, err := pr2.Respond(0); err == nil {
 		t.Error("the peer proved a step on a changed sample")
