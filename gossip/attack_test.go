@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"testing"
 	"time"
 
@@ -23,6 +24,9 @@ type stubServer struct{ spec runspec.Spec }
 func (s stubServer) Spec() []byte                             { return s.spec.Canonical() }
 func (s stubServer) State(trainer.Hash) (trainer.State, bool) { return trainer.State{}, false }
 func (s stubServer) Updates(ids []trainer.Hash) [][]byte      { return nil }
+func (s stubServer) Evidence(uint64, trainer.Hash, int) (trainer.Evidence, error) {
+	return trainer.Evidence{}, errors.New("no evidence held")
+}
 
 func testSpec(t *testing.T) runspec.Spec {
 	s := runspec.Default()

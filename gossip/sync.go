@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -34,10 +36,14 @@ const (
 // (two vectors), or up to maxFetch signed updates.
 func (t *Transport) maxResponse() int {
 	m, _ := t.spec.ModelSpec()
-	return 8*m.NumParams() + maxFetch*t.spec.Rounds.MaxMessage + runspec.MaxSpecBytes + 1<<20
+	return max(8*m.NumParams()+maxFetch*t.spec.Rounds.MaxMessage, maxEvidence(m.NumParams())) + runspec.MaxSpecBytes + 1<<20
 }
 
 const maxFetch = 64
+
+// maxEvidence bounds a challenge response: three snapshots (parameters and
+// up to four optimizer buffers each) and a residual.
+func maxEvidence(d int) int { return 3*(5*4*d+1<<10) + 4*d + 1<<10 }
 
 func writeMsg(w io.Writer, m proto.Message) error {
 	b, err := proto.Marshal(m)
@@ -123,6 +129,25 @@ func (t *Transport) serveSync(s network.Stream) {
 			members[i] = string(p)
 		}
 		resp.State = &pb.State{Round: st.Round, Theta: floatsToBytes(st.Theta), Momentum: floatsToBytes(st.Momentum), Members: members}
+		for _, p := range st.Excluded {
+			resp.State.Excluded = append(resp.State.Excluded, string(p))
+		}
+	case *pb.SyncRequest_Segment:
+		if string(req.Run) != string(t.run[:]) {
+			resp.Error = "wrong run"
+			break
+		}
+		id, err := hash32(w.Segment.Update, "update ID")
+		if err != nil {
+			resp.Error = err.Error()
+			break
+		}
+		ev, err := t.server.Evidence(w.Segment.Round, id, int(w.Segment.Segment))
+		if err != nil {
+			resp.Error = err.Error()
+			break
+		}
+		resp.Evidence = &pb.Evidence{Start: snapshotPB(ev.Start), End: snapshotPB(ev.End), Final: snapshotPB(&ev.Final), Residual: floatsToBytes(ev.ResidualIn)}
 	case *pb.SyncRequest_Updates:
 		if string(req.Run) != string(t.run[:]) {
 			resp.Error = "wrong run"
@@ -175,7 +200,7 @@ func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, l
 		return nil, fmt.Errorf("gossip: sync with %s: %w", p.ShortString(), err)
 	}
 	if resp.Error != "" {
-		return nil, fmt.Errorf("gossip: %s answered: %s", p.ShortString(), resp.Error)
+		return nil, fmt.Errorf("%w: %s answered: %s", ErrRefused, p.ShortString(), resp.Error)
 	}
 	return &resp, nil
 }
@@ -205,7 +230,13 @@ func (t *Transport) FetchState(ctx context.Context, p peer.ID, h trainer.Hash) (
 	for _, s := range resp.State.Members[:min(len(resp.State.Members), 4096)] {
 		st.Members = append(st.Members, trainer.PeerID(s))
 	}
-	if h != (trainer.Hash{}) && trainer.StateHash(st.Round, st.Theta, st.Momentum) != h {
+	for _, s := range resp.State.Excluded[:min(len(resp.State.Excluded), 4096)] {
+		st.Excluded = append(st.Excluded, trainer.PeerID(s))
+	}
+	if !slices.IsSorted(st.Excluded) {
+		return trainer.State{}, fmt.Errorf("%w: %s served a state with unsorted exclusions", ErrWire, p.ShortString())
+	}
+	if h != (trainer.Hash{}) && st.Hash() != h {
 		return trainer.State{}, fmt.Errorf("%w: %s served a state that does not hash to %s", ErrWire, p.ShortString(), h.Short())
 	}
 	return st, nil
@@ -275,4 +306,78 @@ func FetchSpec(ctx context.Context, addr string, want runspec.ID) (JoinInfo, err
 		return JoinInfo{}, err
 	}
 	return JoinInfo{Spec: spec, Peers: resp.Peers[:min(len(resp.Peers), 4096)]}, nil
+}
+
+func snapshotPB(s *trainer.Snapshot) *pb.Snapshot {
+	if s == nil {
+		return nil
+	}
+	out := &pb.Snapshot{Step: s.Step, Params: floatsToBytes(s.Params), OptSteps: s.OptSteps}
+	names := make([]string, 0, len(s.Opt))
+	for k := range s.Opt {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		out.OptNames = append(out.OptNames, k)
+		out.OptValues = append(out.OptValues, floatsToBytes(s.Opt[k]))
+	}
+	return out
+}
+
+func snapshotFromPB(s *pb.Snapshot, d int) (*trainer.Snapshot, error) {
+	if s == nil {
+		return nil, nil
+	}
+	if len(s.OptNames) != len(s.OptValues) || len(s.OptNames) > 4 {
+		return nil, fmt.Errorf("%w: snapshot with %d optimizer names and %d buffers", ErrWire, len(s.OptNames), len(s.OptValues))
+	}
+	out := &trainer.Snapshot{Step: s.Step, OptSteps: s.OptSteps, Opt: map[string][]float32{}}
+	var err error
+	if out.Params, err = bytesToFloats(s.Params, d); err != nil {
+		return nil, err
+	}
+	for i, k := range s.OptNames {
+		if _, dup := out.Opt[k]; dup {
+			return nil, fmt.Errorf("%w: snapshot names optimizer buffer %q twice", ErrWire, k)
+		}
+		if out.Opt[k], err = bytesToFloats(s.OptValues[i], d); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ErrRefused is wrapped by errors that are a peer's answer (it holds no
+// such thing), not a failure to reach it.
+var ErrRefused = errors.New("gossip: refused")
+
+// FetchEvidence asks the challenged peer p for the evidence behind segment
+// seg of its update id of round. Judging it is trainer.Judge's.
+func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, id trainer.Hash, seg int) (trainer.Evidence, error) {
+	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Segment{Segment: &pb.SegmentRequest{Round: round, Update: id[:], Segment: uint32(seg)}}})
+	if err != nil {
+		return trainer.Evidence{}, err
+	}
+	if resp.Evidence == nil || resp.Evidence.Final == nil {
+		return trainer.Evidence{}, fmt.Errorf("%w: %s answered without evidence", ErrWire, p.ShortString())
+	}
+	m, _ := t.spec.ModelSpec()
+	d := m.NumParams()
+	var ev trainer.Evidence
+	if ev.Start, err = snapshotFromPB(resp.Evidence.Start, d); err != nil {
+		return ev, err
+	}
+	if ev.End, err = snapshotFromPB(resp.Evidence.End, d); err != nil {
+		return ev, err
+	}
+	fin, err := snapshotFromPB(resp.Evidence.Final, d)
+	if err != nil {
+		return ev, err
+	}
+	ev.Final = *fin
+	if ev.ResidualIn, err = bytesToFloats(resp.Evidence.Residual, d); err != nil {
+		return ev, err
+	}
+	return ev, nil
 }

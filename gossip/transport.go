@@ -36,6 +36,9 @@ type Server interface {
 	State(h trainer.Hash) (trainer.State, bool)
 	// Updates returns the signed messages of the updates with these IDs.
 	Updates(ids []trainer.Hash) [][]byte
+	// Evidence returns what backs segment seg of this peer's update id of
+	// round, for a challenger.
+	Evidence(round uint64, id trainer.Hash, seg int) (trainer.Evidence, error)
 }
 
 // Config configures a Transport.

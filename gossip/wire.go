@@ -26,12 +26,13 @@ var ErrWire = errors.New("gossip: bad message")
 // the Signed message exactly as received, kept for serving and for the
 // ledger.
 type Msg struct {
-	Round  uint64
-	Sender peer.ID
-	Update *trainer.UpdateMsg
-	Commit *trainer.CommitMsg
-	Hello  *trainer.HelloMsg
-	Raw    []byte
+	Round   uint64
+	Sender  peer.ID
+	Update  *trainer.UpdateMsg
+	Commit  *trainer.CommitMsg
+	Hello   *trainer.HelloMsg
+	Verdict *trainer.VerdictMsg
+	Raw     []byte
 }
 
 // LogValue implements slog.LogValuer: IDs and sizes, never tensors.
@@ -42,6 +43,8 @@ func (m *Msg) LogValue() slog.Value {
 		kind = "update"
 	case m.Commit != nil:
 		kind = "commit"
+	case m.Verdict != nil:
+		kind = "verdict"
 	}
 	return slog.GroupValue(slog.String("kind", kind), slog.Uint64("round", m.Round),
 		slog.String("from", m.Sender.ShortString()), slog.Int("bytes", len(m.Raw)))
@@ -70,7 +73,12 @@ func Sign(key crypto.PrivKey, run runspec.ID, o trainer.Outbound) ([]byte, error
 	case o.Update != nil:
 		u := o.Update
 		body.Round = u.Round
-		body.Msg = &pb.Body_Update{Update: &pb.Update{Base: u.Base[:], Samples: u.Samples, Loss: u.Loss, Payload: u.Payload}}
+		segs := make([][]byte, len(u.Segments))
+		for i := range u.Segments {
+			segs[i] = u.Segments[i][:]
+		}
+		body.Msg = &pb.Body_Update{Update: &pb.Update{Base: u.Base[:], Samples: u.Samples, Loss: u.Loss, Payload: u.Payload,
+			Seed: u.Seed, Segments: segs, ResidualIn: u.ResidualIn[:], ResidualOut: u.ResidualOut[:]}}
 	case o.Commit != nil:
 		c := o.Commit
 		body.Round = c.Round
@@ -78,10 +86,26 @@ func Sign(key crypto.PrivKey, run runspec.ID, o trainer.Outbound) ([]byte, error
 		for i := range c.Updates {
 			ids[i] = c.Updates[i][:]
 		}
-		body.Msg = &pb.Body_Commit{Commit: &pb.Commit{Base: c.Base[:], Updates: ids, Result: c.Result[:]}}
+		excl := make([][]byte, len(c.Excluded))
+		for i, p := range c.Excluded {
+			id, err := peer.Decode(string(p))
+			if err != nil {
+				return nil, fmt.Errorf("gossip: excluded peer %q: %w", p, err)
+			}
+			excl[i] = []byte(id)
+		}
+		body.Msg = &pb.Body_Commit{Commit: &pb.Commit{Base: c.Base[:], Updates: ids, Result: c.Result[:], Excluded: excl}}
 	case o.Hello != nil:
 		body.Round = o.Hello.Round
 		body.Msg = &pb.Body_Hello{Hello: &pb.Hello{Base: o.Hello.Base[:]}}
+	case o.Verdict != nil:
+		v := o.Verdict
+		acc, err := peer.Decode(string(v.Accused))
+		if err != nil {
+			return nil, fmt.Errorf("gossip: accused peer %q: %w", v.Accused, err)
+		}
+		body.Round = v.Round
+		body.Msg = &pb.Body_Verdict{Verdict: &pb.Verdict{Update: v.Update[:], Accused: []byte(acc), Segment: uint32(v.Segment), Pass: v.Pass, Reason: v.Reason}}
 	default:
 		return nil, fmt.Errorf("gossip: empty outbound message")
 	}
@@ -143,7 +167,24 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.Update = &trainer.UpdateMsg{Round: body.Round, Base: base, From: from, Samples: x.Update.Samples, Loss: x.Update.Loss, Payload: x.Update.Payload}
+		u := &trainer.UpdateMsg{Round: body.Round, Base: base, From: from, Samples: x.Update.Samples, Loss: x.Update.Loss, Payload: x.Update.Payload, Seed: x.Update.Seed}
+		if len(x.Update.Segments) > maxSegments {
+			return nil, fmt.Errorf("%w: %d segment roots", ErrWire, len(x.Update.Segments))
+		}
+		for _, b := range x.Update.Segments {
+			h, err := hash32(b, "segment root")
+			if err != nil {
+				return nil, err
+			}
+			u.Segments = append(u.Segments, h)
+		}
+		if u.ResidualIn, err = hash32(x.Update.ResidualIn, "residual hash"); err != nil {
+			return nil, err
+		}
+		if u.ResidualOut, err = hash32(x.Update.ResidualOut, "residual hash"); err != nil {
+			return nil, err
+		}
+		m.Update = u
 	case *pb.Body_Commit:
 		c := &trainer.CommitMsg{Round: body.Round, From: from}
 		if c.Base, err = hash32(x.Commit.GetBase(), "commit base"); err != nil {
@@ -159,6 +200,13 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 			}
 			c.Updates = append(c.Updates, h)
 		}
+		for _, b := range x.Commit.Excluded {
+			id, err := peer.IDFromBytes(b)
+			if err != nil {
+				return nil, fmt.Errorf("%w: malformed excluded peer: %v", ErrWire, err)
+			}
+			c.Excluded = append(c.Excluded, trainer.PeerID(id.String()))
+		}
 		m.Commit = c
 	case *pb.Body_Hello:
 		base, err := hash32(x.Hello.GetBase(), "hello base")
@@ -166,10 +214,29 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 			return nil, err
 		}
 		m.Hello = &trainer.HelloMsg{Round: body.Round, Base: base, From: from}
+	case *pb.Body_Verdict:
+		v := x.Verdict
+		id, err := hash32(v.GetUpdate(), "verdict update")
+		if err != nil {
+			return nil, err
+		}
+		acc, err := peer.IDFromBytes(v.Accused)
+		if err != nil {
+			return nil, fmt.Errorf("%w: malformed accused peer: %v", ErrWire, err)
+		}
+		if v.Segment > maxSegments || len(v.Reason) > 1024 {
+			return nil, fmt.Errorf("%w: malformed verdict", ErrWire)
+		}
+		m.Verdict = &trainer.VerdictMsg{Round: body.Round, Update: id, Accused: trainer.PeerID(acc.String()), Segment: int(v.Segment),
+			From: from, Pass: v.Pass, Reason: v.Reason}
 	default:
 		return nil, fmt.Errorf("%w: malformed: empty body", ErrWire)
 	}
 	return m, nil
 }
+
+// maxSegments bounds the segment roots of an update (inner steps are at
+// most 100000).
+const maxSegments = 100000
 
 func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }

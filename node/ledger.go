@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/vtrain/vtrain/gossip"
+	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
 	"github.com/vtrain/vtrain/verify/ledger"
 )
@@ -16,6 +17,14 @@ const (
 	LedgerFile = "ledger.vtl"
 	BlobDir    = "blobs"
 )
+
+// StoreLimit is the largest payload a run's ledger stores: a signed
+// message, or a challenge's evidence (three snapshots of up to three
+// vectors and a residual).
+func StoreLimit(spec runspec.Spec) int64 {
+	m, _ := spec.ModelSpec()
+	return max(int64(spec.Rounds.MaxMessage), int64(4*10*m.NumParams())+1<<20)
+}
 
 // book is the node's ledger: every message it acts on, every decision, and
 // a signed tree head per decided round, synced at round boundaries.
@@ -47,7 +56,7 @@ func (n *node) openBook() error {
 		n.log.Warn("ledger recovered after a crash", "recovery", rec.String())
 		n.say("ledger: recovered after a crash: %s", rec)
 	}
-	st, err := ledger.OpenStore(filepath.Join(n.cfg.OutDir, BlobDir), int64(n.spec.Rounds.MaxMessage))
+	st, err := ledger.OpenStore(filepath.Join(n.cfg.OutDir, BlobDir), StoreLimit(n.spec))
 	if err != nil {
 		l.Close()
 		return fmt.Errorf("node: ledger store: %w", err)

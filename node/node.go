@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,7 @@ type Config struct {
 	Logger    *slog.Logger
 	Tick      time.Duration // engine clock resolution (default 50ms)
 	Device    engine.Engine // train on this device (a GPU); nil: the CPU graph
+	Behave    string        // "" or "honest"; else a misbehaviour (see Behaviours), for demos and tests
 }
 
 // RoundReport is one line of a node's output: a decided round.
@@ -77,6 +80,10 @@ type Summary struct {
 	Stats        gossip.Stats           `json:"stats"`
 	Ledger       string                 `json:"ledger,omitempty"`    // this node's ledger file
 	TreeHead     *ledger.SignedTreeHead `json:"tree_head,omitempty"` // its latest signed tree head
+	Behave       string                 `json:"behave,omitempty"`
+	Excluded     []Exclusion            `json:"excluded"`      // peers the run excluded, as this node saw it
+	Challenges   ChallengeStats         `json:"challenges"`    // spot-checks this node ran and answered
+	TrainSeconds float64                `json:"train_seconds"` // spent in inner steps
 	RoundsLog    []RoundReport          `json:"-"`
 }
 
@@ -106,6 +113,13 @@ type node struct {
 
 	book     *book // the ledger; touched only by Run's goroutine
 	lastHead *ledger.SignedTreeHead
+
+	evidence     map[trainer.Hash]*evidence // behind own updates (guarded by mu)
+	challenges   ChallengeStats             // guarded by mu
+	excluded     []Exclusion
+	trainSeconds float64
+	pendingEv    *evidence // of the work being handed to the engine
+	pendingBase  []float32
 }
 
 // Spec implements gossip.Server.
@@ -178,6 +192,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if (cfg.Spec == nil) == (cfg.Join == "") {
 		return nil, fmt.Errorf("%w: give a spec to start a run or a join address, not both", ErrUsage)
 	}
+	if cfg.Behave != "" && !slices.Contains(Behaviours, cfg.Behave) {
+		return nil, fmt.Errorf("%w: behaviour %q: want one of %s", ErrUsage, cfg.Behave, strings.Join(Behaviours, ", "))
+	}
 	if cfg.OutDir == "" || cfg.Data == nil {
 		return nil, fmt.Errorf("%w: an output directory and data are required", ErrUsage)
 	}
@@ -189,7 +206,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	n := &node{cfg: cfg, key: key, log: cfg.Logger, start: time.Now(), hashes: map[uint64]trainer.Hash{},
-		states: map[trainer.Hash]trainer.State{}, raws: map[trainer.Hash][]byte{}}
+		states: map[trainer.Hash]trainer.State{}, raws: map[trainer.Hash][]byte{}, evidence: map[trainer.Hash]*evidence{}}
 	var join gossip.JoinInfo
 	if cfg.Join != "" {
 		if join, err = gossip.FetchSpec(ctx, cfg.Join, cfg.RunID); err != nil {
@@ -274,7 +291,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 // stale-fork state is caught here; after joining, the engine follows the
 // majority in any case.
 func (n *node) corroborate(ctx context.Context, from peer.ID, st trainer.State) error {
-	h := trainer.StateHash(st.Round, st.Theta, st.Momentum)
+	h := st.Hash()
 	others := map[peer.ID]bool{}
 	for _, m := range st.Members {
 		if id, err := peer.Decode(string(m)); err == nil && id != from && id != n.tr.ID() {
@@ -315,10 +332,10 @@ func (n *node) say(format string, a ...any) {
 
 type trainResult struct {
 	req     *trainer.TrainRequest // the request it answers
-	round   uint64
-	delta   []float32
-	samples uint64
-	loss    float32
+	work    trainer.Work
+	ev      *evidence
+	base    []float32
+	seconds float64
 	err     error
 }
 
@@ -333,6 +350,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	defer ticker.Stop()
 	trained := make(chan trainResult, 1)
 	fetches := make(chan fetched, 16)
+	verdicts := make(chan verdictDone, 64)
 	last := time.Now()
 	var doneAt time.Time
 	var trainCancel context.CancelFunc
@@ -360,9 +378,24 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				break
 			}
 			if r.err != nil {
+				if errors.Is(r.err, context.Canceled) {
+					break
+				}
 				return n.summary(), r.err
 			}
-			if err := n.eng.Trained(r.round, r.delta, r.samples, r.loss); err != nil {
+			n.trainSeconds += r.seconds
+			if r.ev != nil {
+				r.ev.residual = slices.Clone(n.eng.Residual())
+			}
+			n.pendingEv, n.pendingBase = r.ev, r.base
+			if err := n.eng.Trained(r.work); err != nil {
+				if n.cfg.Behave == "" {
+					return n.summary(), err
+				}
+				n.log.Warn("own misbehaving update refused by own engine", "err", err)
+			}
+		case d := <-verdicts:
+			if err := n.finishChallenge(ctx, d); err != nil {
 				return n.summary(), err
 			}
 		case f := <-fetches:
@@ -384,6 +417,15 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 		}
 		if err := n.handle(ctx, rd, trained, fetches, &trainCancel); err != nil {
 			return n.summary(), err
+		}
+		for _, res := range rd.Decided {
+			n.startChallenges(ctx, res, verdicts)
+			if err := n.noteExclusions(res); err != nil {
+				if trainCancel != nil {
+					trainCancel()
+				}
+				return n.summary(), err
+			}
 		}
 		if n.eng.Done() {
 			if doneAt.IsZero() {
@@ -410,6 +452,8 @@ func (n *node) step(m *gossip.Msg) {
 		d = n.eng.StepCommit(m.Commit)
 	case m.Hello != nil:
 		d = n.eng.StepHello(m.Hello)
+	case m.Verdict != nil:
+		d = n.eng.StepVerdict(m.Verdict)
 	}
 	if d.Verdict == trainer.Reject {
 		n.log.Info("rejected", "msg", m, "reason", d.Reason)
@@ -422,14 +466,19 @@ func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainR
 		n.log.Info(ev)
 	}
 	for _, o := range rd.Publish {
-		raw, err := gossip.Sign(n.key, n.eng.RunID(), o)
+		raw, err := gossipSign(n, o)
 		if err != nil {
 			return err
 		}
 		if o.Update != nil {
+			id := o.Update.ID(n.eng.RunID())
 			n.mu.Lock()
-			n.raws[o.Update.ID(n.eng.RunID())] = raw
+			n.raws[id] = raw
 			n.mu.Unlock()
+			if n.pendingEv != nil && n.pendingEv.round == o.Update.Round {
+				n.keepEvidence(id, n.pendingEv, n.pendingBase)
+			}
+			n.pendingEv, n.pendingBase = nil, nil
 		}
 		n.recordOwn(o, raw)
 		if err := n.tr.Publish(ctx, raw); err != nil {
@@ -494,38 +543,47 @@ func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainR
 	return nil
 }
 
-// train runs the round's inner steps and returns θ_r − θ_local.
+// train runs the round's inner steps (see work), misbehaving if told to.
 func (n *node) train(ctx context.Context, req *trainer.TrainRequest) trainResult {
-	in := n.spec.Inner
-	cfg := trainer.DefaultConfig(n.model)
-	cfg.Optimizer, cfg.WeightDecay, cfg.Momentum, cfg.Batch = in.Optimizer, in.WeightDecay, in.Momentum, in.Batch
-	cfg.Schedule = trainer.Schedule{Kind: trainer.ScheduleConstant, Base: in.LR}
-	cfg.Seed, cfg.Shards, cfg.Shard, cfg.ShardSeed = req.Seed, n.spec.Shards(), req.Shard, n.spec.Run.Seed
-	var opts []trainer.Option
-	if n.cfg.Device != nil {
-		opts = append(opts, trainer.WithEngine(n.cfg.Device))
+	start := time.Now()
+	from := req
+	if n.cfg.Behave == "stale" {
+		if old := n.staleBase(req.Round); old != nil {
+			r := *req
+			r.Theta = old
+			from = &r
+		}
 	}
-	tr, err := trainer.NewFrom(cfg, n.cfg.Data.Train, req.Theta, opts...)
+	w, ev, err := n.work(ctx, from)
 	if err != nil {
 		return trainResult{err: err}
 	}
-	defer tr.Close()
-	var lossSum float64
-	for i := 0; i < in.Steps; i++ {
-		if ctx.Err() != nil {
-			return trainResult{round: req.Round} // cancelled: superseded, dropped by the loop
+	if from != req { // stale: the delta of the old start, sent as this round's
+		for i := range w.Delta {
+			w.Delta[i] = from.Theta[i] - ev.final.Params[i]
 		}
-		l, err := tr.Step()
-		if err != nil {
-			return trainResult{err: err}
+	}
+	n.misbehave(req, &w, &ev)
+	if n.cfg.Behave == "replay" {
+		// Wait for the others' updates, to have one to copy.
+		select {
+		case <-time.After(time.Since(start) / 2):
+		case <-ctx.Done():
 		}
-		lossSum += float64(l)
 	}
-	delta := make([]float32, len(req.Theta))
-	for i, p := range tr.Params() {
-		delta[i] = req.Theta[i] - p
+	return trainResult{work: w, ev: ev, base: from.Theta, seconds: time.Since(start).Seconds()}
+}
+
+// gossipSign signs an outbound message; a node told to forge spoils the
+// signature of its updates and verdicts.
+func gossipSign(n *node, o trainer.Outbound) ([]byte, error) {
+	raw, err := gossip.Sign(n.key, n.eng.RunID(), o)
+	if err != nil || n.cfg.Behave != "forge" || (o.Update == nil && o.Verdict == nil) {
+		return raw, err
 	}
-	return trainResult{round: req.Round, delta: delta, samples: uint64(in.Steps * in.Batch), loss: float32(lossSum / float64(in.Steps))}
+	bad := slices.Clone(raw)
+	bad[len(bad)-1] ^= 0xff // the signature is the last field
+	return bad, nil
 }
 
 func (n *node) publishState() {
@@ -591,7 +649,14 @@ func human(b uint64) string {
 }
 
 func (n *node) summary() *Summary {
-	s := &Summary{Peer: n.tr.ID().String(), RunID: n.spec.RunID().String(), Rounds: n.eng.Round(), Stats: n.tr.Stats()}
+	s := &Summary{Peer: n.tr.ID().String(), RunID: n.spec.RunID().String(), Rounds: n.eng.Round(), Stats: n.tr.Stats(),
+		Behave: n.cfg.Behave, Excluded: n.excluded, TrainSeconds: n.trainSeconds}
+	n.mu.RLock()
+	s.Challenges = n.challenges
+	n.mu.RUnlock()
+	if s.Excluded == nil {
+		s.Excluded = []Exclusion{}
+	}
 	if n.book != nil {
 		n.closeBook()
 		n.book = nil
@@ -632,6 +697,13 @@ const checkpointFile = "state.safetensors"
 func (n *node) saveCheckpoint() error {
 	st, _ := n.eng.Latest()
 	meta := map[string]string{"run": n.spec.RunID().String(), "round": fmt.Sprint(st.Round), "model": n.model.String()}
+	if len(st.Excluded) > 0 {
+		ex := make([]string, len(st.Excluded))
+		for i, p := range st.Excluded {
+			ex[i] = string(p)
+		}
+		meta["excluded"] = strings.Join(ex, ",")
+	}
 	b := safetensors.Encode([]safetensors.Tensor{
 		{Name: "theta", Shape: []int{len(st.Theta)}, Data: st.Theta},
 		{Name: "momentum", Shape: []int{len(st.Momentum)}, Data: st.Momentum},
@@ -663,5 +735,14 @@ func (n *node) loadCheckpoint() (trainer.State, []float32, error) {
 	if !ok1 || !ok2 || !ok3 || len(th.Data) != d || len(mo.Data) != d || len(re.Data) != d {
 		return trainer.State{}, nil, fmt.Errorf("node: checkpoint does not fit %s", n.model)
 	}
-	return trainer.State{Round: round, Theta: th.Data, Momentum: mo.Data}, re.Data, nil
+	st := trainer.State{Round: round, Theta: th.Data, Momentum: mo.Data}
+	if ex := f.Metadata["excluded"]; ex != "" {
+		for _, p := range strings.Split(ex, ",") {
+			st.Excluded = append(st.Excluded, trainer.PeerID(p))
+		}
+		if !slices.IsSorted(st.Excluded) {
+			return trainer.State{}, nil, fmt.Errorf("node: checkpoint's excluded peers are not sorted")
+		}
+	}
+	return st, re.Data, nil
 }

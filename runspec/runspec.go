@@ -48,6 +48,7 @@ type Spec struct {
 	Compression Compression `toml:"compression" json:"compression"`
 	Aggregation Aggregation `toml:"aggregation" json:"aggregation"`
 	Rounds      Rounds      `toml:"rounds" json:"rounds"`
+	Verify      Verify      `toml:"verify" json:"verify"`
 	Privacy     Privacy     `toml:"privacy" json:"privacy,omitzero"` // absent from the canonical form when unused
 }
 
@@ -118,6 +119,36 @@ type Rounds struct {
 	MaxUpdateNorm float64  `toml:"max_update_norm" json:"max_update_norm"` // L2 bound on a decoded update
 }
 
+// Verify is the spot-check policy. After each round the beacon (a hash of
+// the decided commit) challenges each aggregated update with probability
+// Rate, or NewcomerRate during the first Probation rounds after the peer's
+// first aggregated update, and picks one of its segments: Segment inner
+// steps that a challenger re-executes from the committed start state and
+// compares with the committed end state (verify/spot, trainer.Judge).
+type Verify struct {
+	Rate         float64  `toml:"rate" json:"rate"`
+	NewcomerRate float64  `toml:"newcomer_rate" json:"newcomer_rate"`
+	Probation    int      `toml:"probation" json:"probation"` // rounds
+	Segment      int      `toml:"segment" json:"segment"`     // inner steps per segment (k); 0: a quarter of inner.steps
+	Timeout      Duration `toml:"timeout" json:"timeout"`     // for a challenged peer to answer
+	// Tolerance is 0 for bit-exact re-execution (peers on the same engine),
+	// else the largest relative L2 distance accepted between the committed
+	// and the re-executed end state of a segment (CPU against GPU).
+	Tolerance float64 `toml:"tolerance" json:"tolerance"`
+}
+
+// SegmentLen returns the inner steps per segment: verify.segment, or a
+// quarter of the inner steps (rounded up) when it is 0.
+func (s Spec) SegmentLen() int {
+	if s.Verify.Segment > 0 {
+		return s.Verify.Segment
+	}
+	return max(1, (s.Inner.Steps+3)/4)
+}
+
+// Segments returns how many segments a round's inner steps make.
+func (s Spec) Segments() int { k := s.SegmentLen(); return (s.Inner.Steps + k - 1) / k }
+
 // Duration is a time.Duration written as "30s" in TOML and JSON.
 // Privacy says how peers vouch for work on data that never leaves them.
 // Mode "zk": every inner step is plain fixed-point SGD of softmax regression
@@ -175,6 +206,7 @@ func Default() Spec {
 		Aggregation: Aggregation{Rule: AggMean, Trim: 0.2},
 		Rounds: Rounds{Timeout: Duration{60 * time.Second}, CommitTimeout: Duration{10 * time.Second},
 			Quorum: 1, MaxMessage: 1 << 20, MaxUpdateNorm: 1000},
+		Verify: Verify{Rate: 0.1, NewcomerRate: 0.75, Probation: 10, Timeout: Duration{20 * time.Second}},
 	}
 }
 
@@ -293,6 +325,21 @@ func (s Spec) Validate() error {
 		return bad("rounds.max_message", "must be 4 KiB..64 MiB, got %d", r.MaxMessage)
 	case !(r.MaxUpdateNorm > 0) || !finite(r.MaxUpdateNorm):
 		return bad("rounds.max_update_norm", "must be positive, got %v", r.MaxUpdateNorm)
+	}
+	v := s.Verify
+	switch {
+	case !(v.Rate >= 0 && v.Rate <= 1):
+		return bad("verify.rate", "must be in [0, 1], got %v", v.Rate)
+	case !(v.NewcomerRate >= v.Rate && v.NewcomerRate <= 1):
+		return bad("verify.newcomer_rate", "must be in [verify.rate, 1], got %v", v.NewcomerRate)
+	case v.Probation < 0 || v.Probation > 1<<20:
+		return bad("verify.probation", "must be 0..1048576 rounds, got %d", v.Probation)
+	case v.Segment < 0 || v.Segment > s.Inner.Steps:
+		return bad("verify.segment", "must be 0 (a quarter of inner.steps) or 1..inner.steps (%d), got %d", s.Inner.Steps, v.Segment)
+	case v.Timeout.Duration < time.Second || v.Timeout.Duration > time.Hour:
+		return bad("verify.timeout", "must be 1s..1h, got %v", v.Timeout)
+	case !(v.Tolerance >= 0 && v.Tolerance < 1):
+		return bad("verify.tolerance", "must be in [0, 1), got %v", v.Tolerance)
 	}
 	return s.validatePrivacy()
 }

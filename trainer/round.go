@@ -14,6 +14,7 @@ import (
 	"github.com/vtrain/vtrain/internal/prng"
 	"github.com/vtrain/vtrain/models"
 	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/verify/spot"
 )
 
 // Hash is a SHA-256 digest: of a model state, of an update.
@@ -34,6 +35,16 @@ type UpdateMsg struct {
 	Samples uint64  // samples the inner steps processed
 	Loss    float32 // mean training loss of the inner steps
 	Payload []byte  // gossip/compress message
+
+	// Commitments to the work behind the payload (see Judge): the batch
+	// order seed (RoundSeed of the round and sender), the hash of the
+	// trainer's state (Snapshot.Hash) after every verify.segment inner
+	// steps, the last one the final state, and the hashes of the
+	// error-feedback residual before and after this payload was encoded.
+	Seed        uint64
+	Segments    []Hash
+	ResidualIn  Hash
+	ResidualOut Hash
 }
 
 // ID is the update's content ID: SHA-256 over a fixed encoding of every
@@ -41,7 +52,7 @@ type UpdateMsg struct {
 // another sender has another ID.
 func (u *UpdateMsg) ID(run runspec.ID) Hash {
 	h := sha256.New()
-	h.Write([]byte("vtrain/update/v1\x00"))
+	h.Write([]byte("vtrain/update/v2\x00"))
 	h.Write(run[:])
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], u.Round)
@@ -54,6 +65,15 @@ func (u *UpdateMsg) ID(run runspec.ID) Hash {
 	h.Write(b[:])
 	binary.BigEndian.PutUint32(b[:4], math.Float32bits(u.Loss))
 	h.Write(b[:4])
+	binary.BigEndian.PutUint64(b[:], u.Seed)
+	h.Write(b[:])
+	binary.BigEndian.PutUint64(b[:], uint64(len(u.Segments)))
+	h.Write(b[:])
+	for _, s := range u.Segments {
+		h.Write(s[:])
+	}
+	h.Write(u.ResidualIn[:])
+	h.Write(u.ResidualOut[:])
 	h.Write(u.Payload)
 	var out Hash
 	h.Sum(out[:0])
@@ -68,6 +88,24 @@ type CommitMsg struct {
 	From    PeerID
 	Updates []Hash // sorted ascending
 	Result  Hash
+	// Excluded lists every peer excluded from the next round on (sorted):
+	// those excluded before, and those a fail verdict this peer holds
+	// names. It is part of the state that Result hashes.
+	Excluded []PeerID
+}
+
+// VerdictMsg is a challenger's signed result of a spot-check: segment
+// Segment of Accused's update Update of round Round, re-executed. A fail
+// verdict from the drawn challenger excludes the accused from the rounds
+// after the commit that carries it.
+type VerdictMsg struct {
+	Round   uint64
+	Update  Hash
+	Accused PeerID
+	Segment int
+	From    PeerID
+	Pass    bool
+	Reason  string
 }
 
 // HelloMsg announces that a peer starts a round from a state: receivers
@@ -123,6 +161,31 @@ type State struct {
 	Theta    []float32
 	Momentum []float32 // the outer optimizer's buffer
 	Members  []PeerID  // peers that committed the previous round
+	Excluded []PeerID  // peers excluded for failing a challenge (sorted)
+}
+
+// Hash returns the state's identity (see HashState).
+func (st State) Hash() Hash { return HashState(st.Round, st.Theta, st.Momentum, st.Excluded) }
+
+// HashState is StateHash extended with the sorted excluded peers; with
+// none it is StateHash.
+func HashState(round uint64, theta, momentum []float32, excluded []PeerID) Hash {
+	h := StateHash(round, theta, momentum)
+	if len(excluded) == 0 {
+		return h
+	}
+	s := sha256.New()
+	s.Write([]byte("vtrain/state+excluded/v1\x00"))
+	s.Write(h[:])
+	var b [8]byte
+	for _, p := range excluded {
+		binary.BigEndian.PutUint64(b[:], uint64(len(p)))
+		s.Write(b[:])
+		s.Write([]byte(p))
+	}
+	var out Hash
+	s.Sum(out[:0])
+	return out
 }
 
 // StateHash is the identity of an agreed state: SHA-256 over the round,
@@ -164,9 +227,10 @@ func Genesis(spec runspec.Spec) (State, error) {
 // Outbound is a message to publish: exactly one field is set. The
 // transport signs and gossips it.
 type Outbound struct {
-	Update *UpdateMsg
-	Commit *CommitMsg
-	Hello  *HelloMsg
+	Update  *UpdateMsg
+	Commit  *CommitMsg
+	Hello   *HelloMsg
+	Verdict *VerdictMsg
 }
 
 // TrainRequest asks the driver to run the round's inner steps from Theta
@@ -204,6 +268,17 @@ type RoundResult struct {
 	Votes   int      // commits that agreed
 	Samples uint64
 	Loss    float32 // mean of the aggregated updates' training losses
+
+	Beacon     Hash             // the round's challenge randomness (spot.Beacon)
+	Challenges []spot.Challenge // drawn from the beacon (this engine's view of probation)
+	Excluded   []Exclusion      // peers excluded from the next round on, newly
+}
+
+// Exclusion is a peer excluded from a run, with the verdict behind it
+// (when this engine holds it).
+type Exclusion struct {
+	Peer    PeerID
+	Verdict *VerdictMsg
 }
 
 // Ready is what the engine wants done; see [Engine.Ready].
@@ -278,7 +353,18 @@ type Engine struct {
 	nextKeys    map[string]bool
 
 	prevUpdates map[Hash]*UpdateMsg // the last decided round's, to serve fetches
-	states      []keptState         // the last few agreed states, to serve syncs
+
+	// Verification: peers excluded for failing a challenge (agreed, part
+	// of the state), fail verdicts not yet in an agreed commit, recent
+	// decided rounds (to check verdicts against their draw), each peer's
+	// first aggregated round (probation), and each peer's last residual.
+	excluded  []PeerID
+	pending   map[PeerID]*VerdictMsg
+	history   map[uint64]*decidedRound
+	first     map[PeerID]uint64
+	lastResid map[PeerID]residMark
+	verdicts  map[Hash]bool // verdicts seen, by (round, update, challenger)
+	states    []keptState   // the last few agreed states, to serve syncs
 
 	out     []Outbound
 	train   *TrainRequest
@@ -311,8 +397,9 @@ func NewEngine(cfg EngineConfig, st State) (*Engine, error) {
 	}
 	e := &Engine{
 		spec: cfg.Spec, run: cfg.Spec.RunID(), self: cfg.Self, d: d, dec: dec, enc: enc,
-		shard: int(prng.String64(string(cfg.Self)) % uint64(cfg.Spec.Shards())),
-		seen:  map[PeerID]uint64{},
+		shard: ShardOf(cfg.Spec, cfg.Self),
+		seen:  map[PeerID]uint64{}, pending: map[PeerID]*VerdictMsg{}, history: map[uint64]*decidedRound{},
+		first: map[PeerID]uint64{}, lastResid: map[PeerID]residMark{}, verdicts: map[Hash]bool{},
 	}
 	e.restore(st)
 	return e, nil
@@ -322,6 +409,9 @@ func NewEngine(cfg EngineConfig, st State) (*Engine, error) {
 func (e *Engine) StepHello(h *HelloMsg) Decision {
 	if h.From == "" {
 		return reject("malformed: hello without sender")
+	}
+	if e.isExcluded(h.From) {
+		return ignore("excluded peer %s", h.From)
 	}
 	if h.Round+1 < e.round || h.Round > e.round+1 {
 		return ignore("stale hello: round %d, now %d", h.Round, e.round)
@@ -348,7 +438,12 @@ func (e *Engine) restore(st State) {
 	e.theta = append(e.theta[:0], st.Theta...)
 	e.outer = NewSGD(e.d, e.spec.Outer.Momentum, 0, e.spec.Outer.Optimizer == "nesterov")
 	copy(e.outer.buf, st.Momentum)
-	e.hash = StateHash(e.round, e.theta, e.outer.buf)
+	e.excluded = slices.Clone(st.Excluded)
+	for _, p := range e.excluded {
+		delete(e.pending, p)
+		delete(e.seen, p)
+	}
+	e.hash = HashState(e.round, e.theta, e.outer.buf, e.excluded)
 	for _, p := range st.Members {
 		if st.Round > 0 {
 			e.seen[p] = max(e.seen[p], st.Round-1)
@@ -383,7 +478,7 @@ func (e *Engine) startRound() {
 	e.out = append(e.out, Outbound{Hello: &HelloMsg{Round: e.round, Base: e.hash, From: e.self}})
 	if e.spec.Run.Rounds == 0 || e.round < uint64(e.spec.Run.Rounds) {
 		e.train = &TrainRequest{Round: e.round, Theta: append([]float32(nil), e.theta...),
-			Seed: prng.Derive(e.spec.Run.Seed, prng.String64("round"), e.round, prng.String64(string(e.self))), Shard: e.shard}
+			Seed: RoundSeed(e.spec, e.round, e.self), Shard: e.shard}
 	}
 	// Replay what arrived early.
 	early := e.next
@@ -418,7 +513,8 @@ func (e *Engine) Done() bool {
 
 // State returns a copy of the agreed state of the current round.
 func (e *Engine) State() State {
-	st := State{Round: e.round, Theta: append([]float32(nil), e.theta...), Momentum: append([]float32(nil), e.outer.buf...)}
+	st := State{Round: e.round, Theta: append([]float32(nil), e.theta...), Momentum: append([]float32(nil), e.outer.buf...),
+		Excluded: slices.Clone(e.excluded)}
 	for p, r := range e.seen {
 		if e.round > 0 && r+1 >= e.round {
 			st.Members = append(st.Members, p)
@@ -439,7 +535,7 @@ func (e *Engine) SetResidual(r []float32) error { return e.enc.SetResidual(r) }
 func (e *Engine) expected() []PeerID {
 	ps := []PeerID{e.self}
 	for p, r := range e.seen {
-		if p != e.self && r+1 >= e.round {
+		if p != e.self && r+1 >= e.round && !e.isExcluded(p) {
 			ps = append(ps, p)
 		}
 	}
@@ -448,22 +544,47 @@ func (e *Engine) expected() []PeerID {
 }
 
 func (e *Engine) heard(p PeerID, round uint64) {
+	if e.isExcluded(p) {
+		return
+	}
 	if _, ok := e.seen[p]; ok || len(e.seen) < maxPeers {
 		e.seen[p] = max(e.seen[p], round)
 	}
 }
 
-// Trained reports the local inner steps of round: delta = θ_r − θ_local.
-// The engine compresses it (with error feedback) and publishes the update.
-func (e *Engine) Trained(round uint64, delta []float32, samples uint64, loss float32) error {
+// Work is the result of a round's inner steps.
+type Work struct {
+	Round    uint64
+	Delta    []float32 // θ_r − θ_local
+	Samples  uint64
+	Loss     float32
+	Segments []Hash // Snapshot hashes every verify.segment steps
+	// Tamper, when set, alters the finished update before it is published:
+	// deliberate misbehaviour (vtrain node --behave), for demos and tests.
+	Tamper func(u *UpdateMsg)
+}
+
+// Trained reports the local inner steps of a round. The engine compresses
+// the delta (with error feedback), commits to the residual, and publishes
+// the update.
+func (e *Engine) Trained(w Work) error {
+	round := w.Round
 	if round != e.round || e.phase != phaseTrain {
 		return nil // a stale result after a resync: dropped
 	}
-	payload, err := e.enc.Encode(delta, nil)
+	if e.isExcluded(e.self) {
+		return nil
+	}
+	in := ParamHash(e.enc.Residual())
+	payload, err := e.enc.Encode(w.Delta, nil)
 	if err != nil {
 		return fmt.Errorf("trainer: round %d: %w", round, err)
 	}
-	u := &UpdateMsg{Round: round, Base: e.hash, From: e.self, Samples: samples, Loss: loss, Payload: payload}
+	u := &UpdateMsg{Round: round, Base: e.hash, From: e.self, Samples: w.Samples, Loss: w.Loss, Payload: payload,
+		Seed: RoundSeed(e.spec, round, e.self), Segments: w.Segments, ResidualIn: in, ResidualOut: ParamHash(e.enc.Residual())}
+	if w.Tamper != nil {
+		w.Tamper(u)
+	}
 	if d := e.Step(u); !d.OK() {
 		return fmt.Errorf("trainer: own update rejected: %s", d)
 	}
@@ -516,6 +637,9 @@ func (e *Engine) Step(u *UpdateMsg) Decision {
 		e.heard(u.From, u.Round)
 		return ignore("future: round %d, now %d", u.Round, e.round)
 	}
+	if e.isExcluded(u.From) {
+		return reject("excluded: %s failed a challenge", u.From)
+	}
 	id := u.ID(e.run)
 	if _, ok := e.updates[id]; ok {
 		return ignore("duplicate update %s", id.Short())
@@ -534,6 +658,9 @@ func (e *Engine) Step(u *UpdateMsg) Decision {
 	s, dec := ValidateUpdate(u, e.dec, e.spec.Rounds.MaxMessage, e.spec.Rounds.MaxUpdateNorm)
 	if !dec.OK() {
 		return dec
+	}
+	if d := e.checkCommitments(u); !d.OK() {
+		return d
 	}
 	if len(e.updates) >= maxPeers {
 		return ignore("full: %d updates this round", len(e.updates))
@@ -584,8 +711,16 @@ func (e *Engine) StepCommit(c *CommitMsg) Decision {
 		e.catchUp()
 		return ignore("future commit: round %d, now %d", c.Round, e.round)
 	}
-	if len(c.Updates) == 0 || len(c.Updates) > maxPeers {
-		return reject("malformed: commit with %d updates", len(c.Updates))
+	if e.isExcluded(c.From) {
+		return ignore("excluded peer %s", c.From)
+	}
+	if len(c.Updates) == 0 || len(c.Updates) > maxPeers || len(c.Excluded) > maxPeers {
+		return reject("malformed: commit with %d updates, %d exclusions", len(c.Updates), len(c.Excluded))
+	}
+	for i := 1; i < len(c.Excluded); i++ {
+		if c.Excluded[i-1] >= c.Excluded[i] {
+			return reject("malformed: commit exclusions not strictly sorted")
+		}
 	}
 	for i := 1; i < len(c.Updates); i++ {
 		if !hashLess(c.Updates[i-1], c.Updates[i]) {
@@ -600,8 +735,9 @@ func (e *Engine) StepCommit(c *CommitMsg) Decision {
 		if prev.Result == c.Result && equalHashes(prev.Updates, c.Updates) {
 			return ignore("duplicate commit from %s", c.From)
 		}
-		// A revised commit may only add updates.
-		if len(c.Updates) <= len(prev.Updates) || !isSubset(prev.Updates, c.Updates) {
+		// A revised commit may only add updates or exclusions.
+		grows := len(c.Updates) > len(prev.Updates) || len(c.Excluded) > len(prev.Excluded)
+		if !grows || !isSubset(prev.Updates, c.Updates) || !isSubsetP(prev.Excluded, c.Excluded) {
 			if isSubset(c.Updates, prev.Updates) {
 				return ignore("superseded commit from %s", c.From)
 			}
@@ -644,8 +780,22 @@ func (e *Engine) otherBase(base Hash, from PeerID, m any) Decision {
 	// Switch on a strict majority of the expected peers, or on outnumbering
 	// this engine's base once every expected peer has been heard from
 	// (ties to the smaller hash); never on a partial view.
+	// Every expected peer heard from (on any base): follow the base most
+	// of them build on. With three or more bases none may have a majority.
+	heard := map[PeerID]bool{}
+	for p := range mine {
+		heard[p] = true
+	}
+	for b, ps := range e.bases {
+		for p := range ps {
+			heard[p] = true
+		}
+		if n := len(ps); n > len(e.bases[base]) || n == len(e.bases[base]) && hashLess(b, base) {
+			base = b
+		}
+	}
 	n, exp := len(e.bases[base]), len(e.expected())
-	heardAll := n+len(mine) >= exp
+	heardAll := len(heard) >= exp
 	more := n > len(mine) || n == len(mine) && hashLess(base, e.hash)
 	if e.phase != phaseSync && (2*n > exp || heardAll && more) {
 		var from []PeerID
@@ -723,7 +873,7 @@ func (e *Engine) maybeClose() {
 		ids = append(ids, id)
 	}
 	sortHashes(ids)
-	if !e.commitTo(ids) {
+	if !e.commitTo(ids, e.vouched()) {
 		return
 	}
 	e.phase = phaseCommit
@@ -735,15 +885,16 @@ func (e *Engine) maybeClose() {
 }
 
 // commitTo aggregates the updates ids (sorted), and publishes and records
-// this engine's commit to the result. It reports false if aggregation
-// failed (an update missing).
-func (e *Engine) commitTo(ids []Hash) bool {
+// this engine's commit to the result with the exclusions excl (sorted). It
+// reports false if aggregation failed (an update missing).
+func (e *Engine) commitTo(ids []Hash, excl []PeerID) bool {
 	theta, mom, err := e.apply(ids)
 	if err != nil {
 		e.logf("round %d: aggregate: %v", e.round, err)
 		return false
 	}
-	e.mine = &CommitMsg{Round: e.round, Base: e.hash, From: e.self, Updates: ids, Result: StateHash(e.round+1, theta, mom)}
+	e.mine = &CommitMsg{Round: e.round, Base: e.hash, From: e.self, Updates: ids, Excluded: excl,
+		Result: HashState(e.round+1, theta, mom, excl)}
 	e.commits[e.self] = e.mine
 	e.publish(nil, e.mine)
 	return true
@@ -977,19 +1128,41 @@ func (e *Engine) maybeDecide() {
 		e.fetchCommitted()
 		return
 	}
-	// Grow toward the union of the committed sets.
+	// Grow toward the union of the committed sets, and of the exclusions
+	// this engine holds a fail verdict for. Others wait like missing
+	// updates (the verdict is on its way by gossip); past the deadline an
+	// exclusion that most commits name is taken on their word (this engine
+	// may have restored past the round the verdict is about).
 	union := map[Hash]bool{}
+	named := map[PeerID]int{}
 	for _, c := range e.commits {
 		for _, id := range c.Updates {
 			union[id] = true
 		}
+		for _, p := range c.Excluded {
+			named[p]++
+		}
 	}
+	excl := e.vouched()
+	unvouched := 0
+	for p, k := range named {
+		if slices.Contains(excl, p) {
+			continue
+		}
+		if e.now >= e.deadline && 2*k > len(e.commits) {
+			excl = append(excl, p)
+		} else {
+			unvouched++
+		}
+	}
+	slices.Sort(excl)
 	missing := 0
 	for id := range union {
 		if _, ok := e.decoded[id]; !ok {
 			missing++
 		}
 	}
+	missing += unvouched
 	if missing > 0 {
 		// Keep asking; past the deadline, go on without what is missing
 		// (it joins the set if it arrives later).
@@ -1005,8 +1178,8 @@ func (e *Engine) maybeDecide() {
 		}
 	}
 	sortHashes(ids)
-	if !equalHashes(ids, e.mine.Updates) {
-		if !e.commitTo(ids) {
+	if !equalHashes(ids, e.mine.Updates) || !slices.Equal(excl, e.mine.Excluded) {
+		if !e.commitTo(ids, excl) {
 			return
 		}
 		e.fetchOut = false
@@ -1057,7 +1230,7 @@ func (e *Engine) settleNext() bool {
 		return true
 	}
 	if c := e.commitFor(r); c != nil && e.haveAll(c.Updates) {
-		if theta, mom, err := e.apply(c.Updates); err == nil && StateHash(e.round+1, theta, mom) == r {
+		if theta, mom, err := e.apply(c.Updates); err == nil && HashState(e.round+1, theta, mom, c.Excluded) == r {
 			e.finishWith(c, n, theta, mom)
 			return true
 		}
@@ -1144,11 +1317,28 @@ func (e *Engine) finishWith(c *CommitMsg, votes int, theta, mom []float32) {
 	var lossSum float64
 	for _, id := range c.Updates {
 		u := e.updates[id]
+		if _, ok := e.lastResid[u.From]; ok || len(e.lastResid) < maxPeers {
+			e.lastResid[u.From] = residMark{u.Round, u.ResidualOut}
+		}
 		res.Peers = append(res.Peers, u.From)
 		res.Samples += u.Samples
 		lossSum += float64(u.Loss)
 	}
 	res.Loss = float32(lossSum / float64(len(c.Updates)))
+	e.drawChallenges(&res)
+	for _, p := range c.Excluded {
+		if !e.isExcluded(p) {
+			res.Excluded = append(res.Excluded, Exclusion{Peer: p, Verdict: e.pending[p]})
+			reason := "in the agreed commit"
+			if v := e.pending[p]; v != nil {
+				reason = v.Reason
+			}
+			e.logf("round %d: %s excluded from round %d on: %s", e.round, p, e.round+1, reason)
+		}
+		delete(e.pending, p)
+		delete(e.seen, p)
+	}
+	e.excluded = slices.Clone(c.Excluded)
 	copy(e.theta, theta)
 	copy(e.outer.buf, mom)
 	e.prevUpdates = e.updates
@@ -1167,7 +1357,7 @@ func (e *Engine) Restore(st State) error {
 	if len(st.Theta) != e.d || len(st.Momentum) != e.d {
 		return fmt.Errorf("trainer: state has %d/%d values, want %d", len(st.Theta), len(st.Momentum), e.d)
 	}
-	if h := StateHash(st.Round, st.Theta, st.Momentum); h != e.want.Hash || st.Round != e.want.Round {
+	if h := st.Hash(); h != e.want.Hash || st.Round != e.want.Round {
 		return fmt.Errorf("trainer: state of round %d hashes to %s, wanted round %d %s", st.Round, h.Short(), e.want.Round, e.want.Hash.Short())
 	}
 	e.logf("restored state of round %d (%s)", st.Round, e.want.Hash.Short())
@@ -1177,6 +1367,7 @@ func (e *Engine) Restore(st State) error {
 	if st.Round == e.round {
 		e.otherReplay = e.other
 	}
+	clear(e.lastResid)
 	e.restore(st)
 	return nil
 }
@@ -1223,4 +1414,159 @@ func (e *Engine) ServeState(h Hash) (State, bool) {
 func (e *Engine) Latest() (State, Hash) {
 	k := e.states[len(e.states)-1]
 	return k.st, k.hash
+}
+
+// isExcluded reports whether p is excluded from the run.
+func (e *Engine) isExcluded(p PeerID) bool {
+	_, ok := slices.BinarySearch(e.excluded, p)
+	return ok
+}
+
+// Updates returns the updates accepted so far in the current round.
+func (e *Engine) Updates() []*UpdateMsg {
+	out := make([]*UpdateMsg, 0, len(e.updates))
+	for _, u := range e.updates {
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].From < out[j].From })
+	return out
+}
+
+// Excluded returns the peers excluded from the run (sorted).
+func (e *Engine) Excluded() []PeerID { return slices.Clone(e.excluded) }
+
+// vouched returns the exclusions this engine can vouch for: the agreed
+// ones and those of the fail verdicts it holds, sorted.
+func (e *Engine) vouched() []PeerID {
+	out := slices.Clone(e.excluded)
+	for p := range e.pending {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func isSubsetP(a, b []PeerID) bool {
+	for _, x := range a {
+		if _, ok := slices.BinarySearch(b, x); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// RoundSeed is the batch-order seed of peer's inner steps in round: what
+// an update commits to as its Seed, and what a challenger re-executes.
+func RoundSeed(spec runspec.Spec, round uint64, peer PeerID) uint64 {
+	return prng.Derive(spec.Run.Seed, prng.String64("round"), round, prng.String64(string(peer)))
+}
+
+// ShardOf is the data shard a peer trains.
+func ShardOf(spec runspec.Spec, peer PeerID) int {
+	return int(prng.String64(string(peer)) % uint64(spec.Shards()))
+}
+
+// residMark is the residual a peer's update of round left behind.
+type residMark struct {
+	round uint64
+	out   Hash
+}
+
+// checkCommitments checks what can be checked of an update's commitments
+// without re-executing it: the seed, the number of segment roots, and that
+// the residual continues the one the sender's update of the previous round
+// left, when this engine aggregated that update (an honest peer encodes
+// twice in one round only after adopting another base, which no engine
+// that aggregated its first update shares without a restore).
+func (e *Engine) checkCommitments(u *UpdateMsg) Decision {
+	if want := RoundSeed(e.spec, u.Round, u.From); u.Seed != want {
+		return reject("bad commitment: sampling seed %#x, the run assigns %s %#x in round %d", u.Seed, u.From, want, u.Round)
+	}
+	if n := e.spec.Segments(); len(u.Segments) != n {
+		return reject("bad commitment: %d segment roots, want %d", len(u.Segments), n)
+	}
+	if m, ok := e.lastResid[u.From]; ok && m.round+1 == u.Round && m.out != u.ResidualIn {
+		return reject("bad commitment: residual %s does not continue the %s of round %d", u.ResidualIn.Short(), m.out.Short(), m.round)
+	}
+	return accept()
+}
+
+// decidedRound is what checking a verdict on a round needs.
+type decidedRound struct {
+	beacon  Hash
+	updates map[Hash]PeerID
+	peers   []string
+}
+
+// keptHistory is how many decided rounds verdicts may refer to.
+const keptHistory = 16
+
+// drawChallenges computes the beacon and the challenges of a decided round
+// (before the round's peers count as seen for probation), and keeps what
+// checking its verdicts needs.
+func (e *Engine) drawChallenges(res *RoundResult) {
+	ids := make([]spot.Hash, len(res.Updates))
+	for i, id := range res.Updates {
+		ids[i] = id
+	}
+	res.Beacon = spot.Beacon(res.Round, res.Result, ids)
+	d := &decidedRound{beacon: res.Beacon, updates: map[Hash]PeerID{}}
+	cands := make([]spot.Candidate, len(res.Updates))
+	for i, id := range res.Updates {
+		p := res.Peers[i]
+		d.updates[id] = p
+		d.peers = append(d.peers, string(p))
+		f, ok := e.first[p]
+		cands[i] = spot.Candidate{Update: id, Peer: string(p), Newcomer: !ok || res.Round-f < uint64(e.spec.Verify.Probation)}
+	}
+	for _, p := range res.Peers {
+		if _, ok := e.first[p]; !ok && len(e.first) < maxPeers {
+			e.first[p] = res.Round
+		}
+	}
+	res.Challenges = spot.Select(res.Beacon, cands, e.Policy())
+	e.history[res.Round] = d
+	delete(e.history, res.Round-keptHistory)
+}
+
+// Policy returns the run's challenge policy.
+func (e *Engine) Policy() spot.Policy {
+	v := e.spec.Verify
+	return spot.Policy{Rate: v.Rate, NewcomerRate: v.NewcomerRate, Segments: e.spec.Segments()}
+}
+
+// StepVerdict processes a challenger's verdict. It is accepted when it
+// names an update this engine aggregated in a recent decided round and
+// comes from the challenger the beacon drew for it; a fail verdict then
+// puts the accused on the exclusion list of this engine's next commit.
+func (e *Engine) StepVerdict(v *VerdictMsg) Decision {
+	d, ok := e.history[v.Round]
+	if !ok {
+		return ignore("verdict on round %d: not decided here (or too old)", v.Round)
+	}
+	if p, ok := d.updates[v.Update]; !ok || p != v.Accused {
+		return reject("verdict on %s by %s: not an update of round %d", v.Update.Short(), v.Accused, v.Round)
+	}
+	seg, who, ok := spot.Assign(d.beacon, v.Update, string(v.Accused), d.peers, e.spec.Segments())
+	if !ok || who != string(v.From) || seg != v.Segment {
+		return reject("verdict on %s from %s: the beacon drew %s for segment %d", v.Update.Short(), v.From, who, seg)
+	}
+	key := sha256.Sum256(fmt.Appendf(nil, "%d|%x|%s", v.Round, v.Update, v.From))
+	if e.verdicts[key] {
+		return ignore("duplicate verdict")
+	}
+	if len(e.verdicts) < 64*maxPeers {
+		e.verdicts[key] = true
+	}
+	if v.Pass || e.isExcluded(v.Accused) {
+		return accept()
+	}
+	if _, ok := e.pending[v.Accused]; !ok && len(e.pending) < maxPeers {
+		e.pending[v.Accused] = v
+		e.logf("round %d: %s failed the challenge of its round-%d update (segment %d): %s", e.round, v.Accused, v.Round, v.Segment, v.Reason)
+	}
+	e.settle()
+	return accept()
 }

@@ -101,7 +101,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		return fail(&ledger.CorruptError{Path: path, Index: 0, Offset: -1, Reason: fmt.Sprintf("genesis: %v", err)})
 	}
 	rep.Checked = append(rep.Checked, "the genesis spec hashes to the run ID")
-	store, err := ledger.OpenStore(filepath.Join(filepath.Dir(path), node.BlobDir), int64(spec.Rounds.MaxMessage))
+	store, err := ledger.OpenStore(filepath.Join(filepath.Dir(path), node.BlobDir), node.StoreLimit(spec))
 	if err != nil {
 		return err
 	}

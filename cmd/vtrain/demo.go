@@ -41,6 +41,24 @@ type demoResult struct {
 	Out                   string   `json:"out"`
 	Disagreements         []string `json:"disagreements,omitempty"`
 	Ledgers               []string `json:"ledgers"` // each node's ledger, for vtrain audit
+
+	Byzantine        []demoPeer          `json:"byzantine"` // peers started with --behave
+	Excluded         []demoExclusion     `json:"excluded"`
+	FalseChallenges  int                 `json:"false_challenges"`           // failed verdicts against honest peers
+	Challenges       node.ChallengeStats `json:"challenges"`                 // all honest peers' spot-checks together
+	ChallengeCompute float64             `json:"challenge_compute_fraction"` // re-execution time / training time, all peers
+}
+
+type demoPeer struct {
+	Index  int    `json:"index"`
+	Peer   string `json:"peer"`
+	Behave string `json:"behave"`
+}
+
+type demoExclusion struct {
+	demoPeer
+	Round  uint64 `json:"round"` // the first round it was excluded from
+	Reason string `json:"reason"`
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
@@ -51,8 +69,27 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	specPath := fs.String("spec", "", "run spec to use instead of the defaults (its rounds are replaced by --rounds)")
 	out := fs.String("out", "", "directory for the nodes' output (default: a new temporary directory)")
 	asJSON := fs.Bool("json", false, "end with one JSON object on the last line of stdout")
+	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours for the last peers ("+strings.Join(node.Behaviours[1:], ",")+"), e.g. lazy,replay")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	var behave []string
+	if *byzantine != "" {
+		behave = strings.Split(*byzantine, ",")
+		for _, b := range behave {
+			if b == "honest" || !slices.Contains(node.Behaviours, b) {
+				return usagef("--byzantine: %q is not a misbehaviour (%s)", b, strings.Join(node.Behaviours[1:], ", "))
+			}
+		}
+		if len(behave) >= *peers {
+			return usagef("--byzantine: %d misbehaving peers need at least %d peers (peer 0 starts the run honestly)", len(behave), len(behave)+1)
+		}
+	}
+	behaviour := func(i int) string {
+		if k := i - (*peers - len(behave)); k >= 0 {
+			return behave[k]
+		}
+		return ""
 	}
 	if *peers < 1 || *peers > 64 {
 		return usagef("--peers must be 1..64, got %d", *peers)
@@ -109,7 +146,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	var mu sync.Mutex
 	progress := map[int]node.RoundReport{}
 	var times []float64 // peer 0's decision times
-	var wg sync.WaitGroup
+	var wg, byzWG sync.WaitGroup
+	byzCtx, stopByz := context.WithCancel(ctx)
+	defer stopByz()
 	errs := make([]error, *peers)
 	joinCh := make(chan string, 1)
 	launch := func(i int, extra ...string) error {
@@ -118,7 +157,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		if dir != "" {
 			args = append(args, "--data", dir)
 		}
-		cmd := exec.CommandContext(ctx, self, args...)
+		cctx, g := ctx, &wg
+		if b := behaviour(i); b != "" {
+			args = append(args, "--behave", b)
+			cctx, g = byzCtx, &byzWG
+		}
+		cmd := exec.CommandContext(cctx, self, args...)
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		cmd.WaitDelay = 10 * time.Second
 		cmd.Stderr = stderr
 		pipe, err := cmd.StdoutPipe()
 		if err != nil {
@@ -127,9 +173,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		if err := cmd.Start(); err != nil {
 			return err
 		}
-		wg.Add(1)
+		g.Add(1)
 		go func() {
-			defer wg.Done()
+			defer g.Done()
 			sc := bufio.NewScanner(pipe)
 			for sc.Scan() {
 				line := sc.Bytes()
@@ -179,25 +225,63 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	wg.Wait()
+	stopByz() // misbehaving peers still running (not excluded) stop with the run
+	byzWG.Wait()
 	for i, e := range errs {
-		if e != nil {
+		if e != nil && behaviour(i) == "" {
 			return fmt.Errorf("peer %d: %v", i, e)
 		}
 	}
 	res := demoResult{Peers: *peers, Rounds: uint64(*rounds), Model: m.String(), Data: spec.Data.Source, RunID: spec.RunID().String(),
 		DenseBytesPerRound: 4 * m.NumParams(), Seconds: time.Since(start).Seconds(), Out: *out, Agreed: true}
-	var sums []*node.Summary
+	var sums, all []*node.Summary
+	index := map[string]demoPeer{}
+	var trainSec float64
 	for i := 0; i < *peers; i++ {
 		b, err := os.ReadFile(filepath.Join(*out, fmt.Sprintf("peer%02d", i), "summary.json"))
 		if err != nil {
+			if behaviour(i) != "" {
+				continue
+			}
 			return fmt.Errorf("peer %d left no summary: %w", i, err)
 		}
 		var s node.Summary
 		if err := json.Unmarshal(b, &s); err != nil {
 			return fmt.Errorf("peer %d: %w", i, err)
 		}
+		all = append(all, &s)
+		index[s.Peer] = demoPeer{Index: i, Peer: s.Peer, Behave: behaviour(i)}
+		trainSec += s.TrainSeconds
+		res.Challenges.Seconds += s.Challenges.Seconds
+		if behaviour(i) != "" {
+			res.Byzantine = append(res.Byzantine, index[s.Peer])
+			continue
+		}
 		sums = append(sums, &s)
 		res.Ledgers = append(res.Ledgers, s.Ledger)
+	}
+	for _, s := range sums {
+		c := s.Challenges
+		res.Challenges.Run += c.Run
+		res.Challenges.Passed += c.Passed
+		res.Challenges.Failed += c.Failed
+		res.Challenges.Against += c.Against
+		for _, a := range c.Accused {
+			if index[a].Behave == "" {
+				res.FalseChallenges++
+			}
+		}
+		for _, x := range s.Excluded {
+			if !slices.ContainsFunc(res.Excluded, func(e demoExclusion) bool { return e.Peer == x.Peer }) {
+				res.Excluded = append(res.Excluded, demoExclusion{demoPeer: index[x.Peer], Round: x.Round, Reason: x.Reason})
+			}
+		}
+	}
+	if res.Excluded == nil {
+		res.Excluded = []demoExclusion{}
+	}
+	if trainSec > 0 {
+		res.ChallengeCompute = res.Challenges.Seconds / trainSec
 	}
 	res.Agreed, res.Disagreements = agreement(sums, uint64(*rounds))
 	res.SecondsPerRound = medianGap(times)
@@ -221,6 +305,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%-28s %v\n", "all peers agreed", res.Agreed)
 	fmt.Fprintf(stdout, "%-28s %s\n", "final state hash", res.FinalHash)
 	fmt.Fprintf(stdout, "%-28s %.1fs (%.2fs per round)\n", "time", res.Seconds, res.SecondsPerRound)
+	fmt.Fprintf(stdout, "%-28s %d run, %d passed, %d failed (%d against honest peers); re-execution %.1f%% of training time\n", "spot-checks",
+		res.Challenges.Run, res.Challenges.Passed, res.Challenges.Failed, res.FalseChallenges, 100*res.ChallengeCompute)
+	for _, x := range res.Excluded {
+		fmt.Fprintf(stdout, "%-28s peer %d (%s) from round %d: %s\n", "excluded", x.Index, x.Behave, x.Round, x.Reason)
+	}
 	if *asJSON {
 		b, _ := json.Marshal(res)
 		fmt.Fprintln(stdout, string(b))
@@ -300,5 +389,7 @@ func specTOML(s runspec.Spec) string {
 	fmt.Fprintf(&b, "[compression]\nfraction = %v\nbits = %d\nchunk = %d\n\n", s.Compression.Fraction, s.Compression.Bits, s.Compression.Chunk)
 	fmt.Fprintf(&b, "[aggregation]\nrule = %q\ntrim = %v\n\n", s.Aggregation.Rule, s.Aggregation.Trim)
 	fmt.Fprintf(&b, "[rounds]\ntimeout = %q\ncommit_timeout = %q\nquorum = %d\nmax_message = %d\nmax_update_norm = %v\n", s.Rounds.Timeout, s.Rounds.CommitTimeout, s.Rounds.Quorum, s.Rounds.MaxMessage, s.Rounds.MaxUpdateNorm)
+	v := s.Verify
+	fmt.Fprintf(&b, "\n[verify]\nrate = %v\nnewcomer_rate = %v\nprobation = %d\nsegment = %d\ntimeout = %q\ntolerance = %v\n", v.Rate, v.NewcomerRate, v.Probation, v.Segment, v.Timeout, v.Tolerance)
 	return b.String()
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -33,8 +34,13 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	evalEvery := fs.Int("eval-every", 5, "evaluate on the test set every N rounds")
 	verbose := fs.Bool("v", false, "log protocol events to stderr")
 	device := addDeviceFlag(fs)
+	behave := fs.String("behave", "honest", "how this node behaves: "+strings.Join(node.Behaviours, "|")+
+		" (all but honest misbehave on purpose, to watch spot-checks catch them: lazy skips the inner steps, noise sends Gaussian noise of the honest norm, replay re-signs another peer's update, scaled multiplies its update by 50, stale trains from an old state, forge spoils its signatures)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if !slices.Contains(node.Behaviours, *behave) {
+		return usagef("--behave must be one of %s, got %q", strings.Join(node.Behaviours, ", "), *behave)
 	}
 	if (*specPath == "") == (*join == "") {
 		return usagef("give exactly one of --spec and --join")
@@ -58,6 +64,9 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		defer eng.Close()
 	}
 	cfg := node.Config{Join: *join, RunID: want, Listen: []string{*listen}, Out: stdout, JSONLines: *asJSON, EvalEvery: *evalEvery, Linger: *linger, Device: eng}
+	if *behave != "honest" {
+		cfg.Behave = *behave
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo

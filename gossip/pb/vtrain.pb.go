@@ -88,6 +88,7 @@ type Body struct {
 	//	*Body_Update
 	//	*Body_Commit
 	//	*Body_Hello
+	//	*Body_Verdict
 	Msg           isBody_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -178,6 +179,15 @@ func (x *Body) GetHello() *Hello {
 	return nil
 }
 
+func (x *Body) GetVerdict() *Verdict {
+	if x != nil {
+		if x, ok := x.Msg.(*Body_Verdict); ok {
+			return x.Verdict
+		}
+	}
+	return nil
+}
+
 type isBody_Msg interface {
 	isBody_Msg()
 }
@@ -194,11 +204,17 @@ type Body_Hello struct {
 	Hello *Hello `protobuf:"bytes,6,opt,name=hello,proto3,oneof"`
 }
 
+type Body_Verdict struct {
+	Verdict *Verdict `protobuf:"bytes,7,opt,name=verdict,proto3,oneof"`
+}
+
 func (*Body_Update) isBody_Msg() {}
 
 func (*Body_Commit) isBody_Msg() {}
 
 func (*Body_Hello) isBody_Msg() {}
+
+func (*Body_Verdict) isBody_Msg() {}
 
 // Update is a peer's compressed pseudo-gradient for a round.
 type Update struct {
@@ -206,7 +222,11 @@ type Update struct {
 	Base          []byte                 `protobuf:"bytes,1,opt,name=base,proto3" json:"base,omitempty"` // hash of the state the update starts from
 	Samples       uint64                 `protobuf:"varint,2,opt,name=samples,proto3" json:"samples,omitempty"`
 	Loss          float32                `protobuf:"fixed32,3,opt,name=loss,proto3" json:"loss,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"` // gossip/compress message
+	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`                            // gossip/compress message
+	Seed          uint64                 `protobuf:"varint,5,opt,name=seed,proto3" json:"seed,omitempty"`                                 // batch-order seed (the run assigns it)
+	Segments      [][]byte               `protobuf:"bytes,6,rep,name=segments,proto3" json:"segments,omitempty"`                          // trainer state hash after every k inner steps
+	ResidualIn    []byte                 `protobuf:"bytes,7,opt,name=residual_in,json=residualIn,proto3" json:"residual_in,omitempty"`    // error-feedback residual hash before encoding
+	ResidualOut   []byte                 `protobuf:"bytes,8,opt,name=residual_out,json=residualOut,proto3" json:"residual_out,omitempty"` // and after
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,12 +289,41 @@ func (x *Update) GetPayload() []byte {
 	return nil
 }
 
+func (x *Update) GetSeed() uint64 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+func (x *Update) GetSegments() [][]byte {
+	if x != nil {
+		return x.Segments
+	}
+	return nil
+}
+
+func (x *Update) GetResidualIn() []byte {
+	if x != nil {
+		return x.ResidualIn
+	}
+	return nil
+}
+
+func (x *Update) GetResidualOut() []byte {
+	if x != nil {
+		return x.ResidualOut
+	}
+	return nil
+}
+
 // Commit names the updates a peer aggregated and the state it reached.
 type Commit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Base          []byte                 `protobuf:"bytes,1,opt,name=base,proto3" json:"base,omitempty"`
 	Updates       [][]byte               `protobuf:"bytes,2,rep,name=updates,proto3" json:"updates,omitempty"` // sorted update IDs
 	Result        []byte                 `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	Excluded      [][]byte               `protobuf:"bytes,4,rep,name=excluded,proto3" json:"excluded,omitempty"` // binary peer IDs excluded from the next round on, sorted by string form
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,6 +379,91 @@ func (x *Commit) GetResult() []byte {
 	return nil
 }
 
+func (x *Commit) GetExcluded() [][]byte {
+	if x != nil {
+		return x.Excluded
+	}
+	return nil
+}
+
+// Verdict is a challenger's result of a spot-check of an update of the
+// body's round.
+type Verdict struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Update        []byte                 `protobuf:"bytes,1,opt,name=update,proto3" json:"update,omitempty"`
+	Accused       []byte                 `protobuf:"bytes,2,opt,name=accused,proto3" json:"accused,omitempty"` // binary peer ID
+	Segment       uint32                 `protobuf:"varint,3,opt,name=segment,proto3" json:"segment,omitempty"`
+	Pass          bool                   `protobuf:"varint,4,opt,name=pass,proto3" json:"pass,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Verdict) Reset() {
+	*x = Verdict{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Verdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Verdict) ProtoMessage() {}
+
+func (x *Verdict) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
+func (*Verdict) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Verdict) GetUpdate() []byte {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+func (x *Verdict) GetAccused() []byte {
+	if x != nil {
+		return x.Accused
+	}
+	return nil
+}
+
+func (x *Verdict) GetSegment() uint32 {
+	if x != nil {
+		return x.Segment
+	}
+	return 0
+}
+
+func (x *Verdict) GetPass() bool {
+	if x != nil {
+		return x.Pass
+	}
+	return false
+}
+
+func (x *Verdict) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Hello announces the state a peer starts a round from.
 type Hello struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -340,7 +474,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +486,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +499,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{4}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Hello) GetBase() []byte {
@@ -385,6 +519,7 @@ type SyncRequest struct {
 	//	*SyncRequest_Spec
 	//	*SyncRequest_State
 	//	*SyncRequest_Updates
+	//	*SyncRequest_Segment
 	What          isSyncRequest_What `protobuf_oneof:"what"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -392,7 +527,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +539,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +552,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{5}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SyncRequest) GetRun() []byte {
@@ -461,6 +596,15 @@ func (x *SyncRequest) GetUpdates() *UpdatesRequest {
 	return nil
 }
 
+func (x *SyncRequest) GetSegment() *SegmentRequest {
+	if x != nil {
+		if x, ok := x.What.(*SyncRequest_Segment); ok {
+			return x.Segment
+		}
+	}
+	return nil
+}
+
 type isSyncRequest_What interface {
 	isSyncRequest_What()
 }
@@ -477,11 +621,223 @@ type SyncRequest_Updates struct {
 	Updates *UpdatesRequest `protobuf:"bytes,4,opt,name=updates,proto3,oneof"`
 }
 
+type SyncRequest_Segment struct {
+	Segment *SegmentRequest `protobuf:"bytes,5,opt,name=segment,proto3,oneof"`
+}
+
 func (*SyncRequest_Spec) isSyncRequest_What() {}
 
 func (*SyncRequest_State) isSyncRequest_What() {}
 
 func (*SyncRequest_Updates) isSyncRequest_What() {}
+
+func (*SyncRequest_Segment) isSyncRequest_What() {}
+
+// SegmentRequest asks a challenged peer for the evidence behind one
+// segment of its update.
+type SegmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Update        []byte                 `protobuf:"bytes,2,opt,name=update,proto3" json:"update,omitempty"`
+	Segment       uint32                 `protobuf:"varint,3,opt,name=segment,proto3" json:"segment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SegmentRequest) Reset() {
+	*x = SegmentRequest{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SegmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SegmentRequest) ProtoMessage() {}
+
+func (x *SegmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SegmentRequest.ProtoReflect.Descriptor instead.
+func (*SegmentRequest) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SegmentRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *SegmentRequest) GetUpdate() []byte {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+func (x *SegmentRequest) GetSegment() uint32 {
+	if x != nil {
+		return x.Segment
+	}
+	return 0
+}
+
+type Snapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Step          int64                  `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	Params        []byte                 `protobuf:"bytes,2,opt,name=params,proto3" json:"params,omitempty"`                     // little-endian float32
+	OptNames      []string               `protobuf:"bytes,3,rep,name=opt_names,json=optNames,proto3" json:"opt_names,omitempty"` // optimizer buffers, same layout
+	OptValues     [][]byte               `protobuf:"bytes,4,rep,name=opt_values,json=optValues,proto3" json:"opt_values,omitempty"`
+	OptSteps      int64                  `protobuf:"varint,5,opt,name=opt_steps,json=optSteps,proto3" json:"opt_steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Snapshot) Reset() {
+	*x = Snapshot{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Snapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Snapshot) ProtoMessage() {}
+
+func (x *Snapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
+func (*Snapshot) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Snapshot) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *Snapshot) GetParams() []byte {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *Snapshot) GetOptNames() []string {
+	if x != nil {
+		return x.OptNames
+	}
+	return nil
+}
+
+func (x *Snapshot) GetOptValues() [][]byte {
+	if x != nil {
+		return x.OptValues
+	}
+	return nil
+}
+
+func (x *Snapshot) GetOptSteps() int64 {
+	if x != nil {
+		return x.OptSteps
+	}
+	return 0
+}
+
+type Evidence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         *Snapshot              `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`       // the segment's start (absent for segment 0)
+	End           *Snapshot              `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`           // the segment's end (runs with a tolerance)
+	Final         *Snapshot              `protobuf:"bytes,3,opt,name=final,proto3" json:"final,omitempty"`       // after the last inner step
+	Residual      []byte                 `protobuf:"bytes,4,opt,name=residual,proto3" json:"residual,omitempty"` // residual before encoding, little-endian float32
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Evidence) Reset() {
+	*x = Evidence{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Evidence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Evidence) ProtoMessage() {}
+
+func (x *Evidence) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
+func (*Evidence) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Evidence) GetStart() *Snapshot {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *Evidence) GetEnd() *Snapshot {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *Evidence) GetFinal() *Snapshot {
+	if x != nil {
+		return x.Final
+	}
+	return nil
+}
+
+func (x *Evidence) GetResidual() []byte {
+	if x != nil {
+		return x.Residual
+	}
+	return nil
+}
 
 type SpecRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -491,7 +847,7 @@ type SpecRequest struct {
 
 func (x *SpecRequest) Reset() {
 	*x = SpecRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +859,7 @@ func (x *SpecRequest) String() string {
 func (*SpecRequest) ProtoMessage() {}
 
 func (x *SpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +872,7 @@ func (x *SpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpecRequest.ProtoReflect.Descriptor instead.
 func (*SpecRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{6}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{10}
 }
 
 type StateRequest struct {
@@ -528,7 +884,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +896,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +909,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{7}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StateRequest) GetHash() []byte {
@@ -573,7 +929,7 @@ type UpdatesRequest struct {
 
 func (x *UpdatesRequest) Reset() {
 	*x = UpdatesRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +941,7 @@ func (x *UpdatesRequest) String() string {
 func (*UpdatesRequest) ProtoMessage() {}
 
 func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +954,7 @@ func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatesRequest.ProtoReflect.Descriptor instead.
 func (*UpdatesRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{8}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdatesRequest) GetRound() uint64 {
@@ -622,13 +978,14 @@ type SyncResponse struct {
 	State         *State                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	Updates       []*Signed              `protobuf:"bytes,4,rep,name=updates,proto3" json:"updates,omitempty"` // as gossiped, signatures included
 	Peers         []string               `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`     // spec requests: addresses of the peers the server knows
+	Evidence      *Evidence              `protobuf:"bytes,6,opt,name=evidence,proto3" json:"evidence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +997,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +1010,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{9}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SyncResponse) GetError() string {
@@ -691,19 +1048,27 @@ func (x *SyncResponse) GetPeers() []string {
 	return nil
 }
 
+func (x *SyncResponse) GetEvidence() *Evidence {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
 type State struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
 	Theta         []byte                 `protobuf:"bytes,2,opt,name=theta,proto3" json:"theta,omitempty"`       // little-endian float32, flat layout
 	Momentum      []byte                 `protobuf:"bytes,3,opt,name=momentum,proto3" json:"momentum,omitempty"` // outer optimizer buffer, same layout
 	Members       []string               `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Excluded      []string               `protobuf:"bytes,5,rep,name=excluded,proto3" json:"excluded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +1080,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +1093,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{10}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *State) GetRound() uint64 {
@@ -759,6 +1124,13 @@ func (x *State) GetMembers() []string {
 	return nil
 }
 
+func (x *State) GetExcluded() []string {
+	if x != nil {
+		return x.Excluded
+	}
+	return nil
+}
+
 var File_gossip_pb_vtrain_proto protoreflect.FileDescriptor
 
 const file_gossip_pb_vtrain_proto_rawDesc = "" +
@@ -766,49 +1138,81 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x16gossip/pb/vtrain.proto\x12\tvtrain.v1\":\n" +
 	"\x06Signed\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xd1\x01\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x81\x02\n" +
 	"\x04Body\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\fR\x03run\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x16\n" +
 	"\x06sender\x18\x03 \x01(\fR\x06sender\x12+\n" +
 	"\x06update\x18\x04 \x01(\v2\x11.vtrain.v1.UpdateH\x00R\x06update\x12+\n" +
 	"\x06commit\x18\x05 \x01(\v2\x11.vtrain.v1.CommitH\x00R\x06commit\x12(\n" +
-	"\x05hello\x18\x06 \x01(\v2\x10.vtrain.v1.HelloH\x00R\x05helloB\x05\n" +
-	"\x03msg\"d\n" +
+	"\x05hello\x18\x06 \x01(\v2\x10.vtrain.v1.HelloH\x00R\x05hello\x12.\n" +
+	"\averdict\x18\a \x01(\v2\x12.vtrain.v1.VerdictH\x00R\averdictB\x05\n" +
+	"\x03msg\"\xd8\x01\n" +
 	"\x06Update\x12\x12\n" +
 	"\x04base\x18\x01 \x01(\fR\x04base\x12\x18\n" +
 	"\asamples\x18\x02 \x01(\x04R\asamples\x12\x12\n" +
 	"\x04loss\x18\x03 \x01(\x02R\x04loss\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\fR\apayload\"N\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x12\x12\n" +
+	"\x04seed\x18\x05 \x01(\x04R\x04seed\x12\x1a\n" +
+	"\bsegments\x18\x06 \x03(\fR\bsegments\x12\x1f\n" +
+	"\vresidual_in\x18\a \x01(\fR\n" +
+	"residualIn\x12!\n" +
+	"\fresidual_out\x18\b \x01(\fR\vresidualOut\"j\n" +
 	"\x06Commit\x12\x12\n" +
 	"\x04base\x18\x01 \x01(\fR\x04base\x12\x18\n" +
 	"\aupdates\x18\x02 \x03(\fR\aupdates\x12\x16\n" +
-	"\x06result\x18\x03 \x01(\fR\x06result\"\x1b\n" +
+	"\x06result\x18\x03 \x01(\fR\x06result\x12\x1a\n" +
+	"\bexcluded\x18\x04 \x03(\fR\bexcluded\"\x81\x01\n" +
+	"\aVerdict\x12\x16\n" +
+	"\x06update\x18\x01 \x01(\fR\x06update\x12\x18\n" +
+	"\aaccused\x18\x02 \x01(\fR\aaccused\x12\x18\n" +
+	"\asegment\x18\x03 \x01(\rR\asegment\x12\x12\n" +
+	"\x04pass\x18\x04 \x01(\bR\x04pass\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x1b\n" +
 	"\x05Hello\x12\x12\n" +
-	"\x04base\x18\x01 \x01(\fR\x04base\"\xbd\x01\n" +
+	"\x04base\x18\x01 \x01(\fR\x04base\"\xf4\x01\n" +
 	"\vSyncRequest\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\fR\x03run\x12,\n" +
 	"\x04spec\x18\x02 \x01(\v2\x16.vtrain.v1.SpecRequestH\x00R\x04spec\x12/\n" +
 	"\x05state\x18\x03 \x01(\v2\x17.vtrain.v1.StateRequestH\x00R\x05state\x125\n" +
-	"\aupdates\x18\x04 \x01(\v2\x19.vtrain.v1.UpdatesRequestH\x00R\aupdatesB\x06\n" +
-	"\x04what\"\r\n" +
+	"\aupdates\x18\x04 \x01(\v2\x19.vtrain.v1.UpdatesRequestH\x00R\aupdates\x125\n" +
+	"\asegment\x18\x05 \x01(\v2\x19.vtrain.v1.SegmentRequestH\x00R\asegmentB\x06\n" +
+	"\x04what\"X\n" +
+	"\x0eSegmentRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
+	"\x06update\x18\x02 \x01(\fR\x06update\x12\x18\n" +
+	"\asegment\x18\x03 \x01(\rR\asegment\"\x8f\x01\n" +
+	"\bSnapshot\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x16\n" +
+	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
+	"\topt_names\x18\x03 \x03(\tR\boptNames\x12\x1d\n" +
+	"\n" +
+	"opt_values\x18\x04 \x03(\fR\toptValues\x12\x1b\n" +
+	"\topt_steps\x18\x05 \x01(\x03R\boptSteps\"\xa3\x01\n" +
+	"\bEvidence\x12)\n" +
+	"\x05start\x18\x01 \x01(\v2\x13.vtrain.v1.SnapshotR\x05start\x12%\n" +
+	"\x03end\x18\x02 \x01(\v2\x13.vtrain.v1.SnapshotR\x03end\x12)\n" +
+	"\x05final\x18\x03 \x01(\v2\x13.vtrain.v1.SnapshotR\x05final\x12\x1a\n" +
+	"\bresidual\x18\x04 \x01(\fR\bresidual\"\r\n" +
 	"\vSpecRequest\"\"\n" +
 	"\fStateRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\"8\n" +
 	"\x0eUpdatesRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x10\n" +
-	"\x03ids\x18\x02 \x03(\fR\x03ids\"\xa3\x01\n" +
+	"\x03ids\x18\x02 \x03(\fR\x03ids\"\xd4\x01\n" +
 	"\fSyncResponse\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12&\n" +
 	"\x05state\x18\x03 \x01(\v2\x10.vtrain.v1.StateR\x05state\x12+\n" +
 	"\aupdates\x18\x04 \x03(\v2\x11.vtrain.v1.SignedR\aupdates\x12\x14\n" +
-	"\x05peers\x18\x05 \x03(\tR\x05peers\"i\n" +
+	"\x05peers\x18\x05 \x03(\tR\x05peers\x12/\n" +
+	"\bevidence\x18\x06 \x01(\v2\x13.vtrain.v1.EvidenceR\bevidence\"\x85\x01\n" +
 	"\x05State\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
 	"\x05theta\x18\x02 \x01(\fR\x05theta\x12\x1a\n" +
 	"\bmomentum\x18\x03 \x01(\fR\bmomentum\x12\x18\n" +
-	"\amembers\x18\x04 \x03(\tR\amembersB$Z\"github.com/vtrain/vtrain/gossip/pbb\x06proto3"
+	"\amembers\x18\x04 \x03(\tR\amembers\x12\x1a\n" +
+	"\bexcluded\x18\x05 \x03(\tR\bexcludedB$Z\"github.com/vtrain/vtrain/gossip/pbb\x06proto3"
 
 var (
 	file_gossip_pb_vtrain_proto_rawDescOnce sync.Once
@@ -822,34 +1226,44 @@ func file_gossip_pb_vtrain_proto_rawDescGZIP() []byte {
 	return file_gossip_pb_vtrain_proto_rawDescData
 }
 
-var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_gossip_pb_vtrain_proto_goTypes = []any{
 	(*Signed)(nil),         // 0: vtrain.v1.Signed
 	(*Body)(nil),           // 1: vtrain.v1.Body
 	(*Update)(nil),         // 2: vtrain.v1.Update
 	(*Commit)(nil),         // 3: vtrain.v1.Commit
-	(*Hello)(nil),          // 4: vtrain.v1.Hello
-	(*SyncRequest)(nil),    // 5: vtrain.v1.SyncRequest
-	(*SpecRequest)(nil),    // 6: vtrain.v1.SpecRequest
-	(*StateRequest)(nil),   // 7: vtrain.v1.StateRequest
-	(*UpdatesRequest)(nil), // 8: vtrain.v1.UpdatesRequest
-	(*SyncResponse)(nil),   // 9: vtrain.v1.SyncResponse
-	(*State)(nil),          // 10: vtrain.v1.State
+	(*Verdict)(nil),        // 4: vtrain.v1.Verdict
+	(*Hello)(nil),          // 5: vtrain.v1.Hello
+	(*SyncRequest)(nil),    // 6: vtrain.v1.SyncRequest
+	(*SegmentRequest)(nil), // 7: vtrain.v1.SegmentRequest
+	(*Snapshot)(nil),       // 8: vtrain.v1.Snapshot
+	(*Evidence)(nil),       // 9: vtrain.v1.Evidence
+	(*SpecRequest)(nil),    // 10: vtrain.v1.SpecRequest
+	(*StateRequest)(nil),   // 11: vtrain.v1.StateRequest
+	(*UpdatesRequest)(nil), // 12: vtrain.v1.UpdatesRequest
+	(*SyncResponse)(nil),   // 13: vtrain.v1.SyncResponse
+	(*State)(nil),          // 14: vtrain.v1.State
 }
 var file_gossip_pb_vtrain_proto_depIdxs = []int32{
 	2,  // 0: vtrain.v1.Body.update:type_name -> vtrain.v1.Update
 	3,  // 1: vtrain.v1.Body.commit:type_name -> vtrain.v1.Commit
-	4,  // 2: vtrain.v1.Body.hello:type_name -> vtrain.v1.Hello
-	6,  // 3: vtrain.v1.SyncRequest.spec:type_name -> vtrain.v1.SpecRequest
-	7,  // 4: vtrain.v1.SyncRequest.state:type_name -> vtrain.v1.StateRequest
-	8,  // 5: vtrain.v1.SyncRequest.updates:type_name -> vtrain.v1.UpdatesRequest
-	10, // 6: vtrain.v1.SyncResponse.state:type_name -> vtrain.v1.State
-	0,  // 7: vtrain.v1.SyncResponse.updates:type_name -> vtrain.v1.Signed
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	5,  // 2: vtrain.v1.Body.hello:type_name -> vtrain.v1.Hello
+	4,  // 3: vtrain.v1.Body.verdict:type_name -> vtrain.v1.Verdict
+	10, // 4: vtrain.v1.SyncRequest.spec:type_name -> vtrain.v1.SpecRequest
+	11, // 5: vtrain.v1.SyncRequest.state:type_name -> vtrain.v1.StateRequest
+	12, // 6: vtrain.v1.SyncRequest.updates:type_name -> vtrain.v1.UpdatesRequest
+	7,  // 7: vtrain.v1.SyncRequest.segment:type_name -> vtrain.v1.SegmentRequest
+	8,  // 8: vtrain.v1.Evidence.start:type_name -> vtrain.v1.Snapshot
+	8,  // 9: vtrain.v1.Evidence.end:type_name -> vtrain.v1.Snapshot
+	8,  // 10: vtrain.v1.Evidence.final:type_name -> vtrain.v1.Snapshot
+	14, // 11: vtrain.v1.SyncResponse.state:type_name -> vtrain.v1.State
+	0,  // 12: vtrain.v1.SyncResponse.updates:type_name -> vtrain.v1.Signed
+	9,  // 13: vtrain.v1.SyncResponse.evidence:type_name -> vtrain.v1.Evidence
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_gossip_pb_vtrain_proto_init() }
@@ -861,11 +1275,13 @@ func file_gossip_pb_vtrain_proto_init() {
 		(*Body_Update)(nil),
 		(*Body_Commit)(nil),
 		(*Body_Hello)(nil),
+		(*Body_Verdict)(nil),
 	}
-	file_gossip_pb_vtrain_proto_msgTypes[5].OneofWrappers = []any{
+	file_gossip_pb_vtrain_proto_msgTypes[6].OneofWrappers = []any{
 		(*SyncRequest_Spec)(nil),
 		(*SyncRequest_State)(nil),
 		(*SyncRequest_Updates)(nil),
+		(*SyncRequest_Segment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -873,7 +1289,7 @@ func file_gossip_pb_vtrain_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gossip_pb_vtrain_proto_rawDesc), len(file_gossip_pb_vtrain_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

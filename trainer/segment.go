@@ -1,0 +1,281 @@
+package trainer
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/vtrain/vtrain/gossip/compress"
+	"github.com/vtrain/vtrain/models"
+	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/runspec"
+)
+
+// Snapshot is a trainer's complete state between two steps: what a
+// segment root commits to, and what a challenger re-executes from.
+type Snapshot struct {
+	Step     int64
+	Params   []float32
+	Opt      map[string][]float32 // the optimizer's buffers by name
+	OptSteps int64
+}
+
+// Hash is the snapshot's identity: SHA-256 over the step, the parameters
+// and the optimizer's buffers in name order (little-endian float32).
+func (s *Snapshot) Hash() Hash {
+	h := sha256.New()
+	h.Write([]byte("vtrain/snapshot/v1\x00"))
+	var b [8]byte
+	put := func(v uint64) { binary.BigEndian.PutUint64(b[:], v); h.Write(b[:]) }
+	vec := func(v []float32) {
+		put(uint64(len(v)))
+		buf := make([]byte, 0, 4096)
+		for i, x := range v {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
+			if len(buf) == cap(buf) || i == len(v)-1 {
+				h.Write(buf)
+				buf = buf[:0]
+			}
+		}
+	}
+	put(uint64(s.Step))
+	put(uint64(s.OptSteps))
+	vec(s.Params)
+	names := make([]string, 0, len(s.Opt))
+	for k := range s.Opt {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		put(uint64(len(k)))
+		h.Write([]byte(k))
+		vec(s.Opt[k])
+	}
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// Snapshot returns a copy of the trainer's state.
+func (t *Trainer) Snapshot() (Snapshot, error) {
+	if err := t.syncFromDevice(); err != nil {
+		return Snapshot{}, err
+	}
+	bufs, steps := t.opt.State()
+	s := Snapshot{Step: t.step, Params: slices.Clone(t.params), Opt: map[string][]float32{}, OptSteps: steps}
+	for k, v := range bufs {
+		s.Opt[k] = slices.Clone(v)
+	}
+	return s, nil
+}
+
+// SetSnapshot puts the trainer in the state s: continuing from there gives
+// bit for bit what the trainer that took s would have computed.
+func (t *Trainer) SetSnapshot(s Snapshot) error {
+	if len(s.Params) != len(t.params) {
+		return fmt.Errorf("trainer: snapshot has %d parameters, want %d", len(s.Params), len(t.params))
+	}
+	if s.Step < 0 {
+		return fmt.Errorf("trainer: snapshot at step %d", s.Step)
+	}
+	if err := t.opt.SetState(s.Opt, s.OptSteps); err != nil {
+		return err
+	}
+	copy(t.params, s.Params)
+	if t.dev != nil {
+		if err := t.dev.SetParams(s.Params); err != nil {
+			return err
+		}
+		if err := t.dev.SetOptState(s.Opt, s.OptSteps); err != nil {
+			return err
+		}
+		t.stale = false
+	}
+	t.step = s.Step
+	return nil
+}
+
+// InnerConfig is the local training configuration of a peer's round: the
+// spec's inner optimizer over the peer's shard in the order of seed.
+func InnerConfig(spec runspec.Spec, m models.Spec, seed uint64, shard int) Config {
+	in := spec.Inner
+	cfg := DefaultConfig(m)
+	cfg.Optimizer, cfg.WeightDecay, cfg.Momentum, cfg.Batch = in.Optimizer, in.WeightDecay, in.Momentum, in.Batch
+	cfg.Schedule = Schedule{Kind: ScheduleConstant, Base: in.LR}
+	cfg.Seed, cfg.Shards, cfg.Shard, cfg.ShardSeed = seed, spec.Shards(), shard, spec.Run.Seed
+	return cfg
+}
+
+// Replayer re-executes inner steps for a challenge: Start is the state a
+// round's inner steps begin in (from the agreed parameters), Run continues
+// a state for some steps. The real one is [NewReplayer]; simulations use
+// toys.
+type Replayer interface {
+	Start(base []float32) (Snapshot, error)
+	Run(from Snapshot, steps int) (Snapshot, error)
+}
+
+type replayer struct {
+	cfg  Config
+	ds   *data.Dataset
+	opts []Option
+}
+
+// NewReplayer returns the replayer of peer's inner steps of round in the
+// run: the same configuration, data order and engine the peer trained with.
+func NewReplayer(spec runspec.Spec, round uint64, peer PeerID, train *data.Dataset, opts ...Option) (Replayer, error) {
+	m, err := spec.ModelSpec()
+	if err != nil {
+		return nil, err
+	}
+	return &replayer{cfg: InnerConfig(spec, m, RoundSeed(spec, round, peer), ShardOf(spec, peer)), ds: train, opts: opts}, nil
+}
+
+func (r *replayer) Start(base []float32) (Snapshot, error) {
+	t, err := NewFrom(r.cfg, r.ds, base, r.opts...)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer t.Close()
+	return t.Snapshot()
+}
+
+func (r *replayer) Run(from Snapshot, steps int) (Snapshot, error) {
+	t, err := NewFrom(r.cfg, r.ds, from.Params, r.opts...)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer t.Close()
+	if err := t.SetSnapshot(from); err != nil {
+		return Snapshot{}, err
+	}
+	for range steps {
+		if _, err := t.Step(); err != nil {
+			return Snapshot{}, err
+		}
+	}
+	return t.Snapshot()
+}
+
+// Evidence is a challenged peer's answer: the state its segment starts in
+// (none for segment 0, which starts in the agreed state), its final state,
+// the residual it encoded with, and, in runs with a tolerance, the
+// segment's end state.
+type Evidence struct {
+	Start      *Snapshot
+	End        *Snapshot
+	Final      Snapshot
+	ResidualIn []float32
+}
+
+// ErrChallenge is wrapped by every reason a challenge fails.
+var ErrChallenge = errors.New("challenge failed")
+
+func failf(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrChallenge, fmt.Sprintf(format, a...))
+}
+
+// SegmentSteps returns the inner steps segment seg of a round spans:
+// [lo, hi).
+func SegmentSteps(spec runspec.Spec, seg int) (lo, hi int) {
+	k := spec.SegmentLen()
+	return seg * k, min((seg+1)*k, spec.Inner.Steps)
+}
+
+// Judge checks segment seg of update u against the evidence: the start
+// state hashes to the committed root before the segment (or is the agreed
+// base for segment 0); re-executing the segment's steps reaches the
+// committed root after it (bit for bit, or within the spec's tolerance);
+// the final state hashes to the last root; and the payload is exactly what
+// compressing base − final with the committed residual gives, leaving the
+// committed residual. It returns nil when all hold, else an error wrapping
+// ErrChallenge that says what failed (or another error when the checker
+// itself could not run).
+func Judge(spec runspec.Spec, base []float32, u *UpdateMsg, seg int, ev Evidence, r Replayer) error {
+	S := spec.Segments()
+	if seg < 0 || seg >= S || len(u.Segments) != S {
+		return failf("segment %d of %d (update has %d roots)", seg, S, len(u.Segments))
+	}
+	lo, hi := SegmentSteps(spec, seg)
+	var start Snapshot
+	if seg == 0 {
+		var err error
+		if start, err = r.Start(base); err != nil {
+			return err
+		}
+	} else {
+		if ev.Start == nil {
+			return failf("no start state for segment %d", seg)
+		}
+		if h := ev.Start.Hash(); h != u.Segments[seg-1] || ev.Start.Step != int64(lo) {
+			return failf("segment %d's start state (step %d) hashes to %s, committed %s", seg, ev.Start.Step, h.Short(), u.Segments[seg-1].Short())
+		}
+		if len(ev.Start.Params) != len(base) {
+			return failf("start state has %d parameters, want %d", len(ev.Start.Params), len(base))
+		}
+		start = *ev.Start
+	}
+	end, err := r.Run(start, hi-lo)
+	if err != nil {
+		return failf("re-executing steps %d..%d: %v", lo, hi, err)
+	}
+	if h := end.Hash(); h != u.Segments[seg] {
+		if spec.Verify.Tolerance == 0 {
+			return failf("re-executing steps %d..%d gives %s, committed %s", lo, hi, h.Short(), u.Segments[seg].Short())
+		}
+		if ev.End == nil || ev.End.Hash() != u.Segments[seg] || len(ev.End.Params) != len(end.Params) {
+			return failf("re-executing steps %d..%d gives %s, and no end state hashing to the committed %s", lo, hi, h.Short(), u.Segments[seg].Short())
+		}
+		if d := relL2(end.Params, ev.End.Params); !(d <= spec.Verify.Tolerance) {
+			return failf("re-executing steps %d..%d lands %.3g (relative L2) from the committed state, tolerance %.3g", lo, hi, d, spec.Verify.Tolerance)
+		}
+	}
+	fin := ev.Final
+	if seg == S-1 && spec.Verify.Tolerance == 0 {
+		fin = end
+	} else if h := fin.Hash(); h != u.Segments[S-1] {
+		return failf("final state hashes to %s, committed %s", h.Short(), u.Segments[S-1].Short())
+	}
+	if len(fin.Params) != len(base) || len(ev.ResidualIn) != len(base) {
+		return failf("final state or residual of the wrong size")
+	}
+	if h := Hash(ParamHash(ev.ResidualIn)); h != u.ResidualIn {
+		return failf("residual hashes to %s, committed %s", h.Short(), u.ResidualIn.Short())
+	}
+	enc, err := compress.NewEncoder(spec.CompressParams(), len(base))
+	if err != nil {
+		return err
+	}
+	if err := enc.SetResidual(ev.ResidualIn); err != nil {
+		return err
+	}
+	delta := make([]float32, len(base))
+	for i := range delta {
+		delta[i] = base[i] - fin.Params[i]
+	}
+	payload, err := enc.Encode(delta, nil)
+	if err != nil {
+		return failf("compressing the final state: %v", err)
+	}
+	if !bytes.Equal(payload, u.Payload) {
+		return failf("payload is not the compressed delta of the committed final state")
+	}
+	if h := Hash(ParamHash(enc.Residual())); h != u.ResidualOut {
+		return failf("residual after encoding hashes to %s, committed %s", h.Short(), u.ResidualOut.Short())
+	}
+	return nil
+}
+
+func relL2(a, b []float32) float64 {
+	var d, n float64
+	for i := range a {
+		x := float64(a[i]) - float64(b[i])
+		d += x * x
+		n += float64(b[i]) * float64(b[i])
+	}
+	return math.Sqrt(d) / max(math.Sqrt(n), 1e-30)
+}

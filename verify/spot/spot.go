@@ -1,0 +1,127 @@
+// Package spot draws spot-check challenges from a round's beacon. After a
+// round is decided, every peer computes the same beacon from the decided
+// commit (the next state's hash and the sorted update IDs) and, from it
+// alone, which aggregated updates are challenged, which segment of each,
+// and which other peer checks it. Nothing here is secret or negotiated:
+// a peer cannot steer the draw without changing the agreed state, and an
+// auditor recomputes it from the ledger.
+package spot
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"slices"
+	"sort"
+)
+
+// Hash is a SHA-256 digest (a state hash, an update ID, a beacon).
+type Hash = [32]byte
+
+// Beacon is the randomness of round's challenges: SHA-256 over the round,
+// the decided next-state hash and the sorted IDs of the aggregated updates.
+func Beacon(round uint64, result Hash, updates []Hash) Hash {
+	h := sha256.New()
+	h.Write([]byte("vtrain/beacon/v1\x00"))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], round)
+	h.Write(b[:])
+	h.Write(result[:])
+	ids := slices.Clone(updates)
+	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
+	for _, id := range ids {
+		h.Write(id[:])
+	}
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// draw is a uniform value in [0, 1) and a 64-bit integer, derived from the
+// beacon, the update and a label.
+func draw(beacon, update Hash, label string) (float64, uint64) {
+	h := sha256.New()
+	h.Write([]byte("vtrain/draw/v1\x00"))
+	h.Write(beacon[:])
+	h.Write(update[:])
+	h.Write([]byte(label))
+	var s [32]byte
+	h.Sum(s[:0])
+	x := binary.BigEndian.Uint64(s[:8])
+	return float64(x>>11) / (1 << 53), binary.BigEndian.Uint64(s[8:16])
+}
+
+// Policy is the challenge policy of a run (runspec's [verify]).
+type Policy struct {
+	Rate         float64 // established peers
+	NewcomerRate float64 // during probation
+	Segments     int     // segments per update
+}
+
+// Candidate is an aggregated update that may be challenged.
+type Candidate struct {
+	Update   Hash
+	Peer     string
+	Newcomer bool // the peer is on probation (the drawing peer's view)
+}
+
+// Challenge is a drawn spot-check: Challenger re-executes segment Segment
+// of Peer's update Update.
+type Challenge struct {
+	Update     Hash
+	Peer       string
+	Segment    int
+	Challenger string
+}
+
+// Draw reports whether update (by peer) is challenged at the given rate.
+func Draw(beacon, update Hash, rate float64) bool {
+	x, _ := draw(beacon, update, "challenged")
+	return x < rate
+}
+
+// Assign returns the segment and the challenger of a challenge on update
+// by peer: the challenger is drawn from the other peers of the round
+// (sorted), so every peer that decided the round agrees on it. It returns
+// false when no other peer took part.
+func Assign(beacon, update Hash, peer string, peers []string, segments int) (segment int, challenger string, ok bool) {
+	var others []string
+	for _, p := range peers {
+		if p != peer && !slices.Contains(others, p) {
+			others = append(others, p)
+		}
+	}
+	if len(others) == 0 || segments < 1 {
+		return 0, "", false
+	}
+	slices.Sort(others)
+	_, s := draw(beacon, update, "segment")
+	_, c := draw(beacon, update, "challenger")
+	return int(s % uint64(segments)), others[c%uint64(len(others))], true
+}
+
+// Select returns the challenges of a decided round: each candidate is
+// challenged with its rate; the challenger is one of the other candidates'
+// peers.
+func Select(beacon Hash, cands []Candidate, p Policy) []Challenge {
+	peers := make([]string, len(cands))
+	for i, c := range cands {
+		peers[i] = c.Peer
+	}
+	var out []Challenge
+	for _, c := range cands {
+		rate := p.Rate
+		if c.Newcomer {
+			rate = p.NewcomerRate
+		}
+		if !Draw(beacon, c.Update, rate) {
+			continue
+		}
+		seg, who, ok := Assign(beacon, c.Update, c.Peer, peers, p.Segments)
+		if !ok {
+			continue
+		}
+		out = append(out, Challenge{Update: c.Update, Peer: c.Peer, Segment: seg, Challenger: who})
+	}
+	return out
+}
