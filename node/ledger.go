@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"strings"
+
 	"github.com/vtrain/vtrain/gossip"
+	"github.com/vtrain/vtrain/internal/safetensors"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
 	"github.com/vtrain/vtrain/verify/ledger"
@@ -31,7 +34,8 @@ func StoreLimit(spec runspec.Spec) int64 {
 type book struct {
 	log   *ledger.Log
 	store *ledger.Store
-	seen  map[string]bool // peers with a join entry
+	seen  map[string]bool         // peers with a join entry
+	ups   map[trainer.Hash]uint64 // updates logged recently, by round (each is logged once)
 	head  *ledger.SignedTreeHead
 	dirty bool // entries since the last tree head
 }
@@ -44,6 +48,68 @@ type Decision struct {
 	Peers   []string `json:"peers"`
 	Votes   int      `json:"votes"`
 	Samples uint64   `json:"samples"`
+	// Excluded is every peer excluded from the next round on (part of
+	// the state Result hashes).
+	Excluded []string `json:"excluded,omitempty"`
+}
+
+// StateData is the data of a state entry: the adopted state's round and
+// hash; its vectors are in the store (see EncodeState).
+type StateData struct {
+	Round uint64 `json:"round"`
+	Hash  string `json:"hash"`
+}
+
+// EncodeState is an agreed state as a ledger payload: safetensors with
+// theta and momentum, the round and the excluded peers in the metadata.
+func EncodeState(st trainer.State) []byte {
+	ex := make([]string, len(st.Excluded))
+	for i, p := range st.Excluded {
+		ex[i] = string(p)
+	}
+	return safetensors.Encode([]safetensors.Tensor{
+		{Name: "momentum", Shape: []int{len(st.Momentum)}, Data: st.Momentum},
+		{Name: "theta", Shape: []int{len(st.Theta)}, Data: st.Theta},
+	}, map[string]string{"round": fmt.Sprint(st.Round), "excluded": strings.Join(ex, ",")})
+}
+
+// DecodeState reads what EncodeState wrote.
+func DecodeState(b []byte) (trainer.State, error) {
+	f, err := safetensors.Decode(b)
+	if err != nil {
+		return trainer.State{}, err
+	}
+	th, ok1 := f.Get("theta")
+	mo, ok2 := f.Get("momentum")
+	if !ok1 || !ok2 || len(th.Data) != len(mo.Data) {
+		return trainer.State{}, fmt.Errorf("state payload without theta and momentum of one size")
+	}
+	st := trainer.State{Theta: th.Data, Momentum: mo.Data}
+	if _, err := fmt.Sscan(f.Metadata["round"], &st.Round); err != nil {
+		return trainer.State{}, fmt.Errorf("state payload round: %v", err)
+	}
+	if ex := f.Metadata["excluded"]; ex != "" {
+		for _, p := range strings.Split(ex, ",") {
+			st.Excluded = append(st.Excluded, trainer.PeerID(p))
+		}
+	}
+	return st, nil
+}
+
+// recordState logs an agreed state adopted from a peer (a join, a restart
+// from a checkpoint, a resync), so that an auditor can replay on from it.
+func (n *node) recordState(st trainer.State) {
+	if n.book == nil || st.Round == 0 {
+		return
+	}
+	h, err := n.book.store.Put(EncodeState(st))
+	if err != nil {
+		n.log.Error("ledger store", "err", err)
+		return
+	}
+	sh := st.Hash()
+	data, _ := json.Marshal(StateData{Round: st.Round, Hash: hex.EncodeToString(sh[:])})
+	n.record(ledger.Entry{Kind: ledger.KindState, Round: st.Round, Blob: h.String(), Data: data})
 }
 
 func (n *node) openBook() error {
@@ -61,7 +127,7 @@ func (n *node) openBook() error {
 		l.Close()
 		return fmt.Errorf("node: ledger store: %w", err)
 	}
-	n.book = &book{log: l, store: st, seen: map[string]bool{}}
+	n.book = &book{log: l, store: st, seen: map[string]bool{}, ups: map[trainer.Hash]uint64{}}
 	for i := range l.Size() { // a restart: who has joined already
 		b, err := l.Entry(i)
 		if err != nil {
@@ -102,7 +168,28 @@ func (n *node) appendEntry(e ledger.Entry) {
 
 // recordMsg logs a message the engine acted on, with its verdict.
 func (n *node) recordMsg(m *gossip.Msg, d trainer.Decision) {
-	if n.book == nil || d.Verdict == trainer.Ignore {
+	if n.book == nil {
+		return
+	}
+	if m.Update != nil && d.Verdict != trainer.Reject {
+		// An update the engine keeps for later (it is early, or builds on
+		// a base this node may yet adopt) is one it may act on: logged
+		// once, as it arrived.
+		kept := strings.HasPrefix(d.Reason, "early") || strings.HasPrefix(d.Reason, "other base")
+		if d.Verdict == trainer.Ignore && !kept {
+			return
+		}
+		id := m.Update.ID(n.spec.RunID())
+		if _, ok := n.book.ups[id]; ok {
+			return
+		}
+		n.book.ups[id] = m.Round
+		for k, r := range n.book.ups {
+			if r+4 < m.Round {
+				delete(n.book.ups, k)
+			}
+		}
+	} else if d.Verdict == trainer.Ignore {
 		return
 	}
 	e := ledger.Entry{Round: m.Round, Peer: m.Sender.String()}
@@ -118,6 +205,8 @@ func (n *node) recordMsg(m *gossip.Msg, d trainer.Decision) {
 		e.Kind, e.Blob = ledger.KindUpdate, h.String()
 	case m.Commit != nil:
 		e.Kind, e.Wire = ledger.KindCommit, m.Raw
+	case m.Verdict != nil:
+		e.Kind, e.Wire = ledger.KindVerdict, m.Raw
 	default:
 		return // hellos are liveness, not contributions
 	}
@@ -137,6 +226,7 @@ func (n *node) recordOwn(o trainer.Outbound, raw []byte) {
 			n.log.Error("ledger store", "err", err)
 			return
 		}
+		n.book.ups[o.Update.ID(n.spec.RunID())] = o.Update.Round
 		n.record(ledger.Entry{Kind: ledger.KindUpdate, Round: o.Update.Round, Peer: self, Blob: h.String()})
 	case o.Commit != nil:
 		n.record(ledger.Entry{Kind: ledger.KindCommit, Round: o.Commit.Round, Peer: self, Wire: raw})
@@ -156,8 +246,12 @@ func (n *node) recordDecision(res trainer.RoundResult) {
 	for _, p := range res.Peers {
 		d.Peers = append(d.Peers, string(p))
 	}
+	for _, p := range res.Exclusions {
+		d.Excluded = append(d.Excluded, string(p))
+	}
 	data, _ := json.Marshal(d)
 	n.record(ledger.Entry{Kind: ledger.KindDecision, Round: res.Round, Data: data})
+
 	if err := n.treeHead(res.Round); err != nil {
 		n.log.Error("ledger tree head", "err", err)
 	}

@@ -276,6 +276,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	defer n.closeBook()
+	n.recordState(st) // where this node starts, unless genesis
 	n.publishState()
 	n.say("vtrain node %s: run %s (%s), round %d", n.tr.ID(), n.spec.RunID().Short(), n.model, st.Round)
 	for _, a := range n.tr.Addrs() {
@@ -485,8 +486,14 @@ func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainR
 			n.log.Debug("publish", "err", err)
 		}
 	}
+	restored := false
 	for _, res := range rd.Decided {
 		n.decided(res)
+		restored = restored || len(res.Updates) == 0
+	}
+	if restored { // adopted from a peer: the auditor replays on from it
+		st, _ := n.eng.Latest()
+		n.recordState(st)
 	}
 	if len(rd.Decided) > 0 {
 		n.publishState()

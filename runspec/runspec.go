@@ -129,7 +129,7 @@ type Verify struct {
 	Rate         float64  `toml:"rate" json:"rate"`
 	NewcomerRate float64  `toml:"newcomer_rate" json:"newcomer_rate"`
 	Probation    int      `toml:"probation" json:"probation"` // rounds
-	Segment      int      `toml:"segment" json:"segment"`     // inner steps per segment (k); 0: a quarter of inner.steps
+	Segment      int      `toml:"segment" json:"segment"`     // inner steps per segment (k); 0: an eighth of inner.steps
 	Timeout      Duration `toml:"timeout" json:"timeout"`     // for a challenged peer to answer
 	// Tolerance is 0 for bit-exact re-execution (peers on the same engine),
 	// else the largest relative L2 distance accepted between the committed
@@ -137,13 +137,13 @@ type Verify struct {
 	Tolerance float64 `toml:"tolerance" json:"tolerance"`
 }
 
-// SegmentLen returns the inner steps per segment: verify.segment, or a
-// quarter of the inner steps (rounded up) when it is 0.
+// SegmentLen returns the inner steps per segment: verify.segment, or an
+// eighth of the inner steps (rounded up) when it is 0.
 func (s Spec) SegmentLen() int {
 	if s.Verify.Segment > 0 {
 		return s.Verify.Segment
 	}
-	return max(1, (s.Inner.Steps+3)/4)
+	return max(1, (s.Inner.Steps+7)/8)
 }
 
 // Segments returns how many segments a round's inner steps make.
@@ -335,7 +335,7 @@ func (s Spec) Validate() error {
 	case v.Probation < 0 || v.Probation > 1<<20:
 		return bad("verify.probation", "must be 0..1048576 rounds, got %d", v.Probation)
 	case v.Segment < 0 || v.Segment > s.Inner.Steps:
-		return bad("verify.segment", "must be 0 (a quarter of inner.steps) or 1..inner.steps (%d), got %d", s.Inner.Steps, v.Segment)
+		return bad("verify.segment", "must be 0 (an eighth of inner.steps) or 1..inner.steps (%d), got %d", s.Inner.Steps, v.Segment)
 	case v.Timeout.Duration < time.Second || v.Timeout.Duration > time.Hour:
 		return bad("verify.timeout", "must be 1s..1h, got %v", v.Timeout)
 	case !(v.Tolerance >= 0 && v.Tolerance < 1):

@@ -272,6 +272,7 @@ type RoundResult struct {
 	Beacon     Hash             // the round's challenge randomness (spot.Beacon)
 	Challenges []spot.Challenge // drawn from the beacon (this engine's view of probation)
 	Excluded   []Exclusion      // peers excluded from the next round on, newly
+	Exclusions []PeerID         // every peer excluded from the next round on
 }
 
 // Exclusion is a peer excluded from a run, with the verdict behind it
@@ -903,24 +904,37 @@ func (e *Engine) commitTo(ids []Hash, excl []PeerID) bool {
 // apply aggregates the given updates (sorted IDs) and steps the outer
 // optimizer on copies of the state.
 func (e *Engine) apply(ids []Hash) (theta, mom []float32, err error) {
-	dense := make([][]float32, len(ids))
+	ups := make([]*compress.Sparse, len(ids))
 	for i, id := range ids {
 		s, ok := e.decoded[id]
 		if !ok {
 			return nil, nil, fmt.Errorf("update %s missing", id.Short())
 		}
-		dense[i] = make([]float32, e.d)
+		ups[i] = s
+	}
+	return OuterStep(e.spec, e.theta, e.outer.buf, ups)
+}
+
+// OuterStep is a round's step: it aggregates the decoded updates (in the
+// order given: sorted by ID) with the spec's rule and steps the outer
+// optimizer from theta and its momentum, returning new vectors. An auditor
+// replays a run with it.
+func OuterStep(spec runspec.Spec, theta, momentum []float32, updates []*compress.Sparse) ([]float32, []float32, error) {
+	d := len(theta)
+	dense := make([][]float32, len(updates))
+	for i, s := range updates {
+		dense[i] = make([]float32, d)
 		s.Dense(dense[i])
 	}
-	agg := make([]float32, e.d)
-	if err := Aggregate(e.spec.Aggregation.Rule, e.spec.Aggregation.Trim, dense, agg); err != nil {
+	agg := make([]float32, d)
+	if err := Aggregate(spec.Aggregation.Rule, spec.Aggregation.Trim, dense, agg); err != nil {
 		return nil, nil, err
 	}
-	theta = append([]float32(nil), e.theta...)
-	opt := NewSGD(e.d, e.spec.Outer.Momentum, 0, e.spec.Outer.Optimizer == "nesterov")
-	copy(opt.buf, e.outer.buf)
-	opt.Step(theta, agg, e.spec.Outer.LR)
-	return theta, opt.buf, nil
+	next := append([]float32(nil), theta...)
+	opt := NewSGD(d, spec.Outer.Momentum, 0, spec.Outer.Optimizer == "nesterov")
+	copy(opt.buf, momentum)
+	opt.Step(next, agg, spec.Outer.LR)
+	return next, opt.buf, nil
 }
 
 // keepEarly stores a message of the next round once.
@@ -1339,6 +1353,7 @@ func (e *Engine) finishWith(c *CommitMsg, votes int, theta, mom []float32) {
 		delete(e.seen, p)
 	}
 	e.excluded = slices.Clone(c.Excluded)
+	res.Exclusions = slices.Clone(c.Excluded)
 	copy(e.theta, theta)
 	copy(e.outer.buf, mom)
 	e.prevUpdates = e.updates

@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/vtrain/vtrain/gossip"
+	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/node"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/verify/ledger"
@@ -29,6 +30,10 @@ type peerReport struct {
 	Acceptance float64        `json:"acceptance_rate"`
 	WaitRounds *uint64        `json:"wait_rounds"` // from join to the first aggregated update; null if none
 	Credit     float64        `json:"credit"`      // samples in aggregated updates (the run's unit of work)
+	Passed     int            `json:"challenges_passed"`
+	Failed     int            `json:"challenges_failed"`
+	Excluded   *uint64        `json:"excluded_from_round"` // null unless excluded
+	Reason     string         `json:"excluded_reason,omitempty"`
 }
 
 type auditReport struct {
@@ -42,6 +47,7 @@ type auditReport struct {
 	Error     string        `json:"error,omitempty"`
 	Peers     []*peerReport `json:"peers"`
 	Checked   []string      `json:"checked"`
+	Replay    *replay       `json:"replay"`
 }
 
 var errAudit = errors.New("audit failed")
@@ -50,6 +56,8 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit", "audit [flags] LEDGER", stderr)
 	headPath := fs.String("head", "", "the keeper's summary.json (its latest signed tree head); default: summary.json beside the ledger, if any")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
+	dataDir := fs.String("data", "", "the run's public data (Fashion-MNIST directory, or 'synthetic'): re-execute the keeper's challenges")
+	full := fs.Bool("full", false, "with --data: re-execute every segment of every aggregated update, and re-derive its payload")
 	pos, err := parsePositional(fs, args)
 	if err != nil {
 		return err
@@ -105,6 +113,25 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *full && *dataDir == "" {
+		return usagef("--full re-executes training: it needs --data")
+	}
+	var train *data.Dataset
+	if *dataDir != "" {
+		set, fellBack, err := data.Load(*dataDir, spec.Run.Seed)
+		if err != nil {
+			return err
+		}
+		if (fellBack || *dataDir == "synthetic") != (spec.Data.Source == "synthetic") {
+			return usagef("--data %s does not hold the run's %s data", *dataDir, spec.Data.Source)
+		}
+		train = set.Train
+	}
+	rp, err := newReplay(spec, store, train, *full)
+	if err != nil {
+		return err
+	}
+	rep.Replay = rp
 
 	peers := map[string]*peerReport{}
 	get := func(id string) *peerReport {
@@ -146,7 +173,43 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 				get(e.Peer).Updates++
 				id := m.Update.ID(runspec.ID(c.Run))
 				seenUpdates[hex.EncodeToString(id[:])] = e.Peer
+				rp.updates[id] = m.Update
 			}
+		case ledger.KindState:
+			if err := rp.state(e); err != nil {
+				return fail(bad(i, "%v", err))
+			}
+		case ledger.KindResponse:
+			var h ledger.Hash
+			if err := h.UnmarshalText([]byte(e.Blob)); err != nil {
+				return fail(bad(i, "response payload address %q", e.Blob))
+			}
+			b, err := store.Get(h)
+			if err != nil {
+				return fail(bad(i, "response payload: %v", err))
+			}
+			rp.resp[fmt.Sprint(e.Round, "|", e.Peer)] = b
+		case ledger.KindVerdict:
+			m, err := gossip.Verify(e.Wire, runspec.ID(c.Run), spec.Rounds.MaxMessage)
+			if err != nil || m.Verdict == nil {
+				return fail(bad(i, "verdict message: %v", err))
+			}
+			if m.Sender.String() != e.Peer || m.Round != e.Round {
+				return fail(bad(i, "the signed verdict is not %s's of round %d", e.Peer, e.Round))
+			}
+			if ok, err := rp.verdict(m.Verdict, c.Keeper); err != nil {
+				return fail(bad(i, "%v", err))
+			} else if ok {
+				if m.Verdict.Pass {
+					get(string(m.Verdict.Accused)).Passed++
+				} else {
+					get(string(m.Verdict.Accused)).Failed++
+				}
+			}
+		case ledger.KindLeave:
+			p := get(e.Peer)
+			r := e.Round
+			p.Excluded, p.Reason = &r, e.Reason
 		case ledger.KindReject:
 			get(e.Peer).Rejected[e.Reason]++
 		case ledger.KindDecision:
@@ -155,6 +218,9 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 				return fail(bad(i, "decision: %v", err))
 			}
 			rounds[e.Round] = true
+			if err := rp.decision(e, &d); err != nil {
+				return fail(bad(i, "%v", err))
+			}
 			share := uint64(0)
 			if len(d.Peers) > 0 {
 				share = d.Samples / uint64(len(d.Peers))
@@ -175,7 +241,15 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	rep.Checked = append(rep.Checked, "every update and commit carries its sender's valid signature for this run")
+	rep.Checked = append(rep.Checked, "every update, commit and verdict carries its sender's valid signature for this run",
+		fmt.Sprintf("%d rounds' aggregates recomputed from the logged updates to the committed state hashes (%d after a gap not replayable)", rp.Recomputed, rp.Skipped),
+		"every verdict comes from the challenger the round's beacon drew")
+	if train != nil {
+		rep.Checked = append(rep.Checked, fmt.Sprintf("%d of the keeper's challenges re-executed on the data, each to the verdict it gave", rp.Challenges))
+	}
+	if *full {
+		rep.Checked = append(rep.Checked, fmt.Sprintf("every segment of every aggregated update re-executed (%d segments), %d payloads re-derived from their steps", rp.Segments, rp.Links))
+	}
 	rep.Rounds = len(rounds)
 	for _, p := range peers {
 		seen := p.Updates
@@ -200,7 +274,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	for _, s := range rep.Checked {
 		fmt.Fprintf(stdout, "  checked: %s\n", s)
 	}
-	fmt.Fprintf(stdout, "%-54s %7s %8s %10s %8s %10s %6s %9s\n", "peer", "updates", "accepted", "aggregated", "rejected", "acceptance", "wait", "samples")
+	fmt.Fprintf(stdout, "%-54s %7s %8s %10s %8s %10s %6s %9s %11s %s\n", "peer", "updates", "accepted", "aggregated", "rejected", "acceptance", "wait", "samples", "challenges", "excluded")
 	for _, p := range rep.Peers {
 		rej := 0
 		for _, n := range p.Rejected {
@@ -210,7 +284,11 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		if p.WaitRounds != nil {
 			wait = fmt.Sprint(*p.WaitRounds)
 		}
-		fmt.Fprintf(stdout, "%-54s %7d %8d %10d %8d %10.3f %6s %9d\n", p.Peer, p.Updates, p.Accepted, p.Aggregated, rej, p.Acceptance, wait, p.Samples)
+		ex := "-"
+		if p.Excluded != nil {
+			ex = fmt.Sprintf("from round %d (%s)", *p.Excluded, p.Reason)
+		}
+		fmt.Fprintf(stdout, "%-54s %7d %8d %10d %8d %10.3f %6s %9d %5d/%-5d %s\n", p.Peer, p.Updates, p.Accepted, p.Aggregated, rej, p.Acceptance, wait, p.Samples, p.Passed, p.Passed+p.Failed, ex)
 	}
 	return nil
 }

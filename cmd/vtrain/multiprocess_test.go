@@ -198,11 +198,22 @@ quorum = 2
 	// Every node's ledger, the killed and restarted one's included, passes
 	// the audit from genesis, and its decisions are the agreed hashes.
 	for i := 1; i < len(ps); i++ {
-		code, out, errOut := vtrain(t, "audit", "--json", filepath.Join(ps[i].dir, node.LedgerFile))
+		// Node 1 ran the whole run: its ledger replays from genesis with
+		// every aggregate recomputed, and with the data every segment of
+		// every update re-executed.
+		args := []string{"audit", "--json", "--data", "synthetic"}
+		if i == 1 {
+			args = append(args, "--full")
+		}
+		code, out, errOut := vtrain(t, append(args, filepath.Join(ps[i].dir, node.LedgerFile))...)
 		var rep auditReport
 		if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || !rep.OK {
 			t.Fatalf("node %d: audit exit %d: %s %s", i, code, out, errOut)
 		}
+		if rep.Replay.Recomputed == 0 || i == 1 && (rep.Replay.Skipped > 0 || rep.Replay.Segments == 0 || rep.Replay.Links == 0) {
+			t.Fatalf("node %d: the audit replayed %s", i, rep.Replay)
+		}
+		t.Logf("node %d: audit replayed %s", i, rep.Replay)
 		// The ledger outlives a restart: it may hold more decided rounds
 		// than the last process's summary saw.
 		if rep.Keeper != sums[i-1].Peer || rep.Rounds < seen(sums[i-1]) || rep.Rounds > 40 || len(rep.Peers) < 2 {

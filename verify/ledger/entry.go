@@ -17,6 +17,7 @@ const (
 	KindJoin      = "join"      // a peer seen for the first time
 	KindLeave     = "leave"     // a peer excluded or gone
 	KindDecision  = "decision"  // what a round decided: base, result, the updates aggregated
+	KindState     = "state"     // an agreed state the keeper adopted from a peer (payload in the store)
 	KindTreeHead  = "tree_head" // the keeper's signed checkpoint of the entries before it
 	KindGenesis   = "genesis"   // the run's canonical spec: always entry 0
 )
@@ -63,7 +64,7 @@ func DecodeEntry(b []byte) (Entry, error) {
 		return e, fmt.Errorf("entry is not in canonical form")
 	}
 	switch e.Kind {
-	case KindUpdate, KindCommit, KindChallenge, KindResponse, KindVerdict, KindReject, KindJoin, KindLeave, KindGenesis, KindDecision:
+	case KindUpdate, KindCommit, KindChallenge, KindResponse, KindVerdict, KindReject, KindJoin, KindLeave, KindGenesis, KindDecision, KindState:
 	case KindTreeHead:
 		if e.Head == nil {
 			return e, fmt.Errorf("tree_head entry without a head")

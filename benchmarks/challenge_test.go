@@ -1,0 +1,90 @@
+package benchmarks
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vtrain/vtrain/gossip/compress"
+	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/trainer"
+)
+
+// BenchmarkChallenge measures what a spot-check costs its challenger
+// against what the challenged round cost to train, at the default spec
+// (MLP 784-256-10, 200 AdamW steps of 64, 8 segments): one round's inner
+// steps with the segment roots, then trainer.Judge on each segment of the
+// honest update (re-execution, the hash checks and re-deriving the
+// payload). The reported fractions weigh the cost by the default rates:
+// steady state (verify.rate) and over a 30-round run whose peers all start
+// on probation (10 rounds at verify.newcomer_rate).
+//
+//	go test -tags openblas -run - -bench Challenge ./benchmarks/
+func BenchmarkChallenge(b *testing.B) {
+	spec := runspec.Default()
+	spec.Data.Source = "synthetic"
+	set := data.Synthetic(1, 8192, 1)
+	m, _ := spec.ModelSpec()
+	g, _ := trainer.Genesis(spec)
+	peer := trainer.PeerID("12D3KooWbenchmark")
+	rep, err := trainer.NewReplayer(spec, 0, peer, set.Train)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := trainer.InnerConfig(spec, m, trainer.RoundSeed(spec, 0, peer), trainer.ShardOf(spec, peer))
+	var train, judge float64
+	for i := 0; i < b.N; i++ {
+		// One round's work, as a node does it.
+		t0 := time.Now()
+		tr, err := trainer.NewFrom(cfg, set.Train, g.Theta)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var starts []trainer.Snapshot
+		u := &trainer.UpdateMsg{Round: 0}
+		for seg := range spec.Segments() {
+			s, _ := tr.Snapshot()
+			starts = append(starts, s)
+			lo, hi := trainer.SegmentSteps(spec, seg)
+			for range hi - lo {
+				if _, err := tr.Step(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			end, _ := tr.Snapshot()
+			u.Segments = append(u.Segments, end.Hash())
+		}
+		final, _ := tr.Snapshot()
+		tr.Close()
+		train += time.Since(t0).Seconds()
+		// The update as the engine would encode it, from a zero residual.
+		res := make([]float32, len(g.Theta))
+		enc, _ := compress.NewEncoder(spec.CompressParams(), len(g.Theta))
+		delta := make([]float32, len(g.Theta))
+		for j := range delta {
+			delta[j] = g.Theta[j] - final.Params[j]
+		}
+		u.ResidualIn = trainer.ParamHash(res)
+		u.Payload, _ = enc.Encode(delta, nil)
+		u.ResidualOut = trainer.ParamHash(enc.Residual())
+		t1 := time.Now()
+		for seg := range spec.Segments() {
+			ev := trainer.Evidence{Final: final, ResidualIn: res}
+			if seg > 0 {
+				ev.Start = &starts[seg]
+			}
+			if err := trainer.Judge(spec, g.Theta, u, seg, ev, rep); err != nil {
+				b.Fatal(err)
+			}
+		}
+		judge += time.Since(t1).Seconds() / float64(spec.Segments())
+	}
+	n := float64(b.N)
+	v := spec.Verify
+	probation := (float64(v.Probation)*v.NewcomerRate + float64(30-v.Probation)*v.Rate) / 30
+	b.ReportMetric(train/n*1e3, "ms/round")
+	b.ReportMetric(judge/n*1e3, "ms/challenge")
+	b.ReportMetric(100*judge/train, "%/challenge")
+	b.ReportMetric(100*v.Rate*judge/train, "%steady")
+	b.ReportMetric(100*probation*judge/train, "%30rounds")
+}
