@@ -240,14 +240,15 @@ func FuzzVerify(f *testing.F) {
 	for _, o := range []trainer.Outbound{
 		{Hello: &trainer.HelloMsg{Round: 1}},
 		{Commit: &trainer.CommitMsg{Round: 2, Updates: []trainer.Hash{{1}, {2}}}},
-		{Update: &trainer.UpdateMsg{Round: 3, Payload: []byte{1, 2, 3}}},
+		{Update: &trainer.UpdateMsg{Round: 3, Payload: []byte{1, 2, 3}, Segments: []trainer.Hash{{1}}}},
+		{Verdict: &trainer.VerdictMsg{Round: 3, Accused: "12D3KooWGRUVh8HRgx3jsD5Y8NK5zEhAqXHtgyM6n8Mbz1j7Bg4X", Reason: "x"}},
 	} {
 		b, _ := Sign(k, run, o)
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m, err := Verify(raw, run, 1<<20)
-		if err == nil && m.Update == nil && m.Commit == nil && m.Hello == nil {
+		if err == nil && m.Update == nil && m.Commit == nil && m.Hello == nil && m.Verdict == nil {
 			t.Fatal("verified a message with no body")
 		}
 	})

@@ -63,6 +63,12 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"version = 2":                                        "version",
 		"[inner]\nsteps = \"many\"":                          "steps",
 		"[inner\nsteps = 1":                                  "",
+		"[verify]\nrate = 1.5":                               "verify.rate",
+		"[verify]\nrate = 0.5\nnewcomer_rate = 0.2":          "verify.newcomer_rate",
+		"[verify]\nsegment = 201":                            "verify.segment",
+		"[verify]\ntimeout = \"10ms\"":                       "verify.timeout",
+		"[verify]\ntolerance = -1.0":                         "verify.tolerance",
+		"[verify]\nprobation = -1":                           "verify.probation",
 	} {
 		_, err := Parse([]byte(src))
 		if !errors.Is(err, ErrSpec) {

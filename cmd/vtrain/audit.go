@@ -65,6 +65,9 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usagef("usage: vtrain audit [flags] LEDGER")
 	}
+	if *full && *dataDir == "" {
+		return usagef("--full re-executes training: it needs --data")
+	}
 	path := pos[0]
 	rep := &auditReport{Ledger: path, Peers: []*peerReport{}}
 	fail := func(err error) error {
@@ -112,9 +115,6 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	store, err := ledger.OpenStore(filepath.Join(filepath.Dir(path), node.BlobDir), node.StoreLimit(spec))
 	if err != nil {
 		return err
-	}
-	if *full && *dataDir == "" {
-		return usagef("--full re-executes training: it needs --data")
 	}
 	var train *data.Dataset
 	if *dataDir != "" {

@@ -46,6 +46,11 @@ func TestUsageErrors(t *testing.T) {
 		{"bench", "step", "--steps", "0"},
 		{"bench", "nope"},
 		{"export", "--out", "x.safetensors"},
+		{"demo", "--byzantine", "evil"},
+		{"demo", "--byzantine", "honest"},
+		{"demo", "--peers", "2", "--byzantine", "lazy,replay"},
+		{"node", "--spec", "x.toml", "--behave", "sneaky"},
+		{"audit", "--full", "x.vtl"},
 	} {
 		code, _, stderr := vtrain(t, args...)
 		if code != 2 {

@@ -1,0 +1,31 @@
+package node
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/vtrain/vtrain/trainer"
+)
+
+func TestEvidenceAndStatePayloadsRoundTrip(t *testing.T) {
+	v := func(x float32) []float32 { return []float32{x, x + 1, x + 2} }
+	for _, ev := range []trainer.Evidence{
+		{Final: trainer.Snapshot{Step: 9, Params: v(1), Opt: map[string][]float32{"m": v(2), "v": v(3)}, OptSteps: 9}, ResidualIn: v(4)},
+		{Start: &trainer.Snapshot{Step: 3, Params: v(5), Opt: map[string][]float32{"momentum": v(6)}, OptSteps: 3},
+			End:   &trainer.Snapshot{Step: 6, Params: v(7), Opt: map[string][]float32{"momentum": v(8)}, OptSteps: 6},
+			Final: trainer.Snapshot{Step: 9, Params: v(9), Opt: map[string][]float32{"momentum": v(10)}, OptSteps: 9}, ResidualIn: v(11)},
+	} {
+		got, err := DecodeEvidence(EncodeEvidence(ev))
+		if err != nil || !reflect.DeepEqual(got, ev) {
+			t.Fatalf("evidence round trip: %v\n got %+v\nwant %+v", err, got, ev)
+		}
+	}
+	st := trainer.State{Round: 7, Theta: v(1), Momentum: v(2), Excluded: []trainer.PeerID{"a", "b"}}
+	got, err := DecodeState(EncodeState(st))
+	if err != nil || got.Hash() != st.Hash() || !reflect.DeepEqual(got.Excluded, st.Excluded) {
+		t.Fatalf("state round trip: %v %+v", err, got)
+	}
+	if _, err := DecodeEvidence([]byte("not safetensors")); err == nil {
+		t.Fatal("garbage decoded as evidence")
+	}
+}
