@@ -118,7 +118,8 @@ type node struct {
 	challenges   ChallengeStats             // guarded by mu
 	excluded     []Exclusion
 	trainSeconds float64
-	pendingEv    *evidence // of the work being handed to the engine
+	keptVerdicts map[*trainer.VerdictMsg][]byte // verdicts the engine keeps for a round not yet decided
+	pendingEv    *evidence                      // of the work being handed to the engine
 	pendingBase  []float32
 }
 
@@ -206,7 +207,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	n := &node{cfg: cfg, key: key, log: cfg.Logger, start: time.Now(), hashes: map[uint64]trainer.Hash{},
-		states: map[trainer.Hash]trainer.State{}, raws: map[trainer.Hash][]byte{}, evidence: map[trainer.Hash]*evidence{}}
+		states: map[trainer.Hash]trainer.State{}, raws: map[trainer.Hash][]byte{}, evidence: map[trainer.Hash]*evidence{},
+		keptVerdicts: map[*trainer.VerdictMsg][]byte{}}
 	var join gossip.JoinInfo
 	if cfg.Join != "" {
 		if join, err = gossip.FetchSpec(ctx, cfg.Join, cfg.RunID); err != nil {
@@ -221,9 +223,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	if n.spec.Privacy.Mode == "zk" {
 		// The circuit, keys, prover and verifier exist (verify/zk, vtrain
-		// keygen/prove/verify-proof); the challenge protocol that would
-		// carry the proofs between peers lands with the ledger.
-		return nil, fmt.Errorf("%w: this node cannot take part in a privacy = \"zk\" run yet: proofs are made and checked with vtrain prove and vtrain verify-proof, but challenges between peers are not wired in", ErrUsage)
+		// keygen/prove/verify-proof), and nodes challenge each other by
+		// re-execution; answering a challenge with a proof instead of the
+		// data is not wired into the challenge protocol yet.
+		return nil, fmt.Errorf("%w: this node cannot take part in a privacy = \"zk\" run yet: proofs are made and checked with vtrain prove and vtrain verify-proof, but challenges between peers are answered by re-execution, not yet by proofs", ErrUsage)
 	}
 	n.canon = n.spec.Canonical()
 	ctx, cancel := context.WithCancel(ctx)
@@ -455,6 +458,12 @@ func (n *node) step(m *gossip.Msg) {
 		d = n.eng.StepHello(m.Hello)
 	case m.Verdict != nil:
 		d = n.eng.StepVerdict(m.Verdict)
+		if d.Verdict == trainer.Ignore && strings.HasSuffix(d.Reason, "(kept)") {
+			if len(n.keptVerdicts) > 4096 {
+				clear(n.keptVerdicts)
+			}
+			n.keptVerdicts[m.Verdict] = m.Raw // logged once its round is decided here
+		}
 	}
 	if d.Verdict == trainer.Reject {
 		n.log.Info("rejected", "msg", m, "reason", d.Reason)
@@ -490,6 +499,12 @@ func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainR
 	for _, res := range rd.Decided {
 		n.decided(res)
 		restored = restored || len(res.Updates) == 0
+	}
+	for _, v := range rd.Verdicts {
+		if raw, ok := n.keptVerdicts[v]; ok {
+			n.record(ledger.Entry{Kind: ledger.KindVerdict, Round: v.Round, Peer: string(v.From), Wire: raw})
+			delete(n.keptVerdicts, v)
+		}
 	}
 	if restored { // adopted from a peer: the auditor replays on from it
 		st, _ := n.eng.Latest()

@@ -145,11 +145,10 @@ func (n *node) recompute(round uint64, id trainer.Hash) (*evidence, error) {
 	if !ok1 || !ok2 || f.Metadata["update"] != hex.EncodeToString(id[:]) || f.Metadata["round"] != fmt.Sprint(round) {
 		return nil, fmt.Errorf("receipt of update %s does not match", id.Short())
 	}
-	w, ev, err := n.work(context.Background(), &trainer.TrainRequest{Round: round, Theta: base.Data, Seed: trainer.RoundSeed(n.spec, round, n.self()), Shard: trainer.ShardOf(n.spec, n.self())})
+	_, ev, err := n.work(context.Background(), &trainer.TrainRequest{Round: round, Theta: base.Data, Seed: trainer.RoundSeed(n.spec, round, n.self()), Shard: trainer.ShardOf(n.spec, n.self())})
 	if err != nil {
 		return nil, err
 	}
-	_ = w
 	ev.residual = res.Data
 	n.mu.Lock()
 	n.evidence[id] = ev
@@ -237,13 +236,15 @@ func (n *node) misbehave(req *trainer.TrainRequest, w *trainer.Work, ev **eviden
 		for i := range w.Delta {
 			w.Delta[i] *= 50
 		}
-	case "replay": // re-sign another peer's update
+	case "replay":
+		// Re-sign another peer's update as its own (keeping its own seed,
+		// which the run assigns). Its evidence is its own honest work,
+		// which does not match the copied roots.
 		w.Tamper = func(u *trainer.UpdateMsg) {
 			for _, v := range n.eng.Updates() {
 				if v.From != u.From && v.Base == u.Base {
 					u.Payload, u.Samples, u.Loss, u.Segments = v.Payload, v.Samples, v.Loss, v.Segments
 					u.ResidualIn, u.ResidualOut = v.ResidualIn, v.ResidualOut
-					*ev = nil
 					return
 				}
 			}

@@ -196,17 +196,10 @@ func StateHash(round uint64, theta, momentum []float32) Hash {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], round)
 	h.Write(b[:])
-	buf := make([]byte, 0, 4096)
 	for _, v := range [][]float32{theta, momentum} {
 		binary.BigEndian.PutUint64(b[:], uint64(len(v)))
 		h.Write(b[:])
-		for i, x := range v {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
-			if len(buf) == cap(buf) || i == len(v)-1 {
-				h.Write(buf)
-				buf = buf[:0]
-			}
-		}
+		writeFloats(h, v)
 	}
 	var out Hash
 	h.Sum(out[:0])
@@ -289,7 +282,8 @@ type Ready struct {
 	FetchUpdates *FetchRequest
 	FetchState   *StateRequest
 	Decided      []RoundResult
-	Events       []string // human-readable notes (rejections, resyncs)
+	Events       []string      // human-readable notes (rejections, resyncs)
+	Verdicts     []*VerdictMsg // verdicts kept until their round was decided here, now accepted
 }
 
 type phase int
@@ -365,7 +359,11 @@ type Engine struct {
 	first     map[PeerID]uint64
 	lastResid map[PeerID]residMark
 	verdicts  map[Hash]bool // verdicts seen, by (round, update, challenger)
-	states    []keptState   // the last few agreed states, to serve syncs
+	// verdicts on rounds not decided here yet, and those accepted once
+	// their round was
+	earlyVerdicts []*VerdictMsg
+	lateVerdicts  []*VerdictMsg
+	states        []keptState // the last few agreed states, to serve syncs
 
 	out     []Outbound
 	train   *TrainRequest
@@ -1361,6 +1359,7 @@ func (e *Engine) finishWith(c *CommitMsg, votes int, theta, mom []float32) {
 	e.hash = c.Result
 	e.decided = append(e.decided, res)
 	e.startRound()
+	e.replayVerdicts()
 }
 
 // Restore adopts a state fetched from a peer in answer to a StateRequest.
@@ -1389,8 +1388,8 @@ func (e *Engine) Restore(st State) error {
 
 // Ready returns and clears what the engine wants done.
 func (e *Engine) Ready() Ready {
-	r := Ready{Publish: e.out, Train: e.train, FetchUpdates: e.fetch, FetchState: e.fetchStateOut, Decided: e.decided, Events: e.events}
-	e.out, e.train, e.fetch, e.fetchStateOut, e.decided, e.events = nil, nil, nil, nil, nil, nil
+	r := Ready{Publish: e.out, Train: e.train, FetchUpdates: e.fetch, FetchState: e.fetchStateOut, Decided: e.decided, Events: e.events, Verdicts: e.lateVerdicts}
+	e.out, e.train, e.fetch, e.fetchStateOut, e.decided, e.events, e.lateVerdicts = nil, nil, nil, nil, nil, nil, nil
 	return r
 }
 
@@ -1546,6 +1545,24 @@ func (e *Engine) drawChallenges(res *RoundResult) {
 	delete(e.history, res.Round-keptHistory)
 }
 
+// replayVerdicts steps the kept verdicts whose round is now decided; those
+// accepted are handed back by Ready.
+func (e *Engine) replayVerdicts() {
+	var keep []*VerdictMsg
+	early := e.earlyVerdicts
+	e.earlyVerdicts = nil
+	for _, v := range early {
+		if _, ok := e.history[v.Round]; ok {
+			if e.StepVerdict(v).OK() {
+				e.lateVerdicts = append(e.lateVerdicts, v)
+			}
+		} else if v.Round >= e.round {
+			keep = append(keep, v)
+		}
+	}
+	e.earlyVerdicts = append(keep, e.earlyVerdicts...)
+}
+
 // Policy returns the run's challenge policy.
 func (e *Engine) Policy() spot.Policy {
 	v := e.spec.Verify
@@ -1558,6 +1575,12 @@ func (e *Engine) Policy() spot.Policy {
 // puts the accused on the exclusion list of this engine's next commit.
 func (e *Engine) StepVerdict(v *VerdictMsg) Decision {
 	d, ok := e.history[v.Round]
+	if !ok && v.Round >= e.round && v.Round <= e.round+1 && len(e.earlyVerdicts) < 4*maxPeers {
+		// A challenger decided that round before this engine: judged
+		// once this engine decides it too.
+		e.earlyVerdicts = append(e.earlyVerdicts, v)
+		return ignore("verdict on round %d: not decided here yet (kept)", v.Round)
+	}
 	if !ok {
 		return ignore("verdict on round %d: not decided here (or too old)", v.Round)
 	}

@@ -33,14 +33,7 @@ func (s *Snapshot) Hash() Hash {
 	put := func(v uint64) { binary.BigEndian.PutUint64(b[:], v); h.Write(b[:]) }
 	vec := func(v []float32) {
 		put(uint64(len(v)))
-		buf := make([]byte, 0, 4096)
-		for i, x := range v {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
-			if len(buf) == cap(buf) || i == len(v)-1 {
-				h.Write(buf)
-				buf = buf[:0]
-			}
-		}
+		writeFloats(h, v)
 	}
 	put(uint64(s.Step))
 	put(uint64(s.OptSteps))

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 
 	"github.com/vtrain/vtrain/engine"
@@ -290,17 +291,22 @@ func (t *Trainer) Close() error {
 // float32 bytes: the identity of a model state.
 func ParamHash(theta []float32) [32]byte {
 	h := sha256.New()
-	buf := make([]byte, 0, 4096)
-	for i, v := range theta {
-		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
-		if len(buf) == cap(buf) || i == len(theta)-1 {
-			h.Write(buf)
-			buf = buf[:0]
-		}
-	}
+	writeFloats(h, theta)
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
+}
+
+// writeFloats writes v to w as little-endian float32, in 4 KB pieces.
+func writeFloats(w io.Writer, v []float32) {
+	buf := make([]byte, 0, 4096)
+	for i, x := range v {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
+		if len(buf) == cap(buf) || i == len(v)-1 {
+			w.Write(buf)
+			buf = buf[:0]
+		}
+	}
 }
 
 // Eval is the result of an evaluation pass.

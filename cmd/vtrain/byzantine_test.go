@@ -19,11 +19,7 @@ func TestDemoByzantine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes")
 	}
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "vtrain")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	tmp, bin := buildBinary(t)
 	spec := filepath.Join(tmp, "run.toml")
 	os.WriteFile(spec, []byte(`
 [model]

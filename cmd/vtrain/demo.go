@@ -234,7 +234,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	res := demoResult{Peers: *peers, Rounds: uint64(*rounds), Model: m.String(), Data: spec.Data.Source, RunID: spec.RunID().String(),
 		DenseBytesPerRound: 4 * m.NumParams(), Seconds: time.Since(start).Seconds(), Out: *out, Agreed: true}
-	var sums, all []*node.Summary
+	var sums []*node.Summary
 	index := map[string]demoPeer{}
 	var trainSec float64
 	for i := 0; i < *peers; i++ {
@@ -249,7 +249,6 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		if err := json.Unmarshal(b, &s); err != nil {
 			return fmt.Errorf("peer %d: %w", i, err)
 		}
-		all = append(all, &s)
 		index[s.Peer] = demoPeer{Index: i, Peer: s.Peer, Behave: behaviour(i)}
 		trainSec += s.TrainSeconds
 		res.Challenges.Seconds += s.Challenges.Seconds
@@ -272,8 +271,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		for _, x := range s.Excluded {
-			if !slices.ContainsFunc(res.Excluded, func(e demoExclusion) bool { return e.Peer == x.Peer }) {
+			// Peers agree on who is excluded from when; the reason is the
+			// verdict's, which a peer that adopted the exclusion from the
+			// agreed commit may not hold.
+			i := slices.IndexFunc(res.Excluded, func(e demoExclusion) bool { return e.Peer == x.Peer })
+			switch {
+			case i < 0:
 				res.Excluded = append(res.Excluded, demoExclusion{demoPeer: index[x.Peer], Round: x.Round, Reason: x.Reason})
+			case len(x.Reason) > len(res.Excluded[i].Reason):
+				res.Excluded[i].Reason = x.Reason
 			}
 		}
 	}

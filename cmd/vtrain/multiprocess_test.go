@@ -96,6 +96,18 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool, p
 	}
 }
 
+// buildBinary builds vtrain into a temporary directory, for tests that
+// start node processes.
+func buildBinary(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "vtrain")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return dir, bin
+}
+
 // TestMultiProcessKillAndJoin runs real node processes on loopback: four
 // start, the first (the one the others joined through) is killed with
 // SIGKILL mid-run, the other three go on, a fifth joins at round 5 or later,
@@ -104,11 +116,7 @@ func TestMultiProcessKillAndJoin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes")
 	}
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "vtrain")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	tmp, bin := buildBinary(t)
 	spec := filepath.Join(tmp, "run.toml")
 	os.WriteFile(spec, []byte(`
 [run]
