@@ -34,6 +34,8 @@ type peerReport struct {
 	Failed     int            `json:"challenges_failed"`
 	Excluded   *uint64        `json:"excluded_from_round"` // null unless excluded
 	Reason     string         `json:"excluded_reason,omitempty"`
+	FullFailed int            `json:"updates_not_reexecuting,omitempty"` // --full: aggregated updates whose work does not re-execute
+	FullReason string         `json:"first_not_reexecuting,omitempty"`
 }
 
 type auditReport struct {
@@ -218,6 +220,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 				return fail(bad(i, "decision: %v", err))
 			}
 			rounds[e.Round] = true
+			rp.entry = i
 			if err := rp.decision(e, &d); err != nil {
 				return fail(bad(i, "%v", err))
 			}
@@ -241,6 +244,19 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+	// --full: bad work in an aggregate is the run's loss, not the ledger's
+	// fault, when the run caught and excluded its author; work that
+	// nobody caught is a discrepancy.
+	for _, f := range rp.findings {
+		p := get(f.peer)
+		p.FullFailed++
+		if p.FullFailed == 1 {
+			p.FullReason = f.what
+		}
+		if p.Excluded == nil {
+			return fail(bad(f.entry, "%s's %s, and the run did not exclude it", f.peer, f.what))
+		}
+	}
 	rep.Checked = append(rep.Checked, "every update, commit and verdict carries its sender's valid signature for this run",
 		fmt.Sprintf("%d rounds' aggregates recomputed from the logged updates to the committed state hashes (%d after a gap not replayable)", rp.Recomputed, rp.Skipped),
 		"every verdict comes from the challenger the round's beacon drew")
@@ -248,7 +264,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		rep.Checked = append(rep.Checked, fmt.Sprintf("%d of the keeper's challenges re-executed on the data, each to the verdict it gave", rp.Challenges))
 	}
 	if *full {
-		rep.Checked = append(rep.Checked, fmt.Sprintf("every segment of every aggregated update re-executed (%d segments), %d payloads re-derived from their steps", rp.Segments, rp.Links))
+		rep.Checked = append(rep.Checked, fmt.Sprintf("every segment of every aggregated update re-executed (%d segments), %d payloads re-derived from their steps; %d updates that do not re-execute, all by peers the run excluded", rp.Segments, rp.Links, len(rp.findings)))
 	}
 	rep.Rounds = len(rounds)
 	for _, p := range peers {

@@ -40,6 +40,10 @@ type replay struct {
 	decided map[uint64]*node.Decision    // by round
 	resp    map[string][]byte            // challenge answers by round|accused
 	resid   map[trainer.PeerID][]float32 // --full: each peer's residual, from its first update here
+	// --full: aggregated updates that do not re-execute, and the entry
+	// being replayed
+	findings []finding
+	entry    int
 
 	Recomputed int `json:"aggregates_recomputed"`
 	Skipped    int `json:"aggregates_not_replayable"` // rounds after a gap (a missing update)
@@ -160,8 +164,12 @@ func (r *replay) decision(e ledger.Entry, d *node.Decision) error {
 	}
 	if r.full && r.train != nil {
 		for _, u := range msgs {
-			if err := r.fullCheck(u, r.theta); err != nil {
+			bad, err := r.fullCheck(u, r.theta)
+			if err != nil {
 				return err
+			}
+			if bad != "" {
+				r.findings = append(r.findings, finding{entry: r.entry, peer: string(u.From), what: bad})
 			}
 		}
 	}
@@ -232,25 +240,34 @@ func (r *replay) verdict(v *trainer.VerdictMsg, keeper string) (bool, error) {
 	return true, nil
 }
 
+// finding is an aggregated update whose work does not re-execute: cheating
+// that got into an aggregate before it was caught, or that was never
+// caught.
+type finding struct {
+	entry      int
+	peer, what string
+}
+
 // fullCheck re-executes every segment of u from base and, when the peer's
-// residual is known, re-derives its payload.
-func (r *replay) fullCheck(u *trainer.UpdateMsg, base []float32) error {
+// residual is known, re-derives its payload. It returns what does not
+// hold ("" when all does), or an error when it cannot run.
+func (r *replay) fullCheck(u *trainer.UpdateMsg, base []float32) (string, error) {
 	rep, err := trainer.NewReplayer(r.spec, u.Round, u.From, r.train)
 	if err != nil {
-		return err
+		return "", err
 	}
 	st, err := rep.Start(base)
 	if err != nil {
-		return err
+		return "", err
 	}
 	for seg := range r.spec.Segments() {
 		lo, hi := trainer.SegmentSteps(r.spec, seg)
 		if st, err = rep.Run(st, hi-lo); err != nil {
-			return err
+			return fmt.Sprintf("round-%d update: re-executing segment %d: %v", u.Round, seg, err), nil
 		}
 		r.Segments++
 		if h := st.Hash(); h != u.Segments[seg] {
-			return fmt.Errorf("%s's round-%d update: re-executing segment %d gives %s, committed %s", u.From, u.Round, seg, h.Short(), u.Segments[seg].Short())
+			return fmt.Sprintf("round-%d update: re-executing segment %d gives %s, committed %s", u.Round, seg, h.Short(), u.Segments[seg].Short()), nil
 		}
 	}
 	res, ok := r.resid[u.From]
@@ -259,11 +276,11 @@ func (r *replay) fullCheck(u *trainer.UpdateMsg, base []float32) error {
 	}
 	if trainer.Hash(trainer.ParamHash(res)) != u.ResidualIn {
 		delete(r.resid, u.From) // it started before this ledger (a restart): its residual is unknown here
-		return nil
+		return "", nil
 	}
 	enc, err := compress.NewEncoder(r.spec.CompressParams(), len(base))
 	if err != nil {
-		return err
+		return "", err
 	}
 	enc.SetResidual(res)
 	delta := make([]float32, len(base))
@@ -272,11 +289,11 @@ func (r *replay) fullCheck(u *trainer.UpdateMsg, base []float32) error {
 	}
 	payload, err := enc.Encode(delta, nil)
 	if err != nil || !bytes.Equal(payload, u.Payload) {
-		return fmt.Errorf("%s's round-%d update: the payload is not the compressed delta of its re-executed steps", u.From, u.Round)
+		return fmt.Sprintf("round-%d update: the payload is not the compressed delta of its re-executed steps", u.Round), nil
 	}
 	r.Links++
 	r.resid[u.From] = append([]float32(nil), enc.Residual()...)
-	return nil
+	return "", nil
 }
 
 func (r *replay) String() string {
