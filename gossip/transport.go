@@ -65,6 +65,7 @@ type Transport struct {
 
 	round    atomic.Uint64 // the node's current round, for the validator's window
 	in       chan *Msg
+	refused  chan Rejection
 	rejected atomic.Uint64
 	ignored  atomic.Uint64
 	sent     atomic.Uint64 // bytes this peer published
@@ -98,7 +99,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip: host: %w", err)
 	}
-	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, in: make(chan *Msg, 4096)}
+	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, in: make(chan *Msg, 4096), refused: make(chan Rejection, 256)}
 	topic := TopicName(t.run)
 	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
 	_, loopback6, _ := net.ParseCIDR("::1/128")
@@ -161,15 +162,18 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 // judges the rest). Rejected messages are not forwarded and count against
 // the forwarding peer's score; ignored ones are dropped without penalty.
 func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if from == t.h.ID() {
+		// This peer's own message, on publish: the node made and signed it,
+		// and every receiver validates it.
+		return pubsub.ValidationAccept
+	}
 	m, err := Verify(msg.Data, t.run, t.spec.Rounds.MaxMessage)
 	if err != nil {
-		t.rejected.Add(1)
-		t.log.Debug("rejected", "from", from.ShortString(), "reason", err)
+		t.refuse(from, t.round.Load(), err.Error())
 		return pubsub.ValidationReject
 	}
 	if pid, err := peer.IDFromBytes(msg.From); err != nil || pid != m.Sender {
-		t.rejected.Add(1)
-		t.log.Debug("rejected", "from", from.ShortString(), "reason", "sender differs from the gossip publisher")
+		t.refuse(from, m.Round, "sender differs from the gossip publisher")
 		return pubsub.ValidationReject
 	}
 	r := t.round.Load()
@@ -179,14 +183,35 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	}
 	if m.Update != nil {
 		if _, d := trainer.ValidateUpdate(m.Update, t.dec, t.spec.Rounds.MaxMessage, t.spec.Rounds.MaxUpdateNorm); !d.OK() {
-			t.rejected.Add(1)
-			t.log.Debug("rejected", "from", from.ShortString(), "reason", d.Reason)
+			t.refuse(from, m.Round, d.Reason)
 			return pubsub.ValidationReject
 		}
 	}
 	msg.ValidatorData = m
 	return pubsub.ValidationAccept
 }
+
+// Rejection is a message the validator refused, with the peer that
+// delivered it (the sender's own identity is unproven when the signature
+// is what failed).
+type Rejection struct {
+	From   peer.ID
+	Round  uint64
+	Reason string
+}
+
+func (t *Transport) refuse(from peer.ID, round uint64, reason string) {
+	t.rejected.Add(1)
+	t.log.Debug("rejected", "from", from.ShortString(), "reason", reason)
+	select {
+	case t.refused <- Rejection{From: from, Round: round, Reason: reason}:
+	default: // the node is behind: the counter still has it
+	}
+}
+
+// Rejections delivers the validator's refusals, for the node's ledger. It
+// drops what the node does not take in time.
+func (t *Transport) Rejections() <-chan Rejection { return t.refused }
 
 func (t *Transport) receive(ctx context.Context) {
 	defer close(t.in)

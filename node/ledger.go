@@ -36,8 +36,10 @@ type book struct {
 	store *ledger.Store
 	seen  map[string]bool         // peers with a join entry
 	ups   map[trainer.Hash]uint64 // updates logged recently, by round (each is logged once)
-	head  *ledger.SignedTreeHead
-	dirty bool // entries since the last tree head
+	// validator rejections logged, by peer and round
+	refused map[string]int
+	head    *ledger.SignedTreeHead
+	dirty   bool // entries since the last tree head
 }
 
 // Decision is the data of a "decision" entry: what a round decided.
@@ -127,7 +129,7 @@ func (n *node) openBook() error {
 		l.Close()
 		return fmt.Errorf("node: ledger store: %w", err)
 	}
-	n.book = &book{log: l, store: st, seen: map[string]bool{}, ups: map[trainer.Hash]uint64{}}
+	n.book = &book{log: l, store: st, seen: map[string]bool{}, ups: map[trainer.Hash]uint64{}, refused: map[string]int{}}
 	for i := range l.Size() { // a restart: who has joined already
 		b, err := l.Entry(i)
 		if err != nil {
@@ -211,6 +213,28 @@ func (n *node) recordMsg(m *gossip.Msg, d trainer.Decision) {
 		return // hellos are liveness, not contributions
 	}
 	n.record(e)
+}
+
+// maxRefusals bounds the validator's rejections logged per peer and round:
+// a flood of garbage costs the flooder, not the ledger.
+const maxRefusals = 8
+
+// recordRejection logs a message the gossip validator refused, against the
+// peer that delivered it.
+func (n *node) recordRejection(r gossip.Rejection) {
+	if n.book == nil {
+		return
+	}
+	p := r.From.String()
+	key := fmt.Sprint(p, "|", r.Round)
+	if n.book.refused[key] >= maxRefusals {
+		return
+	}
+	if len(n.book.refused) > 4096 {
+		clear(n.book.refused)
+	}
+	n.book.refused[key]++
+	n.record(ledger.Entry{Kind: ledger.KindReject, Round: r.Round, Peer: p, Reason: "gossip: " + strings.TrimPrefix(r.Reason, "gossip: ")})
 }
 
 // recordOwn logs the node's own published update or commit.

@@ -371,6 +371,9 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				return n.summary(), ctx.Err()
 			}
 			n.step(m)
+		case r := <-n.tr.Rejections():
+			n.recordRejection(r)
+			n.eng.Refused(trainer.PeerID(r.From.String()), r.Round)
 		case <-ticker.C:
 			now := time.Now()
 			n.eng.Tick(now.Sub(last))

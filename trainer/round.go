@@ -359,6 +359,9 @@ type Engine struct {
 	first     map[PeerID]uint64
 	lastResid map[PeerID]residMark
 	verdicts  map[Hash]bool // verdicts seen, by (round, update, challenger)
+	// peers whose update of a round (stored as round+1) the transport
+	// refused: not waited for
+	refused map[PeerID]uint64
 	// verdicts on rounds not decided here yet, and those accepted once
 	// their round was
 	earlyVerdicts []*VerdictMsg
@@ -398,7 +401,7 @@ func NewEngine(cfg EngineConfig, st State) (*Engine, error) {
 		spec: cfg.Spec, run: cfg.Spec.RunID(), self: cfg.Self, d: d, dec: dec, enc: enc,
 		shard: ShardOf(cfg.Spec, cfg.Self),
 		seen:  map[PeerID]uint64{}, pending: map[PeerID]*VerdictMsg{}, history: map[uint64]*decidedRound{},
-		first: map[PeerID]uint64{}, lastResid: map[PeerID]residMark{}, verdicts: map[Hash]bool{},
+		first: map[PeerID]uint64{}, refused: map[PeerID]uint64{}, lastResid: map[PeerID]residMark{}, verdicts: map[Hash]bool{},
 	}
 	e.restore(st)
 	return e, nil
@@ -859,10 +862,16 @@ func (e *Engine) maybeClose() {
 	}
 	all := true
 	for _, p := range e.expected() {
-		if _, ok := e.byPeer[p]; !ok {
+		if _, ok := e.byPeer[p]; !ok && e.refused[p] != e.round+1 && !e.elsewhere(p) {
 			all = false
 			break
 		}
+	}
+	// A majority has closed the round already (a peer whose update never
+	// reaches this one, say a forger that no honest peer relays, is not
+	// worth waiting for).
+	if !all && 2*len(e.commits) > len(e.expected()) {
+		all = true
 	}
 	if !all && e.now < e.deadline {
 		return
@@ -1434,6 +1443,35 @@ func (e *Engine) Latest() (State, Hash) {
 func (e *Engine) isExcluded(p PeerID) bool {
 	_, ok := slices.BinarySearch(e.excluded, p)
 	return ok
+}
+
+// elsewhere reports whether p builds on another base than this engine's
+// this round: its update will not be one to aggregate here, so it is not
+// waited for.
+func (e *Engine) elsewhere(p PeerID) bool {
+	if e.agree[p] {
+		return false
+	}
+	for b, ps := range e.bases {
+		if b != e.hash && ps[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// Refused tells the engine that the transport refused a message from p in
+// round (a forged signature, say): p's update of that round is not waited
+// for. An honest peer's messages are never refused, so this only stops a
+// peer that sends valid hellos and invalid updates from stalling every
+// round until its timeout.
+func (e *Engine) Refused(p PeerID, round uint64) {
+	if _, ok := e.refused[p]; ok || len(e.refused) < maxPeers {
+		e.refused[p] = round + 1
+	}
+	if round == e.round {
+		e.settle()
+	}
 }
 
 // Updates returns the updates accepted so far in the current round.
