@@ -11,6 +11,7 @@ import (
 	"github.com/vtrain/vtrain/gossip/pb"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/ledger"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -32,6 +33,7 @@ type Msg struct {
 	Commit  *trainer.CommitMsg
 	Hello   *trainer.HelloMsg
 	Verdict *trainer.VerdictMsg
+	Head    *ledger.SignedTreeHead // the sender's checkpoint of its own ledger
 	Raw     []byte
 }
 
@@ -45,6 +47,8 @@ func (m *Msg) LogValue() slog.Value {
 		kind = "commit"
 	case m.Verdict != nil:
 		kind = "verdict"
+	case m.Head != nil:
+		kind = "tree head"
 	}
 	return slog.GroupValue(slog.String("kind", kind), slog.Uint64("round", m.Round),
 		slog.String("from", m.Sender.ShortString()), slog.Int("bytes", len(m.Raw)))
@@ -60,6 +64,33 @@ const RunPrefix = 8
 func signed(run runspec.ID, body []byte) []byte {
 	b := make([]byte, 0, len(signDomain)+len(run)+len(body))
 	return append(append(append(b, signDomain...), run[:]...), body...)
+}
+
+// SignHead serializes and signs a node's tree head of its own ledger, to
+// gossip it: other peers keep the latest as witnesses.
+func SignHead(key crypto.PrivKey, run runspec.ID, h ledger.SignedTreeHead) ([]byte, error) {
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if h.Signer != self.String() || h.Run != ledger.Hash(run) {
+		return nil, fmt.Errorf("gossip: a tree head of %s for run %x, not this peer's for this run", h.Signer, h.Run[:8])
+	}
+	body := &pb.Body{Run: run[:RunPrefix], Sender: []byte(self), Round: h.Round,
+		Msg: &pb.Body_Head{Head: &pb.TreeHead{Size: h.Size, Root: h.Root[:], Sig: h.Sig}}}
+	return signBody(key, run, body)
+}
+
+func signBody(key crypto.PrivKey, run runspec.ID, body *pb.Body) ([]byte, error) {
+	bb, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := key.Sign(signed(run, bb))
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(&pb.Signed{Body: bb, Signature: sig})
 }
 
 // Sign serializes and signs an engine message for the run.
@@ -109,15 +140,7 @@ func Sign(key crypto.PrivKey, run runspec.ID, o trainer.Outbound) ([]byte, error
 	default:
 		return nil, fmt.Errorf("gossip: empty outbound message")
 	}
-	bb, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := key.Sign(signed(run, bb))
-	if err != nil {
-		return nil, err
-	}
-	return proto.Marshal(&pb.Signed{Body: bb, Signature: sig})
+	return signBody(key, run, body)
 }
 
 func hash32(b []byte, what string) (trainer.Hash, error) {
@@ -214,6 +237,17 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 			return nil, err
 		}
 		m.Hello = &trainer.HelloMsg{Round: body.Round, Base: base, From: from}
+	case *pb.Body_Head:
+		root, err := hash32(x.Head.GetRoot(), "tree head root")
+		if err != nil {
+			return nil, err
+		}
+		h := &ledger.SignedTreeHead{TreeHead: ledger.TreeHead{Run: ledger.Hash(run), Round: body.Round, Size: x.Head.Size, Root: ledger.Hash(root)},
+			Signer: sender.String(), Sig: x.Head.Sig}
+		if err := h.Verify(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrWire, err)
+		}
+		m.Head = h
 	case *pb.Body_Verdict:
 		v := x.Verdict
 		id, err := hash32(v.GetUpdate(), "verdict update")

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -292,7 +293,17 @@ func (n *node) treeHead(round uint64) error {
 		return err
 	}
 	n.book.head, n.book.dirty = &h, false
-	return l.Sync()
+	if err := l.Sync(); err != nil {
+		return err
+	}
+	// Gossip it: the other peers keep it as a witness, so this ledger
+	// cannot be rewritten later without an auditor seeing it.
+	if raw, err := gossip.SignHead(n.key, n.spec.RunID(), h); err == nil && n.tr != nil {
+		if err := n.tr.Publish(context.Background(), raw); err != nil {
+			n.log.Debug("publish tree head", "err", err)
+		}
+	}
+	return nil
 }
 
 // closeBook seals the ledger with a final tree head if entries followed

@@ -84,7 +84,11 @@ type Summary struct {
 	Excluded     []Exclusion            `json:"excluded"`      // peers the run excluded, as this node saw it
 	Challenges   ChallengeStats         `json:"challenges"`    // spot-checks this node ran and answered
 	TrainSeconds float64                `json:"train_seconds"` // spent in inner steps
-	RoundsLog    []RoundReport          `json:"-"`
+	// Witnessed holds the latest tree head each other peer gossiped of its
+	// own ledger: an auditor checks that peer's ledger against it
+	// (vtrain audit --witness).
+	Witnessed map[string]*ledger.SignedTreeHead `json:"witnessed_heads,omitempty"`
+	RoundsLog []RoundReport                     `json:"-"`
 }
 
 // ErrUsage is wrapped by configuration errors.
@@ -119,7 +123,8 @@ type node struct {
 	excluded     []Exclusion
 	trainSeconds float64
 	keptVerdicts map[*trainer.VerdictMsg][]byte // verdicts the engine keeps for a round not yet decided
-	pendingEv    *evidence                      // of the work being handed to the engine
+	witnessed    map[string]*ledger.SignedTreeHead
+	pendingEv    *evidence // of the work being handed to the engine
 	pendingBase  []float32
 }
 
@@ -208,7 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	n := &node{cfg: cfg, key: key, log: cfg.Logger, start: time.Now(), hashes: map[uint64]trainer.Hash{},
 		states: map[trainer.Hash]trainer.State{}, raws: map[trainer.Hash][]byte{}, evidence: map[trainer.Hash]*evidence{},
-		keptVerdicts: map[*trainer.VerdictMsg][]byte{}}
+		keptVerdicts: map[*trainer.VerdictMsg][]byte{}, witnessed: map[string]*ledger.SignedTreeHead{}}
 	var join gossip.JoinInfo
 	if cfg.Join != "" {
 		if join, err = gossip.FetchSpec(ctx, cfg.Join, cfg.RunID); err != nil {
@@ -459,6 +464,11 @@ func (n *node) step(m *gossip.Msg) {
 		d = n.eng.StepCommit(m.Commit)
 	case m.Hello != nil:
 		d = n.eng.StepHello(m.Hello)
+	case m.Head != nil:
+		if w := n.witnessed[m.Head.Signer]; (w == nil || m.Head.Size > w.Size) && len(n.witnessed) < 4096 {
+			n.witnessed[m.Head.Signer] = m.Head
+		}
+		return
 	case m.Verdict != nil:
 		d = n.eng.StepVerdict(m.Verdict)
 		if d.Verdict == trainer.Ignore && strings.HasSuffix(d.Reason, "(kept)") {
@@ -675,7 +685,7 @@ func human(b uint64) string {
 
 func (n *node) summary() *Summary {
 	s := &Summary{Peer: n.tr.ID().String(), RunID: n.spec.RunID().String(), Rounds: n.eng.Round(), Stats: n.tr.Stats(),
-		Behave: n.cfg.Behave, Excluded: n.excluded, TrainSeconds: n.trainSeconds}
+		Behave: n.cfg.Behave, Excluded: n.excluded, TrainSeconds: n.trainSeconds, Witnessed: n.witnessed}
 	n.mu.RLock()
 	s.Challenges = n.challenges
 	n.mu.RUnlock()

@@ -59,6 +59,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	headPath := fs.String("head", "", "the keeper's summary.json (its latest signed tree head); default: summary.json beside the ledger, if any")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	dataDir := fs.String("data", "", "the run's public data (Fashion-MNIST directory, or 'synthetic'): re-execute the keeper's challenges")
+	witness := fs.String("witness", "", "another node's summary.json: check this ledger against the tree head that node received from the keeper by gossip")
 	full := fs.Bool("full", false, "with --data: re-execute every segment of every aggregated update, and re-derive its payload")
 	pos, err := parsePositional(fs, args)
 	if err != nil {
@@ -104,6 +105,28 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		return fail(err)
 	}
 	rep.Run, rep.Keeper, rep.Entries, rep.TreeHeads = c.Run.String(), c.Keeper, len(c.Entries), len(c.Heads)
+	if *witness != "" {
+		b, err := os.ReadFile(*witness)
+		if err != nil {
+			return err
+		}
+		var s node.Summary
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("%s: %w", *witness, err)
+		}
+		h := s.Witnessed[c.Keeper]
+		if h == nil {
+			return fail(fmt.Errorf("%s (peer %s) witnessed no tree head of keeper %s", *witness, s.Peer, c.Keeper))
+		}
+		if err := c.Witnessed(*h); err != nil {
+			var ce *ledger.CorruptError
+			if errors.As(err, &ce) {
+				ce.Path = path
+			}
+			return fail(err)
+		}
+		rep.Checked = append(rep.Checked, fmt.Sprintf("the ledger's first %d entries match the tree head peer %s received from the keeper by gossip in round %d", h.Size, s.Peer, h.Round))
+	}
 	rep.Checked = append(rep.Checked,
 		"every record intact and canonical", "every tree head signed by the keeper and matching its Merkle root",
 		"the log ends with a tree head over all of it")

@@ -89,6 +89,7 @@ type Body struct {
 	//	*Body_Commit
 	//	*Body_Hello
 	//	*Body_Verdict
+	//	*Body_Head
 	Msg           isBody_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -188,6 +189,15 @@ func (x *Body) GetVerdict() *Verdict {
 	return nil
 }
 
+func (x *Body) GetHead() *TreeHead {
+	if x != nil {
+		if x, ok := x.Msg.(*Body_Head); ok {
+			return x.Head
+		}
+	}
+	return nil
+}
+
 type isBody_Msg interface {
 	isBody_Msg()
 }
@@ -208,6 +218,10 @@ type Body_Verdict struct {
 	Verdict *Verdict `protobuf:"bytes,7,opt,name=verdict,proto3,oneof"`
 }
 
+type Body_Head struct {
+	Head *TreeHead `protobuf:"bytes,8,opt,name=head,proto3,oneof"`
+}
+
 func (*Body_Update) isBody_Msg() {}
 
 func (*Body_Commit) isBody_Msg() {}
@@ -215,6 +229,70 @@ func (*Body_Commit) isBody_Msg() {}
 func (*Body_Hello) isBody_Msg() {}
 
 func (*Body_Verdict) isBody_Msg() {}
+
+func (*Body_Head) isBody_Msg() {}
+
+// TreeHead is the sender's signed checkpoint of its own ledger (of the run
+// of the body, as of the body's round).
+type TreeHead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Size          uint64                 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	Root          []byte                 `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	Sig           []byte                 `protobuf:"bytes,3,opt,name=sig,proto3" json:"sig,omitempty"` // the tree head's own signature (verify/ledger)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TreeHead) Reset() {
+	*x = TreeHead{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TreeHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TreeHead) ProtoMessage() {}
+
+func (x *TreeHead) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TreeHead.ProtoReflect.Descriptor instead.
+func (*TreeHead) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TreeHead) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *TreeHead) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *TreeHead) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
 
 // Update is a peer's compressed pseudo-gradient for a round.
 type Update struct {
@@ -233,7 +311,7 @@ type Update struct {
 
 func (x *Update) Reset() {
 	*x = Update{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[2]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +323,7 @@ func (x *Update) String() string {
 func (*Update) ProtoMessage() {}
 
 func (x *Update) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[2]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +336,7 @@ func (x *Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Update.ProtoReflect.Descriptor instead.
 func (*Update) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{2}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Update) GetBase() []byte {
@@ -330,7 +408,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[3]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +420,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[3]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +433,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{3}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Commit) GetBase() []byte {
@@ -401,7 +479,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +491,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +504,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{4}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Verdict) GetUpdate() []byte {
@@ -474,7 +552,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +564,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +577,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{5}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Hello) GetBase() []byte {
@@ -527,7 +605,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +617,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +630,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{6}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SyncRequest) GetRun() []byte {
@@ -646,7 +724,7 @@ type SegmentRequest struct {
 
 func (x *SegmentRequest) Reset() {
 	*x = SegmentRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +736,7 @@ func (x *SegmentRequest) String() string {
 func (*SegmentRequest) ProtoMessage() {}
 
 func (x *SegmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +749,7 @@ func (x *SegmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentRequest.ProtoReflect.Descriptor instead.
 func (*SegmentRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{7}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SegmentRequest) GetRound() uint64 {
@@ -708,7 +786,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +798,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +811,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{8}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Snapshot) GetStep() int64 {
@@ -783,7 +861,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +873,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +886,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{9}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Evidence) GetStart() *Snapshot {
@@ -847,7 +925,7 @@ type SpecRequest struct {
 
 func (x *SpecRequest) Reset() {
 	*x = SpecRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +937,7 @@ func (x *SpecRequest) String() string {
 func (*SpecRequest) ProtoMessage() {}
 
 func (x *SpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +950,7 @@ func (x *SpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpecRequest.ProtoReflect.Descriptor instead.
 func (*SpecRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{10}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{11}
 }
 
 type StateRequest struct {
@@ -884,7 +962,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -896,7 +974,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -909,7 +987,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{11}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StateRequest) GetHash() []byte {
@@ -929,7 +1007,7 @@ type UpdatesRequest struct {
 
 func (x *UpdatesRequest) Reset() {
 	*x = UpdatesRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1019,7 @@ func (x *UpdatesRequest) String() string {
 func (*UpdatesRequest) ProtoMessage() {}
 
 func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1032,7 @@ func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatesRequest.ProtoReflect.Descriptor instead.
 func (*UpdatesRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{12}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdatesRequest) GetRound() uint64 {
@@ -985,7 +1063,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1075,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1088,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{13}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SyncResponse) GetError() string {
@@ -1068,7 +1146,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1158,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1171,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{14}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *State) GetRound() uint64 {
@@ -1138,7 +1216,7 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x16gossip/pb/vtrain.proto\x12\tvtrain.v1\":\n" +
 	"\x06Signed\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x81\x02\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xac\x02\n" +
 	"\x04Body\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\fR\x03run\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x16\n" +
@@ -1146,8 +1224,13 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x06update\x18\x04 \x01(\v2\x11.vtrain.v1.UpdateH\x00R\x06update\x12+\n" +
 	"\x06commit\x18\x05 \x01(\v2\x11.vtrain.v1.CommitH\x00R\x06commit\x12(\n" +
 	"\x05hello\x18\x06 \x01(\v2\x10.vtrain.v1.HelloH\x00R\x05hello\x12.\n" +
-	"\averdict\x18\a \x01(\v2\x12.vtrain.v1.VerdictH\x00R\averdictB\x05\n" +
-	"\x03msg\"\xd8\x01\n" +
+	"\averdict\x18\a \x01(\v2\x12.vtrain.v1.VerdictH\x00R\averdict\x12)\n" +
+	"\x04head\x18\b \x01(\v2\x13.vtrain.v1.TreeHeadH\x00R\x04headB\x05\n" +
+	"\x03msg\"D\n" +
+	"\bTreeHead\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\x12\x10\n" +
+	"\x03sig\x18\x03 \x01(\fR\x03sig\"\xd8\x01\n" +
 	"\x06Update\x12\x12\n" +
 	"\x04base\x18\x01 \x01(\fR\x04base\x12\x18\n" +
 	"\asamples\x18\x02 \x01(\x04R\asamples\x12\x12\n" +
@@ -1226,44 +1309,46 @@ func file_gossip_pb_vtrain_proto_rawDescGZIP() []byte {
 	return file_gossip_pb_vtrain_proto_rawDescData
 }
 
-var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_gossip_pb_vtrain_proto_goTypes = []any{
 	(*Signed)(nil),         // 0: vtrain.v1.Signed
 	(*Body)(nil),           // 1: vtrain.v1.Body
-	(*Update)(nil),         // 2: vtrain.v1.Update
-	(*Commit)(nil),         // 3: vtrain.v1.Commit
-	(*Verdict)(nil),        // 4: vtrain.v1.Verdict
-	(*Hello)(nil),          // 5: vtrain.v1.Hello
-	(*SyncRequest)(nil),    // 6: vtrain.v1.SyncRequest
-	(*SegmentRequest)(nil), // 7: vtrain.v1.SegmentRequest
-	(*Snapshot)(nil),       // 8: vtrain.v1.Snapshot
-	(*Evidence)(nil),       // 9: vtrain.v1.Evidence
-	(*SpecRequest)(nil),    // 10: vtrain.v1.SpecRequest
-	(*StateRequest)(nil),   // 11: vtrain.v1.StateRequest
-	(*UpdatesRequest)(nil), // 12: vtrain.v1.UpdatesRequest
-	(*SyncResponse)(nil),   // 13: vtrain.v1.SyncResponse
-	(*State)(nil),          // 14: vtrain.v1.State
+	(*TreeHead)(nil),       // 2: vtrain.v1.TreeHead
+	(*Update)(nil),         // 3: vtrain.v1.Update
+	(*Commit)(nil),         // 4: vtrain.v1.Commit
+	(*Verdict)(nil),        // 5: vtrain.v1.Verdict
+	(*Hello)(nil),          // 6: vtrain.v1.Hello
+	(*SyncRequest)(nil),    // 7: vtrain.v1.SyncRequest
+	(*SegmentRequest)(nil), // 8: vtrain.v1.SegmentRequest
+	(*Snapshot)(nil),       // 9: vtrain.v1.Snapshot
+	(*Evidence)(nil),       // 10: vtrain.v1.Evidence
+	(*SpecRequest)(nil),    // 11: vtrain.v1.SpecRequest
+	(*StateRequest)(nil),   // 12: vtrain.v1.StateRequest
+	(*UpdatesRequest)(nil), // 13: vtrain.v1.UpdatesRequest
+	(*SyncResponse)(nil),   // 14: vtrain.v1.SyncResponse
+	(*State)(nil),          // 15: vtrain.v1.State
 }
 var file_gossip_pb_vtrain_proto_depIdxs = []int32{
-	2,  // 0: vtrain.v1.Body.update:type_name -> vtrain.v1.Update
-	3,  // 1: vtrain.v1.Body.commit:type_name -> vtrain.v1.Commit
-	5,  // 2: vtrain.v1.Body.hello:type_name -> vtrain.v1.Hello
-	4,  // 3: vtrain.v1.Body.verdict:type_name -> vtrain.v1.Verdict
-	10, // 4: vtrain.v1.SyncRequest.spec:type_name -> vtrain.v1.SpecRequest
-	11, // 5: vtrain.v1.SyncRequest.state:type_name -> vtrain.v1.StateRequest
-	12, // 6: vtrain.v1.SyncRequest.updates:type_name -> vtrain.v1.UpdatesRequest
-	7,  // 7: vtrain.v1.SyncRequest.segment:type_name -> vtrain.v1.SegmentRequest
-	8,  // 8: vtrain.v1.Evidence.start:type_name -> vtrain.v1.Snapshot
-	8,  // 9: vtrain.v1.Evidence.end:type_name -> vtrain.v1.Snapshot
-	8,  // 10: vtrain.v1.Evidence.final:type_name -> vtrain.v1.Snapshot
-	14, // 11: vtrain.v1.SyncResponse.state:type_name -> vtrain.v1.State
-	0,  // 12: vtrain.v1.SyncResponse.updates:type_name -> vtrain.v1.Signed
-	9,  // 13: vtrain.v1.SyncResponse.evidence:type_name -> vtrain.v1.Evidence
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	3,  // 0: vtrain.v1.Body.update:type_name -> vtrain.v1.Update
+	4,  // 1: vtrain.v1.Body.commit:type_name -> vtrain.v1.Commit
+	6,  // 2: vtrain.v1.Body.hello:type_name -> vtrain.v1.Hello
+	5,  // 3: vtrain.v1.Body.verdict:type_name -> vtrain.v1.Verdict
+	2,  // 4: vtrain.v1.Body.head:type_name -> vtrain.v1.TreeHead
+	11, // 5: vtrain.v1.SyncRequest.spec:type_name -> vtrain.v1.SpecRequest
+	12, // 6: vtrain.v1.SyncRequest.state:type_name -> vtrain.v1.StateRequest
+	13, // 7: vtrain.v1.SyncRequest.updates:type_name -> vtrain.v1.UpdatesRequest
+	8,  // 8: vtrain.v1.SyncRequest.segment:type_name -> vtrain.v1.SegmentRequest
+	9,  // 9: vtrain.v1.Evidence.start:type_name -> vtrain.v1.Snapshot
+	9,  // 10: vtrain.v1.Evidence.end:type_name -> vtrain.v1.Snapshot
+	9,  // 11: vtrain.v1.Evidence.final:type_name -> vtrain.v1.Snapshot
+	15, // 12: vtrain.v1.SyncResponse.state:type_name -> vtrain.v1.State
+	0,  // 13: vtrain.v1.SyncResponse.updates:type_name -> vtrain.v1.Signed
+	10, // 14: vtrain.v1.SyncResponse.evidence:type_name -> vtrain.v1.Evidence
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_gossip_pb_vtrain_proto_init() }
@@ -1276,8 +1361,9 @@ func file_gossip_pb_vtrain_proto_init() {
 		(*Body_Commit)(nil),
 		(*Body_Hello)(nil),
 		(*Body_Verdict)(nil),
+		(*Body_Head)(nil),
 	}
-	file_gossip_pb_vtrain_proto_msgTypes[6].OneofWrappers = []any{
+	file_gossip_pb_vtrain_proto_msgTypes[7].OneofWrappers = []any{
 		(*SyncRequest_Spec)(nil),
 		(*SyncRequest_State)(nil),
 		(*SyncRequest_Updates)(nil),
@@ -1289,7 +1375,7 @@ func file_gossip_pb_vtrain_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gossip_pb_vtrain_proto_rawDesc), len(file_gossip_pb_vtrain_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

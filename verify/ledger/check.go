@@ -97,3 +97,28 @@ func Check(path string, latest *SignedTreeHead) (*Checked, error) {
 	}
 	return c, nil
 }
+
+// Witnessed checks a tree head of this ledger's keeper that another peer
+// received by gossip (and kept in its summary): signed by the keeper for
+// this run, and the ledger's first Size entries have its root. A keeper
+// that rewrote its ledger after gossiping a head is caught here, by a
+// head it can no longer take back.
+func (c *Checked) Witnessed(h SignedTreeHead) error {
+	if err := h.Verify(); err != nil {
+		return err
+	}
+	if h.Signer != c.Keeper || h.Run != c.Run {
+		return fmt.Errorf("ledger: the witnessed tree head is %s's for run %x, this ledger is %s's for run %x", h.Signer, h.Run[:8], c.Keeper, c.Run[:8])
+	}
+	if h.Size > uint64(len(c.Raw)) {
+		return &CorruptError{Index: uint64(len(c.Raw)), Offset: -1, Reason: fmt.Sprintf("the keeper gossiped a tree head of %d entries; the ledger has %d", h.Size, len(c.Raw))}
+	}
+	var t Tree
+	for _, b := range c.Raw[:h.Size] {
+		t.Append(LeafHash(b))
+	}
+	if t.Root(h.Size) != h.Root {
+		return &CorruptError{Index: 0, Offset: -1, Reason: fmt.Sprintf("the ledger's first %d entries do not have the root %x the keeper gossiped in round %d (rewritten since)", h.Size, h.Root[:8], h.Round)}
+	}
+	return nil
+}

@@ -339,3 +339,60 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestWitnessedHead: a head the keeper gossiped pins the prefix it covers;
+// a ledger rewritten under the same key afterwards still passes Check on
+// its own but not against the witnessed head.
+func TestWitnessedHead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ledger")
+	_, key := keeperLedger(t, path, 6)
+	c, err := Check(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The head of round 2, as another peer received it.
+	h := *c.Entries[c.Heads[2]].Head
+	if err := c.Witnessed(h); err != nil {
+		t.Fatalf("the keeper's own head: %v", err)
+	}
+	// The keeper rewrites round 1 (drops a rejection) and re-signs every head.
+	re := filepath.Join(dir, "rewritten")
+	l, _, err := Open(re, testRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range c.Entries {
+		switch {
+		case e.Kind == KindReject && e.Round == 0:
+			continue
+		case e.Kind == KindTreeHead:
+			nh, err := SignTreeHead(TreeHead{Run: testRun, Round: e.Round, Size: l.Size(), Root: l.Root(l.Size())}, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Head = &nh
+		}
+		l.Append(e.Encode())
+	}
+	l.Close()
+	c2, err := Check(re, nil)
+	if err != nil {
+		t.Fatalf("the rewritten ledger is self-consistent: %v", err)
+	}
+	var ce *CorruptError
+	if err := c2.Witnessed(h); !errors.As(err, &ce) {
+		t.Fatalf("rewritten ledger against the witnessed head: %v", err)
+	}
+	// Heads that are not the keeper's, or cover more than the ledger, fail.
+	other, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	forged, _ := SignTreeHead(h.TreeHead, other)
+	big := h
+	big.Size = 1 << 20
+	big, _ = SignTreeHead(big.TreeHead, key)
+	for name, w := range map[string]SignedTreeHead{"another signer": forged, "longer than the ledger": big} {
+		if err := c.Witnessed(w); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
