@@ -381,3 +381,42 @@ func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, 
 	}
 	return ev, nil
 }
+
+// Discover asks up to three connected peers which peers they know and
+// connects to those this host is not connected to, so that the run's peers
+// end up directly connected to each other (a challenger opens a stream to
+// the peer it checks, whoever that is), not only to the peer they joined
+// through. It returns how many new peers it connected to.
+func (t *Transport) Discover(ctx context.Context) int {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	known := t.h.Network().Peers()
+	asked, added := 0, 0
+	for _, p := range known {
+		if asked == 3 {
+			break
+		}
+		if ps, err := t.h.Peerstore().SupportsProtocols(p, SyncProtocol); err != nil || len(ps) == 0 {
+			continue
+		}
+		asked++
+		resp, err := request(ctx, t.h, p, &pb.SyncRequest{What: &pb.SyncRequest_Spec{Spec: &pb.SpecRequest{}}}, runspec.MaxSpecBytes+1<<20)
+		if err != nil {
+			continue
+		}
+		for _, a := range resp.Peers[:min(len(resp.Peers), 256)] {
+			m, err := ma.NewMultiaddr(a)
+			if err != nil {
+				continue
+			}
+			info, err := peer.AddrInfoFromP2pAddr(m)
+			if err != nil || info.ID == t.h.ID() || t.h.Network().Connectedness(info.ID) == network.Connected {
+				continue
+			}
+			if t.h.Connect(ctx, *info) == nil {
+				added++
+			}
+		}
+	}
+	return added
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/trainer"
 )
@@ -103,5 +104,32 @@ func TestFetchEvidence(t *testing.T) {
 	}
 	if _, err := a.FetchEvidence(ctx, b.ID(), 2, trainer.Hash{9}, 1); !errors.Is(err, ErrRefused) {
 		t.Fatalf("a peer without evidence: %v, want a refusal", err)
+	}
+}
+
+// TestDiscover: peers that joined through one peer meet each other.
+func TestDiscover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(t)
+	var ts []*Transport
+	for range 3 {
+		tr, err := New(ctx, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		ts = append(ts, tr)
+	}
+	for _, tr := range ts[1:] {
+		if _, err := tr.Connect(ctx, ts[0].Addrs()[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ts[1].Host().Network().Connectedness(ts[2].ID()) == network.Connected {
+		t.Fatal("connected before discovery")
+	}
+	if n := ts[1].Discover(ctx); n != 1 || ts[1].Host().Network().Connectedness(ts[2].ID()) != network.Connected {
+		t.Fatalf("Discover connected %d peers", n)
 	}
 }

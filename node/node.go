@@ -360,6 +360,8 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	trained := make(chan trainResult, 1)
 	fetches := make(chan fetched, 16)
 	verdicts := make(chan verdictDone, 64)
+	discovered := make(chan struct{}, 1)
+	discovering := false
 	last := time.Now()
 	var doneAt time.Time
 	var trainCancel context.CancelFunc
@@ -406,6 +408,8 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				}
 				n.log.Warn("own misbehaving update refused by own engine", "err", err)
 			}
+		case <-discovered:
+			discovering = false
 		case d := <-verdicts:
 			if err := n.finishChallenge(ctx, d); err != nil {
 				return n.summary(), err
@@ -429,6 +433,17 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 		}
 		if err := n.handle(ctx, rd, trained, fetches, &trainCancel); err != nil {
 			return n.summary(), err
+		}
+		if len(rd.Decided) > 0 && !discovering {
+			// Meet the peers this node only knows through others, in the
+			// background: challenges need direct streams.
+			discovering = true
+			go func() {
+				if k := n.tr.Discover(ctx); k > 0 {
+					n.log.Info("connected to more peers", "new", k)
+				}
+				discovered <- struct{}{}
+			}()
 		}
 		for _, res := range rd.Decided {
 			n.startChallenges(ctx, res, verdicts)

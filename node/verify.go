@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/gossip"
 	"github.com/vtrain/vtrain/internal/prng"
@@ -297,6 +298,9 @@ func (n *node) challenge(ctx context.Context, res trainer.RoundResult, c spot.Ch
 		cancel()
 		if err == nil || errors.Is(err, gossip.ErrRefused) || time.Now().After(deadline) || ctx.Err() != nil {
 			break
+		}
+		if n.tr.Host().Network().Connectedness(pid) != network.Connected {
+			n.tr.Discover(ctx) // learn its address from the peers that know it
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
