@@ -396,9 +396,6 @@ func (t *Transport) Discover(ctx context.Context) int {
 		if asked == 3 {
 			break
 		}
-		if ps, err := t.h.Peerstore().SupportsProtocols(p, SyncProtocol); err != nil || len(ps) == 0 {
-			continue
-		}
 		asked++
 		resp, err := request(ctx, t.h, p, &pb.SyncRequest{What: &pb.SyncRequest_Spec{Spec: &pb.SpecRequest{}}}, runspec.MaxSpecBytes+1<<20)
 		if err != nil {
