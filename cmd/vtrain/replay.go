@@ -116,11 +116,13 @@ func (r *replay) state(e ledger.Entry) error {
 
 // decision recomputes a decided round's aggregate from the logged updates.
 func (r *replay) decision(e ledger.Entry, d *node.Decision) error {
-	r.decided[e.Round] = d
 	if len(d.Updates) == 0 { // a restore: a state entry follows
 		r.known = false
 		return nil
 	}
+	// As the engine keeps it: the round's latest decision with updates (a
+	// restore that follows does not replace what verdicts were drawn from).
+	r.decided[e.Round] = d
 	if r.known && e.Round < r.round {
 		return nil // decided before the state the keeper adopted since
 	}
