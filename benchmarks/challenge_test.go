@@ -1,10 +1,10 @@
 package benchmarks
 
 import (
+	"context"
 	"testing"
 	"time"
 
-	"github.com/vtrain/vtrain/gossip/compress"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
@@ -24,49 +24,29 @@ func BenchmarkChallenge(b *testing.B) {
 	spec := runspec.Default()
 	spec.Data.Source = "synthetic"
 	set := data.Synthetic(1, 8192, 1)
-	m, _ := spec.ModelSpec()
 	g, _ := trainer.Genesis(spec)
 	peer := trainer.PeerID("12D3KooWbenchmark")
 	rep, err := trainer.NewReplayer(spec, 0, peer, set.Train)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg := trainer.InnerConfig(spec, m, trainer.RoundSeed(spec, 0, peer), trainer.ShardOf(spec, peer))
 	var train, judge float64
 	for i := 0; i < b.N; i++ {
 		// One round's work, as a node does it.
 		t0 := time.Now()
-		tr, err := trainer.NewFrom(cfg, set.Train, g.Theta)
+		w, starts, final, err := trainer.TrainRound(context.Background(), spec, &trainer.TrainRequest{Round: 0, Theta: g.Theta, Seed: trainer.RoundSeed(spec, 0, peer), Shard: trainer.ShardOf(spec, peer)}, set.Train)
 		if err != nil {
 			b.Fatal(err)
 		}
-		var starts []trainer.Snapshot
-		u := &trainer.UpdateMsg{Round: 0}
-		for seg := range spec.Segments() {
-			s, _ := tr.Snapshot()
-			starts = append(starts, s)
-			lo, hi := trainer.SegmentSteps(spec, seg)
-			for range hi - lo {
-				if _, err := tr.Step(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			end, _ := tr.Snapshot()
-			u.Segments = append(u.Segments, end.Hash())
-		}
-		final, _ := tr.Snapshot()
-		tr.Close()
+		u := &trainer.UpdateMsg{Round: 0, Segments: w.Segments}
 		train += time.Since(t0).Seconds()
 		// The update as the engine would encode it, from a zero residual.
 		res := make([]float32, len(g.Theta))
-		enc, _ := compress.NewEncoder(spec.CompressParams(), len(g.Theta))
-		delta := make([]float32, len(g.Theta))
-		for j := range delta {
-			delta[j] = g.Theta[j] - final.Params[j]
+		payload, out, err := trainer.Link(spec, g.Theta, final.Params, res)
+		if err != nil {
+			b.Fatal(err)
 		}
-		u.ResidualIn = trainer.ParamHash(res)
-		u.Payload, _ = enc.Encode(delta, nil)
-		u.ResidualOut = trainer.ParamHash(enc.Residual())
+		u.ResidualIn, u.Payload, u.ResidualOut = trainer.ParamHash(res), payload, trainer.ParamHash(out)
 		t1 := time.Now()
 		for seg := range spec.Segments() {
 			ev := trainer.Evidence{Final: final, ResidualIn: res}

@@ -178,8 +178,7 @@ func (n *node) recordMsg(m *gossip.Msg, d trainer.Decision) {
 		// An update the engine keeps for later (it is early, or builds on
 		// a base this node may yet adopt) is one it may act on: logged
 		// once, as it arrived.
-		kept := strings.HasPrefix(d.Reason, "early") || strings.HasPrefix(d.Reason, "other base")
-		if d.Verdict == trainer.Ignore && !kept {
+		if d.Verdict == trainer.Ignore && !d.Kept {
 			return
 		}
 		id := m.Update.ID(n.spec.RunID())

@@ -486,7 +486,7 @@ func (n *node) step(m *gossip.Msg) {
 		return
 	case m.Verdict != nil:
 		d = n.eng.StepVerdict(m.Verdict)
-		if d.Verdict == trainer.Ignore && strings.HasSuffix(d.Reason, "(kept)") {
+		if d.Kept {
 			if len(n.keptVerdicts) > 4096 {
 				clear(n.keptVerdicts)
 			}
@@ -604,14 +604,11 @@ func (n *node) train(ctx context.Context, req *trainer.TrainRequest) trainResult
 			from = &r
 		}
 	}
+	// stale: the delta of the old start (work computes it against
+	// from.Theta), sent as this round's
 	w, ev, err := n.work(ctx, from)
 	if err != nil {
 		return trainResult{err: err}
-	}
-	if from != req { // stale: the delta of the old start, sent as this round's
-		for i := range w.Delta {
-			w.Delta[i] = from.Theta[i] - ev.final.Params[i]
-		}
 	}
 	n.misbehave(req, &w, &ev)
 	if n.cfg.Behave == "replay" {

@@ -162,49 +162,15 @@ func (n *node) self() trainer.PeerID { return trainer.PeerID(n.tr.ID().String())
 // work runs a round's inner steps from req.Theta, hashing the trainer's
 // state after every segment: the work and the evidence behind it.
 func (n *node) work(ctx context.Context, req *trainer.TrainRequest) (trainer.Work, *evidence, error) {
-	cfg := trainer.InnerConfig(n.spec, n.model, req.Seed, req.Shard)
 	var opts []trainer.Option
 	if n.cfg.Device != nil {
 		opts = append(opts, trainer.WithEngine(n.cfg.Device))
 	}
-	tr, err := trainer.NewFrom(cfg, n.cfg.Data.Train, req.Theta, opts...)
+	w, starts, final, err := trainer.TrainRound(ctx, n.spec, req, n.cfg.Data.Train, opts...)
 	if err != nil {
-		return trainer.Work{}, nil, err
+		return w, nil, err
 	}
-	defer tr.Close()
-	ev := &evidence{round: req.Round}
-	w := trainer.Work{Round: req.Round, Samples: uint64(n.spec.Inner.Steps * n.spec.Inner.Batch)}
-	var lossSum float64
-	for seg := range n.spec.Segments() {
-		snap, err := tr.Snapshot()
-		if err != nil {
-			return w, nil, err
-		}
-		ev.starts = append(ev.starts, snap)
-		lo, hi := trainer.SegmentSteps(n.spec, seg)
-		for range hi - lo {
-			if ctx.Err() != nil {
-				return w, nil, ctx.Err()
-			}
-			l, err := tr.Step()
-			if err != nil {
-				return w, nil, err
-			}
-			lossSum += float64(l)
-		}
-		end, err := tr.Snapshot()
-		if err != nil {
-			return w, nil, err
-		}
-		w.Segments = append(w.Segments, end.Hash())
-		ev.final = end
-	}
-	w.Loss = float32(lossSum / float64(n.spec.Inner.Steps))
-	w.Delta = make([]float32, len(req.Theta))
-	for i := range w.Delta {
-		w.Delta[i] = req.Theta[i] - ev.final.Params[i]
-	}
-	return w, ev, nil
+	return w, &evidence{round: req.Round, starts: starts, final: final}, nil
 }
 
 // misbehave alters honest work as the node's --behave says.

@@ -230,16 +230,9 @@ func Resume(ck *Checkpoint, train *data.Dataset, opts ...Option) (*Trainer, erro
 		}
 		bufs[ts.Name[len(prefix):]] = ts.Data
 	}
-	if err := t.opt.SetState(bufs, ck.Manifest.OptSteps); err != nil {
+	if err := t.SetSnapshot(Snapshot{Step: ck.Manifest.Step, Params: ck.Params, Opt: bufs, OptSteps: ck.Manifest.OptSteps}); err != nil {
 		t.Close()
 		return nil, err
 	}
-	if t.dev != nil {
-		if err := t.dev.SetOptState(bufs, ck.Manifest.OptSteps); err != nil {
-			t.Close()
-			return nil, err
-		}
-	}
-	t.step = ck.Manifest.Step
 	return t, nil
 }

@@ -131,17 +131,27 @@ const (
 
 func (v Verdict) String() string { return [...]string{"accept", "reject", "ignore"}[v] }
 
-// Decision is a verdict with its reason.
+// Decision is a verdict with its reason. Kept marks an ignored message
+// the engine holds on to and may act on later (an early one, one on
+// another base, a verdict on a round not decided yet): the node logs it.
 type Decision struct {
 	Verdict Verdict
 	Reason  string
+	Kept    bool
 }
 
-func accept() Decision                        { return Decision{Verdict: Accept} }
-func reject(format string, a ...any) Decision { return Decision{Reject, fmt.Sprintf(format, a...)} }
-func ignore(format string, a ...any) Decision { return Decision{Ignore, fmt.Sprintf(format, a...)} }
-func (d Decision) String() string             { return d.Verdict.String() + ": " + d.Reason }
-func (d Decision) OK() bool                   { return d.Verdict == Accept }
+func accept() Decision { return Decision{Verdict: Accept} }
+func reject(format string, a ...any) Decision {
+	return Decision{Verdict: Reject, Reason: fmt.Sprintf(format, a...)}
+}
+func ignore(format string, a ...any) Decision {
+	return Decision{Verdict: Ignore, Reason: fmt.Sprintf(format, a...)}
+}
+func kept(format string, a ...any) Decision {
+	return Decision{Verdict: Ignore, Reason: fmt.Sprintf(format, a...), Kept: true}
+}
+func (d Decision) String() string { return d.Verdict.String() + ": " + d.Reason }
+func (d Decision) OK() bool       { return d.Verdict == Accept }
 func sortHashes(hs []Hash) {
 	sort.Slice(hs, func(i, j int) bool { return bytes.Compare(hs[i][:], hs[j][:]) < 0 })
 }
@@ -634,7 +644,7 @@ func (e *Engine) Step(u *UpdateMsg) Decision {
 		e.keepEarly(u)
 		e.heard(u.From, u.Round)
 		e.settle()
-		return ignore("early: round %d, now %d (kept)", u.Round, e.round)
+		return kept("early: round %d, now %d (kept)", u.Round, e.round)
 	case u.Round > e.round+1:
 		e.heard(u.From, u.Round)
 		return ignore("future: round %d, now %d", u.Round, e.round)
@@ -697,7 +707,7 @@ func (e *Engine) StepCommit(c *CommitMsg) Decision {
 	case c.Round == e.round+1:
 		e.keepEarly(c)
 		e.settle()
-		return ignore("early commit: round %d (kept)", c.Round)
+		return kept("early commit: round %d (kept)", c.Round)
 	case c.Round > e.round+1:
 		// Peers are rounds ahead: this engine missed them (a partition, a
 		// restart). Once a strict majority of the expected peers commit the
@@ -808,7 +818,7 @@ func (e *Engine) otherBase(base Hash, from PeerID, m any) Decision {
 		e.logf("round %d: %d peers build on %s, %d on own %s: fetching their state", e.round, n, base.Short(), len(mine), e.hash.Short())
 		e.requestState(e.round, base, from)
 	}
-	return ignore("other base: %s builds on %s, this peer on %s", from, base.Short(), e.hash.Short())
+	return kept("other base: %s builds on %s, this peer on %s", from, base.Short(), e.hash.Short())
 }
 
 // Tick advances the engine's clock by d and fires due timeouts.
@@ -1484,9 +1494,6 @@ func (e *Engine) Updates() []*UpdateMsg {
 	return out
 }
 
-// Excluded returns the peers excluded from the run (sorted).
-func (e *Engine) Excluded() []PeerID { return slices.Clone(e.excluded) }
-
 // vouched returns the exclusions this engine can vouch for: the agreed
 // ones and those of the fail verdicts it holds, sorted.
 func (e *Engine) vouched() []PeerID {
@@ -1617,7 +1624,7 @@ func (e *Engine) StepVerdict(v *VerdictMsg) Decision {
 		// A challenger decided that round before this engine: judged
 		// once this engine decides it too.
 		e.earlyVerdicts = append(e.earlyVerdicts, v)
-		return ignore("verdict on round %d: not decided here yet (kept)", v.Round)
+		return kept("verdict on round %d: not decided here yet (kept)", v.Round)
 	}
 	if !ok {
 		return ignore("verdict on round %d: not decided here (or too old)", v.Round)

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -101,6 +102,53 @@ func InnerConfig(spec runspec.Spec, m models.Spec, seed uint64, shard int) Confi
 	cfg.Schedule = Schedule{Kind: ScheduleConstant, Base: in.LR}
 	cfg.Seed, cfg.Shards, cfg.Shard, cfg.ShardSeed = seed, spec.Shards(), shard, spec.Run.Seed
 	return cfg
+}
+
+// TrainRound runs a round's inner steps from req.Theta as a node does:
+// the spec's inner optimizer over the peer's shard in the order of
+// req.Seed, hashing the trainer's state after every segment. It returns
+// the work (delta, loss, segment roots) with the state each segment starts
+// in and the final state: the evidence a challenger asks for.
+func TrainRound(ctx context.Context, spec runspec.Spec, req *TrainRequest, train *data.Dataset, opts ...Option) (w Work, starts []Snapshot, final Snapshot, err error) {
+	m, err := spec.ModelSpec()
+	if err != nil {
+		return w, nil, final, err
+	}
+	tr, err := NewFrom(InnerConfig(spec, m, req.Seed, req.Shard), train, req.Theta, opts...)
+	if err != nil {
+		return w, nil, final, err
+	}
+	defer tr.Close()
+	w = Work{Round: req.Round, Samples: uint64(spec.Inner.Steps * spec.Inner.Batch)}
+	var lossSum float64
+	for seg := range spec.Segments() {
+		start, err := tr.Snapshot()
+		if err != nil {
+			return w, nil, final, err
+		}
+		starts = append(starts, start)
+		lo, hi := SegmentSteps(spec, seg)
+		for range hi - lo {
+			if err := ctx.Err(); err != nil {
+				return w, nil, final, err
+			}
+			l, err := tr.Step()
+			if err != nil {
+				return w, nil, final, err
+			}
+			lossSum += float64(l)
+		}
+		if final, err = tr.Snapshot(); err != nil {
+			return w, nil, final, err
+		}
+		w.Segments = append(w.Segments, final.Hash())
+	}
+	w.Loss = float32(lossSum / float64(spec.Inner.Steps))
+	w.Delta = make([]float32, len(req.Theta))
+	for i := range w.Delta {
+		w.Delta[i] = req.Theta[i] - final.Params[i]
+	}
+	return w, starts, final, nil
 }
 
 // Replayer re-executes inner steps for a challenge: Start is the state a
@@ -239,28 +287,38 @@ func Judge(spec runspec.Spec, base []float32, u *UpdateMsg, seg int, ev Evidence
 	if h := Hash(ParamHash(ev.ResidualIn)); h != u.ResidualIn {
 		return failf("residual hashes to %s, committed %s", h.Short(), u.ResidualIn.Short())
 	}
-	enc, err := compress.NewEncoder(spec.CompressParams(), len(base))
-	if err != nil {
-		return err
-	}
-	if err := enc.SetResidual(ev.ResidualIn); err != nil {
-		return err
-	}
-	delta := make([]float32, len(base))
-	for i := range delta {
-		delta[i] = base[i] - fin.Params[i]
-	}
-	payload, err := enc.Encode(delta, nil)
+	payload, out, err := Link(spec, base, fin.Params, ev.ResidualIn)
 	if err != nil {
 		return failf("compressing the final state: %v", err)
 	}
 	if !bytes.Equal(payload, u.Payload) {
 		return failf("payload is not the compressed delta of the committed final state")
 	}
-	if h := Hash(ParamHash(enc.Residual())); h != u.ResidualOut {
+	if h := Hash(ParamHash(out)); h != u.ResidualOut {
 		return failf("residual after encoding hashes to %s, committed %s", h.Short(), u.ResidualOut.Short())
 	}
 	return nil
+}
+
+// Link is what the payload of a round's work must be: base − final
+// compressed with the error-feedback residual carried in, as the engine
+// encodes it; it also returns the residual left over.
+func Link(spec runspec.Spec, base, final, residual []float32) (payload []byte, residualOut []float32, err error) {
+	enc, err := compress.NewEncoder(spec.CompressParams(), len(base))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := enc.SetResidual(residual); err != nil {
+		return nil, nil, err
+	}
+	delta := make([]float32, len(base))
+	for i := range delta {
+		delta[i] = base[i] - final[i]
+	}
+	if payload, err = enc.Encode(delta, nil); err != nil {
+		return nil, nil, err
+	}
+	return payload, enc.Residual(), nil
 }
 
 func relL2(a, b []float32) float64 {

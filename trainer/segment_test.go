@@ -1,11 +1,11 @@
 package trainer
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
 
-	"github.com/vtrain/vtrain/gossip/compress"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 )
@@ -36,39 +36,21 @@ func newHonestRound(t *testing.T, optimizer string) *honestRound {
 	}
 	set := data.Synthetic(1, 512, 16)
 	g, _ := Genesis(spec)
-	m, _ := spec.ModelSpec()
-	hr := &honestRound{spec: spec, set: set, base: g.Theta, peer: "12D3KooWtest", u: &UpdateMsg{Round: 0}}
-	tr, err := NewFrom(InnerConfig(spec, m, RoundSeed(spec, 0, hr.peer), ShardOf(spec, hr.peer)), set.Train, g.Theta)
+	hr := &honestRound{spec: spec, set: set, base: g.Theta, peer: "12D3KooWtest"}
+	w, starts, final, err := TrainRound(context.Background(), spec, &TrainRequest{Theta: g.Theta, Seed: RoundSeed(spec, 0, hr.peer), Shard: ShardOf(spec, hr.peer)}, set.Train)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Close()
-	for seg := range spec.Segments() {
-		s, _ := tr.Snapshot()
-		hr.starts = append(hr.starts, s)
-		lo, hi := SegmentSteps(spec, seg)
-		for range hi - lo {
-			if _, err := tr.Step(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		end, _ := tr.Snapshot()
-		hr.u.Segments = append(hr.u.Segments, end.Hash())
-	}
-	hr.final, _ = tr.Snapshot()
+	hr.u, hr.starts, hr.final = &UpdateMsg{Round: 0, Segments: w.Segments}, starts, final
 	hr.res = make([]float32, len(g.Theta))
 	for i := range hr.res {
 		hr.res[i] = float32(i%7) * 1e-4 // a residual carried from earlier rounds
 	}
-	enc, _ := compress.NewEncoder(spec.CompressParams(), len(g.Theta))
-	enc.SetResidual(hr.res)
-	hr.u.ResidualIn = ParamHash(hr.res)
-	delta := make([]float32, len(g.Theta))
-	for i := range delta {
-		delta[i] = g.Theta[i] - hr.final.Params[i]
+	payload, out, err := Link(spec, g.Theta, hr.final.Params, hr.res)
+	if err != nil {
+		t.Fatal(err)
 	}
-	hr.u.Payload, _ = enc.Encode(delta, nil)
-	hr.u.ResidualOut = ParamHash(enc.Residual())
+	hr.u.ResidualIn, hr.u.Payload, hr.u.ResidualOut = ParamHash(hr.res), payload, ParamHash(out)
 	return hr
 }
 
@@ -117,14 +99,12 @@ func TestJudgeCatchesEachLie(t *testing.T) {
 	}
 	scaled := func() *UpdateMsg {
 		u := clone()
-		enc, _ := compress.NewEncoder(hr.spec.CompressParams(), len(hr.base))
-		enc.SetResidual(hr.res)
-		d := make([]float32, len(hr.base))
-		for i := range d {
-			d[i] = 50 * (hr.base[i] - hr.final.Params[i])
+		far := make([]float32, len(hr.base)) // base − far = 50 × (base − final)
+		for i := range far {
+			far[i] = hr.base[i] - 50*(hr.base[i]-hr.final.Params[i])
 		}
-		u.Payload, _ = enc.Encode(d, nil)
-		u.ResidualOut = ParamHash(enc.Residual())
+		payload, out, _ := Link(hr.spec, hr.base, far, hr.res)
+		u.Payload, u.ResidualOut = payload, ParamHash(out)
 		return u
 	}
 	for _, tc := range []struct {

@@ -179,12 +179,8 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		case ledger.KindUpdate, ledger.KindCommit:
 			raw := e.Wire
 			if e.Kind == ledger.KindUpdate {
-				var h ledger.Hash
-				if err := h.UnmarshalText([]byte(e.Blob)); err != nil {
-					return fail(bad(i, "update payload address %q", e.Blob))
-				}
-				if raw, err = store.Get(h); err != nil {
-					return fail(bad(i, "update payload: %v", err))
+				if raw, err = blob(store, e.Blob); err != nil {
+					return fail(bad(i, "update %v", err))
 				}
 			}
 			m, err := gossip.Verify(raw, runspec.ID(c.Run), spec.Rounds.MaxMessage)
@@ -205,13 +201,9 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 				return fail(bad(i, "%v", err))
 			}
 		case ledger.KindResponse:
-			var h ledger.Hash
-			if err := h.UnmarshalText([]byte(e.Blob)); err != nil {
-				return fail(bad(i, "response payload address %q", e.Blob))
-			}
-			b, err := store.Get(h)
+			b, err := blob(store, e.Blob)
 			if err != nil {
-				return fail(bad(i, "response payload: %v", err))
+				return fail(bad(i, "response %v", err))
 			}
 			rp.resp[fmt.Sprint(e.Round, "|", e.Peer)] = b
 		case ledger.KindVerdict:

@@ -85,13 +85,9 @@ func (r *replay) state(e ledger.Entry) error {
 	if err := json.Unmarshal(e.Data, &sd); err != nil {
 		return fmt.Errorf("state: %v", err)
 	}
-	var h ledger.Hash
-	if err := h.UnmarshalText([]byte(e.Blob)); err != nil {
-		return fmt.Errorf("state payload address: %v", err)
-	}
-	b, err := r.store.Get(h)
+	b, err := blob(r.store, e.Blob)
 	if err != nil {
-		return fmt.Errorf("state payload: %v", err)
+		return fmt.Errorf("state %v", err)
 	}
 	st, err := node.DecodeState(b)
 	if err != nil {
@@ -280,25 +276,29 @@ func (r *replay) fullCheck(u *trainer.UpdateMsg, base []float32) (string, error)
 		delete(r.resid, u.From) // it started before this ledger (a restart): its residual is unknown here
 		return "", nil
 	}
-	enc, err := compress.NewEncoder(r.spec.CompressParams(), len(base))
-	if err != nil {
-		return "", err
-	}
-	enc.SetResidual(res)
-	delta := make([]float32, len(base))
-	for i := range delta {
-		delta[i] = base[i] - st.Params[i]
-	}
-	payload, err := enc.Encode(delta, nil)
+	payload, out, err := trainer.Link(r.spec, base, st.Params, res)
 	if err != nil || !bytes.Equal(payload, u.Payload) {
 		return fmt.Sprintf("round-%d update: the payload is not the compressed delta of its re-executed steps", u.Round), nil
 	}
 	r.Links++
-	r.resid[u.From] = append([]float32(nil), enc.Residual()...)
+	r.resid[u.From] = out
 	return "", nil
 }
 
 func (r *replay) String() string {
 	return fmt.Sprintf("%d aggregates recomputed (%d not replayable), %d challenges, %d segments, %d payloads re-derived",
 		r.Recomputed, r.Skipped, r.Challenges, r.Segments, r.Links)
+}
+
+// blob reads the payload an entry names by its address.
+func blob(store *ledger.Store, addr string) ([]byte, error) {
+	var h ledger.Hash
+	if err := h.UnmarshalText([]byte(addr)); err != nil {
+		return nil, fmt.Errorf("payload address %q", addr)
+	}
+	b, err := store.Get(h)
+	if err != nil {
+		return nil, fmt.Errorf("payload: %v", err)
+	}
+	return b, nil
 }
