@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,7 @@ type Spec struct {
 	Aggregation Aggregation `toml:"aggregation" json:"aggregation"`
 	Rounds      Rounds      `toml:"rounds" json:"rounds"`
 	Verify      Verify      `toml:"verify" json:"verify"`
+	Members     Members     `toml:"members" json:"members"`
 	Privacy     Privacy     `toml:"privacy" json:"privacy,omitzero"` // absent from the canonical form when unused
 }
 
@@ -149,7 +151,27 @@ func (s Spec) SegmentLen() int {
 // Segments returns how many segments a round's inner steps make.
 func (s Spec) Segments() int { k := s.SegmentLen(); return (s.Inner.Steps + k - 1) / k }
 
-// Duration is a time.Duration written as "30s" in TOML and JSON.
+// Members is the run's membership rule. Anyone may ask to join; an agreed
+// decision admits at most Admit joiners per round, up to Max members, and a
+// member trains and contributes at once. Votes are seats: the founders
+// (Genesis) hold the first, and there are Voters seats (at least as many
+// as founders); a seat that is empty (never filled, or vacated by a member
+// excluded or dropped) goes, at most one per round, to the member with the
+// most verified work that has passed its probation (verify.probation
+// rounds, an update aggregated in at least half of them). A member with no
+// update aggregated for Absent rounds is dropped (it may ask to join
+// again). See package consensus.
+type Members struct {
+	Genesis []string `toml:"genesis" json:"genesis"` // founders' peer IDs, sorted; empty in a template: the node that starts the run
+	Voters  int      `toml:"voters" json:"voters"`   // voting seats (at least len(genesis))
+	Admit   int      `toml:"admit" json:"admit"`     // joiners admitted per round, at most
+	Absent  int      `toml:"absent" json:"absent"`   // rounds without an aggregated update before a member is dropped
+	Max     int      `toml:"max" json:"max"`         // members, at most
+}
+
+// MaxFounders bounds members.genesis.
+const MaxFounders = 1024
+
 // Privacy says how peers vouch for work on data that never leaves them.
 // Mode "zk": every inner step is plain fixed-point SGD of softmax regression
 // (verify/zk), and a challenged step is answered with a Groth16 proof
@@ -170,6 +192,7 @@ func (s Spec) ZKParams() zk.Params {
 		LR: zk.LRFixed(s.Inner.LR)}
 }
 
+// Duration is a time.Duration written as "30s" in TOML and JSON.
 type Duration struct{ time.Duration }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
@@ -206,7 +229,8 @@ func Default() Spec {
 		Aggregation: Aggregation{Rule: AggMean, Trim: 0.2},
 		Rounds: Rounds{Timeout: Duration{60 * time.Second}, CommitTimeout: Duration{10 * time.Second},
 			Quorum: 1, MaxMessage: 1 << 20, MaxUpdateNorm: 1000},
-		Verify: Verify{Rate: 0.1, NewcomerRate: 0.75, Probation: 10, Timeout: Duration{20 * time.Second}},
+		Verify:  Verify{Rate: 0.1, NewcomerRate: 0.75, Probation: 10, Timeout: Duration{20 * time.Second}},
+		Members: Members{Genesis: []string{}, Voters: 4, Admit: 2, Absent: 8, Max: 256},
 	}
 }
 
@@ -232,6 +256,10 @@ func Parse(b []byte) (Spec, error) {
 	if s.Model.Kind == models.MLP && len(s.Model.Hidden) == 0 {
 		s.Model.Hidden = []int{256}
 	}
+	if s.Members.Genesis == nil {
+		s.Members.Genesis = []string{}
+	}
+	slices.Sort(s.Members.Genesis)
 	if s.Privacy.Mode == "zk" && s.Privacy.Depth == 0 {
 		s.Privacy.Depth = 16
 	}
@@ -341,7 +369,37 @@ func (s Spec) Validate() error {
 	case !(v.Tolerance >= 0 && v.Tolerance < 1):
 		return bad("verify.tolerance", "must be in [0, 1), got %v", v.Tolerance)
 	}
+	m := s.Members
+	switch {
+	case len(m.Genesis) > MaxFounders:
+		return bad("members.genesis", "at most %d founders, got %d", MaxFounders, len(m.Genesis))
+	case m.Voters < 1 || m.Voters > 1024:
+		return bad("members.voters", "must be 1..1024, got %d", m.Voters)
+	case m.Admit < 0 || m.Admit > 1024:
+		return bad("members.admit", "must be 0..1024, got %d", m.Admit)
+	case m.Absent < 1 || m.Absent > 1<<20:
+		return bad("members.absent", "must be 1..1048576 rounds, got %d", m.Absent)
+	case m.Max < 1 || m.Max > 4096:
+		return bad("members.max", "must be 1..4096, got %d", m.Max)
+	case len(m.Genesis) > m.Max:
+		return bad("members.genesis", "%d founders exceed members.max %d", len(m.Genesis), m.Max)
+	}
+	for i, p := range m.Genesis {
+		if p == "" || len(p) > 128 || strings.ContainsAny(p, " ,\t\n\"") {
+			return bad("members.genesis", "%q is not a peer ID", p)
+		}
+		if i > 0 && m.Genesis[i-1] >= p {
+			return bad("members.genesis", "founders must be sorted and unique (%q)", p)
+		}
+	}
 	return s.validatePrivacy()
+}
+
+// WithFounders returns the spec with the given founders (sorted), as the
+// node that starts a run from a template fills in itself.
+func (s Spec) WithFounders(ids ...string) Spec {
+	s.Members.Genesis = slices.Sorted(slices.Values(ids))
+	return s
 }
 
 func (s Spec) validatePrivacy() error {
@@ -396,6 +454,9 @@ func (s Spec) Shards() int {
 // spec with every default filled in, fields in declaration order. It is
 // what the run ID hashes and what a joining peer receives.
 func (s Spec) Canonical() []byte {
+	if s.Members.Genesis == nil {
+		s.Members.Genesis = []string{}
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

@@ -1,0 +1,137 @@
+// Package consensus is vtrain's round protocol: a pure state machine (no
+// network, no clock, no goroutines) that decides, round after round, which
+// updates a run aggregates, whom it admits and excludes, and the state this
+// leads to, with certificates that any member, joiner or auditor checks.
+// The gossip layer moves its messages; package node connects it to
+// training; trainer never imports it the other way round.
+//
+// # Membership
+//
+// A run's members are derived by every honest node the same way from the
+// certified history: the founders the spec names (members.genesis), plus
+// joiners admitted by a decided value, minus the peers excluded for
+// cheating (for good) and the members with no update aggregated for
+// members.absent rounds (they may ask to join again). The membership is
+// part of the state and of its hash, so it is certified with every
+// decision.
+//
+// Identities are free, votes are not. A joiner asks with a signed join
+// request; at most members.admit are admitted per round, in an order no one
+// knows before the round's state does (a hash of the state and the peer),
+// up to members.max members. An admitted member trains and contributes at
+// once (its updates spot-checked at the newcomer rate during its
+// probation), and is credited for every aggregated update, but a vote is a
+// seat, and seats are few: members.voters of them (at least one per
+// founder). The founders hold the first. A seat that is empty (never
+// filled, or vacated by a member excluded or dropped) goes, at most one per
+// round, to the member with the most verified work among those whose
+// probation (verify.probation rounds as a member, an update aggregated in
+// at least half of them) has passed. So a wave of fresh identities, however
+// large, has no vote: it can only take seats that are empty, one a round,
+// after a probation of real work, and only by out-working every member
+// that was there before it. With as many seats as founders (the demo), the
+// founders keep every vote until one of them leaves. The safety of the
+// protocol needs fewer than a third of the seats Byzantine; the run's
+// creator chooses the founders and the number of seats beyond them.
+// Messages from non-members (and votes from members without a seat) never
+// count toward a quorum, never make anyone wait, and never move a
+// deadline: a proposer waits for the voters and for the members that
+// contributed to the last round, nobody else.
+//
+// # Rounds and certificates
+//
+// Round r starts from the certified state S_r. Every member trains from
+// it and gossips its signed update. The round's voters V_r (about n, of
+// which f = ⌊(n−1)/3⌋ may be Byzantine) then agree on one value with
+// Tendermint's algorithm (Buchman, Kwon, Milosevic, "The latest gossip on
+// BFT consensus", 2018, Algorithm 1; its rounds are views here, its
+// heights our rounds): in each view a proposer, the voters in turn,
+// proposes a value; voters prevote and precommit its ID or nil, lock on a
+// value once more than two thirds prevote it, and decide once more than
+// two thirds precommit it. A value names the updates it aggregates (by ID
+// and author, one per member, including those of at least a quorum of the
+// voters), its admissions (signed join requests), the spot-check verdicts
+// it acts on (signed by the challengers the beacon drew), proofs of
+// equivocation (two signed votes), and the resulting state's hash and the
+// next voters. A voter prevotes a value only if it checks all of this
+// itself, re-computing the aggregate and the membership from the updates
+// it holds (fetching any it lacks), so a value leading to a made-up state
+// never gathers a quorum.
+//
+// The precommits of more than two thirds of V_r for a value are its quorum
+// certificate: the decision of round r is final with it and not before.
+// Nodes gossip a round's commit (value and certificate) to peers that lag.
+//
+// # Nothing is adopted without a certificate
+//
+// A node applies a decided value itself when it holds the updates. When it
+// does not (it lagged, restarted, or joins), it asks peers for a proof: the
+// certified decisions since its round that changed the voter set, and the
+// last few. It checks each certificate against the voter set the chain so
+// far establishes, starting from a state it trusts (genesis, its own
+// checkpoint, its current round), and only then fetches the state the last
+// certificate vouches for, adopting it if and only if it hashes to that.
+// Rounds between two links are skipped safely: an honest voter signs a
+// value only when the value names its round's true voter set, so a link
+// certified by the set the chain establishes proves that set was still the
+// voters'. A hello, a commit, or a message of a later round from anyone is
+// at most a reason to ask for a proof.
+//
+// # Equivocation and spam
+//
+// Two signed votes of one kind in one view of one round by one member,
+// for different values, are a self-contained proof: gossiped, logged, and
+// carried by the next value, which excludes the signer. Messages the engine
+// rejects, and junk that only an outsider or a misbehaving member sends (a
+// vote from a non-voter, a far-future message from a non-member), are
+// marked so that the driver charges their sender (pubsub peer scoring).
+// Messages of the next round are kept, bounded, from members only; those
+// of later rounds are never kept.
+//
+// # Assumptions
+//
+//   - Fewer than a third of each round's voters (the seated members) are
+//     Byzantine, for as long as anyone may rely on that round's
+//     certificates (as in every BFT protocol whose past voters' keys may
+//     later leak).
+//   - Signatures cannot be forged (Ed25519 under libp2p peer IDs).
+//   - Partial synchrony: after an unknown time (GST) every message between
+//     honest nodes arrives within an unknown bound Δ. Gossip may lose
+//     messages; nodes re-send their proposals and votes of the current
+//     round every commit timeout and answer laggards with commits, which
+//     gives Tendermint's gossip property after GST.
+//   - The application's step (aggregation, outer optimizer) is
+//     deterministic, so every honest node computes the same state.
+//
+// # Safety
+//
+// No two honest nodes decide different values for a round, whatever the
+// network does. Within a round this is Tendermint's safety: a decision in
+// view w means more than two thirds precommitted v in w; any two such
+// quorums intersect in more than a third of the voters, so in at least one
+// honest voter, which locked v in w and from then on prevotes only v
+// unless it sees a proof of lock (more than two thirds of prevotes) for
+// another value in a later view, which would again need an honest voter to
+// prevote against its lock. Across rounds, the voter set of round r+1 is
+// part of round r's decided state, so honest nodes that agree on round r
+// agree on who certifies round r+1. Counting an equivocator's both votes
+// does not break this (quorums still share an honest voter). A node that
+// catches up adopts only states whose certificates check against a chain
+// from a state it trusts, so it decides what the quorum decided.
+//
+// # Liveness
+//
+// The run progresses whenever more than two thirds of the voters are honest
+// and connected within the deadlines. After GST, view timeouts grow
+// linearly (commit_timeout × (view+1)) until they exceed Δ; with the voters
+// proposing in turn, within f+1 views an honest voter proposes while every
+// honest voter is in its view, its value is valid everywhere (it holds a
+// quorum of voters' updates, which honest voters fetch from it if they
+// lack them), a locked voter's value comes back with its proof of lock, and
+// the round is decided. A round therefore takes at most the training, the
+// collection timeout and f+1 views once the network heals; the simulation
+// (sim_test.go) asserts exactly that bound. Members that stop contributing
+// are dropped after members.absent rounds (never fewer than f+2, so
+// Byzantine proposers in turn cannot starve an honest member out), which
+// also shrinks the quorum a crashed voter held.
+package consensus

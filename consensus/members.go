@@ -1,0 +1,228 @@
+package consensus
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/vtrain/vtrain/runspec"
+)
+
+// Member is a member of a run as the agreed state records it. Every field
+// follows from the certified history, so every honest node holds the same
+// members at the same round.
+type Member struct {
+	ID      PeerID
+	Founder bool   // named in the spec's members.genesis
+	Seat    bool   // holds a voting seat
+	Since   uint64 // the round it became a member (0 for founders)
+	Work    uint64 // decided rounds that aggregated an update of it
+	Last    uint64 // the last decided round that aggregated its update (its admission round's decision before any)
+}
+
+// Members is a run's membership at a round: the members, sorted by ID, and
+// the peers excluded for cheating (sorted), which never return.
+type Members struct {
+	List     []Member
+	Excluded []PeerID
+}
+
+// Policy is the membership rule of a run (runspec's [members] and the
+// probation of [verify]).
+type Policy struct {
+	Seats     int    // voting seats
+	Probation uint64 // rounds a new member trains before it may take a seat (and is checked at the newcomer rate)
+	Absent    uint64 // rounds without an aggregated update before a member is dropped
+	Admit     int    // joiners admitted per round, at most
+	Max       int    // members, at most
+}
+
+// PolicyOf returns a spec's membership policy.
+func PolicyOf(spec runspec.Spec) Policy {
+	return Policy{Seats: max(spec.Members.Voters, len(spec.Members.Genesis)), Probation: uint64(spec.Verify.Probation),
+		Absent: uint64(spec.Members.Absent), Admit: spec.Members.Admit, Max: spec.Members.Max}
+}
+
+// GenesisMembers returns the founders of a spec as round 0's members, each
+// with a seat.
+func GenesisMembers(spec runspec.Spec) Members {
+	var m Members
+	for _, id := range spec.Members.Genesis {
+		m.List = append(m.List, Member{ID: PeerID(id), Founder: true, Seat: true})
+	}
+	slices.SortFunc(m.List, func(a, b Member) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	return m
+}
+
+// Voter reports whether m votes: whether it holds a seat.
+func (m Member) Voter() bool { return m.Seat }
+
+// eligible reports whether m may take an empty seat after round's
+// decision: its probation passed with an update aggregated in at least
+// half of its rounds.
+func (m Member) eligible(round uint64, p Policy) bool {
+	return !m.Seat && round+1 >= m.Since+p.Probation && m.Work >= (p.Probation+1)/2
+}
+
+// Newcomer reports whether m's updates of round are on probation (checked
+// at the newcomer rate): its first Probation rounds as a member.
+func (m Member) Newcomer(round uint64, probation uint64) bool { return round < m.Since+probation }
+
+// Find returns the member with id.
+func (ms *Members) Find(id PeerID) (*Member, bool) {
+	i, ok := slices.BinarySearchFunc(ms.List, id, func(m Member, id PeerID) int { return strings.Compare(string(m.ID), string(id)) })
+	if !ok {
+		return nil, false
+	}
+	return &ms.List[i], true
+}
+
+// Has reports whether id is a member.
+func (ms *Members) Has(id PeerID) bool { _, ok := ms.Find(id); return ok }
+
+// IsExcluded reports whether id was excluded from the run.
+func (ms *Members) IsExcluded(id PeerID) bool {
+	_, ok := slices.BinarySearch(ms.Excluded, id)
+	return ok
+}
+
+// Voters returns the members that hold a seat, sorted.
+func (ms *Members) Voters() []PeerID {
+	var out []PeerID
+	for _, m := range ms.List {
+		if m.Seat {
+			out = append(out, m.ID)
+		}
+	}
+	return out
+}
+
+// Clone returns a deep copy.
+func (ms Members) Clone() Members {
+	return Members{List: slices.Clone(ms.List), Excluded: slices.Clone(ms.Excluded)}
+}
+
+// Digest is the membership's identity, part of the state hash.
+func (ms *Members) Digest() Hash {
+	e := newEnc("vtrain/members/v1\x00")
+	e.u64(uint64(len(ms.List)))
+	for _, m := range ms.List {
+		e.str(string(m.ID))
+		e.flag(m.Founder)
+		e.flag(m.Seat)
+		e.u64(m.Since)
+		e.u64(m.Work)
+		e.u64(m.Last)
+	}
+	e.u64(uint64(len(ms.Excluded)))
+	for _, p := range ms.Excluded {
+		e.str(string(p))
+	}
+	return e.sum()
+}
+
+// Validate checks the shape of a membership received from a peer (a
+// state's): sorted, unique, consistent.
+func (ms *Members) Validate(round uint64) error {
+	for i, m := range ms.List {
+		if m.ID == "" || i > 0 && ms.List[i-1].ID >= m.ID {
+			return fmt.Errorf("consensus: members not strictly sorted")
+		}
+		if m.Since > round || m.Founder && m.Since != 0 {
+			return fmt.Errorf("consensus: member %s since round %d, at round %d", m.ID, m.Since, round)
+		}
+		if m.Work > round || m.Last > round {
+			return fmt.Errorf("consensus: member %s with work beyond round %d", m.ID, round)
+		}
+		if ms.IsExcluded(m.ID) {
+			return fmt.Errorf("consensus: member %s is excluded", m.ID)
+		}
+	}
+	for i, p := range ms.Excluded {
+		if p == "" || i > 0 && ms.Excluded[i-1] >= p {
+			return fmt.Errorf("consensus: excluded peers not strictly sorted")
+		}
+	}
+	return nil
+}
+
+// VotersDigest is the identity of a voter set (sorted IDs): what a value
+// names as the set that certifies it, and the set that certifies the next.
+func VotersDigest(voters []PeerID) Hash {
+	e := newEnc("vtrain/voters/v1\x00")
+	e.u64(uint64(len(voters)))
+	for _, p := range voters {
+		e.str(string(p))
+	}
+	return e.sum()
+}
+
+// Quorum is the votes a certificate needs among n voters: more than two
+// thirds.
+func Quorum(n int) int { return 2*n/3 + 1 }
+
+// third is more than a third of n voters: at least one of them honest.
+func third(n int) int { return n/3 + 1 }
+
+// Faults is the most Byzantine voters among n that the protocol tolerates.
+func Faults(n int) int { return (n - 1) / 3 }
+
+// Proposer returns the proposer of view of round: the voters in turn.
+func Proposer(round uint64, view uint32, voters []PeerID) PeerID {
+	if len(voters) == 0 {
+		return ""
+	}
+	return voters[(round+uint64(view))%uint64(len(voters))]
+}
+
+// absentLimit is the rounds without an aggregated update after which a
+// member is dropped: the spec's, but never fewer than f+2 with f the
+// tolerated faults among the voters, so that Byzantine proposers, each
+// proposing in turn, cannot starve an honest member out of the run.
+func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faults(voters))+2) }
+
+// Next returns the membership after round's decision v: the members whose
+// updates it aggregated credited, the accused it excludes removed for
+// good, members absent too long dropped, its admissions added, and an
+// empty seat filled (one at most) by the eligible member with the most
+// work (then the earliest, then the smallest ID).
+func (ms *Members) Next(round uint64, v *Value, p Policy) Members {
+	out := ms.Clone()
+	for _, u := range v.Updates {
+		if m, ok := out.Find(u.From); ok {
+			m.Work++
+			m.Last = round
+		}
+	}
+	gone := map[PeerID]bool{}
+	for _, p := range v.Excluded() {
+		gone[p] = true
+		if !out.IsExcluded(p) {
+			out.Excluded = append(out.Excluded, p)
+		}
+	}
+	slices.Sort(out.Excluded)
+	limit := absentLimit(p, len(ms.Voters()))
+	out.List = slices.DeleteFunc(out.List, func(m Member) bool {
+		return gone[m.ID] || round >= m.Last+limit
+	})
+	if len(out.Voters()) < p.Seats {
+		best := -1
+		for i, m := range out.List {
+			if !m.eligible(round, p) {
+				continue
+			}
+			if b := best; b < 0 || m.Work > out.List[b].Work || m.Work == out.List[b].Work && m.Since < out.List[b].Since {
+				best = i
+			}
+		}
+		if best >= 0 {
+			out.List[best].Seat = true
+		}
+	}
+	for _, j := range v.Admit {
+		out.List = append(out.List, Member{ID: j.From, Since: round + 1, Last: round})
+	}
+	slices.SortFunc(out.List, func(a, b Member) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	return out
+}
