@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
@@ -23,6 +24,7 @@ import (
 func BenchmarkChallenge(b *testing.B) {
 	spec := runspec.Default()
 	spec.Data.Source = "synthetic"
+	spec = spec.WithFounders("12D3KooWbenchmark")
 	set := data.Synthetic(1, 8192, 1)
 	g, _ := trainer.Genesis(spec)
 	peer := trainer.PeerID("12D3KooWbenchmark")
@@ -34,11 +36,11 @@ func BenchmarkChallenge(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		// One round's work, as a node does it.
 		t0 := time.Now()
-		w, starts, final, err := trainer.TrainRound(context.Background(), spec, &trainer.TrainRequest{Round: 0, Theta: g.Theta, Seed: trainer.RoundSeed(spec, 0, peer), Shard: trainer.ShardOf(spec, peer)}, set.Train)
+		w, starts, final, err := trainer.TrainRound(context.Background(), spec, &consensus.TrainRequest{Round: 0, Theta: g.Theta, Seed: trainer.RoundSeed(spec, 0, peer), Shard: trainer.ShardOf(spec, peer)}, set.Train)
 		if err != nil {
 			b.Fatal(err)
 		}
-		u := &trainer.UpdateMsg{Round: 0, Segments: w.Segments}
+		u := &consensus.Update{Round: 0, Segments: w.Segments}
 		train += time.Since(t0).Seconds()
 		// The update as the engine would encode it, from a zero residual.
 		res := make([]float32, len(g.Theta))

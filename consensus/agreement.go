@@ -154,16 +154,46 @@ func (e *Engine) startView(view uint32) {
 }
 
 // expected is the updates the proposer waits for in view 0: the voters',
-// and those of every member that contributed to the last round (or was
-// just admitted).
+// and those of the members that contributed to the last round. A member
+// just admitted, or one that skipped a round, is not waited for (its
+// update is taken if it comes in time).
 func (e *Engine) expected() []PeerID {
 	var out []PeerID
 	for _, m := range e.members.List {
-		if e.voterSet[m.ID] || m.Last+1 >= e.round {
+		if e.voterSet[m.ID] || m.Work > 0 && m.Last+1 >= e.round {
 			out = append(out, m.ID)
 		}
 	}
 	return out
+}
+
+// collected reports whether the proposer of view 0 has waited long
+// enough: every expected update is in, or a quorum of the voters' is and a
+// grace period has passed since it was (half the time the quorum took, at
+// least one commit timeout: a round waits at most half as long again for
+// a straggler), or the collection timeout has passed.
+func (e *Engine) collected() bool {
+	if e.now >= e.startAt+e.spec.Rounds.Timeout.Duration {
+		return true
+	}
+	all := true
+	for _, p := range e.expected() {
+		if _, ok := e.byAuthor[p]; !ok {
+			all = false
+			break
+		}
+	}
+	if all {
+		return true
+	}
+	if !e.enoughUpdates() {
+		return false
+	}
+	if e.quorumAt == 0 {
+		e.quorumAt = e.now
+	}
+	grace := max(e.spec.Rounds.CommitTimeout.Duration, (e.quorumAt-e.startAt)/2)
+	return e.now >= e.quorumAt+grace
 }
 
 // tryPropose is the proposer's side of StartRound: re-propose the valid
@@ -178,12 +208,8 @@ func (e *Engine) tryPropose() {
 	if a.valid != nil {
 		v, vr = a.valid, a.validView
 	} else {
-		if a.view == 0 && e.now < e.startAt+e.spec.Rounds.Timeout.Duration {
-			for _, p := range e.expected() {
-				if _, ok := e.byAuthor[p]; !ok {
-					return // still collecting
-				}
-			}
+		if a.view == 0 && !e.collected() {
+			return // still collecting
 		}
 		if !e.enoughUpdates() {
 			return

@@ -35,12 +35,24 @@ type verifiedLink struct {
 // verifyCert checks that c carries valid precommit signatures, sorted and
 // distinct, of more than two thirds of voters.
 func (e *Engine) verifyCert(c *Certificate, voters []PeerID) error {
-	return e.verifyVotes(c, KindPrecommit, voters)
+	return verifyVotes(e.run, c, KindPrecommit, voters, e.checkSig)
 }
 
 // verifyVotes checks that c carries valid signatures of votes of kind,
 // sorted and distinct, of more than two thirds of voters.
 func (e *Engine) verifyVotes(c *Certificate, kind VoteKind, voters []PeerID) error {
+	return verifyVotes(e.run, c, kind, voters, e.checkSig)
+}
+
+// VerifyCertificate checks a quorum certificate as every node does, for an
+// auditor: the signatures are sorted and distinct, each is a valid
+// precommit of one of voters for the certificate's value, and they are
+// more than two thirds of voters.
+func VerifyCertificate(run RunID, c *Certificate, voters []PeerID, verify func(p PeerID, msg, sig []byte) bool) error {
+	return verifyVotes(run, c, KindPrecommit, voters, verify)
+}
+
+func verifyVotes(run RunID, c *Certificate, kind VoteKind, voters []PeerID, verify func(PeerID, []byte, []byte) bool) error {
 	set := map[PeerID]bool{}
 	for _, p := range voters {
 		set[p] = true
@@ -55,12 +67,25 @@ func (e *Engine) verifyVotes(c *Certificate, kind VoteKind, voters []PeerID) err
 		if !set[s.From] {
 			return fmt.Errorf("%s signed by %s, not a voter of round %d", kind, s.From, c.Round)
 		}
-		if !e.checkSig(s.From, VoteSignBytes(e.run, c.vote(kind, s)), s.Sig) {
+		if !verify(s.From, VoteSignBytes(run, c.vote(kind, s)), s.Sig) {
 			return fmt.Errorf("bad signature of %s on a %s", s.From, kind)
 		}
 	}
 	if q := Quorum(len(voters)); len(c.Sigs) < q {
 		return fmt.Errorf("%d %ss, a quorum of round %d's %d voters is %d", len(c.Sigs), kind, c.Round, len(voters), q)
+	}
+	return nil
+}
+
+// CheckEquivocation checks a proof of equivocation for an auditor: two
+// votes of one signer in one slot, both validly signed, for different
+// values.
+func CheckEquivocation(run RunID, q *Equivocation, verify func(p PeerID, msg, sig []byte) bool) error {
+	if err := q.check(); err != nil {
+		return err
+	}
+	if !verify(q.A.From, VoteSignBytes(run, &q.A), q.A.Sig) || !verify(q.B.From, VoteSignBytes(run, &q.B), q.B.Sig) {
+		return fmt.Errorf("bad signature")
 	}
 	return nil
 }
@@ -270,7 +295,8 @@ func (e *Engine) Restore(st State) error {
 			e.history[l.Commit.Value.Round].next = l.NextVoters
 		}
 	}
-	e.decided = append(e.decided, Decided{Round: last.Commit.Value.Round, Value: last.Commit.Value, Cert: last.Commit.Cert, Restored: true})
+	e.decided = append(e.decided, Decided{Round: last.Commit.Value.Round, Value: last.Commit.Value, Cert: last.Commit.Cert, Restored: true,
+		Links: slices.Clone(e.links)})
 	e.links = nil
 	clear(e.resid)
 	e.prev = nil

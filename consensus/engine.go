@@ -105,8 +105,11 @@ type Decided struct {
 	Admitted   []PeerID
 	Dropped    []PeerID // members absent too long
 	// Restored: the engine adopted the state this decision leads to from a
-	// peer (its certificate checked), rather than applying the updates.
+	// peer (its certificate checked), rather than applying the updates;
+	// Links is the chain of certified decisions it checked to get there
+	// (the last is this one).
 	Restored bool
+	Links    []Link
 }
 
 // Ready is what the engine wants done; see [Engine.Ready].
@@ -153,6 +156,7 @@ type Engine struct {
 	voterSet   map[PeerID]bool
 	votersHash Hash
 	startAt    time.Duration // when this round started here
+	quorumAt   time.Duration // when the proposer first held a quorum of the voters' updates (0: not yet)
 	progressAt time.Duration // the last decision or restore
 
 	updates  map[Hash]*held  // every update held this round, by ID
@@ -300,7 +304,7 @@ func (e *Engine) enterRound() {
 		e.voterSet[p] = true
 	}
 	e.votersHash = VotersDigest(e.voters)
-	e.startAt = e.now
+	e.startAt, e.quorumAt = e.now, 0
 	e.updates, e.byAuthor, e.versions = map[Hash]*held{}, map[PeerID]Hash{}, map[PeerID]int{}
 	e.ownSent = nil
 	e.pending, e.want = nil, nil

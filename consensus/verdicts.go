@@ -3,6 +3,7 @@ package consensus
 import (
 	"fmt"
 
+	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/verify/spot"
 )
 
@@ -17,9 +18,12 @@ type record struct {
 }
 
 // SpotPolicy returns the run's challenge policy.
-func (e *Engine) SpotPolicy() spot.Policy {
-	v := e.spec.Verify
-	return spot.Policy{Rate: v.Rate, NewcomerRate: v.NewcomerRate, Segments: e.spec.Segments()}
+func (e *Engine) SpotPolicy() spot.Policy { return SpotPolicyOf(e.spec) }
+
+// SpotPolicyOf returns a spec's challenge policy.
+func SpotPolicyOf(spec runspec.Spec) spot.Policy {
+	v := spec.Verify
+	return spot.Policy{Rate: v.Rate, NewcomerRate: v.NewcomerRate, Segments: spec.Segments()}
 }
 
 // Draw returns the beacon of a decided value and the challenges it draws:

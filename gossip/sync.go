@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip/pb"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
@@ -25,7 +25,7 @@ import (
 
 // SyncProtocol is the request/response protocol for joining and catching
 // up: one length-prefixed SyncRequest, one length-prefixed SyncResponse.
-const SyncProtocol = protocol.ID("/vtrain/sync/1.0.0")
+const SyncProtocol = protocol.ID("/vtrain/sync/2.0.0")
 
 const (
 	maxRequest  = 64 << 10
@@ -33,11 +33,15 @@ const (
 )
 
 // maxResponse bounds a response for a model of d parameters: the state
-// (two vectors), or up to maxFetch signed updates.
+// (two vectors and the membership), up to maxFetch signed updates, a
+// challenge's evidence, or a proof.
 func (t *Transport) maxResponse() int {
 	m, _ := t.spec.ModelSpec()
-	return max(8*m.NumParams()+maxFetch*t.spec.Rounds.MaxMessage, maxEvidence(m.NumParams())) + runspec.MaxSpecBytes + 1<<20
+	return max(8*m.NumParams()+maxFetch*t.spec.Rounds.MaxMessage, maxEvidence(m.NumParams()), maxProof) + runspec.MaxSpecBytes + 1<<20
 }
+
+// maxProof bounds a proof of certified decisions.
+const maxProof = 16 << 20
 
 const maxFetch = 64
 
@@ -73,25 +77,6 @@ func readMsg(r *bufio.Reader, limit int, m proto.Message) error {
 	return nil
 }
 
-func floatsToBytes(v []float32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return b
-}
-
-func bytesToFloats(b []byte, n int) ([]float32, error) {
-	if len(b) != 4*n {
-		return nil, fmt.Errorf("%w: vector of %d bytes, want %d", ErrWire, len(b), 4*n)
-	}
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return v, nil
-}
-
 func (t *Transport) serveSync(s network.Stream) {
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(syncTimeout))
@@ -111,27 +96,30 @@ func (t *Transport) serveSync(s network.Stream) {
 			resp.Error = "wrong run"
 			break
 		}
-		var h trainer.Hash
-		if len(w.State.Hash) != 0 {
-			var err error
-			if h, err = hash32(w.State.Hash, "state hash"); err != nil {
-				resp.Error = err.Error()
-				break
-			}
+		h, err := hash32(w.State.Hash, "state hash")
+		if err != nil {
+			resp.Error = err.Error()
+			break
 		}
 		st, ok := t.server.State(h)
 		if !ok {
 			resp.Error = "state not held"
 			break
 		}
-		members := make([]string, len(st.Members))
-		for i, p := range st.Members {
-			members[i] = string(p)
+		if resp.State, err = StatePB(&st); err != nil {
+			resp.Error = err.Error()
 		}
-		resp.State = &pb.State{Round: st.Round, Theta: floatsToBytes(st.Theta), Momentum: floatsToBytes(st.Momentum), Members: members}
-		for _, p := range st.Excluded {
-			resp.State.Excluded = append(resp.State.Excluded, string(p))
+	case *pb.SyncRequest_Proof:
+		if string(req.Run) != string(t.run[:]) {
+			resp.Error = "wrong run"
+			break
 		}
+		p, err := ProofPB(t.server.Proof(w.Proof.Round))
+		if err != nil {
+			resp.Error = err.Error()
+			break
+		}
+		resp.Proof = p
 	case *pb.SyncRequest_Segment:
 		if string(req.Run) != string(t.run[:]) {
 			resp.Error = "wrong run"
@@ -153,7 +141,7 @@ func (t *Transport) serveSync(s network.Stream) {
 			resp.Error = "wrong run"
 			break
 		}
-		var ids []trainer.Hash
+		var ids []consensus.Hash
 		for _, b := range w.Updates.Ids[:min(len(w.Updates.Ids), maxFetch)] {
 			h, err := hash32(b, "update ID")
 			if err != nil {
@@ -205,45 +193,40 @@ func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, l
 	return &resp, nil
 }
 
-// FetchState asks p for the agreed state with hash h (zero: the latest) and
-// checks that what comes back hashes to h when h was given.
-func (t *Transport) FetchState(ctx context.Context, p peer.ID, h trainer.Hash) (trainer.State, error) {
-	req := &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_State{State: &pb.StateRequest{}}}
-	if h != (trainer.Hash{}) {
-		req.What = &pb.SyncRequest_State{State: &pb.StateRequest{Hash: h[:]}}
-	}
-	resp, err := t.request(ctx, p, req)
+// FetchState asks p for the agreed state with hash h and checks that what
+// comes back is well formed and hashes to h.
+func (t *Transport) FetchState(ctx context.Context, p peer.ID, h consensus.Hash) (consensus.State, error) {
+	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_State{State: &pb.StateRequest{Hash: h[:]}}})
 	if err != nil {
-		return trainer.State{}, err
-	}
-	if resp.State == nil {
-		return trainer.State{}, fmt.Errorf("%w: state response without a state", ErrWire)
+		return consensus.State{}, err
 	}
 	m, _ := t.spec.ModelSpec()
-	st := trainer.State{Round: resp.State.Round}
-	if st.Theta, err = bytesToFloats(resp.State.Theta, m.NumParams()); err != nil {
-		return trainer.State{}, err
+	st, err := StateFromPB(resp.State, m.NumParams())
+	if err != nil {
+		return consensus.State{}, fmt.Errorf("gossip: %s served a bad state: %w", p.ShortString(), err)
 	}
-	if st.Momentum, err = bytesToFloats(resp.State.Momentum, m.NumParams()); err != nil {
-		return trainer.State{}, err
-	}
-	for _, s := range resp.State.Members[:min(len(resp.State.Members), 4096)] {
-		st.Members = append(st.Members, trainer.PeerID(s))
-	}
-	for _, s := range resp.State.Excluded[:min(len(resp.State.Excluded), 4096)] {
-		st.Excluded = append(st.Excluded, trainer.PeerID(s))
-	}
-	if !slices.IsSorted(st.Excluded) {
-		return trainer.State{}, fmt.Errorf("%w: %s served a state with unsorted exclusions", ErrWire, p.ShortString())
-	}
-	if h != (trainer.Hash{}) && st.Hash() != h {
-		return trainer.State{}, fmt.Errorf("%w: %s served a state that does not hash to %s", ErrWire, p.ShortString(), h.Short())
+	if st.Hash() != h {
+		return consensus.State{}, fmt.Errorf("%w: %s served a state that does not hash to %s", ErrWire, p.ShortString(), h.Short())
 	}
 	return st, nil
 }
 
+// FetchProof asks p for the certified decisions from round on. Checking
+// them is the engine's.
+func (t *Transport) FetchProof(ctx context.Context, p peer.ID, round uint64) (*consensus.Proof, error) {
+	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Proof{Proof: &pb.ProofRequest{Round: round}}})
+	if err != nil {
+		return nil, err
+	}
+	pr, err := ProofFromPB(resp.Proof)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: %s served a bad proof: %w", p.ShortString(), err)
+	}
+	return pr, nil
+}
+
 // FetchUpdates asks p for updates by ID and verifies each signature.
-func (t *Transport) FetchUpdates(ctx context.Context, p peer.ID, round uint64, ids []trainer.Hash) ([]*Msg, error) {
+func (t *Transport) FetchUpdates(ctx context.Context, p peer.ID, round uint64, ids []consensus.Hash) ([]*Msg, error) {
 	req := &pb.UpdatesRequest{Round: round}
 	for _, id := range ids[:min(len(ids), maxFetch)] {
 		req.Ids = append(req.Ids, id[:])
@@ -354,7 +337,7 @@ var ErrRefused = errors.New("gossip: refused")
 
 // FetchEvidence asks the challenged peer p for the evidence behind segment
 // seg of its update id of round. Judging it is trainer.Judge's.
-func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, id trainer.Hash, seg int) (trainer.Evidence, error) {
+func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
 	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Segment{Segment: &pb.SegmentRequest{Round: round, Update: id[:], Segment: uint32(seg)}}})
 	if err != nil {
 		return trainer.Evidence{}, err

@@ -10,7 +10,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip/compress"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
@@ -31,15 +34,26 @@ import (
 type Server interface {
 	// Spec returns the canonical spec.
 	Spec() []byte
-	// State returns the agreed state with hash h, or the latest when h is
-	// the zero hash.
-	State(h trainer.Hash) (trainer.State, bool)
+	// State returns the agreed state with hash h.
+	State(h consensus.Hash) (consensus.State, bool)
 	// Updates returns the signed messages of the updates with these IDs.
-	Updates(ids []trainer.Hash) [][]byte
+	Updates(ids []consensus.Hash) [][]byte
 	// Evidence returns what backs segment seg of this peer's update id of
 	// round, for a challenger.
-	Evidence(round uint64, id trainer.Hash, seg int) (trainer.Evidence, error)
+	Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error)
+	// Proof returns the certified decisions a peer at round needs.
+	Proof(round uint64) *consensus.Proof
 }
+
+// Judge decides a verified message's fate with the round protocol (the
+// node's engine). The validator calls it from pubsub's validation
+// goroutines, before the message is forwarded, so it must be safe for
+// concurrent use; it may block briefly. A message it accepts, or keeps for
+// later, is forwarded; one it rejects is not, and pubsub penalises the peer
+// that delivered it; one it ignores is dropped (junk costs its sender an
+// application-specific score penalty). Without a judge, every verified
+// message is delivered on Messages.
+type Judge func(m *Msg) consensus.Decision
 
 // Config configures a Transport.
 type Config struct {
@@ -47,6 +61,8 @@ type Config struct {
 	Listen []string // multiaddrs; default /ip4/127.0.0.1/tcp/0
 	Spec   runspec.Spec
 	Logger *slog.Logger
+	Judge  Judge
+	Tracer pubsub.RawTracer // sees pubsub's events (validation outcomes, RPCs); optional
 }
 
 // Transport is a peer's connection to a run: host, topic, validator and
@@ -63,7 +79,8 @@ type Transport struct {
 	bw     *metrics.BandwidthCounter
 	server Server
 
-	round    atomic.Uint64 // the node's current round, for the validator's window
+	judge    Judge
+	penalty  penalties // the application-specific score: junk and rejections by peer
 	in       chan *Msg
 	refused  chan Rejection
 	rejected atomic.Uint64
@@ -73,10 +90,6 @@ type Transport struct {
 
 // TopicName is the gossipsub topic of a run.
 func TopicName(run runspec.ID) string { return "/vtrain/run/" + run.String() }
-
-// maxAhead is how many rounds ahead of the local one a message may be and
-// still be forwarded (peers that are behind still relay the run's traffic).
-const maxAhead = 1 << 20
 
 // New starts a host listening on cfg.Listen and joins the run's topic.
 func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
@@ -99,13 +112,17 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip: host: %w", err)
 	}
-	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, in: make(chan *Msg, 4096), refused: make(chan Rejection, 256)}
+	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, judge: cfg.Judge,
+		in: make(chan *Msg, 4096), refused: make(chan Rejection, 256), penalty: penalties{by: map[peer.ID]*penalty{}}}
 	topic := TopicName(t.run)
 	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
 	_, loopback6, _ := net.ParseCIDR("::1/128")
 	score := &pubsub.PeerScoreParams{
 		SkipAtomicValidation: true,
-		AppSpecificScore:     func(peer.ID) float64 { return 0 },
+		// Messages the round protocol rejects, and junk only an outsider
+		// sends, cost their sender here (see penalties).
+		AppSpecificScore:  t.penalty.score,
+		AppSpecificWeight: 1,
 		// Many honest peers on one machine (tests, the demo) share
 		// 127.0.0.1: exempt loopback from the colocation penalty.
 		IPColocationFactorWeight:    -10,
@@ -127,7 +144,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	}
 	thresholds := &pubsub.PeerScoreThresholds{SkipAtomicValidation: true,
 		GossipThreshold: -100, PublishThreshold: -500, GraylistThreshold: -1000}
-	ps, err := pubsub.NewGossipSub(ctx, h,
+	opts := []pubsub.Option{
 		pubsub.WithMaxMessageSize(cfg.Spec.Rounds.MaxMessage),
 		pubsub.WithPeerScore(score, thresholds),
 		// Own messages go straight to every known peer: they are small
@@ -135,7 +152,11 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(true),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
-	)
+	}
+	if cfg.Tracer != nil {
+		opts = append(opts, pubsub.WithRawTracer(cfg.Tracer))
+	}
+	ps, err := pubsub.NewGossipSub(ctx, h, opts...)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("gossip: pubsub: %w", err)
@@ -158,9 +179,11 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	return t, nil
 }
 
-// validate is the topic validator: cheap, stateless checks (the engine
-// judges the rest). Rejected messages are not forwarded and count against
-// the forwarding peer's score; ignored ones are dropped without penalty.
+// validate is the topic validator: it decodes and checks the signature,
+// checks an update's payload (cheap and stateless), then has the round
+// protocol judge the message before it is forwarded. Rejected messages are
+// not forwarded and count against the delivering peer's score; ignored
+// ones are dropped without penalty.
 func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if from == t.h.ID() {
 		// This peer's own message, on publish: the node made and signed it,
@@ -169,27 +192,94 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	}
 	m, err := Verify(msg.Data, t.run, t.spec.Rounds.MaxMessage)
 	if err != nil {
-		t.refuse(from, t.round.Load(), err.Error())
+		t.refuse(from, 0, err.Error())
 		return pubsub.ValidationReject
 	}
 	if pid, err := peer.IDFromBytes(msg.From); err != nil || pid != m.Sender {
-		t.refuse(from, m.Round, "sender differs from the gossip publisher")
+		t.refuse(from, m.Round, "author differs from the gossip publisher")
 		return pubsub.ValidationReject
 	}
-	r := t.round.Load()
-	if m.Round+2 < r || m.Round > r+maxAhead {
-		t.ignored.Add(1)
-		return pubsub.ValidationIgnore
-	}
 	if m.Update != nil {
-		if _, d := trainer.ValidateUpdate(m.Update, t.dec, t.spec.Rounds.MaxMessage, t.spec.Rounds.MaxUpdateNorm); !d.OK() {
-			t.refuse(from, m.Round, d.Reason)
+		if _, err := trainer.ValidateUpdate(m.Update, t.dec, t.spec.Rounds.MaxMessage, t.spec.Rounds.MaxUpdateNorm); err != nil {
+			t.refuse(from, m.Round, err.Error())
 			return pubsub.ValidationReject
 		}
 	}
-	msg.ValidatorData = m
-	return pubsub.ValidationAccept
+	if m.Head != nil || t.judge == nil {
+		msg.ValidatorData = m
+		return pubsub.ValidationAccept
+	}
+	d := t.judge(m)
+	switch {
+	case d.Verdict == consensus.Accept || d.Kept:
+		return pubsub.ValidationAccept
+	case d.Verdict == consensus.Reject:
+		t.penalty.add(m.Sender, rejectPenalty)
+		t.refuse(from, m.Round, d.Reason)
+		return pubsub.ValidationReject
+	case d.Junk:
+		t.penalty.add(m.Sender, junkPenalty)
+	}
+	t.ignored.Add(1)
+	return pubsub.ValidationIgnore
 }
+
+// The application-specific score: each message the round protocol rejects
+// costs its author rejectPenalty, each junk message junkPenalty; the debt
+// halves every penaltyHalfLife. A peer below the graylist threshold (-1000)
+// is cut off: about 10 rejected or 100 junk messages within a minute. An
+// honest peer sends neither (a stale or duplicate message is ignored, not
+// junk).
+const (
+	rejectPenalty   = 100
+	junkPenalty     = 10
+	penaltyHalfLife = time.Minute
+)
+
+type penalty struct {
+	debt float64
+	at   time.Time
+}
+
+type penalties struct {
+	mu sync.Mutex
+	by map[peer.ID]*penalty
+}
+
+func (ps *penalties) decayed(p *penalty, now time.Time) float64 {
+	return p.debt * math.Exp2(-now.Sub(p.at).Seconds()/penaltyHalfLife.Seconds())
+}
+
+func (ps *penalties) add(id peer.ID, amount float64) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	now := time.Now()
+	p := ps.by[id]
+	if p == nil {
+		if len(ps.by) >= 1<<16 {
+			for k, q := range ps.by {
+				if ps.decayed(q, now) < 1 {
+					delete(ps.by, k)
+				}
+			}
+		}
+		p = &penalty{}
+		ps.by[id] = p
+	}
+	p.debt, p.at = ps.decayed(p, now)+amount, now
+}
+
+func (ps *penalties) score(id peer.ID) float64 {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p := ps.by[id]; p != nil {
+		return -ps.decayed(p, time.Now())
+	}
+	return 0
+}
+
+// Penalty returns the current debt of a peer (for tests and reports).
+func (t *Transport) Penalty(id peer.ID) float64 { return -t.penalty.score(id) }
 
 // Rejection is a message the validator refused, with the peer that
 // delivered it (the sender's own identity is unproven when the signature
@@ -222,7 +312,7 @@ func (t *Transport) receive(ctx context.Context) {
 		}
 		m, ok := msg.ValidatorData.(*Msg)
 		if !ok || m.Sender == t.h.ID() {
-			continue
+			continue // judged during validation, or this peer's own
 		}
 		select {
 		case t.in <- m:
@@ -235,9 +325,6 @@ func (t *Transport) receive(ctx context.Context) {
 // Messages delivers verified messages from other peers; it is closed when
 // the transport's context ends.
 func (t *Transport) Messages() <-chan *Msg { return t.in }
-
-// SetRound tells the validator the node's current round.
-func (t *Transport) SetRound(r uint64) { t.round.Store(r) }
 
 // Publish gossips a signed message.
 func (t *Transport) Publish(ctx context.Context, raw []byte) error {

@@ -4,46 +4,129 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/trainer"
 )
 
-// TestWireCarriesVerification: the commitments of an update, the
-// exclusions of a commit and a verdict survive signing and verification
-// unchanged.
-func TestWireCarriesVerification(t *testing.T) {
+// TestWireRoundTrip: every kind of protocol message survives framing and
+// verification unchanged, signatures included.
+func TestWireRoundTrip(t *testing.T) {
 	spec := testSpec(t)
 	run := spec.RunID()
-	k, other := newKey(t), newKey(t)
-	self, _ := peer.IDFromPrivateKey(k)
-	acc, _ := peer.IDFromPrivateKey(other)
-	u := &trainer.UpdateMsg{Round: 4, Base: trainer.Hash{1}, From: trainer.PeerID(self.String()), Samples: 64, Loss: 0.5,
-		Payload: []byte{1, 2}, Seed: 77, Segments: []trainer.Hash{{2}, {3}}, ResidualIn: trainer.Hash{4}, ResidualOut: trainer.Hash{5}}
-	c := &trainer.CommitMsg{Round: 4, Base: trainer.Hash{1}, From: u.From, Updates: []trainer.Hash{{6}}, Result: trainer.Hash{7},
-		Excluded: []trainer.PeerID{trainer.PeerID(acc.String())}}
-	v := &trainer.VerdictMsg{Round: 3, Update: trainer.Hash{8}, Accused: trainer.PeerID(acc.String()), Segment: 5, From: u.From, Reason: "challenge failed: x"}
-	for _, o := range []trainer.Outbound{{Update: u}, {Commit: c}, {Verdict: v}} {
-		raw, err := Sign(k, run, o)
+	k := newKey(t)
+	for _, m := range sampleMessages(t, k, run) {
+		raw, err := Encode(k, run, m)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", describe(m), err)
 		}
-		m, err := Verify(raw, run, 1<<20)
+		got, err := Verify(raw, run, 1<<20)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", describe(m), err)
 		}
-		switch {
-		case o.Update != nil && !reflect.DeepEqual(m.Update, u):
-			t.Errorf("update: got %+v, want %+v", m.Update, u)
-		case o.Commit != nil && !reflect.DeepEqual(m.Commit, c):
-			t.Errorf("commit: got %+v, want %+v", m.Commit, c)
-		case o.Verdict != nil && !reflect.DeepEqual(m.Verdict, v):
-			t.Errorf("verdict: got %+v, want %+v", m.Verdict, v)
+		if !reflect.DeepEqual(got.Message, m) {
+			t.Errorf("%s: got %+v, want %+v", describe(m), got.Message, m)
+		}
+		if got.Round != m.Round() {
+			t.Errorf("%s: round %d", describe(m), got.Round)
 		}
 	}
+}
+
+// TestSyncServesCertifiedState: a peer serves a state with its membership,
+// a proof, and updates over a real stream; the client checks the state's
+// hash and refuses one that does not match.
+func TestSyncServesCertifiedState(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(t)
+	run := spec.RunID()
+	k := newKey(t)
+	g, err := consensus.Genesis(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Round = 3
+	g.Members.List = append(g.Members.List, consensus.Member{ID: pidOf(k), Since: 2, Work: 1, Last: 2})
+	slices.SortFunc(g.Members.List, func(a, b consensus.Member) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	g.Members.Excluded = []consensus.PeerID{pidOf(newKey(t))}
+	msgs := sampleMessages(t, k, run)
+	raw, _ := Encode(k, run, msgs[0])
+	srv := &syncServer{stubServer: stubServer{spec}, st: g, upd: raw, id: msgs[0].Update.ID(run),
+		proof: &consensus.Proof{Links: []consensus.Link{{Commit: *msgs[4].Commit, NextVoters: []consensus.PeerID{pidOf(k)}}}}}
+	a, err := New(ctx, Config{Key: newKey(t), Spec: spec}, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := New(ctx, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Connect(ctx, a.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.FetchState(ctx, a.ID(), g.Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(st, g) {
+		t.Fatalf("state changed on the way: %+v", st.Members)
+	}
+	if _, err := b.FetchState(ctx, a.ID(), consensus.Hash{1}); !errors.Is(err, ErrRefused) {
+		t.Fatalf("a state not held: %v", err)
+	}
+	srv.lie = true
+	if _, err := b.FetchState(ctx, a.ID(), g.Hash()); err == nil || errors.Is(err, ErrRefused) {
+		t.Fatalf("a state that does not hash to the request: %v", err)
+	}
+	p, err := b.FetchProof(ctx, a.ID(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p, srv.proof) {
+		t.Fatalf("proof changed on the way")
+	}
+	us, err := b.FetchUpdates(ctx, a.ID(), 4, []consensus.Hash{srv.id})
+	if err != nil || len(us) != 1 || !reflect.DeepEqual(us[0].Update, msgs[0].Update) {
+		t.Fatalf("updates: %v %v", us, err)
+	}
+}
+
+type syncServer struct {
+	stubServer
+	st    consensus.State
+	lie   bool
+	upd   []byte
+	id    consensus.Hash
+	proof *consensus.Proof
+}
+
+func (s *syncServer) State(h consensus.Hash) (consensus.State, bool) {
+	if h != s.st.Hash() {
+		return consensus.State{}, false
+	}
+	if s.lie {
+		st := s.st.Clone()
+		st.Theta[0]++
+		return st, true
+	}
+	return s.st, true
+}
+
+func (s *syncServer) Proof(uint64) *consensus.Proof { return s.proof }
+
+func (s *syncServer) Updates(ids []consensus.Hash) [][]byte {
+	if len(ids) == 1 && ids[0] == s.id {
+		return [][]byte{s.upd}
+	}
+	return nil
 }
 
 type evidenceServer struct {
@@ -51,8 +134,8 @@ type evidenceServer struct {
 	ev trainer.Evidence
 }
 
-func (s evidenceServer) Evidence(round uint64, id trainer.Hash, seg int) (trainer.Evidence, error) {
-	if round != 2 || id != (trainer.Hash{9}) || seg != 1 {
+func (s evidenceServer) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
+	if round != 2 || id != (consensus.Hash{9}) || seg != 1 {
 		return trainer.Evidence{}, errors.New("no such segment")
 	}
 	return s.ev, nil
@@ -92,17 +175,17 @@ func TestFetchEvidence(t *testing.T) {
 	if _, err := b.Connect(ctx, a.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.FetchEvidence(ctx, a.ID(), 2, trainer.Hash{9}, 1)
+	got, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{9}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, ev) {
 		t.Fatal("evidence changed on the way")
 	}
-	if _, err := b.FetchEvidence(ctx, a.ID(), 2, trainer.Hash{9}, 0); !errors.Is(err, ErrRefused) {
+	if _, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{9}, 0); !errors.Is(err, ErrRefused) {
 		t.Fatalf("a segment the peer does not hold: %v, want a refusal", err)
 	}
-	if _, err := a.FetchEvidence(ctx, b.ID(), 2, trainer.Hash{9}, 1); !errors.Is(err, ErrRefused) {
+	if _, err := a.FetchEvidence(ctx, b.ID(), 2, consensus.Hash{9}, 1); !errors.Is(err, ErrRefused) {
 		t.Fatalf("a peer without evidence: %v, want a refusal", err)
 	}
 }

@@ -8,62 +8,82 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip/pb"
 	"github.com/vtrain/vtrain/runspec"
-	"github.com/vtrain/vtrain/trainer"
 	"github.com/vtrain/vtrain/verify/ledger"
 	"google.golang.org/protobuf/proto"
 )
 
-// signDomain separates vtrain's message signatures from every other use of
-// a peer's key.
-const signDomain = "vtrain/v1/body\x00"
+// signDomain separates the publisher signatures of message bodies from
+// every other use of a peer's key.
+const signDomain = "vtrain/v2/body\x00"
 
 // ErrWire is wrapped by every error about a malformed, forged or foreign
 // message.
 var ErrWire = errors.New("gossip: bad message")
 
-// Msg is a verified message: one of Update, Commit, Hello is set. Raw is
-// the Signed message exactly as received, kept for serving and for the
-// ledger.
+// Msg is a verified message: a protocol message (one field of Message set)
+// or a tree head. Raw is the Signed message exactly as received, kept for
+// serving and for the ledger.
 type Msg struct {
-	Round   uint64
-	Sender  peer.ID
-	Update  *trainer.UpdateMsg
-	Commit  *trainer.CommitMsg
-	Hello   *trainer.HelloMsg
-	Verdict *trainer.VerdictMsg
-	Head    *ledger.SignedTreeHead // the sender's checkpoint of its own ledger
-	Raw     []byte
+	Round  uint64
+	Sender peer.ID
+	consensus.Message
+	Head *ledger.SignedTreeHead // the sender's checkpoint of its own ledger
+	Raw  []byte
+}
+
+// Kind names the message's kind.
+func (m *Msg) Kind() string {
+	if m.Head != nil {
+		return "tree head"
+	}
+	return m.Message.Kind()
 }
 
 // LogValue implements slog.LogValuer: IDs and sizes, never tensors.
 func (m *Msg) LogValue() slog.Value {
-	kind := "hello"
-	switch {
-	case m.Update != nil:
-		kind = "update"
-	case m.Commit != nil:
-		kind = "commit"
-	case m.Verdict != nil:
-		kind = "verdict"
-	case m.Head != nil:
-		kind = "tree head"
-	}
-	return slog.GroupValue(slog.String("kind", kind), slog.Uint64("round", m.Round),
+	return slog.GroupValue(slog.String("kind", m.Kind()), slog.Uint64("round", m.Round),
 		slog.String("from", m.Sender.ShortString()), slog.Int("bytes", len(m.Raw)))
 }
 
 // RunPrefix is how many bytes of the run ID a message carries: enough to
-// tell runs apart at a glance; the whole ID is bound by the signature.
+// tell runs apart at a glance; the whole ID is bound by every signature.
 const RunPrefix = 8
 
-// signed is what a signature covers: the domain, the run ID and the body.
-// Messages carry only a prefix of the run ID, but the whole ID is signed,
-// so a message cannot be replayed into another run.
+// signed is what a publisher's signature covers: the domain, the run ID
+// and the body.
 func signed(run runspec.ID, body []byte) []byte {
 	b := make([]byte, 0, len(signDomain)+len(run)+len(body))
 	return append(append(append(b, signDomain...), run[:]...), body...)
+}
+
+// Signer returns the signing function an engine gets for key: Ed25519 is
+// deterministic, and its signatures are what certificates carry.
+func Signer(key crypto.PrivKey) func([]byte) []byte {
+	return func(msg []byte) []byte {
+		sig, err := key.Sign(msg)
+		if err != nil {
+			panic(fmt.Sprintf("gossip: signing: %v", err)) // an Ed25519 key in memory cannot fail
+		}
+		return sig
+	}
+}
+
+// VerifySig checks that sig is p's signature of msg; p must be a peer ID
+// with an inline (Ed25519) key.
+func VerifySig(p consensus.PeerID, msg, sig []byte) bool {
+	id, err := peer.Decode(string(p))
+	if err != nil {
+		return false
+	}
+	pub, err := id.ExtractPublicKey()
+	if err != nil {
+		return false
+	}
+	ok, err := pub.Verify(msg, sig)
+	return err == nil && ok
 }
 
 // SignHead serializes and signs a node's tree head of its own ledger, to
@@ -93,68 +113,89 @@ func signBody(key crypto.PrivKey, run runspec.ID, body *pb.Body) ([]byte, error)
 	return proto.Marshal(&pb.Signed{Body: bb, Signature: sig})
 }
 
-// Sign serializes and signs an engine message for the run.
-func Sign(key crypto.PrivKey, run runspec.ID, o trainer.Outbound) ([]byte, error) {
-	self, err := peer.IDFromPrivateKey(key)
+func frame(run runspec.ID, body *pb.Body, sig []byte) ([]byte, error) {
+	bb, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
-	body := &pb.Body{Run: run[:RunPrefix], Sender: []byte(self)}
+	return proto.Marshal(&pb.Signed{Body: bb, Signature: sig})
+}
+
+// Encode frames a protocol message for the run. Updates, proposals, votes,
+// join requests and verdicts carry their author's protocol signature
+// (made by the engine); commits and equivocation proofs carry their
+// signers' inside, and key signs them as their publisher.
+func Encode(key crypto.PrivKey, run runspec.ID, m consensus.Message) ([]byte, error) {
+	body := &pb.Body{Run: run[:RunPrefix], Round: m.Round()}
+	var author consensus.PeerID
+	var sig []byte
 	switch {
-	case o.Update != nil:
-		u := o.Update
-		body.Round = u.Round
-		segs := make([][]byte, len(u.Segments))
-		for i := range u.Segments {
-			segs[i] = u.Segments[i][:]
-		}
+	case m.Update != nil:
+		u := m.Update
+		author, sig = u.From, u.Sig
 		body.Msg = &pb.Body_Update{Update: &pb.Update{Base: u.Base[:], Samples: u.Samples, Loss: u.Loss, Payload: u.Payload,
-			Seed: u.Seed, Segments: segs, ResidualIn: u.ResidualIn[:], ResidualOut: u.ResidualOut[:]}}
-	case o.Commit != nil:
-		c := o.Commit
-		body.Round = c.Round
-		ids := make([][]byte, len(c.Updates))
-		for i := range c.Updates {
-			ids[i] = c.Updates[i][:]
-		}
-		excl := make([][]byte, len(c.Excluded))
-		for i, p := range c.Excluded {
-			id, err := peer.Decode(string(p))
-			if err != nil {
-				return nil, fmt.Errorf("gossip: excluded peer %q: %w", p, err)
-			}
-			excl[i] = []byte(id)
-		}
-		body.Msg = &pb.Body_Commit{Commit: &pb.Commit{Base: c.Base[:], Updates: ids, Result: c.Result[:], Excluded: excl}}
-	case o.Hello != nil:
-		body.Round = o.Hello.Round
-		body.Msg = &pb.Body_Hello{Hello: &pb.Hello{Base: o.Hello.Base[:]}}
-	case o.Verdict != nil:
-		v := o.Verdict
-		acc, err := peer.Decode(string(v.Accused))
+			Seed: u.Seed, Segments: hashesPB(u.Segments), ResidualIn: u.ResidualIn[:], ResidualOut: u.ResidualOut[:]}}
+	case m.Proposal != nil:
+		p := m.Proposal
+		author, sig = p.Vote.From, p.Vote.Sig
+		v, err := valuePB(p.Value)
 		if err != nil {
-			return nil, fmt.Errorf("gossip: accused peer %q: %w", v.Accused, err)
+			return nil, err
 		}
-		body.Round = v.Round
-		body.Msg = &pb.Body_Verdict{Verdict: &pb.Verdict{Update: v.Update[:], Accused: []byte(acc), Segment: uint32(v.Segment), Pass: v.Pass, Reason: v.Reason}}
+		pol, err := sigsPB(p.POL)
+		if err != nil {
+			return nil, err
+		}
+		body.Msg = &pb.Body_Proposal{Proposal: &pb.Proposal{View: p.Vote.View, ValidView: p.Vote.ValidView, Value: v, Pol: pol}}
+	case m.Vote != nil:
+		v := m.Vote
+		author, sig = v.From, v.Sig
+		body.Msg = &pb.Body_Vote{Vote: &pb.Vote{Kind: uint32(v.Kind), View: v.View, Value: valueIDPB(v.Value)}}
+	case m.Join != nil:
+		author, sig = m.Join.From, m.Join.Sig
+		body.Msg = &pb.Body_Join{Join: &pb.Join{}}
+	case m.Verdict != nil:
+		x := m.Verdict
+		acc, err := pidBytes(x.Accused)
+		if err != nil {
+			return nil, err
+		}
+		author, sig = x.From, x.Sig
+		body.Msg = &pb.Body_Verdict{Verdict: &pb.Verdict{Update: x.Update[:], Accused: acc, Segment: uint32(x.Segment), Pass: x.Pass, Reason: x.Reason}}
+	case m.Commit != nil:
+		c, err := commitPB(m.Commit)
+		if err != nil {
+			return nil, err
+		}
+		body.Msg = &pb.Body_Commit{Commit: c}
+	case m.Evidence != nil:
+		q, err := equivocationPB(m.Evidence)
+		if err != nil {
+			return nil, err
+		}
+		body.Msg = &pb.Body_Evidence{Evidence: q}
 	default:
-		return nil, fmt.Errorf("gossip: empty outbound message")
+		return nil, fmt.Errorf("gossip: empty message")
 	}
-	return signBody(key, run, body)
+	if author == "" {
+		self, err := peer.IDFromPrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		body.Sender = []byte(self)
+		return signBody(key, run, body)
+	}
+	b, err := pidBytes(author)
+	if err != nil {
+		return nil, err
+	}
+	body.Sender = b
+	return frame(run, body, sig)
 }
 
-func hash32(b []byte, what string) (trainer.Hash, error) {
-	var h trainer.Hash
-	if len(b) != len(h) {
-		return h, fmt.Errorf("%w: %s is %d bytes, want %d", ErrWire, what, len(b), len(h))
-	}
-	copy(h[:], b)
-	return h, nil
-}
-
-// Verify decodes raw (at most maxBytes), checks the run and the sender's
-// signature, and converts the body to engine types. It does not judge the
-// content (rounds, payloads): that is the validator's and the engine's.
+// Verify decodes raw (at most maxBytes), checks the run and the author's
+// signature, and converts the body to protocol types. It does not judge
+// the content (rounds, payloads, membership): that is the engine's.
 func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 	if len(raw) > maxBytes {
 		return nil, fmt.Errorf("%w: oversize: %d bytes exceeds %d", ErrWire, len(raw), maxBytes)
@@ -178,65 +219,73 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: sender %s has no inline key: %v", ErrWire, sender.ShortString(), err)
 	}
-	ok, err := pub.Verify(signed(run, s.Body), s.Signature)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("%w: bad signature from %s (forged, or for another run)", ErrWire, sender.ShortString())
-	}
 	m := &Msg{Round: body.Round, Sender: sender, Raw: raw}
-	from := trainer.PeerID(sender.String())
+	from := consensus.PeerID(sender.String())
+	var signedBytes []byte // what the signature covers
 	switch x := body.Msg.(type) {
 	case *pb.Body_Update:
-		base, err := hash32(x.Update.GetBase(), "update base")
+		u, err := updateFromPB(x.Update, body.Round, from)
 		if err != nil {
 			return nil, err
 		}
-		u := &trainer.UpdateMsg{Round: body.Round, Base: base, From: from, Samples: x.Update.Samples, Loss: x.Update.Loss, Payload: x.Update.Payload, Seed: x.Update.Seed}
-		if len(x.Update.Segments) > maxSegments {
-			return nil, fmt.Errorf("%w: %d segment roots", ErrWire, len(x.Update.Segments))
+		u.Sig = s.Signature
+		m.Update, signedBytes = u, consensus.UpdateSignBytes(run, u)
+	case *pb.Body_Proposal:
+		p := x.Proposal
+		if p.GetValue() == nil {
+			return nil, fmt.Errorf("%w: proposal without a value", ErrWire)
 		}
-		for _, b := range x.Update.Segments {
-			h, err := hash32(b, "segment root")
-			if err != nil {
-				return nil, err
-			}
-			u.Segments = append(u.Segments, h)
-		}
-		if u.ResidualIn, err = hash32(x.Update.ResidualIn, "residual hash"); err != nil {
+		v, err := valueFromPB(p.Value)
+		if err != nil {
 			return nil, err
 		}
-		if u.ResidualOut, err = hash32(x.Update.ResidualOut, "residual hash"); err != nil {
+		pol, err := sigsFromPB(p.Pol)
+		if err != nil {
 			return nil, err
 		}
-		m.Update = u
+		prop := &consensus.Proposal{Vote: consensus.Vote{Kind: consensus.KindProposal, Round: body.Round, View: p.View,
+			Value: v.ID(run), ValidView: p.ValidView, From: from, Sig: s.Signature}, Value: v, POL: pol}
+		m.Proposal, signedBytes = prop, consensus.VoteSignBytes(run, &prop.Vote)
+	case *pb.Body_Vote:
+		id, err := valueIDFromPB(x.Vote.Value)
+		if err != nil {
+			return nil, err
+		}
+		v := &consensus.Vote{Kind: consensus.VoteKind(x.Vote.Kind), Round: body.Round, View: x.Vote.View, Value: id, ValidView: -1, From: from, Sig: s.Signature}
+		if v.Kind != consensus.KindPrevote && v.Kind != consensus.KindPrecommit {
+			return nil, fmt.Errorf("%w: vote of kind %d", ErrWire, x.Vote.Kind)
+		}
+		m.Vote, signedBytes = v, consensus.VoteSignBytes(run, v)
+	case *pb.Body_Join:
+		j := &consensus.JoinRequest{Round: body.Round, From: from, Sig: s.Signature}
+		m.Join, signedBytes = j, consensus.JoinSignBytes(run, j)
+	case *pb.Body_Verdict:
+		v := x.Verdict
+		id, err := hash32(v.GetUpdate(), "verdict update")
+		if err != nil {
+			return nil, err
+		}
+		acc, err := pidFromBytes(v.Accused)
+		if err != nil {
+			return nil, err
+		}
+		if v.Segment > maxSegments || len(v.Reason) > consensus.MaxReason {
+			return nil, fmt.Errorf("%w: malformed verdict", ErrWire)
+		}
+		vm := &consensus.VerdictMsg{Round: body.Round, Update: id, Accused: acc, Segment: int(v.Segment), From: from, Pass: v.Pass, Reason: v.Reason, Sig: s.Signature}
+		m.Verdict, signedBytes = vm, consensus.VerdictSignBytes(run, vm)
 	case *pb.Body_Commit:
-		c := &trainer.CommitMsg{Round: body.Round, From: from}
-		if c.Base, err = hash32(x.Commit.GetBase(), "commit base"); err != nil {
-			return nil, err
-		}
-		if c.Result, err = hash32(x.Commit.GetResult(), "commit result"); err != nil {
-			return nil, err
-		}
-		for _, id := range x.Commit.Updates {
-			h, err := hash32(id, "update ID")
-			if err != nil {
-				return nil, err
-			}
-			c.Updates = append(c.Updates, h)
-		}
-		for _, b := range x.Commit.Excluded {
-			id, err := peer.IDFromBytes(b)
-			if err != nil {
-				return nil, fmt.Errorf("%w: malformed excluded peer: %v", ErrWire, err)
-			}
-			c.Excluded = append(c.Excluded, trainer.PeerID(id.String()))
-		}
-		m.Commit = c
-	case *pb.Body_Hello:
-		base, err := hash32(x.Hello.GetBase(), "hello base")
+		c, err := commitFromPB(x.Commit)
 		if err != nil {
 			return nil, err
 		}
-		m.Hello = &trainer.HelloMsg{Round: body.Round, Base: base, From: from}
+		m.Commit, signedBytes = c, signed(run, s.Body)
+	case *pb.Body_Evidence:
+		q, err := equivocationFromPB(x.Evidence)
+		if err != nil {
+			return nil, err
+		}
+		m.Evidence, signedBytes = q, signed(run, s.Body)
 	case *pb.Body_Head:
 		root, err := hash32(x.Head.GetRoot(), "tree head root")
 		if err != nil {
@@ -247,24 +296,12 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 		if err := h.Verify(); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrWire, err)
 		}
-		m.Head = h
-	case *pb.Body_Verdict:
-		v := x.Verdict
-		id, err := hash32(v.GetUpdate(), "verdict update")
-		if err != nil {
-			return nil, err
-		}
-		acc, err := peer.IDFromBytes(v.Accused)
-		if err != nil {
-			return nil, fmt.Errorf("%w: malformed accused peer: %v", ErrWire, err)
-		}
-		if v.Segment > maxSegments || len(v.Reason) > 1024 {
-			return nil, fmt.Errorf("%w: malformed verdict", ErrWire)
-		}
-		m.Verdict = &trainer.VerdictMsg{Round: body.Round, Update: id, Accused: trainer.PeerID(acc.String()), Segment: int(v.Segment),
-			From: from, Pass: v.Pass, Reason: v.Reason}
+		m.Head, signedBytes = h, signed(run, s.Body)
 	default:
 		return nil, fmt.Errorf("%w: malformed: empty body", ErrWire)
+	}
+	if ok, err := pub.Verify(signedBytes, s.Signature); err != nil || !ok {
+		return nil, fmt.Errorf("%w: bad signature from %s (forged, or for another run)", ErrWire, sender.ShortString())
 	}
 	return m, nil
 }
@@ -272,5 +309,8 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 // maxSegments bounds the segment roots of an update (inner steps are at
 // most 100000).
 const maxSegments = 100000
+
+// maxList bounds every list a peer's message carries.
+const maxList = 4096
 
 func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }

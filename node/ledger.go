@@ -6,118 +6,86 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-
+	"slices"
 	"strings"
 
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip"
-	"github.com/vtrain/vtrain/internal/safetensors"
-	"github.com/vtrain/vtrain/runspec"
-	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/audit"
 	"github.com/vtrain/vtrain/verify/ledger"
 )
 
-// Files of a node's ledger in its output directory.
-const (
-	LedgerFile = "ledger.vtl"
-	BlobDir    = "blobs"
-)
-
-// StoreLimit is the largest payload a run's ledger stores: a signed
-// message, or a challenge's evidence (three snapshots of up to three
-// vectors and a residual).
-func StoreLimit(spec runspec.Spec) int64 {
-	m, _ := spec.ModelSpec()
-	return max(int64(spec.Rounds.MaxMessage), int64(4*10*m.NumParams())+1<<20)
-}
-
-// book is the node's ledger: every message it acts on, every decision, and
-// a signed tree head per decided round, synced at round boundaries.
+// book is the node's ledger: every message it acts on, every certified
+// decision, and a signed tree head per decided round, synced at round
+// boundaries.
 type book struct {
 	log   *ledger.Log
 	store *ledger.Store
-	seen  map[string]bool         // peers with a join entry
-	ups   map[trainer.Hash]uint64 // updates logged recently, by round (each is logged once)
-	// validator rejections logged, by peer and round
-	refused map[string]int
+	ups   map[consensus.Hash]uint64 // updates logged recently, by round (each is logged once)
+	// Refusals of the current rounds, counted per peer, round and kind of
+	// reason, written at the round's tree head: a flood costs the flooder,
+	// not the ledger.
+	refused map[refusalKey]*refusal
 	head    *ledger.SignedTreeHead
 	dirty   bool // entries since the last tree head
 }
 
-// Decision is the data of a "decision" entry: what a round decided.
-type Decision struct {
-	Base    string   `json:"base"`
-	Result  string   `json:"result"`
-	Updates []string `json:"updates"`
-	Peers   []string `json:"peers"`
-	Votes   int      `json:"votes"`
-	Samples uint64   `json:"samples"`
-	// Excluded is every peer excluded from the next round on (part of
-	// the state Result hashes).
-	Excluded []string `json:"excluded,omitempty"`
+type refusalKey struct {
+	peer  string
+	round uint64
+	class string
 }
 
-// StateData is the data of a state entry: the adopted state's round and
-// hash; its vectors are in the store (see EncodeState).
-type StateData struct {
-	Round uint64 `json:"round"`
-	Hash  string `json:"hash"`
+type refusal struct {
+	first string
+	count int
+	seq   int // order of first occurrence
 }
 
-// EncodeState is an agreed state as a ledger payload: safetensors with
-// theta and momentum, the round and the excluded peers in the metadata.
-func EncodeState(st trainer.State) []byte {
-	ex := make([]string, len(st.Excluded))
-	for i, p := range st.Excluded {
-		ex[i] = string(p)
-	}
-	return safetensors.Encode([]safetensors.Tensor{
-		{Name: "momentum", Shape: []int{len(st.Momentum)}, Data: st.Momentum},
-		{Name: "theta", Shape: []int{len(st.Theta)}, Data: st.Theta},
-	}, map[string]string{"round": fmt.Sprint(st.Round), "excluded": strings.Join(ex, ",")})
-}
+// maxRefusalClasses bounds the kinds of reasons counted per peer and round
+// (the rest count as "other"), maxRefusals the entries kept between two
+// tree heads.
+const (
+	maxRefusalClasses = 8
+	maxRefusals       = 4096
+)
 
-// DecodeState reads what EncodeState wrote.
-func DecodeState(b []byte) (trainer.State, error) {
-	f, err := safetensors.Decode(b)
-	if err != nil {
-		return trainer.State{}, err
+// reasonClass is a reason's kind: its words up to the first colon or
+// digit-bearing word (IDs and numbers vary, the kind does not).
+func reasonClass(r string) string {
+	if i := strings.IndexByte(r, ':'); i >= 0 {
+		r = r[:i]
 	}
-	th, ok1 := f.Get("theta")
-	mo, ok2 := f.Get("momentum")
-	if !ok1 || !ok2 || len(th.Data) != len(mo.Data) {
-		return trainer.State{}, fmt.Errorf("state payload without theta and momentum of one size")
-	}
-	st := trainer.State{Theta: th.Data, Momentum: mo.Data}
-	if _, err := fmt.Sscan(f.Metadata["round"], &st.Round); err != nil {
-		return trainer.State{}, fmt.Errorf("state payload round: %v", err)
-	}
-	if ex := f.Metadata["excluded"]; ex != "" {
-		for _, p := range strings.Split(ex, ",") {
-			st.Excluded = append(st.Excluded, trainer.PeerID(p))
+	var out []string
+	for _, w := range strings.Fields(r) {
+		if strings.ContainsAny(w, "0123456789") || len(out) == 6 {
+			break
 		}
+		out = append(out, w)
 	}
-	return st, nil
+	return strings.Join(out, " ")
 }
 
-// recordState logs an agreed state adopted from a peer (a join, a restart
-// from a checkpoint, a resync), so that an auditor can replay on from it.
-func (n *node) recordState(st trainer.State) {
+// recordState logs a state the node starts from or adopts (its own
+// checkpoint after a restart, a certified state fetched from a peer), so
+// that an auditor can replay on from it.
+func (n *node) recordState(st consensus.State) {
 	if n.book == nil || st.Round == 0 {
 		return
 	}
-	h, err := n.book.store.Put(EncodeState(st))
+	h, err := n.book.store.Put(audit.EncodeState(st, nil))
 	if err != nil {
 		n.log.Error("ledger store", "err", err)
 		return
 	}
 	sh := st.Hash()
-	data, _ := json.Marshal(StateData{Round: st.Round, Hash: hex.EncodeToString(sh[:])})
+	data, _ := json.Marshal(audit.StateData{Round: st.Round, Hash: hex.EncodeToString(sh[:])})
 	n.record(ledger.Entry{Kind: ledger.KindState, Round: st.Round, Blob: h.String(), Data: data})
 }
 
 func (n *node) openBook() error {
 	run := n.spec.RunID()
-	l, rec, err := ledger.Open(filepath.Join(n.cfg.OutDir, LedgerFile), run)
+	l, rec, err := ledger.Open(filepath.Join(n.cfg.OutDir, audit.LedgerFile), run)
 	if err != nil {
 		return fmt.Errorf("node: ledger: %w", err)
 	}
@@ -125,24 +93,17 @@ func (n *node) openBook() error {
 		n.log.Warn("ledger recovered after a crash", "recovery", rec.String())
 		n.say("ledger: recovered after a crash: %s", rec)
 	}
-	st, err := ledger.OpenStore(filepath.Join(n.cfg.OutDir, BlobDir), StoreLimit(n.spec))
+	st, err := ledger.OpenStore(filepath.Join(n.cfg.OutDir, audit.BlobDir), audit.StoreLimit(n.spec))
 	if err != nil {
 		l.Close()
 		return fmt.Errorf("node: ledger store: %w", err)
 	}
-	n.book = &book{log: l, store: st, seen: map[string]bool{}, ups: map[trainer.Hash]uint64{}, refused: map[string]int{}}
-	for i := range l.Size() { // a restart: who has joined already
-		b, err := l.Entry(i)
-		if err != nil {
-			l.Close()
-			return fmt.Errorf("node: ledger: %w", err)
-		}
-		if e, err := ledger.DecodeEntry(b); err == nil && e.Kind == ledger.KindJoin {
-			n.book.seen[e.Peer] = true
-		}
-	}
+	n.book = &book{log: l, store: st, ups: map[consensus.Hash]uint64{}, refused: map[refusalKey]*refusal{}}
 	if l.Size() == 0 {
-		n.record(ledger.Entry{Kind: ledger.KindGenesis, Peer: n.tr.ID().String(), Data: n.spec.Canonical()})
+		n.record(ledger.Entry{Kind: ledger.KindGenesis, Peer: string(n.self), Data: n.spec.Canonical()})
+		for _, f := range n.spec.Members.Genesis {
+			n.record(ledger.Entry{Kind: ledger.KindJoin, Peer: f, Reason: "founder"})
+		}
 		return n.treeHead(0)
 	}
 	return nil
@@ -154,14 +115,6 @@ func (n *node) record(e ledger.Entry) {
 	if n.book == nil {
 		return
 	}
-	if e.Peer != "" && e.Kind != ledger.KindGenesis && !n.book.seen[e.Peer] {
-		n.book.seen[e.Peer] = true
-		n.appendEntry(ledger.Entry{Kind: ledger.KindJoin, Round: e.Round, Peer: e.Peer})
-	}
-	n.appendEntry(e)
-}
-
-func (n *node) appendEntry(e ledger.Entry) {
 	if _, err := n.book.log.Append(e.Encode()); err != nil {
 		n.log.Error("ledger append", "err", err)
 		return
@@ -169,116 +122,161 @@ func (n *node) appendEntry(e ledger.Entry) {
 	n.book.dirty = true
 }
 
-// recordMsg logs a message the engine acted on, with its verdict.
-func (n *node) recordMsg(m *gossip.Msg, d trainer.Decision) {
+// recordUpdate logs an update once, its signed message in the store.
+func (n *node) recordUpdate(u *consensus.Update, raw []byte) {
+	id := u.ID(n.spec.RunID())
+	if _, ok := n.book.ups[id]; ok {
+		return
+	}
+	n.book.ups[id] = u.Round
+	for k, r := range n.book.ups {
+		if r+4 < u.Round {
+			delete(n.book.ups, k)
+		}
+	}
+	h, err := n.book.store.Put(raw)
+	if err != nil {
+		n.log.Error("ledger store", "err", err)
+		return
+	}
+	n.record(ledger.Entry{Kind: ledger.KindUpdate, Round: u.Round, Peer: string(u.From), Blob: h.String()})
+}
+
+// recordMsg logs a message the engine acted on: updates it holds,
+// verdicts and equivocation proofs it accepted, and (counted) what it
+// refused or found to be junk.
+func (n *node) recordMsg(m *gossip.Msg, d consensus.Decision) {
 	if n.book == nil {
 		return
 	}
-	if m.Update != nil && d.Verdict != trainer.Reject {
-		// An update the engine keeps for later (it is early, or builds on
-		// a base this node may yet adopt) is one it may act on: logged
-		// once, as it arrived.
-		if d.Verdict == trainer.Ignore && !d.Kept {
-			return
-		}
-		id := m.Update.ID(n.spec.RunID())
-		if _, ok := n.book.ups[id]; ok {
-			return
-		}
-		n.book.ups[id] = m.Round
-		for k, r := range n.book.ups {
-			if r+4 < m.Round {
-				delete(n.book.ups, k)
+	switch {
+	case d.Costly():
+		n.recordRejection(m.Sender.String(), m.Round, d.Reason)
+	case m.Update != nil && (d.OK() || d.Kept):
+		n.recordUpdate(m.Update, m.Raw)
+	case !d.OK():
+	case m.Verdict != nil:
+		n.record(ledger.Entry{Kind: ledger.KindVerdict, Round: m.Round, Peer: m.Sender.String(), Wire: m.Raw})
+	case m.Evidence != nil:
+		n.record(ledger.Entry{Kind: ledger.KindEvidence, Round: m.Round, Peer: string(m.Evidence.A.From), Wire: m.Raw})
+	}
+}
+
+// recordRejection counts a refused message of peer in round.
+func (n *node) recordRejection(peer string, round uint64, reason string) {
+	if n.book == nil {
+		return
+	}
+	k := refusalKey{peer, round, reasonClass(reason)}
+	r := n.book.refused[k]
+	if r == nil {
+		classes := 0
+		for x := range n.book.refused {
+			if x.peer == peer && x.round == round {
+				classes++
 			}
 		}
-	} else if d.Verdict == trainer.Ignore {
+		if classes >= maxRefusalClasses {
+			k.class = "other"
+			r = n.book.refused[k]
+		}
+	}
+	if r == nil {
+		if len(n.book.refused) >= maxRefusals {
+			return
+		}
+		r = &refusal{first: reason, seq: len(n.book.refused)}
+		n.book.refused[k] = r
+	}
+	r.count++
+}
+
+// flushRefusals writes the counted refusals, one entry per peer, round and
+// kind of reason, in the order they first occurred.
+func (n *node) flushRefusals() {
+	type kr struct {
+		k refusalKey
+		r *refusal
+	}
+	var all []kr
+	for k, r := range n.book.refused {
+		all = append(all, kr{k, r})
+	}
+	slices.SortFunc(all, func(a, b kr) int { return a.r.seq - b.r.seq })
+	for _, x := range all {
+		data, _ := json.Marshal(audit.RejectionData{Count: x.r.count})
+		n.record(ledger.Entry{Kind: ledger.KindReject, Round: x.k.round, Peer: x.k.peer, Reason: x.r.first, Data: data})
+	}
+	clear(n.book.refused)
+}
+
+// recordOwn logs the node's own update, verdict or equivocation proof.
+func (n *node) recordOwn(m consensus.Message, raw []byte) {
+	if n.book == nil {
 		return
 	}
-	e := ledger.Entry{Round: m.Round, Peer: m.Sender.String()}
 	switch {
-	case d.Verdict == trainer.Reject:
-		e.Kind, e.Reason = ledger.KindReject, d.Reason
 	case m.Update != nil:
-		h, err := n.book.store.Put(m.Raw)
-		if err != nil {
-			n.log.Error("ledger store", "err", err)
-			return
-		}
-		e.Kind, e.Blob = ledger.KindUpdate, h.String()
-	case m.Commit != nil:
-		e.Kind, e.Wire = ledger.KindCommit, m.Raw
+		n.recordUpdate(m.Update, raw)
 	case m.Verdict != nil:
-		e.Kind, e.Wire = ledger.KindVerdict, m.Raw
-	default:
-		return // hellos are liveness, not contributions
+		n.record(ledger.Entry{Kind: ledger.KindVerdict, Round: m.Verdict.Round, Peer: string(n.self), Wire: raw})
+	case m.Evidence != nil:
+		n.record(ledger.Entry{Kind: ledger.KindEvidence, Round: m.Evidence.A.Round, Peer: string(m.Evidence.A.From), Wire: raw})
 	}
-	n.record(e)
 }
 
-// maxRefusals bounds the validator's rejections logged per peer and round:
-// a flood of garbage costs the flooder, not the ledger.
-const maxRefusals = 8
-
-// recordRejection logs a message the gossip validator refused, against the
-// peer that delivered it.
-func (n *node) recordRejection(r gossip.Rejection) {
+// recordDecision logs a decided round, its certificate with it, what it
+// changed in the membership, and closes it with a signed tree head,
+// synced to disk. A round the node restored past is logged as the chain of
+// certified decisions it checked, then the state it adopted.
+func (n *node) recordDecision(res consensus.Decided) {
 	if n.book == nil {
 		return
 	}
-	p := r.From.String()
-	key := fmt.Sprint(p, "|", r.Round)
-	if n.book.refused[key] >= maxRefusals {
-		return
-	}
-	if len(n.book.refused) > 4096 {
-		clear(n.book.refused)
-	}
-	n.book.refused[key]++
-	n.record(ledger.Entry{Kind: ledger.KindReject, Round: r.Round, Peer: p, Reason: "gossip: " + strings.TrimPrefix(r.Reason, "gossip: ")})
-}
-
-// recordOwn logs the node's own published update or commit.
-func (n *node) recordOwn(o trainer.Outbound, raw []byte) {
-	if n.book == nil {
-		return
-	}
-	self := n.tr.ID().String()
-	switch {
-	case o.Update != nil:
-		h, err := n.book.store.Put(raw)
-		if err != nil {
-			n.log.Error("ledger store", "err", err)
-			return
+	n.flushRefusals()
+	if res.Restored {
+		for _, l := range res.Links {
+			n.recordCommit(&l.Commit, 0, true, l.NextVoters)
 		}
-		n.book.ups[o.Update.ID(n.spec.RunID())] = o.Update.Round
-		n.record(ledger.Entry{Kind: ledger.KindUpdate, Round: o.Update.Round, Peer: self, Blob: h.String()})
-	case o.Commit != nil:
-		n.record(ledger.Entry{Kind: ledger.KindCommit, Round: o.Commit.Round, Peer: self, Wire: raw})
+		st, _ := n.eng.Latest()
+		n.recordState(st)
+	} else {
+		n.recordCommit(&consensus.Commit{Value: res.Value, Cert: res.Cert}, res.Samples, false, nil)
 	}
-}
-
-// recordDecision logs a decided round and closes it with a signed tree
-// head, synced to disk.
-func (n *node) recordDecision(res trainer.RoundResult) {
-	if n.book == nil {
-		return
+	for _, x := range res.Excluded {
+		n.record(ledger.Entry{Kind: ledger.KindLeave, Round: res.Round + 1, Peer: string(x.Peer), Reason: "excluded: " + x.Reason()})
 	}
-	d := Decision{Base: hex.EncodeToString(res.Base[:]), Result: hex.EncodeToString(res.Result[:]), Votes: res.Votes, Samples: res.Samples}
-	for _, u := range res.Updates {
-		d.Updates = append(d.Updates, hex.EncodeToString(u[:]))
+	for _, p := range res.Dropped {
+		n.record(ledger.Entry{Kind: ledger.KindLeave, Round: res.Round + 1, Peer: string(p), Reason: "dropped: no update aggregated"})
 	}
-	for _, p := range res.Peers {
-		d.Peers = append(d.Peers, string(p))
+	for _, p := range res.Admitted {
+		n.record(ledger.Entry{Kind: ledger.KindJoin, Round: res.Round + 1, Peer: string(p), Reason: "admitted"})
 	}
-	for _, p := range res.Exclusions {
-		d.Excluded = append(d.Excluded, string(p))
-	}
-	data, _ := json.Marshal(d)
-	n.record(ledger.Entry{Kind: ledger.KindDecision, Round: res.Round, Data: data})
-
 	if err := n.treeHead(res.Round); err != nil {
 		n.log.Error("ledger tree head", "err", err)
 	}
+}
+
+// recordCommit logs one certified decision: the commit as a signed message
+// and a summary.
+func (n *node) recordCommit(c *consensus.Commit, samples uint64, restored bool, nextVoters []consensus.PeerID) {
+	v := c.Value
+	d := audit.Decision{Base: hex.EncodeToString(v.Base[:]), Result: hex.EncodeToString(v.Next[:]), Samples: samples,
+		Signers: len(c.Cert.Sigs), Restored: restored}
+	for _, u := range v.Updates {
+		d.Updates = append(d.Updates, hex.EncodeToString(u.ID[:]))
+		d.Peers = append(d.Peers, string(u.From))
+	}
+	for _, p := range nextVoters {
+		d.NextVoters = append(d.NextVoters, string(p))
+	}
+	data, _ := json.Marshal(d)
+	raw, err := gossip.Encode(n.key, n.spec.RunID(), consensus.Message{Commit: c})
+	if err != nil {
+		n.log.Error("ledger: encode commit", "err", err)
+		return
+	}
+	n.record(ledger.Entry{Kind: ledger.KindDecision, Round: v.Round, Data: data, Wire: raw})
 }
 
 // treeHead appends a signed tree head over every entry so far and syncs.
@@ -311,6 +309,7 @@ func (n *node) closeBook() {
 	if n.book == nil {
 		return
 	}
+	n.flushRefusals()
 	if n.book.dirty {
 		if err := n.treeHead(n.eng.Round()); err != nil {
 			n.log.Error("ledger tree head", "err", err)

@@ -1,7 +1,8 @@
-// Package node runs a vtrain peer: it drives the round engine
-// (trainer.Engine) with a gossip transport, local training, fetches and
-// checkpoints, and reports every round. The engine decides; this package
-// only moves its inputs and outputs.
+// Package node runs a vtrain peer: it drives the round protocol
+// (consensus.Engine) with a gossip transport, local training, fetches,
+// spot-checks and checkpoints, keeps the node's ledger, and reports every
+// round. The engine decides; this package only moves its inputs and
+// outputs.
 package node
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/engine"
 	"github.com/vtrain/vtrain/gossip"
 	"github.com/vtrain/vtrain/internal/safetensors"
@@ -29,17 +31,18 @@ import (
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/audit"
 	"github.com/vtrain/vtrain/verify/ledger"
 )
 
 // Config configures a node.
 type Config struct {
-	Spec      *runspec.Spec // the run to start; nil to join
+	Spec      *runspec.Spec // the run to start; nil to join. Without founders, this node is the one.
 	Join      string        // join address (a peer's full multiaddr)
 	RunID     runspec.ID    // when joining: the expected run (zero: accept the peer's)
 	Listen    []string      // listen multiaddrs
 	Data      *data.Set     // the peer's local data
-	OutDir    string        // identity key, checkpoint, rounds.jsonl
+	OutDir    string        // identity key, checkpoint, ledger
 	Out       io.Writer     // a line per round (JSON with JSONLines)
 	JSONLines bool
 	EvalEvery int           // evaluate on the test set every N rounds (0: 5); always at the end
@@ -56,7 +59,9 @@ type RoundReport struct {
 	Round     uint64  `json:"round"`
 	Hash      string  `json:"hash"`
 	Updates   int     `json:"updates"`
-	Votes     int     `json:"votes"`
+	Signers   int     `json:"signers"` // precommits in the round's certificate
+	Voters    int     `json:"voters"`
+	Members   int     `json:"members"`
 	Loss      float32 `json:"train_loss"`
 	Accuracy  float64 `json:"test_accuracy,omitempty"`
 	TestLoss  float64 `json:"test_loss,omitempty"`
@@ -81,14 +86,15 @@ type Summary struct {
 	Ledger       string                 `json:"ledger,omitempty"`    // this node's ledger file
 	TreeHead     *ledger.SignedTreeHead `json:"tree_head,omitempty"` // its latest signed tree head
 	Behave       string                 `json:"behave,omitempty"`
+	Member       bool                   `json:"member"`        // a member at the end
 	Excluded     []Exclusion            `json:"excluded"`      // peers the run excluded, as this node saw it
+	Admitted     []string               `json:"admitted"`      // peers the run admitted after genesis
 	Challenges   ChallengeStats         `json:"challenges"`    // spot-checks this node ran and answered
 	TrainSeconds float64                `json:"train_seconds"` // spent in inner steps
 	// Witnessed holds the latest tree head each other peer gossiped of its
 	// own ledger: an auditor checks that peer's ledger against it
 	// (vtrain audit --witness).
 	Witnessed map[string]*ledger.SignedTreeHead `json:"witnessed_heads,omitempty"`
-	RoundsLog []RoundReport                     `json:"-"`
 }
 
 // ErrUsage is wrapped by configuration errors.
@@ -100,50 +106,65 @@ type node struct {
 	cfg    Config
 	spec   runspec.Spec
 	model  models.Spec
-	eng    *trainer.Engine
+	eng    *consensus.Engine
 	tr     *gossip.Transport
 	key    crypto.PrivKey
+	self   consensus.PeerID
+	enc    *trainer.Encoder
 	log    *slog.Logger
 	start  time.Time
-	hashes map[uint64]trainer.Hash
+	hashes map[uint64]consensus.Hash
+
+	judging chan judgement // messages the transport's validator hands the loop
 
 	mu      sync.RWMutex // guards what sync requests read
 	canon   []byte
-	states  map[trainer.Hash]trainer.State
-	latest  trainer.Hash
-	raws    map[trainer.Hash][]byte // signed updates of this and the last round
-	oldRaws map[trainer.Hash][]byte
+	states  map[consensus.Hash]consensus.State
+	proof   *consensus.Proof          // the engine's chain, refreshed every round
+	raws    map[consensus.Hash][]byte // signed updates of this and the last round
+	oldRaws map[consensus.Hash][]byte
 	round   uint64
+	bases   map[uint64][]float32 // the agreed θ of recent rounds, for challenges
 
 	book     *book // the ledger; touched only by Run's goroutine
 	lastHead *ledger.SignedTreeHead
 
-	evidence     map[trainer.Hash]*evidence // behind own updates (guarded by mu)
-	challenges   ChallengeStats             // guarded by mu
+	evidence     map[consensus.Hash]*evidence // behind own updates (guarded by mu)
+	challenges   ChallengeStats               // guarded by mu
 	excluded     []Exclusion
+	admitted     []string
 	trainSeconds float64
-	keptVerdicts map[*trainer.VerdictMsg][]byte // verdicts the engine keeps for a round not yet decided
 	witnessed    map[string]*ledger.SignedTreeHead
-	pendingEv    *evidence // of the work being handed to the engine
-	pendingBase  []float32
 }
 
 // Spec implements gossip.Server.
 func (n *node) Spec() []byte { n.mu.RLock(); defer n.mu.RUnlock(); return n.canon }
 
 // State implements gossip.Server.
-func (n *node) State(h trainer.Hash) (trainer.State, bool) {
+func (n *node) State(h consensus.Hash) (consensus.State, bool) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	if h == (trainer.Hash{}) {
-		h = n.latest
-	}
 	st, ok := n.states[h]
 	return st, ok
 }
 
+// Proof implements gossip.Server.
+func (n *node) Proof(round uint64) *consensus.Proof {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	p := &consensus.Proof{}
+	if n.proof != nil {
+		for _, l := range n.proof.Links {
+			if l.Commit.Value.Round >= round {
+				p.Links = append(p.Links, l)
+			}
+		}
+	}
+	return p
+}
+
 // Updates implements gossip.Server.
-func (n *node) Updates(ids []trainer.Hash) [][]byte {
+func (n *node) Updates(ids []consensus.Hash) [][]byte {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	var out [][]byte
@@ -157,27 +178,37 @@ func (n *node) Updates(ids []trainer.Hash) [][]byte {
 	return out
 }
 
-func loadKey(dir string) (crypto.PrivKey, error) {
-	p := filepath.Join(dir, "identity.key")
+// IdentityFile is a node's key in its output directory.
+const IdentityFile = "identity.key"
+
+// LoadIdentity returns the peer identity kept in dir, creating it on first
+// use: a node keeps its identity (and so its membership) across restarts.
+func LoadIdentity(dir string) (crypto.PrivKey, peer.ID, error) {
+	p := filepath.Join(dir, IdentityFile)
 	if b, err := os.ReadFile(p); err == nil {
 		k, err := crypto.UnmarshalPrivateKey(b)
 		if err != nil {
-			return nil, fmt.Errorf("node: %s: %w", p, err)
+			return nil, "", fmt.Errorf("node: %s: %w", p, err)
 		}
-		return k, nil
+		id, err := peer.IDFromPrivateKey(k)
+		return k, id, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", fmt.Errorf("node: %w", err)
 	}
 	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	b, err := crypto.MarshalPrivateKey(k)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := os.WriteFile(p, b, 0o600); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+		return nil, "", fmt.Errorf("node: %w", err)
 	}
-	return k, nil
+	id, err := peer.IDFromPrivateKey(k)
+	return k, id, err
 }
 
 // Run runs a node until its run's last round is decided (and the linger
@@ -204,16 +235,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if cfg.OutDir == "" || cfg.Data == nil {
 		return nil, fmt.Errorf("%w: an output directory and data are required", ErrUsage)
 	}
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
-	key, err := loadKey(cfg.OutDir)
+	key, self, err := LoadIdentity(cfg.OutDir)
 	if err != nil {
 		return nil, err
 	}
-	n := &node{cfg: cfg, key: key, log: cfg.Logger, start: time.Now(), hashes: map[uint64]trainer.Hash{},
-		states: map[trainer.Hash]trainer.State{}, raws: map[trainer.Hash][]byte{}, evidence: map[trainer.Hash]*evidence{},
-		keptVerdicts: map[*trainer.VerdictMsg][]byte{}, witnessed: map[string]*ledger.SignedTreeHead{}}
+	if slices.Contains(Outsiders, cfg.Behave) {
+		return nil, runAttack(ctx, cfg, key)
+	}
+	n := &node{cfg: cfg, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
+		states: map[consensus.Hash]consensus.State{}, raws: map[consensus.Hash][]byte{}, evidence: map[consensus.Hash]*evidence{},
+		witnessed: map[string]*ledger.SignedTreeHead{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
 	var join gossip.JoinInfo
 	if cfg.Join != "" {
 		if join, err = gossip.FetchSpec(ctx, cfg.Join, cfg.RunID); err != nil {
@@ -222,6 +253,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		n.spec = join.Spec
 	} else {
 		n.spec = *cfg.Spec
+		if len(n.spec.Members.Genesis) == 0 {
+			// A template without founders: this node founds the run alone
+			// (its identity becomes part of the run ID).
+			n.spec = n.spec.WithFounders(self.String())
+		}
+		if err := n.spec.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	if n.model, err = n.spec.ModelSpec(); err != nil {
 		return nil, err
@@ -233,52 +272,54 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		// data is not wired into the challenge protocol yet.
 		return nil, fmt.Errorf("%w: this node cannot take part in a privacy = \"zk\" run yet: proofs are made and checked with vtrain prove and vtrain verify-proof, but challenges between peers are answered by re-execution, not yet by proofs", ErrUsage)
 	}
+	for _, f := range n.spec.Members.Genesis {
+		if _, err := peer.Decode(f); err != nil {
+			return nil, fmt.Errorf("%w: members.genesis: %q is not a peer ID", ErrUsage, f)
+		}
+	}
 	n.canon = n.spec.Canonical()
+	if n.enc, err = trainer.NewEncoder(n.spec); err != nil {
+		return nil, err
+	}
+	app, err := trainer.NewApp(n.spec)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if n.tr, err = gossip.New(ctx, gossip.Config{Key: key, Listen: cfg.Listen, Spec: n.spec, Logger: cfg.Logger}, n); err != nil {
+	if n.tr, err = gossip.New(ctx, gossip.Config{Key: key, Listen: cfg.Listen, Spec: n.spec, Logger: cfg.Logger, Judge: n.judge}, n); err != nil {
 		return nil, err
 	}
 	defer n.tr.Close()
-	self := trainer.PeerID(n.tr.ID().String())
 
-	// Where to start: a local checkpoint of this run (a restart), the
-	// latest state of the peer we join, or genesis.
+	// Where to start: a local checkpoint of this run (a restart, trusted:
+	// it is this node's own disk), or genesis. A joiner starts at genesis
+	// too and catches up by checking certified decisions.
+	var peers []consensus.PeerID
 	for _, a := range append([]string{cfg.Join}, join.Peers...) {
-		if a != "" {
-			if _, err := n.tr.Connect(ctx, a); err != nil {
-				n.log.Debug("connect", "addr", a, "err", err)
-			}
+		if a == "" {
+			continue
+		}
+		if id, err := n.tr.Connect(ctx, a); err != nil {
+			n.log.Debug("connect", "addr", a, "err", err)
+		} else if id != self {
+			peers = append(peers, consensus.PeerID(id.String()))
 		}
 	}
-	st, residual, err := n.loadCheckpoint()
+	st, chain, err := n.loadCheckpoint()
 	switch {
 	case err == nil:
 		n.log.Info("resuming from local checkpoint", "round", st.Round)
-	case cfg.Join != "":
-		jp, err := n.tr.Connect(ctx, cfg.Join)
-		if err != nil {
+	case errors.Is(err, os.ErrNotExist):
+		if st, err = consensus.Genesis(n.spec); err != nil {
 			return nil, err
-		}
-		if st, err = n.tr.FetchState(ctx, jp, trainer.Hash{}); err != nil {
-			return nil, fmt.Errorf("node: fetching the run's state: %w", err)
-		}
-		if err := n.corroborate(ctx, jp, st); err != nil {
-			// Not fatal: the other members may have raced past that state
-			// (they keep only their newest few), and once joined the
-			// engine follows the majority's state in any case.
-			n.log.Warn("join state not corroborated", "err", err)
 		}
 	default:
-		if st, err = trainer.Genesis(n.spec); err != nil {
-			return nil, err
-		}
-	}
-	if n.eng, err = trainer.NewEngine(trainer.EngineConfig{Spec: n.spec, Self: self}, st); err != nil {
 		return nil, err
 	}
-	if residual != nil {
-		n.eng.SetResidual(residual)
+	ecfg := consensus.Config{Spec: n.spec, Self: n.self, Sign: gossip.Signer(key), Verify: gossip.VerifySig, App: app}
+	if n.eng, err = consensus.NewEngine(ecfg, st, chain); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	if err := n.openBook(); err != nil {
 		return nil, err
@@ -286,53 +327,26 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	defer n.closeBook()
 	n.recordState(st) // where this node starts, unless genesis
 	n.publishState()
-	n.say("vtrain node %s: run %s (%s), round %d", n.tr.ID(), n.spec.RunID().Short(), n.model, st.Round)
+	if len(peers) > 0 {
+		n.eng.StartCatchUp(peers)
+	}
+	role := "observer (asking to join)"
+	if n.eng.Members().Has(n.self) {
+		role = "member"
+		if slices.Contains(n.eng.Voters(), n.self) {
+			role = "member with a vote"
+		}
+	}
+	n.say("vtrain node %s: run %s (%s), round %d, %s", self, n.spec.RunID(), n.model, st.Round, role)
 	for _, a := range n.tr.Addrs() {
 		n.say("join: %s", a)
 	}
 	return n.loop(ctx)
 }
 
-// corroborate checks the state fetched from the join peer against the
-// run's other members (the peers that committed the round before it, as the
-// state records): at least one must hold a state with the same hash, unless
-// the join peer is the only member. A join peer that serves a forged or
-// stale-fork state is caught here; after joining, the engine follows the
-// majority in any case.
-func (n *node) corroborate(ctx context.Context, from peer.ID, st trainer.State) error {
-	h := st.Hash()
-	others := map[peer.ID]bool{}
-	for _, m := range st.Members {
-		if id, err := peer.Decode(string(m)); err == nil && id != from && id != n.tr.ID() {
-			others[id] = true
-		}
-	}
-	if len(others) == 0 {
-		return nil
-	}
-	// The others may be a moment behind the join peer: retry for a while.
-	for attempt := 0; attempt < 10; attempt++ {
-		for id := range others {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := n.tr.FetchState(cctx, id, h)
-			cancel()
-			if err == nil {
-				n.log.Info("join state corroborated", "round", st.Round, "hash", h.Short(), "by", id.ShortString())
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("node: the state of round %d (%s) served by %s is held by none of the run's %d other members", st.Round, h.Short(), from.ShortString(), len(others))
-}
-
 func (n *node) say(format string, a ...any) {
 	if n.cfg.JSONLines {
-		b, _ := json.Marshal(map[string]string{"event": fmt.Sprintf(format, a...)})
+		b, _ := json.Marshal(map[string]string{"event": fmt.Sprintf(format, a...), "time": time.Now().UTC().Format(time.RFC3339Nano)})
 		fmt.Fprintln(n.cfg.Out, string(b))
 		return
 	}
@@ -340,17 +354,17 @@ func (n *node) say(format string, a ...any) {
 }
 
 type trainResult struct {
-	req     *trainer.TrainRequest // the request it answers
+	req     *consensus.TrainRequest // the request it answers
 	work    trainer.Work
 	ev      *evidence
-	base    []float32
 	seconds float64
 	err     error
 }
 
 type fetched struct {
 	msgs  []*gossip.Msg
-	state *trainer.State
+	proof *consensus.Proof
+	state *consensus.State
 	err   error
 }
 
@@ -365,55 +379,51 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	last := time.Now()
 	var doneAt time.Time
 	var trainCancel context.CancelFunc
-	var current *trainer.TrainRequest
+	var current *consensus.TrainRequest
+	stop := func() {
+		if trainCancel != nil {
+			trainCancel()
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			if trainCancel != nil {
-				trainCancel()
-			}
+			stop()
 			return n.summary(), ctx.Err()
+		case j := <-n.judging:
+			j.reply <- n.step(j.m)
 		case m, ok := <-n.tr.Messages():
 			if !ok {
+				stop()
 				return n.summary(), ctx.Err()
 			}
-			n.step(m)
+			n.stepHead(m)
 		case r := <-n.tr.Rejections():
-			n.recordRejection(r)
-			n.eng.Refused(trainer.PeerID(r.From.String()), r.Round)
+			n.recordRejection(r.From.String(), r.Round, "gossip: "+r.Reason)
 		case <-ticker.C:
 			now := time.Now()
 			n.eng.Tick(now.Sub(last))
 			last = now
 		case r := <-trained:
 			if r.req != current {
-				// Superseded (a restore or a new round started another
-				// training): its delta is from another base.
-				break
+				break // superseded: the round moved on
 			}
 			if r.err != nil {
 				if errors.Is(r.err, context.Canceled) {
 					break
 				}
+				stop()
 				return n.summary(), r.err
 			}
 			n.trainSeconds += r.seconds
-			if r.ev != nil {
-				r.ev.residual = slices.Clone(n.eng.Residual())
-			}
-			n.pendingEv, n.pendingBase = r.ev, r.base
-			if err := n.eng.Trained(r.work); err != nil {
-				if n.cfg.Behave == "" {
-					return n.summary(), err
-				}
-				n.log.Warn("own misbehaving update refused by own engine", "err", err)
+			if err := n.submit(r); err != nil {
+				stop()
+				return n.summary(), err
 			}
 		case <-discovered:
 			discovering = false
 		case d := <-verdicts:
-			if err := n.finishChallenge(ctx, d); err != nil {
-				return n.summary(), err
-			}
+			n.finishChallenge(d)
 		case f := <-fetches:
 			if f.err != nil {
 				n.log.Debug("fetch failed", "err", f.err)
@@ -421,9 +431,14 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			for _, m := range f.msgs {
 				n.step(m)
 			}
+			if f.proof != nil {
+				if err := n.eng.StepProof(f.proof); err != nil {
+					n.log.Info("proof", "err", err)
+				}
+			}
 			if f.state != nil {
 				if err := n.eng.Restore(*f.state); err != nil {
-					n.log.Debug("restore", "err", err)
+					n.log.Info("restore", "err", err)
 				}
 			}
 		}
@@ -432,11 +447,12 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			current = rd.Train
 		}
 		if err := n.handle(ctx, rd, trained, fetches, &trainCancel); err != nil {
+			stop()
 			return n.summary(), err
 		}
 		if len(rd.Decided) > 0 && !discovering {
 			// Meet the peers this node only knows through others, in the
-			// background: challenges need direct streams.
+			// background: challenges and fetches need direct streams.
 			discovering = true
 			go func() {
 				if k := n.tr.Discover(ctx); k > 0 {
@@ -448,9 +464,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 		for _, res := range rd.Decided {
 			n.startChallenges(ctx, res, verdicts)
 			if err := n.noteExclusions(res); err != nil {
-				if trainCancel != nil {
-					trainCancel()
-				}
+				stop()
 				return n.summary(), err
 			}
 		}
@@ -465,78 +479,50 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	}
 }
 
-func (n *node) step(m *gossip.Msg) {
-	var d trainer.Decision
-	switch {
-	case m.Update != nil:
-		d = n.eng.Step(m.Update)
-		if d.OK() {
-			n.mu.Lock()
-			n.raws[m.Update.ID(n.eng.RunID())] = m.Raw
-			n.mu.Unlock()
-		}
-	case m.Commit != nil:
-		d = n.eng.StepCommit(m.Commit)
-	case m.Hello != nil:
-		d = n.eng.StepHello(m.Hello)
-	case m.Head != nil:
-		if w := n.witnessed[m.Head.Signer]; (w == nil || m.Head.Size > w.Size) && len(n.witnessed) < 4096 {
-			n.witnessed[m.Head.Signer] = m.Head
-		}
-		return
-	case m.Verdict != nil:
-		d = n.eng.StepVerdict(m.Verdict)
-		if d.Kept {
-			if len(n.keptVerdicts) > 4096 {
-				clear(n.keptVerdicts)
-			}
-			n.keptVerdicts[m.Verdict] = m.Raw // logged once its round is decided here
-		}
+// submit turns finished training into this node's update and hands it to
+// the engine.
+func (n *node) submit(r trainResult) error {
+	if r.ev != nil {
+		r.ev.residual = slices.Clone(n.enc.Residual())
 	}
-	if d.Verdict == trainer.Reject {
-		n.log.Info("rejected", "msg", m, "reason", d.Reason)
+	u, err := n.enc.Update(r.req, r.work)
+	if err != nil {
+		return err
 	}
-	n.recordMsg(m, d)
+	u.From = n.self
+	n.tamper(u)
+	if err := n.eng.Trained(u); err != nil {
+		if n.cfg.Behave == "" {
+			return err
+		}
+		n.log.Warn("own misbehaving update refused by own engine", "err", err)
+		return nil
+	}
+	if r.ev != nil {
+		n.keepEvidence(u.ID(n.eng.RunID()), r.ev, r.req.Theta)
+	}
+	return nil
 }
 
-func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainResult, fetches chan fetched, trainCancel *context.CancelFunc) error {
+// stepHead keeps a peer's gossiped tree head as a witness.
+func (n *node) stepHead(m *gossip.Msg) {
+	if m.Head == nil {
+		return
+	}
+	if w := n.witnessed[m.Head.Signer]; (w == nil || m.Head.Size > w.Size) && len(n.witnessed) < 4096 {
+		n.witnessed[m.Head.Signer] = m.Head
+	}
+}
+
+func (n *node) handle(ctx context.Context, rd consensus.Ready, trained chan trainResult, fetches chan fetched, trainCancel *context.CancelFunc) error {
 	for _, ev := range rd.Events {
 		n.log.Info(ev)
 	}
-	for _, o := range rd.Publish {
-		raw, err := gossipSign(n, o)
-		if err != nil {
-			return err
-		}
-		if o.Update != nil {
-			id := o.Update.ID(n.eng.RunID())
-			n.mu.Lock()
-			n.raws[id] = raw
-			n.mu.Unlock()
-			if n.pendingEv != nil && n.pendingEv.round == o.Update.Round {
-				n.keepEvidence(id, n.pendingEv, n.pendingBase)
-			}
-			n.pendingEv, n.pendingBase = nil, nil
-		}
-		n.recordOwn(o, raw)
-		if err := n.tr.Publish(ctx, raw); err != nil {
-			n.log.Debug("publish", "err", err)
-		}
+	for _, m := range rd.Publish {
+		n.publish(ctx, m)
 	}
-	restored := false
 	for _, res := range rd.Decided {
 		n.decided(res)
-		restored = restored || len(res.Updates) == 0
-	}
-	for _, v := range rd.Verdicts {
-		if raw, ok := n.keptVerdicts[v]; ok {
-			n.record(ledger.Entry{Kind: ledger.KindVerdict, Round: v.Round, Peer: string(v.From), Wire: raw})
-			delete(n.keptVerdicts, v)
-		}
-	}
-	if restored { // adopted from a peer: the auditor replays on from it
-		st, _ := n.eng.Latest()
-		n.recordState(st)
 	}
 	if len(rd.Decided) > 0 {
 		n.publishState()
@@ -571,6 +557,21 @@ func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainR
 			fetches <- out
 		}()
 	}
+	if f := rd.FetchProof; f != nil && len(f.From) > 0 {
+		go func() {
+			var out fetched
+			for _, p := range f.From {
+				pid, err := peer.Decode(string(p))
+				if err != nil {
+					continue
+				}
+				if out.proof, out.err = n.tr.FetchProof(ctx, pid, f.Round); out.err == nil {
+					break
+				}
+			}
+			fetches <- out
+		}()
+	}
 	if s := rd.FetchState; s != nil && len(s.From) > 0 {
 		go func() {
 			var out fetched
@@ -589,13 +590,42 @@ func (n *node) handle(ctx context.Context, rd trainer.Ready, trained chan trainR
 			fetches <- out
 		}()
 	}
-	n.tr.SetRound(n.eng.Round())
 	return nil
 }
 
+// publish frames, records and gossips one of the engine's messages, with
+// the misbehaviours a demo asks for.
+func (n *node) publish(ctx context.Context, m consensus.Message) {
+	for _, x := range n.twist(m) {
+		raw, err := gossip.Encode(n.key, n.eng.RunID(), x)
+		if err != nil {
+			n.log.Error("encode", "err", err)
+			continue
+		}
+		raw = n.spoil(x, raw)
+		if x.Update != nil {
+			n.mu.Lock()
+			n.raws[x.Update.ID(n.eng.RunID())] = raw
+			n.mu.Unlock()
+		}
+		n.recordOwn(x, raw)
+		if err := n.tr.Publish(ctx, raw); err != nil {
+			n.log.Debug("publish", "err", err)
+		}
+	}
+}
+
 // train runs the round's inner steps (see work), misbehaving if told to.
-func (n *node) train(ctx context.Context, req *trainer.TrainRequest) trainResult {
+func (n *node) train(ctx context.Context, req *consensus.TrainRequest) trainResult {
 	start := time.Now()
+	n.mu.Lock()
+	n.bases[req.Round] = req.Theta
+	for r := range n.bases {
+		if r+keptEvidence < req.Round {
+			delete(n.bases, r)
+		}
+	}
+	n.mu.Unlock()
 	from := req
 	if n.cfg.Behave == "stale" {
 		if old := n.staleBase(req.Round); old != nil {
@@ -618,30 +648,19 @@ func (n *node) train(ctx context.Context, req *trainer.TrainRequest) trainResult
 		case <-ctx.Done():
 		}
 	}
-	return trainResult{work: w, ev: ev, base: from.Theta, seconds: time.Since(start).Seconds()}
-}
-
-// gossipSign signs an outbound message; a node told to forge spoils the
-// signature of its updates and verdicts.
-func gossipSign(n *node, o trainer.Outbound) ([]byte, error) {
-	raw, err := gossip.Sign(n.key, n.eng.RunID(), o)
-	if err != nil || n.cfg.Behave != "forge" || (o.Update == nil && o.Verdict == nil) {
-		return raw, err
-	}
-	bad := slices.Clone(raw)
-	bad[len(bad)-1] ^= 0xff // the signature is the last field
-	return bad, nil
+	return trainResult{work: w, ev: ev, seconds: time.Since(start).Seconds()}
 }
 
 func (n *node) publishState() {
 	st, h := n.eng.Latest()
+	p := n.eng.ServeProof(0)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.states[h] = st
-	n.latest = h
+	n.proof = p
 	// Keep the three newest states.
 	if len(n.states) > 3 {
-		var oldest trainer.Hash
+		var oldest consensus.Hash
 		r := ^uint64(0)
 		for k, s := range n.states {
 			if s.Round < r {
@@ -651,17 +670,25 @@ func (n *node) publishState() {
 		delete(n.states, oldest)
 	}
 	if st.Round != n.round {
-		n.oldRaws, n.raws, n.round = n.raws, map[trainer.Hash][]byte{}, st.Round
+		n.oldRaws, n.raws, n.round = n.raws, map[consensus.Hash][]byte{}, st.Round
 	}
 }
 
-func (n *node) decided(res trainer.RoundResult) {
-	n.hashes[res.Round] = res.Result
+func (n *node) decided(res consensus.Decided) {
+	n.hashes[res.Round] = res.Value.Next
 	n.recordDecision(res)
+	for _, p := range res.Admitted {
+		n.admitted = append(n.admitted, string(p))
+		n.say("round %d: %s admitted from round %d on", res.Round, short(string(p)), res.Round+1)
+	}
+	for _, p := range res.Dropped {
+		n.say("round %d: %s dropped: no update aggregated for %d rounds", res.Round, short(string(p)), n.spec.Members.Absent)
+	}
 	stats := n.tr.Stats()
-	rep := RoundReport{Peer: n.tr.ID().String(), Round: res.Round, Hash: hex.EncodeToString(res.Result[:]), Updates: len(res.Updates),
-		Votes: res.Votes, Loss: res.Loss, Peers: stats.Peers + 1, Published: stats.Published, WireIn: stats.WireIn, WireOut: stats.WireOut,
-		Seconds: time.Since(n.start).Seconds(), Restored: len(res.Updates) == 0}
+	rep := RoundReport{Peer: n.tr.ID().String(), Round: res.Round, Hash: hex.EncodeToString(res.Value.Next[:]), Updates: len(res.Value.Updates),
+		Signers: len(res.Cert.Sigs), Voters: len(n.eng.Voters()), Members: len(n.eng.Members().List), Loss: res.Loss,
+		Peers: stats.Peers + 1, Published: stats.Published, WireIn: stats.WireIn, WireOut: stats.WireOut,
+		Seconds: time.Since(n.start).Seconds(), Restored: res.Restored}
 	last := n.spec.Run.Rounds > 0 && res.Round+1 >= uint64(n.spec.Run.Rounds)
 	if (res.Round+1)%uint64(n.cfg.EvalEvery) == 0 || last {
 		if ev, err := trainer.Evaluate(n.model, n.eng.Theta(), n.cfg.Data.Test, 1000); err == nil {
@@ -680,8 +707,12 @@ func (n *node) decided(res trainer.RoundResult) {
 	if rep.Accuracy > 0 {
 		acc = fmt.Sprintf("  test acc %.4f", rep.Accuracy)
 	}
-	fmt.Fprintf(n.cfg.Out, "round %3d  loss %.4f%s  updates %d  peers %d  sent %s  in %s  hash %s\n",
-		res.Round, res.Loss, acc, rep.Updates, rep.Peers, human(stats.Published), human(uint64(stats.WireIn)), res.Result.Short())
+	how := fmt.Sprintf("certified by %d of %d", rep.Signers, rep.Voters)
+	if res.Restored {
+		how = "adopted (certificate checked)"
+	}
+	fmt.Fprintf(n.cfg.Out, "round %3d  loss %.4f%s  updates %d  %s  peers %d  sent %s  in %s  hash %s\n",
+		res.Round, res.Loss, acc, rep.Updates, how, rep.Peers, human(stats.Published), human(uint64(stats.WireIn)), res.Value.Next.Short())
 }
 
 func human(b uint64) string {
@@ -697,17 +728,21 @@ func human(b uint64) string {
 
 func (n *node) summary() *Summary {
 	s := &Summary{Peer: n.tr.ID().String(), RunID: n.spec.RunID().String(), Rounds: n.eng.Round(), Stats: n.tr.Stats(),
-		Behave: n.cfg.Behave, Excluded: n.excluded, TrainSeconds: n.trainSeconds, Witnessed: n.witnessed}
+		Behave: n.cfg.Behave, Excluded: n.excluded, Admitted: n.admitted, TrainSeconds: n.trainSeconds, Witnessed: n.witnessed,
+		Member: n.eng.Members().Has(n.self)}
 	n.mu.RLock()
 	s.Challenges = n.challenges
 	n.mu.RUnlock()
 	if s.Excluded == nil {
 		s.Excluded = []Exclusion{}
 	}
+	if s.Admitted == nil {
+		s.Admitted = []string{}
+	}
 	if n.book != nil {
 		n.closeBook()
 		n.book = nil
-		s.Ledger, s.TreeHead = filepath.Join(n.cfg.OutDir, LedgerFile), n.lastHead
+		s.Ledger, s.TreeHead = filepath.Join(n.cfg.OutDir, audit.LedgerFile), n.lastHead
 	}
 	h := n.eng.Hash()
 	s.FinalHash = hex.EncodeToString(h[:])
@@ -735,61 +770,4 @@ func (n *node) exportModel() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	return os.Rename(p+".tmp", p)
-}
-
-// The local checkpoint: the agreed state and the compression residual, so
-// that a crashed node restarts where it was and then catches up.
-const checkpointFile = "state.safetensors"
-
-func (n *node) saveCheckpoint() error {
-	st, _ := n.eng.Latest()
-	meta := map[string]string{"run": n.spec.RunID().String(), "round": fmt.Sprint(st.Round), "model": n.model.String()}
-	if len(st.Excluded) > 0 {
-		ex := make([]string, len(st.Excluded))
-		for i, p := range st.Excluded {
-			ex[i] = string(p)
-		}
-		meta["excluded"] = strings.Join(ex, ",")
-	}
-	b := safetensors.Encode([]safetensors.Tensor{
-		{Name: "theta", Shape: []int{len(st.Theta)}, Data: st.Theta},
-		{Name: "momentum", Shape: []int{len(st.Momentum)}, Data: st.Momentum},
-		{Name: "residual", Shape: []int{len(st.Theta)}, Data: n.eng.Residual()},
-	}, meta)
-	p := filepath.Join(n.cfg.OutDir, checkpointFile)
-	if err := os.WriteFile(p+".tmp", b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(p+".tmp", p)
-}
-
-func (n *node) loadCheckpoint() (trainer.State, []float32, error) {
-	f, err := safetensors.ReadFile(filepath.Join(n.cfg.OutDir, checkpointFile), 4<<30)
-	if err != nil {
-		return trainer.State{}, nil, err
-	}
-	if f.Metadata["run"] != n.spec.RunID().String() {
-		return trainer.State{}, nil, fmt.Errorf("node: checkpoint is of run %s", f.Metadata["run"])
-	}
-	var round uint64
-	if _, err := fmt.Sscan(f.Metadata["round"], &round); err != nil {
-		return trainer.State{}, nil, fmt.Errorf("node: checkpoint round: %w", err)
-	}
-	th, ok1 := f.Get("theta")
-	mo, ok2 := f.Get("momentum")
-	re, ok3 := f.Get("residual")
-	d := n.model.NumParams()
-	if !ok1 || !ok2 || !ok3 || len(th.Data) != d || len(mo.Data) != d || len(re.Data) != d {
-		return trainer.State{}, nil, fmt.Errorf("node: checkpoint does not fit %s", n.model)
-	}
-	st := trainer.State{Round: round, Theta: th.Data, Momentum: mo.Data}
-	if ex := f.Metadata["excluded"]; ex != "" {
-		for _, p := range strings.Split(ex, ",") {
-			st.Excluded = append(st.Excluded, trainer.PeerID(p))
-		}
-		if !slices.IsSorted(st.Excluded) {
-			return trainer.State{}, nil, fmt.Errorf("node: checkpoint's excluded peers are not sorted")
-		}
-	}
-	return st, re.Data, nil
 }

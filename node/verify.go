@@ -6,26 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip"
-	"github.com/vtrain/vtrain/internal/prng"
 	"github.com/vtrain/vtrain/internal/safetensors"
 	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/audit"
 	"github.com/vtrain/vtrain/verify/ledger"
 	"github.com/vtrain/vtrain/verify/spot"
 )
-
-// Behaviours a node can be told to have (vtrain node --behave): honest,
-// or one of the misbehaviours that spot-checks must catch.
-var Behaviours = []string{"honest", "lazy", "noise", "replay", "scaled", "stale", "forge"}
 
 // ErrExcluded is returned by Run when the run excluded this node for
 // failing a challenge.
@@ -66,7 +61,7 @@ const keptEvidence = 4
 // Evidence implements gossip.Server: the evidence behind segment seg of
 // this node's update id, from memory or, after a restart, recomputed from
 // the receipt on disk.
-func (n *node) Evidence(round uint64, id trainer.Hash, seg int) (trainer.Evidence, error) {
+func (n *node) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
 	n.mu.RLock()
 	ev := n.evidence[id]
 	n.mu.RUnlock()
@@ -98,7 +93,7 @@ func (n *node) Evidence(round uint64, id trainer.Hash, seg int) (trainer.Evidenc
 // keepEvidence files the evidence of the update just published, in memory
 // and as a receipt on disk (the round's base and the residual: enough to
 // recompute the rest after a restart).
-func (n *node) keepEvidence(id trainer.Hash, ev *evidence, base []float32) {
+func (n *node) keepEvidence(id consensus.Hash, ev *evidence, base []float32) {
 	n.mu.Lock()
 	n.evidence[id] = ev
 	for k, e := range n.evidence {
@@ -136,7 +131,7 @@ func (n *node) keepEvidence(id trainer.Hash, ev *evidence, base []float32) {
 // recompute rebuilds the evidence of an own update from its receipt by
 // re-running the round's inner steps (deterministic), and checks it against
 // the update's commitments.
-func (n *node) recompute(round uint64, id trainer.Hash) (*evidence, error) {
+func (n *node) recompute(round uint64, id consensus.Hash) (*evidence, error) {
 	f, err := safetensors.ReadFile(filepath.Join(n.cfg.OutDir, "receipts", hex.EncodeToString(id[:8])+".safetensors"), 1<<30)
 	if err != nil {
 		return nil, fmt.Errorf("no evidence held for update %s", id.Short())
@@ -146,7 +141,7 @@ func (n *node) recompute(round uint64, id trainer.Hash) (*evidence, error) {
 	if !ok1 || !ok2 || f.Metadata["update"] != hex.EncodeToString(id[:]) || f.Metadata["round"] != fmt.Sprint(round) {
 		return nil, fmt.Errorf("receipt of update %s does not match", id.Short())
 	}
-	_, ev, err := n.work(context.Background(), &trainer.TrainRequest{Round: round, Theta: base.Data, Seed: trainer.RoundSeed(n.spec, round, n.self()), Shard: trainer.ShardOf(n.spec, n.self())})
+	_, ev, err := n.work(context.Background(), &consensus.TrainRequest{Round: round, Theta: base.Data, Seed: consensus.RoundSeed(n.spec, round, n.self), Shard: consensus.ShardOf(n.spec, n.self)})
 	if err != nil {
 		return nil, err
 	}
@@ -157,11 +152,9 @@ func (n *node) recompute(round uint64, id trainer.Hash) (*evidence, error) {
 	return ev, nil
 }
 
-func (n *node) self() trainer.PeerID { return trainer.PeerID(n.tr.ID().String()) }
-
 // work runs a round's inner steps from req.Theta, hashing the trainer's
 // state after every segment: the work and the evidence behind it.
-func (n *node) work(ctx context.Context, req *trainer.TrainRequest) (trainer.Work, *evidence, error) {
+func (n *node) work(ctx context.Context, req *consensus.TrainRequest) (trainer.Work, *evidence, error) {
 	var opts []trainer.Option
 	if n.cfg.Device != nil {
 		opts = append(opts, trainer.WithEngine(n.cfg.Device))
@@ -173,73 +166,9 @@ func (n *node) work(ctx context.Context, req *trainer.TrainRequest) (trainer.Wor
 	return w, &evidence{round: req.Round, starts: starts, final: final}, nil
 }
 
-// misbehave alters honest work as the node's --behave says.
-func (n *node) misbehave(req *trainer.TrainRequest, w *trainer.Work, ev **evidence) {
-	r := prng.New(prng.Derive(req.Seed, prng.String64("misbehave")))
-	norm := func(v []float32) float64 {
-		var s float64
-		for _, x := range v {
-			s += float64(x) * float64(x)
-		}
-		return math.Sqrt(s)
-	}
-	switch n.cfg.Behave {
-	case "lazy": // no inner steps: a small random update and made-up roots
-		for i := range w.Delta {
-			w.Delta[i] = float32(r.Norm() * 1e-4)
-		}
-		for i := range w.Segments {
-			for j := range w.Segments[i] {
-				w.Segments[i][j] = byte(r.Uint64())
-			}
-		}
-		*ev = nil
-	case "noise": // Gaussian noise of the honest update's norm
-		s := norm(w.Delta) / math.Sqrt(float64(len(w.Delta)))
-		for i := range w.Delta {
-			w.Delta[i] = float32(r.Norm() * s)
-		}
-	case "scaled":
-		for i := range w.Delta {
-			w.Delta[i] *= 50
-		}
-	case "replay":
-		// Re-sign another peer's update as its own (keeping its own seed,
-		// which the run assigns). Its evidence is its own honest work,
-		// which does not match the copied roots.
-		w.Tamper = func(u *trainer.UpdateMsg) {
-			for _, v := range n.eng.Updates() {
-				if v.From != u.From && v.Base == u.Base {
-					u.Payload, u.Samples, u.Loss, u.Segments = v.Payload, v.Samples, v.Loss, v.Segments
-					u.ResidualIn, u.ResidualOut = v.ResidualIn, v.ResidualOut
-					return
-				}
-			}
-		}
-	}
-}
-
-// staleBase returns the oldest agreed state the node still holds (for
-// --behave stale), or nil.
-func (n *node) staleBase(round uint64) []float32 {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	var best *trainer.State
-	for _, st := range n.states {
-		if st.Round < round && (best == nil || st.Round < best.Round) {
-			s := st
-			best = &s
-		}
-	}
-	if best == nil {
-		return nil
-	}
-	return best.Theta
-}
-
 // verdictDone is a finished challenge: the verdict and what backed it.
 type verdictDone struct {
-	v        *trainer.VerdictMsg
+	v        *consensus.VerdictMsg
 	evidence []byte // the accused's answer as received (for the ledger), nil if none
 	seconds  float64
 }
@@ -247,8 +176,8 @@ type verdictDone struct {
 // challenge runs a challenge this node was drawn for: it fetches the
 // evidence from the accused (retrying until verify.timeout), re-executes
 // the segment and judges it.
-func (n *node) challenge(ctx context.Context, res trainer.RoundResult, c spot.Challenge, base []float32, u *trainer.UpdateMsg, out chan<- verdictDone) {
-	v := &trainer.VerdictMsg{Round: res.Round, Update: trainer.Hash(c.Update), Accused: trainer.PeerID(c.Peer), Segment: c.Segment, From: n.self()}
+func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Challenge, base []float32, u *consensus.Update, out chan<- verdictDone) {
+	v := &consensus.VerdictMsg{Round: res.Round, Update: consensus.Hash(c.Update), Accused: consensus.PeerID(c.Peer), Segment: c.Segment}
 	done := verdictDone{v: v}
 	defer func() { out <- done }()
 	pid, err := peer.Decode(c.Peer)
@@ -260,7 +189,7 @@ func (n *node) challenge(ctx context.Context, res trainer.RoundResult, c spot.Ch
 	var ev trainer.Evidence
 	for {
 		cctx, cancel := context.WithDeadline(ctx, deadline)
-		ev, err = n.tr.FetchEvidence(cctx, pid, res.Round, trainer.Hash(c.Update), c.Segment)
+		ev, err = n.tr.FetchEvidence(cctx, pid, res.Round, consensus.Hash(c.Update), c.Segment)
 		cancel()
 		if err == nil || errors.Is(err, gossip.ErrRefused) || time.Now().After(deadline) || ctx.Err() != nil {
 			break
@@ -268,7 +197,10 @@ func (n *node) challenge(ctx context.Context, res trainer.RoundResult, c spot.Ch
 		if n.tr.Host().Network().Connectedness(pid) != network.Connected {
 			n.tr.Discover(ctx) // learn its address from the peers that know it
 		}
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+		}
 	}
 	if ctx.Err() != nil {
 		done.v = nil
@@ -282,7 +214,7 @@ func (n *node) challenge(ctx context.Context, res trainer.RoundResult, c spot.Ch
 		v.Reason = fmt.Sprintf("%v: no answer within %v: %v", trainer.ErrChallenge, n.spec.Verify.Timeout.Duration, err)
 		return
 	}
-	done.evidence = EncodeEvidence(ev)
+	done.evidence = audit.EncodeEvidence(ev)
 	var opts []trainer.Option
 	if n.cfg.Device != nil {
 		opts = append(opts, trainer.WithEngine(n.cfg.Device))
@@ -301,118 +233,48 @@ func (n *node) challenge(ctx context.Context, res trainer.RoundResult, c spot.Ch
 		v.Pass = true
 	case errors.Is(err, trainer.ErrChallenge):
 		v.Reason = err.Error()
+		if len(v.Reason) > consensus.MaxReason {
+			v.Reason = v.Reason[:consensus.MaxReason]
+		}
 	default:
 		n.log.Error("challenge: cannot judge", "err", err)
 		done.v = nil
 	}
 }
 
-// EncodeEvidence is a challenge answer as the ledger stores it (in the
-// payload store), for an auditor to re-execute: safetensors, one tensor
-// per vector (start., end., final. + params or opt.NAME; residual), the
-// steps in the metadata.
-func EncodeEvidence(ev trainer.Evidence) []byte {
-	var ts []safetensors.Tensor
-	meta := map[string]string{}
-	add := func(prefix string, s *trainer.Snapshot) {
-		if s == nil {
-			return
-		}
-		meta[prefix+"step"], meta[prefix+"opt_steps"] = fmt.Sprint(s.Step), fmt.Sprint(s.OptSteps)
-		ts = append(ts, safetensors.Tensor{Name: prefix + "params", Shape: []int{len(s.Params)}, Data: s.Params})
-		for k, v := range s.Opt {
-			ts = append(ts, safetensors.Tensor{Name: prefix + "opt." + k, Shape: []int{len(v)}, Data: v})
-		}
-	}
-	add("start.", ev.Start)
-	add("end.", ev.End)
-	add("final.", &ev.Final)
-	ts = append(ts, safetensors.Tensor{Name: "residual", Shape: []int{len(ev.ResidualIn)}, Data: ev.ResidualIn})
-	slices.SortFunc(ts, func(a, b safetensors.Tensor) int { return strings.Compare(a.Name, b.Name) })
-	return safetensors.Encode(ts, meta)
-}
-
-// DecodeEvidence reads what EncodeEvidence wrote.
-func DecodeEvidence(b []byte) (trainer.Evidence, error) {
-	f, err := safetensors.Decode(b)
-	if err != nil {
-		return trainer.Evidence{}, err
-	}
-	get := func(prefix string) (*trainer.Snapshot, error) {
-		p, ok := f.Get(prefix + "params")
-		if !ok {
-			return nil, nil
-		}
-		s := &trainer.Snapshot{Params: p.Data, Opt: map[string][]float32{}}
-		if _, err := fmt.Sscan(f.Metadata[prefix+"step"], &s.Step); err != nil {
-			return nil, fmt.Errorf("evidence: %sstep: %v", prefix, err)
-		}
-		if _, err := fmt.Sscan(f.Metadata[prefix+"opt_steps"], &s.OptSteps); err != nil {
-			return nil, fmt.Errorf("evidence: %sopt_steps: %v", prefix, err)
-		}
-		for _, t := range f.Tensors {
-			if k, ok := strings.CutPrefix(t.Name, prefix+"opt."); ok {
-				s.Opt[k] = t.Data
-			}
-		}
-		return s, nil
-	}
-	var ev trainer.Evidence
-	if ev.Start, err = get("start."); err != nil {
-		return ev, err
-	}
-	if ev.End, err = get("end."); err != nil {
-		return ev, err
-	}
-	fin, err := get("final.")
-	if err != nil {
-		return ev, err
-	}
-	r, ok := f.Get("residual")
-	if fin == nil || !ok {
-		return ev, fmt.Errorf("evidence: no final state or residual")
-	}
-	ev.Final, ev.ResidualIn = *fin, r.Data
-	return ev, nil
-}
-
-// ChallengeData is the data of a challenge entry in the ledger.
-type ChallengeData struct {
-	Update     string `json:"update"`
-	Segment    int    `json:"segment"`
-	Challenger string `json:"challenger"`
-	Beacon     string `json:"beacon"`
-}
-
 // startChallenges launches the challenges of a decided round that the
 // beacon drew this node for, and logs them.
-func (n *node) startChallenges(ctx context.Context, res trainer.RoundResult, out chan<- verdictDone) {
-	if len(res.Challenges) == 0 {
+func (n *node) startChallenges(ctx context.Context, res consensus.Decided, out chan<- verdictDone) {
+	if len(res.Challenges) == 0 || res.Restored {
 		return
 	}
 	n.mu.RLock()
-	st, ok := n.states[res.Base]
+	base := n.bases[res.Round]
+	if st, ok := n.states[res.Value.Base]; ok {
+		base = st.Theta
+	}
 	n.mu.RUnlock()
 	for _, c := range res.Challenges {
-		if c.Challenger != string(n.self()) {
+		if consensus.PeerID(c.Challenger) != n.self {
 			continue
 		}
-		us := n.eng.ServeUpdates([]trainer.Hash{trainer.Hash(c.Update)})
-		if !ok || len(us) == 0 {
+		us := n.eng.ServeUpdates([]consensus.Hash{consensus.Hash(c.Update)})
+		if base == nil || len(us) == 0 {
 			n.log.Warn("challenge: round state or update no longer held", "round", res.Round)
 			continue
 		}
-		data, _ := json.Marshal(ChallengeData{Update: hex.EncodeToString(c.Update[:]), Segment: c.Segment, Challenger: c.Challenger, Beacon: hex.EncodeToString(res.Beacon[:])})
+		data, _ := json.Marshal(audit.ChallengeData{Update: hex.EncodeToString(c.Update[:]), Segment: c.Segment, Challenger: c.Challenger, Beacon: hex.EncodeToString(res.Beacon[:])})
 		n.record(ledger.Entry{Kind: ledger.KindChallenge, Round: res.Round, Peer: c.Peer, Data: data})
 		n.say("round %d: challenging %s's update (segment %d)", res.Round, short(c.Peer), c.Segment)
-		go n.challenge(ctx, res, c, st.Theta, us[0], out)
+		go n.challenge(ctx, res, c, base, us[0], out)
 	}
 }
 
-// finishChallenge publishes and records a finished challenge's verdict.
-func (n *node) finishChallenge(ctx context.Context, d verdictDone) error {
+// finishChallenge hands a finished challenge's verdict to the engine (which
+// signs and publishes it) and records the answer it judged.
+func (n *node) finishChallenge(d verdictDone) {
 	if d.v == nil {
-		return nil
+		return
 	}
 	n.mu.Lock()
 	n.challenges.Run++
@@ -431,23 +293,14 @@ func (n *node) finishChallenge(ctx context.Context, d verdictDone) error {
 			n.log.Error("ledger store", "err", err)
 		}
 	}
-	raw, err := gossipSign(n, trainer.Outbound{Verdict: d.v})
-	if err != nil {
-		return err
-	}
 	verdict := "passed"
 	if !d.v.Pass {
 		verdict = "FAILED: " + d.v.Reason
 	}
 	n.say("round %d: %s's update %s", d.v.Round, short(string(d.v.Accused)), verdict)
-	dec := n.eng.StepVerdict(d.v)
-	if n.book != nil && dec.Verdict != trainer.Ignore {
-		n.record(ledger.Entry{Kind: ledger.KindVerdict, Round: d.v.Round, Peer: string(n.self()), Wire: raw})
+	if dec := n.eng.SubmitVerdict(d.v); dec.Verdict == consensus.Reject {
+		n.log.Warn("own verdict refused", "reason", dec.Reason)
 	}
-	if err := n.tr.Publish(ctx, raw); err != nil {
-		n.log.Debug("publish", "err", err)
-	}
-	return nil
 }
 
 func short(p string) string {
@@ -457,19 +310,14 @@ func short(p string) string {
 	return p
 }
 
-// noteExclusions reports and records peers the decided round excluded.
-func (n *node) noteExclusions(res trainer.RoundResult) error {
+// noteExclusions reports the peers the decided round excluded.
+func (n *node) noteExclusions(res consensus.Decided) error {
 	for _, x := range res.Excluded {
-		reason := "failed a challenge"
-		if x.Verdict != nil {
-			reason = fmt.Sprintf("failed the challenge of its round-%d update (segment %d, challenger %s): %s", x.Verdict.Round, x.Verdict.Segment, short(string(x.Verdict.From)), strings.TrimPrefix(x.Verdict.Reason, trainer.ErrChallenge.Error()+": "))
-		}
-		ex := Exclusion{Peer: string(x.Peer), Round: res.Round + 1, Reason: reason}
+		ex := Exclusion{Peer: string(x.Peer), Round: res.Round + 1, Reason: x.Reason()}
 		n.excluded = append(n.excluded, ex)
-		n.record(ledger.Entry{Kind: ledger.KindLeave, Round: res.Round + 1, Peer: ex.Peer, Reason: "excluded: " + reason})
-		n.say("round %d: %s excluded from round %d on: %s", res.Round, short(ex.Peer), ex.Round, reason)
-		if x.Peer == n.self() {
-			return fmt.Errorf("%w in round %d: %s", ErrExcluded, ex.Round, reason)
+		n.say("round %d: %s excluded from round %d on: %s", res.Round, short(ex.Peer), ex.Round, ex.Reason)
+		if x.Peer == n.self {
+			return fmt.Errorf("%w in round %d: %s", ErrExcluded, ex.Round, ex.Reason)
 		}
 	}
 	return nil

@@ -1,26 +1,12 @@
 // Package trainer runs vtrain's local training: inner optimizers (SGD with
 // momentum, AdamW) on the flat parameter vector, learning-rate schedules
 // (constant, cosine with linear warm-up), the step loop over a
-// deterministic batch schedule, evaluation, and checkpoints. It also holds
-// the decentralized round protocol as a pure state machine ([Engine]: see
-// round.go), which the gossip layer drives.
-//
-// # Rounds
-//
-// Each round every peer trains H inner steps from the agreed state θ_r,
-// publishes its compressed pseudo-gradient bound to θ_r's hash, collects
-// the others' until it holds every expected peer's (or the timeout passes
-// with a quorum), aggregates them in sorted-ID order, steps the outer
-// optimizer, and publishes a commit naming the update set and the new
-// state hash. Commits converge on the union of the committed sets (a peer
-// fetches what it lacks and re-commits), and a round is decided when a
-// strict majority of the expected peers commit one set, or when peers have
-// moved on from a result. A peer that finds itself building on a state the
-// majority abandoned fetches the majority's state. A partitioned minority
-// does not decide; it stalls and catches up. The simulation tests
-// (sim_test.go) drive many engines through loss, delay, duplication,
-// partitions and crashes and assert that every peer decides every round
-// identically.
+// deterministic batch schedule, evaluation, and checkpoints; a round's
+// inner steps with the segment roots a challenger checks (TrainRound) and
+// the re-execution that checks them (Judge); and the application side of
+// the round protocol (App: what an update's payload means, how a decided
+// set of updates steps the model). The round protocol itself is package
+// consensus.
 //
 // # Determinism contract
 //

@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip/compress"
 	"github.com/vtrain/vtrain/models"
 	"github.com/vtrain/vtrain/models/data"
@@ -109,7 +110,7 @@ func InnerConfig(spec runspec.Spec, m models.Spec, seed uint64, shard int) Confi
 // req.Seed, hashing the trainer's state after every segment. It returns
 // the work (delta, loss, segment roots) with the state each segment starts
 // in and the final state: the evidence a challenger asks for.
-func TrainRound(ctx context.Context, spec runspec.Spec, req *TrainRequest, train *data.Dataset, opts ...Option) (w Work, starts []Snapshot, final Snapshot, err error) {
+func TrainRound(ctx context.Context, spec runspec.Spec, req *consensus.TrainRequest, train *data.Dataset, opts ...Option) (w Work, starts []Snapshot, final Snapshot, err error) {
 	m, err := spec.ModelSpec()
 	if err != nil {
 		return w, nil, final, err
@@ -236,7 +237,7 @@ func SegmentSteps(spec runspec.Spec, seg int) (lo, hi int) {
 // committed residual. It returns nil when all hold, else an error wrapping
 // ErrChallenge that says what failed (or another error when the checker
 // itself could not run).
-func Judge(spec runspec.Spec, base []float32, u *UpdateMsg, seg int, ev Evidence, r Replayer) error {
+func Judge(spec runspec.Spec, base []float32, u *consensus.Update, seg int, ev Evidence, r Replayer) error {
 	S := spec.Segments()
 	if seg < 0 || seg >= S || len(u.Segments) != S {
 		return failf("segment %d of %d (update has %d roots)", seg, S, len(u.Segments))

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 )
@@ -17,7 +18,7 @@ type honestRound struct {
 	spec   runspec.Spec
 	set    *data.Set
 	base   []float32
-	u      *UpdateMsg
+	u      *consensus.Update
 	starts []Snapshot
 	final  Snapshot
 	res    []float32
@@ -31,17 +32,18 @@ func newHonestRound(t *testing.T, optimizer string) *honestRound {
 	spec.Data.Source = "synthetic"
 	spec.Inner.Steps, spec.Inner.Batch, spec.Inner.Optimizer = 12, 8, optimizer
 	spec.Verify.Segment = 5 // 3 segments: 5, 5, 2 steps
+	spec = spec.WithFounders("12D3KooWtest")
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	set := data.Synthetic(1, 512, 16)
 	g, _ := Genesis(spec)
 	hr := &honestRound{spec: spec, set: set, base: g.Theta, peer: "12D3KooWtest"}
-	w, starts, final, err := TrainRound(context.Background(), spec, &TrainRequest{Theta: g.Theta, Seed: RoundSeed(spec, 0, hr.peer), Shard: ShardOf(spec, hr.peer)}, set.Train)
+	w, starts, final, err := TrainRound(context.Background(), spec, &consensus.TrainRequest{Theta: g.Theta, Seed: RoundSeed(spec, 0, hr.peer), Shard: ShardOf(spec, hr.peer)}, set.Train)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hr.u, hr.starts, hr.final = &UpdateMsg{Round: 0, Segments: w.Segments}, starts, final
+	hr.u, hr.starts, hr.final = &consensus.Update{Round: 0, Segments: w.Segments}, starts, final
 	hr.res = make([]float32, len(g.Theta))
 	for i := range hr.res {
 		hr.res[i] = float32(i%7) * 1e-4 // a residual carried from earlier rounds
@@ -63,7 +65,7 @@ func (hr *honestRound) evidence(seg int) Evidence {
 	return ev
 }
 
-func (hr *honestRound) judge(t *testing.T, u *UpdateMsg, seg int, ev Evidence) error {
+func (hr *honestRound) judge(t *testing.T, u *consensus.Update, seg int, ev Evidence) error {
 	t.Helper()
 	r, err := NewReplayer(hr.spec, 0, hr.peer, hr.set.Train)
 	if err != nil {
@@ -92,12 +94,12 @@ func TestJudgeHonestPasses(t *testing.T) {
 // TestJudgeCatchesEachLie fails every way of misreporting a round.
 func TestJudgeCatchesEachLie(t *testing.T) {
 	hr := newHonestRound(t, OptAdamW)
-	clone := func() *UpdateMsg {
+	clone := func() *consensus.Update {
 		u := *hr.u
 		u.Segments = slices.Clone(hr.u.Segments)
 		return &u
 	}
-	scaled := func() *UpdateMsg {
+	scaled := func() *consensus.Update {
 		u := clone()
 		far := make([]float32, len(hr.base)) // base − far = 50 × (base − final)
 		for i := range far {
@@ -109,12 +111,12 @@ func TestJudgeCatchesEachLie(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		u    func() *UpdateMsg
+		u    func() *consensus.Update
 		seg  int
 		ev   func(Evidence) Evidence
 	}{
-		{"made-up first root", func() *UpdateMsg { u := clone(); u.Segments[0][3] ^= 1; return u }, 0, nil},
-		{"made-up middle root", func() *UpdateMsg { u := clone(); u.Segments[1][0] ^= 1; return u }, 1, nil},
+		{"made-up first root", func() *consensus.Update { u := clone(); u.Segments[0][3] ^= 1; return u }, 0, nil},
+		{"made-up middle root", func() *consensus.Update { u := clone(); u.Segments[1][0] ^= 1; return u }, 1, nil},
 		{"forged start state", nil, 1, func(ev Evidence) Evidence {
 			s := *ev.Start
 			s.Params = slices.Clone(s.Params)
@@ -140,8 +142,8 @@ func TestJudgeCatchesEachLie(t *testing.T) {
 			return ev
 		}},
 		{"residual not the committed one", nil, 2, func(ev Evidence) Evidence { ev.ResidualIn[0] += 1; return ev }},
-		{"residual out misreported", func() *UpdateMsg { u := clone(); u.ResidualOut[0] ^= 1; return u }, 0, nil},
-		{"trained on another peer's batches", func() *UpdateMsg { return hr.u }, 0, nil},
+		{"residual out misreported", func() *consensus.Update { u := clone(); u.ResidualOut[0] ^= 1; return u }, 0, nil},
+		{"trained on another peer's batches", func() *consensus.Update { return hr.u }, 0, nil},
 		{"segment out of range", nil, 7, nil},
 	} {
 		u := hr.u

@@ -8,21 +8,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vtrain/vtrain/verify/audit"
 )
 
-// TestDemoByzantine runs the demo as a user would, with three misbehaving
-// peers among six: the two that send bad work are excluded, the one that
-// forges signatures never gets a message past gossip validation (and its
-// rejections are in the ledgers), no honest peer fails a challenge, the
-// honest peers agree, and every honest ledger passes the audit (with its
-// challenges re-executed on the data) and reports the same exclusions.
-func TestDemoByzantine(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts node processes")
-	}
-	tmp, bin := buildBinary(t)
-	spec := filepath.Join(tmp, "run.toml")
-	os.WriteFile(spec, []byte(`
+const smallSpec = `
 [model]
 kind = "mlp"
 hidden = [32]
@@ -37,9 +27,15 @@ timeout = "20s"
 commit_timeout = "5s"
 [verify]
 timeout = "10s"
-`), 0o644)
+`
+
+// runDemo runs the demo binary and returns its JSON result.
+func runDemoJSON(t *testing.T, bin, tmp string, args ...string) demoResult {
+	t.Helper()
+	spec := filepath.Join(tmp, "run.toml")
+	os.WriteFile(spec, []byte(smallSpec), 0o644)
 	out := filepath.Join(tmp, "demo")
-	cmd := exec.Command(bin, "demo", "--peers", "6", "--byzantine", "noise,stale,forge", "--rounds", "12", "--spec", spec, "--data", "synthetic", "--out", out, "--json")
+	cmd := exec.Command(bin, append([]string{"demo", "--spec", spec, "--data", "synthetic", "--out", out, "--json"}, args...)...)
 	b, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, b)
@@ -49,8 +45,35 @@ timeout = "10s"
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 		t.Fatal(err)
 	}
-	if !res.Agreed || res.FalseChallenges != 0 || len(res.Byzantine) != 3 {
-		t.Fatalf("demo: agreed %v, %d false challenges, %d byzantine", res.Agreed, res.FalseChallenges, len(res.Byzantine))
+	return res
+}
+
+// auditAll audits the honest ledgers of a demo together, with the data.
+func auditAll(t *testing.T, ledgers []string) *audit.Report {
+	t.Helper()
+	code, o, e := vtrain(t, append([]string{"audit", "--json", "--data", "synthetic"}, ledgers...)...)
+	var rep audit.Report
+	if code != 0 || json.Unmarshal([]byte(o), &rep) != nil || !rep.OK {
+		t.Fatalf("audit: exit %d: %s %s", code, o, e)
+	}
+	return &rep
+}
+
+// TestDemoByzantine runs the demo as a user would, with three misbehaving
+// members among six: the two that send bad work are excluded, the one that
+// forges signatures never gets a message past gossip validation (and its
+// rejections are in the ledgers), no honest peer fails a challenge or is
+// excluded, the honest peers agree, and the honest ledgers pass the audit
+// together (with the challenges re-executed on the data) and report the
+// same exclusions.
+func TestDemoByzantine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes")
+	}
+	tmp, bin := buildBinary(t, false)
+	res := runDemoJSON(t, bin, tmp, "--peers", "6", "--byzantine", "noise,stale,forge", "--rounds", "12")
+	if !res.Agreed || res.FalseChallenges != 0 || len(res.Byzantine) != 3 || len(res.HonestExcluded) != 0 {
+		t.Fatalf("demo: agreed %v, %d false challenges, %d byzantine, honest excluded %v", res.Agreed, res.FalseChallenges, len(res.Byzantine), res.HonestExcluded)
 	}
 	var excluded []string
 	forger := ""
@@ -60,25 +83,18 @@ timeout = "10s"
 		}
 	}
 	for _, x := range res.Excluded {
-		if x.Behave == "" {
-			t.Fatalf("honest peer %d excluded: %s", x.Index, x.Reason)
-		}
 		excluded = append(excluded, x.Peer)
 	}
 	if len(excluded) != 2 {
 		t.Fatalf("excluded %v, want both misbehaving peers", res.Excluded)
 	}
 	slices.Sort(excluded)
-	for _, l := range res.Ledgers {
-		code, o, e := vtrain(t, "audit", "--json", "--data", "synthetic", l)
-		var rep auditReport
-		if code != 0 || json.Unmarshal([]byte(o), &rep) != nil || !rep.OK {
-			t.Fatalf("audit %s: exit %d: %s %s", l, code, o, e)
-		}
+	rep := auditAll(t, res.Ledgers)
+	for _, lr := range rep.Ledgers {
 		var got []string
 		forged := 0
-		for _, p := range rep.Peers {
-			if p.Excluded != nil {
+		for _, p := range lr.Peers {
+			if p.Excluded != nil && strings.HasPrefix(p.Reason, "excluded") {
 				got = append(got, p.Peer)
 			}
 			for why, n := range p.Rejected {
@@ -87,12 +103,42 @@ timeout = "10s"
 				}
 			}
 			if p.Failed > 0 && !slices.Contains(excluded, p.Peer) {
-				t.Errorf("audit %s: honest %s failed %d challenges", l, p.Peer, p.Failed)
+				t.Errorf("audit %s: honest %s failed %d challenges", lr.Ledger, p.Peer, p.Failed)
 			}
 		}
 		slices.Sort(got)
-		if !slices.Equal(got, excluded) || rep.Replay.Recomputed == 0 || forged == 0 {
-			t.Errorf("audit %s: excluded %v (demo: %v), %d forged messages, %s", l, got, excluded, forged, rep.Replay)
+		if !slices.Equal(got, excluded) || lr.Replay.Recomputed == 0 || forged == 0 {
+			t.Errorf("audit %s: excluded %v (demo: %v), %d forged messages, %s", lr.Ledger, got, excluded, forged, lr.Replay)
 		}
 	}
+}
+
+// TestDemoOutsiders runs nodes built with the race detector through the
+// attacks of outsiders and of an equivocating member: an outsider offers a
+// forged next state (hijack), seven fresh identities ask to join and flood
+// the round with votes and commits (sybil), and a member signs conflicting
+// votes. The run goes on, every honest node on one state, the equivocator
+// is excluded by a certified decision and no honest peer is, the outsiders
+// have no effect, and the honest ledgers pass the audit together.
+func TestDemoOutsiders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes")
+	}
+	tmp, bin := buildBinary(t, true)
+	res := runDemoJSON(t, bin, tmp, "--peers", "4", "--byzantine", "equivocate,hijack,sybil", "--rounds", "8")
+	if !res.Agreed || len(res.HonestExcluded) != 0 {
+		t.Fatalf("demo: agreed %v (%v), honest excluded %v", res.Agreed, res.Disagreements, res.HonestExcluded)
+	}
+	if len(res.Excluded) != 1 || res.Excluded[0].Behave != "equivocate" {
+		t.Fatalf("excluded %+v, want the equivocator", res.Excluded)
+	}
+	for _, o := range res.PeerOutcomes {
+		switch {
+		case o.Outsider && o.Sent == 0:
+			t.Errorf("outsider %s sent nothing", o.Behave)
+		case !o.Outsider && o.Behave == "" && (o.FinalHash != res.FinalHash || !o.Member):
+			t.Errorf("honest peer %d ends on %s (member %v), the run on %s", o.Index, o.FinalHash, o.Member, res.FinalHash)
+		}
+	}
+	auditAll(t, res.Ledgers)
 }

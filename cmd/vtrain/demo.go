@@ -42,8 +42,10 @@ type demoResult struct {
 	Disagreements         []string `json:"disagreements,omitempty"`
 	Ledgers               []string `json:"ledgers"` // each node's ledger, for vtrain audit
 
-	Byzantine        []demoPeer          `json:"byzantine"` // peers started with --behave
+	Byzantine        []demoPeer          `json:"byzantine"` // peers started with --behave (members) and outsiders
 	Excluded         []demoExclusion     `json:"excluded"`
+	HonestExcluded   []string            `json:"honest_excluded"` // honest peers any honest node saw excluded: none, in a sound run
+	PeerOutcomes     []demoOutcome       `json:"peer_outcomes"`
 	FalseChallenges  int                 `json:"false_challenges"`           // failed verdicts against honest peers
 	Challenges       node.ChallengeStats `json:"challenges"`                 // all honest peers' spot-checks together
 	ChallengeCompute float64             `json:"challenge_compute_fraction"` // re-execution time / training time, all peers
@@ -53,6 +55,17 @@ type demoPeer struct {
 	Index  int    `json:"index"`
 	Peer   string `json:"peer"`
 	Behave string `json:"behave"`
+}
+
+// demoOutcome is what became of one peer of the demo.
+type demoOutcome struct {
+	demoPeer
+	Outsider     bool    `json:"outsider"`      // never a member: it attacked from outside
+	Member       bool    `json:"member_at_end"` // a member when its node stopped
+	ExcludedFrom *uint64 `json:"excluded_from"` // the first round it was excluded from, as the honest nodes saw it
+	FinalHash    string  `json:"final_hash"`    // its node's final state ("" for outsiders)
+	Sent         int64   `json:"messages_sent"` // outsiders: what they sent
+	TestAccuracy float64 `json:"test_accuracy"` // members: of their final state
 }
 
 type demoExclusion struct {
@@ -69,23 +82,30 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	specPath := fs.String("spec", "", "run spec to use instead of the defaults (its rounds are replaced by --rounds)")
 	out := fs.String("out", "", "directory for the nodes' output (default: a new temporary directory)")
 	asJSON := fs.Bool("json", false, "end with one JSON object on the last line of stdout")
-	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours for the last peers ("+strings.Join(node.Behaviours[1:], ",")+"), e.g. lazy,replay")
+	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours: member ones for the last peers ("+strings.Join(memberModes(), ",")+"), outsider attacks as extra processes ("+strings.Join(node.Outsiders, ",")+"), e.g. lazy,replay or hijack,sybil")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var behave []string
+	var behave, outsiders []string
 	if *byzantine != "" {
-		behave = strings.Split(*byzantine, ",")
-		for _, b := range behave {
-			if b == "honest" || !slices.Contains(node.Behaviours, b) {
-				return usagef("--byzantine: %q is not a misbehaviour (%s)", b, strings.Join(node.Behaviours[1:], ", "))
+		for _, b := range strings.Split(*byzantine, ",") {
+			switch {
+			case slices.Contains(node.Outsiders, b):
+				outsiders = append(outsiders, b)
+			case b != "honest" && slices.Contains(node.Behaviours, b):
+				behave = append(behave, b)
+			default:
+				return usagef("--byzantine: %q is not a misbehaviour (%s, %s)", b, strings.Join(memberModes(), ", "), strings.Join(node.Outsiders, ", "))
 			}
 		}
 		if len(behave) >= *peers {
-			return usagef("--byzantine: %d misbehaving peers need at least %d peers (peer 0 starts the run honestly)", len(behave), len(behave)+1)
+			return usagef("--byzantine: %d misbehaving members need at least %d peers (peer 0 starts the run honestly)", len(behave), len(behave)+1)
 		}
 	}
 	behaviour := func(i int) string {
+		if i >= *peers {
+			return outsiders[i-*peers]
+		}
 		if k := i - (*peers - len(behave)); k >= 0 {
 			return behave[k]
 		}
@@ -106,7 +126,6 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	spec.Run.Rounds = *rounds
 	spec.Run.Name = "demo"
-	spec.Rounds.Quorum = (*peers + 1) / 2
 	dir := *dataDir
 	if dir == "" {
 		if _, err := data.Find(); err != nil {
@@ -117,9 +136,6 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if dir == "synthetic" {
 		spec.Data.Source = "synthetic"
 	}
-	if err := spec.Validate(); err != nil {
-		return err
-	}
 	if *out == "" {
 		d, err := os.MkdirTemp("", "vtrain-demo-")
 		if err != nil {
@@ -128,6 +144,20 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		*out = d
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	// Every peer of the demo is a founder: its identity, made now, is in
+	// the spec (and so in the run ID). Outsiders are not.
+	var founders []string
+	for i := range *peers {
+		_, id, err := node.LoadIdentity(filepath.Join(*out, fmt.Sprintf("peer%02d", i)))
+		if err != nil {
+			return err
+		}
+		founders = append(founders, id.String())
+	}
+	spec = spec.WithFounders(founders...)
+	if err := spec.Validate(); err != nil {
 		return err
 	}
 	specFile := filepath.Join(*out, "run.toml")
@@ -149,7 +179,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	var wg, byzWG sync.WaitGroup
 	byzCtx, stopByz := context.WithCancel(ctx)
 	defer stopByz()
-	errs := make([]error, *peers)
+	errs := make([]error, *peers+len(outsiders))
 	joinCh := make(chan string, 1)
 	launch := func(i int, extra ...string) error {
 		pdir := filepath.Join(*out, fmt.Sprintf("peer%02d", i))
@@ -219,7 +249,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	case <-time.After(60 * time.Second):
 		return fmt.Errorf("the first node did not print a join address within 60s")
 	}
-	for i := 1; i < *peers; i++ {
+	for i := 1; i < *peers+len(outsiders); i++ {
 		if err := launch(i, "--join", joinAddr, "--run", spec.RunID().String()); err != nil {
 			return err
 		}
@@ -236,27 +266,44 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		DenseBytesPerRound: 4 * m.NumParams(), Seconds: time.Since(start).Seconds(), Out: *out, Agreed: true}
 	var sums []*node.Summary
 	index := map[string]demoPeer{}
+	all := map[int]*node.Summary{}
 	var trainSec float64
-	for i := 0; i < *peers; i++ {
-		b, err := os.ReadFile(filepath.Join(*out, fmt.Sprintf("peer%02d", i), "summary.json"))
+	for i := 0; i < *peers+len(outsiders); i++ {
+		pdir := filepath.Join(*out, fmt.Sprintf("peer%02d", i))
+		_, id, err := node.LoadIdentity(pdir)
+		if err != nil {
+			return err
+		}
+		index[id.String()] = demoPeer{Index: i, Peer: id.String(), Behave: behaviour(i)}
+		if i >= *peers {
+			o := demoOutcome{demoPeer: index[id.String()], Outsider: true}
+			var rep node.AttackReport
+			if b, err := os.ReadFile(filepath.Join(pdir, "attack.json")); err == nil && json.Unmarshal(b, &rep) == nil {
+				o.Sent = rep.Sent
+				for _, sid := range rep.Identities {
+					index[sid] = o.demoPeer
+				}
+			}
+			res.Byzantine = append(res.Byzantine, o.demoPeer)
+			res.PeerOutcomes = append(res.PeerOutcomes, o)
+			continue
+		}
+		s, err := readSummary(filepath.Join(pdir, "summary.json"))
 		if err != nil {
 			if behaviour(i) != "" {
+				res.Byzantine = append(res.Byzantine, index[id.String()])
 				continue
 			}
 			return fmt.Errorf("peer %d left no summary: %w", i, err)
 		}
-		var s node.Summary
-		if err := json.Unmarshal(b, &s); err != nil {
-			return fmt.Errorf("peer %d: %w", i, err)
-		}
-		index[s.Peer] = demoPeer{Index: i, Peer: s.Peer, Behave: behaviour(i)}
+		all[i] = s
 		trainSec += s.TrainSeconds
 		res.Challenges.Seconds += s.Challenges.Seconds
 		if behaviour(i) != "" {
 			res.Byzantine = append(res.Byzantine, index[s.Peer])
 			continue
 		}
-		sums = append(sums, &s)
+		sums = append(sums, s)
 		res.Ledgers = append(res.Ledgers, s.Ledger)
 	}
 	for _, s := range sums {
@@ -271,17 +318,34 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		for _, x := range s.Excluded {
-			// Peers agree on who is excluded from when; the reason is the
-			// verdict's, which a peer that adopted the exclusion from the
-			// agreed commit may not hold.
 			i := slices.IndexFunc(res.Excluded, func(e demoExclusion) bool { return e.Peer == x.Peer })
 			switch {
 			case i < 0:
 				res.Excluded = append(res.Excluded, demoExclusion{demoPeer: index[x.Peer], Round: x.Round, Reason: x.Reason})
+				if index[x.Peer].Behave == "" {
+					res.HonestExcluded = append(res.HonestExcluded, x.Peer)
+				}
 			case len(x.Reason) > len(res.Excluded[i].Reason):
 				res.Excluded[i].Reason = x.Reason
 			}
 		}
+	}
+	for i := 0; i < *peers; i++ {
+		_, id, _ := node.LoadIdentity(filepath.Join(*out, fmt.Sprintf("peer%02d", i)))
+		o := demoOutcome{demoPeer: index[id.String()]}
+		if s := all[i]; s != nil {
+			o.Member, o.FinalHash, o.TestAccuracy = s.Member, s.FinalHash, s.TestAccuracy
+		}
+		for _, x := range res.Excluded {
+			if x.Peer == id.String() {
+				r := x.Round
+				o.ExcludedFrom = &r
+			}
+		}
+		res.PeerOutcomes = append(res.PeerOutcomes, o)
+	}
+	if res.HonestExcluded == nil {
+		res.HonestExcluded = []string{}
 	}
 	if res.Excluded == nil {
 		res.Excluded = []demoExclusion{}
@@ -315,6 +379,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		res.Challenges.Run, res.Challenges.Passed, res.Challenges.Failed, res.FalseChallenges, 100*res.ChallengeCompute)
 	for _, x := range res.Excluded {
 		fmt.Fprintf(stdout, "%-28s peer %d (%s) from round %d: %s\n", "excluded", x.Index, x.Behave, x.Round, x.Reason)
+	}
+	for _, o := range res.PeerOutcomes {
+		if o.Outsider {
+			fmt.Fprintf(stdout, "%-28s peer %d (%s) sent %d messages; no effect on the run's state\n", "outsider", o.Index, o.Behave, o.Sent)
+		}
 	}
 	if *asJSON {
 		b, _ := json.Marshal(res)
@@ -372,6 +441,17 @@ func agreement(sums []*node.Summary, rounds uint64) (bool, []string) {
 
 // specTOML writes a spec as TOML that runspec.Parse reads back to the same
 // canonical spec.
+// memberModes are the misbehaviours a member of the demo can have.
+func memberModes() []string {
+	var out []string
+	for _, b := range node.Behaviours[1:] {
+		if !slices.Contains(node.Outsiders, b) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 func specTOML(s runspec.Spec) string {
 	ints := func(v []int) string {
 		p := make([]string, len(v))
@@ -397,5 +477,11 @@ func specTOML(s runspec.Spec) string {
 	fmt.Fprintf(&b, "[rounds]\ntimeout = %q\ncommit_timeout = %q\nquorum = %d\nmax_message = %d\nmax_update_norm = %v\n", s.Rounds.Timeout, s.Rounds.CommitTimeout, s.Rounds.Quorum, s.Rounds.MaxMessage, s.Rounds.MaxUpdateNorm)
 	v := s.Verify
 	fmt.Fprintf(&b, "\n[verify]\nrate = %v\nnewcomer_rate = %v\nprobation = %d\nsegment = %d\ntimeout = %q\ntolerance = %v\n", v.Rate, v.NewcomerRate, v.Probation, v.Segment, v.Timeout, v.Tolerance)
+	mb := s.Members
+	q := make([]string, len(mb.Genesis))
+	for i, p := range mb.Genesis {
+		q[i] = fmt.Sprintf("%q", p)
+	}
+	fmt.Fprintf(&b, "\n[members]\ngenesis = [%s]\nvoters = %d\nadmit = %d\nabsent = %d\nmax = %d\n", strings.Join(q, ", "), mb.Voters, mb.Admit, mb.Absent, mb.Max)
 	return b.String()
 }

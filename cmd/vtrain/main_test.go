@@ -190,6 +190,8 @@ func TestSpecTOMLRoundTrip(t *testing.T) {
 	s := runspec.Default()
 	s.Run.Rounds, s.Data.Source, s.Rounds.Quorum = 7, "synthetic", 3
 	s.Model = runspec.Model{Kind: "cnn", Channels: []int{4, 8}}
+	s = s.WithFounders("12D3KooWBDGiDWHgoe9GZoNeGgZLEEK5wHythEFnqssTzWzzw11X", "12D3KooWNJuVaPJTCRHSup731onkVKBNRJm34b1AvPASLMdiLgmv")
+	s.Members.Admit = 3
 	back, err := runspec.Parse([]byte(specTOML(s)))
 	if err != nil {
 		t.Fatal(err)

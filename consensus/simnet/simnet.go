@@ -190,11 +190,13 @@ type Net struct {
 	TrainTime time.Duration
 	HealAt    time.Duration // from then on the network is synchronous: no loss, cuts or long delays
 
-	// Hooks. App builds each engine's application (default ToyApp); Work
+	// Hooks. App builds each engine's application (default ToyApp);
+	// TrainFor says how long a peer trains; Work
 	// makes a member's update (default a toy); Judge answers a challenge
 	// the engine is drawn for, returning the verdict to submit and when (a
 	// nil verdict: none; default: none); OnDecided sees every decision.
 	App       func(spec runspec.Spec) consensus.App
+	TrainFor  func(n *Net, i int) time.Duration // how long peer i trains (default TrainTime)
 	Work      func(n *Net, i int, req *consensus.TrainRequest) *consensus.Update
 	Judge     func(n *Net, i int, d consensus.Decided, ch spot.Challenge) (*consensus.VerdictMsg, time.Duration)
 	OnDecided func(n *Net, i int, d consensus.Decided)
@@ -410,7 +412,11 @@ func (sn *Net) process(i int) {
 		sn.broadcast(i, m)
 	}
 	if rd.Train != nil {
-		sn.push(sn.Now+sn.TrainTime+sn.delay(), i, i, &trainedEv{rd.Train})
+		d := sn.TrainTime
+		if sn.TrainFor != nil {
+			d = sn.TrainFor(sn, i)
+		}
+		sn.push(sn.Now+d+sn.delay(), i, i, &trainedEv{rd.Train})
 	}
 	if f := rd.FetchUpdates; f != nil {
 		if j := sn.pick(i, f.From); j >= 0 && sn.Engines[j] != nil {

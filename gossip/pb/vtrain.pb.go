@@ -25,11 +25,17 @@ const (
 )
 
 // Signed is what travels on a run's gossipsub topic, and what a peer
-// returns when asked for updates: the body exactly as signed.
+// returns when asked for updates: the body exactly as sent, and its
+// author's signature. For an update, a proposal, a vote, a join request
+// and a verdict the signature is the protocol's own (package consensus
+// defines what it covers, and certificates reuse it); for a commit, an
+// equivocation proof and a tree head, which carry their signers'
+// signatures inside, it is the publisher's over
+// "vtrain/v2/body\x00" || run ID || body.
 type Signed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Body          []byte                 `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"`           // a serialized Body
-	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"` // sender's libp2p key over "vtrain/v1/body\x00" || run ID || body
+	Body          []byte                 `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"` // a serialized Body
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -86,9 +92,12 @@ type Body struct {
 	// Types that are valid to be assigned to Msg:
 	//
 	//	*Body_Update
+	//	*Body_Proposal
+	//	*Body_Vote
 	//	*Body_Commit
-	//	*Body_Hello
+	//	*Body_Join
 	//	*Body_Verdict
+	//	*Body_Evidence
 	//	*Body_Head
 	Msg           isBody_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
@@ -162,6 +171,24 @@ func (x *Body) GetUpdate() *Update {
 	return nil
 }
 
+func (x *Body) GetProposal() *Proposal {
+	if x != nil {
+		if x, ok := x.Msg.(*Body_Proposal); ok {
+			return x.Proposal
+		}
+	}
+	return nil
+}
+
+func (x *Body) GetVote() *Vote {
+	if x != nil {
+		if x, ok := x.Msg.(*Body_Vote); ok {
+			return x.Vote
+		}
+	}
+	return nil
+}
+
 func (x *Body) GetCommit() *Commit {
 	if x != nil {
 		if x, ok := x.Msg.(*Body_Commit); ok {
@@ -171,10 +198,10 @@ func (x *Body) GetCommit() *Commit {
 	return nil
 }
 
-func (x *Body) GetHello() *Hello {
+func (x *Body) GetJoin() *Join {
 	if x != nil {
-		if x, ok := x.Msg.(*Body_Hello); ok {
-			return x.Hello
+		if x, ok := x.Msg.(*Body_Join); ok {
+			return x.Join
 		}
 	}
 	return nil
@@ -184,6 +211,15 @@ func (x *Body) GetVerdict() *Verdict {
 	if x != nil {
 		if x, ok := x.Msg.(*Body_Verdict); ok {
 			return x.Verdict
+		}
+	}
+	return nil
+}
+
+func (x *Body) GetEvidence() *Equivocation {
+	if x != nil {
+		if x, ok := x.Msg.(*Body_Evidence); ok {
+			return x.Evidence
 		}
 	}
 	return nil
@@ -206,29 +242,47 @@ type Body_Update struct {
 	Update *Update `protobuf:"bytes,4,opt,name=update,proto3,oneof"`
 }
 
-type Body_Commit struct {
-	Commit *Commit `protobuf:"bytes,5,opt,name=commit,proto3,oneof"`
+type Body_Proposal struct {
+	Proposal *Proposal `protobuf:"bytes,5,opt,name=proposal,proto3,oneof"`
 }
 
-type Body_Hello struct {
-	Hello *Hello `protobuf:"bytes,6,opt,name=hello,proto3,oneof"`
+type Body_Vote struct {
+	Vote *Vote `protobuf:"bytes,6,opt,name=vote,proto3,oneof"`
+}
+
+type Body_Commit struct {
+	Commit *Commit `protobuf:"bytes,7,opt,name=commit,proto3,oneof"`
+}
+
+type Body_Join struct {
+	Join *Join `protobuf:"bytes,8,opt,name=join,proto3,oneof"`
 }
 
 type Body_Verdict struct {
-	Verdict *Verdict `protobuf:"bytes,7,opt,name=verdict,proto3,oneof"`
+	Verdict *Verdict `protobuf:"bytes,9,opt,name=verdict,proto3,oneof"`
+}
+
+type Body_Evidence struct {
+	Evidence *Equivocation `protobuf:"bytes,10,opt,name=evidence,proto3,oneof"`
 }
 
 type Body_Head struct {
-	Head *TreeHead `protobuf:"bytes,8,opt,name=head,proto3,oneof"`
+	Head *TreeHead `protobuf:"bytes,11,opt,name=head,proto3,oneof"`
 }
 
 func (*Body_Update) isBody_Msg() {}
 
+func (*Body_Proposal) isBody_Msg() {}
+
+func (*Body_Vote) isBody_Msg() {}
+
 func (*Body_Commit) isBody_Msg() {}
 
-func (*Body_Hello) isBody_Msg() {}
+func (*Body_Join) isBody_Msg() {}
 
 func (*Body_Verdict) isBody_Msg() {}
+
+func (*Body_Evidence) isBody_Msg() {}
 
 func (*Body_Head) isBody_Msg() {}
 
@@ -294,7 +348,7 @@ func (x *TreeHead) GetSig() []byte {
 	return nil
 }
 
-// Update is a peer's compressed pseudo-gradient for a round.
+// Update is a member's compressed pseudo-gradient for a round.
 type Update struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Base          []byte                 `protobuf:"bytes,1,opt,name=base,proto3" json:"base,omitempty"` // hash of the state the update starts from
@@ -395,20 +449,745 @@ func (x *Update) GetResidualOut() []byte {
 	return nil
 }
 
-// Commit names the updates a peer aggregated and the state it reached.
+// Vote is a prevote or precommit of the body's sender in the body's round.
+type Vote struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          uint32                 `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"` // 2 prevote, 3 precommit
+	View          uint32                 `protobuf:"varint,2,opt,name=view,proto3" json:"view,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"` // value ID; empty: nil
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Vote) Reset() {
+	*x = Vote{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Vote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Vote) ProtoMessage() {}
+
+func (x *Vote) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Vote.ProtoReflect.Descriptor instead.
+func (*Vote) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Vote) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *Vote) GetView() uint32 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
+func (x *Vote) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// Proposal is the body's sender's proposal for a view of the body's round.
+type Proposal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	View          uint32                 `protobuf:"varint,1,opt,name=view,proto3" json:"view,omitempty"`
+	ValidView     int32                  `protobuf:"varint,2,opt,name=valid_view,json=validView,proto3" json:"valid_view,omitempty"` // -1, or the view whose prevotes (pol) make the value valid
+	Value         *Value                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Pol           []*Sig                 `protobuf:"bytes,4,rep,name=pol,proto3" json:"pol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proposal) Reset() {
+	*x = Proposal{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proposal) ProtoMessage() {}
+
+func (x *Proposal) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
+func (*Proposal) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Proposal) GetView() uint32 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
+func (x *Proposal) GetValidView() int32 {
+	if x != nil {
+		return x.ValidView
+	}
+	return 0
+}
+
+func (x *Proposal) GetValue() *Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Proposal) GetPol() []*Sig {
+	if x != nil {
+		return x.Pol
+	}
+	return nil
+}
+
+type Sig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"` // binary peer ID
+	Sig           []byte                 `protobuf:"bytes,2,opt,name=sig,proto3" json:"sig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sig) Reset() {
+	*x = Sig{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sig) ProtoMessage() {}
+
+func (x *Sig) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sig.ProtoReflect.Descriptor instead.
+func (*Sig) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Sig) GetFrom() []byte {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *Sig) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
+
+// FullVote is a vote with its signer, round and signature, as an
+// equivocation proof carries it.
+type FullVote struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          uint32                 `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	View          uint32                 `protobuf:"varint,3,opt,name=view,proto3" json:"view,omitempty"`
+	Value         []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	ValidView     int32                  `protobuf:"varint,5,opt,name=valid_view,json=validView,proto3" json:"valid_view,omitempty"`
+	From          []byte                 `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	Sig           []byte                 `protobuf:"bytes,7,opt,name=sig,proto3" json:"sig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FullVote) Reset() {
+	*x = FullVote{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FullVote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FullVote) ProtoMessage() {}
+
+func (x *FullVote) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FullVote.ProtoReflect.Descriptor instead.
+func (*FullVote) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *FullVote) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *FullVote) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *FullVote) GetView() uint32 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
+func (x *FullVote) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *FullVote) GetValidView() int32 {
+	if x != nil {
+		return x.ValidView
+	}
+	return 0
+}
+
+func (x *FullVote) GetFrom() []byte {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *FullVote) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
+
+type Equivocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	A             *FullVote              `protobuf:"bytes,1,opt,name=a,proto3" json:"a,omitempty"`
+	B             *FullVote              `protobuf:"bytes,2,opt,name=b,proto3" json:"b,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Equivocation) Reset() {
+	*x = Equivocation{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Equivocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Equivocation) ProtoMessage() {}
+
+func (x *Equivocation) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Equivocation.ProtoReflect.Descriptor instead.
+func (*Equivocation) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Equivocation) GetA() *FullVote {
+	if x != nil {
+		return x.A
+	}
+	return nil
+}
+
+func (x *Equivocation) GetB() *FullVote {
+	if x != nil {
+		return x.B
+	}
+	return nil
+}
+
+type UpdateRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	From          []byte                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	Newcomer      bool                   `protobuf:"varint,3,opt,name=newcomer,proto3" json:"newcomer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRef) Reset() {
+	*x = UpdateRef{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRef) ProtoMessage() {}
+
+func (x *UpdateRef) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRef.ProtoReflect.Descriptor instead.
+func (*UpdateRef) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpdateRef) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *UpdateRef) GetFrom() []byte {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *UpdateRef) GetNewcomer() bool {
+	if x != nil {
+		return x.Newcomer
+	}
+	return false
+}
+
+// FullJoin and FullVerdict are join requests and verdicts with their
+// signers, rounds and signatures, as a value carries them.
+type FullJoin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	From          []byte                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	Sig           []byte                 `protobuf:"bytes,3,opt,name=sig,proto3" json:"sig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FullJoin) Reset() {
+	*x = FullJoin{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FullJoin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FullJoin) ProtoMessage() {}
+
+func (x *FullJoin) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FullJoin.ProtoReflect.Descriptor instead.
+func (*FullJoin) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *FullJoin) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *FullJoin) GetFrom() []byte {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *FullJoin) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
+
+type FullVerdict struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Update        []byte                 `protobuf:"bytes,2,opt,name=update,proto3" json:"update,omitempty"`
+	Accused       []byte                 `protobuf:"bytes,3,opt,name=accused,proto3" json:"accused,omitempty"`
+	Segment       uint32                 `protobuf:"varint,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	From          []byte                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`
+	Pass          bool                   `protobuf:"varint,6,opt,name=pass,proto3" json:"pass,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Sig           []byte                 `protobuf:"bytes,8,opt,name=sig,proto3" json:"sig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FullVerdict) Reset() {
+	*x = FullVerdict{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FullVerdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FullVerdict) ProtoMessage() {}
+
+func (x *FullVerdict) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FullVerdict.ProtoReflect.Descriptor instead.
+func (*FullVerdict) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *FullVerdict) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *FullVerdict) GetUpdate() []byte {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+func (x *FullVerdict) GetAccused() []byte {
+	if x != nil {
+		return x.Accused
+	}
+	return nil
+}
+
+func (x *FullVerdict) GetSegment() uint32 {
+	if x != nil {
+		return x.Segment
+	}
+	return 0
+}
+
+func (x *FullVerdict) GetFrom() []byte {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *FullVerdict) GetPass() bool {
+	if x != nil {
+		return x.Pass
+	}
+	return false
+}
+
+func (x *FullVerdict) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FullVerdict) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
+
+// Value is what a round decides (package consensus).
+type Value struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Base          []byte                 `protobuf:"bytes,2,opt,name=base,proto3" json:"base,omitempty"`
+	Voters        []byte                 `protobuf:"bytes,3,opt,name=voters,proto3" json:"voters,omitempty"`
+	Updates       []*UpdateRef           `protobuf:"bytes,4,rep,name=updates,proto3" json:"updates,omitempty"`
+	Admit         []*FullJoin            `protobuf:"bytes,5,rep,name=admit,proto3" json:"admit,omitempty"`
+	Verdicts      []*FullVerdict         `protobuf:"bytes,6,rep,name=verdicts,proto3" json:"verdicts,omitempty"`
+	Evidence      []*Equivocation        `protobuf:"bytes,7,rep,name=evidence,proto3" json:"evidence,omitempty"`
+	Next          []byte                 `protobuf:"bytes,8,opt,name=next,proto3" json:"next,omitempty"`
+	NextVoters    []byte                 `protobuf:"bytes,9,opt,name=next_voters,json=nextVoters,proto3" json:"next_voters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Value) Reset() {
+	*x = Value{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Value) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Value) ProtoMessage() {}
+
+func (x *Value) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Value.ProtoReflect.Descriptor instead.
+func (*Value) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Value) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *Value) GetBase() []byte {
+	if x != nil {
+		return x.Base
+	}
+	return nil
+}
+
+func (x *Value) GetVoters() []byte {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *Value) GetUpdates() []*UpdateRef {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+func (x *Value) GetAdmit() []*FullJoin {
+	if x != nil {
+		return x.Admit
+	}
+	return nil
+}
+
+func (x *Value) GetVerdicts() []*FullVerdict {
+	if x != nil {
+		return x.Verdicts
+	}
+	return nil
+}
+
+func (x *Value) GetEvidence() []*Equivocation {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+func (x *Value) GetNext() []byte {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
+func (x *Value) GetNextVoters() []byte {
+	if x != nil {
+		return x.NextVoters
+	}
+	return nil
+}
+
+type Certificate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	View          uint32                 `protobuf:"varint,2,opt,name=view,proto3" json:"view,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Sigs          []*Sig                 `protobuf:"bytes,4,rep,name=sigs,proto3" json:"sigs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Certificate) Reset() {
+	*x = Certificate{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Certificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Certificate) ProtoMessage() {}
+
+func (x *Certificate) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
+func (*Certificate) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Certificate) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *Certificate) GetView() uint32 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
+func (x *Certificate) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Certificate) GetSigs() []*Sig {
+	if x != nil {
+		return x.Sigs
+	}
+	return nil
+}
+
+// Commit is a decided round: its value and its quorum certificate.
 type Commit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Base          []byte                 `protobuf:"bytes,1,opt,name=base,proto3" json:"base,omitempty"`
-	Updates       [][]byte               `protobuf:"bytes,2,rep,name=updates,proto3" json:"updates,omitempty"` // sorted update IDs
-	Result        []byte                 `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
-	Excluded      [][]byte               `protobuf:"bytes,4,rep,name=excluded,proto3" json:"excluded,omitempty"` // binary peer IDs excluded from the next round on, sorted by string form
+	Value         *Value                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	Cert          *Certificate           `protobuf:"bytes,2,opt,name=cert,proto3" json:"cert,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +1199,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[4]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,35 +1212,58 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{4}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{14}
 }
 
-func (x *Commit) GetBase() []byte {
+func (x *Commit) GetValue() *Value {
 	if x != nil {
-		return x.Base
+		return x.Value
 	}
 	return nil
 }
 
-func (x *Commit) GetUpdates() [][]byte {
+func (x *Commit) GetCert() *Certificate {
 	if x != nil {
-		return x.Updates
+		return x.Cert
 	}
 	return nil
 }
 
-func (x *Commit) GetResult() []byte {
-	if x != nil {
-		return x.Result
-	}
-	return nil
+// Join is the body's sender's request to join, made at the body's round.
+type Join struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Commit) GetExcluded() [][]byte {
+func (x *Join) Reset() {
+	*x = Join{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Join) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Join) ProtoMessage() {}
+
+func (x *Join) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
 	if x != nil {
-		return x.Excluded
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
 	}
-	return nil
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Join.ProtoReflect.Descriptor instead.
+func (*Join) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{15}
 }
 
 // Verdict is a challenger's result of a spot-check of an update of the
@@ -479,7 +1281,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +1293,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[5]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +1306,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{5}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Verdict) GetUpdate() []byte {
@@ -542,53 +1344,8 @@ func (x *Verdict) GetReason() string {
 	return ""
 }
 
-// Hello announces the state a peer starts a round from.
-type Hello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Base          []byte                 `protobuf:"bytes,1,opt,name=base,proto3" json:"base,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Hello) Reset() {
-	*x = Hello{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Hello) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Hello) ProtoMessage() {}
-
-func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Hello.ProtoReflect.Descriptor instead.
-func (*Hello) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *Hello) GetBase() []byte {
-	if x != nil {
-		return x.Base
-	}
-	return nil
-}
-
 // SyncRequest and SyncResponse travel, length-prefixed, on
-// /vtrain/sync/1.0.0 streams.
+// /vtrain/sync/2.0.0 streams.
 type SyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Run   []byte                 `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
@@ -598,6 +1355,7 @@ type SyncRequest struct {
 	//	*SyncRequest_State
 	//	*SyncRequest_Updates
 	//	*SyncRequest_Segment
+	//	*SyncRequest_Proof
 	What          isSyncRequest_What `protobuf_oneof:"what"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -605,7 +1363,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +1375,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[7]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +1388,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{7}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SyncRequest) GetRun() []byte {
@@ -683,6 +1441,15 @@ func (x *SyncRequest) GetSegment() *SegmentRequest {
 	return nil
 }
 
+func (x *SyncRequest) GetProof() *ProofRequest {
+	if x != nil {
+		if x, ok := x.What.(*SyncRequest_Proof); ok {
+			return x.Proof
+		}
+	}
+	return nil
+}
+
 type isSyncRequest_What interface {
 	isSyncRequest_What()
 }
@@ -703,6 +1470,10 @@ type SyncRequest_Segment struct {
 	Segment *SegmentRequest `protobuf:"bytes,5,opt,name=segment,proto3,oneof"`
 }
 
+type SyncRequest_Proof struct {
+	Proof *ProofRequest `protobuf:"bytes,6,opt,name=proof,proto3,oneof"`
+}
+
 func (*SyncRequest_Spec) isSyncRequest_What() {}
 
 func (*SyncRequest_State) isSyncRequest_What() {}
@@ -710,6 +1481,8 @@ func (*SyncRequest_State) isSyncRequest_What() {}
 func (*SyncRequest_Updates) isSyncRequest_What() {}
 
 func (*SyncRequest_Segment) isSyncRequest_What() {}
+
+func (*SyncRequest_Proof) isSyncRequest_What() {}
 
 // SegmentRequest asks a challenged peer for the evidence behind one
 // segment of its update.
@@ -724,7 +1497,7 @@ type SegmentRequest struct {
 
 func (x *SegmentRequest) Reset() {
 	*x = SegmentRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +1509,7 @@ func (x *SegmentRequest) String() string {
 func (*SegmentRequest) ProtoMessage() {}
 
 func (x *SegmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[8]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +1522,7 @@ func (x *SegmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentRequest.ProtoReflect.Descriptor instead.
 func (*SegmentRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{8}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SegmentRequest) GetRound() uint64 {
@@ -786,7 +1559,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +1571,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[9]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +1584,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{9}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Snapshot) GetStep() int64 {
@@ -861,7 +1634,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +1646,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[10]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +1659,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{10}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Evidence) GetStart() *Snapshot {
@@ -925,7 +1698,7 @@ type SpecRequest struct {
 
 func (x *SpecRequest) Reset() {
 	*x = SpecRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1710,7 @@ func (x *SpecRequest) String() string {
 func (*SpecRequest) ProtoMessage() {}
 
 func (x *SpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[11]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,19 +1723,19 @@ func (x *SpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpecRequest.ProtoReflect.Descriptor instead.
 func (*SpecRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{11}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{21}
 }
 
 type StateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"` // the state wanted; empty: the latest agreed state
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"` // the certified state wanted
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1747,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1760,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{12}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StateRequest) GetHash() []byte {
@@ -1007,7 +1780,7 @@ type UpdatesRequest struct {
 
 func (x *UpdatesRequest) Reset() {
 	*x = UpdatesRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1792,7 @@ func (x *UpdatesRequest) String() string {
 func (*UpdatesRequest) ProtoMessage() {}
 
 func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1805,7 @@ func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatesRequest.ProtoReflect.Descriptor instead.
 func (*UpdatesRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{13}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdatesRequest) GetRound() uint64 {
@@ -1049,6 +1822,147 @@ func (x *UpdatesRequest) GetIds() [][]byte {
 	return nil
 }
 
+// ProofRequest asks for the certified decisions from a round on.
+type ProofRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProofRequest) Reset() {
+	*x = ProofRequest{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProofRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProofRequest) ProtoMessage() {}
+
+func (x *ProofRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProofRequest.ProtoReflect.Descriptor instead.
+func (*ProofRequest) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ProofRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+type Link struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commit        *Commit                `protobuf:"bytes,1,opt,name=commit,proto3" json:"commit,omitempty"`
+	NextVoters    [][]byte               `protobuf:"bytes,2,rep,name=next_voters,json=nextVoters,proto3" json:"next_voters,omitempty"` // binary peer IDs, when the voter set changes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Link) Reset() {
+	*x = Link{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Link) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Link) ProtoMessage() {}
+
+func (x *Link) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Link.ProtoReflect.Descriptor instead.
+func (*Link) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Link) GetCommit() *Commit {
+	if x != nil {
+		return x.Commit
+	}
+	return nil
+}
+
+func (x *Link) GetNextVoters() [][]byte {
+	if x != nil {
+		return x.NextVoters
+	}
+	return nil
+}
+
+type Proof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Links         []*Link                `protobuf:"bytes,1,rep,name=links,proto3" json:"links,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proof) Reset() {
+	*x = Proof{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proof) ProtoMessage() {}
+
+func (x *Proof) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proof.ProtoReflect.Descriptor instead.
+func (*Proof) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Proof) GetLinks() []*Link {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
 type SyncResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
@@ -1057,13 +1971,14 @@ type SyncResponse struct {
 	Updates       []*Signed              `protobuf:"bytes,4,rep,name=updates,proto3" json:"updates,omitempty"` // as gossiped, signatures included
 	Peers         []string               `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`     // spec requests: addresses of the peers the server knows
 	Evidence      *Evidence              `protobuf:"bytes,6,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	Proof         *Proof                 `protobuf:"bytes,7,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1990,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +2003,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{14}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SyncResponse) GetError() string {
@@ -1133,20 +2048,111 @@ func (x *SyncResponse) GetEvidence() *Evidence {
 	return nil
 }
 
+func (x *SyncResponse) GetProof() *Proof {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+type Member struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // binary peer ID
+	Founder       bool                   `protobuf:"varint,2,opt,name=founder,proto3" json:"founder,omitempty"`
+	Seat          bool                   `protobuf:"varint,3,opt,name=seat,proto3" json:"seat,omitempty"`
+	Since         uint64                 `protobuf:"varint,4,opt,name=since,proto3" json:"since,omitempty"`
+	Work          uint64                 `protobuf:"varint,5,opt,name=work,proto3" json:"work,omitempty"`
+	Last          uint64                 `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Member) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *Member) GetFounder() bool {
+	if x != nil {
+		return x.Founder
+	}
+	return false
+}
+
+func (x *Member) GetSeat() bool {
+	if x != nil {
+		return x.Seat
+	}
+	return false
+}
+
+func (x *Member) GetSince() uint64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *Member) GetWork() uint64 {
+	if x != nil {
+		return x.Work
+	}
+	return 0
+}
+
+func (x *Member) GetLast() uint64 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
 type State struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
 	Theta         []byte                 `protobuf:"bytes,2,opt,name=theta,proto3" json:"theta,omitempty"`       // little-endian float32, flat layout
 	Momentum      []byte                 `protobuf:"bytes,3,opt,name=momentum,proto3" json:"momentum,omitempty"` // outer optimizer buffer, same layout
-	Members       []string               `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
-	Excluded      []string               `protobuf:"bytes,5,rep,name=excluded,proto3" json:"excluded,omitempty"`
+	Members       []*Member              `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Excluded      [][]byte               `protobuf:"bytes,5,rep,name=excluded,proto3" json:"excluded,omitempty"` // binary peer IDs
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +2164,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +2177,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{15}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *State) GetRound() uint64 {
@@ -1195,14 +2201,14 @@ func (x *State) GetMomentum() []byte {
 	return nil
 }
 
-func (x *State) GetMembers() []string {
+func (x *State) GetMembers() []*Member {
 	if x != nil {
 		return x.Members
 	}
 	return nil
 }
 
-func (x *State) GetExcluded() []string {
+func (x *State) GetExcluded() [][]byte {
 	if x != nil {
 		return x.Excluded
 	}
@@ -1213,19 +2219,23 @@ var File_gossip_pb_vtrain_proto protoreflect.FileDescriptor
 
 const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\n" +
-	"\x16gossip/pb/vtrain.proto\x12\tvtrain.v1\":\n" +
+	"\x16gossip/pb/vtrain.proto\x12\tvtrain.v2\":\n" +
 	"\x06Signed\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xac\x02\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xba\x03\n" +
 	"\x04Body\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\fR\x03run\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x16\n" +
 	"\x06sender\x18\x03 \x01(\fR\x06sender\x12+\n" +
-	"\x06update\x18\x04 \x01(\v2\x11.vtrain.v1.UpdateH\x00R\x06update\x12+\n" +
-	"\x06commit\x18\x05 \x01(\v2\x11.vtrain.v1.CommitH\x00R\x06commit\x12(\n" +
-	"\x05hello\x18\x06 \x01(\v2\x10.vtrain.v1.HelloH\x00R\x05hello\x12.\n" +
-	"\averdict\x18\a \x01(\v2\x12.vtrain.v1.VerdictH\x00R\averdict\x12)\n" +
-	"\x04head\x18\b \x01(\v2\x13.vtrain.v1.TreeHeadH\x00R\x04headB\x05\n" +
+	"\x06update\x18\x04 \x01(\v2\x11.vtrain.v2.UpdateH\x00R\x06update\x121\n" +
+	"\bproposal\x18\x05 \x01(\v2\x13.vtrain.v2.ProposalH\x00R\bproposal\x12%\n" +
+	"\x04vote\x18\x06 \x01(\v2\x0f.vtrain.v2.VoteH\x00R\x04vote\x12+\n" +
+	"\x06commit\x18\a \x01(\v2\x11.vtrain.v2.CommitH\x00R\x06commit\x12%\n" +
+	"\x04join\x18\b \x01(\v2\x0f.vtrain.v2.JoinH\x00R\x04join\x12.\n" +
+	"\averdict\x18\t \x01(\v2\x12.vtrain.v2.VerdictH\x00R\averdict\x125\n" +
+	"\bevidence\x18\n" +
+	" \x01(\v2\x17.vtrain.v2.EquivocationH\x00R\bevidence\x12)\n" +
+	"\x04head\x18\v \x01(\v2\x13.vtrain.v2.TreeHeadH\x00R\x04headB\x05\n" +
 	"\x03msg\"D\n" +
 	"\bTreeHead\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x12\n" +
@@ -1240,26 +2250,82 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\bsegments\x18\x06 \x03(\fR\bsegments\x12\x1f\n" +
 	"\vresidual_in\x18\a \x01(\fR\n" +
 	"residualIn\x12!\n" +
-	"\fresidual_out\x18\b \x01(\fR\vresidualOut\"j\n" +
-	"\x06Commit\x12\x12\n" +
-	"\x04base\x18\x01 \x01(\fR\x04base\x12\x18\n" +
-	"\aupdates\x18\x02 \x03(\fR\aupdates\x12\x16\n" +
-	"\x06result\x18\x03 \x01(\fR\x06result\x12\x1a\n" +
-	"\bexcluded\x18\x04 \x03(\fR\bexcluded\"\x81\x01\n" +
+	"\fresidual_out\x18\b \x01(\fR\vresidualOut\"D\n" +
+	"\x04Vote\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x12\n" +
+	"\x04view\x18\x02 \x01(\rR\x04view\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"\x87\x01\n" +
+	"\bProposal\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\rR\x04view\x12\x1d\n" +
+	"\n" +
+	"valid_view\x18\x02 \x01(\x05R\tvalidView\x12&\n" +
+	"\x05value\x18\x03 \x01(\v2\x10.vtrain.v2.ValueR\x05value\x12 \n" +
+	"\x03pol\x18\x04 \x03(\v2\x0e.vtrain.v2.SigR\x03pol\"+\n" +
+	"\x03Sig\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\fR\x04from\x12\x10\n" +
+	"\x03sig\x18\x02 \x01(\fR\x03sig\"\xa3\x01\n" +
+	"\bFullVote\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x12\n" +
+	"\x04view\x18\x03 \x01(\rR\x04view\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x1d\n" +
+	"\n" +
+	"valid_view\x18\x05 \x01(\x05R\tvalidView\x12\x12\n" +
+	"\x04from\x18\x06 \x01(\fR\x04from\x12\x10\n" +
+	"\x03sig\x18\a \x01(\fR\x03sig\"T\n" +
+	"\fEquivocation\x12!\n" +
+	"\x01a\x18\x01 \x01(\v2\x13.vtrain.v2.FullVoteR\x01a\x12!\n" +
+	"\x01b\x18\x02 \x01(\v2\x13.vtrain.v2.FullVoteR\x01b\"K\n" +
+	"\tUpdateRef\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\fR\x04from\x12\x1a\n" +
+	"\bnewcomer\x18\x03 \x01(\bR\bnewcomer\"F\n" +
+	"\bFullJoin\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\fR\x04from\x12\x10\n" +
+	"\x03sig\x18\x03 \x01(\fR\x03sig\"\xc1\x01\n" +
+	"\vFullVerdict\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
+	"\x06update\x18\x02 \x01(\fR\x06update\x12\x18\n" +
+	"\aaccused\x18\x03 \x01(\fR\aaccused\x12\x18\n" +
+	"\asegment\x18\x04 \x01(\rR\asegment\x12\x12\n" +
+	"\x04from\x18\x05 \x01(\fR\x04from\x12\x12\n" +
+	"\x04pass\x18\x06 \x01(\bR\x04pass\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x10\n" +
+	"\x03sig\x18\b \x01(\fR\x03sig\"\xc2\x02\n" +
+	"\x05Value\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
+	"\x04base\x18\x02 \x01(\fR\x04base\x12\x16\n" +
+	"\x06voters\x18\x03 \x01(\fR\x06voters\x12.\n" +
+	"\aupdates\x18\x04 \x03(\v2\x14.vtrain.v2.UpdateRefR\aupdates\x12)\n" +
+	"\x05admit\x18\x05 \x03(\v2\x13.vtrain.v2.FullJoinR\x05admit\x122\n" +
+	"\bverdicts\x18\x06 \x03(\v2\x16.vtrain.v2.FullVerdictR\bverdicts\x123\n" +
+	"\bevidence\x18\a \x03(\v2\x17.vtrain.v2.EquivocationR\bevidence\x12\x12\n" +
+	"\x04next\x18\b \x01(\fR\x04next\x12\x1f\n" +
+	"\vnext_voters\x18\t \x01(\fR\n" +
+	"nextVoters\"q\n" +
+	"\vCertificate\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
+	"\x04view\x18\x02 \x01(\rR\x04view\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\"\n" +
+	"\x04sigs\x18\x04 \x03(\v2\x0e.vtrain.v2.SigR\x04sigs\"\\\n" +
+	"\x06Commit\x12&\n" +
+	"\x05value\x18\x01 \x01(\v2\x10.vtrain.v2.ValueR\x05value\x12*\n" +
+	"\x04cert\x18\x02 \x01(\v2\x16.vtrain.v2.CertificateR\x04cert\"\x06\n" +
+	"\x04Join\"\x81\x01\n" +
 	"\aVerdict\x12\x16\n" +
 	"\x06update\x18\x01 \x01(\fR\x06update\x12\x18\n" +
 	"\aaccused\x18\x02 \x01(\fR\aaccused\x12\x18\n" +
 	"\asegment\x18\x03 \x01(\rR\asegment\x12\x12\n" +
 	"\x04pass\x18\x04 \x01(\bR\x04pass\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x1b\n" +
-	"\x05Hello\x12\x12\n" +
-	"\x04base\x18\x01 \x01(\fR\x04base\"\xf4\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa5\x02\n" +
 	"\vSyncRequest\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\fR\x03run\x12,\n" +
-	"\x04spec\x18\x02 \x01(\v2\x16.vtrain.v1.SpecRequestH\x00R\x04spec\x12/\n" +
-	"\x05state\x18\x03 \x01(\v2\x17.vtrain.v1.StateRequestH\x00R\x05state\x125\n" +
-	"\aupdates\x18\x04 \x01(\v2\x19.vtrain.v1.UpdatesRequestH\x00R\aupdates\x125\n" +
-	"\asegment\x18\x05 \x01(\v2\x19.vtrain.v1.SegmentRequestH\x00R\asegmentB\x06\n" +
+	"\x04spec\x18\x02 \x01(\v2\x16.vtrain.v2.SpecRequestH\x00R\x04spec\x12/\n" +
+	"\x05state\x18\x03 \x01(\v2\x17.vtrain.v2.StateRequestH\x00R\x05state\x125\n" +
+	"\aupdates\x18\x04 \x01(\v2\x19.vtrain.v2.UpdatesRequestH\x00R\aupdates\x125\n" +
+	"\asegment\x18\x05 \x01(\v2\x19.vtrain.v2.SegmentRequestH\x00R\asegment\x12/\n" +
+	"\x05proof\x18\x06 \x01(\v2\x17.vtrain.v2.ProofRequestH\x00R\x05proofB\x06\n" +
 	"\x04what\"X\n" +
 	"\x0eSegmentRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
@@ -1273,29 +2339,45 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"opt_values\x18\x04 \x03(\fR\toptValues\x12\x1b\n" +
 	"\topt_steps\x18\x05 \x01(\x03R\boptSteps\"\xa3\x01\n" +
 	"\bEvidence\x12)\n" +
-	"\x05start\x18\x01 \x01(\v2\x13.vtrain.v1.SnapshotR\x05start\x12%\n" +
-	"\x03end\x18\x02 \x01(\v2\x13.vtrain.v1.SnapshotR\x03end\x12)\n" +
-	"\x05final\x18\x03 \x01(\v2\x13.vtrain.v1.SnapshotR\x05final\x12\x1a\n" +
+	"\x05start\x18\x01 \x01(\v2\x13.vtrain.v2.SnapshotR\x05start\x12%\n" +
+	"\x03end\x18\x02 \x01(\v2\x13.vtrain.v2.SnapshotR\x03end\x12)\n" +
+	"\x05final\x18\x03 \x01(\v2\x13.vtrain.v2.SnapshotR\x05final\x12\x1a\n" +
 	"\bresidual\x18\x04 \x01(\fR\bresidual\"\r\n" +
 	"\vSpecRequest\"\"\n" +
 	"\fStateRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\"8\n" +
 	"\x0eUpdatesRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x10\n" +
-	"\x03ids\x18\x02 \x03(\fR\x03ids\"\xd4\x01\n" +
+	"\x03ids\x18\x02 \x03(\fR\x03ids\"$\n" +
+	"\fProofRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\"R\n" +
+	"\x04Link\x12)\n" +
+	"\x06commit\x18\x01 \x01(\v2\x11.vtrain.v2.CommitR\x06commit\x12\x1f\n" +
+	"\vnext_voters\x18\x02 \x03(\fR\n" +
+	"nextVoters\".\n" +
+	"\x05Proof\x12%\n" +
+	"\x05links\x18\x01 \x03(\v2\x0f.vtrain.v2.LinkR\x05links\"\xfc\x01\n" +
 	"\fSyncResponse\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12&\n" +
-	"\x05state\x18\x03 \x01(\v2\x10.vtrain.v1.StateR\x05state\x12+\n" +
-	"\aupdates\x18\x04 \x03(\v2\x11.vtrain.v1.SignedR\aupdates\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\v2\x10.vtrain.v2.StateR\x05state\x12+\n" +
+	"\aupdates\x18\x04 \x03(\v2\x11.vtrain.v2.SignedR\aupdates\x12\x14\n" +
 	"\x05peers\x18\x05 \x03(\tR\x05peers\x12/\n" +
-	"\bevidence\x18\x06 \x01(\v2\x13.vtrain.v1.EvidenceR\bevidence\"\x85\x01\n" +
+	"\bevidence\x18\x06 \x01(\v2\x13.vtrain.v2.EvidenceR\bevidence\x12&\n" +
+	"\x05proof\x18\a \x01(\v2\x10.vtrain.v2.ProofR\x05proof\"\x84\x01\n" +
+	"\x06Member\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x18\n" +
+	"\afounder\x18\x02 \x01(\bR\afounder\x12\x12\n" +
+	"\x04seat\x18\x03 \x01(\bR\x04seat\x12\x14\n" +
+	"\x05since\x18\x04 \x01(\x04R\x05since\x12\x12\n" +
+	"\x04work\x18\x05 \x01(\x04R\x04work\x12\x12\n" +
+	"\x04last\x18\x06 \x01(\x04R\x04last\"\x98\x01\n" +
 	"\x05State\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
 	"\x05theta\x18\x02 \x01(\fR\x05theta\x12\x1a\n" +
-	"\bmomentum\x18\x03 \x01(\fR\bmomentum\x12\x18\n" +
-	"\amembers\x18\x04 \x03(\tR\amembers\x12\x1a\n" +
-	"\bexcluded\x18\x05 \x03(\tR\bexcludedB$Z\"github.com/vtrain/vtrain/gossip/pbb\x06proto3"
+	"\bmomentum\x18\x03 \x01(\fR\bmomentum\x12+\n" +
+	"\amembers\x18\x04 \x03(\v2\x11.vtrain.v2.MemberR\amembers\x12\x1a\n" +
+	"\bexcluded\x18\x05 \x03(\fR\bexcludedB$Z\"github.com/vtrain/vtrain/gossip/pbb\x06proto3"
 
 var (
 	file_gossip_pb_vtrain_proto_rawDescOnce sync.Once
@@ -1309,46 +2391,79 @@ func file_gossip_pb_vtrain_proto_rawDescGZIP() []byte {
 	return file_gossip_pb_vtrain_proto_rawDescData
 }
 
-var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_gossip_pb_vtrain_proto_goTypes = []any{
-	(*Signed)(nil),         // 0: vtrain.v1.Signed
-	(*Body)(nil),           // 1: vtrain.v1.Body
-	(*TreeHead)(nil),       // 2: vtrain.v1.TreeHead
-	(*Update)(nil),         // 3: vtrain.v1.Update
-	(*Commit)(nil),         // 4: vtrain.v1.Commit
-	(*Verdict)(nil),        // 5: vtrain.v1.Verdict
-	(*Hello)(nil),          // 6: vtrain.v1.Hello
-	(*SyncRequest)(nil),    // 7: vtrain.v1.SyncRequest
-	(*SegmentRequest)(nil), // 8: vtrain.v1.SegmentRequest
-	(*Snapshot)(nil),       // 9: vtrain.v1.Snapshot
-	(*Evidence)(nil),       // 10: vtrain.v1.Evidence
-	(*SpecRequest)(nil),    // 11: vtrain.v1.SpecRequest
-	(*StateRequest)(nil),   // 12: vtrain.v1.StateRequest
-	(*UpdatesRequest)(nil), // 13: vtrain.v1.UpdatesRequest
-	(*SyncResponse)(nil),   // 14: vtrain.v1.SyncResponse
-	(*State)(nil),          // 15: vtrain.v1.State
+	(*Signed)(nil),         // 0: vtrain.v2.Signed
+	(*Body)(nil),           // 1: vtrain.v2.Body
+	(*TreeHead)(nil),       // 2: vtrain.v2.TreeHead
+	(*Update)(nil),         // 3: vtrain.v2.Update
+	(*Vote)(nil),           // 4: vtrain.v2.Vote
+	(*Proposal)(nil),       // 5: vtrain.v2.Proposal
+	(*Sig)(nil),            // 6: vtrain.v2.Sig
+	(*FullVote)(nil),       // 7: vtrain.v2.FullVote
+	(*Equivocation)(nil),   // 8: vtrain.v2.Equivocation
+	(*UpdateRef)(nil),      // 9: vtrain.v2.UpdateRef
+	(*FullJoin)(nil),       // 10: vtrain.v2.FullJoin
+	(*FullVerdict)(nil),    // 11: vtrain.v2.FullVerdict
+	(*Value)(nil),          // 12: vtrain.v2.Value
+	(*Certificate)(nil),    // 13: vtrain.v2.Certificate
+	(*Commit)(nil),         // 14: vtrain.v2.Commit
+	(*Join)(nil),           // 15: vtrain.v2.Join
+	(*Verdict)(nil),        // 16: vtrain.v2.Verdict
+	(*SyncRequest)(nil),    // 17: vtrain.v2.SyncRequest
+	(*SegmentRequest)(nil), // 18: vtrain.v2.SegmentRequest
+	(*Snapshot)(nil),       // 19: vtrain.v2.Snapshot
+	(*Evidence)(nil),       // 20: vtrain.v2.Evidence
+	(*SpecRequest)(nil),    // 21: vtrain.v2.SpecRequest
+	(*StateRequest)(nil),   // 22: vtrain.v2.StateRequest
+	(*UpdatesRequest)(nil), // 23: vtrain.v2.UpdatesRequest
+	(*ProofRequest)(nil),   // 24: vtrain.v2.ProofRequest
+	(*Link)(nil),           // 25: vtrain.v2.Link
+	(*Proof)(nil),          // 26: vtrain.v2.Proof
+	(*SyncResponse)(nil),   // 27: vtrain.v2.SyncResponse
+	(*Member)(nil),         // 28: vtrain.v2.Member
+	(*State)(nil),          // 29: vtrain.v2.State
 }
 var file_gossip_pb_vtrain_proto_depIdxs = []int32{
-	3,  // 0: vtrain.v1.Body.update:type_name -> vtrain.v1.Update
-	4,  // 1: vtrain.v1.Body.commit:type_name -> vtrain.v1.Commit
-	6,  // 2: vtrain.v1.Body.hello:type_name -> vtrain.v1.Hello
-	5,  // 3: vtrain.v1.Body.verdict:type_name -> vtrain.v1.Verdict
-	2,  // 4: vtrain.v1.Body.head:type_name -> vtrain.v1.TreeHead
-	11, // 5: vtrain.v1.SyncRequest.spec:type_name -> vtrain.v1.SpecRequest
-	12, // 6: vtrain.v1.SyncRequest.state:type_name -> vtrain.v1.StateRequest
-	13, // 7: vtrain.v1.SyncRequest.updates:type_name -> vtrain.v1.UpdatesRequest
-	8,  // 8: vtrain.v1.SyncRequest.segment:type_name -> vtrain.v1.SegmentRequest
-	9,  // 9: vtrain.v1.Evidence.start:type_name -> vtrain.v1.Snapshot
-	9,  // 10: vtrain.v1.Evidence.end:type_name -> vtrain.v1.Snapshot
-	9,  // 11: vtrain.v1.Evidence.final:type_name -> vtrain.v1.Snapshot
-	15, // 12: vtrain.v1.SyncResponse.state:type_name -> vtrain.v1.State
-	0,  // 13: vtrain.v1.SyncResponse.updates:type_name -> vtrain.v1.Signed
-	10, // 14: vtrain.v1.SyncResponse.evidence:type_name -> vtrain.v1.Evidence
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	3,  // 0: vtrain.v2.Body.update:type_name -> vtrain.v2.Update
+	5,  // 1: vtrain.v2.Body.proposal:type_name -> vtrain.v2.Proposal
+	4,  // 2: vtrain.v2.Body.vote:type_name -> vtrain.v2.Vote
+	14, // 3: vtrain.v2.Body.commit:type_name -> vtrain.v2.Commit
+	15, // 4: vtrain.v2.Body.join:type_name -> vtrain.v2.Join
+	16, // 5: vtrain.v2.Body.verdict:type_name -> vtrain.v2.Verdict
+	8,  // 6: vtrain.v2.Body.evidence:type_name -> vtrain.v2.Equivocation
+	2,  // 7: vtrain.v2.Body.head:type_name -> vtrain.v2.TreeHead
+	12, // 8: vtrain.v2.Proposal.value:type_name -> vtrain.v2.Value
+	6,  // 9: vtrain.v2.Proposal.pol:type_name -> vtrain.v2.Sig
+	7,  // 10: vtrain.v2.Equivocation.a:type_name -> vtrain.v2.FullVote
+	7,  // 11: vtrain.v2.Equivocation.b:type_name -> vtrain.v2.FullVote
+	9,  // 12: vtrain.v2.Value.updates:type_name -> vtrain.v2.UpdateRef
+	10, // 13: vtrain.v2.Value.admit:type_name -> vtrain.v2.FullJoin
+	11, // 14: vtrain.v2.Value.verdicts:type_name -> vtrain.v2.FullVerdict
+	8,  // 15: vtrain.v2.Value.evidence:type_name -> vtrain.v2.Equivocation
+	6,  // 16: vtrain.v2.Certificate.sigs:type_name -> vtrain.v2.Sig
+	12, // 17: vtrain.v2.Commit.value:type_name -> vtrain.v2.Value
+	13, // 18: vtrain.v2.Commit.cert:type_name -> vtrain.v2.Certificate
+	21, // 19: vtrain.v2.SyncRequest.spec:type_name -> vtrain.v2.SpecRequest
+	22, // 20: vtrain.v2.SyncRequest.state:type_name -> vtrain.v2.StateRequest
+	23, // 21: vtrain.v2.SyncRequest.updates:type_name -> vtrain.v2.UpdatesRequest
+	18, // 22: vtrain.v2.SyncRequest.segment:type_name -> vtrain.v2.SegmentRequest
+	24, // 23: vtrain.v2.SyncRequest.proof:type_name -> vtrain.v2.ProofRequest
+	19, // 24: vtrain.v2.Evidence.start:type_name -> vtrain.v2.Snapshot
+	19, // 25: vtrain.v2.Evidence.end:type_name -> vtrain.v2.Snapshot
+	19, // 26: vtrain.v2.Evidence.final:type_name -> vtrain.v2.Snapshot
+	14, // 27: vtrain.v2.Link.commit:type_name -> vtrain.v2.Commit
+	25, // 28: vtrain.v2.Proof.links:type_name -> vtrain.v2.Link
+	29, // 29: vtrain.v2.SyncResponse.state:type_name -> vtrain.v2.State
+	0,  // 30: vtrain.v2.SyncResponse.updates:type_name -> vtrain.v2.Signed
+	20, // 31: vtrain.v2.SyncResponse.evidence:type_name -> vtrain.v2.Evidence
+	26, // 32: vtrain.v2.SyncResponse.proof:type_name -> vtrain.v2.Proof
+	28, // 33: vtrain.v2.State.members:type_name -> vtrain.v2.Member
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_gossip_pb_vtrain_proto_init() }
@@ -1358,16 +2473,20 @@ func file_gossip_pb_vtrain_proto_init() {
 	}
 	file_gossip_pb_vtrain_proto_msgTypes[1].OneofWrappers = []any{
 		(*Body_Update)(nil),
+		(*Body_Proposal)(nil),
+		(*Body_Vote)(nil),
 		(*Body_Commit)(nil),
-		(*Body_Hello)(nil),
+		(*Body_Join)(nil),
 		(*Body_Verdict)(nil),
+		(*Body_Evidence)(nil),
 		(*Body_Head)(nil),
 	}
-	file_gossip_pb_vtrain_proto_msgTypes[7].OneofWrappers = []any{
+	file_gossip_pb_vtrain_proto_msgTypes[17].OneofWrappers = []any{
 		(*SyncRequest_Spec)(nil),
 		(*SyncRequest_State)(nil),
 		(*SyncRequest_Updates)(nil),
 		(*SyncRequest_Segment)(nil),
+		(*SyncRequest_Proof)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1375,7 +2494,7 @@ func file_gossip_pb_vtrain_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gossip_pb_vtrain_proto_rawDesc), len(file_gossip_pb_vtrain_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,14 +9,14 @@ import (
 // Kinds of entries: every message a node acts on, and what it decides.
 const (
 	KindUpdate    = "update"    // a peer's update (payload in the store)
-	KindCommit    = "commit"    // a peer's commit: the update set and the next state hash
 	KindChallenge = "challenge" // a spot-check drawn from the round beacon
 	KindResponse  = "response"  // a challenged peer's answer
 	KindVerdict   = "verdict"   // a challenger's signed verdict
-	KindReject    = "rejection" // a message refused, with its reason
-	KindJoin      = "join"      // a peer seen for the first time
-	KindLeave     = "leave"     // a peer excluded or gone
-	KindDecision  = "decision"  // what a round decided: base, result, the updates aggregated
+	KindEvidence  = "evidence"  // a proof that a member signed conflicting votes
+	KindReject    = "rejection" // messages of one peer refused in one round for one reason: the first reason, and the count
+	KindJoin      = "join"      // a member: a founder at genesis, or a joiner a decision admitted
+	KindLeave     = "leave"     // a member excluded or dropped by a decision
+	KindDecision  = "decision"  // a round's certified decision: the commit (value and certificate), and a summary
 	KindState     = "state"     // an agreed state the keeper adopted from a peer (payload in the store)
 	KindTreeHead  = "tree_head" // the keeper's signed checkpoint of the entries before it
 	KindGenesis   = "genesis"   // the run's canonical spec: always entry 0
@@ -64,7 +64,7 @@ func DecodeEntry(b []byte) (Entry, error) {
 		return e, fmt.Errorf("entry is not in canonical form")
 	}
 	switch e.Kind {
-	case KindUpdate, KindCommit, KindChallenge, KindResponse, KindVerdict, KindReject, KindJoin, KindLeave, KindGenesis, KindDecision, KindState:
+	case KindUpdate, KindChallenge, KindResponse, KindVerdict, KindEvidence, KindReject, KindJoin, KindLeave, KindGenesis, KindDecision, KindState:
 	case KindTreeHead:
 		if e.Head == nil {
 			return e, fmt.Errorf("tree_head entry without a head")

@@ -300,7 +300,7 @@ func TestStore(t *testing.T) {
 }
 
 func TestEntryCanonical(t *testing.T) {
-	e := Entry{Kind: KindCommit, Round: 3, Peer: "p", Data: []byte(`{"ids":[1,2]}`)}
+	e := Entry{Kind: KindDecision, Round: 3, Peer: "p", Data: []byte(`{"ids":[1,2]}`)}
 	b := e.Encode()
 	if _, err := DecodeEntry(b); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,10 @@
-package node
+package audit
 
 import (
 	"reflect"
 	"testing"
 
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/trainer"
 )
 
@@ -20,10 +21,17 @@ func TestEvidenceAndStatePayloadsRoundTrip(t *testing.T) {
 			t.Fatalf("evidence round trip: %v\n got %+v\nwant %+v", err, got, ev)
 		}
 	}
-	st := trainer.State{Round: 7, Theta: v(1), Momentum: v(2), Excluded: []trainer.PeerID{"a", "b"}}
-	got, err := DecodeState(EncodeState(st))
-	if err != nil || got.Hash() != st.Hash() || !reflect.DeepEqual(got.Excluded, st.Excluded) {
+	st := consensus.State{Round: 7, Theta: v(1), Momentum: v(2), Members: consensus.Members{
+		List:     []consensus.Member{{ID: "a", Founder: true, Seat: true, Work: 5, Last: 6}, {ID: "c", Since: 3, Work: 2, Last: 6}},
+		Excluded: []consensus.PeerID{"b"}}}
+	got, _, err := DecodeState(EncodeState(st, nil))
+	if err != nil || got.Hash() != st.Hash() || !reflect.DeepEqual(got, st) {
 		t.Fatalf("state round trip: %v %+v", err, got)
+	}
+	bad := st.Clone()
+	bad.Members.List[0], bad.Members.List[1] = bad.Members.List[1], bad.Members.List[0]
+	if _, _, err := DecodeState(EncodeState(bad, nil)); err == nil {
+		t.Fatal("a state with unsorted members decoded")
 	}
 	if _, err := DecodeEvidence([]byte("not safetensors")); err == nil {
 		t.Fatal("garbage decoded as evidence")

@@ -1,0 +1,178 @@
+package audit
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/vtrain/vtrain/consensus"
+	"github.com/vtrain/vtrain/internal/safetensors"
+	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/trainer"
+)
+
+// The records a node keeps in its ledger, and how the audit reads them.
+
+// Files of a node's ledger in its output directory.
+const (
+	LedgerFile = "ledger.vtl"
+	BlobDir    = "blobs"
+)
+
+// StoreLimit is the largest payload a run's ledger stores: a signed
+// message, a state, or a challenge's evidence (three snapshots of up to
+// three vectors and a residual).
+func StoreLimit(spec runspec.Spec) int64 {
+	m, _ := spec.ModelSpec()
+	return max(int64(spec.Rounds.MaxMessage), int64(4*10*m.NumParams())+1<<20)
+}
+
+// Decision is the data of a decision entry: a round's certified decision
+// as the keeper took it. The entry's Wire holds the commit (value and
+// certificate) as a signed message, which the audit checks; these fields
+// summarise it for reports.
+type Decision struct {
+	Base     string   `json:"base"`
+	Result   string   `json:"result"`
+	Updates  []string `json:"updates"`
+	Peers    []string `json:"peers"`
+	Samples  uint64   `json:"samples"`
+	Signers  int      `json:"signers"`            // precommits in the certificate
+	Restored bool     `json:"restored,omitempty"` // a link of a chain the keeper checked to adopt a state (a state entry follows the last)
+	// NextVoters lists the next round's voters of a restored link whose
+	// value changes the voter set.
+	NextVoters []string `json:"next_voters,omitempty"`
+}
+
+// StateData is the data of a state entry: the adopted state's round and
+// hash; its vectors and membership are in the store (see EncodeState).
+type StateData struct {
+	Round uint64 `json:"round"`
+	Hash  string `json:"hash"`
+}
+
+// ChallengeData is the data of a challenge entry in the ledger.
+type ChallengeData struct {
+	Update     string `json:"update"`
+	Segment    int    `json:"segment"`
+	Challenger string `json:"challenger"`
+	Beacon     string `json:"beacon"`
+}
+
+// RejectionData is the data of a rejection entry: how many messages of
+// one peer in one round were refused for one kind of reason (the entry's
+// Reason is the first such reason verbatim).
+type RejectionData struct {
+	Count int `json:"count"`
+}
+
+// EncodeState is an agreed state as a ledger payload (and a node's
+// checkpoint, with more metadata and tensors): safetensors with theta and
+// momentum, the round and the membership (JSON) in the metadata.
+func EncodeState(st consensus.State, meta map[string]string, extra ...safetensors.Tensor) []byte {
+	ms, _ := json.Marshal(st.Members)
+	md := map[string]string{"round": fmt.Sprint(st.Round), "members": string(ms)}
+	for k, v := range meta {
+		md[k] = v
+	}
+	ts := append([]safetensors.Tensor{
+		{Name: "momentum", Shape: []int{len(st.Momentum)}, Data: st.Momentum},
+		{Name: "theta", Shape: []int{len(st.Theta)}, Data: st.Theta},
+	}, extra...)
+	slices.SortFunc(ts, func(a, b safetensors.Tensor) int { return strings.Compare(a.Name, b.Name) })
+	return safetensors.Encode(ts, md)
+}
+
+// DecodeState reads what EncodeState wrote, and the file's other tensors.
+func DecodeState(b []byte) (consensus.State, *safetensors.File, error) {
+	f, err := safetensors.Decode(b)
+	if err != nil {
+		return consensus.State{}, nil, err
+	}
+	th, ok1 := f.Get("theta")
+	mo, ok2 := f.Get("momentum")
+	if !ok1 || !ok2 || len(th.Data) != len(mo.Data) {
+		return consensus.State{}, nil, fmt.Errorf("state without theta and momentum of one size")
+	}
+	st := consensus.State{Theta: th.Data, Momentum: mo.Data}
+	if _, err := fmt.Sscan(f.Metadata["round"], &st.Round); err != nil {
+		return consensus.State{}, nil, fmt.Errorf("state round: %v", err)
+	}
+	if err := json.Unmarshal([]byte(f.Metadata["members"]), &st.Members); err != nil {
+		return consensus.State{}, nil, fmt.Errorf("state members: %v", err)
+	}
+	if err := st.Members.Validate(st.Round); err != nil {
+		return consensus.State{}, nil, err
+	}
+	return st, f, nil
+}
+
+// EncodeEvidence is a challenge answer as the ledger stores it (in the
+// payload store), for an auditor to re-execute: safetensors, one tensor
+// per vector (start., end., final. + params or opt.NAME; residual), the
+// steps in the metadata.
+func EncodeEvidence(ev trainer.Evidence) []byte {
+	var ts []safetensors.Tensor
+	meta := map[string]string{}
+	add := func(prefix string, s *trainer.Snapshot) {
+		if s == nil {
+			return
+		}
+		meta[prefix+"step"], meta[prefix+"opt_steps"] = fmt.Sprint(s.Step), fmt.Sprint(s.OptSteps)
+		ts = append(ts, safetensors.Tensor{Name: prefix + "params", Shape: []int{len(s.Params)}, Data: s.Params})
+		for k, v := range s.Opt {
+			ts = append(ts, safetensors.Tensor{Name: prefix + "opt." + k, Shape: []int{len(v)}, Data: v})
+		}
+	}
+	add("start.", ev.Start)
+	add("end.", ev.End)
+	add("final.", &ev.Final)
+	ts = append(ts, safetensors.Tensor{Name: "residual", Shape: []int{len(ev.ResidualIn)}, Data: ev.ResidualIn})
+	slices.SortFunc(ts, func(a, b safetensors.Tensor) int { return strings.Compare(a.Name, b.Name) })
+	return safetensors.Encode(ts, meta)
+}
+
+// DecodeEvidence reads what EncodeEvidence wrote.
+func DecodeEvidence(b []byte) (trainer.Evidence, error) {
+	f, err := safetensors.Decode(b)
+	if err != nil {
+		return trainer.Evidence{}, err
+	}
+	get := func(prefix string) (*trainer.Snapshot, error) {
+		p, ok := f.Get(prefix + "params")
+		if !ok {
+			return nil, nil
+		}
+		s := &trainer.Snapshot{Params: p.Data, Opt: map[string][]float32{}}
+		if _, err := fmt.Sscan(f.Metadata[prefix+"step"], &s.Step); err != nil {
+			return nil, fmt.Errorf("evidence: %sstep: %v", prefix, err)
+		}
+		if _, err := fmt.Sscan(f.Metadata[prefix+"opt_steps"], &s.OptSteps); err != nil {
+			return nil, fmt.Errorf("evidence: %sopt_steps: %v", prefix, err)
+		}
+		for _, t := range f.Tensors {
+			if k, ok := strings.CutPrefix(t.Name, prefix+"opt."); ok {
+				s.Opt[k] = t.Data
+			}
+		}
+		return s, nil
+	}
+	var ev trainer.Evidence
+	if ev.Start, err = get("start."); err != nil {
+		return ev, err
+	}
+	if ev.End, err = get("end."); err != nil {
+		return ev, err
+	}
+	fin, err := get("final.")
+	if err != nil {
+		return ev, err
+	}
+	r, ok := f.Get("residual")
+	if fin == nil || !ok {
+		return ev, fmt.Errorf("evidence: no final state or residual")
+	}
+	ev.Final, ev.ResidualIn = *fin, r.Data
+	return ev, nil
+}

@@ -1,0 +1,392 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/vtrain/vtrain/consensus"
+	"github.com/vtrain/vtrain/gossip"
+	"github.com/vtrain/vtrain/gossip/compress"
+	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/ledger"
+	"github.com/vtrain/vtrain/verify/spot"
+)
+
+// replay re-derives a run from one ledger, as the protocol would: the
+// membership and voter set of every round from the genesis and the
+// certified decisions, every decision's certificate checked against the
+// voters it derived, every aggregate recomputed from the logged updates to
+// the certified state hash, every adopted state tied to a certificate,
+// every verdict checked against the beacon's draw and, with the data, the
+// keeper's challenges re-executed (full: every segment of every aggregated
+// update).
+type replay struct {
+	spec   runspec.Spec
+	run    runspec.ID
+	policy consensus.Policy
+	store  *ledger.Store
+	dec    *compress.Decoder
+	train  *data.Dataset // nil without data
+	full   bool
+
+	updates map[consensus.Hash]*consensus.Update // every update logged
+	known   bool                                 // the state below is the replayed state of round
+	state   consensus.State
+	hash    consensus.Hash
+	voters  []consensus.PeerID          // of round (always known: the chain of certificates tracks them)
+	bases   map[uint64][]float32        // θ_r of replayed rounds
+	values  map[uint64]*consensus.Value // decided values by round
+	commits map[uint64]consensus.Hash   // certified value IDs by round
+	redo    map[uint64]consensus.Hash   // rounds a restart from an older checkpoint decides again
+	hashes  map[uint64]consensus.Hash   // state hashes the replay passed through
+	pending *consensus.Value            // a decision the keeper restored past: a state entry must follow
+	resp    map[string][]byte           // challenge answers by round|accused
+	resid   map[consensus.PeerID][]float32
+	// --full: aggregated updates that do not re-execute, and the entry
+	// being replayed
+	findings []finding
+	entry    int
+	last     uint64      // the next round a decision must be for
+	gaps     [][2]uint64 // rounds [a, b) a restore skipped
+
+	Recomputed int `json:"aggregates_recomputed"`
+	Restored   int `json:"rounds_adopted"` // decisions the keeper took by a checked certificate and state
+	Certs      int `json:"certificates_checked"`
+	Challenges int `json:"challenges_replayed"`
+	Segments   int `json:"segments_replayed"`
+	Links      int `json:"payloads_rederived"`
+}
+
+func newReplay(spec runspec.Spec, store *ledger.Store, train *data.Dataset, full bool) (*replay, error) {
+	g, err := consensus.Genesis(spec)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := compress.NewDecoder(len(g.Theta))
+	if err != nil {
+		return nil, err
+	}
+	return &replay{spec: spec, run: spec.RunID(), policy: consensus.PolicyOf(spec), store: store, dec: dec, train: train, full: full,
+		updates: map[consensus.Hash]*consensus.Update{}, known: true, state: g, hash: g.Hash(), voters: g.Members.Voters(),
+		bases: map[uint64][]float32{0: g.Theta}, values: map[uint64]*consensus.Value{}, commits: map[uint64]consensus.Hash{},
+		redo: map[uint64]consensus.Hash{}, hashes: map[uint64]consensus.Hash{0: g.Hash()},
+		resp: map[string][]byte{}, resid: map[consensus.PeerID][]float32{}}, nil
+}
+
+func hexHash(s string) (consensus.Hash, error) {
+	var h consensus.Hash
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, fmt.Errorf("%q is not a hash", s)
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// decision checks a decision entry: its commit's certificate against the
+// voters the replay derived, its summary against the commit, and, where
+// the replay holds the round's state, the certified state recomputed from
+// the logged updates.
+func (r *replay) decision(e ledger.Entry, d *Decision) error {
+	m, err := gossip.Verify(e.Wire, r.run, 1<<28)
+	if err != nil || m.Commit == nil {
+		return fmt.Errorf("decision without a valid commit: %v", err)
+	}
+	c := m.Commit
+	v := c.Value
+	if v.Round != e.Round || c.Cert.Round != v.Round || c.Cert.Value != v.ID(r.run) {
+		return fmt.Errorf("the certificate of round %d is not for the value the decision names", e.Round)
+	}
+	if r.pending != nil && !d.Restored {
+		return fmt.Errorf("round %d decided before the state round %d's decision leads to was adopted", v.Round, r.pending.Round)
+	}
+	if id, ok := r.redo[v.Round]; ok && id != c.Cert.Value {
+		return fmt.Errorf("round %d decided again, to %s where it was certified %s", v.Round, c.Cert.Value.Short(), id.Short())
+	}
+	if id, ok := r.commits[v.Round]; ok && id != c.Cert.Value {
+		return fmt.Errorf("round %d decided twice, two ways (%s and %s)", v.Round, id.Short(), c.Cert.Value.Short())
+	}
+	if v.Round < r.last || r.pending != nil && v.Round <= r.pending.Round {
+		return fmt.Errorf("round %d decided again (the ledger is at round %d)", v.Round, max(r.last, v.Round))
+	}
+	if v.Round > r.last && !d.Restored {
+		return fmt.Errorf("round %d decided after round %d: rounds %d..%d are missing", v.Round, r.last-1, r.last, v.Round-1)
+	}
+	if v.Voters != consensus.VotersDigest(r.voters) {
+		return fmt.Errorf("the value of round %d names another voter set than the chain of certificates establishes", v.Round)
+	}
+	if err := consensus.VerifyCertificate(r.run, &c.Cert, r.voters, gossip.VerifySig); err != nil {
+		return fmt.Errorf("round %d: %v", v.Round, err)
+	}
+	r.Certs++
+	if err := r.summary(d, v, len(c.Cert.Sigs)); err != nil {
+		return err
+	}
+	r.values[v.Round] = v
+	r.commits[v.Round] = c.Cert.Value
+	if d.Restored {
+		// A link of the chain the keeper checked to adopt a certified
+		// state from a peer; the state entry after the last link must hash
+		// to its next state. Rounds the chain skips are the peers' to
+		// prove, not this keeper's.
+		if v.NextVoters != v.Voters {
+			nv := make([]consensus.PeerID, len(d.NextVoters))
+			for i, p := range d.NextVoters {
+				nv[i] = consensus.PeerID(p)
+			}
+			if consensus.VotersDigest(nv) != v.NextVoters {
+				return fmt.Errorf("round %d: the next voters listed do not match the certified value", v.Round)
+			}
+			r.voters = nv
+		}
+		r.pending, r.known = v, false
+		return nil
+	}
+	if !r.known || v.Base != r.hash {
+		return fmt.Errorf("round %d builds on %s, the replay holds %s", v.Round, v.Base.Short(), r.hash.Short())
+	}
+	ups := make([]*compress.Sparse, len(v.Updates))
+	msgs := make([]*consensus.Update, len(v.Updates))
+	for i, ref := range v.Updates {
+		u, ok := r.updates[ref.ID]
+		if !ok {
+			return fmt.Errorf("round %d aggregates update %s of %s, which the ledger does not hold", v.Round, ref.ID.Short(), ref.From)
+		}
+		if u.From != ref.From {
+			return fmt.Errorf("round %d names update %s as %s's, it is %s's", v.Round, ref.ID.Short(), ref.From, u.From)
+		}
+		if ups[i], err = r.dec.Decode(u.Payload); err != nil {
+			return fmt.Errorf("round %d: update %s: %v", v.Round, ref.ID.Short(), err)
+		}
+		msgs[i] = u
+	}
+	theta, mom, err := trainer.OuterStep(r.spec, r.state.Theta, r.state.Momentum, ups)
+	if err != nil {
+		return err
+	}
+	next := r.state.Members.Next(v.Round, v, r.policy)
+	if got := consensus.StateHash(v.Round+1, consensus.ParamsDigest(theta, mom), next.Digest()); got != v.Next {
+		return fmt.Errorf("the aggregate of round %d's %d updates gives state %s, the certified decision says %s", v.Round, len(ups), got.Short(), v.Next.Short())
+	}
+	if consensus.VotersDigest(next.Voters()) != v.NextVoters {
+		return fmt.Errorf("round %d: the next voters do not follow from the membership", v.Round)
+	}
+	if r.full && r.train != nil {
+		for _, u := range msgs {
+			bad, err := r.fullCheck(u, r.state.Theta)
+			if err != nil {
+				return err
+			}
+			if bad != "" {
+				r.findings = append(r.findings, finding{entry: r.entry, peer: string(u.From), what: bad})
+			}
+		}
+	}
+	r.Recomputed++
+	r.state = consensus.State{Round: v.Round + 1, Theta: theta, Momentum: mom, Members: next}
+	r.hash, r.voters, r.last = v.Next, next.Voters(), v.Round+1
+	r.bases[r.state.Round], r.hashes[r.state.Round] = theta, v.Next
+	return nil
+}
+
+// summary checks a decision's summary fields against its commit.
+func (r *replay) summary(d *Decision, v *consensus.Value, signers int) error {
+	if d.Result != hex.EncodeToString(v.Next[:]) || d.Base != hex.EncodeToString(v.Base[:]) || len(d.Updates) != len(v.Updates) ||
+		len(d.Peers) != len(v.Updates) || d.Signers != signers {
+		return fmt.Errorf("the decision's summary of round %d does not match its certified value", v.Round)
+	}
+	for i, u := range v.Updates {
+		if d.Updates[i] != hex.EncodeToString(u.ID[:]) || d.Peers[i] != string(u.From) {
+			return fmt.Errorf("the decision's summary of round %d does not match its certified value", v.Round)
+		}
+	}
+	return nil
+}
+
+// state checks a state entry: the keeper resumed from its own checkpoint
+// (the replay's state of that round, when it holds it) or adopted the
+// state a certified decision leads to.
+func (r *replay) stateEntry(e ledger.Entry) error {
+	var sd StateData
+	if err := json.Unmarshal(e.Data, &sd); err != nil {
+		return fmt.Errorf("state: %v", err)
+	}
+	b, err := blob(r.store, e.Blob)
+	if err != nil {
+		return fmt.Errorf("state %v", err)
+	}
+	st, _, err := DecodeState(b)
+	if err != nil {
+		return fmt.Errorf("state payload: %v", err)
+	}
+	if len(st.Theta) != len(r.state.Theta) {
+		return fmt.Errorf("state of %d parameters, the model has %d", len(st.Theta), len(r.state.Theta))
+	}
+	sh := st.Hash()
+	if hex.EncodeToString(sh[:]) != sd.Hash || st.Round != sd.Round || st.Round != e.Round {
+		return fmt.Errorf("state payload does not hash to the entry's %s of round %d", sd.Hash, sd.Round)
+	}
+	switch {
+	case r.pending != nil:
+		if r.pending.Round+1 != st.Round || r.pending.Next != sh {
+			return fmt.Errorf("adopted state %s of round %d, the certified decision of round %d leads to %s", sh.Short(), st.Round, r.pending.Round, r.pending.Next.Short())
+		}
+		if consensus.VotersDigest(st.Members.Voters()) != r.pending.NextVoters {
+			return fmt.Errorf("adopted state of round %d: its voters are not those its certified decision names", st.Round)
+		}
+		r.gaps = append(r.gaps, [2]uint64{r.last, st.Round})
+		r.pending = nil
+		r.Restored++
+	case r.known && r.state.Round == st.Round:
+		if sh != r.hash {
+			return fmt.Errorf("resumed from state %s of round %d, where the replay reaches %s", sh.Short(), st.Round, r.hash.Short())
+		}
+	case r.hashes[st.Round] == sh && st.Round < r.last:
+		// A restart from a checkpoint older than the ledger (a crash
+		// between the two writes): the keeper decides those rounds again,
+		// to the values already certified.
+		for k := range r.commits {
+			if k >= st.Round {
+				r.redo[k] = r.commits[k]
+				delete(r.commits, k)
+			}
+		}
+	default:
+		return fmt.Errorf("state %s of round %d adopted without a certified decision leading to it", sh.Short(), st.Round)
+	}
+	r.known, r.state, r.hash, r.voters, r.last = true, st, sh, st.Members.Voters(), st.Round
+	r.bases[st.Round], r.hashes[st.Round] = st.Theta, sh
+	clear(r.resid) // residuals of earlier rounds are unknown from here
+	return nil
+}
+
+// verdict checks a logged verdict against the beacon's draw of its round
+// and, with the data, re-executes the keeper's own challenges. It reports
+// whether the round is one the replay can check.
+func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
+	v := r.values[x.Round]
+	if v == nil {
+		return false, nil // the keeper restored past that round: nothing to check against
+	}
+	_, chs := consensus.Draw(v, consensus.SpotPolicyOf(r.spec))
+	i := slices.IndexFunc(chs, func(c spot.Challenge) bool { return c.Update == x.Update })
+	if i < 0 {
+		return false, fmt.Errorf("verdict on %s of round %d, which the beacon did not draw", x.Update.Short(), x.Round)
+	}
+	ch := chs[i]
+	if ch.Peer != string(x.Accused) || ch.Challenger != string(x.From) || ch.Segment != x.Segment {
+		return false, fmt.Errorf("verdict from %s on %s's segment %d: the beacon drew %s for %s's segment %d", x.From, x.Accused, x.Segment, ch.Challenger, ch.Peer, ch.Segment)
+	}
+	if r.train == nil || string(x.From) != keeper {
+		return true, nil
+	}
+	base, u := r.bases[x.Round], r.updates[x.Update]
+	if base == nil || u == nil {
+		return true, nil
+	}
+	ans, ok := r.resp[fmt.Sprint(x.Round, "|", x.Accused)]
+	if !ok {
+		if x.Pass {
+			return true, fmt.Errorf("a passing verdict on %s's round-%d update without the answer it judged", x.Accused, x.Round)
+		}
+		return true, nil // unanswered: nothing to re-execute
+	}
+	ev, err := DecodeEvidence(ans)
+	if err != nil {
+		return true, fmt.Errorf("challenge answer: %v", err)
+	}
+	rep, err := trainer.NewReplayer(r.spec, x.Round, x.Accused, r.train)
+	if err != nil {
+		return true, err
+	}
+	err = trainer.Judge(r.spec, base, u, x.Segment, ev, rep)
+	if err != nil && !errors.Is(err, trainer.ErrChallenge) {
+		return true, err
+	}
+	r.Challenges++
+	if (err == nil) != x.Pass {
+		return true, fmt.Errorf("re-executing the challenge of %s's round-%d update (segment %d) gives %v, the verdict says pass=%v", x.Accused, x.Round, x.Segment, err, x.Pass)
+	}
+	return true, nil
+}
+
+// finding is an aggregated update whose work does not re-execute: cheating
+// that got into an aggregate before it was caught, or that was never
+// caught.
+type finding struct {
+	entry      int
+	peer, what string
+}
+
+// fullCheck re-executes every segment of u from base and, when the peer's
+// residual is known, re-derives its payload. It returns what does not
+// hold ("" when all does), or an error when it cannot run.
+func (r *replay) fullCheck(u *consensus.Update, base []float32) (string, error) {
+	rep, err := trainer.NewReplayer(r.spec, u.Round, u.From, r.train)
+	if err != nil {
+		return "", err
+	}
+	st, err := rep.Start(base)
+	if err != nil {
+		return "", err
+	}
+	for seg := range r.spec.Segments() {
+		lo, hi := trainer.SegmentSteps(r.spec, seg)
+		if st, err = rep.Run(st, hi-lo); err != nil {
+			return fmt.Sprintf("round-%d update: re-executing segment %d: %v", u.Round, seg, err), nil
+		}
+		r.Segments++
+		if h := st.Hash(); h != u.Segments[seg] {
+			return fmt.Sprintf("round-%d update: re-executing segment %d gives %s, committed %s", u.Round, seg, h.Short(), u.Segments[seg].Short()), nil
+		}
+	}
+	res, ok := r.resid[u.From]
+	if !ok {
+		res = make([]float32, len(base)) // a peer's first update starts from a zero residual
+	}
+	if consensus.Hash(trainer.ParamHash(res)) != u.ResidualIn {
+		delete(r.resid, u.From) // it started before this ledger (a restart): its residual is unknown here
+		return "", nil
+	}
+	payload, out, err := trainer.Link(r.spec, base, st.Params, res)
+	if err != nil || !bytes.Equal(payload, u.Payload) {
+		return fmt.Sprintf("round-%d update: the payload is not the compressed delta of its re-executed steps", u.Round), nil
+	}
+	r.Links++
+	r.resid[u.From] = out
+	return "", nil
+}
+
+// skipped reports whether a restore skipped round.
+func (r *replay) skipped(round uint64) bool {
+	for _, g := range r.gaps {
+		if g[0] <= round && round < g[1] {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *replay) String() string {
+	return fmt.Sprintf("%d certificates checked, %d aggregates recomputed, %d rounds adopted by certificate, %d challenges, %d segments, %d payloads re-derived",
+		r.Certs, r.Recomputed, r.Restored, r.Challenges, r.Segments, r.Links)
+}
+
+// blob reads the payload an entry names by its address.
+func blob(store *ledger.Store, addr string) ([]byte, error) {
+	var h ledger.Hash
+	if err := h.UnmarshalText([]byte(addr)); err != nil {
+		return nil, fmt.Errorf("payload address %q", addr)
+	}
+	b, err := store.Get(h)
+	if err != nil {
+		return nil, fmt.Errorf("payload: %v", err)
+	}
+	return b, nil
+}
