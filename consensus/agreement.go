@@ -244,7 +244,7 @@ func (e *Engine) enoughUpdates() bool {
 			n++
 		}
 	}
-	return n >= Quorum(len(e.voters)) && len(e.updates) >= e.spec.Rounds.Quorum
+	return n >= quorumOf(len(e.voters)) && len(e.updates) >= e.spec.Rounds.Quorum
 }
 
 // castVote signs and publishes this node's prevote or precommit, if it
@@ -434,7 +434,7 @@ func (e *Engine) progressOnce() bool {
 	if a.decided != nil {
 		return e.tryApply()
 	}
-	q := Quorum(len(e.voters))
+	q := quorumOf(len(e.voters))
 	view := a.view
 	vv := a.votesOf(view)
 	p := a.proposals[view]

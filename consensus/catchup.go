@@ -71,7 +71,7 @@ func verifyVotes(run RunID, c *Certificate, kind VoteKind, voters []PeerID, veri
 			return fmt.Errorf("bad signature of %s on a %s", s.From, kind)
 		}
 	}
-	if q := Quorum(len(voters)); len(c.Sigs) < q {
+	if q := quorumOf(len(voters)); len(c.Sigs) < q {
 		return fmt.Errorf("%d %ss, a quorum of round %d's %d voters is %d", len(c.Sigs), kind, c.Round, len(voters), q)
 	}
 	return nil

@@ -161,6 +161,11 @@ func VotersDigest(voters []PeerID) Hash {
 // thirds.
 func Quorum(n int) int { return 2*n/3 + 1 }
 
+// quorumOf is the quorum the engine uses: Quorum, except in the test that
+// weakens it to show the simulation harness catches the splits that
+// follow (export_test.go).
+var quorumOf = Quorum
+
 // third is more than a third of n voters: at least one of them honest.
 func third(n int) int { return n/3 + 1 }
 

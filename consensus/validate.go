@@ -76,7 +76,7 @@ func (e *Engine) validate(v *Value) *check {
 		}
 		dec = append(dec, h.dec)
 	}
-	if q := Quorum(len(e.voters)); voters < q {
+	if q := quorumOf(len(e.voters)); voters < q {
 		return bad("updates of %d voters, a quorum is %d", voters, q)
 	}
 	if len(v.Updates) < e.spec.Rounds.Quorum {

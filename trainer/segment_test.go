@@ -13,7 +13,7 @@ import (
 
 // honestRound trains one round as a node does (segment roots, evidence)
 // on a small MLP and returns the update, the evidence per segment and the
-// base.
+// base. opts train the round on another engine (WithEngine).
 type honestRound struct {
 	spec   runspec.Spec
 	set    *data.Set
@@ -25,7 +25,7 @@ type honestRound struct {
 	peer   PeerID
 }
 
-func newHonestRound(t *testing.T, optimizer string) *honestRound {
+func newHonestRound(t *testing.T, optimizer string, opts ...Option) *honestRound {
 	t.Helper()
 	spec := runspec.Default()
 	spec.Model = runspec.Model{Kind: "mlp", Hidden: []int{16}}
@@ -39,7 +39,7 @@ func newHonestRound(t *testing.T, optimizer string) *honestRound {
 	set := data.Synthetic(1, 512, 16)
 	g, _ := Genesis(spec)
 	hr := &honestRound{spec: spec, set: set, base: g.Theta, peer: "12D3KooWtest"}
-	w, starts, final, err := TrainRound(context.Background(), spec, &consensus.TrainRequest{Theta: g.Theta, Seed: RoundSeed(spec, 0, hr.peer), Shard: ShardOf(spec, hr.peer)}, set.Train)
+	w, starts, final, err := TrainRound(context.Background(), spec, &consensus.TrainRequest{Theta: g.Theta, Seed: RoundSeed(spec, 0, hr.peer), Shard: ShardOf(spec, hr.peer)}, set.Train, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

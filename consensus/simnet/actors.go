@@ -17,11 +17,9 @@ import (
 // HonestActor answers everything honestly: the base of the others.
 type HonestActor struct{}
 
-func (HonestActor) Outgoing(n *Net, self int, m Message, to int) []Message { return []Message{m} }
-func (HonestActor) Tick(n *Net, self int)                                  {}
-func (HonestActor) ServeState(n *Net, self int, h Hash) (consensus.State, bool) {
-	return consensus.State{}, false
-}
+func (HonestActor) Outgoing(n *Net, self int, m Message, to int) []Message         { return []Message{m} }
+func (HonestActor) Tick(n *Net, self int)                                          {}
+func (HonestActor) ServeState(n *Net, self int, h Hash) (*consensus.State, bool)   { return nil, false }
 func (HonestActor) ServeProof(n *Net, self int, r uint64) (*consensus.Proof, bool) { return nil, false }
 
 func randHash(r *prng.Source) Hash {
@@ -200,14 +198,14 @@ type Liar struct {
 	Rng *prng.Source
 }
 
-func (l *Liar) ServeState(sn *Net, self int, h Hash) (consensus.State, bool) {
+func (l *Liar) ServeState(sn *Net, self int, h Hash) (*consensus.State, bool) {
 	st, ok := sn.Engines[self].ServeState(h)
 	if !ok {
 		st = sn.Engines[self].State()
 	}
 	st = st.Clone()
 	st.Theta[l.Rng.Intn(len(st.Theta))] += 1
-	return st, true
+	return &st, true
 }
 
 func (l *Liar) ServeProof(sn *Net, self int, round uint64) (*consensus.Proof, bool) {

@@ -222,8 +222,9 @@ type Actor interface {
 	Outgoing(n *Net, self int, m Message, to int) []Message
 	// Tick lets it send what it likes, every 100 ms of simulated time.
 	Tick(n *Net, self int)
-	// ServeState and ServeProof answer a fetch its way; false: honestly.
-	ServeState(n *Net, self int, h Hash) (consensus.State, bool)
+	// ServeState and ServeProof answer a fetch its way (nil: no answer);
+	// false: honestly.
+	ServeState(n *Net, self int, h Hash) (*consensus.State, bool)
 	ServeProof(n *Net, self int, round uint64) (*consensus.Proof, bool)
 }
 
@@ -285,6 +286,32 @@ func (sn *Net) grow(i int) {
 		sn.Engines = append(sn.Engines, nil)
 		sn.All = append(sn.All, map[uint64][]Decision{})
 	}
+}
+
+// AddTwin starts a second engine with peer i's identity at a new index,
+// and returns it: an equivocator that shows each side of a partition
+// (Cut) a member that behaves honestly there. Both are Byzantine for the
+// harness.
+func (sn *Net) AddTwin(i int) int {
+	g, err := consensus.Genesis(sn.Spec)
+	if err != nil {
+		sn.T.Fatal(err)
+	}
+	var app consensus.App = ToyApp{len(g.Theta)}
+	if sn.App != nil {
+		app = sn.App(sn.Spec)
+	}
+	id := sn.IDs[i]
+	e, err := consensus.NewEngine(consensus.Config{Spec: sn.Spec, Self: id, Sign: Sign(id), Verify: Verify, App: app}, g, nil)
+	if err != nil {
+		sn.T.Fatal(err)
+	}
+	sn.IDs = append(sn.IDs, id)
+	j := len(sn.IDs) - 1
+	sn.grow(j)
+	sn.Engines[j] = e
+	sn.Byz[i], sn.Byz[j] = HonestActor{}, HonestActor{}
+	return j
 }
 
 // AddOutsider adds an identity that runs no engine, played by a.
@@ -440,15 +467,17 @@ func (sn *Net) process(i int) {
 	}
 	if f := rd.FetchState; f != nil {
 		if j := sn.pick(i, f.From); j >= 0 {
-			var st consensus.State
-			ok := false
+			var st *consensus.State
+			handled := false
 			if a, b := sn.Byz[j]; b {
-				st, ok = a.ServeState(sn, j, f.Hash)
+				st, handled = a.ServeState(sn, j, f.Hash)
 			}
-			if !ok && sn.Engines[j] != nil {
-				st, ok = sn.Engines[j].ServeState(f.Hash)
+			if !handled && sn.Engines[j] != nil {
+				if s, ok := sn.Engines[j].ServeState(f.Hash); ok {
+					st = &s
+				}
 			}
-			if ok {
+			if st != nil {
 				sn.push(sn.Now+2*sn.delay(), i, j, &stateEv{st.Clone()})
 			}
 		}

@@ -1,0 +1,11 @@
+package consensus
+
+// SetQuorumForTest replaces the engine's quorum rule (every engine of the
+// process) and returns a function that restores it: the harness test uses
+// a simple majority to show that the simulation sees the splits a weaker
+// rule allows.
+func SetQuorumForTest(q func(n int) int) (restore func()) {
+	old := quorumOf
+	quorumOf = q
+	return func() { quorumOf = old }
+}
