@@ -1,6 +1,6 @@
-// Command vtrain is the one binary of vtrain: local training, benchmarks
-// and checkpoint export today; decentralized nodes, the demo and audits as
-// they land.
+// Command vtrain is the one binary of vtrain: decentralized nodes and the
+// demo, audits of their ledgers, local training, zk proofs, benchmarks and
+// checkpoint export; a thin shell over the packages that do the work.
 //
 // Exit codes: 0 success, 1 a failure while running, 2 a usage error.
 package main
@@ -30,10 +30,11 @@ func commands() []command {
 	return []command{
 		{"demo", "launch N node processes on loopback and train one model together", runDemo},
 		{"node", "start a decentralized run (--spec) or join one (--join)", runNode},
+		{"id", "print a node's peer ID (creating its identity): for a spec's founders", runID},
 		{"train", "train a model locally and evaluate it", runTrain},
 		{"bench", "benchmarks (bench step: time training steps)", runBench},
 		{"export", "export a checkpoint's parameters as one safetensors file", runExport},
-		{"audit", "verify a node's ledger from genesis and report every peer's contributions", runAudit},
+		{"audit", "verify nodes' ledgers from genesis (certificates, aggregates, verdicts) and report every peer's contributions", runAudit},
 		{"keygen", "Groth16 setup for a zk circuit (part of a private run's genesis)", runKeygen},
 		{"prove", "prove one fixed-point SGD step on private data (zk)", runProve},
 		{"verify-proof", "verify a zk proof bundle against a run's verifying key", runVerifyProof},

@@ -218,8 +218,11 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 		rp.entry = i
 		switch e.Kind {
 		case ledger.KindJoin:
-			if e.Round == 0 && e.Reason == "founder" && !founders[e.Peer] {
+			switch {
+			case e.Reason == "founder" && (e.Round != 0 || !founders[e.Peer]):
 				return fail(bad(i, "%s is not a founder of the run", e.Peer))
+			case e.Reason == "admitted" && rp.known && (rp.state.Round != e.Round || !rp.state.Members.Has(consensus.PeerID(e.Peer))):
+				return fail(bad(i, "%s admitted from round %d, which the certified membership does not say", e.Peer, e.Round))
 			}
 			get(e.Peer).Joined = e.Round
 		case ledger.KindUpdate:
@@ -240,6 +243,10 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 			rp.updates[id] = m.Update
 		case ledger.KindState:
 			if err := rp.stateEntry(e); err != nil {
+				return fail(bad(i, "%v", err))
+			}
+		case ledger.KindChallenge:
+			if err := rp.challenge(e, c.Keeper); err != nil {
 				return fail(bad(i, "%v", err))
 			}
 		case ledger.KindResponse:
@@ -274,6 +281,11 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 				return fail(bad(i, "equivocation proof against %s: %v", e.Peer, err))
 			}
 		case ledger.KindLeave:
+			// A leave follows the decision that made it: it must be what
+			// the certified membership says.
+			if err := rp.leave(e); err != nil {
+				return fail(bad(i, "%v", err))
+			}
 			p := get(e.Peer)
 			r := e.Round
 			p.Excluded, p.Reason = &r, e.Reason
@@ -337,7 +349,7 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 		if p.FullFailed == 1 {
 			p.FullReason = f.what
 		}
-		if p.Excluded == nil {
+		if !rp.excluded[consensus.PeerID(f.peer)] {
 			return fail(bad(f.entry, "%s's %s, and the run did not exclude it", f.peer, f.what))
 		}
 	}
@@ -346,7 +358,8 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 		fmt.Sprintf("%d certificates checked against the voters the replay derives from the genesis", rp.Certs),
 		fmt.Sprintf("%d rounds' aggregates recomputed from the logged updates to the certified state hashes", rp.Recomputed),
 		fmt.Sprintf("%d rounds adopted from peers, each by a certified decision and a state that hashes to it", rp.Restored),
-		"every verdict answers a challenge the round's beacon drew, from the challenger it drew")
+		"every challenge and verdict answers a challenge the round's beacon drew, from the challenger it drew",
+		"every verdict of the keeper's agrees with the certified value that carries it")
 	if opts.Train != nil {
 		rep.Checked = append(rep.Checked, fmt.Sprintf("%d of the keeper's challenges re-executed on the data, each to the verdict it gave", rp.Challenges))
 	}

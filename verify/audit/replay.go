@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip"
@@ -48,6 +49,14 @@ type replay struct {
 	pending *consensus.Value            // a decision the keeper restored past: a state entry must follow
 	resp    map[string][]byte           // challenge answers by round|accused
 	resid   map[consensus.PeerID][]float32
+	// The keeper's own verdicts as logged, and every verdict a certified
+	// value carried, by challenge: the keeper signs one verdict per
+	// challenge, so the two must agree.
+	own     map[verdictKey]loggedVerdict
+	carried map[verdictKey]bool
+	// peers a certified value excluded (or an adopted state lists as
+	// excluded)
+	excluded map[consensus.PeerID]bool
 	// --full: aggregated updates that do not re-execute, and the entry
 	// being replayed
 	findings []finding
@@ -76,7 +85,20 @@ func newReplay(spec runspec.Spec, store *ledger.Store, train *data.Dataset, full
 		updates: map[consensus.Hash]*consensus.Update{}, known: true, state: g, hash: g.Hash(), voters: g.Members.Voters(),
 		bases: map[uint64][]float32{0: g.Theta}, values: map[uint64]*consensus.Value{}, commits: map[uint64]consensus.Hash{},
 		redo: map[uint64]consensus.Hash{}, hashes: map[uint64]consensus.Hash{0: g.Hash()},
-		resp: map[string][]byte{}, resid: map[consensus.PeerID][]float32{}}, nil
+		resp: map[string][]byte{}, resid: map[consensus.PeerID][]float32{},
+		own: map[verdictKey]loggedVerdict{}, carried: map[verdictKey]bool{}, excluded: map[consensus.PeerID]bool{}}, nil
+}
+
+// verdictKey names a challenge: the round and the update drawn.
+type verdictKey struct {
+	round  uint64
+	update consensus.Hash
+}
+
+// loggedVerdict is a verdict of the keeper's as its ledger logged it.
+type loggedVerdict struct {
+	pass  bool
+	entry int
 }
 
 func hexHash(s string) (consensus.Hash, error) {
@@ -128,8 +150,19 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 	if err := r.summary(d, v, len(c.Cert.Sigs)); err != nil {
 		return err
 	}
+	for _, x := range v.Verdicts {
+		k := verdictKey{x.Round, x.Update}
+		if o, ok := r.own[k]; ok && o.pass != x.Pass {
+			return fmt.Errorf("round %d's certified value carries the keeper's verdict on %s's round-%d update as pass=%v; the keeper's verdict at entry %d says pass=%v",
+				v.Round, x.Accused, x.Round, x.Pass, o.entry, o.pass)
+		}
+		r.carried[k] = x.Pass
+	}
 	r.values[v.Round] = v
 	r.commits[v.Round] = c.Cert.Value
+	for _, p := range v.Excluded() {
+		r.excluded[p] = true
+	}
 	if d.Restored {
 		// A link of the chain the keeper checked to adopt a certified
 		// state from a peer; the state entry after the last link must hash
@@ -262,6 +295,9 @@ func (r *replay) stateEntry(e ledger.Entry) error {
 	}
 	r.known, r.state, r.hash, r.voters, r.last = true, st, sh, st.Members.Voters(), st.Round
 	r.bases[st.Round], r.hashes[st.Round] = st.Theta, sh
+	for _, p := range st.Members.Excluded {
+		r.excluded[p] = true
+	}
 	clear(r.resid) // residuals of earlier rounds are unknown from here
 	return nil
 }
@@ -282,6 +318,17 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 	ch := chs[i]
 	if ch.Peer != string(x.Accused) || ch.Challenger != string(x.From) || ch.Segment != x.Segment {
 		return false, fmt.Errorf("verdict from %s on %s's segment %d: the beacon drew %s for %s's segment %d", x.From, x.Accused, x.Segment, ch.Challenger, ch.Peer, ch.Segment)
+	}
+	// The keeper signs one verdict per challenge: the one a certified
+	// value carries, before or after this entry.
+	if string(x.From) == keeper {
+		k := verdictKey{x.Round, x.Update}
+		if pass, ok := r.carried[k]; ok && pass != x.Pass {
+			return false, fmt.Errorf("the keeper's verdict on %s's round-%d update says pass=%v; a certified value carries it as pass=%v", x.Accused, x.Round, x.Pass, pass)
+		}
+		if _, ok := r.own[k]; !ok {
+			r.own[k] = loggedVerdict{x.Pass, r.entry}
+		}
 	}
 	if r.train == nil || string(x.From) != keeper {
 		return true, nil
@@ -314,6 +361,49 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 		return true, fmt.Errorf("re-executing the challenge of %s's round-%d update (segment %d) gives %v, the verdict says pass=%v", x.Accused, x.Round, x.Segment, err, x.Pass)
 	}
 	return true, nil
+}
+
+// leave checks a leave entry against the certified membership the replay
+// holds after the decision that made it: an excluded peer is in the
+// state's excluded list, a dropped one is no member.
+func (r *replay) leave(e ledger.Entry) error {
+	if !r.known || r.state.Round != e.Round {
+		return nil // the keeper restored: the state entry that follows carries the membership
+	}
+	p := consensus.PeerID(e.Peer)
+	switch {
+	case strings.HasPrefix(e.Reason, "excluded"):
+		if !r.state.Members.IsExcluded(p) {
+			return fmt.Errorf("%s excluded from round %d, which no certified decision did", p, e.Round)
+		}
+	case r.state.Members.Has(p):
+		return fmt.Errorf("%s left in round %d, yet the certified membership keeps it", p, e.Round)
+	}
+	return nil
+}
+
+// challenge checks a challenge entry: the keeper logs the challenges the
+// beacon of a decided round drew it for.
+func (r *replay) challenge(e ledger.Entry, keeper string) error {
+	var cd ChallengeData
+	if err := json.Unmarshal(e.Data, &cd); err != nil {
+		return fmt.Errorf("challenge: %v", err)
+	}
+	v := r.values[e.Round]
+	if v == nil {
+		return nil // the keeper restored past that round: nothing to check against
+	}
+	beacon, chs := consensus.Draw(v, consensus.SpotPolicyOf(r.spec))
+	i := slices.IndexFunc(chs, func(c spot.Challenge) bool { return hex.EncodeToString(c.Update[:]) == cd.Update })
+	if i < 0 {
+		return fmt.Errorf("challenge of update %.8s of round %d, which the beacon did not draw", cd.Update, e.Round)
+	}
+	ch := chs[i]
+	if ch.Peer != e.Peer || ch.Challenger != cd.Challenger || ch.Segment != cd.Segment || cd.Challenger != keeper || cd.Beacon != hex.EncodeToString(beacon[:]) {
+		return fmt.Errorf("challenge by %s of %s's segment %d: the beacon of round %d drew %s for %s's segment %d (the keeper logs only its own)",
+			cd.Challenger, e.Peer, cd.Segment, e.Round, ch.Challenger, ch.Peer, ch.Segment)
+	}
+	return nil
 }
 
 // finding is an aggregated update whose work does not re-execute: cheating
