@@ -637,14 +637,16 @@ func (e *Engine) apply(c *Commit, chk *check) {
 	for i := range v.Verdicts {
 		x := &v.Verdicts[i]
 		delete(e.verdicts, x.key())
-		if !x.Pass && !seen[x.Accused] {
+		// A verdict on a peer excluded already (by a verdict on an earlier
+		// update) is recorded, but excludes nobody new.
+		if !x.Pass && !seen[x.Accused] && e.members.Has(x.Accused) {
 			seen[x.Accused] = true
 			res.Excluded = append(res.Excluded, Exclusion{Peer: x.Accused, Verdict: x})
 		}
 	}
 	for i := range v.Evidence {
 		q := &v.Evidence[i]
-		if !seen[q.A.From] {
+		if !seen[q.A.From] && e.members.Has(q.A.From) {
 			seen[q.A.From] = true
 			res.Excluded = append(res.Excluded, Exclusion{Peer: q.A.From, Evidence: q})
 		}

@@ -437,6 +437,13 @@ func TestVerdictsAndEvidence(t *testing.T) {
 	cur.Sig = testSign(drawn.challenger)(VerdictSignBytes(f.run(), cur))
 	want(t, "this round, not decided yet", e.StepVerdict(cur), Ignore, "kept")
 	fail := verdict(drawn.challenger, *ch, drawn.peer, drawn.seg, false)
+	// A proposer that carries a verdict the challenger never signed: the
+	// value is invalid.
+	forgedV := *fail
+	forgedV.Sig = []byte("made up by the proposer")
+	if err := e.checkVerdict(&forgedV, true); err == nil || !strings.Contains(err.Error(), "bad signature") {
+		t.Errorf("a value with a forged verdict: %v", err)
+	}
 	want(t, "ok", e.StepVerdict(fail), Accept, "")
 	want(t, "duplicate", e.StepVerdict(verdict(drawn.challenger, *ch, drawn.peer, drawn.seg, false)), Ignore, "duplicate")
 	want(t, "conflicting", e.StepVerdict(verdict(drawn.challenger, *ch, drawn.peer, drawn.seg, true)), Reject, "conflicting")
