@@ -63,9 +63,10 @@ type attacker struct {
 	trs    []*gossip.Transport
 	round  atomic.Uint64
 	sent   atomic.Int64
-	mu     sync.Mutex
+	mu     sync.Mutex     // guards base and forged (the listeners, the attack loop and sync streams share them)
 	base   consensus.Hash // the base of the latest proposal seen
 	forged *consensus.State
+	rngMu  sync.Mutex // guards rng (the attack loop and sync streams draw); taken after mu, never before
 }
 
 // attackServer answers sync requests like a member would, lying where the
@@ -211,11 +212,32 @@ func (a *attacker) founders() []consensus.PeerID {
 }
 
 func (a *attacker) randHash() consensus.Hash {
+	a.rngMu.Lock()
+	defer a.rngMu.Unlock()
 	var h consensus.Hash
 	for i := range h {
 		h[i] = byte(a.rng.Uint64())
 	}
 	return h
+}
+
+func (a *attacker) norm() float64 {
+	a.rngMu.Lock()
+	defer a.rngMu.Unlock()
+	return a.rng.Norm()
+}
+
+func (a *attacker) intn(n int) int {
+	a.rngMu.Lock()
+	defer a.rngMu.Unlock()
+	return a.rng.Intn(n)
+}
+
+// lastBase returns the base of the latest proposal seen.
+func (a *attacker) lastBase() consensus.Hash {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.base
 }
 
 // hijackCommit is a commit of round to the forged state, certified by the
@@ -227,7 +249,7 @@ func (a *attacker) hijackCommit(round uint64) *consensus.Commit {
 		g, _ := consensus.Genesis(a.spec)
 		g.Round = round + 1
 		for i := range g.Theta {
-			g.Theta[i] = float32(a.rng.Norm())
+			g.Theta[i] = float32(a.norm())
 		}
 		a.forged = &g
 	}
@@ -261,7 +283,7 @@ func (a *attacker) attack(ctx context.Context, r uint64) {
 			j := &consensus.JoinRequest{Round: r, From: a.id(i)}
 			j.Sig = sign(i)(consensus.JoinSignBytes(a.run, j))
 			a.publish(ctx, i, consensus.Message{Join: j})
-			val := &consensus.Value{Round: r, Base: a.base, Voters: consensus.VotersDigest(a.founders()), Next: a.randHash(), NextVoters: consensus.VotersDigest(a.founders())}
+			val := &consensus.Value{Round: r, Base: a.lastBase(), Voters: consensus.VotersDigest(a.founders()), Next: a.randHash(), NextVoters: consensus.VotersDigest(a.founders())}
 			p := &consensus.Proposal{Vote: consensus.Vote{Kind: consensus.KindProposal, Round: r, Value: val.ID(a.run), ValidView: -1, From: a.id(i)}, Value: val}
 			p.Vote.Sig = sign(i)(consensus.VoteSignBytes(a.run, &p.Vote))
 			a.publish(ctx, i, consensus.Message{Proposal: p})
@@ -290,7 +312,7 @@ func (a *attacker) attack(ctx context.Context, r uint64) {
 	case "flood":
 		x := &consensus.VerdictMsg{Round: r - min(r, 1), Update: a.randHash(), Accused: a.founders()[0], From: a.id(0), Reason: "made up"}
 		x.Sig = sign(0)(consensus.VerdictSignBytes(a.run, x))
-		v := &consensus.Vote{Kind: consensus.KindPrevote, Round: r, View: uint32(a.rng.Intn(4)), Value: a.randHash(), ValidView: -1, From: a.id(0)}
+		v := &consensus.Vote{Kind: consensus.KindPrevote, Round: r, View: uint32(a.intn(4)), Value: a.randHash(), ValidView: -1, From: a.id(0)}
 		v.Sig = sign(0)(consensus.VoteSignBytes(a.run, v))
 		a.publish(ctx, 0, consensus.Message{Verdict: x})
 		a.publish(ctx, 0, consensus.Message{Vote: v})
@@ -302,7 +324,7 @@ func (a *attacker) junkUpdate(round uint64) *consensus.Update {
 	enc, _ := trainer.NewEncoder(a.spec)
 	delta := make([]float32, a.d)
 	for i := range delta {
-		delta[i] = float32(a.rng.Norm() * 1e-3)
+		delta[i] = float32(a.norm() * 1e-3)
 	}
 	req := &consensus.TrainRequest{Round: round, Base: a.randHash(), Seed: consensus.RoundSeed(a.spec, round, a.id(0))}
 	u, _ := enc.Update(req, trainer.Work{Round: round, Delta: delta, Segments: make([]consensus.Hash, a.spec.Segments())})

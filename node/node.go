@@ -321,6 +321,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if n.eng, err = consensus.NewEngine(ecfg, st, chain); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	if n.eng.Members().IsExcluded(n.self) {
+		return nil, fmt.Errorf("%w: the state this node resumes from (round %d) excludes it", ErrExcluded, st.Round)
+	}
 	if err := n.openBook(); err != nil {
 		return nil, err
 	}

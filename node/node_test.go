@@ -1,19 +1,210 @@
 package node_test
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vtrain/vtrain/node/nodetest"
+	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/verify/audit"
+	"github.com/vtrain/vtrain/verify/ledger"
 )
 
-// TestClusterAgrees runs four founders in process to the end of a short
-// run: every node ends on the same certified state.
-func TestClusterAgrees(t *testing.T) {
-	c := nodetest.Start(t, 4, 4, nil)
-	c.Wait()
+// The tests here run clusters of real nodes in process (see nodetest), so
+// that `go test -race` sees every goroutine of a node: the loop, gossip
+// validation handing messages to it, training, fetches, challenges and the
+// sync streams that serve peers. They wait on the nodes' output lines and
+// their ends, never on a fixed time.
+
+// spotChecks has every aggregated update challenged.
+func spotChecks(s *runspec.Spec) { s.Verify.Rate, s.Verify.NewcomerRate = 1, 1 }
+
+// honest returns the cluster's nodes that neither misbehave nor attack.
+func honest(c *nodetest.Cluster) []*nodetest.Node {
+	var out []*nodetest.Node
 	for _, n := range c.Nodes {
-		if n.Summary == nil || n.Summary.FinalHash != c.Nodes[0].Summary.FinalHash || n.Summary.Rounds != 4 {
-			t.Fatalf("node %s: %+v", n.ID, n.Summary)
+		if n.Behave == "" {
+			out = append(out, n)
 		}
+	}
+	return out
+}
+
+// agreed checks that the nodes ended the run's last round on one state,
+// each a member, and that none of them saw one of them excluded; it
+// returns the final hash.
+func agreed(t *testing.T, c *nodetest.Cluster, nodes []*nodetest.Node) string {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, n := range nodes {
+		ids[n.ID] = true
+	}
+	var hash string
+	for _, n := range nodes {
+		s := n.Summary
+		if s == nil {
+			t.Fatalf("node %s: no summary (%v)", n.ID, n.Err)
+		}
+		if hash == "" {
+			hash = s.FinalHash
+		}
+		if s.FinalHash != hash || s.Rounds != uint64(c.Spec.Run.Rounds) || !s.Member {
+			t.Errorf("node %s ends on %s after %d rounds, member %v; want %s after %d rounds, member",
+				n.ID, s.FinalHash, s.Rounds, s.Member, hash, c.Spec.Run.Rounds)
+		}
+		for _, x := range s.Excluded {
+			if ids[x.Peer] {
+				t.Errorf("node %s saw honest %s excluded in round %d: %s", n.ID, x.Peer, x.Round, x.Reason)
+			}
+		}
+	}
+	return hash
+}
+
+// audited audits the nodes' ledgers together as a finished run: each must
+// end at the tree head its summary published and extend every head it
+// gossiped to the others, and the keepers' challenges are re-executed on
+// the data.
+func audited(t *testing.T, c *nodetest.Cluster, nodes []*nodetest.Node) *audit.Report {
+	t.Helper()
+	opts := audit.Options{Finished: true, Train: c.Data.Train,
+		Heads: map[string]*ledger.SignedTreeHead{}, Witnessed: map[string]*ledger.SignedTreeHead{}}
+	var paths []string
+	for _, n := range nodes {
+		s := n.Summary
+		if s == nil || s.Ledger != n.Ledger() || s.TreeHead == nil {
+			t.Fatalf("node %s: no ledger in its summary", n.ID)
+		}
+		paths = append(paths, s.Ledger)
+		opts.Heads[s.Ledger] = s.TreeHead
+		for k, h := range s.Witnessed {
+			if w := opts.Witnessed[k]; w == nil || h.Size > w.Size {
+				opts.Witnessed[k] = h
+			}
+		}
+	}
+	rep, err := audit.Audit(paths, opts)
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	for _, lr := range rep.Ledgers {
+		if lr.Rounds == 0 || lr.Replay.Certs == 0 {
+			t.Errorf("audit %s: %d rounds, %s", lr.Ledger, lr.Rounds, lr.Checked)
+		}
+	}
+	return rep
+}
+
+// roundOf returns the round an event "round N: ..." is about.
+func roundOf(t *testing.T, event string) uint64 {
+	t.Helper()
+	var r uint64
+	if _, err := fmt.Sscanf(event, "round %d:", &r); err != nil {
+		t.Fatalf("event %q: %v", event, err)
+	}
+	return r
+}
+
+// TestClusterAgrees runs four founders in process to the end of a short
+// run with every update spot-checked: every node ends on the same
+// certified state, runs the challenges the beacon drew it for (challenger
+// goroutines fetching evidence over sync streams) and passes them all,
+// answers challenges of its own updates, and keeps a ledger that passes
+// the audit together with the others', its challenges re-executed.
+func TestClusterAgrees(t *testing.T) {
+	const rounds = 4
+	c := nodetest.Start(t, 4, rounds, spotChecks)
+	c.Wait()
+	agreed(t, c, c.Nodes)
+	total := 0
+	for _, n := range c.Nodes {
+		ch := n.Summary.Challenges
+		// The challenges of the last round may be cut short by the end of
+		// the run; those of the rounds before it are not.
+		drawn := 0
+		for _, e := range n.Events("round ") {
+			if strings.Contains(e, ": challenging ") && roundOf(t, e)+1 < rounds {
+				drawn++
+			}
+		}
+		if ch.Failed != 0 || ch.Passed != ch.Run || ch.Run < drawn || ch.Against == 0 || len(ch.Accused) != 0 {
+			t.Errorf("node %s: challenges %+v; drawn for %d before the last round", n.ID, ch, drawn)
+		}
+		total += ch.Run
+	}
+	if total == 0 {
+		t.Fatal("no challenge ran")
+	}
+	rep := audited(t, c, c.Nodes)
+	replayed := 0
+	for _, lr := range rep.Ledgers {
+		replayed += lr.Replay.Challenges
+		for _, p := range lr.Peers {
+			if p.Failed != 0 || p.Excluded != nil {
+				t.Errorf("audit %s: %s failed %d challenges, excluded from %v", lr.Ledger, p.Peer, p.Failed, p.Excluded)
+			}
+		}
+	}
+	if replayed == 0 {
+		t.Error("the audit re-executed no challenge")
+	}
+}
+
+// TestJoinerCatchesUp adds a node once the run has decided two rounds:
+// it adopts the run's state by a checked proof (a chain of two certified
+// decisions or more, so not by applying one decision itself) and a
+// certified state, is admitted, and ends on the same state as the
+// founders, a member, with a ledger that passes the audit with theirs.
+func TestJoinerCatchesUp(t *testing.T) {
+	c := nodetest.Start(t, 4, 7, spotChecks)
+	c.Nodes[0].WaitRound(t, 1)
+	j := c.Join("")
+	c.Wait()
+	agreed(t, c, c.Nodes)
+	if s := j.Summary; s.Hashes[0] != "" {
+		t.Errorf("the joiner decided round 0 itself, which ended before it started: %v", s.Hashes)
+	}
+	for _, n := range c.Nodes[:4] {
+		if !slices.Contains(n.Summary.Admitted, j.ID) {
+			t.Errorf("node %s: admitted %v, not the joiner %s", n.ID, n.Summary.Admitted, j.ID)
+		}
+	}
+	rep := audited(t, c, c.Nodes)
+	if lr := rep.Ledgers[len(rep.Ledgers)-1]; lr.Keeper != j.ID || lr.Replay.Restored == 0 {
+		t.Errorf("the joiner's ledger (keeper %s) adopted %d rounds by certificate, want some", lr.Keeper, lr.Replay.Restored)
+	}
+}
+
+// TestRestartResumes stops a founder mid-run, lets the others decide a
+// round without it, and starts it again in its directory: it resumes from
+// its checkpoint (not genesis), catches up, is not excluded for the
+// challenges of its updates that came while it was down (they wait for
+// it, and it answers from its receipts), and ends on the run's state with
+// a ledger, one across both lives, that passes the audit.
+func TestRestartResumes(t *testing.T) {
+	c := nodetest.Start(t, 4, 6, spotChecks)
+	c.Nodes[3].WaitRound(t, 1)
+	c.Nodes[3].Stop()
+	stopped := c.Nodes[3].Summary
+	if stopped == nil || stopped.Rounds < 2 {
+		t.Fatalf("stopped node: %+v", stopped)
+	}
+	// A round the others decide while it is down.
+	c.Nodes[0].WaitRound(t, stopped.Rounds)
+	n := c.Restart(3)
+	start := n.WaitEvent(t, "vtrain node "+n.ID+": ")
+	var round uint64
+	if i := strings.Index(start, ", round "); i < 0 {
+		t.Fatalf("start line %q", start)
+	} else if _, err := fmt.Sscanf(start[i:], ", round %d,", &round); err != nil || round != stopped.Rounds {
+		t.Fatalf("restarted at round %d (%v), want its checkpoint's round %d: %q", round, err, stopped.Rounds, start)
+	}
+	c.Wait()
+	agreed(t, c, c.Nodes)
+	audited(t, c, c.Nodes)
+	if n.Summary.Peer != stopped.Peer {
+		t.Errorf("restarted as %s, was %s", n.Summary.Peer, stopped.Peer)
 	}
 }

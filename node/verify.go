@@ -310,7 +310,9 @@ func short(p string) string {
 	return p
 }
 
-// noteExclusions reports the peers the decided round excluded.
+// noteExclusions reports the peers the decided round excluded. It ends
+// the node if the run excluded it: by this decision, or by one before the
+// certified state it adopted (a restored decision names no exclusions).
 func (n *node) noteExclusions(res consensus.Decided) error {
 	for _, x := range res.Excluded {
 		ex := Exclusion{Peer: string(x.Peer), Round: res.Round + 1, Reason: x.Reason()}
@@ -319,6 +321,10 @@ func (n *node) noteExclusions(res consensus.Decided) error {
 		if x.Peer == n.self {
 			return fmt.Errorf("%w in round %d: %s", ErrExcluded, ex.Round, ex.Reason)
 		}
+	}
+	if res.Restored && n.eng.Members().IsExcluded(n.self) {
+		n.say("round %d: this node is excluded in the certified state it adopted", res.Round)
+		return fmt.Errorf("%w by round %d: the certified state it adopted excludes it", ErrExcluded, res.Round+1)
 	}
 	return nil
 }

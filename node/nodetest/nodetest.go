@@ -7,21 +7,34 @@ package nodetest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/consensus"
+	"github.com/vtrain/vtrain/gossip"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/node"
 	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/trainer"
 	"github.com/vtrain/vtrain/verify/audit"
 )
 
 // Spec returns a small run's spec: logistic regression on synthetic data,
 // rounds rounds of 20 inner steps, short timeouts, the given founders.
+// The time a challenged peer has to answer is the exception: a peer that
+// does not answer in time is excluded, and an honest node on a busy test
+// machine (the race detector, parallel packages) must never be; the
+// timeout only costs time when a peer is down or gone.
 func Spec(t testing.TB, rounds int, founders []string) runspec.Spec {
 	s := runspec.Default()
 	s.Run.Rounds = rounds
@@ -31,7 +44,7 @@ func Spec(t testing.TB, rounds int, founders []string) runspec.Spec {
 	s.Compression.Fraction = 0.05
 	s.Rounds.Timeout = runspec.Duration{Duration: 5 * time.Second}
 	s.Rounds.CommitTimeout = runspec.Duration{Duration: time.Second}
-	s.Verify.Timeout = runspec.Duration{Duration: 5 * time.Second}
+	s.Verify.Timeout = runspec.Duration{Duration: time.Minute}
 	s = s.WithFounders(founders...)
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
@@ -39,7 +52,9 @@ func Spec(t testing.TB, rounds int, founders []string) runspec.Spec {
 	return s
 }
 
-// Node is one node of a cluster.
+// Node is one node of a cluster: one run of node.Run (Restart starts a
+// new one in the same directory). Summary and Err are set once Done is
+// closed.
 type Node struct {
 	Dir     string
 	ID      string
@@ -48,6 +63,7 @@ type Node struct {
 	Err     error
 	Done    chan struct{}
 	out     *lines
+	cancel  context.CancelFunc
 }
 
 // Ledger is the node's ledger file.
@@ -56,7 +72,68 @@ func (n *Node) Ledger() string { return filepath.Join(n.Dir, audit.LedgerFile) }
 // JoinAddr waits for the node's join address.
 func (n *Node) JoinAddr(t testing.TB) string {
 	t.Helper()
-	return n.out.wait(t, "join: ")
+	return n.WaitEvent(t, "join: ")
+}
+
+// WaitEvent waits for an event line that starts with prefix and returns
+// what follows the prefix. It fails the test if the node ends without
+// one.
+func (n *Node) WaitEvent(t testing.TB, prefix string) string {
+	t.Helper()
+	var rest string
+	n.out.wait(t, n.Done, fmt.Sprintf("an event %q", prefix), func(s string) bool {
+		e, ok := event(s)
+		if !ok || !strings.HasPrefix(e, prefix) {
+			return false
+		}
+		rest = e[len(prefix):]
+		return true
+	})
+	return rest
+}
+
+// Events returns the node's event lines so far that start with prefix.
+func (n *Node) Events(prefix string) []string {
+	var out []string
+	for _, s := range n.out.lines() {
+		if e, ok := event(s); ok && strings.HasPrefix(e, prefix) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// WaitRound waits until the node has decided (or adopted) round r or a
+// later one and returns that round's report. It fails the test if the
+// node ends first.
+func (n *Node) WaitRound(t testing.TB, r uint64) node.RoundReport {
+	t.Helper()
+	var rep node.RoundReport
+	n.out.wait(t, n.Done, fmt.Sprintf("round %d", r), func(s string) bool {
+		var x node.RoundReport
+		if strings.Contains(s, `"event":`) || json.Unmarshal([]byte(s), &x) != nil || x.Hash == "" || x.Round < r {
+			return false
+		}
+		rep = x
+		return true
+	})
+	return rep
+}
+
+// Stop stops the node and waits for it to end.
+func (n *Node) Stop() {
+	n.cancel()
+	<-n.Done
+}
+
+func event(line string) (string, bool) {
+	var e struct {
+		Event *string `json:"event"`
+	}
+	if json.Unmarshal([]byte(line), &e) != nil || e.Event == nil {
+		return "", false
+	}
+	return *e.Event, true
 }
 
 // Cluster is a set of in-process nodes of one run.
@@ -70,10 +147,46 @@ type Cluster struct {
 	wg    sync.WaitGroup
 }
 
+// Option configures a cluster.
+type Option func(*options)
+
+type options struct {
+	behave    map[int]string
+	outsiders []string
+}
+
+// WithBehave makes founder i misbehave as behave says: one of
+// node.Behaviours that a member can have (not an outsider's).
+func WithBehave(i int, behave string) Option {
+	return func(o *options) { o.behave[i] = behave }
+}
+
+// WithOutsiders starts outsiders (node.Outsiders) once the first founder
+// runs, and the other founders only once each outsider has sent its first
+// messages: the whole run is under attack. They follow the founders in
+// Cluster.Nodes.
+func WithOutsiders(behaves ...string) Option {
+	return func(o *options) { o.outsiders = append(o.outsiders, behaves...) }
+}
+
 // Start starts n founders of a run of the given rounds (tune adjusts the
 // spec): the first with the spec, the others joining through it.
-func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec)) *Cluster {
+func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec), opts ...Option) *Cluster {
 	t.Helper()
+	o := options{behave: map[int]string{}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	for i, b := range o.behave {
+		if i < 0 || i >= n || !slices.Contains(node.Behaviours, b) || outsider(b) {
+			t.Fatalf("nodetest: founder %d of %d cannot behave %q", i, n, b)
+		}
+	}
+	for _, b := range o.outsiders {
+		if !outsider(b) {
+			t.Fatalf("nodetest: %q is not an outsider's behaviour", b)
+		}
+	}
 	dir := t.TempDir()
 	var ids []string
 	var dirs []string
@@ -95,11 +208,13 @@ func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec)) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	c := &Cluster{T: t, Spec: spec, Data: data.Synthetic(spec.Run.Seed, 1024, 256), ctx: ctx, stop: cancel}
 	t.Cleanup(func() { c.stop(); c.wg.Wait() })
-	first := c.launch(dirs[0], ids[0], "", "")
-	join := first.JoinAddr(t)
+	c.Nodes = append(c.Nodes, c.launch(dirs[0], ids[0], "", o.behave[0]))
+	join := c.Nodes[0].JoinAddr(t)
+	outsiders := c.attack(join, o.outsiders)
 	for i := 1; i < n; i++ {
-		c.launch(dirs[i], ids[i], join, "")
+		c.Nodes = append(c.Nodes, c.launch(dirs[i], ids[i], join, o.behave[i]))
 	}
+	c.Nodes = append(c.Nodes, outsiders...)
 	return c
 }
 
@@ -107,16 +222,77 @@ func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec)) *Cluster {
 // outsider when behave is one of node.Outsiders).
 func (c *Cluster) Join(behave string) *Node {
 	c.T.Helper()
+	n := c.joiner(behave, c.Nodes[0].JoinAddr(c.T))
+	c.Nodes = append(c.Nodes, n)
+	return n
+}
+
+func (c *Cluster) joiner(behave, via string) *Node {
+	c.T.Helper()
 	d := filepath.Join(c.T.TempDir(), "joiner")
 	_, id, err := node.LoadIdentity(d)
 	if err != nil {
 		c.T.Fatal(err)
 	}
-	return c.launch(d, id.String(), c.Nodes[0].JoinAddr(c.T), behave)
+	return c.launch(d, id.String(), via, behave)
+}
+
+// attack starts outsiders and returns once each has published: they join
+// through a watcher connected to the node at join, which sees what they
+// send (the node judges, and forwards nothing an outsider sends but its
+// join requests).
+func (c *Cluster) attack(join string, behaves []string) []*Node {
+	c.T.Helper()
+	if len(behaves) == 0 {
+		return nil
+	}
+	w := c.watch(join)
+	defer w.close()
+	var out []*Node
+	for _, b := range behaves {
+		out = append(out, c.joiner(b, w.addr))
+	}
+	for _, x := range out {
+		w.waitFrom(c.T, x)
+	}
+	return out
+}
+
+// Restart starts node i again in its directory, after Stop: it resumes
+// from its checkpoint there and joins through another running honest
+// node. The new run replaces c.Nodes[i].
+func (c *Cluster) Restart(i int) *Node {
+	c.T.Helper()
+	old := c.Nodes[i]
+	if running(old) {
+		c.T.Fatalf("nodetest: restart of node %d, which is running", i)
+	}
+	var via *Node
+	for j, n := range c.Nodes {
+		if j != i && n.Behave == "" && running(n) {
+			via = n
+			break
+		}
+	}
+	if via == nil {
+		c.T.Fatalf("nodetest: no running node to restart node %d through", i)
+	}
+	c.Nodes[i] = c.launch(old.Dir, old.ID, via.JoinAddr(c.T), old.Behave)
+	return c.Nodes[i]
+}
+
+func running(n *Node) bool {
+	select {
+	case <-n.Done:
+		return false
+	default:
+		return true
+	}
 }
 
 func (c *Cluster) launch(dir, id, join, behave string) *Node {
-	n := &Node{Dir: dir, ID: id, Behave: behave, Done: make(chan struct{}), out: newLines()}
+	ctx, cancel := context.WithCancel(c.ctx)
+	n := &Node{Dir: dir, ID: id, Behave: behave, Done: make(chan struct{}), out: newLines(), cancel: cancel}
 	cfg := node.Config{Join: join, RunID: c.Spec.RunID(), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Data: c.Data, OutDir: dir,
 		Out: n.out, JSONLines: true, Linger: 2 * time.Second, Tick: 20 * time.Millisecond}
 	if join == "" {
@@ -126,22 +302,24 @@ func (c *Cluster) launch(dir, id, join, behave string) *Node {
 	if behave != "" && behave != "honest" {
 		cfg.Behave = behave
 	}
-	c.Nodes = append(c.Nodes, n)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer close(n.Done)
-		n.Summary, n.Err = node.Run(c.ctx, cfg)
+		defer cancel()
+		n.Summary, n.Err = node.Run(ctx, cfg)
 	}()
 	return n
 }
 
-// Wait waits for every node to finish (outsiders are stopped once the
-// others have), and fails the test if an honest one failed.
+// Wait waits for every honest node to finish, and fails the test if one
+// failed. Then it stops the others: outsiders run until stopped, and a
+// misbehaving member ends when it learns that the run excluded it, which
+// nobody owes it (its Err says which).
 func (c *Cluster) Wait() {
 	c.T.Helper()
 	for _, n := range c.Nodes {
-		if outsider(n.Behave) {
+		if n.Behave != "" {
 			continue
 		}
 		select {
@@ -149,7 +327,7 @@ func (c *Cluster) Wait() {
 		case <-c.ctx.Done():
 			c.T.Fatalf("node %s did not finish: %v", n.ID, c.ctx.Err())
 		}
-		if n.Err != nil && n.Behave == "" {
+		if n.Err != nil {
 			c.T.Fatalf("node %s: %v", n.ID, n.Err)
 		}
 	}
@@ -196,25 +374,139 @@ func (l *lines) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// wait returns what follows prefix in the first event line that has it.
-func (l *lines) wait(t testing.TB, prefix string) string {
+// lines returns a copy of the lines so far.
+func (l *lines) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.all)
+}
+
+// wait waits for a line that match accepts. It fails the test when done
+// is closed (the node ended: no line follows) without one, or after a
+// minute without one, a guard against a hang rather than a timing
+// assertion.
+func (l *lines) wait(t testing.TB, done <-chan struct{}, what string, match func(string) bool) {
 	t.Helper()
-	deadline := time.After(time.Minute)
+	deadline := time.NewTimer(time.Minute)
+	defer deadline.Stop()
+	seen := 0
 	for {
 		l.mu.Lock()
-		for _, s := range l.all {
-			if i := strings.Index(s, `"event":"`+prefix); i >= 0 {
-				rest := s[i+len(`"event":"`+prefix):]
-				l.mu.Unlock()
-				return rest[:strings.IndexByte(rest, '"')]
+		all, ch := l.all, l.changed
+		l.mu.Unlock()
+		for ; seen < len(all); seen++ {
+			if match(all[seen]) {
+				return
 			}
 		}
-		ch := l.changed
-		l.mu.Unlock()
 		select {
 		case <-ch:
-		case <-deadline:
-			t.Fatalf("no %q line within a minute", prefix)
+		case <-done:
+			// The node wrote all it will write before it ended.
+			l.mu.Lock()
+			more := len(l.all) > seen
+			l.mu.Unlock()
+			if !more {
+				t.Fatalf("nodetest: the node ended without %s", what)
+			}
+		case <-deadline.C:
+			t.Fatalf("nodetest: no %s within a minute", what)
 		}
 	}
 }
+
+// watcher is a peer of the test's own on a run's topic. It judges
+// nothing, so every validly signed message that reaches it is delivered
+// to it, and it tells who sent one. It serves the run's spec to joiners,
+// and nothing else.
+type watcher struct {
+	tr      *gossip.Transport
+	addr    string
+	spec    []byte
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	authors map[peer.ID]bool
+	changed chan struct{}
+}
+
+// watch starts a watcher connected to the node at join.
+func (c *Cluster) watch(join string) *watcher {
+	c.T.Helper()
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	w := &watcher{spec: c.Spec.Canonical(), cancel: cancel, authors: map[peer.ID]bool{}, changed: make(chan struct{})}
+	if w.tr, err = gossip.New(ctx, gossip.Config{Key: key, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Spec: c.Spec}, w); err != nil {
+		cancel()
+		c.T.Fatal(err)
+	}
+	// Connect returns once the node is identified: the watcher names it
+	// to the peers that join through it.
+	if _, err := w.tr.Connect(ctx, join); err != nil {
+		w.close()
+		c.T.Fatal(err)
+	}
+	w.addr = w.tr.Addrs()[0]
+	go func() {
+		for m := range w.tr.Messages() {
+			w.mu.Lock()
+			if !w.authors[m.Sender] {
+				w.authors[m.Sender] = true
+				close(w.changed)
+				w.changed = make(chan struct{})
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+func (w *watcher) close() {
+	w.cancel()
+	w.tr.Close()
+}
+
+// waitFrom waits until the watcher has received a message that n signed.
+func (w *watcher) waitFrom(t testing.TB, n *Node) {
+	t.Helper()
+	id, err := peer.Decode(n.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.NewTimer(time.Minute)
+	defer deadline.Stop()
+	for {
+		w.mu.Lock()
+		ok, ch := w.authors[id], w.changed
+		w.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-n.Done:
+			t.Fatalf("nodetest: %s %s ended before it sent anything: %v", n.Behave, n.ID, n.Err)
+		case <-deadline.C:
+			t.Fatalf("nodetest: nothing from %s %s within a minute", n.Behave, n.ID)
+		}
+	}
+}
+
+// Spec implements gossip.Server.
+func (w *watcher) Spec() []byte { return w.spec }
+
+// State implements gossip.Server.
+func (w *watcher) State(consensus.Hash) (consensus.State, bool) { return consensus.State{}, false }
+
+// Updates implements gossip.Server.
+func (w *watcher) Updates([]consensus.Hash) [][]byte { return nil }
+
+// Evidence implements gossip.Server.
+func (w *watcher) Evidence(uint64, consensus.Hash, int) (trainer.Evidence, error) {
+	return trainer.Evidence{}, errors.New("nodetest: a watcher holds no evidence")
+}
+
+// Proof implements gossip.Server.
+func (w *watcher) Proof(uint64) *consensus.Proof { return &consensus.Proof{} }
