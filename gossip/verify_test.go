@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/trainer"
 )
@@ -204,22 +206,31 @@ func TestDiscover(t *testing.T) {
 		defer tr.Close()
 		ts = append(ts, tr)
 	}
+	// A peer is listed once the libp2p identify exchange has told the
+	// lister that it runs vtrain's sync protocol, a moment after it
+	// connects: wait for that event at the lister, for both.
+	sub, err := ts[0].Host().EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
 	for _, tr := range ts[1:] {
 		if _, err := tr.Connect(ctx, ts[0].Addrs()[0]); err != nil {
 			t.Fatal(err)
 		}
 	}
+	for left := map[peer.ID]bool{ts[1].ID(): true, ts[2].ID(): true}; len(left) > 0; {
+		select {
+		case e := <-sub.Out():
+			delete(left, e.(event.EvtPeerIdentificationCompleted).Peer)
+		case <-ctx.Done():
+			t.Fatal("identify never completed")
+		}
+	}
 	if ts[1].Host().Network().Connectedness(ts[2].ID()) == network.Connected {
 		t.Fatal("connected before discovery")
 	}
-	// A node discovers after every round; a peer is listed once the
-	// libp2p identify exchange has told the lister it runs vtrain's sync
-	// protocol, a moment after connecting.
-	for try := 0; ts[1].Host().Network().Connectedness(ts[2].ID()) != network.Connected; try++ {
-		if try == 100 {
-			t.Fatal("Discover never connected the two peers that joined through a third")
-		}
-		ts[1].Discover(ctx)
-		time.Sleep(20 * time.Millisecond)
+	if n := ts[1].Discover(ctx); n != 1 || ts[1].Host().Network().Connectedness(ts[2].ID()) != network.Connected {
+		t.Fatalf("Discover connected %d peers; the two peers that joined through a third are not connected", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -232,6 +233,9 @@ func TestSimChallenges(t *testing.T) {
 	runs := 200
 	if testing.Short() {
 		runs = 30
+	}
+	if s := os.Getenv("VTRAIN_SIM_SEEDS"); s != "" {
+		fmt.Sscan(s, &runs) // the full sweep benchmarks/README.md reports
 	}
 	caught := map[string][]uint64{}
 	for seed := range uint64(runs) {
