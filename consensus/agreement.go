@@ -314,17 +314,17 @@ func fmtKey(v *Vote) string { return fmt.Sprintf("%d/%s/%d", v.Kind, v.From, v.V
 func (e *Engine) StepProposal(p *Proposal) Decision {
 	v := &p.Vote
 	if v.Kind != KindProposal || v.From == "" || p.Value == nil {
-		return reject("malformed proposal")
+		return invalid("malformed proposal")
 	}
 	if v.ValidView < -1 || v.ValidView >= int32(v.View) {
-		return reject("malformed proposal: valid view %d in view %d", v.ValidView, v.View)
+		return invalid("malformed proposal: valid view %d in view %d", v.ValidView, v.View)
 	}
 	if !e.checkSig(v.From, VoteSignBytes(e.run, v), v.Sig) {
-		return reject("bad signature on a proposal from %s", v.From)
+		return invalid("bad signature on a proposal from %s", v.From)
 	}
 	id := p.Value.ID(e.run)
 	if id != v.Value || p.Value.Round != v.Round {
-		return reject("proposal from %s: the value does not match the signed ID", v.From)
+		return invalid("proposal from %s: the value does not match the signed ID", v.From)
 	}
 	d, ok := e.voteDecision(v, Message{Proposal: p})
 	if !ok {
@@ -342,7 +342,7 @@ func (e *Engine) StepProposal(p *Proposal) Decision {
 		return reject("equivocation: %s proposed twice in view %d of round %d", v.From, v.View, v.Round)
 	}
 	if err := p.Value.checkShape(); err != nil {
-		return reject("malformed value: %v", err)
+		return invalid("malformed value: %v", err)
 	}
 	if v.ValidView >= 0 {
 		// A re-proposal carries the prevotes that made its value valid.
@@ -355,7 +355,7 @@ func (e *Engine) StepProposal(p *Proposal) Decision {
 			set.add(pol.vote(KindPrevote, s))
 		}
 	} else if len(p.POL) > 0 {
-		return reject("malformed proposal: prevotes without a valid view")
+		return invalid("malformed proposal: prevotes without a valid view")
 	}
 	a.proposals[v.View] = p
 	a.values[id] = p.Value
@@ -367,10 +367,10 @@ func (e *Engine) StepProposal(p *Proposal) Decision {
 // StepVote processes a prevote or precommit.
 func (e *Engine) StepVote(v *Vote) Decision {
 	if v.Kind != KindPrevote && v.Kind != KindPrecommit || v.From == "" || v.ValidView != -1 {
-		return reject("malformed vote")
+		return invalid("malformed vote")
 	}
 	if !e.checkSig(v.From, VoteSignBytes(e.run, v), v.Sig) {
-		return reject("bad signature on a %s from %s", v.Kind, v.From)
+		return invalid("bad signature on a %s from %s", v.Kind, v.From)
 	}
 	d, ok := e.voteDecision(v, Message{Vote: v})
 	if !ok {

@@ -106,7 +106,7 @@ func (e *Engine) checkCommit(c *Commit) error {
 // round's voters; for a later one it only makes this node ask for a proof.
 func (e *Engine) StepCommit(c *Commit) Decision {
 	if err := e.checkCommit(c); err != nil {
-		return reject("malformed commit: %v", err)
+		return invalid("malformed commit: %v", err)
 	}
 	r := c.Value.Round
 	switch {

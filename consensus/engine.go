@@ -17,7 +17,8 @@ import (
 type App interface {
 	// CheckUpdate checks what the protocol cannot of an update: its payload
 	// decodes within bounds, is finite and within the norm bound. It
-	// returns the decoded form that Step is given.
+	// returns the decoded form that Step is given. Its checks must not
+	// depend on state: an error marks the update invalid for every node.
 	CheckUpdate(u *Update) (any, error)
 	// Step aggregates decoded updates (in update-ID order) and steps the
 	// outer optimizer from theta and momentum, returning new vectors; it
@@ -463,7 +464,7 @@ func (e *Engine) Step(m Message) Decision {
 	case m.Evidence != nil:
 		return e.StepEvidence(m.Evidence)
 	}
-	return reject("malformed: empty message")
+	return invalid("malformed: empty message")
 }
 
 // keepEarly stores a message of the next round once (bounded).
@@ -516,10 +517,10 @@ func (e *Engine) behind(p PeerID, round uint64) Decision {
 // StepUpdate processes an update from a peer (or this node's own).
 func (e *Engine) StepUpdate(u *Update) Decision {
 	if u.From == "" {
-		return reject("malformed: update without author")
+		return invalid("malformed: update without author")
 	}
 	if !e.checkSig(u.From, UpdateSignBytes(e.run, u), u.Sig) {
-		return reject("bad signature on an update from %s", u.From)
+		return invalid("bad signature on an update from %s", u.From)
 	}
 	switch {
 	case u.Round < e.round:
@@ -557,7 +558,7 @@ func (e *Engine) StepUpdate(u *Update) Decision {
 	}
 	dec, err := e.app.CheckUpdate(u)
 	if err != nil {
-		return reject("%v", err)
+		return invalid("%v", err)
 	}
 	e.updates[id] = &held{u: u, dec: dec}
 	if second {
@@ -603,10 +604,10 @@ type residMark struct {
 // left, when this engine aggregated that update.
 func (e *Engine) checkCommitments(u *Update) Decision {
 	if want := RoundSeed(e.spec, u.Round, u.From); u.Seed != want {
-		return reject("bad commitment: sampling seed %#x, the run assigns %s %#x in round %d", u.Seed, u.From, want, u.Round)
+		return invalid("bad commitment: sampling seed %#x, the run assigns %s %#x in round %d", u.Seed, u.From, want, u.Round)
 	}
 	if n := e.spec.Segments(); len(u.Segments) != n {
-		return reject("bad commitment: %d segment roots, want %d", len(u.Segments), n)
+		return invalid("bad commitment: %d segment roots, want %d", len(u.Segments), n)
 	}
 	if m, ok := e.resid[u.From]; ok && m.round+1 == u.Round && m.out != u.ResidualIn {
 		return reject("bad commitment: residual %s does not continue the %s of round %d", u.ResidualIn.Short(), m.out.Short(), m.round)
@@ -635,10 +636,10 @@ func (e *Engine) Trained(u *Update) error {
 // StepJoin processes a peer's request to join.
 func (e *Engine) StepJoin(j *JoinRequest) Decision {
 	if j.From == "" {
-		return reject("malformed: join request without sender")
+		return invalid("malformed: join request without sender")
 	}
 	if !e.checkSig(j.From, JoinSignBytes(e.run, j), j.Sig) {
-		return reject("bad signature on a join request from %s", j.From)
+		return invalid("bad signature on a join request from %s", j.From)
 	}
 	switch {
 	case e.members.IsExcluded(j.From):
@@ -716,4 +717,42 @@ func (e *Engine) Updates() []*Update {
 		return 0
 	})
 	return out
+}
+
+// Status describes where the engine is in its round, for a node's logs
+// when a round takes long: the view and step, the proposal, the votes
+// held, and what it waits for.
+func (e *Engine) Status() string {
+	a := e.ag
+	steps := [...]string{"propose", "prevote", "precommit"}
+	s := fmt.Sprintf("round %d view %d (%s), %d voters, %d updates", e.round, a.view, steps[a.step], len(e.voters), len(e.updates))
+	if p := a.proposals[a.view]; p != nil {
+		c := a.checks[p.Vote.Value]
+		state := "unchecked"
+		switch {
+		case c == nil:
+		case c.ok:
+			state = "valid"
+		case c.pending:
+			state = "pending: " + c.reason
+		default:
+			state = "invalid: " + c.reason
+		}
+		s += fmt.Sprintf("; proposal %s from %s (%s)", p.Vote.Value.Short(), p.Vote.From, state)
+	}
+	vv := a.votesOf(a.view)
+	s += fmt.Sprintf("; prevotes %d, precommits %d in this view", len(vv.prevotes), len(vv.precommits))
+	if a.decided != nil {
+		s += "; decided, applying"
+	}
+	if e.want != nil {
+		s += fmt.Sprintf("; fetching the certified state of round %d", e.want.Round)
+	}
+	if e.pending != nil {
+		s += "; fetching decided updates"
+	}
+	if e.Done() {
+		s += "; the run is over"
+	}
+	return s
 }

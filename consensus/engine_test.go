@@ -194,6 +194,22 @@ func want(t *testing.T, what string, d Decision, v Verdict, gist string) {
 	if d.Verdict != v || !strings.Contains(d.Reason, gist) {
 		t.Errorf("%s: %s, want %s containing %q", what, d, v, gist)
 	}
+	// A malformed or badly signed message is invalid for everyone (its
+	// relay is blamed too); a refusal that rests on what this node has
+	// seen is not (an honest relay may not have seen it).
+	intrinsic := strings.HasPrefix(d.Reason, "bad signature") || strings.HasPrefix(d.Reason, "malformed")
+	stateful := false
+	for _, s := range []string{"equivocation:", "excluded", "wrong base", "the proposer is", "residual", "conflicting verdict"} {
+		stateful = stateful || strings.Contains(d.Reason, s)
+	}
+	switch {
+	case d.Invalid && d.Verdict != Reject:
+		t.Errorf("%s: %s marked invalid", what, d)
+	case intrinsic && d.Verdict == Reject && !d.Invalid:
+		t.Errorf("%s: %s, want it marked invalid (any relay would refuse it)", what, d)
+	case stateful && d.Invalid:
+		t.Errorf("%s: %s marked invalid, but it rests on this node's state", what, d)
+	}
 }
 
 func TestStepUpdateRefusals(t *testing.T) {

@@ -57,16 +57,28 @@ func (v Verdict) String() string { return [...]string{"accept", "reject", "ignor
 // member sends (a vote from a non-voter, a far-future message from a
 // non-member): the driver charges it to its sender like a rejection, but
 // the message is not proven invalid.
+//
+// Invalid marks a rejection that holds whatever the receiver's state: the
+// message is malformed or badly signed, so every honest node refuses it and
+// whoever forwarded it is at fault too (gossip penalises the relay). Any
+// other rejection depends on what this node has seen (an equivocation's
+// first half, an exclusion, the round's voters): an honest relay that had
+// not seen it yet forwards such a message in good faith, so only its author
+// is charged.
 type Decision struct {
 	Verdict Verdict
 	Reason  string
 	Kept    bool
 	Junk    bool
+	Invalid bool
 }
 
 func accept() Decision { return Decision{Verdict: Accept} }
 func reject(format string, a ...any) Decision {
 	return Decision{Verdict: Reject, Reason: fmt.Sprintf(format, a...)}
+}
+func invalid(format string, a ...any) Decision {
+	return Decision{Verdict: Reject, Reason: fmt.Sprintf(format, a...), Invalid: true}
 }
 func ignore(format string, a ...any) Decision {
 	return Decision{Verdict: Ignore, Reason: fmt.Sprintf(format, a...)}

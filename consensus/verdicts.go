@@ -104,10 +104,10 @@ func (e *Engine) checkVerdict(x *VerdictMsg, sig bool) error {
 // drawn; the next value carries it (a failed one excludes the accused).
 func (e *Engine) StepVerdict(x *VerdictMsg) Decision {
 	if x.From == "" || x.Accused == "" || x.Segment < 0 || len(x.Reason) > MaxReason {
-		return reject("malformed verdict")
+		return invalid("malformed verdict")
 	}
 	if !e.checkSig(x.From, VerdictSignBytes(e.run, x), x.Sig) {
-		return reject("bad signature on a verdict from %s", x.From)
+		return invalid("bad signature on a verdict from %s", x.From)
 	}
 	if x.Round >= e.round {
 		if x.Round > e.round || len(e.lateVerdicts) >= 4*maxPeers {
@@ -173,7 +173,7 @@ func (e *Engine) takeLateVerdicts() []*VerdictMsg {
 // StepEvidence processes a proof that a member equivocated.
 func (e *Engine) StepEvidence(q *Equivocation) Decision {
 	if err := q.check(); err != nil {
-		return reject("malformed equivocation proof: %v", err)
+		return invalid("malformed equivocation proof: %v", err)
 	}
 	if _, ok := e.equivs[q.A.From]; ok {
 		return ignore("equivocation of %s already known", q.A.From)

@@ -201,8 +201,13 @@ func TestFakePeerRawBytes(t *testing.T) {
 		if m.Round < 10 {
 			return consensus.Decision{Verdict: consensus.Ignore, Reason: "stale"}
 		}
+		if m.Join != nil && m.Round == 10 {
+			return consensus.Decision{Verdict: consensus.Reject, Reason: "made-up invalid message", Invalid: true}
+		}
 		if m.Join != nil {
-			return consensus.Decision{Verdict: consensus.Reject, Reason: "made-up rejection"}
+			// Refused for what this node has seen: not forwarded, and
+			// the relay is not penalised (pubsub sees Ignore).
+			return consensus.Decision{Verdict: consensus.Reject, Reason: "made-up refusal"}
 		}
 		return consensus.Decision{Verdict: consensus.Accept}
 	}
@@ -277,11 +282,13 @@ func TestFakePeerRawBytes(t *testing.T) {
 		b, _ := proto.Marshal(&s)
 		return b
 	}
-	join := func(k crypto.PrivKey) []byte {
-		j := &consensus.JoinRequest{Round: 10, From: pidOf(k)}
-		j.Sig = Signer(k)(consensus.JoinSignBytes(run, j))
-		b, _ := Encode(k, run, consensus.Message{Join: j})
-		return b
+	joinAt := func(round uint64) func(k crypto.PrivKey) []byte {
+		return func(k crypto.PrivKey) []byte {
+			j := &consensus.JoinRequest{Round: round, From: pidOf(k)}
+			j.Sig = Signer(k)(consensus.JoinSignBytes(run, j))
+			b, _ := Encode(k, run, consensus.Message{Join: j})
+			return b
+		}
 	}
 	var otherRun runspec.ID
 	otherRun[0] = 1
@@ -298,7 +305,8 @@ func TestFakePeerRawBytes(t *testing.T) {
 		{"malformed payload", "reject", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 10, []byte{1, 2, 3}) }},
 		{"truncated", "reject", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 10, payload)[:40] }},
 		{"stale round (the protocol ignores it)", "ignore", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 3, payload) }},
-		{"rejected by the protocol", "reject", join},
+		{"invalid to the protocol", "reject", joinAt(10)},
+		{"refused by the protocol's state", "ignore", joinAt(11)},
 	}
 	for _, a := range attacks {
 		f := newFake()
@@ -371,8 +379,8 @@ func TestFakePeerRawBytes(t *testing.T) {
 	judgedMu.Lock()
 	defer judgedMu.Unlock()
 	// Only what passed decoding, signatures and the payload check reached
-	// the protocol: the stale update, the join, the valid update.
-	if want := []string{"update", "join", "update"}; !slices.Equal(judged, want) {
+	// the protocol: the stale update, the two joins, the valid update.
+	if want := []string{"update", "join", "join", "update"}; !slices.Equal(judged, want) {
 		t.Fatalf("judged %v, want %v", judged, want)
 	}
 	if node.Penalty(peer.ID(pidFromString(t, pidOf(honestKey)))) != 0 {
@@ -499,3 +507,102 @@ func sampleMessages(t testing.TB, k crypto.PrivKey, run runspec.ID) []consensus.
 }
 
 func describe(m consensus.Message) string { return fmt.Sprintf("%s of round %d", m.Kind(), m.Round()) }
+
+// grafted closes ch when the router grafts want into its mesh.
+type grafted struct {
+	noTrace
+	want peer.ID
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (g *grafted) Graft(p peer.ID, _ string) {
+	if p == g.want {
+		g.once.Do(func() { close(g.ch) })
+	}
+}
+
+// TestRelayNotBlamedForRefusal: an author A reaches node N only through an
+// honest relay R. The messages N refuses for what it has seen (the second
+// half of an equivocation, a word from a peer N knows is excluded) look
+// valid to R, which forwards them in good faith: N must charge their author,
+// not R. Were R charged as for invalid messages, a misbehaving member could
+// make honest nodes cut each other off by sending different nodes different
+// versions of its vote; here, after 30 such messages, R's own message
+// still reaches N.
+func TestRelayNotBlamedForRefusal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(t)
+	run := spec.RunID()
+	tr := newOutcomes()
+	refuse := func(m *Msg) consensus.Decision {
+		if m.Join != nil {
+			return consensus.Decision{Verdict: consensus.Reject, Reason: "refused: the author is excluded here"}
+		}
+		return consensus.Decision{Verdict: consensus.Accept}
+	}
+	accept := func(*Msg) consensus.Decision { return consensus.Decision{Verdict: consensus.Accept} }
+	n, err := New(ctx, Config{Key: newKey(t), Spec: spec, Judge: refuse, Tracer: tr}, stubServer{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	rKey := newKey(t)
+	rIn := &grafted{want: n.ID(), ch: make(chan struct{})}
+	r, err := New(ctx, Config{Key: rKey, Spec: spec, Judge: accept, Tracer: rIn}, stubServer{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	aKey := newKey(t)
+	aIn := &grafted{want: r.ID(), ch: make(chan struct{})}
+	a, err := New(ctx, Config{Key: aKey, Spec: spec, Tracer: aIn}, stubServer{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := r.Connect(ctx, n.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Connect(ctx, r.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*grafted{rIn, aIn} {
+		select {
+		case <-g.ch:
+		case <-ctx.Done():
+			t.Fatal("the mesh did not form")
+		}
+	}
+	for i := range 30 {
+		j := &consensus.JoinRequest{Round: uint64(10 + i), From: pidOf(aKey)}
+		j.Sig = Signer(aKey)(consensus.JoinSignBytes(run, j))
+		raw, err := Encode(aKey, run, consensus.Message{Join: j})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Publish(ctx, raw); err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.wait(t, fmt.Sprintf("refusal %d", i), raw, 10*time.Second); got != "ignore" {
+			t.Fatalf("refusal %d: pubsub saw %s, want ignore (not forwarded, relay not blamed)", i, got)
+		}
+	}
+	m, _ := spec.ModelSpec()
+	enc, _ := compress.NewEncoder(spec.CompressParams(), m.NumParams())
+	payload, _ := enc.Encode(make([]float32, m.NumParams()), nil)
+	own := signedUpdate(t, rKey, run, 10, payload)
+	if err := r.Publish(ctx, own); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.wait(t, "the relay's own update", own, 10*time.Second); got != "deliver" {
+		t.Fatalf("the relay's own update after the refusals: %s", got)
+	}
+	if p := n.Penalty(r.ID()); p != 0 {
+		t.Fatalf("the relay carries a penalty of %v", p)
+	}
+	if p := n.Penalty(a.ID()); p < 30*rejectPenalty*0.9 {
+		t.Fatalf("the author's penalty is %v, want about %v", p, 30*rejectPenalty)
+	}
+}

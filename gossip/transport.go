@@ -49,9 +49,11 @@ type Server interface {
 // node's engine). The validator calls it from pubsub's validation
 // goroutines, before the message is forwarded, so it must be safe for
 // concurrent use; it may block briefly. A message it accepts, or keeps for
-// later, is forwarded; one it rejects is not, and pubsub penalises the peer
-// that delivered it; one it ignores is dropped (junk costs its sender an
-// application-specific score penalty). Without a judge, every verified
+// later, is forwarded. One it rejects is not, and costs its author an
+// application-specific score penalty; pubsub also penalises the peer that
+// delivered it when the rejection marks the message Invalid (every honest
+// relay would have refused it). One it ignores is dropped (junk costs its
+// author a smaller penalty). The judge records its own refusals. Without a judge, every verified
 // message is delivered on Messages.
 type Judge func(m *Msg) consensus.Decision
 
@@ -181,9 +183,10 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 
 // validate is the topic validator: it decodes and checks the signature,
 // checks an update's payload (cheap and stateless), then has the round
-// protocol judge the message before it is forwarded. Rejected messages are
-// not forwarded and count against the delivering peer's score; ignored
-// ones are dropped without penalty.
+// protocol judge the message before it is forwarded. Invalid messages are
+// not forwarded and count against the delivering peer's score; messages
+// refused for what this node has seen count against their author only;
+// ignored ones are dropped without penalty.
 func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if from == t.h.ID() {
 		// This peer's own message, on publish: the node made and signed it,
@@ -213,10 +216,19 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	switch {
 	case d.Verdict == consensus.Accept || d.Kept:
 		return pubsub.ValidationAccept
-	case d.Verdict == consensus.Reject:
+	case d.Verdict == consensus.Reject && d.Invalid:
+		// The judge records what it refuses; the transport counts it.
 		t.penalty.add(m.Sender, rejectPenalty)
-		t.refuse(from, m.Round, d.Reason)
+		t.rejected.Add(1)
 		return pubsub.ValidationReject
+	case d.Verdict == consensus.Reject:
+		// Refused by what this node has seen (the other half of an
+		// equivocation, an exclusion): the author pays, but the peer that
+		// relayed it may have acted in good faith, so pubsub must not
+		// count an invalid delivery against it. Not forwarded either way.
+		t.penalty.add(m.Sender, rejectPenalty)
+		t.rejected.Add(1)
+		return pubsub.ValidationIgnore
 	case d.Junk:
 		t.penalty.add(m.Sender, junkPenalty)
 	}

@@ -380,6 +380,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	discovered := make(chan struct{}, 1)
 	discovering := false
 	last := time.Now()
+	lastDecided, lastReport := last, last
 	var doneAt time.Time
 	var trainCancel context.CancelFunc
 	var current *consensus.TrainRequest
@@ -407,6 +408,10 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			now := time.Now()
 			n.eng.Tick(now.Sub(last))
 			last = now
+			if !n.eng.Done() && now.Sub(lastDecided) >= stallReport && now.Sub(lastReport) >= stallReport {
+				lastReport = now
+				n.log.Warn("no decision for a while", "since", now.Sub(lastDecided).Round(time.Second), "status", n.eng.Status())
+			}
 		case r := <-trained:
 			if r.req != current {
 				break // superseded: the round moved on
@@ -448,6 +453,9 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 		rd := n.eng.Ready()
 		if rd.Train != nil {
 			current = rd.Train
+		}
+		if len(rd.Decided) > 0 {
+			lastDecided = time.Now()
 		}
 		if err := n.handle(ctx, rd, trained, fetches, &trainCancel); err != nil {
 			stop()
@@ -761,6 +769,10 @@ func (n *node) summary() *Summary {
 	}
 	return s
 }
+
+// stallReport is how long a node waits for a decision before it logs
+// where its round stands (and again as long as it waits).
+const stallReport = 10 * time.Second
 
 // ModelFile is the run's final model, written by every node at the end:
 // safetensors with PyTorch's names and shapes (see trainer.TorchTensors).

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -63,6 +64,7 @@ type Node struct {
 	Err     error
 	Done    chan struct{}
 	out     *lines
+	logs    *lines // the node's log (info level): dumped when a test fails on it
 	cancel  context.CancelFunc
 }
 
@@ -205,7 +207,15 @@ func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec), opts ...Option
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// A cluster gives up after 5 minutes, or before the test binary's own
+	// deadline, so that a stuck run fails with every node's logs.
+	deadline := time.Now().Add(5 * time.Minute)
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if td, ok := d.Deadline(); ok && td.Add(-15*time.Second).Before(deadline) {
+			deadline = td.Add(-15 * time.Second)
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	c := &Cluster{T: t, Spec: spec, Data: data.Synthetic(spec.Run.Seed, 1024, 256), ctx: ctx, stop: cancel}
 	t.Cleanup(func() { c.stop(); c.wg.Wait() })
 	c.Nodes = append(c.Nodes, c.launch(dirs[0], ids[0], "", o.behave[0]))
@@ -292,9 +302,10 @@ func running(n *Node) bool {
 
 func (c *Cluster) launch(dir, id, join, behave string) *Node {
 	ctx, cancel := context.WithCancel(c.ctx)
-	n := &Node{Dir: dir, ID: id, Behave: behave, Done: make(chan struct{}), out: newLines(), cancel: cancel}
+	n := &Node{Dir: dir, ID: id, Behave: behave, Done: make(chan struct{}), out: newLines(), logs: newLines(), cancel: cancel}
 	cfg := node.Config{Join: join, RunID: c.Spec.RunID(), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Data: c.Data, OutDir: dir,
-		Out: n.out, JSONLines: true, Linger: 2 * time.Second, Tick: 20 * time.Millisecond}
+		Out: n.out, JSONLines: true, Linger: 2 * time.Second, Tick: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	if join == "" {
 		s := c.Spec
 		cfg.Spec, cfg.RunID = &s, runspec.ID{}
@@ -325,6 +336,7 @@ func (c *Cluster) Wait() {
 		select {
 		case <-n.Done:
 		case <-c.ctx.Done():
+			c.dump()
 			c.T.Fatalf("node %s did not finish: %v", n.ID, c.ctx.Err())
 		}
 		if n.Err != nil {
@@ -333,6 +345,23 @@ func (c *Cluster) Wait() {
 	}
 	c.stop()
 	c.wg.Wait()
+}
+
+// dump logs every node's last output and log lines, for a failure.
+func (c *Cluster) dump() {
+	for _, n := range c.Nodes {
+		for _, l := range []*lines{n.out, n.logs} {
+			l.mu.Lock()
+			all := l.all
+			if len(all) > 40 {
+				all = all[len(all)-40:]
+			}
+			for _, s := range all {
+				c.T.Logf("%s %s: %s", n.ID[len(n.ID)-6:], n.Behave, s)
+			}
+			l.mu.Unlock()
+		}
+	}
 }
 
 func outsider(b string) bool {
