@@ -11,4 +11,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VTRAIN_SIM_SEEDS=${1:-1000} go test -count=1 -timeout 6h -run 'TestSimByzantine|TestSimLossy|TestSimPartitionHeals' -v ./consensus/ |
-	grep -E '^(=== RUN|    sim_test|--- (PASS|FAIL)|ok|FAIL)' | grep -v '=== RUN'
+	grep -E '^ *(sim_test|--- (PASS|FAIL)|ok|FAIL)'

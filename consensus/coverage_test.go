@@ -1,6 +1,6 @@
 package consensus
 
-// Test coverage of this package (go test -cover ./consensus/): 98.2% of
+// Test coverage of this package (go test -cover ./consensus/): 98.1% of
 // statements, from the simulations (sim_test.go: every Byzantine strategy,
 // loss, partitions, crashes, joiners, a Sybil wave, a finite run, and the
 // harness's own test with a weakened quorum) and the engine's unit tests
@@ -28,20 +28,25 @@ package consensus
 //     name; wantState is only set from a verified link, and the voters are
 //     part of the state hash the link certifies, so only more than a third
 //     of Byzantine voters could sign such a pair.
-//   - engine.go:258: NewEngine with a kept chain that fails to verify
+//   - engine.go:259: NewEngine with a kept chain that fails to verify
 //     (covered through verifyLinks' own tests; this is the error wrap).
-//   - engine.go:319: a pending verdict older than the kept history at the
+//   - engine.go:320: a pending verdict older than the kept history at the
 //     start of a round (pruned earlier when it is decided).
-//   - engine.go:441: the signature cache reaching 65,536 entries (it is
+//   - engine.go:442: the signature cache reaching 65,536 entries (it is
 //     then cleared).
-//   - engine.go:477: the buffer of next-round messages full (8 per member
+//   - engine.go:478: the buffer of next-round messages full (8 per member
 //     and 64); the simulations never send that many early.
-//   - engine.go:716, messages.go:236, validate.go:250: sort comparators'
-//     "equal" case, for keys that are unique by construction.
+//   - engine.go:714, 717, messages.go:236, validate.go:250: sort
+//     comparators' "greater" or "equal" case, for keys that are unique by
+//     construction (which cases run depends on the sort's input order).
+//   - engine.go:734: Status naming a proposal checked valid. TestStatus
+//     covers the unchecked, pending and invalid states from hand-made
+//     values; a valid one needs the aggregate's state hash, which only a
+//     proposer's engine computes, and the status line is a log.
 //   - state.go:69: Genesis of a spec whose model does not validate; specs
 //     are validated before.
 //   - validate.go:136: asking for missing updates while a decided value is
 //     pending (the pending path asks in tryApply instead).
-//   - verdicts.go:136: more than 16,384 pending verdicts.
-//   - verdicts.go:165: a verdict of the current round kept past the
+//   - verdicts.go:143: more than 16,384 pending verdicts.
+//   - verdicts.go:172: a verdict of the current round kept past the
 //     round's start (the simulations decide before any arrives).

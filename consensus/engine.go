@@ -184,7 +184,7 @@ type Engine struct {
 	states  []State            // the last few agreed states, to serve syncs
 	hashes  []Hash
 	resid   map[PeerID]residMark
-	helped  map[uint64]time.Duration // when Commit(round) was last published for laggards
+	helped  map[uint64]time.Duration // when Commit(round) was last published for laggards (see remember)
 
 	// Catch-up.
 	pending   *Commit       // decided here, updates still missing
@@ -506,7 +506,7 @@ func (e *Engine) behind(p PeerID, round uint64) Decision {
 	if !slices.Contains(rec.voters, p) {
 		return ignore("stale: round %d, now %d", round, e.round)
 	}
-	if t, ok := e.helped[round]; !ok || e.now >= t+e.spec.Rounds.CommitTimeout.Duration {
+	if e.now >= e.helped[round]+e.spec.Rounds.CommitTimeout.Duration {
 		e.helped[round] = e.now
 		c := rec.commit
 		e.out = append(e.out, Message{Commit: &c})

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -900,4 +901,60 @@ func TestStringsAndAccessors(t *testing.T) {
 	if err := VerifyCertificate(f.run(), &c.Cert, f.ids, testVerify); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestStatus: the description a node logs when a round takes long names
+// the view, the step, the proposal and its check, the votes held and what
+// the engine waits for.
+func TestStatus(t *testing.T) {
+	f := newFx(t, 4, nil)
+	f.decideRound()
+	e := f.e[3]
+	r := e.Round()
+	has := func(what string, parts ...string) {
+		t.Helper()
+		s := e.Status()
+		for _, p := range parts {
+			if !strings.Contains(s, p) {
+				t.Errorf("%s: status %q lacks %q", what, s, p)
+			}
+		}
+	}
+	has("start", fmt.Sprintf("round %d view 0 (propose)", r), "4 voters, 0 updates", "prevotes 0, precommits 0")
+	if strings.Contains(e.Status(), "proposal") {
+		t.Errorf("a proposal before any: %s", e.Status())
+	}
+	proposer := Proposer(r, 0, e.Voters())
+	bad := &Value{Round: r, Base: e.Hash(), Voters: e.votersHash, Updates: []UpdateRef{{ID: Hash{1}, From: "p1"}}, Next: Hash{2}, NextVoters: e.votersHash}
+	e.StepProposal(f.proposal(proposer, r, 0, bad, -1))
+	has("a bad proposal", "proposal "+bad.ID(f.run()).Short()+" from "+string(proposer)+" (invalid: ", "(prevote)", "prevotes 1")
+	want(t, "commit", e.StepCommit(f.certify(bad, 0, "p0", "p1", "p2")), Accept, "")
+	has("decided, updates missing", "decided, applying", "fetching decided updates")
+	e.Tick(3*time.Second + time.Millisecond)
+	e.Ready()
+	has("state missing", fmt.Sprintf("fetching the certified state of round %d", r+1))
+	e.spec.Run.Rounds = int(r)
+	has("over", "the run is over")
+
+	// A proposal whose updates this engine lacks is pending, and checked
+	// (here: its made-up state refused) once they come.
+	e = f.e[2]
+	var refs []UpdateRef
+	var late *Update
+	for i, p := range []PeerID{"p0", "p1", "p3"} {
+		u := f.update(p, r, e.Hash(), byte(i))
+		if p != "p3" {
+			e.StepUpdate(u)
+		} else {
+			late = u
+		}
+		refs = append(refs, UpdateRef{ID: u.ID(f.run()), From: p, Newcomer: true})
+	}
+	slices.SortFunc(refs, func(a, b UpdateRef) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	val := &Value{Round: r, Base: e.Hash(), Voters: e.votersHash, Updates: refs, Next: Hash{2}, NextVoters: e.votersHash}
+	e.StepProposal(f.proposal(proposer, r, 0, val, -1))
+	has("pending", "2 updates", "(pending: ")
+	e.StepUpdate(late)
+	e.Ready()
+	has("checked once the update came", "3 updates", "(invalid: the updates lead to")
 }

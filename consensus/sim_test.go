@@ -305,7 +305,7 @@ func TestSimByzantine(t *testing.T) {
 				if st.name == "equivocate" && excluded == 0 {
 					t.Errorf("no equivocator excluded in %d seeds", seeds)
 				}
-				t.Logf("%d seeds: safe, live; slowest finish %.0fs after heal; Byzantine excluded in %d", seeds, worst.Seconds(), excluded)
+				t.Logf("%s n=%d, %d seeds: safe, live; slowest finish %.0fs after heal; Byzantine excluded in %d", st.name, n, seeds, worst.Seconds(), excluded)
 			})
 		}
 	}

@@ -50,6 +50,13 @@ func (e *Engine) remember(c *Commit, voters []PeerID) {
 		rec.draws[Hash(ch.Update)] = ch
 	}
 	e.history[c.Value.Round] = rec
+	// The slowest voters' votes arrive just after the quorum's, and their
+	// senders decide from the same gossip: a voter lags only if it still
+	// speaks of the round half a commit timeout on (its votes are re-sent
+	// every commit timeout), so the first help is due then, not at once.
+	// Every node publishing the commit at every decision cost more bytes
+	// than all the round's votes.
+	e.helped[c.Value.Round] = e.now - e.spec.Rounds.CommitTimeout.Duration/2
 	for r := range e.history {
 		if r+keptHistory < c.Value.Round {
 			delete(e.history, r)

@@ -370,7 +370,7 @@ func TestFakePeerRawBytes(t *testing.T) {
 		t.Fatal("the honest peer's router never added the node")
 	}
 	valid := signedUpdate(t, honestKey, run, 10, payload)
-	if err := honest.Publish(ctx, valid); err != nil {
+	if err := honest.Publish(ctx, "update", valid); err != nil {
 		t.Fatal(err)
 	}
 	if got := tr.wait(t, "the valid update", valid, 10*time.Second); got != "deliver" {
@@ -582,7 +582,7 @@ func TestRelayNotBlamedForRefusal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := a.Publish(ctx, raw); err != nil {
+		if err := a.Publish(ctx, "join", raw); err != nil {
 			t.Fatal(err)
 		}
 		if got := tr.wait(t, fmt.Sprintf("refusal %d", i), raw, 10*time.Second); got != "ignore" {
@@ -593,7 +593,7 @@ func TestRelayNotBlamedForRefusal(t *testing.T) {
 	enc, _ := compress.NewEncoder(spec.CompressParams(), m.NumParams())
 	payload, _ := enc.Encode(make([]float32, m.NumParams()), nil)
 	own := signedUpdate(t, rKey, run, 10, payload)
-	if err := r.Publish(ctx, own); err != nil {
+	if err := r.Publish(ctx, "update", own); err != nil {
 		t.Fatal(err)
 	}
 	if got := tr.wait(t, "the relay's own update", own, 10*time.Second); got != "deliver" {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"sync"
@@ -88,6 +89,8 @@ type Transport struct {
 	rejected atomic.Uint64
 	ignored  atomic.Uint64
 	sent     atomic.Uint64 // bytes this peer published
+	sentMu   sync.Mutex
+	sentBy   map[string]uint64 // the same by kind of message
 }
 
 // TopicName is the gossipsub topic of a run.
@@ -338,9 +341,16 @@ func (t *Transport) receive(ctx context.Context) {
 // the transport's context ends.
 func (t *Transport) Messages() <-chan *Msg { return t.in }
 
-// Publish gossips a signed message.
-func (t *Transport) Publish(ctx context.Context, raw []byte) error {
+// Publish gossips a signed message of the given kind (a name for the
+// byte accounting: "update", "prevote", "head", ...).
+func (t *Transport) Publish(ctx context.Context, kind string, raw []byte) error {
 	t.sent.Add(uint64(len(raw)))
+	t.sentMu.Lock()
+	if t.sentBy == nil {
+		t.sentBy = map[string]uint64{}
+	}
+	t.sentBy[kind] += uint64(len(raw))
+	t.sentMu.Unlock()
 	return t.topic.Publish(ctx, raw)
 }
 
@@ -382,16 +392,21 @@ func (t *Transport) Connect(ctx context.Context, addr string) (peer.ID, error) {
 type Stats struct {
 	Peers     int    `json:"peers"`
 	Published uint64 `json:"published_bytes"` // what this peer published (its own messages)
-	WireIn    int64  `json:"wire_in_bytes"`   // all libp2p traffic, both directions
-	WireOut   int64  `json:"wire_out_bytes"`
-	Rejected  uint64 `json:"rejected"`
-	Ignored   uint64 `json:"ignored"`
+	// PublishedBy splits Published by kind of message.
+	PublishedBy map[string]uint64 `json:"published_by_kind,omitempty"`
+	WireIn      int64             `json:"wire_in_bytes"` // all libp2p traffic, both directions
+	WireOut     int64             `json:"wire_out_bytes"`
+	Rejected    uint64            `json:"rejected"`
+	Ignored     uint64            `json:"ignored"`
 }
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	tot := t.bw.GetBandwidthTotals()
-	return Stats{Peers: len(t.topic.ListPeers()), Published: t.sent.Load(), WireIn: tot.TotalIn, WireOut: tot.TotalOut,
+	t.sentMu.Lock()
+	by := maps.Clone(t.sentBy)
+	t.sentMu.Unlock()
+	return Stats{Peers: len(t.topic.ListPeers()), Published: t.sent.Load(), PublishedBy: by, WireIn: tot.TotalIn, WireOut: tot.TotalOut,
 		Rejected: t.rejected.Load(), Ignored: t.ignored.Load()}
 }
 

@@ -196,7 +196,7 @@ func (a *attacker) publish(ctx context.Context, i int, m consensus.Message) {
 	if err != nil {
 		return
 	}
-	if a.trs[i].Publish(ctx, raw) == nil {
+	if a.trs[i].Publish(ctx, m.Kind(), raw) == nil {
 		a.sent.Add(1)
 	}
 }

@@ -296,7 +296,7 @@ func (n *node) treeHead(round uint64) error {
 	// Gossip it: the other peers keep it as a witness, so this ledger
 	// cannot be rewritten later without an auditor seeing it.
 	if raw, err := gossip.SignHead(n.key, n.spec.RunID(), h); err == nil && n.tr != nil {
-		if err := n.tr.Publish(context.Background(), raw); err != nil {
+		if err := n.tr.Publish(context.Background(), "head", raw); err != nil {
 			n.log.Debug("publish tree head", "err", err)
 		}
 	}

@@ -620,7 +620,7 @@ func (n *node) publish(ctx context.Context, m consensus.Message) {
 			n.mu.Unlock()
 		}
 		n.recordOwn(x, raw)
-		if err := n.tr.Publish(ctx, raw); err != nil {
+		if err := n.tr.Publish(ctx, x.Kind(), raw); err != nil {
 			n.log.Debug("publish", "err", err)
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,25 +23,30 @@ import (
 )
 
 type demoResult struct {
-	Peers                 int      `json:"peers"`
-	Rounds                uint64   `json:"rounds"`
-	Model                 string   `json:"model"`
-	Data                  string   `json:"data"`
-	RunID                 string   `json:"run_id"`
-	TestAccuracy          float64  `json:"test_accuracy"`
-	TestLoss              float64  `json:"test_loss"`
-	BytesSentPerPeerRound float64  `json:"bytes_sent_per_peer_round"`
-	WireBytesPerPeerRound float64  `json:"wire_bytes_out_per_peer_round"`
-	DenseBytesPerRound    int      `json:"dense_bytes_per_round"`
-	CompressionRatio      float64  `json:"compression_ratio"`
-	WireCompressionRatio  float64  `json:"wire_compression_ratio"`
-	Agreed                bool     `json:"agreed"`
-	FinalHash             string   `json:"final_hash"`
-	Seconds               float64  `json:"seconds"`
-	SecondsPerRound       float64  `json:"seconds_per_round"` // peer 0: median time between decisions
-	Out                   string   `json:"out"`
-	Disagreements         []string `json:"disagreements,omitempty"`
-	Ledgers               []string `json:"ledgers"` // each node's ledger, for vtrain audit
+	Peers                 int     `json:"peers"`
+	Rounds                uint64  `json:"rounds"`
+	Model                 string  `json:"model"`
+	Data                  string  `json:"data"`
+	RunID                 string  `json:"run_id"`
+	TestAccuracy          float64 `json:"test_accuracy"`
+	TestLoss              float64 `json:"test_loss"`
+	BytesSentPerPeerRound float64 `json:"bytes_sent_per_peer_round"`
+	WireBytesPerPeerRound float64 `json:"wire_bytes_out_per_peer_round"`
+	DenseBytesPerRound    int     `json:"dense_bytes_per_round"`
+	CompressionRatio      float64 `json:"compression_ratio"`
+	// The update messages alone (the compressed payloads in their signed
+	// envelopes), and every kind of published message, per peer and round.
+	PayloadBytesPerPeerRound float64            `json:"payload_bytes_per_peer_round"`
+	PayloadCompressionRatio  float64            `json:"payload_compression_ratio"`
+	SentByKind               map[string]float64 `json:"sent_per_peer_round_by_kind"`
+	WireCompressionRatio     float64            `json:"wire_compression_ratio"`
+	Agreed                   bool               `json:"agreed"`
+	FinalHash                string             `json:"final_hash"`
+	Seconds                  float64            `json:"seconds"`
+	SecondsPerRound          float64            `json:"seconds_per_round"` // peer 0: median time between decisions
+	Out                      string             `json:"out"`
+	Disagreements            []string           `json:"disagreements,omitempty"`
+	Ledgers                  []string           `json:"ledgers"` // each node's ledger, for vtrain audit
 
 	Byzantine        []demoPeer          `json:"byzantine"` // peers started with --behave (members) and outsiders
 	Excluded         []demoExclusion     `json:"excluded"`
@@ -358,20 +364,29 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	res.FinalHash = sums[0].FinalHash
 	res.TestAccuracy, res.TestLoss = sums[0].TestAccuracy, sums[0].TestLoss
 	var pub, wire float64
+	res.SentByKind = map[string]float64{}
 	for _, s := range sums {
 		pub += float64(s.Stats.Published) / float64(*rounds)
 		wire += float64(s.Stats.WireOut) / float64(*rounds)
+		for k, b := range s.Stats.PublishedBy {
+			res.SentByKind[k] += float64(b) / float64(*rounds) / float64(len(sums))
+		}
 	}
 	res.BytesSentPerPeerRound = pub / float64(len(sums))
 	res.WireBytesPerPeerRound = wire / float64(len(sums))
 	res.CompressionRatio = float64(res.DenseBytesPerRound) / res.BytesSentPerPeerRound
+	res.PayloadBytesPerPeerRound = res.SentByKind["update"]
+	if res.PayloadBytesPerPeerRound > 0 {
+		res.PayloadCompressionRatio = float64(res.DenseBytesPerRound) / res.PayloadBytesPerPeerRound
+	}
 	res.WireCompressionRatio = float64(res.DenseBytesPerRound) / res.WireBytesPerPeerRound
 	fmt.Fprintf(stdout, "\n%-28s %v\n", "peers", res.Peers)
 	fmt.Fprintf(stdout, "%-28s %v\n", "rounds", res.Rounds)
 	fmt.Fprintf(stdout, "%-28s %s on %s\n", "model", res.Model, res.Data)
 	fmt.Fprintf(stdout, "%-28s %.4f (loss %.4f)\n", "test accuracy", res.TestAccuracy, res.TestLoss)
 	fmt.Fprintf(stdout, "%-28s %.0f B (dense fp32: %d B)\n", "sent per peer per round", res.BytesSentPerPeerRound, res.DenseBytesPerRound)
-	fmt.Fprintf(stdout, "%-28s %.0fx (on the wire, gossip relays included: %.0fx)\n", "compression", res.CompressionRatio, res.WireCompressionRatio)
+	fmt.Fprintf(stdout, "%-28s %.0fx (on the wire, gossip relays and spot-check evidence included: %.2fx)\n", "compression", res.CompressionRatio, res.WireCompressionRatio)
+	fmt.Fprintf(stdout, "%-28s %.0f B, %.0fx (the rest: %s)\n", "updates alone", res.PayloadBytesPerPeerRound, res.PayloadCompressionRatio, byKind(res.SentByKind))
 	fmt.Fprintf(stdout, "%-28s %v\n", "all peers agreed", res.Agreed)
 	fmt.Fprintf(stdout, "%-28s %s\n", "final state hash", res.FinalHash)
 	fmt.Fprintf(stdout, "%-28s %.1fs (%.2fs per round)\n", "time", res.Seconds, res.SecondsPerRound)
@@ -484,4 +499,23 @@ func specTOML(s runspec.Spec) string {
 	}
 	fmt.Fprintf(&b, "\n[members]\ngenesis = [%s]\nvoters = %d\nadmit = %d\nabsent = %d\nmax = %d\n", strings.Join(q, ", "), mb.Voters, mb.Admit, mb.Absent, mb.Max)
 	return b.String()
+}
+
+// byKind lists bytes per kind of message other than updates, largest first.
+func byKind(m map[string]float64) string {
+	var ks []string
+	for k := range m {
+		if k != "update" {
+			ks = append(ks, k)
+		}
+	}
+	slices.SortFunc(ks, func(a, b string) int { return cmp.Compare(m[b], m[a]) })
+	var parts []string
+	for _, k := range ks {
+		parts = append(parts, fmt.Sprintf("%s %.0f B", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
