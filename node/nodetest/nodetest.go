@@ -217,7 +217,13 @@ func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec), opts ...Option
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	c := &Cluster{T: t, Spec: spec, Data: data.Synthetic(spec.Run.Seed, 1024, 256), ctx: ctx, stop: cancel}
-	t.Cleanup(func() { c.stop(); c.wg.Wait() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.dump() // whatever failed: a wait, an assertion, a hang
+		}
+		c.stop()
+		c.wg.Wait()
+	})
 	c.Nodes = append(c.Nodes, c.launch(dirs[0], ids[0], "", o.behave[0]))
 	join := c.Nodes[0].JoinAddr(t)
 	outsiders := c.attack(join, o.outsiders)
@@ -336,7 +342,6 @@ func (c *Cluster) Wait() {
 		select {
 		case <-n.Done:
 		case <-c.ctx.Done():
-			c.dump()
 			c.T.Fatalf("node %s did not finish: %v", n.ID, c.ctx.Err())
 		}
 		if n.Err != nil {
@@ -347,7 +352,8 @@ func (c *Cluster) Wait() {
 	c.wg.Wait()
 }
 
-// dump logs every node's last output and log lines, for a failure.
+// dump logs every node's last output and log lines, for a failure (the
+// cluster's cleanup calls it when the test failed).
 func (c *Cluster) dump() {
 	for _, n := range c.Nodes {
 		for _, l := range []*lines{n.out, n.logs} {
