@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"time"
 )
@@ -102,12 +103,33 @@ type agreement struct {
 
 	mine    []Message // own proposals and votes of the round, for retransmission
 	decided *Commit
+	relayed map[[32]byte]time.Duration // when each proposal or vote (by signature) was last forwarded
 }
 
 func newAgreement() *agreement {
 	return &agreement{lockedView: -1, validView: -1, proposals: map[uint32]*Proposal{}, values: map[Hash]*Value{},
-		checks: map[Hash]*check{}, asked: map[Hash]time.Duration{}, votes: map[uint32]*viewVotes{}, heard: map[uint32]map[PeerID]bool{}}
+		checks: map[Hash]*check{}, asked: map[Hash]time.Duration{}, votes: map[uint32]*viewVotes{}, heard: map[uint32]map[PeerID]bool{},
+		relayed: map[[32]byte]time.Duration{}}
 }
+
+// again answers a copy of a proposal or vote of the current round that
+// this engine already holds. Its author re-sends what it said every commit
+// timeout while the round is undecided, for peers that missed it (a
+// validator that timed out under load, a mesh still forming); such a peer
+// may be reachable only through this node, and pubsub takes a re-sent
+// message for a new one, so a relay forwards a copy again, once per half
+// commit timeout: a flood of copies travels no faster than that.
+func (e *Engine) again(sig []byte, what string) Decision {
+	k := sha256.Sum256(sig)
+	if t, ok := e.ag.relayed[k]; ok && e.now < t+e.spec.Rounds.CommitTimeout.Duration/2 {
+		return ignore("duplicate %s", what)
+	}
+	e.ag.relayed[k] = e.now
+	return Decision{Verdict: Accept, Reason: "duplicate " + what + " re-sent: forwarded again"}
+}
+
+// heardFirst notes when a proposal or vote was first forwarded (see again).
+func (e *Engine) heardFirst(sig []byte) { e.ag.relayed[sha256.Sum256(sig)] = e.now }
 
 func (a *agreement) votesOf(view uint32) *viewVotes {
 	vv := a.votes[view]
@@ -336,7 +358,7 @@ func (e *Engine) StepProposal(p *Proposal) Decision {
 	a := e.ag
 	if prev := a.proposals[v.View]; prev != nil {
 		if prev.Vote.Value == v.Value && prev.Vote.ValidView == v.ValidView {
-			return ignore("duplicate proposal")
+			return e.again(v.Sig, "proposal")
 		}
 		e.equivocation(&prev.Vote, v)
 		return reject("equivocation: %s proposed twice in view %d of round %d", v.From, v.View, v.Round)
@@ -359,6 +381,7 @@ func (e *Engine) StepProposal(p *Proposal) Decision {
 	}
 	a.proposals[v.View] = p
 	a.values[id] = p.Value
+	e.heardFirst(v.Sig)
 	e.hear(v)
 	e.progress()
 	return accept()
@@ -386,8 +409,12 @@ func (e *Engine) StepVote(v *Vote) Decision {
 		e.equivocation(conflict, v)
 	}
 	if !added {
-		return ignore("duplicate %s", v.Kind)
+		if conflict != nil {
+			return ignore("duplicate %s", v.Kind)
+		}
+		return e.again(v.Sig, v.Kind.String())
 	}
+	e.heardFirst(v.Sig)
 	e.hear(v)
 	e.progress()
 	if conflict != nil {

@@ -98,8 +98,10 @@
 //   - Partial synchrony: after an unknown time (GST) every message between
 //     honest nodes arrives within an unknown bound Δ. Gossip may lose
 //     messages; nodes re-send their proposals and votes of the current
-//     round every commit timeout and answer laggards with commits, which
-//     gives Tendermint's gossip property after GST.
+//     round every commit timeout, relays forward such copies again (once
+//     per half commit timeout: a peer that missed the first copy may be
+//     reachable only through them), and nodes answer laggards with
+//     commits, which gives Tendermint's gossip property after GST.
 //   - The application's step (aggregation, outer optimizer) is
 //     deterministic, so every honest node computes the same state.
 //

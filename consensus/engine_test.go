@@ -346,6 +346,9 @@ func TestStepProposalAndVoteRefusals(t *testing.T) {
 	want(t, "prevotes without a valid view", e.StepProposal(withPOL), Reject, "without a valid view")
 	want(t, "ok", e.StepProposal(f.proposal(proposer, r, 0, val, -1)), Accept, "")
 	want(t, "duplicate", e.StepProposal(f.proposal(proposer, r, 0, val, -1)), Ignore, "duplicate")
+	e.Tick(500 * time.Millisecond)
+	e.Ready()
+	want(t, "re-sent proposal", e.StepProposal(f.proposal(proposer, r, 0, val, -1)), Accept, "forwarded again")
 	val2 := *val
 	val2.Next = Hash{5}
 	want(t, "equivocation", e.StepProposal(f.proposal(proposer, r, 0, &val2, -1)), Reject, "proposed twice")
@@ -363,6 +366,12 @@ func TestStepProposalAndVoteRefusals(t *testing.T) {
 	}
 	want(t, "vote", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{1})), Accept, "")
 	want(t, "duplicate vote", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{1})), Ignore, "duplicate")
+	// A copy re-sent half a commit timeout on is forwarded again (a peer
+	// may have missed the first), then not again for as long.
+	e.Tick(500 * time.Millisecond)
+	e.Ready()
+	want(t, "re-sent vote", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{1})), Accept, "forwarded again")
+	want(t, "re-sent vote, at once again", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{1})), Ignore, "duplicate")
 	want(t, "double vote", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{2})), Reject, "signed two")
 	want(t, "third vote", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{3})), Ignore, "duplicate")
 	want(t, "early vote", e.StepVote(f.vote("p1", KindPrevote, r+1, 0, Hash{3})), Ignore, "early")
