@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"time"
 )
@@ -103,13 +102,13 @@ type agreement struct {
 
 	mine    []Message // own proposals and votes of the round, for retransmission
 	decided *Commit
-	relayed map[[32]byte]time.Duration // when each proposal or vote (by signature) was last forwarded
+	relayed map[string]time.Duration // when each proposal or vote (by signature) was last forwarded
 }
 
 func newAgreement() *agreement {
 	return &agreement{lockedView: -1, validView: -1, proposals: map[uint32]*Proposal{}, values: map[Hash]*Value{},
 		checks: map[Hash]*check{}, asked: map[Hash]time.Duration{}, votes: map[uint32]*viewVotes{}, heard: map[uint32]map[PeerID]bool{},
-		relayed: map[[32]byte]time.Duration{}}
+		relayed: map[string]time.Duration{}}
 }
 
 // again answers a copy of a proposal or vote of the current round that
@@ -120,7 +119,7 @@ func newAgreement() *agreement {
 // message for a new one, so a relay forwards a copy again, once per half
 // commit timeout: a flood of copies travels no faster than that.
 func (e *Engine) again(sig []byte, what string) Decision {
-	k := sha256.Sum256(sig)
+	k := string(sig)
 	if t, ok := e.ag.relayed[k]; ok && e.now < t+e.spec.Rounds.CommitTimeout.Duration/2 {
 		return ignore("duplicate %s", what)
 	}
@@ -129,7 +128,7 @@ func (e *Engine) again(sig []byte, what string) Decision {
 }
 
 // heardFirst notes when a proposal or vote was first forwarded (see again).
-func (e *Engine) heardFirst(sig []byte) { e.ag.relayed[sha256.Sum256(sig)] = e.now }
+func (e *Engine) heardFirst(sig []byte) { e.ag.relayed[string(sig)] = e.now }
 
 func (a *agreement) votesOf(view uint32) *viewVotes {
 	vv := a.votes[view]

@@ -7,7 +7,7 @@ package consensus
 // (engine_test.go: every refusal branch). The statements no test runs, and
 // why:
 //
-//   - agreement.go:218, validate.go:229, validate.go:108: the proposer's or
+//   - agreement.go:239, validate.go:229, validate.go:108: the proposer's or
 //     a voter's App.Step failing. The toy applications never fail on
 //     updates they accepted (CheckUpdate decodes; Step cannot then fail);
 //     trainer.App likewise. Kept: an App is an interface, and a failing
@@ -16,7 +16,7 @@ package consensus
 //     (every seated member excluded or dropped at once). Reaching it needs
 //     every voter accused in one round; the check keeps a run from
 //     deciding itself into a state no one can certify.
-//   - agreement.go:571: decide called twice in one round; decide is only
+//   - agreement.go:597: decide called twice in one round; decide is only
 //     called when a.decided is nil (defence in depth).
 //   - catchup.go:60: a certificate for the nil value; checkCommit refuses
 //     it first (the value's ID is never zero).

@@ -372,6 +372,17 @@ func TestStepProposalAndVoteRefusals(t *testing.T) {
 	e.Ready()
 	want(t, "re-sent vote", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{1})), Accept, "forwarded again")
 	want(t, "re-sent vote, at once again", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{1})), Ignore, "duplicate")
+	// A flood of copies (a hostile relay re-publishing p1's vote) is not
+	// forwarded faster than that.
+	for i := range 100 {
+		e.Tick(4 * time.Millisecond)
+		if d := e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{1})); d.OK() {
+			t.Fatalf("copy %d of a flood forwarded: %s", i, d)
+		}
+	}
+	e.Ready()
+	e.Tick(100 * time.Millisecond)
+	want(t, "the next copy half a commit timeout on", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{1})), Accept, "forwarded again")
 	want(t, "double vote", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{2})), Reject, "signed two")
 	want(t, "third vote", e.StepVote(f.vote("p1", KindPrevote, r, 0, Hash{3})), Ignore, "duplicate")
 	want(t, "early vote", e.StepVote(f.vote("p1", KindPrevote, r+1, 0, Hash{3})), Ignore, "early")

@@ -56,6 +56,17 @@ func newKey(t testing.TB) crypto.PrivKey {
 	return k
 }
 
+// startTransport starts a transport for a test, closed when the test ends.
+func startTransport(ctx context.Context, t testing.TB, cfg Config, srv Server) *Transport {
+	t.Helper()
+	tr, err := New(ctx, cfg, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
 func pidOf(k crypto.PrivKey) consensus.PeerID {
 	id, _ := peer.IDFromPrivateKey(k)
 	return consensus.PeerID(id.String())
@@ -211,11 +222,7 @@ func TestFakePeerRawBytes(t *testing.T) {
 		}
 		return consensus.Decision{Verdict: consensus.Accept}
 	}
-	node, err := New(ctx, Config{Key: newKey(t), Spec: spec, Judge: judge, Tracer: tr}, stubServer{spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec, Judge: judge, Tracer: tr}, stubServer{spec})
 
 	// A fake peer: a plain libp2p host with a permissive gossipsub, joined
 	// to the node's topic. Each attack comes from a fresh one, since
@@ -343,11 +350,7 @@ func TestFakePeerRawBytes(t *testing.T) {
 	// An honest peer's message after the attacks is judged and delivered.
 	honestKey := newKey(t)
 	added := &peerAdded{want: node.ID(), ch: make(chan struct{})}
-	honest, err := New(ctx, Config{Key: honestKey, Spec: spec, Tracer: added}, stubServer{spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer honest.Close()
+	honest := startTransport(ctx, t, Config{Key: honestKey, Spec: spec, Tracer: added}, stubServer{spec})
 	ev, err := honest.topic.EventHandler()
 	if err != nil {
 		t.Fatal(err)
@@ -543,25 +546,13 @@ func TestRelayNotBlamedForRefusal(t *testing.T) {
 		return consensus.Decision{Verdict: consensus.Accept}
 	}
 	accept := func(*Msg) consensus.Decision { return consensus.Decision{Verdict: consensus.Accept} }
-	n, err := New(ctx, Config{Key: newKey(t), Spec: spec, Judge: refuse, Tracer: tr}, stubServer{spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec, Judge: refuse, Tracer: tr}, stubServer{spec})
 	rKey := newKey(t)
 	rIn := &grafted{want: n.ID(), ch: make(chan struct{})}
-	r, err := New(ctx, Config{Key: rKey, Spec: spec, Judge: accept, Tracer: rIn}, stubServer{spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startTransport(ctx, t, Config{Key: rKey, Spec: spec, Judge: accept, Tracer: rIn}, stubServer{spec})
 	aKey := newKey(t)
 	aIn := &grafted{want: r.ID(), ch: make(chan struct{})}
-	a, err := New(ctx, Config{Key: aKey, Spec: spec, Tracer: aIn}, stubServer{spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := startTransport(ctx, t, Config{Key: aKey, Spec: spec, Tracer: aIn}, stubServer{spec})
 	if _, err := r.Connect(ctx, n.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 		return nil, fmt.Errorf("gossip: host: %w", err)
 	}
 	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, judge: cfg.Judge,
-		in: make(chan *Msg, 4096), refused: make(chan Rejection, 256), penalty: penalties{by: map[peer.ID]*penalty{}}}
+		in: make(chan *Msg, 4096), refused: make(chan Rejection, 256), penalty: penalties{by: map[peer.ID]*penalty{}}, sentBy: map[string]uint64{}}
 	topic := TopicName(t.run)
 	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
 	_, loopback6, _ := net.ParseCIDR("::1/128")
@@ -346,9 +346,6 @@ func (t *Transport) Messages() <-chan *Msg { return t.in }
 func (t *Transport) Publish(ctx context.Context, kind string, raw []byte) error {
 	t.sent.Add(uint64(len(raw)))
 	t.sentMu.Lock()
-	if t.sentBy == nil {
-		t.sentBy = map[string]uint64{}
-	}
 	t.sentBy[kind] += uint64(len(raw))
 	t.sentMu.Unlock()
 	return t.topic.Publish(ctx, raw)

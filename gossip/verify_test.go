@@ -61,16 +61,8 @@ func TestSyncServesCertifiedState(t *testing.T) {
 	raw, _ := Encode(k, run, msgs[0])
 	srv := &syncServer{stubServer: stubServer{spec}, st: g, upd: raw, id: msgs[0].Update.ID(run),
 		proof: &consensus.Proof{Links: []consensus.Link{{Commit: *msgs[4].Commit, NextVoters: []consensus.PeerID{pidOf(k)}}}}}
-	a, err := New(ctx, Config{Key: newKey(t), Spec: spec}, srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := New(ctx, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, srv)
+	b := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
 	if _, err := b.Connect(ctx, a.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -164,16 +156,8 @@ func TestFetchEvidence(t *testing.T) {
 		Final:      trainer.Snapshot{Step: 20, Params: vec(4), Opt: map[string][]float32{"m": vec(5), "v": vec(6)}, OptSteps: 20},
 		ResidualIn: vec(7),
 	}
-	a, err := New(ctx, Config{Key: newKey(t), Spec: spec}, evidenceServer{stubServer{spec}, ev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := New(ctx, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, evidenceServer{stubServer{spec}, ev})
+	b := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
 	if _, err := b.Connect(ctx, a.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -199,11 +183,7 @@ func TestDiscover(t *testing.T) {
 	spec := testSpec(t)
 	var ts []*Transport
 	for range 3 {
-		tr, err := New(ctx, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
+		tr := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
 		ts = append(ts, tr)
 	}
 	// A peer is listed once the libp2p identify exchange has told the
