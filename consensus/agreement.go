@@ -620,7 +620,7 @@ func (e *Engine) tryApply() bool {
 		}
 		return false
 	}
-	chk := e.check(c.Value)
+	chk := e.checkValue(c.Value)
 	if !chk.ok || chk.pending {
 		// Certified by a quorum, yet it does not compute here: this node's
 		// state is not the round's (or more than a third are Byzantine).
@@ -670,6 +670,15 @@ func (e *Engine) apply(c *Commit, chk *check) {
 			res.Excluded = append(res.Excluded, Exclusion{Peer: x.Accused, Verdict: x})
 		}
 	}
+	for i := range v.Overturned {
+		x := &v.Overturned[i]
+		delete(e.verdicts, x.key())
+		delete(e.lies, x.From)
+		if !seen[x.From] && e.members.Has(x.From) {
+			seen[x.From] = true
+			res.Excluded = append(res.Excluded, Exclusion{Peer: x.From, Lie: x})
+		}
+	}
 	for i := range v.Evidence {
 		q := &v.Evidence[i]
 		if !seen[q.A.From] && e.members.Has(q.A.From) {
@@ -693,7 +702,7 @@ func (e *Engine) apply(c *Commit, chk *check) {
 	for _, p := range res.Dropped {
 		e.logf("round %d: %s dropped: no update aggregated in %d rounds", e.round, p, absentLimit(e.policy, len(e.voters)))
 	}
-	e.remember(c, e.voters)
+	e.remember(c, e.voters, e.updates)
 	if v.NextVoters != v.Voters {
 		nv := chk.next.Voters()
 		e.chain = append(e.chain, Link{Commit: *c, NextVoters: nv})

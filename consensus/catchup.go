@@ -288,7 +288,7 @@ func (e *Engine) Restore(st State) error {
 	// The links are certified: keep them for proofs and verdict checks.
 	voters := e.voters
 	for _, l := range e.links {
-		e.remember(&l.Commit, voters)
+		e.remember(&l.Commit, voters, nil)
 		if l.Commit.Value.NextVoters != l.Commit.Value.Voters {
 			e.chain = append(e.chain, l)
 			voters = l.NextVoters

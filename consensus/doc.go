@@ -77,6 +77,49 @@
 // voters'. A hello, a commit, or a message of a later round from anyone is
 // at most a reason to ask for a proof.
 //
+// # Spot-checks are refereed
+//
+// After each decision the beacon (a hash of the decided value) draws each
+// aggregated update at verify.rate (verify.newcomer_rate during its
+// author's probation, counted from the agreed admission round), and for a
+// drawn update verify.challengers distinct challengers among the round's
+// other authors, each with its own segment. Nothing about the draw is
+// knowable before the update is committed in a decided value. A verdict
+// is a claim, not an opinion: a failure names a Fault and carries the
+// accused's signed answer (the hash of its state after each step of the
+// segment), so that any member re-checks it cheaply (see package
+// trainer's Referee) before it votes for a value that acts on it:
+//
+//   - a verdict no draw backs (an update not drawn, another challenger or
+//     segment, an answer the accused did not sign) is a lie on its face:
+//     it excludes its signer;
+//   - FaultAnswer (the accused's own leaves contradict its commitment) is
+//     judged by the engine alone;
+//   - FaultStep, FaultLink and FaultSegment are re-executed by each
+//     member's driver (one inner step, one encoding, one segment) from
+//     states fetched by hash from the challenger or the accused: upheld,
+//     the accused is excluded; overturned, the signer is;
+//   - FaultSilent makes each member ask the accused itself; it is upheld
+//     only where the member got no valid answer either, so the accused
+//     goes only when a quorum of voters found it silent.
+//
+// A value carries upheld failures (and passes) in Verdicts and the false
+// verdicts in Overturned; an honest voter prevotes it only when its own
+// referee agrees with each (a ruling still running leaves the value
+// pending, like a missing update). A decided value is applied without
+// re-refereeing: its certificate is the quorum's finding.
+//
+// Detection. With rate p, k challengers drawn without replacement from
+// the m other authors of whom c collude, a cheating update whose cheat the
+// drawn segment or the payload's link shows is caught with probability
+// p·(1 − C(c,k)/C(m,k)); a cheater that starts cheating in round s is
+// excluded by round s+10 if one of its updates of rounds s..s+7 is caught
+// (a verdict is decided one or two rounds after the update), so with
+// probability 1 − (1 − p·(1 − C(c,k)/C(m,k)))^8: 99.6% at the defaults
+// (p = 0.5, k = 2) with no colluder or one (n = 6), 99.5% with two of
+// nine (n = 10). Checks cost p·k/S of the training (S segments per
+// round, 16 by default): 6.25% after probation, 9.4% during it.
+//
 // # Equivocation and spam
 //
 // Two signed votes of one kind in one view of one round by one member,

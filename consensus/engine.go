@@ -76,14 +76,18 @@ type StateRequest struct {
 // Exclusion is a peer a decided round excluded, with the evidence.
 type Exclusion struct {
 	Peer     PeerID
-	Verdict  *VerdictMsg   // a failed spot-check, or
+	Verdict  *VerdictMsg   // a failed spot-check, refereed and upheld, or
+	Lie      *VerdictMsg   // a verdict it signed, false on its face or overturned, or
 	Evidence *Equivocation // conflicting votes
 }
 
 // Reason says why, in words.
 func (x Exclusion) Reason() string {
 	if x.Verdict != nil {
-		return fmt.Sprintf("failed the challenge of its round-%d update (segment %d, challenger %s): %s", x.Verdict.Round, x.Verdict.Segment, x.Verdict.From, x.Verdict.Reason)
+		return fmt.Sprintf("failed the challenge of its round-%d update (segment %d, challenger %s, %s fault upheld): %s", x.Verdict.Round, x.Verdict.Segment, x.Verdict.From, x.Verdict.Fault, x.Verdict.Reason)
+	}
+	if x.Lie != nil {
+		return fmt.Sprintf("signed a false verdict on %s's round-%d update (segment %d, %s fault): %s", x.Lie.Accused, x.Lie.Round, x.Lie.Segment, x.Lie.Fault, x.Lie.Reason)
 	}
 	if x.Evidence != nil {
 		return fmt.Sprintf("signed two %ss in view %d of round %d (%s and %s)", x.Evidence.A.Kind, x.Evidence.A.View, x.Evidence.A.Round, x.Evidence.A.Value.Short(), x.Evidence.B.Value.Short())
@@ -120,6 +124,7 @@ type Ready struct {
 	FetchUpdates *FetchRequest
 	FetchProof   *ProofRequest
 	FetchState   *StateRequest
+	Referee      []RefereeRequest
 	Decided      []Decided
 	Events       []string
 }
@@ -174,6 +179,8 @@ type Engine struct {
 	// Evidence to propose: join requests, verdicts, equivocation proofs.
 	joins    map[PeerID]*JoinRequest
 	verdicts map[verdictKey]*VerdictMsg
+	rulings  map[verdictKey]Ruling  // this node's findings on failed verdicts
+	lies     map[PeerID]*VerdictMsg // a false verdict per signer: proof to exclude it
 	equivs   map[PeerID]*Equivocation
 	ownJoin  *JoinRequest
 	// verdicts of rounds not decided here yet
@@ -202,6 +209,7 @@ type Engine struct {
 	fetch       *FetchRequest
 	fetchProof  *ProofRequest
 	fetchState  *StateRequest
+	referee     []RefereeRequest
 	decided     []Decided
 	events      []string
 	trainedOnce bool
@@ -242,6 +250,7 @@ func NewEngine(cfg Config, st State, chain []Link) (*Engine, error) {
 	e := &Engine{spec: cfg.Spec, run: cfg.Spec.RunID(), self: cfg.Self, sign: cfg.Sign, verify: cfg.Verify, app: cfg.App,
 		policy: PolicyOf(cfg.Spec), d: d,
 		joins: map[PeerID]*JoinRequest{}, verdicts: map[verdictKey]*VerdictMsg{}, equivs: map[PeerID]*Equivocation{},
+		rulings: map[verdictKey]Ruling{}, lies: map[PeerID]*VerdictMsg{},
 		history: map[uint64]*record{}, resid: map[PeerID]residMark{}, helped: map[uint64]time.Duration{}, sigs: map[[32]byte]bool{}}
 	if err := e.loadChain(st, chain); err != nil {
 		return nil, err
@@ -271,7 +280,7 @@ func (e *Engine) loadChain(st State, chain []Link) error {
 			e.chain = append(e.chain, l.Link)
 		}
 		if v.Round+keptHistory >= st.Round {
-			e.remember(&l.Commit, l.voters)
+			e.remember(&l.Commit, l.voters, nil)
 			if v.NextVoters != v.Voters {
 				e.history[v.Round].next = l.NextVoters
 			}
@@ -319,6 +328,16 @@ func (e *Engine) enterRound() {
 	for k := range e.verdicts {
 		if k.round+keptHistory < e.round {
 			delete(e.verdicts, k)
+		}
+	}
+	for k := range e.rulings {
+		if k.round+keptHistory < e.round {
+			delete(e.rulings, k)
+		}
+	}
+	for p, x := range e.lies {
+		if !e.members.Has(p) || x.Round+keptHistory < e.round {
+			delete(e.lies, p)
 		}
 	}
 	for p := range e.equivs {
@@ -412,8 +431,8 @@ func (e *Engine) retransmit() {
 // Ready returns and clears what the engine wants done.
 func (e *Engine) Ready() Ready {
 	r := Ready{Publish: e.out, Train: e.train, FetchUpdates: e.fetch, FetchProof: e.fetchProof, FetchState: e.fetchState,
-		Decided: e.decided, Events: e.events}
-	e.out, e.train, e.fetch, e.fetchProof, e.fetchState, e.decided, e.events = nil, nil, nil, nil, nil, nil, nil
+		Referee: e.referee, Decided: e.decided, Events: e.events}
+	e.out, e.train, e.fetch, e.fetchProof, e.fetchState, e.referee, e.decided, e.events = nil, nil, nil, nil, nil, nil, nil, nil
 	return r
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/verify/spot"
 )
 
 // Unit tests of the engine's branches: every way a message can be refused,
@@ -55,6 +56,8 @@ type fx struct {
 	ids  []PeerID
 	e    []*Engine
 	reqs map[int]*TrainRequest // train requests not answered yet
+	// rule is every engine's referee (nil: every failed verdict upheld).
+	rule func(i int, r RefereeRequest) Ruling
 }
 
 func newFx(t *testing.T, n int, tune func(*runspec.Spec)) *fx {
@@ -153,6 +156,14 @@ func (f *fx) sync(upTo uint64) int {
 			if r := f.reqs[i]; r != nil && r.Round <= upTo {
 				f.reqs[i] = nil
 				e.Trained(f.update(f.ids[i], r.Round, r.Base, byte(i)))
+				moved = true
+			}
+			for _, r := range rd.Referee {
+				ruling := Upheld
+				if f.rule != nil {
+					ruling = f.rule(i, r)
+				}
+				e.Rule(r.Verdict, ruling)
 				moved = true
 			}
 			for _, m := range rd.Publish {
@@ -443,14 +454,23 @@ func TestVerdictsAndEvidence(t *testing.T) {
 		peer, challenger PeerID
 		seg              int
 	}
-	for id, c := range rec.draws {
-		id := id
+	for k, c := range rec.draws {
+		if k.challenger == "p1" || PeerID(c.Peer) == "p1" {
+			continue // p1 equivocates below
+		}
+		id := k.update
 		ch = &id
 		drawn.peer, drawn.challenger, drawn.seg = PeerID(c.Peer), PeerID(c.Challenger), c.Segment
 		break
 	}
+	if ch == nil {
+		t.Fatal("no challenge drawn outside p1")
+	}
 	verdict := func(from PeerID, id Hash, accused PeerID, seg int, pass bool) *VerdictMsg {
 		x := &VerdictMsg{Round: 0, Update: id, Accused: accused, Segment: seg, From: from, Pass: pass, Reason: "r"}
+		if !pass {
+			x.Fault = FaultSilent
+		}
 		x.Sig = testSign(from)(VerdictSignBytes(f.run(), x))
 		return x
 	}
@@ -458,20 +478,17 @@ func TestVerdictsAndEvidence(t *testing.T) {
 	x := verdict(drawn.challenger, *ch, drawn.peer, drawn.seg, false)
 	x.Sig = []byte("x")
 	want(t, "forged", e.StepVerdict(x), Reject, "bad signature")
-	want(t, "undrawn update", e.StepVerdict(verdict(drawn.challenger, Hash{7}, drawn.peer, 0, false)), Reject, "did not draw")
-	wrong := PeerID("p0")
-	if wrong == drawn.challenger || wrong == drawn.peer {
-		wrong = "p1"
-	}
-	if wrong == drawn.challenger || wrong == drawn.peer {
-		wrong = "p2"
-	}
-	want(t, "wrong challenger", e.StepVerdict(verdict(wrong, *ch, drawn.peer, drawn.seg, false)), Reject, "the beacon drew")
-	want(t, "wrong accused", e.StepVerdict(verdict(drawn.challenger, *ch, wrong, drawn.seg, false)), Reject, "'s")
-	want(t, "a future round", e.StepVerdict(&VerdictMsg{Round: 9, Update: *ch, Accused: drawn.peer, From: drawn.challenger,
-		Sig: testSign(drawn.challenger)(VerdictSignBytes(f.run(), &VerdictMsg{Round: 9, Update: *ch, Accused: drawn.peer, From: drawn.challenger}))}), Ignore, "verdict on round")
-	cur := &VerdictMsg{Round: e.Round(), Update: *ch, Accused: drawn.peer, From: drawn.challenger}
-	cur.Sig = testSign(drawn.challenger)(VerdictSignBytes(f.run(), cur))
+	noFault := verdict(drawn.challenger, *ch, drawn.peer, drawn.seg, false)
+	noFault.Fault = FaultNone
+	noFault.Sig = testSign(drawn.challenger)(VerdictSignBytes(f.run(), noFault))
+	want(t, "a failure without a fault", e.StepVerdict(noFault), Reject, "a failure without one")
+	want(t, "an outsider's undrawn verdict", e.StepVerdict(verdict("x", *ch, drawn.peer, drawn.seg, false)), Reject, "not a member")
+	want(t, "a future round", e.StepVerdict(&VerdictMsg{Round: 9, Update: *ch, Accused: drawn.peer, From: drawn.challenger, Pass: true,
+		Sig: testSign(drawn.challenger)(VerdictSignBytes(f.run(), &VerdictMsg{Round: 9, Update: *ch, Accused: drawn.peer, From: drawn.challenger, Pass: true}))}), Ignore, "verdict on round")
+	// (From an outsider: once judged, a verdict no draw backs excludes a
+	// member that signs it; see TestFalseVerdicts.)
+	cur := &VerdictMsg{Round: e.Round(), Update: *ch, Accused: drawn.peer, From: "x", Pass: true}
+	cur.Sig = testSign("x")(VerdictSignBytes(f.run(), cur))
 	want(t, "this round, not decided yet", e.StepVerdict(cur), Ignore, "kept")
 	fail := verdict(drawn.challenger, *ch, drawn.peer, drawn.seg, false)
 	// A proposer that carries a verdict the challenger never signed: the
@@ -482,6 +499,13 @@ func TestVerdictsAndEvidence(t *testing.T) {
 		t.Errorf("a value with a forged verdict: %v", err)
 	}
 	want(t, "ok", e.StepVerdict(fail), Accept, "")
+	if r, ok := e.Ruled(fail); !ok || r != Pending {
+		t.Fatalf("a silent-accused verdict is %v before the referee reports", r)
+	}
+	if rd := e.Ready(); len(rd.Referee) != 1 || rd.Referee[0].Verdict != fail || rd.Referee[0].Update == nil || rd.Referee[0].Update.From != drawn.peer {
+		t.Fatalf("referee requests %+v, want the failed verdict with the accused's update", rd.Referee)
+	}
+	e.Rule(fail, Upheld)
 	want(t, "duplicate", e.StepVerdict(verdict(drawn.challenger, *ch, drawn.peer, drawn.seg, false)), Ignore, "duplicate")
 	want(t, "conflicting", e.StepVerdict(verdict(drawn.challenger, *ch, drawn.peer, drawn.seg, true)), Reject, "conflicting")
 	old := verdict(drawn.challenger, *ch, drawn.peer, drawn.seg, true)
@@ -549,7 +573,7 @@ func TestVerdictsAndEvidence(t *testing.T) {
 	}
 	st, _ := src.ServeState(j.want.Hash)
 	if err := j.Restore(st); err != nil || j.Hash() != src.Hash() || len(j.Voters()) != len(live) {
-		t.Fatalf("restore across a voter change: %v", err)
+		t.Fatalf("restore across a voter change: %v (hash %s/%s, voters %v, live %v)", err, j.Hash().Short(), src.Hash().Short(), j.Voters(), live)
 	}
 	// A link certified by the old voters does not check against the new.
 	late := f.engine("p8", &st)
@@ -633,7 +657,7 @@ func TestValueValidity(t *testing.T) {
 		{"a forged admission", "bad signature", mut(func(v *Value) { j := join("x", 0); j.Sig[0] ^= 1; v.Admit = []JoinRequest{j} })},
 		{"a stale admission", "stale", mut(func(v *Value) { v.Admit = []JoinRequest{join("x", 40)} })},
 		{"an undrawn verdict", "not in this node's history", mut(func(v *Value) {
-			v.Verdicts = []VerdictMsg{{Round: 0, Update: Hash{1}, Accused: "p1", From: "p2"}}
+			v.Verdicts = []VerdictMsg{{Round: 0, Update: Hash{1}, Accused: "p1", From: "p2", Pass: true}}
 		})},
 		{"a bad proof", "equivocation", mut(func(v *Value) {
 			a := f.vote("p1", KindPrevote, 0, 0, Hash{1})
@@ -977,4 +1001,92 @@ func TestStatus(t *testing.T) {
 	e.StepUpdate(late)
 	e.Ready()
 	has("checked once the update came", "3 updates", "(invalid: the updates lead to")
+}
+
+// TestFalseVerdicts: a challenger's failed verdict that the referee
+// overturns, and a member's verdict that no draw backs, each exclude
+// their signer and not the accused; a voter whose referee finds otherwise,
+// or has not finished, does not vote for the value.
+func TestFalseVerdicts(t *testing.T) {
+	f := newFx(t, 7, nil)
+	f.rule = func(int, RefereeRequest) Ruling { return Overturned } // every accused is honest here
+	f.decideRound()
+	e := f.e[0]
+	rec := e.history[0]
+	var d spot.Challenge
+	for _, c := range rec.draws {
+		if c.Challenger != "p0" && c.Peer != "p0" {
+			d = c
+			break
+		}
+	}
+	accused, accuser := PeerID(d.Peer), PeerID(d.Challenger)
+	var liar PeerID // a member the beacon did not draw for that update
+	for _, p := range f.ids {
+		if _, drawn := rec.draws[drawKey{Hash(d.Update), p}]; !drawn && p != accused && p != "p0" {
+			liar = p
+			break
+		}
+	}
+	u := rec.updates[Hash(d.Update)]
+	lo, hi := segmentSteps(f.spec, d.Segment)
+	ans := &Answer{Round: 0, Update: Hash(d.Update), Segment: d.Segment, Leaves: make([]Hash, hi-lo)}
+	ans.Leaves[len(ans.Leaves)-1] = u.Segments[d.Segment]
+	ans.Sig = testSign(accused)(AnswerSignBytes(f.run(), ans))
+	step := &VerdictMsg{Round: 0, Update: Hash(d.Update), Accused: accused, Segment: d.Segment, From: accuser, Reason: "made up", Fault: FaultStep, Step: lo + 1, Answer: ans}
+	step.Sig = testSign(accuser)(VerdictSignBytes(f.run(), step))
+	undrawn := &VerdictMsg{Round: 0, Update: Hash(d.Update), Accused: accused, Segment: d.Segment, From: liar, Reason: "made up", Fault: FaultSilent}
+	undrawn.Sig = testSign(liar)(VerdictSignBytes(f.run(), undrawn))
+	// An answer the accused never signed makes the verdict a lie on its face.
+	forgedAns := *ans
+	forgedAns.Sig = testSign(accuser)(AnswerSignBytes(f.run(), ans))
+	forged := *step
+	forged.Answer, forged.Step = &forgedAns, lo+2
+	forged.Sig = testSign(accuser)(VerdictSignBytes(f.run(), &forged))
+	want(t, "a forged answer", e.StepVerdict(&forged), Accept, "")
+	if e.lies[accuser] == nil {
+		t.Fatal("a verdict with a forged answer is not taken as its signer's lie")
+	}
+	delete(e.lies, accuser) // the rest of the test referees its step claim
+	for i, o := range f.e {
+		want(t, fmt.Sprintf("peer %d: the step claim", i), o.StepVerdict(step), Accept, "")
+		want(t, fmt.Sprintf("peer %d: the undrawn claim", i), o.StepVerdict(undrawn), Accept, "")
+	}
+	if e.lies[liar] == nil {
+		t.Fatal("an undrawn verdict is not taken as its signer's lie")
+	}
+	f.sync(0) // the referees report; nobody trains round 1 yet
+	v, _ := e.buildValue()
+	if v == nil || len(v.Overturned) != 2 || len(v.Verdicts) != 0 {
+		t.Fatalf("the value carries %v", v)
+	}
+	// Another voter whose referee upholds the step claim, or is still at it.
+	o := f.e[1]
+	o.rulings[step.key()] = Upheld
+	if c := o.checkRulings(v); c == nil || !strings.Contains(c.reason, "upheld here") {
+		t.Errorf("a voter that upholds the claim: %+v", c)
+	}
+	o.rulings[step.key()] = Pending
+	if c := o.checkRulings(v); c == nil || !c.pending {
+		t.Errorf("a voter still refereeing: %+v", c)
+	}
+	o.rulings[step.key()] = Overturned
+	if c := o.checkRulings(v); c != nil {
+		t.Errorf("a voter that overturns it too: %+v", c)
+	}
+	f.decideRound()
+	if x := e.history[1].commit.Value; len(x.Overturned) != 2 {
+		t.Fatalf("round 1 decided %v", x)
+	}
+	m := e.Members()
+	if !m.IsExcluded(accuser) || !m.IsExcluded(liar) || m.IsExcluded(accused) || !m.Has(accused) {
+		t.Fatalf("excluded %v, want %s and %s, not %s", m.Excluded, accuser, liar, accused)
+	}
+	// Voters that did not referee a decided value still apply it: its
+	// certificate is the quorum's finding.
+	for i, x := range f.e {
+		if x.Hash() != e.Hash() {
+			t.Errorf("peer %d is at %s, peer 0 at %s", i, x.Hash().Short(), e.Hash().Short())
+		}
+	}
 }

@@ -114,8 +114,81 @@ func JoinSignBytes(run RunID, j *JoinRequest) []byte {
 	return e.b
 }
 
+// Fault is what a failed verdict claims, and so what a referee checks.
+type Fault uint8
+
+// Faults. A pass claims none.
+const (
+	FaultNone Fault = iota
+	// FaultStep: one inner step of the accused's signed answer does not
+	// follow from the state before it. The referee re-executes that one
+	// step from the state hashing to the leaf before (the segment's
+	// committed start for its first step) and compares.
+	FaultStep
+	// FaultLink: the committed final state and residual do not compress to
+	// the payload (or the residual after it). The referee redoes the
+	// compression.
+	FaultLink
+	// FaultAnswer: the accused's signed answer contradicts its own
+	// commitment (its segment's last leaf is not the committed root, or it
+	// has the wrong number of leaves). The referee needs no computation.
+	FaultAnswer
+	// FaultSilent: no valid answer reached the challenger in time. Each
+	// referee asks the accused itself: a quorum of voters must have found
+	// it silent too, so a challenger cannot fake "no answer".
+	FaultSilent
+	// FaultSegment: in runs with a tolerance (peers on different engines,
+	// where no step is bit-exact), re-executing the whole segment from its
+	// committed start lands farther than the tolerance from its committed
+	// end. The referee re-executes the segment.
+	FaultSegment
+	faultEnd
+)
+
+func (f Fault) String() string {
+	if f >= faultEnd {
+		return fmt.Sprintf("fault(%d)", uint8(f))
+	}
+	return [...]string{"none", "step", "link", "answer", "silent", "segment"}[f]
+}
+
+// Answer is the accused's signed answer to a challenge on segment Segment
+// of its update Update: the hash of its trainer's state after each inner
+// step of the segment (trainer.Snapshot.Hash). The answer's other parts
+// (the start and final states, the residual) are bound by the update's
+// commitments already; these leaves are what narrows a dispute to a single
+// step, and the signature makes them the accused's word.
+type Answer struct {
+	Round   uint64
+	Update  Hash
+	Segment int
+	Leaves  []Hash
+	Sig     []byte
+}
+
+// MaxLeaves bounds an answer's leaves (a segment's inner steps).
+const MaxLeaves = 1 << 16
+
+// AnswerSignBytes is what an accused signs in its answer.
+func AnswerSignBytes(run RunID, a *Answer) []byte {
+	e := newEnc("vtrain/sig/answer/v1\x00")
+	e.b = append(e.b, run[:]...)
+	e.u64(a.Round)
+	e.hash(a.Update)
+	e.u64(uint64(a.Segment))
+	e.u64(uint64(len(a.Leaves)))
+	for _, l := range a.Leaves {
+		e.hash(l)
+	}
+	return e.b
+}
+
 // VerdictMsg is a challenger's signed result of a spot-check: segment
-// Segment of Accused's update Update of round Round, re-executed.
+// Segment of Accused's update Update of round Round, re-executed. A failed
+// verdict is a claim that any member can referee: it names its Fault and
+// carries the accused's signed Answer (except for FaultSilent) and, for
+// FaultStep, the disputed Step (counted in the round's inner steps, in
+// (lo, hi] of the segment).
 type VerdictMsg struct {
 	Round   uint64
 	Update  Hash
@@ -124,6 +197,9 @@ type VerdictMsg struct {
 	From    PeerID
 	Pass    bool
 	Reason  string
+	Fault   Fault
+	Step    int
+	Answer  *Answer
 	Sig     []byte
 }
 
@@ -132,7 +208,7 @@ const MaxReason = 1024
 
 // VerdictSignBytes is what a challenger signs.
 func VerdictSignBytes(run RunID, v *VerdictMsg) []byte {
-	e := newEnc("vtrain/sig/verdict/v1\x00")
+	e := newEnc("vtrain/sig/verdict/v2\x00")
 	e.b = append(e.b, run[:]...)
 	e.u64(v.Round)
 	e.hash(v.Update)
@@ -141,15 +217,45 @@ func VerdictSignBytes(run RunID, v *VerdictMsg) []byte {
 	e.str(string(v.From))
 	e.flag(v.Pass)
 	e.str(v.Reason)
+	e.u8(uint8(v.Fault))
+	e.u64(uint64(v.Step))
+	e.flag(v.Answer != nil)
+	if a := v.Answer; a != nil {
+		e.bytes(AnswerSignBytes(run, a))
+		e.bytes(a.Sig)
+	}
 	return e.b
 }
 
-// key identifies the challenge a verdict answers.
-func (v *VerdictMsg) key() verdictKey { return verdictKey{v.Round, v.Update} }
+// shape checks what a verdict must be whatever the round: a pass claims
+// no fault and carries nothing; a failure names a fault, and carries an
+// answer exactly when the fault rests on one.
+func (v *VerdictMsg) shape() error {
+	switch {
+	case v.From == "" || v.Accused == "" || v.Segment < 0 || v.Segment >= MaxLeaves || len(v.Reason) > MaxReason:
+		return fmt.Errorf("malformed verdict")
+	case v.Fault >= faultEnd:
+		return fmt.Errorf("unknown fault %d", v.Fault)
+	case v.Pass != (v.Fault == FaultNone):
+		return fmt.Errorf("a pass with a fault, or a failure without one")
+	case (v.Answer != nil) != (v.Fault == FaultStep || v.Fault == FaultLink || v.Fault == FaultAnswer || v.Fault == FaultSegment):
+		return fmt.Errorf("a %s verdict with or without an answer", v.Fault)
+	case v.Fault != FaultStep && v.Step != 0 || v.Step < 0:
+		return fmt.Errorf("a step on a %s verdict", v.Fault)
+	case v.Answer != nil && len(v.Answer.Leaves) > MaxLeaves:
+		return fmt.Errorf("oversize answer")
+	}
+	return nil
+}
+
+// key identifies the challenge a verdict answers: a round's update, as
+// one of its challengers checked it.
+func (v *VerdictMsg) key() verdictKey { return verdictKey{v.Round, v.Update, v.From} }
 
 type verdictKey struct {
 	round  uint64
 	update Hash
+	from   PeerID
 }
 
 // Equivocation is proof that a voter signed two different votes of one

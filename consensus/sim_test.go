@@ -305,6 +305,11 @@ func TestSimByzantine(t *testing.T) {
 				if st.name == "equivocate" && excluded == 0 {
 					t.Errorf("no equivocator excluded in %d seeds", seeds)
 				}
+				// A signed verdict no draw backs is a lie on its face:
+				// every accuser of undrawn updates is excluded.
+				if st.name == "accuse-undrawn" && excluded != seeds {
+					t.Errorf("accusers of undrawn updates excluded in %d of %d seeds", excluded, seeds)
+				}
 				t.Logf("%s n=%d, %d seeds: safe, live; slowest finish %.0fs after heal; Byzantine excluded in %d", st.name, n, seeds, worst.Seconds(), excluded)
 			})
 		}

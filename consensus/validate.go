@@ -24,6 +24,19 @@ func bad(format string, a ...any) *check { return &check{reason: fmt.Sprintf(for
 // from the same certified state and the same updates, because everything a
 // value relies on is in it or bound by the IDs it names.
 func (e *Engine) check(v *Value) *check {
+	c := e.checkValue(v)
+	if !c.ok || c.pending {
+		return c
+	}
+	if r := e.checkRulings(v); r != nil {
+		return r
+	}
+	return c
+}
+
+// checkValue is check without this node's rulings: what a decided value
+// must pass to be applied here (its quorum refereed its verdicts).
+func (e *Engine) checkValue(v *Value) *check {
 	a := e.ag
 	id := v.ID(e.run)
 	if c, ok := a.checks[id]; ok && !c.pending {
@@ -32,6 +45,50 @@ func (e *Engine) check(v *Value) *check {
 	c := e.validate(v)
 	a.checks[id] = c
 	return c
+}
+
+// checkRulings returns nil when this node's referee upholds every failed
+// verdict the value acts on and overturns every verdict it calls false
+// (beyond those false on their face); else why not, or pending while the
+// referee works. A verdict first seen in the value is taken in and
+// refereed now.
+func (e *Engine) checkRulings(v *Value) *check {
+	pending := 0
+	need := func(x *VerdictMsg, want Ruling) *check {
+		r, ok := e.rulings[x.key()]
+		if !ok {
+			e.intake(x)
+			r, ok = e.rulings[x.key()]
+		}
+		switch {
+		case !ok:
+			return bad("verdict by %s on %s: not refereed here", x.From, x.Accused)
+		case r == Pending:
+			pending++
+		case r != want:
+			return bad("verdict by %s on %s: %s here, the value says %s", x.From, x.Accused, r, want)
+		}
+		return nil
+	}
+	for i := range v.Verdicts {
+		if x := &v.Verdicts[i]; !x.Pass {
+			if c := need(x, Upheld); c != nil {
+				return c
+			}
+		}
+	}
+	for i := range v.Overturned {
+		x := &v.Overturned[i]
+		if plain, _ := e.checkLie(x); !plain {
+			if c := need(x, Overturned); c != nil {
+				return c
+			}
+		}
+	}
+	if pending > 0 {
+		return &check{pending: true, reason: fmt.Sprintf("%d verdicts being refereed", pending)}
+	}
+	return nil
 }
 
 func (e *Engine) validate(v *Value) *check {
@@ -93,6 +150,17 @@ func (e *Engine) validate(v *Value) *check {
 	for i := range v.Verdicts {
 		if err := e.checkVerdict(&v.Verdicts[i], true); err != nil {
 			return bad("verdict on %s: %v", v.Verdicts[i].Accused, err)
+		}
+	}
+	liars := map[PeerID]bool{}
+	for i := range v.Overturned {
+		x := &v.Overturned[i]
+		if liars[x.From] {
+			return bad("two false verdicts by %s", x.From)
+		}
+		liars[x.From] = true
+		if _, err := e.checkLie(x); err != nil {
+			return bad("false verdict by %s: %v", x.From, err)
 		}
 	}
 	for i := range v.Evidence {
@@ -209,12 +277,18 @@ func (e *Engine) buildValue() (*Value, *check) {
 		v.Admit = append(v.Admit, *j)
 	}
 	slices.SortFunc(v.Admit, func(a, b JoinRequest) int { return cmpPeer(a.From, b.From) })
-	for _, x := range e.verdicts {
-		if e.checkVerdict(x, true) == nil && len(v.Verdicts) < 4*maxPeers {
+	for k, x := range e.verdicts {
+		if e.checkVerdict(x, true) == nil && len(v.Verdicts) < 4*maxPeers && (x.Pass || e.rulings[k] == Upheld) {
 			v.Verdicts = append(v.Verdicts, *x)
 		}
 	}
 	slices.SortFunc(v.Verdicts, func(a, b VerdictMsg) int { return verdictCmp(&a, &b) })
+	for _, x := range e.lies {
+		if _, err := e.checkLie(x); err == nil {
+			v.Overturned = append(v.Overturned, *x)
+		}
+	}
+	slices.SortFunc(v.Overturned, func(a, b VerdictMsg) int { return verdictCmp(&a, &b) })
 	for _, q := range e.equivs {
 		if e.checkEquivocation(q) == nil {
 			v.Evidence = append(v.Evidence, *q)

@@ -27,7 +27,8 @@ type Value struct {
 	Voters     Hash        // VotersDigest of Round's voters: the set whose quorum certifies this value
 	Updates    []UpdateRef // sorted by ID
 	Admit      []JoinRequest
-	Verdicts   []VerdictMsg   // sorted by round, then update
+	Verdicts   []VerdictMsg   // passes and upheld failures, sorted by round, update, signer
+	Overturned []VerdictMsg   // false verdicts (their signers are excluded), sorted likewise
 	Evidence   []Equivocation // sorted by signer
 	Next       Hash           // the state hash of Round+1
 	NextVoters Hash           // VotersDigest of Round+1's voters
@@ -35,7 +36,7 @@ type Value struct {
 
 // ID is the value's identity, what votes and certificates name.
 func (v *Value) ID(run RunID) Hash {
-	e := newEnc("vtrain/value/v1\x00")
+	e := newEnc("vtrain/value/v2\x00")
 	e.b = append(e.b, run[:]...)
 	e.u64(v.Round)
 	e.hash(v.Base)
@@ -57,6 +58,11 @@ func (v *Value) ID(run RunID) Hash {
 		e.bytes(VerdictSignBytes(run, &v.Verdicts[i]))
 		e.bytes(v.Verdicts[i].Sig)
 	}
+	e.u64(uint64(len(v.Overturned)))
+	for i := range v.Overturned {
+		e.bytes(VerdictSignBytes(run, &v.Overturned[i]))
+		e.bytes(v.Overturned[i].Sig)
+	}
 	e.u64(uint64(len(v.Evidence)))
 	for i := range v.Evidence {
 		for _, x := range []*Vote{&v.Evidence[i].A, &v.Evidence[i].B} {
@@ -70,13 +76,17 @@ func (v *Value) ID(run RunID) Hash {
 }
 
 // Excluded returns the peers the value excludes, sorted: the accused of
-// its failed verdicts and the signers of its equivocation proofs.
+// its failed verdicts, the signers of its overturned ones and the signers
+// of its equivocation proofs.
 func (v *Value) Excluded() []PeerID {
 	var out []PeerID
 	for _, x := range v.Verdicts {
 		if !x.Pass {
 			out = append(out, x.Accused)
 		}
+	}
+	for _, x := range v.Overturned {
+		out = append(out, x.From)
 	}
 	for _, q := range v.Evidence {
 		out = append(out, q.A.From)
@@ -92,7 +102,7 @@ const maxPeers = 4096
 // checkShape checks what can be checked of a value without the round's
 // state: sizes, order and uniqueness.
 func (v *Value) checkShape() error {
-	if len(v.Updates) > maxPeers || len(v.Admit) > maxPeers || len(v.Verdicts) > 4*maxPeers || len(v.Evidence) > maxPeers {
+	if len(v.Updates) > maxPeers || len(v.Admit) > maxPeers || len(v.Verdicts) > 4*maxPeers || len(v.Overturned) > maxPeers || len(v.Evidence) > maxPeers {
 		return fmt.Errorf("oversize value")
 	}
 	for i := 1; i < len(v.Updates); i++ {
@@ -110,6 +120,20 @@ func (v *Value) checkShape() error {
 			return fmt.Errorf("verdicts not strictly sorted")
 		}
 	}
+	for i := 1; i < len(v.Overturned); i++ {
+		if verdictCmp(&v.Overturned[i-1], &v.Overturned[i]) >= 0 {
+			return fmt.Errorf("overturned verdicts not strictly sorted")
+		}
+	}
+	seen := map[verdictKey]bool{}
+	for i := range v.Verdicts {
+		seen[v.Verdicts[i].key()] = true
+	}
+	for i := range v.Overturned {
+		if seen[v.Overturned[i].key()] {
+			return fmt.Errorf("a verdict both kept and overturned")
+		}
+	}
 	for i := 1; i < len(v.Evidence); i++ {
 		if v.Evidence[i-1].A.From >= v.Evidence[i].A.From {
 			return fmt.Errorf("equivocation proofs not strictly sorted")
@@ -122,9 +146,12 @@ func verdictCmp(a, b *VerdictMsg) int {
 	if c := cmp.Compare(a.Round, b.Round); c != 0 {
 		return c
 	}
-	return bytes.Compare(a.Update[:], b.Update[:])
+	if c := bytes.Compare(a.Update[:], b.Update[:]); c != 0 {
+		return c
+	}
+	return cmpPeer(a.From, b.From)
 }
 
 func (v *Value) String() string {
-	return fmt.Sprintf("round %d: %d updates, %d admitted, %d verdicts, %d equivocations → %s", v.Round, len(v.Updates), len(v.Admit), len(v.Verdicts), len(v.Evidence), v.Next.Short())
+	return fmt.Sprintf("round %d: %d updates, %d admitted, %d verdicts, %d overturned, %d equivocations → %s", v.Round, len(v.Updates), len(v.Admit), len(v.Verdicts), len(v.Overturned), len(v.Evidence), v.Next.Short())
 }

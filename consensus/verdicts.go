@@ -10,11 +10,47 @@ import (
 // record is a decided round as the engine keeps it for a while: to check
 // verdicts and equivocation proofs about it, and to help peers that lag.
 type record struct {
-	commit Commit
-	voters []PeerID
-	next   []PeerID // the next round's voters, when they changed
-	beacon Hash
-	draws  map[Hash]spot.Challenge // the challenges drawn, by update ID
+	commit  Commit
+	voters  []PeerID
+	next    []PeerID // the next round's voters, when they changed
+	beacon  Hash
+	draws   map[drawKey]spot.Challenge // the challenges drawn, by update and challenger
+	updates map[Hash]*Update           // the aggregated updates (nil for a decision adopted, not applied)
+}
+
+type drawKey struct {
+	update     Hash
+	challenger PeerID
+}
+
+// Ruling is a referee's finding on a failed verdict.
+type Ruling uint8
+
+// Rulings.
+const (
+	// Pending: the referee's check is running.
+	Pending Ruling = iota
+	// Upheld: the accused is at fault; a value may exclude it.
+	Upheld
+	// Overturned: the claim is false; a value may exclude its signer.
+	Overturned
+	// Lapsed: nobody is proven at fault here (the accused answered this
+	// referee where the challenger said it was silent, or this node
+	// cannot judge: it adopted that round rather than applying it, or no
+	// longer holds what the check needs). The verdict acts on no one.
+	Lapsed
+)
+
+func (r Ruling) String() string {
+	return [...]string{"pending", "upheld", "overturned", "lapsed"}[r]
+}
+
+// RefereeRequest asks the driver to referee a failed verdict (see Fault)
+// on Update, an update of a round this engine applied, and to report with
+// [Engine.Rule].
+type RefereeRequest struct {
+	Verdict *VerdictMsg
+	Update  *Update
 }
 
 // SpotPolicy returns the run's challenge policy.
@@ -23,14 +59,15 @@ func (e *Engine) SpotPolicy() spot.Policy { return SpotPolicyOf(e.spec) }
 // SpotPolicyOf returns a spec's challenge policy.
 func SpotPolicyOf(spec runspec.Spec) spot.Policy {
 	v := spec.Verify
-	return spot.Policy{Rate: v.Rate, NewcomerRate: v.NewcomerRate, Segments: spec.Segments()}
+	return spot.Policy{Rate: v.Rate, NewcomerRate: v.NewcomerRate, Segments: spec.Segments(), Challengers: v.Challengers}
 }
 
 // Draw returns the beacon of a decided value and the challenges it draws:
 // each aggregated update at its author's rate (the newcomer rate during
-// probation, as the value states and its voters checked), a segment, and a
-// challenger among the round's other authors. Every honest node and every
-// auditor computes the same draw from the value alone.
+// probation, as the value states and its voters checked), and for each
+// drawn update verify.challengers distinct challengers among the round's
+// other authors, each with a segment. Every honest node and every auditor
+// computes the same draw from the value alone.
 func Draw(v *Value, p spot.Policy) (Hash, []spot.Challenge) {
 	ids := make([]spot.Hash, len(v.Updates))
 	cands := make([]spot.Candidate, len(v.Updates))
@@ -42,12 +79,21 @@ func Draw(v *Value, p spot.Policy) (Hash, []spot.Challenge) {
 	return b, spot.Select(b, cands, p)
 }
 
-// remember files a decided round in the history.
-func (e *Engine) remember(c *Commit, voters []PeerID) {
+// remember files a decided round in the history, with its updates when
+// this engine applied it (updates is nil for a decision adopted).
+func (e *Engine) remember(c *Commit, voters []PeerID, updates map[Hash]*held) {
 	beacon, chs := Draw(c.Value, e.SpotPolicy())
-	rec := &record{commit: *c, voters: voters, beacon: beacon, draws: map[Hash]spot.Challenge{}}
+	rec := &record{commit: *c, voters: voters, beacon: beacon, draws: map[drawKey]spot.Challenge{}}
 	for _, ch := range chs {
-		rec.draws[Hash(ch.Update)] = ch
+		rec.draws[drawKey{Hash(ch.Update), PeerID(ch.Challenger)}] = ch
+	}
+	if updates != nil {
+		rec.updates = map[Hash]*Update{}
+		for _, r := range c.Value.Updates {
+			if h := updates[r.ID]; h != nil {
+				rec.updates[r.ID] = h.u
+			}
+		}
 	}
 	e.history[c.Value.Round] = rec
 	// The slowest voters' votes arrive just after the quorum's, and their
@@ -78,40 +124,120 @@ func (e *Engine) decidedVerdict(k verdictKey) bool {
 				return true
 			}
 		}
+		for i := range rec.commit.Value.Overturned {
+			if rec.commit.Value.Overturned[i].key() == k {
+				return true
+			}
+		}
 	}
 	return false
 }
 
-// checkVerdict checks a verdict against the draw of its round: the beacon
-// drew that update, that segment and that challenger, no decided value
-// carries a verdict on it yet, and the challenger signed it.
+// checkDraw checks a verdict against the draw of its round: the beacon
+// drew that update, that challenger and that segment, and a failure's
+// answer is the accused's signed answer to that challenge, with a step
+// inside the segment. A signed verdict that fails it is a lie its signer
+// told (see StepVerdict). It needs the round in the history.
+func (e *Engine) checkDraw(x *VerdictMsg, rec *record) error {
+	ch, ok := rec.draws[drawKey{x.Update, x.From}]
+	switch {
+	case !ok:
+		return fmt.Errorf("the beacon of round %d did not draw %s to check update %s", x.Round, x.From, x.Update.Short())
+	case PeerID(ch.Peer) != x.Accused:
+		return fmt.Errorf("update %s of round %d is %s's", x.Update.Short(), x.Round, ch.Peer)
+	case ch.Segment != x.Segment:
+		return fmt.Errorf("the beacon drew segment %d, not %d", ch.Segment, x.Segment)
+	}
+	if a := x.Answer; a != nil {
+		if a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment || !e.checkSig(x.Accused, AnswerSignBytes(e.run, a), a.Sig) {
+			return fmt.Errorf("the answer it carries is not %s's answer to this challenge", x.Accused)
+		}
+	}
+	if x.Fault == FaultStep {
+		if lo, hi := segmentSteps(e.spec, x.Segment); x.Step <= lo || x.Step > hi {
+			return fmt.Errorf("step %d is outside segment %d (steps %d..%d)", x.Step, x.Segment, lo+1, hi)
+		}
+	}
+	return nil
+}
+
+// segmentSteps is trainer.SegmentSteps: segment seg spans inner steps
+// [lo, hi).
+func segmentSteps(spec runspec.Spec, seg int) (lo, hi int) {
+	k := spec.SegmentLen()
+	return seg * k, min((seg+1)*k, spec.Inner.Steps)
+}
+
+// contradicts reports whether a verdict's answer contradicts the update's
+// commitment: the wrong number of leaves, or a last leaf that is not the
+// segment's committed root. That is the accused's own signed word against
+// its own signed update: no computation needed.
+func (e *Engine) contradicts(x *VerdictMsg, u *Update) bool {
+	lo, hi := segmentSteps(e.spec, x.Segment)
+	a := x.Answer
+	return len(a.Leaves) != hi-lo || x.Segment >= len(u.Segments) || a.Leaves[len(a.Leaves)-1] != u.Segments[x.Segment]
+}
+
+// checkVerdict checks what a value's verdict must be whatever this node's
+// rulings: signed, of a recent decided round, true to the draw, and not
+// already decided.
 func (e *Engine) checkVerdict(x *VerdictMsg, sig bool) error {
 	rec := e.history[x.Round]
+	if err := x.shape(); err != nil {
+		return err
+	}
 	if rec == nil {
 		return fmt.Errorf("round %d is not in this node's history", x.Round)
 	}
-	ch, ok := rec.draws[x.Update]
-	switch {
-	case !ok:
-		return fmt.Errorf("the beacon of round %d did not draw update %s", x.Round, x.Update.Short())
-	case PeerID(ch.Peer) != x.Accused:
-		return fmt.Errorf("update %s of round %d is %s's", x.Update.Short(), x.Round, ch.Peer)
-	case PeerID(ch.Challenger) != x.From || ch.Segment != x.Segment:
-		return fmt.Errorf("the beacon drew %s for segment %d, not %s for segment %d", ch.Challenger, ch.Segment, x.From, x.Segment)
-	case e.decidedVerdict(x.key()):
+	if err := e.checkDraw(x, rec); err != nil {
+		return err
+	}
+	if e.decidedVerdict(x.key()) {
 		return fmt.Errorf("a decided round already carries a verdict on it")
-	case sig && !e.checkSig(x.From, VerdictSignBytes(e.run, x), x.Sig):
+	}
+	if sig && !e.checkSig(x.From, VerdictSignBytes(e.run, x), x.Sig) {
 		return fmt.Errorf("bad signature")
 	}
 	return nil
 }
 
-// StepVerdict processes a challenger's verdict: accepted when it answers a
-// challenge the beacon drew of a recent decided round, from the challenger
-// drawn; the next value carries it (a failed one excludes the accused).
+// checkLie checks what a value's overturned verdict must be whatever this
+// node's rulings: signed by a member not excluded, a failure or a claim
+// about a recent decided round, not already decided. It reports whether
+// the verdict is false on its face (against the draw), needing no referee.
+func (e *Engine) checkLie(x *VerdictMsg) (plain bool, err error) {
+	rec := e.history[x.Round]
+	switch {
+	case x.shape() != nil:
+		return false, x.shape()
+	case rec == nil:
+		return false, fmt.Errorf("round %d is not in this node's history", x.Round)
+	case !e.members.Has(x.From):
+		return false, fmt.Errorf("its signer %s is not a member", x.From)
+	case e.decidedVerdict(x.key()):
+		return false, fmt.Errorf("a decided round already carries it")
+	case !e.checkSig(x.From, VerdictSignBytes(e.run, x), x.Sig):
+		return false, fmt.Errorf("bad signature")
+	}
+	if e.checkDraw(x, rec) != nil {
+		return true, nil
+	}
+	if x.Pass {
+		return false, fmt.Errorf("a pass true to the draw is no lie")
+	}
+	return false, nil
+}
+
+// StepVerdict processes a challenger's verdict. A pass the beacon drew is
+// kept for the next value (the ledger records it). A failure the beacon
+// drew is refereed (see Fault): upheld, the next value excludes the
+// accused; overturned, it excludes the signer. A signed verdict that the
+// draw contradicts (an update not drawn, another challenger, another
+// segment, an answer the accused did not sign) is a lie on its face: it is
+// forwarded as the proof, and the next value excludes its signer.
 func (e *Engine) StepVerdict(x *VerdictMsg) Decision {
-	if x.From == "" || x.Accused == "" || x.Segment < 0 || len(x.Reason) > MaxReason {
-		return invalid("malformed verdict")
+	if err := x.shape(); err != nil {
+		return invalid("%v", err)
 	}
 	if !e.checkSig(x.From, VerdictSignBytes(e.run, x), x.Sig) {
 		return invalid("bad signature on a verdict from %s", x.From)
@@ -125,30 +251,85 @@ func (e *Engine) StepVerdict(x *VerdictMsg) Decision {
 		e.lateVerdicts = append(e.lateVerdicts, x)
 		return kept("verdict on round %d: not decided here yet (kept)", x.Round)
 	}
-	if e.history[x.Round] == nil {
+	d := e.intake(x)
+	if d.OK() {
+		e.progress()
+	}
+	return d
+}
+
+// intake files a verdict whose signature is checked.
+func (e *Engine) intake(x *VerdictMsg) Decision {
+	rec := e.history[x.Round]
+	if rec == nil {
 		return ignore("verdict on round %d: not in this node's history", x.Round)
 	}
-	if prev, ok := e.verdicts[x.key()]; ok {
-		if prev.From == x.From && prev.Pass == x.Pass && prev.Reason == x.Reason {
+	k := x.key()
+	if prev, ok := e.verdicts[k]; ok {
+		if string(VerdictSignBytes(e.run, prev)) == string(VerdictSignBytes(e.run, x)) {
 			return ignore("duplicate verdict")
 		}
 		return reject("conflicting verdict from %s on update %s", x.From, x.Update.Short())
 	}
-	if err := e.checkVerdict(x, false); err != nil {
-		if e.decidedVerdict(x.key()) {
-			return ignore("verdict already decided")
+	if l, ok := e.lies[x.From]; ok && l.key() == k {
+		return ignore("duplicate verdict")
+	}
+	if e.decidedVerdict(k) {
+		return ignore("verdict already decided")
+	}
+	if err := e.checkDraw(x, rec); err != nil {
+		if !e.members.Has(x.From) {
+			return reject("verdict from %s, not a member: %v", x.From, err)
 		}
-		return reject("verdict from %s: %v", x.From, err)
+		if e.lies[x.From] == nil {
+			e.lies[x.From] = x
+			e.logf("round %d: %s signed a false verdict: %v", e.round, x.From, err)
+		}
+		return accept()
 	}
 	if len(e.verdicts) >= 4*maxPeers {
 		return ignore("verdicts: full")
 	}
-	e.verdicts[x.key()] = x
+	e.verdicts[k] = x
 	if !x.Pass {
-		e.logf("round %d: %s failed the challenge of its round-%d update (segment %d): %s", e.round, x.Accused, x.Round, x.Segment, x.Reason)
+		u := rec.updates[x.Update]
+		switch {
+		case u == nil:
+			e.rulings[k] = Lapsed // adopted that round, not applied: nothing to judge with
+		case x.Answer != nil && e.contradicts(x, u):
+			e.rulings[k] = Upheld
+		case x.Fault == FaultAnswer:
+			e.rule(x, Overturned)
+		default:
+			e.rulings[k] = Pending
+			e.referee = append(e.referee, RefereeRequest{Verdict: x, Update: u})
+		}
+		e.logf("round %d: %s says %s failed the challenge of its round-%d update (segment %d, %s): %s; %s", e.round, x.From, x.Accused, x.Round, x.Segment, x.Fault, x.Reason, e.rulings[k])
 	}
-	e.progress()
 	return accept()
+}
+
+// Rule reports the driver's finding on a RefereeRequest's verdict.
+func (e *Engine) Rule(x *VerdictMsg, r Ruling) {
+	if e.rulings[x.key()] != Pending || r == Pending {
+		return
+	}
+	e.rule(x, r)
+	e.logf("round %d: refereed %s's verdict on %s's round-%d update: %s", e.round, x.From, x.Accused, x.Round, r)
+	e.progress()
+}
+
+func (e *Engine) rule(x *VerdictMsg, r Ruling) {
+	e.rulings[x.key()] = r
+	if r == Overturned && e.lies[x.From] == nil && e.members.Has(x.From) {
+		e.lies[x.From] = x
+	}
+}
+
+// Ruled returns this engine's ruling on a verdict, and whether it has one.
+func (e *Engine) Ruled(x *VerdictMsg) (Ruling, bool) {
+	r, ok := e.rulings[x.key()]
+	return r, ok
 }
 
 // SubmitVerdict signs and publishes this node's verdict on a challenge it
@@ -162,6 +343,9 @@ func (e *Engine) SubmitVerdict(x *VerdictMsg) Decision {
 	}
 	return d
 }
+
+// SignAnswer signs this node's answer to a challenge on one of its updates.
+func (e *Engine) SignAnswer(a *Answer) { a.Sig = e.sign(AnswerSignBytes(e.run, a)) }
 
 func (e *Engine) takeLateVerdicts() []*VerdictMsg {
 	var now, keep []*VerdictMsg

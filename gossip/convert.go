@@ -203,7 +203,54 @@ func verdictPB(v *consensus.VerdictMsg) (*pb.FullVerdict, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pb.FullVerdict{Round: v.Round, Update: v.Update[:], Accused: acc, Segment: uint32(v.Segment), From: from, Pass: v.Pass, Reason: v.Reason, Sig: v.Sig}, nil
+	return &pb.FullVerdict{Round: v.Round, Update: v.Update[:], Accused: acc, Segment: uint32(v.Segment), From: from, Pass: v.Pass, Reason: v.Reason, Sig: v.Sig,
+		Fault: uint32(v.Fault), Step: uint32(v.Step), Answer: answerPB(v.Answer)}, nil
+}
+
+// maxLeaves bounds an answer's leaves on the wire (a segment's steps).
+const maxLeaves = 1 << 14
+
+func answerPB(a *consensus.Answer) *pb.Answer {
+	if a == nil {
+		return nil
+	}
+	out := &pb.Answer{Sig: a.Sig}
+	for _, l := range a.Leaves {
+		out.Leaves = append(out.Leaves, l[:])
+	}
+	return out
+}
+
+// answerFromPB reads the answer of round's update id, segment seg.
+func answerFromPB(x *pb.Answer, round uint64, id consensus.Hash, seg int) (*consensus.Answer, error) {
+	if x == nil {
+		return nil, nil
+	}
+	if len(x.Leaves) > maxLeaves || len(x.Sig) > 1024 {
+		return nil, fmt.Errorf("%w: oversize answer", ErrWire)
+	}
+	a := &consensus.Answer{Round: round, Update: id, Segment: seg, Sig: x.Sig}
+	for _, b := range x.Leaves {
+		h, err := hash32(b, "answer leaf")
+		if err != nil {
+			return nil, err
+		}
+		a.Leaves = append(a.Leaves, h)
+	}
+	return a, nil
+}
+
+// verdictBody reads the parts of a verdict beyond its header.
+func verdictBody(v *consensus.VerdictMsg, fault, step uint32, ans *pb.Answer) error {
+	if fault > 255 || step > 1<<30 {
+		return fmt.Errorf("%w: malformed verdict", ErrWire)
+	}
+	a, err := answerFromPB(ans, v.Round, v.Update, v.Segment)
+	if err != nil {
+		return err
+	}
+	v.Fault, v.Step, v.Answer = consensus.Fault(fault), int(step), a
+	return nil
 }
 
 func verdictFromPB(x *pb.FullVerdict) (consensus.VerdictMsg, error) {
@@ -222,7 +269,11 @@ func verdictFromPB(x *pb.FullVerdict) (consensus.VerdictMsg, error) {
 	if x.Segment > maxSegments || len(x.Reason) > consensus.MaxReason || len(x.Sig) > 1024 {
 		return consensus.VerdictMsg{}, fmt.Errorf("%w: malformed verdict", ErrWire)
 	}
-	return consensus.VerdictMsg{Round: x.Round, Update: id, Accused: acc, Segment: int(x.Segment), From: from, Pass: x.Pass, Reason: x.Reason, Sig: x.Sig}, nil
+	v := consensus.VerdictMsg{Round: x.Round, Update: id, Accused: acc, Segment: int(x.Segment), From: from, Pass: x.Pass, Reason: x.Reason, Sig: x.Sig}
+	if err := verdictBody(&v, x.Fault, x.Step, x.Answer); err != nil {
+		return consensus.VerdictMsg{}, err
+	}
+	return v, nil
 }
 
 func valuePB(v *consensus.Value) (*pb.Value, error) {
@@ -248,6 +299,13 @@ func valuePB(v *consensus.Value) (*pb.Value, error) {
 		}
 		out.Verdicts = append(out.Verdicts, x)
 	}
+	for i := range v.Overturned {
+		x, err := verdictPB(&v.Overturned[i])
+		if err != nil {
+			return nil, err
+		}
+		out.Overturned = append(out.Overturned, x)
+	}
 	for i := range v.Evidence {
 		q, err := equivocationPB(&v.Evidence[i])
 		if err != nil {
@@ -262,7 +320,7 @@ func valueFromPB(x *pb.Value) (*consensus.Value, error) {
 	if x == nil {
 		return nil, fmt.Errorf("%w: missing value", ErrWire)
 	}
-	if len(x.Updates) > maxList || len(x.Admit) > maxList || len(x.Verdicts) > 4*maxList || len(x.Evidence) > maxList {
+	if len(x.Updates) > maxList || len(x.Admit) > maxList || len(x.Verdicts) > 4*maxList || len(x.Overturned) > maxList || len(x.Evidence) > maxList {
 		return nil, fmt.Errorf("%w: oversize value", ErrWire)
 	}
 	v := &consensus.Value{Round: x.Round}
@@ -303,6 +361,13 @@ func valueFromPB(x *pb.Value) (*consensus.Value, error) {
 			return nil, err
 		}
 		v.Verdicts = append(v.Verdicts, vm)
+	}
+	for _, y := range x.Overturned {
+		vm, err := verdictFromPB(y)
+		if err != nil {
+			return nil, err
+		}
+		v.Overturned = append(v.Overturned, vm)
 	}
 	for _, y := range x.Evidence {
 		q, err := equivocationFromPB(y)

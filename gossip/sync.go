@@ -135,7 +135,29 @@ func (t *Transport) serveSync(s network.Stream) {
 			resp.Error = err.Error()
 			break
 		}
-		resp.Evidence = &pb.Evidence{Start: snapshotPB(ev.Start), End: snapshotPB(ev.End), Final: snapshotPB(&ev.Final), Residual: floatsToBytes(ev.ResidualIn)}
+		resp.Evidence = &pb.Evidence{Start: snapshotPB(ev.Start), End: snapshotPB(ev.End), Final: snapshotPB(&ev.Final), Residual: floatsToBytes(ev.ResidualIn),
+			Answer: answerPB(ev.Answer)}
+	case *pb.SyncRequest_Blob:
+		if string(req.Run) != string(t.run[:]) {
+			resp.Error = "wrong run"
+			break
+		}
+		h, err := hash32(w.Blob.Hash, "blob hash")
+		if err != nil {
+			resp.Error = err.Error()
+			break
+		}
+		id, err := hash32(w.Blob.Update, "update ID")
+		if err != nil || w.Blob.Step < -1 || w.Blob.Step > 1<<30 {
+			resp.Error = "malformed blob request"
+			break
+		}
+		snap, vec, ok := t.server.Blob(BlobRequest{Hash: h, Round: w.Blob.Round, Update: id, Step: int(w.Blob.Step)})
+		if !ok {
+			resp.Error = "not held"
+			break
+		}
+		resp.Snapshot, resp.Vector = snapshotPB(snap), floatsToBytes(vec)
 	case *pb.SyncRequest_Updates:
 		if string(req.Run) != string(t.run[:]) {
 			resp.Error = "wrong run"
@@ -362,7 +384,31 @@ func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, 
 	if ev.ResidualIn, err = bytesToFloats(resp.Evidence.Residual, d); err != nil {
 		return ev, err
 	}
+	if ev.Answer, err = answerFromPB(resp.Evidence.Answer, round, id, seg); err != nil {
+		return ev, err
+	}
 	return ev, nil
+}
+
+// FetchBlob asks p for a snapshot or a residual by hash (see Server.Blob),
+// for a referee. It checks nothing but the shape: the caller checks that
+// what came hashes to h.
+func (t *Transport) FetchBlob(ctx context.Context, p peer.ID, b BlobRequest) (*trainer.Snapshot, []float32, error) {
+	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Blob{Blob: &pb.BlobRequest{Hash: b.Hash[:], Round: b.Round, Update: b.Update[:], Step: int64(b.Step)}}})
+	if err != nil {
+		return nil, nil, err
+	}
+	m, _ := t.spec.ModelSpec()
+	d := m.NumParams()
+	if resp.Snapshot != nil {
+		s, err := snapshotFromPB(resp.Snapshot, d)
+		return s, nil, err
+	}
+	if len(resp.Vector) == 0 {
+		return nil, nil, fmt.Errorf("%w: %s answered without the blob", ErrWire, p.ShortString())
+	}
+	v, err := bytesToFloats(resp.Vector, d)
+	return nil, v, err
 }
 
 // Discover asks up to three connected peers which peers they know and

@@ -44,6 +44,18 @@ type Server interface {
 	Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error)
 	// Proof returns the certified decisions a peer at round needs.
 	Proof(round uint64) *consensus.Proof
+	// Blob returns what a referee needs to check a dispute on update of
+	// round, by hash: a trainer snapshot (at inner step step), or a
+	// residual vector (step -1).
+	Blob(b BlobRequest) (*trainer.Snapshot, []float32, bool)
+}
+
+// BlobRequest names what a referee asks for (see Server.Blob).
+type BlobRequest struct {
+	Hash   consensus.Hash
+	Round  uint64
+	Update consensus.Hash
+	Step   int
 }
 
 // Judge decides a verified message's fate with the round protocol (the

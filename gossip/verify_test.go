@@ -115,6 +115,9 @@ func (s *syncServer) State(h consensus.Hash) (consensus.State, bool) {
 }
 
 func (s *syncServer) Proof(uint64) *consensus.Proof { return s.proof }
+func (s *syncServer) Blob(BlobRequest) (*trainer.Snapshot, []float32, bool) {
+	return nil, nil, false
+}
 
 func (s *syncServer) Updates(ids []consensus.Hash) [][]byte {
 	if len(ids) == 1 && ids[0] == s.id {

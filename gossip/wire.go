@@ -161,7 +161,8 @@ func Encode(key crypto.PrivKey, run runspec.ID, m consensus.Message) ([]byte, er
 			return nil, err
 		}
 		author, sig = x.From, x.Sig
-		body.Msg = &pb.Body_Verdict{Verdict: &pb.Verdict{Update: x.Update[:], Accused: acc, Segment: uint32(x.Segment), Pass: x.Pass, Reason: x.Reason}}
+		body.Msg = &pb.Body_Verdict{Verdict: &pb.Verdict{Update: x.Update[:], Accused: acc, Segment: uint32(x.Segment), Pass: x.Pass, Reason: x.Reason,
+			Fault: uint32(x.Fault), Step: uint32(x.Step), Answer: answerPB(x.Answer)}}
 	case m.Commit != nil:
 		c, err := commitPB(m.Commit)
 		if err != nil {
@@ -273,6 +274,9 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 			return nil, fmt.Errorf("%w: malformed verdict", ErrWire)
 		}
 		vm := &consensus.VerdictMsg{Round: body.Round, Update: id, Accused: acc, Segment: int(v.Segment), From: from, Pass: v.Pass, Reason: v.Reason, Sig: s.Signature}
+		if err := verdictBody(vm, v.Fault, v.Step, v.Answer); err != nil {
+			return nil, err
+		}
 		m.Verdict, signedBytes = vm, consensus.VerdictSignBytes(run, vm)
 	case *pb.Body_Commit:
 		c, err := commitFromPB(x.Commit)

@@ -86,6 +86,9 @@ func (s attackServer) Updates([]consensus.Hash) [][]byte { return nil }
 func (s attackServer) Evidence(uint64, consensus.Hash, int) (trainer.Evidence, error) {
 	return trainer.Evidence{}, errors.New("no evidence")
 }
+func (s attackServer) Blob(gossip.BlobRequest) (*trainer.Snapshot, []float32, bool) {
+	return nil, nil, false
+}
 func (s attackServer) Proof(round uint64) *consensus.Proof {
 	c := s.a.hijackCommit(s.a.round.Load())
 	return &consensus.Proof{Links: []consensus.Link{{Commit: *c}}}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip"
@@ -15,8 +17,51 @@ import (
 // Behaviours a node can be told to have (vtrain node --behave): honest,
 // the misbehaviours of a member that spot-checks or the protocol must
 // catch, and the attacks of an outsider (Outsiders) that must have no
-// effect.
-var Behaviours = []string{"honest", "lazy", "noise", "replay", "scaled", "stale", "forge", "equivocate", "hijack", "sybil", "future", "flood"}
+// effect. A member's misbehaviour may start later: "lazy+10" trains
+// honestly in rounds 0..9 and lazily from round 10 on.
+//
+//   - lazy, noise, replay, scaled, stale: cheat at training (see misbehave);
+//   - flip: trains honestly and sends the negated update (sign flip);
+//   - alie: trains honestly and shifts every coordinate against its own
+//     sign by one standard deviation (a little is enough: an update the
+//     size of an honest one, pointing the wrong way);
+//   - accuse: as a challenger, fails every check it is drawn for, with a
+//     made-up step dispute;
+//   - accuse-any: accuse, and also signs failures of updates the beacon
+//     did not draw it for;
+//   - collude: as a challenger, passes every check without looking;
+//   - forge, equivocate: bad signatures, conflicting votes.
+var Behaviours = []string{"honest", "lazy", "noise", "replay", "scaled", "stale", "flip", "alie", "accuse", "accuse-any", "collude",
+	"forge", "equivocate", "hijack", "sybil", "future", "flood"}
+
+// ParseBehave splits a --behave value into the misbehaviour and the round
+// it starts at ("lazy+10": lazy from round 10).
+func ParseBehave(s string) (string, uint64, error) {
+	name, from, ok := strings.Cut(s, "+")
+	var r uint64
+	if ok {
+		v, err := strconv.ParseUint(from, 10, 32)
+		if err != nil || slices.Contains(Outsiders, name) {
+			return "", 0, fmt.Errorf("behaviour %q: want NAME or NAME+ROUND (a member's misbehaviour from that round on)", s)
+		}
+		r = v
+	}
+	if s != "" && !slices.Contains(Behaviours, name) {
+		return "", 0, fmt.Errorf("behaviour %q: want one of %s (a member's may end in +ROUND)", s, strings.Join(Behaviours, ", "))
+	}
+	if name == "honest" {
+		name = ""
+	}
+	return name, r, nil
+}
+
+// acts returns the misbehaviour the node has in round r: "" when honest.
+func (n *node) acts(r uint64) string {
+	if r < n.behaveFrom {
+		return ""
+	}
+	return n.behave
+}
 
 // Outsiders are the behaviours of a node that never joins the run: it
 // listens, and attacks (see attack.go).
@@ -32,7 +77,20 @@ func (n *node) misbehave(req *consensus.TrainRequest, w *trainer.Work, ev **evid
 		}
 		return math.Sqrt(s)
 	}
-	switch n.cfg.Behave {
+	switch n.acts(req.Round) {
+	case "flip":
+		for i := range w.Delta {
+			w.Delta[i] = -w.Delta[i]
+		}
+	case "alie":
+		// Each coordinate moved against its sign by z = 1 standard
+		// deviation (its own update's RMS standing in for the spread of
+		// the honest updates): small coordinates flip, large ones shrink,
+		// and the norm stays that of an honest update.
+		s := float32(norm(w.Delta) / math.Sqrt(float64(len(w.Delta))))
+		for i := range w.Delta {
+			w.Delta[i] -= s * sign(w.Delta[i])
+		}
 	case "lazy": // no inner steps: a small random update and made-up roots
 		for i := range w.Delta {
 			w.Delta[i] = float32(r.Norm() * 1e-4)
@@ -59,7 +117,7 @@ func (n *node) misbehave(req *consensus.TrainRequest, w *trainer.Work, ev **evid
 // as its own (keeping its own seed, which the run assigns). Its evidence is
 // its own honest work, which does not match the copied roots.
 func (n *node) tamper(u *consensus.Update) {
-	if n.cfg.Behave != "replay" {
+	if n.acts(u.Round) != "replay" {
 		return
 	}
 	for _, v := range n.eng.Updates() {
@@ -75,7 +133,7 @@ func (n *node) tamper(u *consensus.Update) {
 // the message, and for equivocate a conflicting twin of every vote and
 // proposal, signed too (every peer sees both, and the pair is proof).
 func (n *node) twist(m consensus.Message) []consensus.Message {
-	if n.cfg.Behave != "equivocate" {
+	if n.acts(n.eng.Round()) != "equivocate" {
 		return []consensus.Message{m}
 	}
 	run := n.eng.RunID()
@@ -104,7 +162,7 @@ func (n *node) twist(m consensus.Message) []consensus.Message {
 // spoil breaks the signature of a forger's updates and verdicts: its
 // messages never pass gossip validation.
 func (n *node) spoil(m consensus.Message, raw []byte) []byte {
-	if n.cfg.Behave != "forge" || m.Update == nil && m.Verdict == nil {
+	if n.acts(n.eng.Round()) != "forge" || m.Update == nil && m.Verdict == nil {
 		return raw
 	}
 	bad := slices.Clone(raw)
@@ -128,4 +186,51 @@ func (n *node) staleBase(round uint64) []float32 {
 		return nil
 	}
 	return best.Theta
+}
+
+func sign(x float32) float32 {
+	if x < 0 {
+		return -1
+	}
+	return 1
+}
+
+// collude makes a colluding challenger's finding a pass, whatever it
+// found; accuse makes an accuser's a made-up step dispute.
+func (n *node) collude(f *trainer.Finding, round uint64, seg int, ev trainer.Evidence) {
+	switch n.acts(round) {
+	case "collude":
+		*f = trainer.Finding{}
+	case "accuse", "accuse-any":
+		if f.Fault != consensus.FaultNone || ev.Answer == nil {
+			return
+		}
+		lo, _ := trainer.SegmentSteps(n.spec, seg)
+		*f = trainer.Finding{Fault: consensus.FaultStep, Step: lo + 1, Reason: fmt.Sprintf("%v: step %d does not follow (made up)", trainer.ErrChallenge, lo+1)}
+	}
+}
+
+// misanswer: an honest answer is signed as it is.
+func (n *node) misanswer(*consensus.Answer) {}
+
+// accuseAny signs failed verdicts on a decided round's updates the beacon
+// did not draw this node for (accuse-any): lies any member can see.
+func (n *node) accuseAny(res consensus.Decided) {
+	if n.acts(res.Round) != "accuse-any" || res.Restored {
+		return
+	}
+	drawn := map[consensus.Hash]bool{}
+	for _, c := range res.Challenges {
+		if consensus.PeerID(c.Challenger) == n.self {
+			drawn[consensus.Hash(c.Update)] = true
+		}
+	}
+	for _, r := range res.Value.Updates {
+		if r.From == n.self || drawn[r.ID] {
+			continue
+		}
+		x := &consensus.VerdictMsg{Round: res.Round, Update: r.ID, Accused: r.From, Fault: consensus.FaultSilent, Reason: "made up: no answer"}
+		n.eng.SubmitVerdict(x)
+		return // one is proof enough
+	}
 }

@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -103,17 +102,19 @@ var ErrUsage = errors.New("node: bad configuration")
 // node is the driver's state; the engine is touched only by Run's
 // goroutine.
 type node struct {
-	cfg    Config
-	spec   runspec.Spec
-	model  models.Spec
-	eng    *consensus.Engine
-	tr     *gossip.Transport
-	key    crypto.PrivKey
-	self   consensus.PeerID
-	enc    *trainer.Encoder
-	log    *slog.Logger
-	start  time.Time
-	hashes map[uint64]consensus.Hash
+	cfg        Config
+	behave     string // the misbehaviour (--behave), "" if honest
+	behaveFrom uint64 // from this round on
+	spec       runspec.Spec
+	model      models.Spec
+	eng        *consensus.Engine
+	tr         *gossip.Transport
+	key        crypto.PrivKey
+	self       consensus.PeerID
+	enc        *trainer.Encoder
+	log        *slog.Logger
+	start      time.Time
+	hashes     map[uint64]consensus.Hash
 
 	judging chan judgement // messages the transport's validator hands the loop
 
@@ -130,6 +131,7 @@ type node struct {
 	lastHead *ledger.SignedTreeHead
 
 	evidence     map[consensus.Hash]*evidence // behind own updates (guarded by mu)
+	blobs        map[consensus.Hash]blob      // kept for referees as a challenger (guarded by mu)
 	challenges   ChallengeStats               // guarded by mu
 	excluded     []Exclusion
 	admitted     []string
@@ -229,8 +231,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if (cfg.Spec == nil) == (cfg.Join == "") {
 		return nil, fmt.Errorf("%w: give a spec to start a run or a join address, not both", ErrUsage)
 	}
-	if cfg.Behave != "" && !slices.Contains(Behaviours, cfg.Behave) {
-		return nil, fmt.Errorf("%w: behaviour %q: want one of %s", ErrUsage, cfg.Behave, strings.Join(Behaviours, ", "))
+	behave, behaveFrom, err := ParseBehave(cfg.Behave)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	if cfg.OutDir == "" || cfg.Data == nil {
 		return nil, fmt.Errorf("%w: an output directory and data are required", ErrUsage)
@@ -239,10 +242,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	if slices.Contains(Outsiders, cfg.Behave) {
+	if slices.Contains(Outsiders, behave) {
 		return nil, runAttack(ctx, cfg, key)
 	}
-	n := &node{cfg: cfg, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
+	n := &node{cfg: cfg, behave: behave, behaveFrom: behaveFrom, blobs: map[consensus.Hash]blob{}, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
 		states: map[consensus.Hash]consensus.State{}, raws: map[consensus.Hash][]byte{}, evidence: map[consensus.Hash]*evidence{},
 		witnessed: map[string]*ledger.SignedTreeHead{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
 	var join gossip.JoinInfo
@@ -377,6 +380,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	trained := make(chan trainResult, 1)
 	fetches := make(chan fetched, 16)
 	verdicts := make(chan verdictDone, 64)
+	rulings := make(chan ruled, 64)
 	discovered := make(chan struct{}, 1)
 	discovering := false
 	last := time.Now()
@@ -432,6 +436,8 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			discovering = false
 		case d := <-verdicts:
 			n.finishChallenge(d)
+		case d := <-rulings:
+			n.finishReferee(d)
 		case f := <-fetches:
 			if f.err != nil {
 				n.log.Debug("fetch failed", "err", f.err)
@@ -472,8 +478,12 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				discovered <- struct{}{}
 			}()
 		}
+		for _, req := range rd.Referee {
+			go n.referee(ctx, req, rulings)
+		}
 		for _, res := range rd.Decided {
 			n.startChallenges(ctx, res, verdicts)
+			n.accuseAny(res)
 			if err := n.noteExclusions(res); err != nil {
 				stop()
 				return n.summary(), err
@@ -503,7 +513,7 @@ func (n *node) submit(r trainResult) error {
 	u.From = n.self
 	n.tamper(u)
 	if err := n.eng.Trained(u); err != nil {
-		if n.cfg.Behave == "" {
+		if n.behave == "" {
 			return err
 		}
 		n.log.Warn("own misbehaving update refused by own engine", "err", err)
@@ -638,7 +648,7 @@ func (n *node) train(ctx context.Context, req *consensus.TrainRequest) trainResu
 	}
 	n.mu.Unlock()
 	from := req
-	if n.cfg.Behave == "stale" {
+	if n.acts(req.Round) == "stale" {
 		if old := n.staleBase(req.Round); old != nil {
 			r := *req
 			r.Theta = old
@@ -652,7 +662,7 @@ func (n *node) train(ctx context.Context, req *consensus.TrainRequest) trainResu
 		return trainResult{err: err}
 	}
 	n.misbehave(req, &w, &ev)
-	if n.cfg.Behave == "replay" {
+	if n.acts(req.Round) == "replay" {
 		// Wait for the others' updates, to have one to copy.
 		select {
 		case <-time.After(time.Since(start) / 2):

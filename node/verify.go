@@ -40,6 +40,10 @@ type ChallengeStats struct {
 	Failed  int     `json:"failed"`  // of those, failed
 	Seconds float64 `json:"seconds"` // spent re-executing
 	Against int     `json:"against"` // challenges of this node's updates it answered
+	// Refereed counts the failed verdicts this node refereed before voting
+	// on them, and RefereeSeconds the time it spent on them.
+	Refereed       int     `json:"refereed"`
+	RefereeSeconds float64 `json:"referee_seconds"`
 	// Accused lists the peers of the failed ones.
 	Accused []string `json:"accused,omitempty"`
 }
@@ -52,6 +56,7 @@ type evidence struct {
 	starts   []trainer.Snapshot
 	final    trainer.Snapshot
 	residual []float32
+	answers  map[int]*consensus.Answer // signed, by segment (guarded by node.mu)
 }
 
 // keptEvidence is how many rounds of own evidence a node keeps in memory
@@ -60,7 +65,9 @@ const keptEvidence = 4
 
 // Evidence implements gossip.Server: the evidence behind segment seg of
 // this node's update id, from memory or, after a restart, recomputed from
-// the receipt on disk.
+// the receipt on disk, with this node's signed answer (the hash of its
+// state after each step of the segment, re-executed from the segment's
+// start).
 func (n *node) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
 	n.mu.RLock()
 	ev := n.evidence[id]
@@ -84,10 +91,112 @@ func (n *node) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evide
 			out.End = &ev.starts[seg+1]
 		}
 	}
+	a, err := n.answer(ev, round, id, seg)
+	if err != nil {
+		return trainer.Evidence{}, err
+	}
+	out.Answer = a
 	n.mu.Lock()
 	n.challenges.Against++
 	n.mu.Unlock()
 	return out, nil
+}
+
+// answer returns this node's signed answer on segment seg of its update
+// id, computing it once.
+func (n *node) answer(ev *evidence, round uint64, id consensus.Hash, seg int) (*consensus.Answer, error) {
+	n.mu.RLock()
+	a := ev.answers[seg]
+	n.mu.RUnlock()
+	if a != nil {
+		return a, nil
+	}
+	rep, err := trainer.NewReplayer(n.spec, round, n.self, n.cfg.Data.Train, n.engineOpts()...)
+	if err != nil {
+		return nil, err
+	}
+	leaves, err := trainer.AnswerLeaves(n.spec, ev.starts[seg], seg, rep)
+	if err != nil {
+		return nil, err
+	}
+	a = &consensus.Answer{Round: round, Update: id, Segment: seg, Leaves: leaves}
+	n.misanswer(a)
+	a.Sig = gossip.Signer(n.key)(consensus.AnswerSignBytes(n.eng.RunID(), a))
+	n.mu.Lock()
+	if ev.answers == nil {
+		ev.answers = map[int]*consensus.Answer{}
+	}
+	ev.answers[seg] = a
+	n.mu.Unlock()
+	return a, nil
+}
+
+func (n *node) engineOpts() []trainer.Option {
+	if n.cfg.Device != nil {
+		return []trainer.Option{trainer.WithEngine(n.cfg.Device)}
+	}
+	return nil
+}
+
+// Blob implements gossip.Server: a state or residual a referee needs, from
+// what this node kept as a challenger, or from its own evidence behind the
+// disputed update (a state it did not keep recomputed from its segment's
+// start).
+func (n *node) Blob(r gossip.BlobRequest) (*trainer.Snapshot, []float32, bool) {
+	n.mu.RLock()
+	b, ok := n.blobs[r.Hash]
+	ev := n.evidence[r.Update]
+	n.mu.RUnlock()
+	if ok {
+		return b.snap, b.vec, true
+	}
+	if ev == nil || ev.round != r.Round {
+		return nil, nil, false
+	}
+	switch {
+	case r.Step < 0:
+		if trainer.Hash(trainer.ParamHash(ev.residual)) == r.Hash {
+			return nil, ev.residual, true
+		}
+	case r.Step == n.spec.Inner.Steps:
+		if ev.final.Hash() == r.Hash {
+			return &ev.final, nil, true
+		}
+	default:
+		rep, err := trainer.NewReplayer(n.spec, r.Round, n.self, n.cfg.Data.Train, n.engineOpts()...)
+		if err != nil {
+			return nil, nil, false
+		}
+		if s, err := trainer.StateAt(n.spec, ev.starts, r.Step, rep); err == nil && s.Hash() == r.Hash {
+			return &s, nil, true
+		}
+	}
+	return nil, nil, false
+}
+
+// blob is a state or residual kept for referees.
+type blob struct {
+	round uint64
+	snap  *trainer.Snapshot
+	vec   []float32
+}
+
+// keepBlobs files what a finding's referees will ask for.
+func (n *node) keepBlobs(round uint64, f trainer.Finding) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i := range f.Keep {
+		s := f.Keep[i]
+		n.blobs[s.Hash()] = blob{round: round, snap: &s}
+	}
+	for _, v := range f.KeepVec {
+		n.blobs[trainer.Hash(trainer.ParamHash(v))] = blob{round: round, vec: v}
+	}
+	for h, b := range n.blobs {
+		if b.round+2*keptEvidence < round {
+			delete(n.blobs, h)
+		}
+	}
 }
 
 // keepEvidence files the evidence of the update just published, in memory
@@ -180,9 +289,13 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 	v := &consensus.VerdictMsg{Round: res.Round, Update: consensus.Hash(c.Update), Accused: consensus.PeerID(c.Peer), Segment: c.Segment}
 	done := verdictDone{v: v}
 	defer func() { out <- done }()
+	if n.acts(res.Round) == "collude" {
+		v.Pass = true // without looking
+		return
+	}
 	pid, err := peer.Decode(c.Peer)
 	if err != nil {
-		v.Reason = "accused is not a peer ID"
+		v.Fault, v.Reason = consensus.FaultSilent, "accused is not a peer ID"
 		return
 	}
 	deadline := time.Now().Add(n.spec.Verify.Timeout.Duration)
@@ -207,38 +320,40 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		return
 	}
 	if errors.Is(err, gossip.ErrRefused) {
-		v.Reason = fmt.Sprintf("%v: no evidence: %v", trainer.ErrChallenge, err)
+		v.Fault, v.Reason = consensus.FaultSilent, fmt.Sprintf("%v: no evidence: %v", trainer.ErrChallenge, err)
 		return
 	}
 	if err != nil {
-		v.Reason = fmt.Sprintf("%v: no answer within %v: %v", trainer.ErrChallenge, n.spec.Verify.Timeout.Duration, err)
+		v.Fault, v.Reason = consensus.FaultSilent, fmt.Sprintf("%v: no answer within %v: %v", trainer.ErrChallenge, n.spec.Verify.Timeout.Duration, err)
 		return
 	}
 	done.evidence = audit.EncodeEvidence(ev)
-	var opts []trainer.Option
-	if n.cfg.Device != nil {
-		opts = append(opts, trainer.WithEngine(n.cfg.Device))
+	if a := ev.Answer; a != nil && (a.Round != res.Round || a.Update != consensus.Hash(c.Update) || a.Segment != c.Segment ||
+		!gossip.VerifySig(consensus.PeerID(c.Peer), consensus.AnswerSignBytes(n.eng.RunID(), a), a.Sig)) {
+		ev.Answer = nil // not the accused's word: no answer
 	}
-	rep, err := trainer.NewReplayer(n.spec, res.Round, u.From, n.cfg.Data.Train, opts...)
+	rep, err := trainer.NewReplayer(n.spec, res.Round, u.From, n.cfg.Data.Train, n.engineOpts()...)
 	if err != nil {
 		done.v = nil
 		n.log.Error("challenge", "err", err)
 		return
 	}
 	start := time.Now()
-	err = trainer.Judge(n.spec, base, u, c.Segment, ev, rep)
+	f, err := trainer.Check(n.spec, base, u, c.Segment, ev, rep)
 	done.seconds = time.Since(start).Seconds()
-	switch {
-	case err == nil:
-		v.Pass = true
-	case errors.Is(err, trainer.ErrChallenge):
-		v.Reason = err.Error()
-		if len(v.Reason) > consensus.MaxReason {
-			v.Reason = v.Reason[:consensus.MaxReason]
-		}
-	default:
+	if err != nil {
 		n.log.Error("challenge: cannot judge", "err", err)
 		done.v = nil
+		return
+	}
+	n.collude(&f, res.Round, c.Segment, ev)
+	n.keepBlobs(res.Round, f)
+	v.Pass, v.Fault, v.Step, v.Reason = f.Fault == consensus.FaultNone, f.Fault, f.Step, f.Reason
+	if len(v.Reason) > consensus.MaxReason {
+		v.Reason = v.Reason[:consensus.MaxReason]
+	}
+	if f.Fault != consensus.FaultNone && f.Fault != consensus.FaultSilent {
+		v.Answer = ev.Answer
 	}
 }
 

@@ -130,9 +130,10 @@ type Rounds struct {
 type Verify struct {
 	Rate         float64  `toml:"rate" json:"rate"`
 	NewcomerRate float64  `toml:"newcomer_rate" json:"newcomer_rate"`
-	Probation    int      `toml:"probation" json:"probation"` // rounds
-	Segment      int      `toml:"segment" json:"segment"`     // inner steps per segment (k); 0: an eighth of inner.steps
-	Timeout      Duration `toml:"timeout" json:"timeout"`     // for a challenged peer to answer
+	Probation    int      `toml:"probation" json:"probation"`     // rounds
+	Segment      int      `toml:"segment" json:"segment"`         // inner steps per segment (k); 0: a sixteenth of inner.steps
+	Challengers  int      `toml:"challengers" json:"challengers"` // distinct challengers per drawn update
+	Timeout      Duration `toml:"timeout" json:"timeout"`         // for a challenged peer to answer
 	// Tolerance is 0 for bit-exact re-execution (peers on the same engine),
 	// else the largest relative L2 distance accepted between the committed
 	// and the re-executed end state of a segment (CPU against GPU).
@@ -140,12 +141,12 @@ type Verify struct {
 }
 
 // SegmentLen returns the inner steps per segment: verify.segment, or an
-// eighth of the inner steps (rounded up) when it is 0.
+// sixteenth of the inner steps (rounded up) when it is 0.
 func (s Spec) SegmentLen() int {
 	if s.Verify.Segment > 0 {
 		return s.Verify.Segment
 	}
-	return max(1, (s.Inner.Steps+7)/8)
+	return max(1, (s.Inner.Steps+15)/16)
 }
 
 // Segments returns how many segments a round's inner steps make.
@@ -229,7 +230,7 @@ func Default() Spec {
 		Aggregation: Aggregation{Rule: AggMean, Trim: 0.2},
 		Rounds: Rounds{Timeout: Duration{60 * time.Second}, CommitTimeout: Duration{10 * time.Second},
 			Quorum: 1, MaxMessage: 1 << 20, MaxUpdateNorm: 1000},
-		Verify:  Verify{Rate: 0.1, NewcomerRate: 0.75, Probation: 10, Timeout: Duration{20 * time.Second}},
+		Verify:  Verify{Rate: 0.5, NewcomerRate: 0.75, Probation: 10, Challengers: 2, Timeout: Duration{20 * time.Second}},
 		Members: Members{Genesis: []string{}, Voters: 4, Admit: 2, Absent: 8, Max: 256},
 	}
 }
@@ -363,7 +364,9 @@ func (s Spec) Validate() error {
 	case v.Probation < 0 || v.Probation > 1<<20:
 		return bad("verify.probation", "must be 0..1048576 rounds, got %d", v.Probation)
 	case v.Segment < 0 || v.Segment > s.Inner.Steps:
-		return bad("verify.segment", "must be 0 (an eighth of inner.steps) or 1..inner.steps (%d), got %d", s.Inner.Steps, v.Segment)
+		return bad("verify.segment", "must be 0 (a sixteenth of inner.steps) or 1..inner.steps (%d), got %d", s.Inner.Steps, v.Segment)
+	case v.Challengers < 1 || v.Challengers > 16:
+		return bad("verify.challengers", "must be 1..16, got %d", v.Challengers)
 	case v.Timeout.Duration < time.Second || v.Timeout.Duration > time.Hour:
 		return bad("verify.timeout", "must be 1s..1h, got %v", v.Timeout)
 	case !(v.Tolerance >= 0 && v.Tolerance < 1):

@@ -159,6 +159,8 @@ func TrainRound(ctx context.Context, spec runspec.Spec, req *consensus.TrainRequ
 type Replayer interface {
 	Start(base []float32) (Snapshot, error)
 	Run(from Snapshot, steps int) (Snapshot, error)
+	// Trace is Run that also hashes the state after every step.
+	Trace(from Snapshot, steps int) (Snapshot, []Hash, error)
 }
 
 type replayer struct {
@@ -187,20 +189,38 @@ func (r *replayer) Start(base []float32) (Snapshot, error) {
 }
 
 func (r *replayer) Run(from Snapshot, steps int) (Snapshot, error) {
+	s, _, err := r.run(from, steps, false)
+	return s, err
+}
+
+func (r *replayer) Trace(from Snapshot, steps int) (Snapshot, []Hash, error) {
+	return r.run(from, steps, true)
+}
+
+func (r *replayer) run(from Snapshot, steps int, trace bool) (Snapshot, []Hash, error) {
 	t, err := NewFrom(r.cfg, r.ds, from.Params, r.opts...)
 	if err != nil {
-		return Snapshot{}, err
+		return Snapshot{}, nil, err
 	}
 	defer t.Close()
 	if err := t.SetSnapshot(from); err != nil {
-		return Snapshot{}, err
+		return Snapshot{}, nil, err
 	}
+	var leaves []Hash
 	for range steps {
 		if _, err := t.Step(); err != nil {
-			return Snapshot{}, err
+			return Snapshot{}, nil, err
+		}
+		if trace {
+			s, err := t.Snapshot()
+			if err != nil {
+				return Snapshot{}, nil, err
+			}
+			leaves = append(leaves, s.Hash())
 		}
 	}
-	return t.Snapshot()
+	s, err := t.Snapshot()
+	return s, leaves, err
 }
 
 // Evidence is a challenged peer's answer: the state its segment starts in
@@ -212,6 +232,9 @@ type Evidence struct {
 	End        *Snapshot
 	Final      Snapshot
 	ResidualIn []float32
+	// Answer is the accused's signed hashes of its state after each step
+	// of the segment: what a dispute narrows down to one step.
+	Answer *consensus.Answer
 }
 
 // ErrChallenge is wrapped by every reason a challenge fails.

@@ -491,7 +491,7 @@ func specTOML(s runspec.Spec) string {
 	fmt.Fprintf(&b, "[aggregation]\nrule = %q\ntrim = %v\n\n", s.Aggregation.Rule, s.Aggregation.Trim)
 	fmt.Fprintf(&b, "[rounds]\ntimeout = %q\ncommit_timeout = %q\nquorum = %d\nmax_message = %d\nmax_update_norm = %v\n", s.Rounds.Timeout, s.Rounds.CommitTimeout, s.Rounds.Quorum, s.Rounds.MaxMessage, s.Rounds.MaxUpdateNorm)
 	v := s.Verify
-	fmt.Fprintf(&b, "\n[verify]\nrate = %v\nnewcomer_rate = %v\nprobation = %d\nsegment = %d\ntimeout = %q\ntolerance = %v\n", v.Rate, v.NewcomerRate, v.Probation, v.Segment, v.Timeout, v.Tolerance)
+	fmt.Fprintf(&b, "\n[verify]\nrate = %v\nnewcomer_rate = %v\nprobation = %d\nsegment = %d\nchallengers = %d\ntimeout = %q\ntolerance = %v\n", v.Rate, v.NewcomerRate, v.Probation, v.Segment, v.Challengers, v.Timeout, v.Tolerance)
 	mb := s.Members
 	q := make([]string, len(mb.Genesis))
 	for i, p := range mb.Genesis {

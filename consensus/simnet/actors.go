@@ -250,11 +250,12 @@ func (a *Accuser) Tick(sn *Net, self int) {
 		if r.From == sn.IDs[self] {
 			continue
 		}
-		x := &consensus.VerdictMsg{Round: d.Round, Update: r.ID, Accused: r.From, Segment: a.Rng.Intn(sn.Spec.Segments()), From: sn.IDs[self], Reason: "made up"}
+		x := &consensus.VerdictMsg{Round: d.Round, Update: r.ID, Accused: r.From, Segment: a.Rng.Intn(sn.Spec.Segments()), From: sn.IDs[self],
+			Fault: consensus.FaultSilent, Reason: "made up"}
 		if k, ok := drawn[r.ID]; ok {
 			ch := d.Challenges[k]
 			if PeerID(ch.Challenger) == sn.IDs[self] {
-				continue // drawn for it: the referee of issue 12 judges that case
+				continue // drawn for it: a referee judges that case (trainer's challenge simulation)
 			}
 			x.Segment = ch.Segment
 		}

@@ -163,6 +163,10 @@ type updatesEv struct{ us []*consensus.Update }
 type proofEv struct{ p *consensus.Proof }
 type stateEv struct{ st consensus.State }
 type verdictEv struct{ v *consensus.VerdictMsg }
+type ruleEv struct {
+	x *consensus.VerdictMsg
+	r consensus.Ruling
+}
 
 // Decision is one recorded decision of one engine.
 type Decision struct {
@@ -194,11 +198,14 @@ type Net struct {
 	// TrainFor says how long a peer trains; Work
 	// makes a member's update (default a toy); Judge answers a challenge
 	// the engine is drawn for, returning the verdict to submit and when (a
-	// nil verdict: none; default: none); OnDecided sees every decision.
+	// nil verdict: none; default: none); Referee rules on a failed verdict
+	// an engine asks about, and says when (default: lapsed, at once);
+	// OnDecided sees every decision.
 	App       func(spec runspec.Spec) consensus.App
 	TrainFor  func(n *Net, i int) time.Duration // how long peer i trains (default TrainTime)
 	Work      func(n *Net, i int, req *consensus.TrainRequest) *consensus.Update
 	Judge     func(n *Net, i int, d consensus.Decided, ch spot.Challenge) (*consensus.VerdictMsg, time.Duration)
+	Referee   func(n *Net, i int, r consensus.RefereeRequest) (consensus.Ruling, time.Duration)
 	OnDecided func(n *Net, i int, d consensus.Decided)
 
 	Now      time.Duration
@@ -435,6 +442,13 @@ func (sn *Net) process(i int) {
 			}
 		}
 	}
+	for _, r := range rd.Referee {
+		ruling, after := consensus.Lapsed, time.Duration(0)
+		if sn.Referee != nil {
+			ruling, after = sn.Referee(sn, i, r)
+		}
+		sn.push(sn.Now+after, i, i, &ruleEv{r.Verdict, ruling})
+	}
 	for _, m := range rd.Publish {
 		sn.broadcast(i, m)
 	}
@@ -576,6 +590,8 @@ func (sn *Net) deliver(ev *event) {
 		}
 	case *verdictEv:
 		e.SubmitVerdict(m.v)
+	case *ruleEv:
+		e.Rule(m.x, m.r)
 	}
 }
 

@@ -909,6 +909,9 @@ type FullVerdict struct {
 	Pass          bool                   `protobuf:"varint,6,opt,name=pass,proto3" json:"pass,omitempty"`
 	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	Sig           []byte                 `protobuf:"bytes,8,opt,name=sig,proto3" json:"sig,omitempty"`
+	Fault         uint32                 `protobuf:"varint,9,opt,name=fault,proto3" json:"fault,omitempty"`   // consensus.Fault
+	Step          uint32                 `protobuf:"varint,10,opt,name=step,proto3" json:"step,omitempty"`    // the disputed inner step (fault step)
+	Answer        *Answer                `protobuf:"bytes,11,opt,name=answer,proto3" json:"answer,omitempty"` // the accused's signed answer the claim rests on
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -999,6 +1002,82 @@ func (x *FullVerdict) GetSig() []byte {
 	return nil
 }
 
+func (x *FullVerdict) GetFault() uint32 {
+	if x != nil {
+		return x.Fault
+	}
+	return 0
+}
+
+func (x *FullVerdict) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *FullVerdict) GetAnswer() *Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
+// Answer is a challenged peer's signed answer: the hash of its state after
+// each inner step of the segment (consensus.Answer). Its round, update and
+// segment are the verdict's.
+type Answer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leaves        [][]byte               `protobuf:"bytes,1,rep,name=leaves,proto3" json:"leaves,omitempty"`
+	Sig           []byte                 `protobuf:"bytes,2,opt,name=sig,proto3" json:"sig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Answer) Reset() {
+	*x = Answer{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Answer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Answer) ProtoMessage() {}
+
+func (x *Answer) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Answer.ProtoReflect.Descriptor instead.
+func (*Answer) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Answer) GetLeaves() [][]byte {
+	if x != nil {
+		return x.Leaves
+	}
+	return nil
+}
+
+func (x *Answer) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
+
 // Value is what a round decides (package consensus).
 type Value struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1011,13 +1090,14 @@ type Value struct {
 	Evidence      []*Equivocation        `protobuf:"bytes,7,rep,name=evidence,proto3" json:"evidence,omitempty"`
 	Next          []byte                 `protobuf:"bytes,8,opt,name=next,proto3" json:"next,omitempty"`
 	NextVoters    []byte                 `protobuf:"bytes,9,opt,name=next_voters,json=nextVoters,proto3" json:"next_voters,omitempty"`
+	Overturned    []*FullVerdict         `protobuf:"bytes,10,rep,name=overturned,proto3" json:"overturned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Value) Reset() {
 	*x = Value{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1109,7 @@ func (x *Value) String() string {
 func (*Value) ProtoMessage() {}
 
 func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[12]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1122,7 @@ func (x *Value) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Value.ProtoReflect.Descriptor instead.
 func (*Value) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{12}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Value) GetRound() uint64 {
@@ -1108,6 +1188,13 @@ func (x *Value) GetNextVoters() []byte {
 	return nil
 }
 
+func (x *Value) GetOverturned() []*FullVerdict {
+	if x != nil {
+		return x.Overturned
+	}
+	return nil
+}
+
 type Certificate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
@@ -1120,7 +1207,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1219,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[13]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1232,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{13}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Certificate) GetRound() uint64 {
@@ -1187,7 +1274,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1286,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[14]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1299,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{14}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Commit) GetValue() *Value {
@@ -1238,7 +1325,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1337,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[15]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1350,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{15}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{16}
 }
 
 // Verdict is a challenger's result of a spot-check of an update of the
@@ -1275,13 +1362,16 @@ type Verdict struct {
 	Segment       uint32                 `protobuf:"varint,3,opt,name=segment,proto3" json:"segment,omitempty"`
 	Pass          bool                   `protobuf:"varint,4,opt,name=pass,proto3" json:"pass,omitempty"`
 	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Fault         uint32                 `protobuf:"varint,6,opt,name=fault,proto3" json:"fault,omitempty"`
+	Step          uint32                 `protobuf:"varint,7,opt,name=step,proto3" json:"step,omitempty"`
+	Answer        *Answer                `protobuf:"bytes,8,opt,name=answer,proto3" json:"answer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[16]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1383,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[16]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1396,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{16}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Verdict) GetUpdate() []byte {
@@ -1344,6 +1434,27 @@ func (x *Verdict) GetReason() string {
 	return ""
 }
 
+func (x *Verdict) GetFault() uint32 {
+	if x != nil {
+		return x.Fault
+	}
+	return 0
+}
+
+func (x *Verdict) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *Verdict) GetAnswer() *Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
 // SyncRequest and SyncResponse travel, length-prefixed, on
 // /vtrain/sync/2.0.0 streams.
 type SyncRequest struct {
@@ -1356,6 +1467,7 @@ type SyncRequest struct {
 	//	*SyncRequest_Updates
 	//	*SyncRequest_Segment
 	//	*SyncRequest_Proof
+	//	*SyncRequest_Blob
 	What          isSyncRequest_What `protobuf_oneof:"what"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1363,7 +1475,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[17]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1487,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[17]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1500,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{17}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SyncRequest) GetRun() []byte {
@@ -1450,6 +1562,15 @@ func (x *SyncRequest) GetProof() *ProofRequest {
 	return nil
 }
 
+func (x *SyncRequest) GetBlob() *BlobRequest {
+	if x != nil {
+		if x, ok := x.What.(*SyncRequest_Blob); ok {
+			return x.Blob
+		}
+	}
+	return nil
+}
+
 type isSyncRequest_What interface {
 	isSyncRequest_What()
 }
@@ -1474,6 +1595,10 @@ type SyncRequest_Proof struct {
 	Proof *ProofRequest `protobuf:"bytes,6,opt,name=proof,proto3,oneof"`
 }
 
+type SyncRequest_Blob struct {
+	Blob *BlobRequest `protobuf:"bytes,7,opt,name=blob,proto3,oneof"`
+}
+
 func (*SyncRequest_Spec) isSyncRequest_What() {}
 
 func (*SyncRequest_State) isSyncRequest_What() {}
@@ -1483,6 +1608,79 @@ func (*SyncRequest_Updates) isSyncRequest_What() {}
 func (*SyncRequest_Segment) isSyncRequest_What() {}
 
 func (*SyncRequest_Proof) isSyncRequest_What() {}
+
+func (*SyncRequest_Blob) isSyncRequest_What() {}
+
+// BlobRequest asks a challenger or an accused for what a referee needs to
+// check a dispute, by hash: a trainer snapshot (trainer.Snapshot.Hash) or a
+// residual (trainer.ParamHash).
+type BlobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`  // the disputed update's round,
+	Update        []byte                 `protobuf:"bytes,3,opt,name=update,proto3" json:"update,omitempty"` // its ID,
+	Step          int64                  `protobuf:"varint,4,opt,name=step,proto3" json:"step,omitempty"`    // and the inner step the state is at (-1: a residual)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobRequest) Reset() {
+	*x = BlobRequest{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobRequest) ProtoMessage() {}
+
+func (x *BlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobRequest.ProtoReflect.Descriptor instead.
+func (*BlobRequest) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *BlobRequest) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *BlobRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *BlobRequest) GetUpdate() []byte {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+func (x *BlobRequest) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
 
 // SegmentRequest asks a challenged peer for the evidence behind one
 // segment of its update.
@@ -1497,7 +1695,7 @@ type SegmentRequest struct {
 
 func (x *SegmentRequest) Reset() {
 	*x = SegmentRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[18]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1707,7 @@ func (x *SegmentRequest) String() string {
 func (*SegmentRequest) ProtoMessage() {}
 
 func (x *SegmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[18]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1720,7 @@ func (x *SegmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentRequest.ProtoReflect.Descriptor instead.
 func (*SegmentRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{18}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SegmentRequest) GetRound() uint64 {
@@ -1559,7 +1757,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[19]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1769,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[19]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1782,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{19}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Snapshot) GetStep() int64 {
@@ -1628,13 +1826,14 @@ type Evidence struct {
 	End           *Snapshot              `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`           // the segment's end (runs with a tolerance)
 	Final         *Snapshot              `protobuf:"bytes,3,opt,name=final,proto3" json:"final,omitempty"`       // after the last inner step
 	Residual      []byte                 `protobuf:"bytes,4,opt,name=residual,proto3" json:"residual,omitempty"` // residual before encoding, little-endian float32
+	Answer        *Answer                `protobuf:"bytes,5,opt,name=answer,proto3" json:"answer,omitempty"`     // the signed hashes of the segment's steps
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[20]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1845,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[20]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1858,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{20}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Evidence) GetStart() *Snapshot {
@@ -1690,6 +1889,13 @@ func (x *Evidence) GetResidual() []byte {
 	return nil
 }
 
+func (x *Evidence) GetAnswer() *Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
 type SpecRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1698,7 +1904,7 @@ type SpecRequest struct {
 
 func (x *SpecRequest) Reset() {
 	*x = SpecRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[21]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1916,7 @@ func (x *SpecRequest) String() string {
 func (*SpecRequest) ProtoMessage() {}
 
 func (x *SpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[21]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1929,7 @@ func (x *SpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpecRequest.ProtoReflect.Descriptor instead.
 func (*SpecRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{21}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{23}
 }
 
 type StateRequest struct {
@@ -1735,7 +1941,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[22]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1953,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[22]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1966,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{22}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StateRequest) GetHash() []byte {
@@ -1780,7 +1986,7 @@ type UpdatesRequest struct {
 
 func (x *UpdatesRequest) Reset() {
 	*x = UpdatesRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1998,7 @@ func (x *UpdatesRequest) String() string {
 func (*UpdatesRequest) ProtoMessage() {}
 
 func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +2011,7 @@ func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatesRequest.ProtoReflect.Descriptor instead.
 func (*UpdatesRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{23}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdatesRequest) GetRound() uint64 {
@@ -1832,7 +2038,7 @@ type ProofRequest struct {
 
 func (x *ProofRequest) Reset() {
 	*x = ProofRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +2050,7 @@ func (x *ProofRequest) String() string {
 func (*ProofRequest) ProtoMessage() {}
 
 func (x *ProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +2063,7 @@ func (x *ProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProofRequest.ProtoReflect.Descriptor instead.
 func (*ProofRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{24}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ProofRequest) GetRound() uint64 {
@@ -1877,7 +2083,7 @@ type Link struct {
 
 func (x *Link) Reset() {
 	*x = Link{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2095,7 @@ func (x *Link) String() string {
 func (*Link) ProtoMessage() {}
 
 func (x *Link) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2108,7 @@ func (x *Link) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Link.ProtoReflect.Descriptor instead.
 func (*Link) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{25}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Link) GetCommit() *Commit {
@@ -1928,7 +2134,7 @@ type Proof struct {
 
 func (x *Proof) Reset() {
 	*x = Proof{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2146,7 @@ func (x *Proof) String() string {
 func (*Proof) ProtoMessage() {}
 
 func (x *Proof) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2159,7 @@ func (x *Proof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proof.ProtoReflect.Descriptor instead.
 func (*Proof) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{26}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Proof) GetLinks() []*Link {
@@ -1972,13 +2178,15 @@ type SyncResponse struct {
 	Peers         []string               `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`     // spec requests: addresses of the peers the server knows
 	Evidence      *Evidence              `protobuf:"bytes,6,opt,name=evidence,proto3" json:"evidence,omitempty"`
 	Proof         *Proof                 `protobuf:"bytes,7,opt,name=proof,proto3" json:"proof,omitempty"`
+	Snapshot      *Snapshot              `protobuf:"bytes,8,opt,name=snapshot,proto3" json:"snapshot,omitempty"` // blob requests: the snapshot, or
+	Vector        []byte                 `protobuf:"bytes,9,opt,name=vector,proto3" json:"vector,omitempty"`     // the residual (little-endian float32)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2198,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2211,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{27}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SyncResponse) GetError() string {
@@ -2055,6 +2263,20 @@ func (x *SyncResponse) GetProof() *Proof {
 	return nil
 }
 
+func (x *SyncResponse) GetSnapshot() *Snapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetVector() []byte {
+	if x != nil {
+		return x.Vector
+	}
+	return nil
+}
+
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // binary peer ID
@@ -2069,7 +2291,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2303,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2316,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{28}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Member) GetId() []byte {
@@ -2152,7 +2374,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2386,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2399,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{29}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *State) GetRound() uint64 {
@@ -2283,7 +2505,7 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\bFullJoin\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\fR\x04from\x12\x10\n" +
-	"\x03sig\x18\x03 \x01(\fR\x03sig\"\xc1\x01\n" +
+	"\x03sig\x18\x03 \x01(\fR\x03sig\"\x96\x02\n" +
 	"\vFullVerdict\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
 	"\x06update\x18\x02 \x01(\fR\x06update\x12\x18\n" +
@@ -2292,7 +2514,14 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x04from\x18\x05 \x01(\fR\x04from\x12\x12\n" +
 	"\x04pass\x18\x06 \x01(\bR\x04pass\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x10\n" +
-	"\x03sig\x18\b \x01(\fR\x03sig\"\xc2\x02\n" +
+	"\x03sig\x18\b \x01(\fR\x03sig\x12\x14\n" +
+	"\x05fault\x18\t \x01(\rR\x05fault\x12\x12\n" +
+	"\x04step\x18\n" +
+	" \x01(\rR\x04step\x12)\n" +
+	"\x06answer\x18\v \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\"2\n" +
+	"\x06Answer\x12\x16\n" +
+	"\x06leaves\x18\x01 \x03(\fR\x06leaves\x12\x10\n" +
+	"\x03sig\x18\x02 \x01(\fR\x03sig\"\xfa\x02\n" +
 	"\x05Value\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
 	"\x04base\x18\x02 \x01(\fR\x04base\x12\x16\n" +
@@ -2303,7 +2532,11 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\bevidence\x18\a \x03(\v2\x17.vtrain.v2.EquivocationR\bevidence\x12\x12\n" +
 	"\x04next\x18\b \x01(\fR\x04next\x12\x1f\n" +
 	"\vnext_voters\x18\t \x01(\fR\n" +
-	"nextVoters\"q\n" +
+	"nextVoters\x126\n" +
+	"\n" +
+	"overturned\x18\n" +
+	" \x03(\v2\x16.vtrain.v2.FullVerdictR\n" +
+	"overturned\"q\n" +
 	"\vCertificate\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
 	"\x04view\x18\x02 \x01(\rR\x04view\x12\x14\n" +
@@ -2312,21 +2545,30 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x06Commit\x12&\n" +
 	"\x05value\x18\x01 \x01(\v2\x10.vtrain.v2.ValueR\x05value\x12*\n" +
 	"\x04cert\x18\x02 \x01(\v2\x16.vtrain.v2.CertificateR\x04cert\"\x06\n" +
-	"\x04Join\"\x81\x01\n" +
+	"\x04Join\"\xd6\x01\n" +
 	"\aVerdict\x12\x16\n" +
 	"\x06update\x18\x01 \x01(\fR\x06update\x12\x18\n" +
 	"\aaccused\x18\x02 \x01(\fR\aaccused\x12\x18\n" +
 	"\asegment\x18\x03 \x01(\rR\asegment\x12\x12\n" +
 	"\x04pass\x18\x04 \x01(\bR\x04pass\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa5\x02\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05fault\x18\x06 \x01(\rR\x05fault\x12\x12\n" +
+	"\x04step\x18\a \x01(\rR\x04step\x12)\n" +
+	"\x06answer\x18\b \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\"\xd3\x02\n" +
 	"\vSyncRequest\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\fR\x03run\x12,\n" +
 	"\x04spec\x18\x02 \x01(\v2\x16.vtrain.v2.SpecRequestH\x00R\x04spec\x12/\n" +
 	"\x05state\x18\x03 \x01(\v2\x17.vtrain.v2.StateRequestH\x00R\x05state\x125\n" +
 	"\aupdates\x18\x04 \x01(\v2\x19.vtrain.v2.UpdatesRequestH\x00R\aupdates\x125\n" +
 	"\asegment\x18\x05 \x01(\v2\x19.vtrain.v2.SegmentRequestH\x00R\asegment\x12/\n" +
-	"\x05proof\x18\x06 \x01(\v2\x17.vtrain.v2.ProofRequestH\x00R\x05proofB\x06\n" +
-	"\x04what\"X\n" +
+	"\x05proof\x18\x06 \x01(\v2\x17.vtrain.v2.ProofRequestH\x00R\x05proof\x12,\n" +
+	"\x04blob\x18\a \x01(\v2\x16.vtrain.v2.BlobRequestH\x00R\x04blobB\x06\n" +
+	"\x04what\"c\n" +
+	"\vBlobRequest\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x16\n" +
+	"\x06update\x18\x03 \x01(\fR\x06update\x12\x12\n" +
+	"\x04step\x18\x04 \x01(\x03R\x04step\"X\n" +
 	"\x0eSegmentRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
 	"\x06update\x18\x02 \x01(\fR\x06update\x12\x18\n" +
@@ -2337,12 +2579,13 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\topt_names\x18\x03 \x03(\tR\boptNames\x12\x1d\n" +
 	"\n" +
 	"opt_values\x18\x04 \x03(\fR\toptValues\x12\x1b\n" +
-	"\topt_steps\x18\x05 \x01(\x03R\boptSteps\"\xa3\x01\n" +
+	"\topt_steps\x18\x05 \x01(\x03R\boptSteps\"\xce\x01\n" +
 	"\bEvidence\x12)\n" +
 	"\x05start\x18\x01 \x01(\v2\x13.vtrain.v2.SnapshotR\x05start\x12%\n" +
 	"\x03end\x18\x02 \x01(\v2\x13.vtrain.v2.SnapshotR\x03end\x12)\n" +
 	"\x05final\x18\x03 \x01(\v2\x13.vtrain.v2.SnapshotR\x05final\x12\x1a\n" +
-	"\bresidual\x18\x04 \x01(\fR\bresidual\"\r\n" +
+	"\bresidual\x18\x04 \x01(\fR\bresidual\x12)\n" +
+	"\x06answer\x18\x05 \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\"\r\n" +
 	"\vSpecRequest\"\"\n" +
 	"\fStateRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\"8\n" +
@@ -2356,7 +2599,7 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\vnext_voters\x18\x02 \x03(\fR\n" +
 	"nextVoters\".\n" +
 	"\x05Proof\x12%\n" +
-	"\x05links\x18\x01 \x03(\v2\x0f.vtrain.v2.LinkR\x05links\"\xfc\x01\n" +
+	"\x05links\x18\x01 \x03(\v2\x0f.vtrain.v2.LinkR\x05links\"\xc5\x02\n" +
 	"\fSyncResponse\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12&\n" +
@@ -2364,7 +2607,9 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\aupdates\x18\x04 \x03(\v2\x11.vtrain.v2.SignedR\aupdates\x12\x14\n" +
 	"\x05peers\x18\x05 \x03(\tR\x05peers\x12/\n" +
 	"\bevidence\x18\x06 \x01(\v2\x13.vtrain.v2.EvidenceR\bevidence\x12&\n" +
-	"\x05proof\x18\a \x01(\v2\x10.vtrain.v2.ProofR\x05proof\"\x84\x01\n" +
+	"\x05proof\x18\a \x01(\v2\x10.vtrain.v2.ProofR\x05proof\x12/\n" +
+	"\bsnapshot\x18\b \x01(\v2\x13.vtrain.v2.SnapshotR\bsnapshot\x12\x16\n" +
+	"\x06vector\x18\t \x01(\fR\x06vector\"\x84\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x18\n" +
 	"\afounder\x18\x02 \x01(\bR\afounder\x12\x12\n" +
@@ -2391,7 +2636,7 @@ func file_gossip_pb_vtrain_proto_rawDescGZIP() []byte {
 	return file_gossip_pb_vtrain_proto_rawDescData
 }
 
-var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_gossip_pb_vtrain_proto_goTypes = []any{
 	(*Signed)(nil),         // 0: vtrain.v2.Signed
 	(*Body)(nil),           // 1: vtrain.v2.Body
@@ -2405,65 +2650,73 @@ var file_gossip_pb_vtrain_proto_goTypes = []any{
 	(*UpdateRef)(nil),      // 9: vtrain.v2.UpdateRef
 	(*FullJoin)(nil),       // 10: vtrain.v2.FullJoin
 	(*FullVerdict)(nil),    // 11: vtrain.v2.FullVerdict
-	(*Value)(nil),          // 12: vtrain.v2.Value
-	(*Certificate)(nil),    // 13: vtrain.v2.Certificate
-	(*Commit)(nil),         // 14: vtrain.v2.Commit
-	(*Join)(nil),           // 15: vtrain.v2.Join
-	(*Verdict)(nil),        // 16: vtrain.v2.Verdict
-	(*SyncRequest)(nil),    // 17: vtrain.v2.SyncRequest
-	(*SegmentRequest)(nil), // 18: vtrain.v2.SegmentRequest
-	(*Snapshot)(nil),       // 19: vtrain.v2.Snapshot
-	(*Evidence)(nil),       // 20: vtrain.v2.Evidence
-	(*SpecRequest)(nil),    // 21: vtrain.v2.SpecRequest
-	(*StateRequest)(nil),   // 22: vtrain.v2.StateRequest
-	(*UpdatesRequest)(nil), // 23: vtrain.v2.UpdatesRequest
-	(*ProofRequest)(nil),   // 24: vtrain.v2.ProofRequest
-	(*Link)(nil),           // 25: vtrain.v2.Link
-	(*Proof)(nil),          // 26: vtrain.v2.Proof
-	(*SyncResponse)(nil),   // 27: vtrain.v2.SyncResponse
-	(*Member)(nil),         // 28: vtrain.v2.Member
-	(*State)(nil),          // 29: vtrain.v2.State
+	(*Answer)(nil),         // 12: vtrain.v2.Answer
+	(*Value)(nil),          // 13: vtrain.v2.Value
+	(*Certificate)(nil),    // 14: vtrain.v2.Certificate
+	(*Commit)(nil),         // 15: vtrain.v2.Commit
+	(*Join)(nil),           // 16: vtrain.v2.Join
+	(*Verdict)(nil),        // 17: vtrain.v2.Verdict
+	(*SyncRequest)(nil),    // 18: vtrain.v2.SyncRequest
+	(*BlobRequest)(nil),    // 19: vtrain.v2.BlobRequest
+	(*SegmentRequest)(nil), // 20: vtrain.v2.SegmentRequest
+	(*Snapshot)(nil),       // 21: vtrain.v2.Snapshot
+	(*Evidence)(nil),       // 22: vtrain.v2.Evidence
+	(*SpecRequest)(nil),    // 23: vtrain.v2.SpecRequest
+	(*StateRequest)(nil),   // 24: vtrain.v2.StateRequest
+	(*UpdatesRequest)(nil), // 25: vtrain.v2.UpdatesRequest
+	(*ProofRequest)(nil),   // 26: vtrain.v2.ProofRequest
+	(*Link)(nil),           // 27: vtrain.v2.Link
+	(*Proof)(nil),          // 28: vtrain.v2.Proof
+	(*SyncResponse)(nil),   // 29: vtrain.v2.SyncResponse
+	(*Member)(nil),         // 30: vtrain.v2.Member
+	(*State)(nil),          // 31: vtrain.v2.State
 }
 var file_gossip_pb_vtrain_proto_depIdxs = []int32{
 	3,  // 0: vtrain.v2.Body.update:type_name -> vtrain.v2.Update
 	5,  // 1: vtrain.v2.Body.proposal:type_name -> vtrain.v2.Proposal
 	4,  // 2: vtrain.v2.Body.vote:type_name -> vtrain.v2.Vote
-	14, // 3: vtrain.v2.Body.commit:type_name -> vtrain.v2.Commit
-	15, // 4: vtrain.v2.Body.join:type_name -> vtrain.v2.Join
-	16, // 5: vtrain.v2.Body.verdict:type_name -> vtrain.v2.Verdict
+	15, // 3: vtrain.v2.Body.commit:type_name -> vtrain.v2.Commit
+	16, // 4: vtrain.v2.Body.join:type_name -> vtrain.v2.Join
+	17, // 5: vtrain.v2.Body.verdict:type_name -> vtrain.v2.Verdict
 	8,  // 6: vtrain.v2.Body.evidence:type_name -> vtrain.v2.Equivocation
 	2,  // 7: vtrain.v2.Body.head:type_name -> vtrain.v2.TreeHead
-	12, // 8: vtrain.v2.Proposal.value:type_name -> vtrain.v2.Value
+	13, // 8: vtrain.v2.Proposal.value:type_name -> vtrain.v2.Value
 	6,  // 9: vtrain.v2.Proposal.pol:type_name -> vtrain.v2.Sig
 	7,  // 10: vtrain.v2.Equivocation.a:type_name -> vtrain.v2.FullVote
 	7,  // 11: vtrain.v2.Equivocation.b:type_name -> vtrain.v2.FullVote
-	9,  // 12: vtrain.v2.Value.updates:type_name -> vtrain.v2.UpdateRef
-	10, // 13: vtrain.v2.Value.admit:type_name -> vtrain.v2.FullJoin
-	11, // 14: vtrain.v2.Value.verdicts:type_name -> vtrain.v2.FullVerdict
-	8,  // 15: vtrain.v2.Value.evidence:type_name -> vtrain.v2.Equivocation
-	6,  // 16: vtrain.v2.Certificate.sigs:type_name -> vtrain.v2.Sig
-	12, // 17: vtrain.v2.Commit.value:type_name -> vtrain.v2.Value
-	13, // 18: vtrain.v2.Commit.cert:type_name -> vtrain.v2.Certificate
-	21, // 19: vtrain.v2.SyncRequest.spec:type_name -> vtrain.v2.SpecRequest
-	22, // 20: vtrain.v2.SyncRequest.state:type_name -> vtrain.v2.StateRequest
-	23, // 21: vtrain.v2.SyncRequest.updates:type_name -> vtrain.v2.UpdatesRequest
-	18, // 22: vtrain.v2.SyncRequest.segment:type_name -> vtrain.v2.SegmentRequest
-	24, // 23: vtrain.v2.SyncRequest.proof:type_name -> vtrain.v2.ProofRequest
-	19, // 24: vtrain.v2.Evidence.start:type_name -> vtrain.v2.Snapshot
-	19, // 25: vtrain.v2.Evidence.end:type_name -> vtrain.v2.Snapshot
-	19, // 26: vtrain.v2.Evidence.final:type_name -> vtrain.v2.Snapshot
-	14, // 27: vtrain.v2.Link.commit:type_name -> vtrain.v2.Commit
-	25, // 28: vtrain.v2.Proof.links:type_name -> vtrain.v2.Link
-	29, // 29: vtrain.v2.SyncResponse.state:type_name -> vtrain.v2.State
-	0,  // 30: vtrain.v2.SyncResponse.updates:type_name -> vtrain.v2.Signed
-	20, // 31: vtrain.v2.SyncResponse.evidence:type_name -> vtrain.v2.Evidence
-	26, // 32: vtrain.v2.SyncResponse.proof:type_name -> vtrain.v2.Proof
-	28, // 33: vtrain.v2.State.members:type_name -> vtrain.v2.Member
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	12, // 12: vtrain.v2.FullVerdict.answer:type_name -> vtrain.v2.Answer
+	9,  // 13: vtrain.v2.Value.updates:type_name -> vtrain.v2.UpdateRef
+	10, // 14: vtrain.v2.Value.admit:type_name -> vtrain.v2.FullJoin
+	11, // 15: vtrain.v2.Value.verdicts:type_name -> vtrain.v2.FullVerdict
+	8,  // 16: vtrain.v2.Value.evidence:type_name -> vtrain.v2.Equivocation
+	11, // 17: vtrain.v2.Value.overturned:type_name -> vtrain.v2.FullVerdict
+	6,  // 18: vtrain.v2.Certificate.sigs:type_name -> vtrain.v2.Sig
+	13, // 19: vtrain.v2.Commit.value:type_name -> vtrain.v2.Value
+	14, // 20: vtrain.v2.Commit.cert:type_name -> vtrain.v2.Certificate
+	12, // 21: vtrain.v2.Verdict.answer:type_name -> vtrain.v2.Answer
+	23, // 22: vtrain.v2.SyncRequest.spec:type_name -> vtrain.v2.SpecRequest
+	24, // 23: vtrain.v2.SyncRequest.state:type_name -> vtrain.v2.StateRequest
+	25, // 24: vtrain.v2.SyncRequest.updates:type_name -> vtrain.v2.UpdatesRequest
+	20, // 25: vtrain.v2.SyncRequest.segment:type_name -> vtrain.v2.SegmentRequest
+	26, // 26: vtrain.v2.SyncRequest.proof:type_name -> vtrain.v2.ProofRequest
+	19, // 27: vtrain.v2.SyncRequest.blob:type_name -> vtrain.v2.BlobRequest
+	21, // 28: vtrain.v2.Evidence.start:type_name -> vtrain.v2.Snapshot
+	21, // 29: vtrain.v2.Evidence.end:type_name -> vtrain.v2.Snapshot
+	21, // 30: vtrain.v2.Evidence.final:type_name -> vtrain.v2.Snapshot
+	12, // 31: vtrain.v2.Evidence.answer:type_name -> vtrain.v2.Answer
+	15, // 32: vtrain.v2.Link.commit:type_name -> vtrain.v2.Commit
+	27, // 33: vtrain.v2.Proof.links:type_name -> vtrain.v2.Link
+	31, // 34: vtrain.v2.SyncResponse.state:type_name -> vtrain.v2.State
+	0,  // 35: vtrain.v2.SyncResponse.updates:type_name -> vtrain.v2.Signed
+	22, // 36: vtrain.v2.SyncResponse.evidence:type_name -> vtrain.v2.Evidence
+	28, // 37: vtrain.v2.SyncResponse.proof:type_name -> vtrain.v2.Proof
+	21, // 38: vtrain.v2.SyncResponse.snapshot:type_name -> vtrain.v2.Snapshot
+	30, // 39: vtrain.v2.State.members:type_name -> vtrain.v2.Member
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_gossip_pb_vtrain_proto_init() }
@@ -2481,12 +2734,13 @@ func file_gossip_pb_vtrain_proto_init() {
 		(*Body_Evidence)(nil),
 		(*Body_Head)(nil),
 	}
-	file_gossip_pb_vtrain_proto_msgTypes[17].OneofWrappers = []any{
+	file_gossip_pb_vtrain_proto_msgTypes[18].OneofWrappers = []any{
 		(*SyncRequest_Spec)(nil),
 		(*SyncRequest_State)(nil),
 		(*SyncRequest_Updates)(nil),
 		(*SyncRequest_Segment)(nil),
 		(*SyncRequest_Proof)(nil),
+		(*SyncRequest_Blob)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2494,7 +2748,7 @@ func file_gossip_pb_vtrain_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gossip_pb_vtrain_proto_rawDesc), len(file_gossip_pb_vtrain_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

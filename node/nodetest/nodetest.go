@@ -545,3 +545,6 @@ func (w *watcher) Evidence(uint64, consensus.Hash, int) (trainer.Evidence, error
 
 // Proof implements gossip.Server.
 func (w *watcher) Proof(uint64) *consensus.Proof { return &consensus.Proof{} }
+func (w *watcher) Blob(gossip.BlobRequest) (*trainer.Snapshot, []float32, bool) {
+	return nil, nil, false
+}

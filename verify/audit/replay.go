@@ -68,6 +68,7 @@ type replay struct {
 	Restored   int `json:"rounds_adopted"` // decisions the keeper took by a checked certificate and state
 	Certs      int `json:"certificates_checked"`
 	Challenges int `json:"challenges_replayed"`
+	Lies       int `json:"false_verdicts_logged"` // verdicts no draw backs, logged as proof against their signers
 	Segments   int `json:"segments_replayed"`
 	Links      int `json:"payloads_rederived"`
 }
@@ -89,10 +90,12 @@ func newReplay(spec runspec.Spec, store *ledger.Store, train *data.Dataset, full
 		own: map[verdictKey]loggedVerdict{}, carried: map[verdictKey]bool{}, excluded: map[consensus.PeerID]bool{}}, nil
 }
 
-// verdictKey names a challenge: the round and the update drawn.
+// verdictKey names a challenge: the round, the update drawn and the
+// challenger (a drawn update has verify.challengers of them).
 type verdictKey struct {
 	round  uint64
 	update consensus.Hash
+	from   consensus.PeerID
 }
 
 // loggedVerdict is a verdict of the keeper's as its ledger logged it.
@@ -151,7 +154,7 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 		return err
 	}
 	for _, x := range v.Verdicts {
-		k := verdictKey{x.Round, x.Update}
+		k := verdictKey{x.Round, x.Update, x.From}
 		if o, ok := r.own[k]; ok && o.pass != x.Pass {
 			return fmt.Errorf("round %d's certified value carries the keeper's verdict on %s's round-%d update as pass=%v; the keeper's verdict at entry %d says pass=%v",
 				v.Round, x.Accused, x.Round, x.Pass, o.entry, o.pass)
@@ -311,18 +314,20 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 		return false, nil // the keeper restored past that round: nothing to check against
 	}
 	_, chs := consensus.Draw(v, consensus.SpotPolicyOf(r.spec))
-	i := slices.IndexFunc(chs, func(c spot.Challenge) bool { return c.Update == x.Update })
-	if i < 0 {
-		return false, fmt.Errorf("verdict on %s of round %d, which the beacon did not draw", x.Update.Short(), x.Round)
-	}
-	ch := chs[i]
-	if ch.Peer != string(x.Accused) || ch.Challenger != string(x.From) || ch.Segment != x.Segment {
-		return false, fmt.Errorf("verdict from %s on %s's segment %d: the beacon drew %s for %s's segment %d", x.From, x.Accused, x.Segment, ch.Challenger, ch.Peer, ch.Segment)
+	i := slices.IndexFunc(chs, func(c spot.Challenge) bool { return c.Update == x.Update && c.Challenger == string(x.From) })
+	if i < 0 || chs[i].Peer != string(x.Accused) || chs[i].Segment != x.Segment {
+		// A verdict no draw backs is its signer's lie: the keeper logs
+		// others' as the proof that excludes them, and never signs one.
+		if string(x.From) == keeper {
+			return false, fmt.Errorf("the keeper signed a verdict on %s's round-%d update (segment %d) that the beacon did not draw it for", x.Accused, x.Round, x.Segment)
+		}
+		r.Lies++
+		return false, nil
 	}
 	// The keeper signs one verdict per challenge: the one a certified
 	// value carries, before or after this entry.
 	if string(x.From) == keeper {
-		k := verdictKey{x.Round, x.Update}
+		k := verdictKey{x.Round, x.Update, x.From}
 		if pass, ok := r.carried[k]; ok && pass != x.Pass {
 			return false, fmt.Errorf("the keeper's verdict on %s's round-%d update says pass=%v; a certified value carries it as pass=%v", x.Accused, x.Round, x.Pass, pass)
 		}
@@ -394,9 +399,11 @@ func (r *replay) challenge(e ledger.Entry, keeper string) error {
 		return nil // the keeper restored past that round: nothing to check against
 	}
 	beacon, chs := consensus.Draw(v, consensus.SpotPolicyOf(r.spec))
-	i := slices.IndexFunc(chs, func(c spot.Challenge) bool { return hex.EncodeToString(c.Update[:]) == cd.Update })
+	i := slices.IndexFunc(chs, func(c spot.Challenge) bool {
+		return hex.EncodeToString(c.Update[:]) == cd.Update && c.Challenger == cd.Challenger
+	})
 	if i < 0 {
-		return fmt.Errorf("challenge of update %.8s of round %d, which the beacon did not draw", cd.Update, e.Round)
+		return fmt.Errorf("challenge by %s of update %.8s of round %d: the beacon of round %d drew no such challenge (the keeper logs only its own)", cd.Challenger, cd.Update, e.Round, e.Round)
 	}
 	ch := chs[i]
 	if ch.Peer != e.Peer || ch.Challenger != cd.Challenger || ch.Segment != cd.Segment || cd.Challenger != keeper || cd.Beacon != hex.EncodeToString(beacon[:]) {

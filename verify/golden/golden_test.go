@@ -172,6 +172,7 @@ type vectors struct {
 			Sig   hexBytes `json:"sig"`
 		} `json:"admit"`
 		Verdicts   []verdict             `json:"verdicts"`
+		Overturned []verdict             `json:"overturned"`
 		Evidence   []struct{ A, B vote } `json:"evidence"`
 		Next       hash32                `json:"next"`
 		NextVoters hash32                `json:"next_voters"`
@@ -261,19 +262,32 @@ func (v vote) vote(t *testing.T) consensus.Vote {
 }
 
 type verdict struct {
-	Round   uint64   `json:"round"`
-	Update  hash32   `json:"update"`
-	Accused string   `json:"accused"`
-	Segment int      `json:"segment"`
-	From    string   `json:"from"`
-	Pass    bool     `json:"pass"`
-	Reason  string   `json:"reason"`
-	Sig     hexBytes `json:"sig"`
+	Round   uint64 `json:"round"`
+	Update  hash32 `json:"update"`
+	Accused string `json:"accused"`
+	Segment int    `json:"segment"`
+	From    string `json:"from"`
+	Pass    bool   `json:"pass"`
+	Reason  string `json:"reason"`
+	Fault   uint8  `json:"fault"`
+	Step    int    `json:"step"`
+	Answer  *struct {
+		Leaves []hash32 `json:"leaves"`
+		Sig    hexBytes `json:"sig"`
+	} `json:"answer"`
+	Sig hexBytes `json:"sig"`
 }
 
 func (v verdict) msg() consensus.VerdictMsg {
-	return consensus.VerdictMsg{Round: v.Round, Update: consensus.Hash(v.Update), Accused: consensus.PeerID(v.Accused),
-		Segment: v.Segment, From: consensus.PeerID(v.From), Pass: v.Pass, Reason: v.Reason, Sig: v.Sig}
+	m := consensus.VerdictMsg{Round: v.Round, Update: consensus.Hash(v.Update), Accused: consensus.PeerID(v.Accused),
+		Segment: v.Segment, From: consensus.PeerID(v.From), Pass: v.Pass, Reason: v.Reason, Fault: consensus.Fault(v.Fault), Step: v.Step, Sig: v.Sig}
+	if a := v.Answer; a != nil {
+		m.Answer = &consensus.Answer{Round: v.Round, Update: consensus.Hash(v.Update), Segment: v.Segment, Sig: a.Sig}
+		for _, l := range a.Leaves {
+			m.Answer.Leaves = append(m.Answer.Leaves, consensus.Hash(l))
+		}
+	}
+	return m
 }
 
 // load reads the vectors strictly: a section that derive.py writes and
@@ -484,6 +498,9 @@ func TestValueID(t *testing.T) {
 		}
 		for _, d := range v.Verdicts {
 			x.Verdicts = append(x.Verdicts, d.msg())
+		}
+		for _, d := range v.Overturned {
+			x.Overturned = append(x.Overturned, d.msg())
 		}
 		for _, q := range v.Evidence {
 			x.Evidence = append(x.Evidence, consensus.Equivocation{A: q.A.vote(t), B: q.B.vote(t)})

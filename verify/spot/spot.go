@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"sort"
 )
@@ -56,6 +57,10 @@ type Policy struct {
 	Rate         float64 // established peers
 	NewcomerRate float64 // during probation
 	Segments     int     // segments per update
+	// Challengers is how many distinct peers check a drawn update, each
+	// its own segment (at least 1): one colluding challenger cannot
+	// shield a cheater while another honest one is drawn.
+	Challengers int
 }
 
 // Candidate is an aggregated update that may be challenged.
@@ -100,9 +105,32 @@ func Assign(beacon, update Hash, peer string, peers []string, segments int) (seg
 	return int(s % uint64(segments)), others[c%uint64(len(others))], true
 }
 
+// More returns the further challengers of a drawn update beyond the first
+// (Assign's): up to k-1 distinct other peers, each with its own segment,
+// drawn without replacement from those not drawn yet.
+func More(beacon, update Hash, peer, first string, peers []string, segments, k int) []Challenge {
+	var others []string
+	for _, p := range peers {
+		if p != peer && p != first && !slices.Contains(others, p) {
+			others = append(others, p)
+		}
+	}
+	slices.Sort(others)
+	var out []Challenge
+	for j := 1; j < k && len(others) > 0; j++ {
+		_, s := draw(beacon, update, fmt.Sprintf("segment/%d", j))
+		_, c := draw(beacon, update, fmt.Sprintf("challenger/%d", j))
+		i := int(c % uint64(len(others)))
+		out = append(out, Challenge{Update: update, Peer: peer, Segment: int(s % uint64(segments)), Challenger: others[i]})
+		others = slices.Delete(others, i, i+1)
+	}
+	return out
+}
+
 // Select returns the challenges of a decided round: each candidate is
-// challenged with its rate; the challenger is one of the other candidates'
-// peers.
+// challenged with its rate, by p.Challengers distinct peers among the
+// other candidates' (fewer when there are fewer), each with its own
+// segment.
 func Select(beacon Hash, cands []Candidate, p Policy) []Challenge {
 	peers := make([]string, len(cands))
 	for i, c := range cands {
@@ -122,6 +150,7 @@ func Select(beacon Hash, cands []Candidate, p Policy) []Challenge {
 			continue
 		}
 		out = append(out, Challenge{Update: c.Update, Peer: c.Peer, Segment: seg, Challenger: who})
+		out = append(out, More(beacon, c.Update, c.Peer, who, peers, p.Segments, p.Challengers)...)
 	}
 	return out
 }

@@ -84,3 +84,39 @@ func TestSelectUsesTheNewcomerRate(t *testing.T) {
 		t.Fatal("Select is not deterministic")
 	}
 }
+
+func TestSelectDrawsDistinctChallengers(t *testing.T) {
+	cands := []Candidate{{Update: h("1"), Peer: "a"}, {Update: h("2"), Peer: "b"}, {Update: h("3"), Peer: "c"}, {Update: h("4"), Peer: "d"}}
+	for k := 1; k <= 4; k++ {
+		p := Policy{Rate: 1, NewcomerRate: 1, Segments: 8, Challengers: k}
+		per := map[Hash][]string{}
+		for _, c := range Select(h("beacon"), cands, p) {
+			if c.Challenger == c.Peer || slicesContains(per[c.Update], c.Challenger) {
+				t.Fatalf("k=%d: challenger %s of %s's update drawn twice or its own", k, c.Challenger, c.Peer)
+			}
+			per[c.Update] = append(per[c.Update], c.Challenger)
+		}
+		for _, c := range cands {
+			if want := min(k, 3); len(per[c.Update]) != want {
+				t.Fatalf("k=%d: %s's update has %d challengers, want %d", k, c.Peer, len(per[c.Update]), want)
+			}
+		}
+	}
+	// The first challenger is Assign's, as before more were drawn.
+	one := Select(h("beacon"), cands, Policy{Rate: 1, NewcomerRate: 1, Segments: 8, Challengers: 1})
+	two := Select(h("beacon"), cands, Policy{Rate: 1, NewcomerRate: 1, Segments: 8, Challengers: 2})
+	for i, c := range one {
+		if two[2*i] != c {
+			t.Fatalf("the first challenger changed with k: %+v, %+v", c, two[2*i])
+		}
+	}
+}
+
+func slicesContains(s []string, x string) bool {
+	for _, y := range s {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

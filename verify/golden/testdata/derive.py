@@ -204,7 +204,7 @@ spec = {
     "compression": {"fraction": 0.01, "bits": 2, "chunk": 256},
     "aggregation": {"rule": "mean", "trim": 0.2},
     "rounds": {"timeout": "1m0s", "commit_timeout": "10s", "quorum": 1, "max_message": 1 << 20, "max_update_norm": 1000.0},
-    "verify": {"rate": 0.1, "newcomer_rate": 0.75, "probation": 10, "segment": 0, "timeout": "20s", "tolerance": 0.0},
+    "verify": {"rate": 0.5, "newcomer_rate": 0.75, "probation": 10, "segment": 0, "challengers": 2, "timeout": "20s", "tolerance": 0.0},
     "members": {"genesis": sorted(FOUNDERS), "voters": 4, "admit": 2, "absent": 8, "max": 256},
 }
 canonical = go_json(spec).encode()
@@ -429,28 +429,58 @@ def join_sign_bytes(run, j):
     return b"vtrain/sig/join/v1\x00" + run + u64(j["round"]) + lp(j["from"])
 
 
+def answer_sign_bytes(run, v):
+    """The accused's signed answer a verdict carries (consensus.AnswerSignBytes)."""
+    a = v["answer"]
+    b = b"vtrain/sig/answer/v1\x00" + run + u64(v["round"]) + v["update"] + u64(v["segment"]) + u64(len(a["leaves"]))
+    for leaf in a["leaves"]:
+        b += leaf
+    return b
+
+
 def verdict_sign_bytes(run, v):
-    return (b"vtrain/sig/verdict/v1\x00" + run + u64(v["round"]) + v["update"] + lp(v["accused"])
-            + u64(v["segment"]) + lp(v["from"]) + flag(v["pass"]) + lp(v["reason"]))
+    b = (b"vtrain/sig/verdict/v2\x00" + run + u64(v["round"]) + v["update"] + lp(v["accused"])
+         + u64(v["segment"]) + lp(v["from"]) + flag(v["pass"]) + lp(v["reason"])
+         + u8(v["fault"]) + u64(v["step"]) + flag(v["answer"] is not None))
+    if v["answer"] is not None:
+        b += lp(answer_sign_bytes(run, v)) + lp(v["answer"]["sig"])
+    return b
 
 
 JOIN = {"round": 20, "from": PEER_C, "sig": bytes(range(64))}
+# A step dispute on segment 5 (steps 65..78 of 200, 13 per segment): the
+# accused's signed leaves, and step 67 that does not follow from leaf 66.
 VERDICT_FAIL = {"round": 19, "update": H("update 19 d"), "accused": PEER_D, "segment": 5, "from": FOUNDERS[0],
-                "pass": False, "reason": "segment 5: end state 9f86d081 ≠ committed 2c26b46b", "sig": b"\xaa" * 64}
+                "pass": False, "reason": "step 67 from the state after step 66 gives 9f86d081, the accused signed 2c26b46b",
+                "fault": 1, "step": 67,
+                "answer": {"leaves": [H("leaf %d" % k) for k in range(66, 79)], "sig": b"\xbb" * 64},
+                "sig": b"\xaa" * 64}
 VERDICT_PASS = {"round": 20, "update": H("update 20 a"), "accused": FOUNDERS[1], "segment": 0, "from": PEER_D,
-                "pass": True, "reason": "", "sig": b"\x55" * 64}
+                "pass": True, "reason": "", "fault": 0, "step": 0, "answer": None, "sig": b"\x55" * 64}
+# A claim that the accused was silent, from a member the beacon did not
+# draw: a lie on its face, which a value overturns.
+VERDICT_LIE = {"round": 20, "update": H("update 20 a"), "accused": FOUNDERS[1], "segment": 3, "from": PEER_C,
+               "pass": False, "reason": "made up", "fault": 4, "step": 0, "answer": None, "sig": b"\x66" * 64}
 
 vectors["join"] = [{"name": "joiner at round 20", "run": hx(RUN), "round": JOIN["round"], "from": JOIN["from"],
                     "sign_bytes": hx(join_sign_bytes(RUN, JOIN))}]
 
 
+def answer_json(v):
+    if v["answer"] is None:
+        return None
+    return {"leaves": [hx(x) for x in v["answer"]["leaves"]], "sig": hx(v["answer"]["sig"])}
+
+
 def verdict_json(name, v):
     return {"name": name, "run": hx(RUN), "round": v["round"], "update": hx(v["update"]), "accused": v["accused"],
             "segment": v["segment"], "from": v["from"], "pass": v["pass"], "reason": v["reason"],
+            "fault": v["fault"], "step": v["step"], "answer": answer_json(v),
             "sign_bytes": hx(verdict_sign_bytes(RUN, v))}
 
 
-vectors["verdict"] = [verdict_json("failed, non-ASCII reason", VERDICT_FAIL), verdict_json("passed", VERDICT_PASS)]
+vectors["verdict"] = [verdict_json("failed step dispute, non-ASCII reason", VERDICT_FAIL), verdict_json("passed", VERDICT_PASS),
+                      verdict_json("silent claim", VERDICT_LIE)]
 
 CERT_SIGNERS = sorted([FOUNDERS[0], FOUNDERS[1], PEER_D])
 cert = {"round": 21, "view": 1, "value": VALUE_ID_FOR_VOTES}
@@ -468,7 +498,7 @@ vectors["certificate"] = {
 
 
 def value_id(run, v):
-    b = b"vtrain/value/v1\x00" + run + u64(v["round"]) + v["base"] + v["voters"]
+    b = b"vtrain/value/v2\x00" + run + u64(v["round"]) + v["base"] + v["voters"]
     b += u64(len(v["updates"]))
     for u in v["updates"]:
         b += u["id"] + lp(u["from"]) + flag(u["newcomer"])
@@ -478,12 +508,21 @@ def value_id(run, v):
     b += u64(len(v["verdicts"]))
     for x in v["verdicts"]:
         b += lp(verdict_sign_bytes(run, x)) + lp(x["sig"])
+    b += u64(len(v["overturned"]))
+    for x in v["overturned"]:
+        b += lp(verdict_sign_bytes(run, x)) + lp(x["sig"])
     b += u64(len(v["evidence"]))
     for q in v["evidence"]:
         for x in (q["a"], q["b"]):
             b += lp(vote_sign_bytes(run, x)) + lp(x["sig"])
     b += v["next"] + v["next_voters"]
     return sha256(b)
+
+
+def verdict_fields(x):
+    return {"round": x["round"], "update": hx(x["update"]), "accused": x["accused"], "segment": x["segment"],
+            "from": x["from"], "pass": x["pass"], "reason": x["reason"], "fault": x["fault"], "step": x["step"],
+            "answer": answer_json(x), "sig": hx(x["sig"])}
 
 
 def value_json(name, v):
@@ -495,9 +534,8 @@ def value_json(name, v):
         "name": name, "run": hx(RUN), "round": v["round"], "base": hx(v["base"]), "voters": hx(v["voters"]),
         "updates": [{"id": hx(u["id"]), "from": u["from"], "newcomer": u["newcomer"]} for u in v["updates"]],
         "admit": [{"round": j["round"], "from": j["from"], "sig": hx(j["sig"])} for j in v["admit"]],
-        "verdicts": [{"round": x["round"], "update": hx(x["update"]), "accused": x["accused"], "segment": x["segment"],
-                      "from": x["from"], "pass": x["pass"], "reason": x["reason"], "sig": hx(x["sig"])}
-                     for x in v["verdicts"]],
+        "verdicts": [verdict_fields(x) for x in v["verdicts"]],
+        "overturned": [verdict_fields(x) for x in v["overturned"]],
         "evidence": [{"a": vj(q["a"]), "b": vj(q["b"])} for q in v["evidence"]],
         "next": hx(v["next"]), "next_voters": hx(v["next_voters"]),
         "id": hx(value_id(RUN, v)),
@@ -515,13 +553,13 @@ equivocation = {
 }
 VS = voters_digest(VOTERS)
 vectors["value"] = [
-    value_json("updates, an admission, two verdicts, an equivocation", {
+    value_json("updates, an admission, two verdicts, an overturned one, an equivocation", {
         "round": 21, "base": H("state 21"), "voters": VS, "updates": updates, "admit": [JOIN],
-        "verdicts": [VERDICT_FAIL, VERDICT_PASS], "evidence": [equivocation],
+        "verdicts": [VERDICT_FAIL, VERDICT_PASS], "overturned": [VERDICT_LIE], "evidence": [equivocation],
         "next": H("state 22"), "next_voters": voters_digest(NEXT_VOTERS),
     }),
     value_json("nothing aggregated", {
-        "round": 4, "base": H("state 4"), "voters": VS, "updates": [], "admit": [], "verdicts": [], "evidence": [],
+        "round": 4, "base": H("state 4"), "voters": VS, "updates": [], "admit": [], "verdicts": [], "overturned": [], "evidence": [],
         "next": H("state 5"), "next_voters": VS,
     }),
 ]

@@ -1,0 +1,160 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/consensus"
+	"github.com/vtrain/vtrain/gossip"
+	"github.com/vtrain/vtrain/trainer"
+)
+
+// ruled is a referee's finding on a failed verdict, for the loop to hand
+// the engine.
+type ruled struct {
+	x       *consensus.VerdictMsg
+	r       consensus.Ruling
+	why     string
+	seconds float64
+}
+
+// referee checks a failed verdict the engine asks about (see
+// consensus.Fault and trainer.Referee): it re-executes the one step, the
+// encoding or the segment the claim rests on from states fetched by hash
+// from the challenger or the accused, or, for a claim that the accused was
+// silent, asks the accused itself.
+func (n *node) referee(ctx context.Context, req consensus.RefereeRequest, out chan<- ruled) {
+	x, u := req.Verdict, req.Update
+	done := ruled{x: x, r: consensus.Lapsed}
+	start := time.Now()
+	defer func() {
+		done.seconds = time.Since(start).Seconds()
+		out <- done
+	}()
+	if x.Fault == consensus.FaultSilent {
+		done.r, done.why = n.askAccused(ctx, x, u)
+		return
+	}
+	base := n.baseOf(x.Round)
+	if base == nil {
+		done.why = "the round's state is no longer held"
+		return
+	}
+	rep, err := trainer.NewReplayer(n.spec, x.Round, u.From, n.cfg.Data.Train, n.engineOpts()...)
+	if err != nil {
+		done.why = err.Error()
+		return
+	}
+	r, err := trainer.Referee(n.spec, base, u, x, rep, n.fetchBlob(ctx, x))
+	done.r = r
+	if err != nil {
+		done.why = err.Error()
+	}
+}
+
+// fetchBlob fetches states by hash for a referee: its own, else the
+// challenger's, else the accused's.
+func (n *node) fetchBlob(ctx context.Context, x *consensus.VerdictMsg) trainer.Fetch {
+	return func(h consensus.Hash, step int) (*trainer.Snapshot, []float32, error) {
+		req := gossip.BlobRequest{Hash: h, Round: x.Round, Update: x.Update, Step: step}
+		if s, v, ok := n.Blob(req); ok {
+			return s, v, nil
+		}
+		var last error = errors.New("nobody to ask")
+		for _, p := range []consensus.PeerID{x.From, x.Accused} {
+			pid, err := peer.Decode(string(p))
+			if err != nil || pid == n.tr.ID() {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, n.spec.Verify.Timeout.Duration)
+			s, v, err := n.tr.FetchBlob(cctx, pid, req)
+			cancel()
+			if err == nil && (s != nil && s.Hash() == h || v != nil && trainer.Hash(trainer.ParamHash(v)) == h) {
+				return s, v, nil
+			}
+			if err == nil {
+				err = fmt.Errorf("%s served something else", p)
+			}
+			last = err
+		}
+		return nil, nil, last
+	}
+}
+
+// askAccused referees a claim that the accused did not answer: this node
+// asks the accused for the same evidence (retrying until verify.timeout).
+// A valid answer makes the claim lapse (the challenger may have been cut
+// off; nobody is proven at fault); none, a refusal or an answer that does
+// not hold upholds it. Only when a quorum of voters upholds it does the
+// accused go: a challenger alone cannot fake silence.
+func (n *node) askAccused(ctx context.Context, x *consensus.VerdictMsg, u *consensus.Update) (consensus.Ruling, string) {
+	if x.Accused == n.self {
+		return consensus.Lapsed, "this node is the accused, and answers"
+	}
+	pid, err := peer.Decode(string(x.Accused))
+	if err != nil {
+		return consensus.Upheld, "the accused is not a peer ID"
+	}
+	deadline := time.Now().Add(n.spec.Verify.Timeout.Duration)
+	var ev trainer.Evidence
+	for {
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		ev, err = n.tr.FetchEvidence(cctx, pid, x.Round, x.Update, x.Segment)
+		cancel()
+		if err == nil || errors.Is(err, gossip.ErrRefused) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		if n.tr.Host().Network().Connectedness(pid) != network.Connected {
+			n.tr.Discover(ctx)
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return consensus.Lapsed, "stopped"
+	case err != nil:
+		return consensus.Upheld, fmt.Sprintf("no answer to this referee either: %v", err)
+	}
+	a := ev.Answer
+	if a == nil || a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment ||
+		!gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(n.eng.RunID(), a), a.Sig) {
+		return consensus.Upheld, "the accused's answer to this referee is not signed"
+	}
+	if _, err := trainer.CheckAnswer(n.spec, u, x.Segment, ev); err != nil {
+		return consensus.Upheld, fmt.Sprintf("the accused's answer to this referee does not hold: %v", err)
+	}
+	return consensus.Lapsed, "the accused answered this referee"
+}
+
+// baseOf returns the agreed parameters of a recent round, or nil.
+func (n *node) baseOf(round uint64) []float32 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if b := n.bases[round]; b != nil {
+		return b
+	}
+	for _, st := range n.states {
+		if st.Round == round {
+			return st.Theta
+		}
+	}
+	return nil
+}
+
+// finishReferee hands a referee's finding to the engine.
+func (n *node) finishReferee(d ruled) {
+	n.mu.Lock()
+	n.challenges.Refereed++
+	n.challenges.RefereeSeconds += d.seconds
+	n.mu.Unlock()
+	n.log.Info("refereed", "round", d.x.Round, "accused", d.x.Accused, "challenger", d.x.From, "fault", d.x.Fault, "ruling", d.r, "why", d.why)
+	n.say("round %d: refereed %s's %s claim against %s: %s", d.x.Round, short(string(d.x.From)), d.x.Fault, short(string(d.x.Accused)), d.r)
+	n.eng.Rule(d.x, d.r)
+}
