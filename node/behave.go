@@ -34,6 +34,10 @@ import (
 var Behaviours = []string{"honest", "lazy", "noise", "replay", "scaled", "stale", "flip", "alie", "accuse", "accuse-any", "collude",
 	"forge", "equivocate", "hijack", "sybil", "future", "flood"}
 
+// TrainingCheats are the misbehaviours that send bad updates (the others
+// lie as challengers, or about signatures and votes).
+var TrainingCheats = []string{"lazy", "noise", "replay", "scaled", "stale", "flip", "alie"}
+
 // ParseBehave splits a --behave value into the misbehaviour and the round
 // it starts at ("lazy+10": lazy from round 10).
 func ParseBehave(s string) (string, uint64, error) {

@@ -70,6 +70,8 @@ type RoundReport struct {
 	WireOut   int64   `json:"wire_out_bytes"`
 	Seconds   float64 `json:"seconds"`
 	Restored  bool    `json:"restored,omitempty"`
+	// Authors are the peers whose updates the round aggregated.
+	Authors []string `json:"authors,omitempty"`
 }
 
 // Summary is what a node reports when the run ends.
@@ -710,6 +712,9 @@ func (n *node) decided(res consensus.Decided) {
 		Signers: len(res.Cert.Sigs), Voters: len(n.eng.Voters()), Members: len(n.eng.Members().List), Loss: res.Loss,
 		Peers: stats.Peers + 1, Published: stats.Published, WireIn: stats.WireIn, WireOut: stats.WireOut,
 		Seconds: time.Since(n.start).Seconds(), Restored: res.Restored}
+	for _, p := range res.Peers {
+		rep.Authors = append(rep.Authors, string(p))
+	}
 	last := n.spec.Run.Rounds > 0 && res.Round+1 >= uint64(n.spec.Run.Rounds)
 	if (res.Round+1)%uint64(n.cfg.EvalEvery) == 0 || last {
 		if ev, err := trainer.Evaluate(n.model, n.eng.Theta(), n.cfg.Data.Test, 1000); err == nil {

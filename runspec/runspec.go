@@ -104,6 +104,10 @@ const (
 	AggMean        = "mean"
 	AggTrimmedMean = "trimmed_mean"
 	AggMedian      = "median"
+	// AggCenteredClip is centered clipping (trainer.Aggregate): no
+	// update moves the aggregate by more than the median update's norm
+	// over n.
+	AggCenteredClip = "centered_clip"
 )
 
 // Aggregation is how a round's updates are combined.
@@ -227,7 +231,7 @@ func Default() Spec {
 		Inner:       Inner{Optimizer: "adamw", LR: 1e-3, Steps: 200, Batch: 64, Momentum: 0.9},
 		Outer:       Outer{Optimizer: "nesterov", LR: 1.0, Momentum: 0.5},
 		Compression: Compression{Fraction: 0.01, Bits: 2, Chunk: 256},
-		Aggregation: Aggregation{Rule: AggMean, Trim: 0.2},
+		Aggregation: Aggregation{Rule: AggCenteredClip, Trim: 0.2},
 		Rounds: Rounds{Timeout: Duration{60 * time.Second}, CommitTimeout: Duration{10 * time.Second},
 			Quorum: 1, MaxMessage: 1 << 20, MaxUpdateNorm: 1000},
 		Verify:  Verify{Rate: 0.5, NewcomerRate: 0.75, Probation: 10, Challengers: 2, Timeout: Duration{20 * time.Second}},
@@ -334,13 +338,13 @@ func (s Spec) Validate() error {
 		return bad("compression", "%v", strings.TrimPrefix(err.Error(), "compress: "))
 	}
 	switch s.Aggregation.Rule {
-	case AggMean, AggMedian:
+	case AggMean, AggMedian, AggCenteredClip:
 	case AggTrimmedMean:
 		if !(s.Aggregation.Trim >= 0 && s.Aggregation.Trim < 0.5) {
 			return bad("aggregation.trim", "must be in [0, 0.5), got %v", s.Aggregation.Trim)
 		}
 	default:
-		return bad("aggregation.rule", "must be mean, trimmed_mean or median, got %q", s.Aggregation.Rule)
+		return bad("aggregation.rule", "must be mean, trimmed_mean, median or centered_clip, got %q", s.Aggregation.Rule)
 	}
 	r := s.Rounds
 	switch {

@@ -10,9 +10,9 @@ import (
 
 // Aggregate combines n dense updates (each len(dst)) into dst with the
 // given rule: mean, coordinate-wise trimmed mean (cutting ⌊trim·n⌋ values
-// at each end), or coordinate-wise median. Inputs are combined in the order
-// given, so callers pass them in a canonical order (sorted update IDs) and
-// every peer gets the same bits.
+// at each end), coordinate-wise median, or centered clipping. Inputs are
+// combined in the order given, so callers pass them in a canonical order
+// (sorted update IDs) and every peer gets the same bits.
 func Aggregate(rule string, trim float64, updates [][]float32, dst []float32) error {
 	n := len(updates)
 	if n == 0 {
@@ -59,7 +59,63 @@ func Aggregate(rule string, trim float64, updates [][]float32, dst []float32) er
 			dst[i] = s / float32(n-2*cut)
 		}
 		return nil
+	case runspec.AggCenteredClip:
+		centeredClip(updates, dst, clipIters)
+		return nil
 	default:
 		return fmt.Errorf("trainer: unknown aggregation rule %q", rule)
+	}
+}
+
+// clipIters is how many centered-clipping steps Aggregate takes.
+const clipIters = 3
+
+// centeredClip is centered clipping (Karimireddy, He and Jaggi, "Learning
+// from History for Byzantine Robust Optimization", 2021) without a
+// tuning knob: from v = 0, each step moves v by the mean of the updates'
+// differences from v, each clipped to the median of their norms τ,
+//
+//	v ← v + (1/n) Σᵢ (xᵢ − v)·min(1, τ/‖xᵢ − v‖).
+//
+// At most half the updates are clipped, so honest rounds lose little;
+// any one update moves the result by at most τ/n per step, so a member
+// that scales its update up buys nothing, and a minority pulling one way
+// moves it by at most its share of τ, whatever the size of what it sends.
+// It works on the decoded sparse updates as they are: their residuals
+// (error feedback) stay with their senders. Sums run in float64 in the
+// given order, so every peer computes the same bits.
+func centeredClip(updates [][]float32, dst []float32, iters int) {
+	n, d := len(updates), len(dst)
+	v := make([]float64, d)
+	acc := make([]float64, d)
+	dist := make([]float64, n)
+	for range iters {
+		for j, u := range updates {
+			var s float64
+			for i, x := range u {
+				t := float64(x) - v[i]
+				s += t * t
+			}
+			dist[j] = math.Sqrt(s)
+		}
+		sorted := slices.Clone(dist)
+		slices.Sort(sorted)
+		tau := sorted[(n-1)/2]
+		clear(acc)
+		for j, u := range updates {
+			w := 1.0
+			if dist[j] > tau && dist[j] > 0 {
+				w = tau / dist[j]
+			}
+			for i, x := range u {
+				acc[i] += (float64(x) - v[i]) * w
+			}
+		}
+		for i := range v {
+			v[i] += acc[i] / float64(n)
+		}
+	}
+	for i := range dst {
+		dst[i] = float32(v[i])
 	}
 }

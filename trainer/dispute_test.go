@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/vtrain/vtrain/consensus"
@@ -89,19 +90,32 @@ func TestDisputesOnRealSteps(t *testing.T) {
 		return got
 	}
 
-	// A lie about the third step of segment 1 (steps 6..10): the leaf is
-	// signed, and the root it leads to is the committed one, as a cheater
-	// that skipped a step but kept its commitment would have it.
+	// A lie from the third step of segment 1 (steps 6..10) on: the update
+	// commits to a root its steps do not reach, and the accused signs
+	// leaves leading there, honest up to the second step.
 	const seg = 1
 	lo, _ := SegmentSteps(hr.spec, seg)
+	bent := *hr.u
+	bent.Segments = slices.Clone(hr.u.Segments)
+	bent.Segments[seg][0] ^= 1
 	ev := hr.answered(t, seg)
-	ev.Answer.Leaves[2][0] ^= 1
-	f, err := Check(hr.spec, hr.base, hr.u, seg, ev, r)
-	if err != nil || f.Fault != consensus.FaultStep || f.Step != lo+3 || len(f.Keep) != 1 {
-		t.Fatalf("a lie at step %d: %+v, %v", lo+3, f, err)
+	for i := 2; i < len(ev.Answer.Leaves); i++ {
+		ev.Answer.Leaves[i][1] ^= 1
 	}
-	if got := referee(verdict(seg, f, ev), hr.u, hr.keep(t, f)); got != consensus.Upheld {
+	ev.Answer.Leaves[len(ev.Answer.Leaves)-1] = bent.Segments[seg]
+	f, err := Check(hr.spec, hr.base, &bent, seg, ev, r)
+	if err != nil || f.Fault != consensus.FaultStep || f.Step != lo+3 || len(f.Keep) != 1 {
+		t.Fatalf("a lie from step %d: %+v, %v", lo+3, f, err)
+	}
+	if got := referee(verdict(seg, f, ev), &bent, hr.keep(t, f)); got != consensus.Upheld {
 		t.Fatalf("the referee of a true step claim: %v", got)
+	}
+	// Wrong leaves inside a segment that reaches its committed root are
+	// no fault: the work behind the update is honest.
+	wrongLeaf := hr.answered(t, seg)
+	wrongLeaf.Answer.Leaves[2][0] ^= 1
+	if f, err := Check(hr.spec, hr.base, hr.u, seg, wrongLeaf, r); err != nil || f.Fault != consensus.FaultNone {
+		t.Errorf("a wrong leaf in an honest segment: %+v, %v", f, err)
 	}
 	// The same claim made up against the honest answer: overturned. The
 	// first step of a segment re-executes from the committed start.

@@ -142,3 +142,61 @@ func TestDemoOutsiders(t *testing.T) {
 	}
 	auditAll(t, res.Ledgers)
 }
+
+// TestDemoRefereed runs the demo with a false accuser (fails every check
+// it is drawn for, with a made-up step dispute), an accuser of updates it
+// was not drawn for, and a member that trains honestly for two rounds and
+// then sends its updates negated. Every member referees the disputes
+// before voting: both accusers are excluded for their false verdicts, the
+// flipper for its upheld link fault (within 10 rounds of its first
+// flipped update), no honest peer is, the honest ledgers pass the audit
+// together with the data, and the audit reports the accusers' false
+// verdicts and revokes the flipper's credit from its first proven lie.
+func TestDemoRefereed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes")
+	}
+	tmp, bin := buildBinary(t, false)
+	res := runDemoJSON(t, bin, tmp, "--peers", "6", "--byzantine", "accuse,accuse-any,flip+2", "--rounds", "10")
+	if !res.Agreed || res.FalseChallenges != 0 || len(res.HonestExcluded) != 0 {
+		t.Fatalf("demo: agreed %v, %d false challenges, honest excluded %v", res.Agreed, res.FalseChallenges, res.HonestExcluded)
+	}
+	byz := map[string]string{}
+	for _, o := range res.PeerOutcomes {
+		if o.Behave == "" {
+			continue
+		}
+		byz[o.Peer] = o.Behave
+		switch {
+		case o.ExcludedFrom == nil:
+			t.Errorf("%s was not excluded", o.Behave)
+		case o.Behave == "flip+2" && (o.RoundsToExclusion == nil || *o.RoundsToExclusion > 10):
+			t.Errorf("the flipper was excluded %v rounds after it started", o.RoundsToExclusion)
+		}
+	}
+	for _, x := range res.Excluded {
+		want := "signed a false verdict"
+		if x.Behave == "flip+2" {
+			want = "fault upheld"
+		}
+		if !strings.Contains(x.Reason, want) {
+			t.Errorf("%s excluded because %q, want %q", x.Behave, x.Reason, want)
+		}
+	}
+	rep := auditAll(t, res.Ledgers)
+	for _, lr := range rep.Ledgers {
+		if lr.Replay.Overturned < 2 || lr.Replay.Upheld < 1 {
+			t.Errorf("audit %s: %d verdicts overturned, %d upheld", lr.Ledger, lr.Replay.Overturned, lr.Replay.Upheld)
+		}
+		for _, p := range lr.Peers {
+			switch b := byz[p.Peer]; {
+			case strings.HasPrefix(b, "accuse") && p.FalseVerdicts == 0:
+				t.Errorf("audit %s: %s's false verdicts not reported", lr.Ledger, b)
+			case b == "flip+2" && (p.Revoked == 0 || p.FirstProvenBad == nil || p.Credit >= float64(p.Samples)):
+				t.Errorf("audit %s: the flipper's credit %.0f of %d samples, %d updates revoked", lr.Ledger, p.Credit, p.Samples, p.Revoked)
+			case b == "" && (p.Revoked != 0 || p.FalseVerdicts != 0):
+				t.Errorf("audit %s: honest %s has %d updates revoked, %d false verdicts", lr.Ledger, p.Peer, p.Revoked, p.FalseVerdicts)
+			}
+		}
+	}
+}

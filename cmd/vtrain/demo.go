@@ -63,15 +63,59 @@ type demoPeer struct {
 	Behave string `json:"behave"`
 }
 
+// byzMode is one --byzantine entry: a misbehaviour, the round it starts
+// (MODE+N), and for a member that joins mid-run instead of founding the
+// run, the round it joins at (MODE@R).
+type byzMode struct {
+	spec     string
+	behave   string
+	from     uint64
+	joinAt   int // -1: a founder
+	outsider bool
+}
+
+func parseByzMode(s string) (byzMode, error) {
+	m := byzMode{spec: s, joinAt: -1}
+	b, at, ok := strings.Cut(s, "@")
+	if ok {
+		var r int
+		if _, err := fmt.Sscan(at, &r); err != nil || r < 1 || fmt.Sprint(r) != at {
+			return m, fmt.Errorf("%q: the round after @ must be a positive integer", s)
+		}
+		m.joinAt = r
+	}
+	if slices.Contains(node.Outsiders, b) {
+		if ok {
+			return m, fmt.Errorf("%q: an outsider never joins", s)
+		}
+		m.behave, m.outsider = b, true
+		return m, nil
+	}
+	name, from, err := node.ParseBehave(b)
+	if err != nil || name == "" {
+		return m, fmt.Errorf("%q is not a misbehaviour (%s, %s; a member's may end in +ROUND, and @ROUND to join mid-run)", s, strings.Join(memberModes(), ", "), strings.Join(node.Outsiders, ", "))
+	}
+	m.behave, m.from = name, from
+	return m, nil
+}
+
 // demoOutcome is what became of one peer of the demo.
 type demoOutcome struct {
 	demoPeer
-	Outsider     bool    `json:"outsider"`      // never a member: it attacked from outside
-	Member       bool    `json:"member_at_end"` // a member when its node stopped
-	ExcludedFrom *uint64 `json:"excluded_from"` // the first round it was excluded from, as the honest nodes saw it
-	FinalHash    string  `json:"final_hash"`    // its node's final state ("" for outsiders)
-	Sent         int64   `json:"messages_sent"` // outsiders: what they sent
-	TestAccuracy float64 `json:"test_accuracy"` // members: of their final state
+	Outsider bool `json:"outsider"` // never a member: it attacked from outside
+	// Members that misbehave: the round they start (a training cheat's
+	// first cheating round), the round they joined at (-1 founders), and
+	// how many of their updates from then on the run aggregated before
+	// excluding them (peer 0's decisions).
+	FirstCheatingRound        *uint64 `json:"first_cheating_round,omitempty"`
+	JoinedAt                  int     `json:"joined_at_round"`
+	AggregatedCheatingUpdates int     `json:"aggregated_cheating_updates"`
+	RoundsToExclusion         *uint64 `json:"rounds_to_exclusion,omitempty"`
+	Member                    bool    `json:"member_at_end"` // a member when its node stopped
+	ExcludedFrom              *uint64 `json:"excluded_from"` // the first round it was excluded from, as the honest nodes saw it
+	FinalHash                 string  `json:"final_hash"`    // its node's final state ("" for outsiders)
+	Sent                      int64   `json:"messages_sent"` // outsiders: what they sent
+	TestAccuracy              float64 `json:"test_accuracy"` // members: of their final state
 }
 
 type demoExclusion struct {
@@ -88,35 +132,46 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	specPath := fs.String("spec", "", "run spec to use instead of the defaults (its rounds are replaced by --rounds)")
 	out := fs.String("out", "", "directory for the nodes' output (default: a new temporary directory)")
 	asJSON := fs.Bool("json", false, "end with one JSON object on the last line of stdout")
-	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours: member ones for the last peers ("+strings.Join(memberModes(), ",")+"), outsider attacks as extra processes ("+strings.Join(node.Outsiders, ",")+"), e.g. lazy,replay or hijack,sybil")
+	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours: member ones for the last peers ("+strings.Join(memberModes(), ",")+"; MODE+N starts at round N, MODE@R joins mid-run at round R instead of founding the run), outsider attacks as extra processes ("+strings.Join(node.Outsiders, ",")+"), e.g. lazy,replay or alie+10 or lazy+16@3,hijack")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var behave, outsiders []string
+	// Peers 0..peers-1 are the founders (the misbehaving ones last), then
+	// the members that join mid-run, then the outsiders.
+	var behave, joiners, outsiders []byzMode
 	if *byzantine != "" {
 		for _, b := range strings.Split(*byzantine, ",") {
+			m, err := parseByzMode(b)
 			switch {
-			case slices.Contains(node.Outsiders, b):
-				outsiders = append(outsiders, b)
-			case b != "honest" && slices.Contains(node.Behaviours, b):
-				behave = append(behave, b)
+			case err != nil:
+				return usagef("--byzantine: %v", err)
+			case m.outsider:
+				outsiders = append(outsiders, m)
+			case m.joinAt >= 0:
+				joiners = append(joiners, m)
 			default:
-				return usagef("--byzantine: %q is not a misbehaviour (%s, %s)", b, strings.Join(memberModes(), ", "), strings.Join(node.Outsiders, ", "))
+				behave = append(behave, m)
 			}
 		}
 		if len(behave) >= *peers {
 			return usagef("--byzantine: %d misbehaving members need at least %d peers (peer 0 starts the run honestly)", len(behave), len(behave)+1)
 		}
 	}
-	behaviour := func(i int) string {
+	extra := append(slices.Clone(joiners), outsiders...)
+	mode := func(i int) (byzMode, bool) {
 		if i >= *peers {
-			return outsiders[i-*peers]
+			return extra[i-*peers], true
 		}
 		if k := i - (*peers - len(behave)); k >= 0 {
-			return behave[k]
+			return behave[k], true
 		}
-		return ""
+		return byzMode{joinAt: -1}, false
 	}
+	behaviour := func(i int) string {
+		m, _ := mode(i)
+		return m.spec
+	}
+	isOutsider := func(i int) bool { m, _ := mode(i); return m.outsider }
 	if *peers < 1 || *peers > 64 {
 		return usagef("--peers must be 1..64, got %d", *peers)
 	}
@@ -185,7 +240,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	var wg, byzWG sync.WaitGroup
 	byzCtx, stopByz := context.WithCancel(ctx)
 	defer stopByz()
-	errs := make([]error, *peers+len(outsiders))
+	errs := make([]error, *peers+len(extra))
+	var authors [][]string // peer 0's decisions: the authors of each round's aggregated updates
 	joinCh := make(chan string, 1)
 	launch := func(i int, extra ...string) error {
 		pdir := filepath.Join(*out, fmt.Sprintf("peer%02d", i))
@@ -195,6 +251,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		}
 		cctx, g := ctx, &wg
 		if b := behaviour(i); b != "" {
+			b, _, _ = strings.Cut(b, "@") // the node misbehaves; the demo decides when it joins
 			args = append(args, "--behave", b)
 			cctx, g = byzCtx, &byzWG
 		}
@@ -233,6 +290,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 					progress[i] = rep
 					if i == 0 {
 						times = append(times, rep.Seconds)
+						for uint64(len(authors)) <= rep.Round {
+							authors = append(authors, nil)
+						}
+						authors[rep.Round] = rep.Authors
 						acc := ""
 						if rep.Accuracy > 0 {
 							acc = fmt.Sprintf(", test accuracy %.4f", rep.Accuracy)
@@ -255,7 +316,29 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	case <-time.After(60 * time.Second):
 		return fmt.Errorf("the first node did not print a join address within 60s")
 	}
-	for i := 1; i < *peers+len(outsiders); i++ {
+	for i := 1; i < *peers+len(extra); i++ {
+		if m, _ := mode(i); m.joinAt > 0 {
+			continue // joins mid-run, below
+		}
+		if err := launch(i, "--join", joinAddr, "--run", spec.RunID().String()); err != nil {
+			return err
+		}
+	}
+	for i := *peers; i < *peers+len(extra); i++ {
+		m, _ := mode(i)
+		if m.joinAt <= 0 {
+			continue
+		}
+		for {
+			mu.Lock()
+			r, ok := progress[0]
+			mu.Unlock()
+			if ok && int(r.Round)+1 >= m.joinAt || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		fmt.Fprintf(stderr, "vtrain demo: peer %d (%s) joins at round %d\n", i, m.spec, m.joinAt)
 		if err := launch(i, "--join", joinAddr, "--run", spec.RunID().String()); err != nil {
 			return err
 		}
@@ -274,14 +357,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	index := map[string]demoPeer{}
 	all := map[int]*node.Summary{}
 	var trainSec float64
-	for i := 0; i < *peers+len(outsiders); i++ {
+	for i := 0; i < *peers+len(extra); i++ {
 		pdir := filepath.Join(*out, fmt.Sprintf("peer%02d", i))
 		_, id, err := node.LoadIdentity(pdir)
 		if err != nil {
 			return err
 		}
 		index[id.String()] = demoPeer{Index: i, Peer: id.String(), Behave: behaviour(i)}
-		if i >= *peers {
+		if isOutsider(i) {
 			o := demoOutcome{demoPeer: index[id.String()], Outsider: true}
 			var rep node.AttackReport
 			if b, err := os.ReadFile(filepath.Join(pdir, "attack.json")); err == nil && json.Unmarshal(b, &rep) == nil {
@@ -336,9 +419,13 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	for i := 0; i < *peers; i++ {
+	for i := 0; i < *peers+len(extra); i++ {
+		if isOutsider(i) {
+			continue
+		}
 		_, id, _ := node.LoadIdentity(filepath.Join(*out, fmt.Sprintf("peer%02d", i)))
-		o := demoOutcome{demoPeer: index[id.String()]}
+		m, byz := mode(i)
+		o := demoOutcome{demoPeer: index[id.String()], JoinedAt: m.joinAt}
 		if s := all[i]; s != nil {
 			o.Member, o.FinalHash, o.TestAccuracy = s.Member, s.FinalHash, s.TestAccuracy
 		}
@@ -346,6 +433,21 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			if x.Peer == id.String() {
 				r := x.Round
 				o.ExcludedFrom = &r
+			}
+		}
+		if byz && !m.outsider {
+			from := m.from
+			o.FirstCheatingRound = &from
+			mu.Lock()
+			for r := from; r < uint64(len(authors)) && slices.Contains(node.TrainingCheats, m.behave); r++ {
+				if slices.Contains(authors[r], id.String()) {
+					o.AggregatedCheatingUpdates++
+				}
+			}
+			mu.Unlock()
+			if o.ExcludedFrom != nil {
+				d := *o.ExcludedFrom - min(*o.ExcludedFrom, from)
+				o.RoundsToExclusion = &d
 			}
 		}
 		res.PeerOutcomes = append(res.PeerOutcomes, o)

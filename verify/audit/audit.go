@@ -54,6 +54,26 @@ type PeerReport struct {
 	Reason     string         `json:"excluded_reason,omitempty"`
 	FullFailed int            `json:"updates_not_reexecuting,omitempty"` // full: aggregated updates whose work does not re-execute
 	FullReason string         `json:"first_not_reexecuting,omitempty"`
+	// Credit revoked: the aggregated updates of a peer that a certified
+	// value proved to cheat, from the round of the first update a failure
+	// was upheld on (its word is worth nothing from its first proven lie),
+	// and with the full re-execution any other of its updates that does
+	// not re-execute. They stay in the model: Contamination counts them.
+	Revoked        int     `json:"revoked_updates"`
+	RevokedSamples uint64  `json:"revoked_samples"`
+	Contamination  int     `json:"contamination"`
+	FirstProvenBad *uint64 `json:"first_proven_bad_round,omitempty"`
+	// FalseVerdicts counts the verdicts this peer signed that certified
+	// values overturned (each excluded it).
+	FalseVerdicts int `json:"false_verdicts"`
+
+	rounds []aggregated
+}
+
+// aggregated is an update of a peer that a decided round aggregated.
+type aggregated struct {
+	round   uint64
+	samples uint64
 }
 
 // LedgerReport is the audit of one ledger.
@@ -321,6 +341,7 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 				p := get(id)
 				p.Aggregated++
 				p.Samples += share
+				p.rounds = append(p.rounds, aggregated{e.Round, share})
 				if p.WaitRounds == nil {
 					w := e.Round - min(e.Round, p.Joined)
 					p.WaitRounds = &w
@@ -358,24 +379,47 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 		fmt.Sprintf("%d certificates checked against the voters the replay derives from the genesis", rp.Certs),
 		fmt.Sprintf("%d rounds' aggregates recomputed from the logged updates to the certified state hashes", rp.Recomputed),
 		fmt.Sprintf("%d rounds adopted from peers, each by a certified decision and a state that hashes to it", rp.Restored),
-		"every challenge and verdict answers a challenge the round's beacon drew, from the challenger it drew",
+		"every challenge and verdict answers a challenge the round's beacon drew, from the challenger it drew (or is logged as its signer's lie)",
+		fmt.Sprintf("every verdict a certified value acts on is signed and true to the draw: %d failures upheld, %d verdicts overturned", rp.Upheld, rp.Overturned),
 		"every verdict of the keeper's agrees with the certified value that carries it")
 	if opts.Train != nil {
-		rep.Checked = append(rep.Checked, fmt.Sprintf("%d of the keeper's challenges re-executed on the data, each to the verdict it gave", rp.Challenges))
+		rep.Checked = append(rep.Checked, fmt.Sprintf("%d of the keeper's challenges re-executed on the data, each to the verdict it gave", rp.Challenges),
+			fmt.Sprintf("%d disputes the certified values ruled on re-refereed to the same ruling (%d could not be: a claim of silence, or a state the honest steps do not reach)", rp.Rerefereed, rp.Inconclusive))
 	}
 	if opts.Full {
 		rep.Checked = append(rep.Checked, fmt.Sprintf("every segment of every aggregated update re-executed (%d segments), %d payloads re-derived from their steps; %d updates that do not re-execute, all by peers the run excluded", rp.Segments, rp.Links, len(rp.findings)))
 	}
 	rep.Rounds = rounds
+	notReexecuting := map[string]map[uint64]bool{}
+	for _, f := range rp.findings {
+		if notReexecuting[f.peer] == nil {
+			notReexecuting[f.peer] = map[uint64]bool{}
+		}
+		notReexecuting[f.peer][f.round] = true
+	}
 	for _, p := range peers {
+		pid := consensus.PeerID(p.Peer)
+		p.FalseVerdicts = rp.liars[pid]
+		bad, proven := rp.provenBad[pid]
+		if proven {
+			b := bad
+			p.FirstProvenBad = &b
+		}
+		for _, a := range p.rounds {
+			if proven && a.round >= bad || notReexecuting[p.Peer][a.round] {
+				p.Revoked++
+				p.RevokedSamples += a.samples
+			}
+		}
+		p.Contamination = p.Revoked
 		seen := p.Updates
 		for _, n := range p.Rejected {
 			seen += n
 		}
 		if seen > 0 {
-			p.Acceptance = float64(p.Accepted) / float64(seen)
+			p.Acceptance = float64(max(0, p.Accepted-p.Revoked)) / float64(seen)
 		}
-		p.Credit = float64(p.Samples)
+		p.Credit = float64(p.Samples - min(p.Samples, p.RevokedSamples))
 		rep.Peers = append(rep.Peers, p)
 	}
 	sort.Slice(rep.Peers, func(i, j int) bool { return rep.Peers[i].Peer < rep.Peers[j].Peer })

@@ -1,7 +1,9 @@
 package audit
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -129,6 +131,14 @@ func EncodeEvidence(ev trainer.Evidence) []byte {
 	add("end.", ev.End)
 	add("final.", &ev.Final)
 	ts = append(ts, safetensors.Tensor{Name: "residual", Shape: []int{len(ev.ResidualIn)}, Data: ev.ResidualIn})
+	if a := ev.Answer; a != nil {
+		var leaves []byte
+		for _, l := range a.Leaves {
+			leaves = append(leaves, l[:]...)
+		}
+		meta["answer.round"], meta["answer.update"], meta["answer.segment"] = fmt.Sprint(a.Round), hex.EncodeToString(a.Update[:]), fmt.Sprint(a.Segment)
+		meta["answer.leaves"], meta["answer.sig"] = hex.EncodeToString(leaves), hex.EncodeToString(a.Sig)
+	}
 	slices.SortFunc(ts, func(a, b safetensors.Tensor) int { return strings.Compare(a.Name, b.Name) })
 	return safetensors.Encode(ts, meta)
 }
@@ -174,5 +184,21 @@ func DecodeEvidence(b []byte) (trainer.Evidence, error) {
 		return ev, fmt.Errorf("evidence: no final state or residual")
 	}
 	ev.Final, ev.ResidualIn = *fin, r.Data
+	if l, ok := f.Metadata["answer.leaves"]; ok {
+		a := &consensus.Answer{}
+		leaves, err1 := hex.DecodeString(l)
+		upd, err2 := hexHash(f.Metadata["answer.update"])
+		sig, err3 := hex.DecodeString(f.Metadata["answer.sig"])
+		_, err4 := fmt.Sscan(f.Metadata["answer.round"], &a.Round)
+		_, err5 := fmt.Sscan(f.Metadata["answer.segment"], &a.Segment)
+		if err := errors.Join(err1, err2, err3, err4, err5); err != nil || len(leaves)%32 != 0 {
+			return ev, fmt.Errorf("evidence: answer: %v", err)
+		}
+		for i := 0; i < len(leaves); i += 32 {
+			a.Leaves = append(a.Leaves, consensus.Hash(leaves[i:i+32]))
+		}
+		a.Update, a.Sig = upd, sig
+		ev.Answer = a
+	}
 	return ev, nil
 }

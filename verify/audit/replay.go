@@ -49,6 +49,11 @@ type replay struct {
 	pending *consensus.Value            // a decision the keeper restored past: a state entry must follow
 	resp    map[string][]byte           // challenge answers by round|accused
 	resid   map[consensus.PeerID][]float32
+	// --full: each peer's residual before its last update, for a referee
+	// of a claim on that update's encoding
+	residPrev map[consensus.PeerID][]float32
+	// verdicts each peer signed that certified values overturned
+	liars map[consensus.PeerID]int
 	// The keeper's own verdicts as logged, and every verdict a certified
 	// value carried, by challenge: the keeper signs one verdict per
 	// challenge, so the two must agree.
@@ -57,6 +62,9 @@ type replay struct {
 	// peers a certified value excluded (or an adopted state lists as
 	// excluded)
 	excluded map[consensus.PeerID]bool
+	// the first round of an update of each peer that a certified value
+	// upheld a failure of: its work from then on is revoked
+	provenBad map[consensus.PeerID]uint64
 	// --full: aggregated updates that do not re-execute, and the entry
 	// being replayed
 	findings []finding
@@ -69,8 +77,17 @@ type replay struct {
 	Certs      int `json:"certificates_checked"`
 	Challenges int `json:"challenges_replayed"`
 	Lies       int `json:"false_verdicts_logged"` // verdicts no draw backs, logged as proof against their signers
-	Segments   int `json:"segments_replayed"`
-	Links      int `json:"payloads_rederived"`
+	// Verdicts certified values acted on: failures upheld (each excludes
+	// its accused) and verdicts overturned (each excludes its signer);
+	// with the data, how many of them the replay re-refereed to the same
+	// ruling, and how many it could not (a claim of silence, or a state
+	// the honest re-execution does not reach).
+	Upheld       int `json:"verdicts_upheld"`
+	Overturned   int `json:"verdicts_overturned"`
+	Rerefereed   int `json:"disputes_rerefereed"`
+	Inconclusive int `json:"disputes_inconclusive"`
+	Segments     int `json:"segments_replayed"`
+	Links        int `json:"payloads_rederived"`
 }
 
 func newReplay(spec runspec.Spec, store *ledger.Store, train *data.Dataset, full bool) (*replay, error) {
@@ -87,7 +104,8 @@ func newReplay(spec runspec.Spec, store *ledger.Store, train *data.Dataset, full
 		bases: map[uint64][]float32{0: g.Theta}, values: map[uint64]*consensus.Value{}, commits: map[uint64]consensus.Hash{},
 		redo: map[uint64]consensus.Hash{}, hashes: map[uint64]consensus.Hash{0: g.Hash()},
 		resp: map[string][]byte{}, resid: map[consensus.PeerID][]float32{},
-		own: map[verdictKey]loggedVerdict{}, carried: map[verdictKey]bool{}, excluded: map[consensus.PeerID]bool{}}, nil
+		own: map[verdictKey]loggedVerdict{}, carried: map[verdictKey]bool{}, excluded: map[consensus.PeerID]bool{},
+		provenBad: map[consensus.PeerID]uint64{}, residPrev: map[consensus.PeerID][]float32{}, liars: map[consensus.PeerID]int{}}, nil
 }
 
 // verdictKey names a challenge: the round, the update drawn and the
@@ -151,6 +169,9 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 	}
 	r.Certs++
 	if err := r.summary(d, v, len(c.Cert.Sigs)); err != nil {
+		return err
+	}
+	if err := r.carriedVerdicts(v); err != nil {
 		return err
 	}
 	for _, x := range v.Verdicts {
@@ -220,7 +241,7 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 				return err
 			}
 			if bad != "" {
-				r.findings = append(r.findings, finding{entry: r.entry, peer: string(u.From), what: bad})
+				r.findings = append(r.findings, finding{entry: r.entry, round: v.Round, peer: string(u.From), what: bad})
 			}
 		}
 	}
@@ -357,11 +378,27 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 	if err != nil {
 		return true, err
 	}
+	r.Challenges++
+	if a := ev.Answer; a != nil {
+		// The signed answer the keeper judged: the same check must give
+		// the same fault.
+		if a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment || !gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(r.run, a), a.Sig) {
+			ev.Answer = nil
+		}
+		f, err := trainer.Check(r.spec, base, u, x.Segment, ev, rep)
+		if err != nil {
+			return true, err
+		}
+		if f.Fault != x.Fault || (f.Fault == consensus.FaultNone) != x.Pass || f.Fault == consensus.FaultStep && f.Step != x.Step {
+			return true, fmt.Errorf("re-executing the challenge of %s's round-%d update (segment %d) finds a %s fault (step %d), the keeper's verdict says %s (step %d)",
+				x.Accused, x.Round, x.Segment, f.Fault, f.Step, x.Fault, x.Step)
+		}
+		return true, nil
+	}
 	err = trainer.Judge(r.spec, base, u, x.Segment, ev, rep)
 	if err != nil && !errors.Is(err, trainer.ErrChallenge) {
 		return true, err
 	}
-	r.Challenges++
 	if (err == nil) != x.Pass {
 		return true, fmt.Errorf("re-executing the challenge of %s's round-%d update (segment %d) gives %v, the verdict says pass=%v", x.Accused, x.Round, x.Segment, err, x.Pass)
 	}
@@ -418,6 +455,7 @@ func (r *replay) challenge(e ledger.Entry, keeper string) error {
 // caught.
 type finding struct {
 	entry      int
+	round      uint64
 	peer, what string
 }
 
@@ -456,6 +494,7 @@ func (r *replay) fullCheck(u *consensus.Update, base []float32) (string, error) 
 		return fmt.Sprintf("round-%d update: the payload is not the compressed delta of its re-executed steps", u.Round), nil
 	}
 	r.Links++
+	r.residPrev[u.From] = res
 	r.resid[u.From] = out
 	return "", nil
 }
@@ -486,4 +525,129 @@ func blob(store *ledger.Store, addr string) ([]byte, error) {
 		return nil, fmt.Errorf("payload: %v", err)
 	}
 	return b, nil
+}
+
+// carriedVerdicts checks the verdicts a certified value acts on, as the
+// voters that certified it should have: every one signed by its signer;
+// a kept one (a pass, or an upheld failure) true to the draw of its round,
+// with an answer the accused signed; an overturned one signed by a member
+// and either false to the draw or a claim the referees rejected. With the
+// data, the replay referees each failure and each overturned claim again
+// (re-executing the accused's steps from the round's state to the disputed
+// one): a value that excluded someone on a verdict that does not hold fails
+// the audit of the ledger that acted on it.
+func (r *replay) carriedVerdicts(v *consensus.Value) error {
+	check := func(x *consensus.VerdictMsg, kept bool) error {
+		if !gossip.VerifySig(x.From, consensus.VerdictSignBytes(r.run, x), x.Sig) {
+			return fmt.Errorf("round %d's certified value carries a verdict %s did not sign", v.Round, x.From)
+		}
+		drawn := false
+		if xv := r.values[x.Round]; xv != nil {
+			_, chs := consensus.Draw(xv, consensus.SpotPolicyOf(r.spec))
+			drawn = slices.ContainsFunc(chs, func(c spot.Challenge) bool {
+				return c.Update == x.Update && c.Challenger == string(x.From) && c.Peer == string(x.Accused) && c.Segment == x.Segment
+			})
+			if !drawn && kept {
+				return fmt.Errorf("round %d's certified value acts on %s's verdict on %s's round-%d update, which the beacon did not draw it for (a fabricated verdict)",
+					v.Round, x.From, x.Accused, x.Round)
+			}
+		} else {
+			drawn = kept // restored past that round: the draw is the peers' to check
+		}
+		if a := x.Answer; kept && a != nil && !gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(r.run, a), a.Sig) {
+			return fmt.Errorf("round %d's certified value upholds a verdict against %s with an answer %s did not sign (a fabricated verdict)", v.Round, x.Accused, x.Accused)
+		}
+		if x.Pass || !drawn {
+			return nil // a pass, or a lie on its face
+		}
+		want := consensus.Upheld
+		if !kept {
+			want = consensus.Overturned
+		}
+		got, ok, err := r.referee(x)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			r.Inconclusive++
+			return nil
+		}
+		r.Rerefereed++
+		if got != want {
+			what := map[bool]string{true: "excluded %s on %s's %s claim, which re-execution does not uphold (a fabricated verdict)",
+				false: "excluded %[2]s for a %[3]s claim against %[1]s that re-execution upholds"}[kept]
+			return fmt.Errorf("round %d's certified value "+what, v.Round, x.Accused, x.From, x.Fault)
+		}
+		return nil
+	}
+	for i := range v.Verdicts {
+		x := &v.Verdicts[i]
+		if err := check(x, true); err != nil {
+			return err
+		}
+		if !x.Pass {
+			r.Upheld++
+			if b, ok := r.provenBad[x.Accused]; !ok || x.Round < b {
+				r.provenBad[x.Accused] = x.Round
+			}
+		}
+	}
+	for i := range v.Overturned {
+		if err := check(&v.Overturned[i], false); err != nil {
+			return err
+		}
+		r.Overturned++
+		r.liars[v.Overturned[i].From]++
+	}
+	return nil
+}
+
+// referee re-referees a failed verdict with the data, as a member did
+// before voting: ok is false when the replay cannot (no data, the update
+// or the round's state not in this ledger, a claim of silence, or a state
+// the accused's honest steps do not reach).
+func (r *replay) referee(x *consensus.VerdictMsg) (consensus.Ruling, bool, error) {
+	u, base := r.updates[x.Update], r.bases[x.Round]
+	if u == nil || base == nil || x.Fault == consensus.FaultSilent {
+		return 0, false, nil
+	}
+	if x.Fault == consensus.FaultAnswer {
+		lo, hi := trainer.SegmentSteps(r.spec, x.Segment)
+		a := x.Answer
+		bad := len(a.Leaves) != hi-lo || x.Segment >= len(u.Segments) || a.Leaves[len(a.Leaves)-1] != u.Segments[x.Segment]
+		return map[bool]consensus.Ruling{true: consensus.Upheld, false: consensus.Overturned}[bad], true, nil
+	}
+	if r.train == nil {
+		return 0, false, nil
+	}
+	rep, err := trainer.NewReplayer(r.spec, x.Round, x.Accused, r.train)
+	if err != nil {
+		return 0, false, err
+	}
+	fetch := func(h consensus.Hash, step int) (*trainer.Snapshot, []float32, error) {
+		if step < 0 {
+			for _, res := range [][]float32{r.resid[x.Accused], r.residPrev[x.Accused]} {
+				if res != nil && consensus.Hash(trainer.ParamHash(res)) == h {
+					return nil, res, nil
+				}
+			}
+			return nil, nil, fmt.Errorf("residual not known")
+		}
+		st, err := rep.Start(base)
+		if err != nil {
+			return nil, nil, err
+		}
+		if st, err = rep.Run(st, step); err != nil {
+			return nil, nil, err
+		}
+		return &st, nil, nil
+	}
+	got, err := trainer.Referee(r.spec, base, u, x, rep, fetch)
+	if errors.Is(err, trainer.ErrUnjudgeable) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return got, got != consensus.Lapsed, nil
 }

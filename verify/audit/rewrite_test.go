@@ -19,6 +19,7 @@ import (
 	"github.com/vtrain/vtrain/node"
 	"github.com/vtrain/vtrain/node/nodetest"
 	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/trainer"
 	"github.com/vtrain/vtrain/verify/audit"
 	"github.com/vtrain/vtrain/verify/ledger"
 )
@@ -209,6 +210,69 @@ func (f *forger) setCommit(i int, c *consensus.Commit, restored bool) {
 		f.t.Fatal(err)
 	}
 	f.entries[i].Wire, f.entries[i].Data = raw, data
+}
+
+// carried returns the value of decision entry i and the first pass it
+// carries.
+func (f *forger) carried(i int) (*consensus.Value, *consensus.VerdictMsg) {
+	f.t.Helper()
+	v := f.msg(i).Commit.Value
+	for j := range v.Verdicts {
+		if v.Verdicts[j].Pass {
+			return v, &v.Verdicts[j]
+		}
+	}
+	f.t.Fatal("the value carries no pass")
+	return nil, nil
+}
+
+// drawnFor returns the challengers the beacon of round drew for update id.
+func (f *forger) drawnFor(round uint64, id consensus.Hash) map[consensus.PeerID]bool {
+	_, chs := consensus.Draw(f.msg(f.decisionOf(round)).Commit.Value, consensus.SpotPolicyOf(f.spec))
+	out := map[consensus.PeerID]bool{}
+	for _, c := range chs {
+		if c.Update == id {
+			out[consensus.PeerID(c.Challenger)] = true
+		}
+	}
+	return out
+}
+
+// update returns the logged update with ID id.
+func (f *forger) update(id consensus.Hash) *consensus.Update {
+	f.t.Helper()
+	for i, e := range f.entries {
+		if e.Kind == ledger.KindUpdate {
+			if u := f.msg(i).Update; u != nil && u.ID(f.run) == id {
+				return u
+			}
+		}
+	}
+	f.t.Fatalf("update %s not logged", id.Short())
+	return nil
+}
+
+// recertify makes decision entry i's value v carry verdict y (signed by
+// its From) in place of the one on the same challenge, or beside them,
+// certified by a colluding quorum.
+func (f *forger) recertify(i int, v *consensus.Value, y consensus.VerdictMsg) {
+	f.t.Helper()
+	y.Sig = gossip.Signer(f.keys[y.From])(consensus.VerdictSignBytes(f.run, &y))
+	nv := *v
+	nv.Verdicts = slices.DeleteFunc(slices.Clone(v.Verdicts), func(x consensus.VerdictMsg) bool {
+		return x.Round == y.Round && x.Update == y.Update && x.From == y.From
+	})
+	nv.Verdicts = append(nv.Verdicts, y)
+	slices.SortFunc(nv.Verdicts, func(a, b consensus.VerdictMsg) int {
+		if a.Round != b.Round {
+			return int(a.Round) - int(b.Round)
+		}
+		if c := bytes.Compare(a.Update[:], b.Update[:]); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.From), string(b.From))
+	})
+	f.setCommit(i, &consensus.Commit{Value: &nv, Cert: f.certify(&nv, f.msg(i).Commit.Cert.View)}, false)
 }
 
 // certify is what a colluding quorum can do: precommits of every founder
@@ -537,6 +601,41 @@ func TestRewrittenLedgers(t *testing.T) {
 			f.setCommit(k.verdValue, &consensus.Commit{Value: &v, Cert: cm.Cert}, false)
 			return k.verdValue, "is not for the value the decision names"
 		}, "certificate against value"},
+		{"a failed verdict no draw backs, upheld by a colluding quorum", plain, func(f *forger) (int, string) {
+			v, x := f.carried(k.verdValue)
+			drawn := f.drawnFor(x.Round, x.Update)
+			for p := range f.keys {
+				if !drawn[p] && p != x.Accused {
+					y := consensus.VerdictMsg{Round: x.Round, Update: x.Update, Accused: x.Accused, Segment: x.Segment, From: p, Fault: consensus.FaultSilent, Reason: "made up"}
+					f.recertify(k.verdValue, v, y)
+					return k.verdValue, "which the beacon did not draw it for (a fabricated verdict)"
+				}
+			}
+			t.Fatal("every founder was drawn")
+			return 0, ""
+		}, "the certified value's verdicts against the draw"},
+		{"an upheld step dispute resting on an answer the accused never signed", plain, func(f *forger) (int, string) {
+			v, x := f.carried(k.verdValue)
+			lo, hi := trainer.SegmentSteps(f.spec, x.Segment)
+			y := *x
+			y.Pass, y.Fault, y.Step, y.Reason = false, consensus.FaultStep, lo+1, "made up"
+			y.Answer = &consensus.Answer{Round: x.Round, Update: x.Update, Segment: x.Segment, Leaves: make([]consensus.Hash, hi-lo)}
+			y.Answer.Sig = gossip.Signer(f.keys[x.From])(consensus.AnswerSignBytes(f.run, y.Answer)) // the challenger's key, not the accused's
+			f.recertify(k.verdValue, v, y)
+			return k.verdValue, "with an answer " + string(x.Accused) + " did not sign"
+		}, "the disputes' answers against the accused's key"},
+		{"an upheld answer dispute the accused's signed answer does not bear out", plain, func(f *forger) (int, string) {
+			v, x := f.carried(k.verdValue)
+			u := f.update(x.Update)
+			lo, hi := trainer.SegmentSteps(f.spec, x.Segment)
+			y := *x
+			y.Pass, y.Fault, y.Reason = false, consensus.FaultAnswer, "made up"
+			y.Answer = &consensus.Answer{Round: x.Round, Update: x.Update, Segment: x.Segment, Leaves: make([]consensus.Hash, hi-lo)}
+			y.Answer.Leaves[hi-lo-1] = u.Segments[x.Segment] // consistent with the commitment
+			y.Answer.Sig = gossip.Signer(f.keys[x.Accused])(consensus.AnswerSignBytes(f.run, y.Answer))
+			f.recertify(k.verdValue, v, y)
+			return k.verdValue, "which re-execution does not uphold (a fabricated verdict)"
+		}, "the disputes re-refereed"},
 		{"a challenge the beacon drew for another challenger", plain, func(f *forger) (int, string) {
 			var cd audit.ChallengeData
 			if err := json.Unmarshal(f.entries[k.ownChal].Data, &cd); err != nil {

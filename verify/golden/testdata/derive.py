@@ -202,7 +202,7 @@ spec = {
     "inner": {"optimizer": "adamw", "lr": 1e-3, "steps": 200, "batch": 64, "weight_decay": 0.0, "momentum": 0.9},
     "outer": {"optimizer": "nesterov", "lr": 1.0, "momentum": 0.5},
     "compression": {"fraction": 0.01, "bits": 2, "chunk": 256},
-    "aggregation": {"rule": "mean", "trim": 0.2},
+    "aggregation": {"rule": "centered_clip", "trim": 0.2},
     "rounds": {"timeout": "1m0s", "commit_timeout": "10s", "quorum": 1, "max_message": 1 << 20, "max_update_norm": 1000.0},
     "verify": {"rate": 0.5, "newcomer_rate": 0.75, "probation": 10, "segment": 0, "challengers": 2, "timeout": "20s", "tolerance": 0.0},
     "members": {"genesis": sorted(FOUNDERS), "voters": 4, "admit": 2, "absent": 8, "max": 256},
