@@ -185,8 +185,9 @@ func AnswerSignBytes(run RunID, a *Answer) []byte {
 
 // VerdictMsg is a challenger's signed result of a spot-check: segment
 // Segment of Accused's update Update of round Round, re-executed. A failed
-// verdict is a claim that any member can referee: it names its Fault and
-// carries the accused's signed Answer (except for FaultSilent) and, for
+// verdict is a claim that any member can referee: it names its Fault,
+// carries the accused's signed Answer when the claim rests on it
+// (FaultStep, FaultAnswer) and, for
 // FaultStep, the disputed Step (counted in the round's inner steps, in
 // (lo, hi] of the segment).
 type VerdictMsg struct {
@@ -238,7 +239,7 @@ func (v *VerdictMsg) shape() error {
 		return fmt.Errorf("unknown fault %d", v.Fault)
 	case v.Pass != (v.Fault == FaultNone):
 		return fmt.Errorf("a pass with a fault, or a failure without one")
-	case (v.Answer != nil) != (v.Fault == FaultStep || v.Fault == FaultLink || v.Fault == FaultAnswer || v.Fault == FaultSegment):
+	case (v.Answer != nil) != (v.Fault == FaultStep || v.Fault == FaultAnswer):
 		return fmt.Errorf("a %s verdict with or without an answer", v.Fault)
 	case v.Fault != FaultStep && v.Step != 0 || v.Step < 0:
 		return fmt.Errorf("a step on a %s verdict", v.Fault)

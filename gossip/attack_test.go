@@ -36,6 +36,9 @@ func (s stubServer) Blob(BlobRequest) (*trainer.Snapshot, []float32, bool) { ret
 func (s stubServer) Evidence(uint64, consensus.Hash, int) (trainer.Evidence, error) {
 	return trainer.Evidence{}, errors.New("no evidence held")
 }
+func (s stubServer) Answer(uint64, consensus.Hash, int) (*consensus.Answer, error) {
+	return nil, errors.New("no evidence held")
+}
 
 func testSpec(t testing.TB) runspec.Spec {
 	s := runspec.Default()

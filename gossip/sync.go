@@ -130,13 +130,21 @@ func (t *Transport) serveSync(s network.Stream) {
 			resp.Error = err.Error()
 			break
 		}
+		if w.Segment.Leaves {
+			a, err := t.server.Answer(w.Segment.Round, id, int(w.Segment.Segment))
+			if err != nil {
+				resp.Error = err.Error()
+				break
+			}
+			resp.Evidence = &pb.Evidence{Answer: answerPB(a)}
+			break
+		}
 		ev, err := t.server.Evidence(w.Segment.Round, id, int(w.Segment.Segment))
 		if err != nil {
 			resp.Error = err.Error()
 			break
 		}
-		resp.Evidence = &pb.Evidence{Start: snapshotPB(ev.Start), End: snapshotPB(ev.End), Final: snapshotPB(&ev.Final), Residual: floatsToBytes(ev.ResidualIn),
-			Answer: answerPB(ev.Answer)}
+		resp.Evidence = &pb.Evidence{Start: snapshotPB(ev.Start), End: snapshotPB(ev.End), Final: snapshotPB(&ev.Final), Residual: floatsToBytes(ev.ResidualIn)}
 	case *pb.SyncRequest_Blob:
 		if string(req.Run) != string(t.run[:]) {
 			resp.Error = "wrong run"
@@ -384,10 +392,21 @@ func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, 
 	if ev.ResidualIn, err = bytesToFloats(resp.Evidence.Residual, d); err != nil {
 		return ev, err
 	}
-	if ev.Answer, err = answerFromPB(resp.Evidence.Answer, round, id, seg); err != nil {
-		return ev, err
-	}
 	return ev, nil
+}
+
+// FetchAnswer asks the challenged peer p for its signed step hashes of
+// segment seg of its update id of round. Its signature is the caller's to
+// check.
+func (t *Transport) FetchAnswer(ctx context.Context, p peer.ID, round uint64, id consensus.Hash, seg int) (*consensus.Answer, error) {
+	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Segment{Segment: &pb.SegmentRequest{Round: round, Update: id[:], Segment: uint32(seg), Leaves: true}}})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Evidence == nil || resp.Evidence.Answer == nil {
+		return nil, fmt.Errorf("%w: %s answered without step hashes", ErrWire, p.ShortString())
+	}
+	return answerFromPB(resp.Evidence.Answer, round, id, seg)
 }
 
 // FetchBlob asks p for a snapshot or a residual by hash (see Server.Blob),

@@ -42,6 +42,10 @@ type Server interface {
 	// Evidence returns what backs segment seg of this peer's update id of
 	// round, for a challenger.
 	Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error)
+	// Answer returns this peer's signed hashes of its state after each
+	// step of that segment, for a challenger whose re-execution missed the
+	// segment's root (or a referee).
+	Answer(round uint64, id consensus.Hash, seg int) (*consensus.Answer, error)
 	// Proof returns the certified decisions a peer at round needs.
 	Proof(round uint64) *consensus.Proof
 	// Blob returns what a referee needs to check a dispute on update of

@@ -83,6 +83,9 @@ func (s attackServer) State(h consensus.Hash) (consensus.State, bool) {
 	return s.a.forged.Clone(), true
 }
 func (s attackServer) Updates([]consensus.Hash) [][]byte { return nil }
+func (s attackServer) Answer(uint64, consensus.Hash, int) (*consensus.Answer, error) {
+	return nil, errors.New("no evidence")
+}
 func (s attackServer) Evidence(uint64, consensus.Hash, int) (trainer.Evidence, error) {
 	return trainer.Evidence{}, errors.New("no evidence")
 }

@@ -201,16 +201,20 @@ func sign(x float32) float32 {
 
 // collude makes a colluding challenger's finding a pass, whatever it
 // found; accuse makes an accuser's a made-up step dispute.
-func (n *node) collude(f *trainer.Finding, round uint64, seg int, ev trainer.Evidence) {
+func (n *node) collude(f *trainer.Finding, round uint64, seg int, ask func() *consensus.Answer) {
 	switch n.acts(round) {
 	case "collude":
 		*f = trainer.Finding{}
 	case "accuse", "accuse-any":
-		if f.Fault != consensus.FaultNone || ev.Answer == nil {
+		if f.Fault != consensus.FaultNone {
+			return
+		}
+		a := ask()
+		if a == nil {
 			return
 		}
 		lo, _ := trainer.SegmentSteps(n.spec, seg)
-		*f = trainer.Finding{Fault: consensus.FaultStep, Step: lo + 1, Reason: fmt.Sprintf("%v: step %d does not follow (made up)", trainer.ErrChallenge, lo+1)}
+		*f = trainer.Finding{Fault: consensus.FaultStep, Step: lo + 1, Answer: a, Reason: fmt.Sprintf("%v: step %d does not follow (made up)", trainer.ErrChallenge, lo+1)}
 	}
 }
 

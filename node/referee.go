@@ -122,13 +122,15 @@ func (n *node) askAccused(ctx context.Context, x *consensus.VerdictMsg, u *conse
 	case err != nil:
 		return consensus.Upheld, fmt.Sprintf("no answer to this referee either: %v", err)
 	}
-	a := ev.Answer
-	if a == nil || a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment ||
-		!gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(n.eng.RunID(), a), a.Sig) {
-		return consensus.Upheld, "the accused's answer to this referee is not signed"
-	}
-	if _, err := trainer.CheckAnswer(n.spec, u, x.Segment, ev); err != nil {
+	if err := trainer.CheckEvidence(n.spec, u, x.Segment, ev); err != nil {
 		return consensus.Upheld, fmt.Sprintf("the accused's answer to this referee does not hold: %v", err)
+	}
+	cctx, cancel := context.WithDeadline(ctx, deadline.Add(n.spec.Verify.Timeout.Duration))
+	defer cancel()
+	a, err := n.tr.FetchAnswer(cctx, pid, x.Round, x.Update, x.Segment)
+	if err != nil || a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment ||
+		!gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(n.eng.RunID(), a), a.Sig) || trainer.Contradicts(n.spec, u, x.Segment, a) {
+		return consensus.Upheld, fmt.Sprintf("the accused gave this referee no consistent signed step hashes: %v", err)
 	}
 	return consensus.Lapsed, "the accused answered this referee"
 }

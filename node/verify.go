@@ -91,15 +91,29 @@ func (n *node) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evide
 			out.End = &ev.starts[seg+1]
 		}
 	}
-	a, err := n.answer(ev, round, id, seg)
-	if err != nil {
-		return trainer.Evidence{}, err
-	}
-	out.Answer = a
 	n.mu.Lock()
 	n.challenges.Against++
 	n.mu.Unlock()
 	return out, nil
+}
+
+// Answer implements gossip.Server: this node's signed step hashes of
+// segment seg of its update id, which a challenger asks for only when its
+// re-execution of the segment misses the committed root.
+func (n *node) Answer(round uint64, id consensus.Hash, seg int) (*consensus.Answer, error) {
+	n.mu.RLock()
+	ev := n.evidence[id]
+	n.mu.RUnlock()
+	if ev == nil {
+		var err error
+		if ev, err = n.recompute(round, id); err != nil {
+			return nil, err
+		}
+	}
+	if ev.round != round || seg < 0 || seg >= len(ev.starts) {
+		return nil, fmt.Errorf("no segment %d of an update of round %d", seg, round)
+	}
+	return n.answer(ev, round, id, seg)
 }
 
 // answer returns this node's signed answer on segment seg of its update
@@ -327,11 +341,25 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		v.Fault, v.Reason = consensus.FaultSilent, fmt.Sprintf("%v: no answer within %v: %v", trainer.ErrChallenge, n.spec.Verify.Timeout.Duration, err)
 		return
 	}
-	done.evidence = audit.EncodeEvidence(ev)
-	if a := ev.Answer; a != nil && (a.Round != res.Round || a.Update != consensus.Hash(c.Update) || a.Segment != c.Segment ||
-		!gossip.VerifySig(consensus.PeerID(c.Peer), consensus.AnswerSignBytes(n.eng.RunID(), a), a.Sig)) {
-		ev.Answer = nil // not the accused's word: no answer
+	// The signed step hashes, asked for only if the segment misses its
+	// root (and only once).
+	asked := false
+	ask := func() *consensus.Answer {
+		if asked {
+			return ev.Answer
+		}
+		asked = true
+		cctx, cancel := context.WithDeadline(ctx, time.Now().Add(n.spec.Verify.Timeout.Duration))
+		defer cancel()
+		a, err := n.tr.FetchAnswer(cctx, pid, res.Round, consensus.Hash(c.Update), c.Segment)
+		if err != nil || a.Round != res.Round || a.Update != consensus.Hash(c.Update) || a.Segment != c.Segment ||
+			!gossip.VerifySig(consensus.PeerID(c.Peer), consensus.AnswerSignBytes(n.eng.RunID(), a), a.Sig) {
+			return nil // not the accused's word: no answer
+		}
+		ev.Answer = a
+		return a
 	}
+	defer func() { done.evidence = audit.EncodeEvidence(ev) }()
 	rep, err := trainer.NewReplayer(n.spec, res.Round, u.From, n.cfg.Data.Train, n.engineOpts()...)
 	if err != nil {
 		done.v = nil
@@ -339,22 +367,20 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		return
 	}
 	start := time.Now()
-	f, err := trainer.Check(n.spec, base, u, c.Segment, ev, rep)
+	f, err := trainer.Check(n.spec, base, u, c.Segment, ev, rep, ask)
 	done.seconds = time.Since(start).Seconds()
 	if err != nil {
 		n.log.Error("challenge: cannot judge", "err", err)
 		done.v = nil
 		return
 	}
-	n.collude(&f, res.Round, c.Segment, ev)
+	n.collude(&f, res.Round, c.Segment, ask)
 	n.keepBlobs(res.Round, f)
 	v.Pass, v.Fault, v.Step, v.Reason = f.Fault == consensus.FaultNone, f.Fault, f.Step, f.Reason
 	if len(v.Reason) > consensus.MaxReason {
 		v.Reason = v.Reason[:consensus.MaxReason]
 	}
-	if f.Fault != consensus.FaultNone && f.Fault != consensus.FaultSilent {
-		v.Answer = ev.Answer
-	}
+	v.Answer = f.Answer
 }
 
 // startChallenges launches the challenges of a decided round that the

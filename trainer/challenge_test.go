@@ -288,8 +288,8 @@ func (cs *challengeSim) work(sn *simnet.Net, i int, req *consensus.TrainRequest)
 }
 
 // answer is what the accused of update id serves a challenger or a
-// referee: its evidence with its signed step hashes, or nothing (a lazy
-// cheater holds none; a crashed peer answers no one).
+// referee: its evidence, or nothing (a lazy cheater holds none; a crashed
+// peer answers no one).
 func (cs *challengeSim) answer(sn *simnet.Net, id Hash, seg int) (Evidence, bool) {
 	u, k := cs.pub[id], cs.evidence[id]
 	if u == nil || k == nil || sn.Down[sn.Index(u.From)] || seg < 0 || seg >= len(k.starts) {
@@ -299,13 +299,23 @@ func (cs *challengeSim) answer(sn *simnet.Net, id Hash, seg int) (Evidence, bool
 	if seg > 0 {
 		ev.Start = &k.starts[seg]
 	}
+	return ev, true
+}
+
+// leaves is the accused's signed step hashes of a segment, asked for when
+// a re-execution misses the segment's root.
+func (cs *challengeSim) leaves(sn *simnet.Net, id Hash, seg int) *consensus.Answer {
+	u, k := cs.pub[id], cs.evidence[id]
+	if u == nil || k == nil || sn.Down[sn.Index(u.From)] || seg < 0 || seg >= len(k.starts) {
+		return nil
+	}
 	leaves, err := AnswerLeaves(sn.Spec, k.starts[seg], seg, toyReplayer{u.Seed})
 	if err != nil {
 		sn.T.Fatal(err)
 	}
-	ev.Answer = &consensus.Answer{Round: u.Round, Update: id, Segment: seg, Leaves: leaves}
-	ev.Answer.Sig = simnet.Sign(u.From)(consensus.AnswerSignBytes(sn.Spec.RunID(), ev.Answer))
-	return ev, true
+	a := &consensus.Answer{Round: u.Round, Update: id, Segment: seg, Leaves: leaves}
+	a.Sig = simnet.Sign(u.From)(consensus.AnswerSignBytes(sn.Spec.RunID(), a))
+	return a
 }
 
 // judge runs challenge ch of decided round d at its challenger i with this
@@ -322,13 +332,16 @@ func (cs *challengeSim) judge(sn *simnet.Net, i int, d consensus.Decided, ch spo
 		return v, sn.TrainTime / 8
 	}
 	ev, _ := cs.answer(sn, ch.Update, ch.Segment)
-	f, err := Check(sn.Spec, base, u, ch.Segment, ev, toyReplayer{u.Seed})
+	ask := func() *consensus.Answer { return cs.leaves(sn, ch.Update, ch.Segment) }
+	f, err := Check(sn.Spec, base, u, ch.Segment, ev, toyReplayer{u.Seed}, ask)
 	if err != nil {
 		sn.T.Fatal(err)
 	}
 	if b := cs.acts(i, d.Round); (b == "accuse" || b == "accuse-any") && f.Fault == consensus.FaultNone {
-		lo, _ := SegmentSteps(sn.Spec, ch.Segment)
-		f = Finding{Fault: consensus.FaultStep, Step: lo + 1, Reason: "made up"}
+		if a := ask(); a != nil {
+			lo, _ := SegmentSteps(sn.Spec, ch.Segment)
+			f = Finding{Fault: consensus.FaultStep, Step: lo + 1, Answer: a, Reason: "made up"}
+		}
 	}
 	if cs.blobs[i] == nil {
 		cs.blobs[i] = map[Hash]any{}
@@ -339,10 +352,7 @@ func (cs *challengeSim) judge(sn *simnet.Net, i int, d consensus.Decided, ch spo
 	for _, k := range f.KeepVec {
 		cs.blobs[i][Hash(ParamHash(k))] = k
 	}
-	v.Pass, v.Fault, v.Step, v.Reason = f.Fault == consensus.FaultNone, f.Fault, f.Step, f.Reason
-	if f.Fault != consensus.FaultNone && f.Fault != consensus.FaultSilent {
-		v.Answer = ev.Answer
-	}
+	v.Pass, v.Fault, v.Step, v.Reason, v.Answer = f.Fault == consensus.FaultNone, f.Fault, f.Step, f.Reason, f.Answer
 	cs.verdicts = append(cs.verdicts, v)
 	return v, sn.TrainTime / 4
 }
@@ -354,10 +364,10 @@ func (cs *challengeSim) referee(sn *simnet.Net, i int, req consensus.RefereeRequ
 	x, u := req.Verdict, req.Update
 	if x.Fault == consensus.FaultSilent {
 		ev, ok := cs.answer(sn, x.Update, x.Segment)
-		if !ok {
+		if !ok || CheckEvidence(sn.Spec, u, x.Segment, ev) != nil {
 			return consensus.Upheld, sn.TrainTime / 8
 		}
-		if _, err := CheckAnswer(sn.Spec, u, x.Segment, ev); err != nil {
+		if a := cs.leaves(sn, x.Update, x.Segment); a == nil || Contradicts(sn.Spec, u, x.Segment, a) {
 			return consensus.Upheld, sn.TrainTime / 8
 		}
 		return consensus.Lapsed, sn.TrainTime / 8

@@ -27,6 +27,8 @@ type Finding struct {
 	Fault  consensus.Fault // FaultNone: the segment and the payload check
 	Step   int             // FaultStep: the disputed step, in (lo, hi]
 	Reason string
+	// Answer is the accused's signed step hashes the dispute rests on.
+	Answer *consensus.Answer
 	// Keep is what referees fetch from the challenger by hash: snapshots
 	// and the residual (as a snapshot-less vector).
 	Keep    []Snapshot
@@ -37,52 +39,53 @@ func found(f consensus.Fault, format string, a ...any) Finding {
 	return Finding{Fault: f, Reason: fmt.Sprintf("%v: %s", ErrChallenge, fmt.Sprintf(format, a...))}
 }
 
-// CheckAnswer checks that an answer is complete and consistent with the
-// update's commitments, without re-executing anything: the leaves (one per
-// step of the segment, the last the committed root), the start state (it
-// hashes to the committed root before the segment; segment 0 starts from
-// the agreed base and has none), the final state and the residual. The
-// answer's signature is the caller's to check. It returns the fault an
-// answer that fails shows: FaultAnswer when the accused's signed leaves
-// contradict its commitment, else FaultSilent (no usable answer).
-func CheckAnswer(spec runspec.Spec, u *consensus.Update, seg int, ev Evidence) (consensus.Fault, error) {
+// CheckEvidence checks the accused's evidence against the update's
+// commitments without re-executing anything: the start state (it hashes to
+// the committed root before the segment; segment 0 starts from the agreed
+// base and has none), the final state and the residual. An answer that
+// fails it is as good as none (FaultSilent).
+func CheckEvidence(spec runspec.Spec, u *consensus.Update, seg int, ev Evidence) error {
 	S := spec.Segments()
 	if seg < 0 || seg >= S || len(u.Segments) != S {
-		return consensus.FaultSilent, fmt.Errorf("segment %d of %d (update has %d roots)", seg, S, len(u.Segments))
+		return fmt.Errorf("segment %d of %d (update has %d roots)", seg, S, len(u.Segments))
 	}
-	lo, hi := SegmentSteps(spec, seg)
-	if ev.Answer == nil {
-		return consensus.FaultSilent, fmt.Errorf("no signed step hashes")
-	}
-	if n := len(ev.Answer.Leaves); n != hi-lo || ev.Answer.Leaves[n-1] != u.Segments[seg] {
-		return consensus.FaultAnswer, fmt.Errorf("the signed step hashes (%d, want %d) do not end at the committed root %s", n, hi-lo, u.Segments[seg].Short())
-	}
+	lo, _ := SegmentSteps(spec, seg)
 	if seg > 0 {
 		if ev.Start == nil {
-			return consensus.FaultSilent, fmt.Errorf("no start state for segment %d", seg)
+			return fmt.Errorf("no start state for segment %d", seg)
 		}
 		if h := ev.Start.Hash(); h != u.Segments[seg-1] || ev.Start.Step != int64(lo) {
-			return consensus.FaultSilent, fmt.Errorf("segment %d's start state (step %d) hashes to %s, committed %s", seg, ev.Start.Step, h.Short(), u.Segments[seg-1].Short())
+			return fmt.Errorf("segment %d's start state (step %d) hashes to %s, committed %s", seg, ev.Start.Step, h.Short(), u.Segments[seg-1].Short())
 		}
 	}
 	if h := ev.Final.Hash(); h != u.Segments[S-1] {
-		return consensus.FaultSilent, fmt.Errorf("final state hashes to %s, committed %s", h.Short(), u.Segments[S-1].Short())
+		return fmt.Errorf("final state hashes to %s, committed %s", h.Short(), u.Segments[S-1].Short())
 	}
 	if h := Hash(ParamHash(ev.ResidualIn)); h != u.ResidualIn {
-		return consensus.FaultSilent, fmt.Errorf("residual hashes to %s, committed %s", h.Short(), u.ResidualIn.Short())
+		return fmt.Errorf("residual hashes to %s, committed %s", h.Short(), u.ResidualIn.Short())
 	}
-	return consensus.FaultNone, nil
+	return nil
+}
+
+// Contradicts reports whether the accused's signed step hashes contradict
+// its commitment: one per step of the segment, the last the committed root.
+func Contradicts(spec runspec.Spec, u *consensus.Update, seg int, a *consensus.Answer) bool {
+	lo, hi := SegmentSteps(spec, seg)
+	return len(a.Leaves) != hi-lo || seg >= len(u.Segments) || a.Leaves[len(a.Leaves)-1] != u.Segments[seg]
 }
 
 // Check is the challenger's check of segment seg of update u against the
-// accused's answer ev (its signature already checked): the answer holds
-// (CheckAnswer); re-executing the segment step by step from its start
-// gives the signed leaves (bit for bit; within the spec's tolerance at the
-// segment's end when there is one); and the final state and residual
-// compress to the payload. The error is for the checker's own failures.
-func Check(spec runspec.Spec, base []float32, u *consensus.Update, seg int, ev Evidence, r Replayer) (Finding, error) {
-	if f, err := CheckAnswer(spec, u, seg, ev); err != nil {
-		return found(f, "%v", err), nil
+// accused's evidence ev: the evidence holds (CheckEvidence); re-executing
+// the segment from its start reaches the committed root (bit for bit;
+// within the spec's tolerance of the accused's end state when there is
+// one); and the final state and residual compress to the payload. Only a
+// segment that misses its root needs the accused's signed step hashes:
+// ask fetches them (its signature checked; nil if none came), and the
+// first step whose result differs from them is the dispute. The error is
+// for the checker's own failures.
+func Check(spec runspec.Spec, base []float32, u *consensus.Update, seg int, ev Evidence, r Replayer, ask func() *consensus.Answer) (Finding, error) {
+	if err := CheckEvidence(spec, u, seg, ev); err != nil {
+		return found(consensus.FaultSilent, "%v", err), nil
 	}
 	lo, hi := SegmentSteps(spec, seg)
 	start := ev.Start
@@ -96,12 +99,21 @@ func Check(spec runspec.Spec, base []float32, u *consensus.Update, seg int, ev E
 	if len(start.Params) != len(base) || len(ev.Final.Params) != len(base) || len(ev.ResidualIn) != len(base) {
 		return found(consensus.FaultSilent, "states or residual of the wrong size"), nil
 	}
-	if spec.Verify.Tolerance > 0 {
-		end, err := r.Run(*start, hi-lo)
-		if err != nil {
-			return Finding{}, err
+	end, err := r.Run(*start, hi-lo)
+	if err != nil {
+		return Finding{}, err
+	}
+	if end.Hash() != u.Segments[seg] {
+		a := ask()
+		switch {
+		case a == nil:
+			return found(consensus.FaultSilent, "re-executing steps %d..%d misses the committed root %s, and no signed step hashes came", lo, hi, u.Segments[seg].Short()), nil
+		case Contradicts(spec, u, seg, a):
+			f := found(consensus.FaultAnswer, "the signed step hashes (%d, want %d) do not end at the committed root %s", len(a.Leaves), hi-lo, u.Segments[seg].Short())
+			f.Answer = a
+			return f, nil
 		}
-		if end.Hash() != u.Segments[seg] {
+		if spec.Verify.Tolerance > 0 {
 			if ev.End == nil || ev.End.Hash() != u.Segments[seg] || len(ev.End.Params) != len(end.Params) {
 				return found(consensus.FaultSilent, "no end state hashing to the committed %s", u.Segments[seg].Short()), nil
 			}
@@ -110,29 +122,27 @@ func Check(spec runspec.Spec, base []float32, u *consensus.Update, seg int, ev E
 				f.Keep = []Snapshot{*start, *ev.End}
 				return f, nil
 			}
-		}
-	} else if end, err := r.Run(*start, hi-lo); err != nil {
-		return Finding{}, err
-	} else if end.Hash() != u.Segments[seg] {
-		// Only a segment that does not reach its root is traced step by
-		// step (hashing every state costs about as much as the step): the
-		// first leaf it disagrees with is the dispute.
-		_, leaves, err := r.Trace(*start, hi-lo)
-		if err != nil {
-			return Finding{}, err
-		}
-		for i, l := range leaves {
-			if l == ev.Answer.Leaves[i] {
-				continue
-			}
-			f := found(consensus.FaultStep, "step %d from the state after step %d gives %s, the accused signed %s", lo+i+1, lo+i, l.Short(), ev.Answer.Leaves[i].Short())
-			f.Step = lo + i + 1
-			prev, err := r.Run(*start, i)
+		} else {
+			_, leaves, err := r.Trace(*start, hi-lo)
 			if err != nil {
 				return Finding{}, err
 			}
-			f.Keep = []Snapshot{prev}
-			return f, nil
+			for i, l := range leaves {
+				if l == a.Leaves[i] {
+					continue
+				}
+				f := found(consensus.FaultStep, "step %d from the state after step %d gives %s, the accused signed %s", lo+i+1, lo+i, l.Short(), a.Leaves[i].Short())
+				f.Step, f.Answer = lo+i+1, a
+				prev, err := r.Run(*start, i)
+				if err != nil {
+					return Finding{}, err
+				}
+				f.Keep = []Snapshot{prev}
+				return f, nil
+			}
+			// Every signed hash matches the re-execution, yet the last is
+			// the root the re-execution missed: unreachable for a hash.
+			return Finding{}, fmt.Errorf("trainer: the re-execution both misses and matches root %s", u.Segments[seg].Short())
 		}
 	}
 	payload, out, err := Link(spec, base, ev.Final.Params, ev.ResidualIn)
@@ -172,7 +182,7 @@ var ErrUnjudgeable = errors.New("trainer: the dispute cannot be judged here")
 func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensus.VerdictMsg, r Replayer, fetch Fetch) (consensus.Ruling, error) {
 	S := spec.Segments()
 	seg := x.Segment
-	if seg < 0 || seg >= S || len(u.Segments) != S || x.Answer == nil {
+	if seg < 0 || seg >= S || len(u.Segments) != S || x.Fault == consensus.FaultStep && x.Answer == nil {
 		return consensus.Overturned, nil // the engine's checks make this unreachable for a valid verdict
 	}
 	lo, hi := SegmentSteps(spec, seg)

@@ -72,8 +72,11 @@ func (hr *honestRound) keep(t *testing.T, f Finding) Fetch {
 func TestDisputesOnRealSteps(t *testing.T) {
 	hr := newHonestRound(t, OptAdamW)
 	r := hr.replayer(t)
+	check := func(u *consensus.Update, seg int, ev Evidence) (Finding, error) {
+		return Check(hr.spec, hr.base, u, seg, ev, r, func() *consensus.Answer { return ev.Answer })
+	}
 	for seg := range hr.spec.Segments() {
-		f, err := Check(hr.spec, hr.base, hr.u, seg, hr.answered(t, seg), r)
+		f, err := check(hr.u, seg, hr.answered(t, seg))
 		if err != nil || f.Fault != consensus.FaultNone {
 			t.Fatalf("honest segment %d: %+v, %v", seg, f, err)
 		}
@@ -103,7 +106,7 @@ func TestDisputesOnRealSteps(t *testing.T) {
 		ev.Answer.Leaves[i][1] ^= 1
 	}
 	ev.Answer.Leaves[len(ev.Answer.Leaves)-1] = bent.Segments[seg]
-	f, err := Check(hr.spec, hr.base, &bent, seg, ev, r)
+	f, err := check(&bent, seg, ev)
 	if err != nil || f.Fault != consensus.FaultStep || f.Step != lo+3 || len(f.Keep) != 1 {
 		t.Fatalf("a lie from step %d: %+v, %v", lo+3, f, err)
 	}
@@ -114,7 +117,7 @@ func TestDisputesOnRealSteps(t *testing.T) {
 	// no fault: the work behind the update is honest.
 	wrongLeaf := hr.answered(t, seg)
 	wrongLeaf.Answer.Leaves[2][0] ^= 1
-	if f, err := Check(hr.spec, hr.base, hr.u, seg, wrongLeaf, r); err != nil || f.Fault != consensus.FaultNone {
+	if f, err := check(hr.u, seg, wrongLeaf); err != nil || f.Fault != consensus.FaultNone {
 		t.Errorf("a wrong leaf in an honest segment: %+v, %v", f, err)
 	}
 	// The same claim made up against the honest answer: overturned. The
@@ -145,7 +148,7 @@ func TestDisputesOnRealSteps(t *testing.T) {
 	}
 	payload, out, _ := Link(hr.spec, hr.base, far, hr.res)
 	flipped.Payload, flipped.ResidualOut = payload, ParamHash(out)
-	f, err = Check(hr.spec, hr.base, &flipped, seg, honest, r)
+	f, err = check(&flipped, seg, honest)
 	if err != nil || f.Fault != consensus.FaultLink {
 		t.Fatalf("a flipped payload: %+v, %v", f, err)
 	}
@@ -156,19 +159,23 @@ func TestDisputesOnRealSteps(t *testing.T) {
 		t.Errorf("a false link claim: %v", got)
 	}
 
-	// Answers that do not hold.
+	// Answers that do not hold, for a segment that misses its root (an
+	// honest one needs no step hashes at all).
 	short := hr.answered(t, seg)
 	short.Answer.Leaves = short.Answer.Leaves[1:]
-	if f, _ := Check(hr.spec, hr.base, hr.u, seg, short, r); f.Fault != consensus.FaultAnswer {
+	if f, _ := check(&bent, seg, short); f.Fault != consensus.FaultAnswer {
 		t.Errorf("an answer with a leaf missing: %v", f.Fault)
+	}
+	none := hr.evidence(seg)
+	if f, _ := check(&bent, seg, none); f.Fault != consensus.FaultSilent {
+		t.Errorf("a missed root and no step hashes: %v", f.Fault)
+	}
+	if f, _ := check(hr.u, seg, none); f.Fault != consensus.FaultNone {
+		t.Errorf("an honest segment without step hashes: %v", f.Fault)
 	}
 	noStart := hr.answered(t, seg)
 	noStart.Start = nil
-	if f, _ := Check(hr.spec, hr.base, hr.u, seg, noStart, r); f.Fault != consensus.FaultSilent {
+	if f, _ := check(hr.u, seg, noStart); f.Fault != consensus.FaultSilent {
 		t.Errorf("an answer without its start state: %v", f.Fault)
-	}
-	unsigned := hr.evidence(seg)
-	if f, _ := Check(hr.spec, hr.base, hr.u, seg, unsigned, r); f.Fault != consensus.FaultSilent {
-		t.Errorf("evidence without step hashes: %v", f.Fault)
 	}
 }

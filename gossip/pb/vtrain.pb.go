@@ -1689,6 +1689,7 @@ type SegmentRequest struct {
 	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
 	Update        []byte                 `protobuf:"bytes,2,opt,name=update,proto3" json:"update,omitempty"`
 	Segment       uint32                 `protobuf:"varint,3,opt,name=segment,proto3" json:"segment,omitempty"`
+	Leaves        bool                   `protobuf:"varint,4,opt,name=leaves,proto3" json:"leaves,omitempty"` // only the signed step hashes (the segment missed its root)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1742,6 +1743,13 @@ func (x *SegmentRequest) GetSegment() uint32 {
 		return x.Segment
 	}
 	return 0
+}
+
+func (x *SegmentRequest) GetLeaves() bool {
+	if x != nil {
+		return x.Leaves
+	}
+	return false
 }
 
 type Snapshot struct {
@@ -2568,11 +2576,12 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x16\n" +
 	"\x06update\x18\x03 \x01(\fR\x06update\x12\x12\n" +
-	"\x04step\x18\x04 \x01(\x03R\x04step\"X\n" +
+	"\x04step\x18\x04 \x01(\x03R\x04step\"p\n" +
 	"\x0eSegmentRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
 	"\x06update\x18\x02 \x01(\fR\x06update\x12\x18\n" +
-	"\asegment\x18\x03 \x01(\rR\asegment\"\x8f\x01\n" +
+	"\asegment\x18\x03 \x01(\rR\asegment\x12\x16\n" +
+	"\x06leaves\x18\x04 \x01(\bR\x06leaves\"\x8f\x01\n" +
 	"\bSnapshot\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +

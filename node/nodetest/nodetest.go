@@ -543,6 +543,11 @@ func (w *watcher) Evidence(uint64, consensus.Hash, int) (trainer.Evidence, error
 	return trainer.Evidence{}, errors.New("nodetest: a watcher holds no evidence")
 }
 
+// Answer implements gossip.Server.
+func (w *watcher) Answer(uint64, consensus.Hash, int) (*consensus.Answer, error) {
+	return nil, errors.New("nodetest: a watcher holds no evidence")
+}
+
 // Proof implements gossip.Server.
 func (w *watcher) Proof(uint64) *consensus.Proof { return &consensus.Proof{} }
 func (w *watcher) Blob(gossip.BlobRequest) (*trainer.Snapshot, []float32, bool) {

@@ -379,28 +379,19 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 		return true, err
 	}
 	r.Challenges++
-	if a := ev.Answer; a != nil {
-		// The signed answer the keeper judged: the same check must give
-		// the same fault.
-		if a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment || !gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(r.run, a), a.Sig) {
-			ev.Answer = nil
-		}
-		f, err := trainer.Check(r.spec, base, u, x.Segment, ev, rep)
-		if err != nil {
-			return true, err
-		}
-		if f.Fault != x.Fault || (f.Fault == consensus.FaultNone) != x.Pass || f.Fault == consensus.FaultStep && f.Step != x.Step {
-			return true, fmt.Errorf("re-executing the challenge of %s's round-%d update (segment %d) finds a %s fault (step %d), the keeper's verdict says %s (step %d)",
-				x.Accused, x.Round, x.Segment, f.Fault, f.Step, x.Fault, x.Step)
-		}
-		return true, nil
+	// The keeper's check again, on the evidence it logged (with the signed
+	// step hashes when it asked for them): the same check must give the
+	// same fault.
+	if a := ev.Answer; a != nil && (a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment || !gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(r.run, a), a.Sig)) {
+		ev.Answer = nil
 	}
-	err = trainer.Judge(r.spec, base, u, x.Segment, ev, rep)
-	if err != nil && !errors.Is(err, trainer.ErrChallenge) {
+	f, err := trainer.Check(r.spec, base, u, x.Segment, ev, rep, func() *consensus.Answer { return ev.Answer })
+	if err != nil {
 		return true, err
 	}
-	if (err == nil) != x.Pass {
-		return true, fmt.Errorf("re-executing the challenge of %s's round-%d update (segment %d) gives %v, the verdict says pass=%v", x.Accused, x.Round, x.Segment, err, x.Pass)
+	if f.Fault != x.Fault || (f.Fault == consensus.FaultNone) != x.Pass || f.Fault == consensus.FaultStep && f.Step != x.Step {
+		return true, fmt.Errorf("re-executing the challenge of %s's round-%d update (segment %d) finds a %s fault (step %d), the keeper's verdict says %s (step %d, pass=%v)",
+			x.Accused, x.Round, x.Segment, f.Fault, f.Step, x.Fault, x.Step, x.Pass)
 	}
 	return true, nil
 }
