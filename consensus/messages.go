@@ -187,9 +187,8 @@ func AnswerSignBytes(run RunID, a *Answer) []byte {
 // Segment of Accused's update Update of round Round, re-executed. A failed
 // verdict is a claim that any member can referee: it names its Fault,
 // carries the accused's signed Answer when the claim rests on it
-// (FaultStep, FaultAnswer) and, for
-// FaultStep, the disputed Step (counted in the round's inner steps, in
-// (lo, hi] of the segment).
+// (FaultStep, FaultAnswer) and, for FaultStep, the disputed Step (counted
+// in the round's inner steps, in (lo, hi] of the segment).
 type VerdictMsg struct {
 	Round   uint64
 	Update  Hash

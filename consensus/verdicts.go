@@ -344,9 +344,6 @@ func (e *Engine) SubmitVerdict(x *VerdictMsg) Decision {
 	return d
 }
 
-// SignAnswer signs this node's answer to a challenge on one of its updates.
-func (e *Engine) SignAnswer(a *Answer) { a.Sig = e.sign(AnswerSignBytes(e.run, a)) }
-
 func (e *Engine) takeLateVerdicts() []*VerdictMsg {
 	var now, keep []*VerdictMsg
 	for _, x := range e.lateVerdicts {

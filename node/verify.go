@@ -63,23 +63,31 @@ type evidence struct {
 // (a challenge comes the round after its update is decided).
 const keptEvidence = 4
 
-// Evidence implements gossip.Server: the evidence behind segment seg of
-// this node's update id, from memory or, after a restart, recomputed from
-// the receipt on disk, with this node's signed answer (the hash of its
-// state after each step of the segment, re-executed from the segment's
-// start).
-func (n *node) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
+// own returns the evidence behind segment seg of this node's update id of
+// round, from memory or, after a restart, recomputed from the receipt on
+// disk.
+func (n *node) own(round uint64, id consensus.Hash, seg int) (*evidence, error) {
 	n.mu.RLock()
 	ev := n.evidence[id]
 	n.mu.RUnlock()
 	if ev == nil {
 		var err error
 		if ev, err = n.recompute(round, id); err != nil {
-			return trainer.Evidence{}, err
+			return nil, err
 		}
 	}
 	if ev.round != round || seg < 0 || seg >= len(ev.starts) {
-		return trainer.Evidence{}, fmt.Errorf("no segment %d of an update of round %d", seg, round)
+		return nil, fmt.Errorf("no segment %d of an update of round %d", seg, round)
+	}
+	return ev, nil
+}
+
+// Evidence implements gossip.Server: the evidence behind segment seg of
+// this node's update id (see own).
+func (n *node) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
+	ev, err := n.own(round, id, seg)
+	if err != nil {
+		return trainer.Evidence{}, err
 	}
 	out := trainer.Evidence{Final: ev.final, ResidualIn: ev.residual}
 	if seg > 0 {
@@ -101,17 +109,9 @@ func (n *node) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evide
 // segment seg of its update id, which a challenger asks for only when its
 // re-execution of the segment misses the committed root.
 func (n *node) Answer(round uint64, id consensus.Hash, seg int) (*consensus.Answer, error) {
-	n.mu.RLock()
-	ev := n.evidence[id]
-	n.mu.RUnlock()
-	if ev == nil {
-		var err error
-		if ev, err = n.recompute(round, id); err != nil {
-			return nil, err
-		}
-	}
-	if ev.round != round || seg < 0 || seg >= len(ev.starts) {
-		return nil, fmt.Errorf("no segment %d of an update of round %d", seg, round)
+	ev, err := n.own(round, id, seg)
+	if err != nil {
+		return nil, err
 	}
 	return n.answer(ev, round, id, seg)
 }
@@ -134,7 +134,6 @@ func (n *node) answer(ev *evidence, round uint64, id consensus.Hash, seg int) (*
 		return nil, err
 	}
 	a = &consensus.Answer{Round: round, Update: id, Segment: seg, Leaves: leaves}
-	n.misanswer(a)
 	a.Sig = gossip.Signer(n.key)(consensus.AnswerSignBytes(n.eng.RunID(), a))
 	n.mu.Lock()
 	if ev.answers == nil {

@@ -405,13 +405,27 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 			b := bad
 			p.FirstProvenBad = &b
 		}
-		for _, a := range p.rounds {
-			if proven && a.round >= bad || notReexecuting[p.Peer][a.round] {
-				p.Revoked++
-				p.RevokedSamples += a.samples
+		// A proven cheater's credit goes entirely: the work it was not
+		// caught at is only its word, and its word is proven worthless.
+		// The contamination is what the audit knows was bad of what the
+		// model holds: its aggregated updates from the first round it is
+		// known to have cheated (the first update a failure was upheld on,
+		// or with --full the first that does not re-execute).
+		first, known := bad, proven
+		for r := range notReexecuting[p.Peer] {
+			if !known || r < first {
+				first, known = r, true
 			}
 		}
-		p.Contamination = p.Revoked
+		for _, a := range p.rounds {
+			if known {
+				p.Revoked++
+				p.RevokedSamples += a.samples
+				if a.round >= first {
+					p.Contamination++
+				}
+			}
+		}
 		seen := p.Updates
 		for _, n := range p.Rejected {
 			seen += n
