@@ -218,7 +218,6 @@ func (n *node) collude(f *trainer.Finding, round uint64, seg int, ask func() *co
 	}
 }
 
-
 // accuseAny signs failed verdicts on a decided round's updates the beacon
 // did not draw this node for (accuse-any): lies any member can see.
 func (n *node) accuseAny(res consensus.Decided) {
