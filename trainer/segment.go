@@ -1,7 +1,6 @@
 package trainer
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip/compress"
@@ -251,75 +251,17 @@ func SegmentSteps(spec runspec.Spec, seg int) (lo, hi int) {
 	return seg * k, min((seg+1)*k, spec.Inner.Steps)
 }
 
-// Judge checks segment seg of update u against the evidence: the start
-// state hashes to the committed root before the segment (or is the agreed
-// base for segment 0); re-executing the segment's steps reaches the
-// committed root after it (bit for bit, or within the spec's tolerance);
-// the final state hashes to the last root; and the payload is exactly what
-// compressing base − final with the committed residual gives, leaving the
-// committed residual. It returns nil when all hold, else an error wrapping
-// ErrChallenge that says what failed (or another error when the checker
-// itself could not run).
+// Judge is Check as a yes or no, with whatever step hashes the evidence
+// carries: nil when the segment and the payload check, else an error
+// wrapping ErrChallenge that says what failed (or another error when the
+// checker itself could not run).
 func Judge(spec runspec.Spec, base []float32, u *consensus.Update, seg int, ev Evidence, r Replayer) error {
-	S := spec.Segments()
-	if seg < 0 || seg >= S || len(u.Segments) != S {
-		return failf("segment %d of %d (update has %d roots)", seg, S, len(u.Segments))
-	}
-	lo, hi := SegmentSteps(spec, seg)
-	var start Snapshot
-	if seg == 0 {
-		var err error
-		if start, err = r.Start(base); err != nil {
-			return err
-		}
-	} else {
-		if ev.Start == nil {
-			return failf("no start state for segment %d", seg)
-		}
-		if h := ev.Start.Hash(); h != u.Segments[seg-1] || ev.Start.Step != int64(lo) {
-			return failf("segment %d's start state (step %d) hashes to %s, committed %s", seg, ev.Start.Step, h.Short(), u.Segments[seg-1].Short())
-		}
-		if len(ev.Start.Params) != len(base) {
-			return failf("start state has %d parameters, want %d", len(ev.Start.Params), len(base))
-		}
-		start = *ev.Start
-	}
-	end, err := r.Run(start, hi-lo)
+	f, err := Check(spec, base, u, seg, ev, r, func() *consensus.Answer { return ev.Answer })
 	if err != nil {
-		return failf("re-executing steps %d..%d: %v", lo, hi, err)
+		return err
 	}
-	if h := end.Hash(); h != u.Segments[seg] {
-		if spec.Verify.Tolerance == 0 {
-			return failf("re-executing steps %d..%d gives %s, committed %s", lo, hi, h.Short(), u.Segments[seg].Short())
-		}
-		if ev.End == nil || ev.End.Hash() != u.Segments[seg] || len(ev.End.Params) != len(end.Params) {
-			return failf("re-executing steps %d..%d gives %s, and no end state hashing to the committed %s", lo, hi, h.Short(), u.Segments[seg].Short())
-		}
-		if d := relL2(end.Params, ev.End.Params); !(d <= spec.Verify.Tolerance) {
-			return failf("re-executing steps %d..%d lands %.3g (relative L2) from the committed state, tolerance %.3g", lo, hi, d, spec.Verify.Tolerance)
-		}
-	}
-	fin := ev.Final
-	if seg == S-1 && spec.Verify.Tolerance == 0 {
-		fin = end
-	} else if h := fin.Hash(); h != u.Segments[S-1] {
-		return failf("final state hashes to %s, committed %s", h.Short(), u.Segments[S-1].Short())
-	}
-	if len(fin.Params) != len(base) || len(ev.ResidualIn) != len(base) {
-		return failf("final state or residual of the wrong size")
-	}
-	if h := Hash(ParamHash(ev.ResidualIn)); h != u.ResidualIn {
-		return failf("residual hashes to %s, committed %s", h.Short(), u.ResidualIn.Short())
-	}
-	payload, out, err := Link(spec, base, fin.Params, ev.ResidualIn)
-	if err != nil {
-		return failf("compressing the final state: %v", err)
-	}
-	if !bytes.Equal(payload, u.Payload) {
-		return failf("payload is not the compressed delta of the committed final state")
-	}
-	if h := Hash(ParamHash(out)); h != u.ResidualOut {
-		return failf("residual after encoding hashes to %s, committed %s", h.Short(), u.ResidualOut.Short())
+	if f.Fault != consensus.FaultNone {
+		return fmt.Errorf("%w: %s fault: %s", ErrChallenge, f.Fault, strings.TrimPrefix(f.Reason, ErrChallenge.Error()+": "))
 	}
 	return nil
 }
