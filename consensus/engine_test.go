@@ -1029,7 +1029,7 @@ func TestFalseVerdicts(t *testing.T) {
 		}
 	}
 	u := rec.updates[Hash(d.Update)]
-	lo, hi := segmentSteps(f.spec, d.Segment)
+	lo, hi := f.spec.SegmentSteps(d.Segment)
 	ans := &Answer{Round: 0, Update: Hash(d.Update), Segment: d.Segment, Leaves: make([]Hash, hi-lo)}
 	ans.Leaves[len(ans.Leaves)-1] = u.Segments[d.Segment]
 	ans.Sig = testSign(accused)(AnswerSignBytes(f.run(), ans))

@@ -154,28 +154,21 @@ func (e *Engine) checkDraw(x *VerdictMsg, rec *record) error {
 		}
 	}
 	if x.Fault == FaultStep {
-		if lo, hi := segmentSteps(e.spec, x.Segment); x.Step <= lo || x.Step > hi {
+		if lo, hi := e.spec.SegmentSteps(x.Segment); x.Step <= lo || x.Step > hi {
 			return fmt.Errorf("step %d is outside segment %d (steps %d..%d)", x.Step, x.Segment, lo+1, hi)
 		}
 	}
 	return nil
 }
 
-// segmentSteps is trainer.SegmentSteps: segment seg spans inner steps
-// [lo, hi).
-func segmentSteps(spec runspec.Spec, seg int) (lo, hi int) {
-	k := spec.SegmentLen()
-	return seg * k, min((seg+1)*k, spec.Inner.Steps)
-}
-
-// contradicts reports whether a verdict's answer contradicts the update's
-// commitment: the wrong number of leaves, or a last leaf that is not the
-// segment's committed root. That is the accused's own signed word against
-// its own signed update: no computation needed.
-func (e *Engine) contradicts(x *VerdictMsg, u *Update) bool {
-	lo, hi := segmentSteps(e.spec, x.Segment)
-	a := x.Answer
-	return len(a.Leaves) != hi-lo || x.Segment >= len(u.Segments) || a.Leaves[len(a.Leaves)-1] != u.Segments[x.Segment]
+// Contradicts reports whether the accused's signed step hashes a of
+// segment seg contradict its update's commitment: the wrong number of
+// leaves, or a last leaf that is not the segment's committed root. That is
+// the accused's own signed word against its own signed update: no
+// computation needed.
+func Contradicts(spec runspec.Spec, u *Update, seg int, a *Answer) bool {
+	lo, hi := spec.SegmentSteps(seg)
+	return len(a.Leaves) != hi-lo || seg < 0 || seg >= len(u.Segments) || a.Leaves[len(a.Leaves)-1] != u.Segments[seg]
 }
 
 // checkVerdict checks what a value's verdict must be whatever this node's
@@ -296,7 +289,7 @@ func (e *Engine) intake(x *VerdictMsg) Decision {
 		switch {
 		case u == nil:
 			e.rulings[k] = Lapsed // adopted that round, not applied: nothing to judge with
-		case x.Answer != nil && e.contradicts(x, u):
+		case x.Answer != nil && Contradicts(e.spec, u, x.Segment, x.Answer):
 			e.rulings[k] = Upheld
 		case x.Fault == FaultAnswer:
 			e.rule(x, Overturned)

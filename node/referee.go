@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip"
@@ -99,23 +98,7 @@ func (n *node) askAccused(ctx context.Context, x *consensus.VerdictMsg, u *conse
 	if err != nil {
 		return consensus.Upheld, "the accused is not a peer ID"
 	}
-	deadline := time.Now().Add(n.spec.Verify.Timeout.Duration)
-	var ev trainer.Evidence
-	for {
-		cctx, cancel := context.WithDeadline(ctx, deadline)
-		ev, err = n.tr.FetchEvidence(cctx, pid, x.Round, x.Update, x.Segment)
-		cancel()
-		if err == nil || errors.Is(err, gossip.ErrRefused) || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		if n.tr.Host().Network().Connectedness(pid) != network.Connected {
-			n.tr.Discover(ctx)
-		}
-		select {
-		case <-time.After(500 * time.Millisecond):
-		case <-ctx.Done():
-		}
-	}
+	ev, err := n.fetchEvidence(ctx, pid, x.Round, x.Update, x.Segment)
 	switch {
 	case ctx.Err() != nil:
 		return consensus.Lapsed, "stopped"
@@ -125,11 +108,11 @@ func (n *node) askAccused(ctx context.Context, x *consensus.VerdictMsg, u *conse
 	if err := trainer.CheckEvidence(n.spec, u, x.Segment, ev); err != nil {
 		return consensus.Upheld, fmt.Sprintf("the accused's answer to this referee does not hold: %v", err)
 	}
-	cctx, cancel := context.WithDeadline(ctx, deadline.Add(n.spec.Verify.Timeout.Duration))
+	cctx, cancel := context.WithTimeout(ctx, n.spec.Verify.Timeout.Duration)
 	defer cancel()
 	a, err := n.tr.FetchAnswer(cctx, pid, x.Round, x.Update, x.Segment)
 	if err != nil || a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment ||
-		!gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(n.eng.RunID(), a), a.Sig) || trainer.Contradicts(n.spec, u, x.Segment, a) {
+		!gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(n.eng.RunID(), a), a.Sig) || consensus.Contradicts(n.spec, u, x.Segment, a) {
 		return consensus.Upheld, fmt.Sprintf("the accused gave this referee no consistent signed step hashes: %v", err)
 	}
 	return consensus.Lapsed, "the accused answered this referee"

@@ -176,6 +176,23 @@ func (n *node) Blob(r gossip.BlobRequest) (*trainer.Snapshot, []float32, bool) {
 			return &ev.final, nil, true
 		}
 	default:
+		// Recompute only a state this node signed as a step hash in an
+		// answer (or a segment's start): anyone may ask, and a request for
+		// anything else must cost nothing.
+		seg := min(r.Step/n.spec.SegmentLen(), len(ev.starts)-1)
+		lo, _ := n.spec.SegmentSteps(seg)
+		if r.Step == lo {
+			if ev.starts[seg].Hash() == r.Hash {
+				return &ev.starts[seg], nil, true
+			}
+			return nil, nil, false
+		}
+		n.mu.RLock()
+		a := ev.answers[seg]
+		n.mu.RUnlock()
+		if a == nil || r.Step-lo-1 >= len(a.Leaves) || a.Leaves[r.Step-lo-1] != r.Hash {
+			return nil, nil, false
+		}
 		rep, err := trainer.NewReplayer(n.spec, r.Round, n.self, n.cfg.Data.Train, n.engineOpts()...)
 		if err != nil {
 			return nil, nil, false
@@ -311,23 +328,7 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		v.Fault, v.Reason = consensus.FaultSilent, "accused is not a peer ID"
 		return
 	}
-	deadline := time.Now().Add(n.spec.Verify.Timeout.Duration)
-	var ev trainer.Evidence
-	for {
-		cctx, cancel := context.WithDeadline(ctx, deadline)
-		ev, err = n.tr.FetchEvidence(cctx, pid, res.Round, consensus.Hash(c.Update), c.Segment)
-		cancel()
-		if err == nil || errors.Is(err, gossip.ErrRefused) || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		if n.tr.Host().Network().Connectedness(pid) != network.Connected {
-			n.tr.Discover(ctx) // learn its address from the peers that know it
-		}
-		select {
-		case <-time.After(500 * time.Millisecond):
-		case <-ctx.Done():
-		}
-	}
+	ev, err := n.fetchEvidence(ctx, pid, res.Round, consensus.Hash(c.Update), c.Segment)
 	if ctx.Err() != nil {
 		done.v = nil
 		return
@@ -380,6 +381,28 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		v.Reason = v.Reason[:consensus.MaxReason]
 	}
 	v.Answer = f.Answer
+}
+
+// fetchEvidence asks the accused p for the evidence behind segment seg of
+// its update id of round, retrying until verify.timeout (and learning its
+// address from other peers when not connected); it stops at a refusal.
+func (n *node) fetchEvidence(ctx context.Context, p peer.ID, round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
+	deadline := time.Now().Add(n.spec.Verify.Timeout.Duration)
+	for {
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		ev, err := n.tr.FetchEvidence(cctx, p, round, id, seg)
+		cancel()
+		if err == nil || errors.Is(err, gossip.ErrRefused) || time.Now().After(deadline) || ctx.Err() != nil {
+			return ev, err
+		}
+		if n.tr.Host().Network().Connectedness(p) != network.Connected {
+			n.tr.Discover(ctx) // learn its address from the peers that know it
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
 }
 
 // startChallenges launches the challenges of a decided round that the

@@ -153,6 +153,13 @@ func (s Spec) SegmentLen() int {
 	return max(1, (s.Inner.Steps+15)/16)
 }
 
+// SegmentSteps returns the inner steps segment seg of a round spans:
+// [lo, hi).
+func (s Spec) SegmentSteps(seg int) (lo, hi int) {
+	k := s.SegmentLen()
+	return seg * k, min((seg+1)*k, s.Inner.Steps)
+}
+
 // Segments returns how many segments a round's inner steps make.
 func (s Spec) Segments() int { k := s.SegmentLen(); return (s.Inner.Steps + k - 1) / k }
 

@@ -367,7 +367,7 @@ func (cs *challengeSim) referee(sn *simnet.Net, i int, req consensus.RefereeRequ
 		if !ok || CheckEvidence(sn.Spec, u, x.Segment, ev) != nil {
 			return consensus.Upheld, sn.TrainTime / 8
 		}
-		if a := cs.leaves(sn, x.Update, x.Segment); a == nil || Contradicts(sn.Spec, u, x.Segment, a) {
+		if a := cs.leaves(sn, x.Update, x.Segment); a == nil || consensus.Contradicts(sn.Spec, u, x.Segment, a) {
 			return consensus.Upheld, sn.TrainTime / 8
 		}
 		return consensus.Lapsed, sn.TrainTime / 8

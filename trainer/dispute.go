@@ -67,13 +67,6 @@ func CheckEvidence(spec runspec.Spec, u *consensus.Update, seg int, ev Evidence)
 	return nil
 }
 
-// Contradicts reports whether the accused's signed step hashes contradict
-// its commitment: one per step of the segment, the last the committed root.
-func Contradicts(spec runspec.Spec, u *consensus.Update, seg int, a *consensus.Answer) bool {
-	lo, hi := SegmentSteps(spec, seg)
-	return len(a.Leaves) != hi-lo || seg >= len(u.Segments) || a.Leaves[len(a.Leaves)-1] != u.Segments[seg]
-}
-
 // Check is the challenger's check of segment seg of update u against the
 // accused's evidence ev: the evidence holds (CheckEvidence); re-executing
 // the segment from its start reaches the committed root (bit for bit;
@@ -122,7 +115,7 @@ func Check(spec runspec.Spec, base []float32, u *consensus.Update, seg int, ev E
 		switch {
 		case a == nil:
 			return found(consensus.FaultSilent, "re-executing steps %d..%d misses the committed root %s, and no signed step hashes came", lo, hi, u.Segments[seg].Short()), nil
-		case Contradicts(spec, u, seg, a):
+		case consensus.Contradicts(spec, u, seg, a):
 			f := found(consensus.FaultAnswer, "the signed step hashes (%d, want %d) do not end at the committed root %s", len(a.Leaves), hi-lo, u.Segments[seg].Short())
 			f.Answer = a
 			return f, nil

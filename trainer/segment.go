@@ -246,10 +246,7 @@ func failf(format string, a ...any) error {
 
 // SegmentSteps returns the inner steps segment seg of a round spans:
 // [lo, hi).
-func SegmentSteps(spec runspec.Spec, seg int) (lo, hi int) {
-	k := spec.SegmentLen()
-	return seg * k, min((seg+1)*k, spec.Inner.Steps)
-}
+func SegmentSteps(spec runspec.Spec, seg int) (lo, hi int) { return spec.SegmentSteps(seg) }
 
 // Judge is Check as a yes or no, with whatever step hashes the evidence
 // carries: nil when the segment and the payload check, else an error

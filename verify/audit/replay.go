@@ -603,10 +603,10 @@ func (r *replay) referee(x *consensus.VerdictMsg) (consensus.Ruling, bool, error
 		return 0, false, nil
 	}
 	if x.Fault == consensus.FaultAnswer {
-		lo, hi := trainer.SegmentSteps(r.spec, x.Segment)
-		a := x.Answer
-		bad := len(a.Leaves) != hi-lo || x.Segment >= len(u.Segments) || a.Leaves[len(a.Leaves)-1] != u.Segments[x.Segment]
-		return map[bool]consensus.Ruling{true: consensus.Upheld, false: consensus.Overturned}[bad], true, nil
+		if consensus.Contradicts(r.spec, u, x.Segment, x.Answer) {
+			return consensus.Upheld, true, nil
+		}
+		return consensus.Overturned, true, nil
 	}
 	if r.train == nil {
 		return 0, false, nil
