@@ -81,7 +81,13 @@ func (t *Transport) serveSync(s network.Stream) {
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(syncTimeout))
 	var req pb.SyncRequest
-	if err := readMsg(bufio.NewReader(s), maxRequest, &req); err != nil {
+	c := &counted{ReadWriter: s}
+	defer func() {
+		cat := syncCategory(&req)
+		t.meter.add(false, cat, c.r)
+		t.meter.add(true, cat, c.w)
+	}()
+	if err := readMsg(bufio.NewReader(c), maxRequest, &req); err != nil {
 		t.log.Debug("sync: bad request", "from", s.Conn().RemotePeer().ShortString(), "err", err)
 		s.Reset()
 		return
@@ -89,7 +95,9 @@ func (t *Transport) serveSync(s network.Stream) {
 	resp := &pb.SyncResponse{}
 	switch w := req.What.(type) {
 	case *pb.SyncRequest_Spec:
-		resp.Spec = t.server.Spec()
+		if !w.Spec.GetPeersOnly() {
+			resp.Spec = t.server.Spec()
+		}
 		resp.Peers = append(t.KnownPeers(), t.Addrs()...)
 	case *pb.SyncRequest_State:
 		if string(req.Run) != string(t.run[:]) {
@@ -189,16 +197,18 @@ func (t *Transport) serveSync(s network.Stream) {
 	default:
 		resp.Error = "unknown request"
 	}
-	if err := writeMsg(s, resp); err != nil {
+	if err := writeMsg(c, resp); err != nil {
 		s.Reset()
 	}
 }
 
 func (t *Transport) request(ctx context.Context, p peer.ID, req *pb.SyncRequest) (*pb.SyncResponse, error) {
-	return request(ctx, t.h, p, req, t.maxResponse())
+	return request(ctx, t.h, p, req, t.maxResponse(), t.meter)
 }
 
-func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, limit int) (*pb.SyncResponse, error) {
+// request sends req to p and reads the response, counting both in m (nil:
+// not counted).
+func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, limit int, m *meter) (*pb.SyncResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	s, err := h.NewStream(ctx, p, SyncProtocol)
@@ -207,13 +217,19 @@ func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, l
 	}
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(syncTimeout))
-	if err := writeMsg(s, req); err != nil {
+	c := &counted{ReadWriter: s}
+	defer func() {
+		cat := syncCategory(req)
+		m.add(true, cat, c.w)
+		m.add(false, cat, c.r)
+	}()
+	if err := writeMsg(c, req); err != nil {
 		s.Reset()
 		return nil, err
 	}
 	s.CloseWrite()
 	var resp pb.SyncResponse
-	if err := readMsg(bufio.NewReader(s), limit, &resp); err != nil {
+	if err := readMsg(bufio.NewReader(c), limit, &resp); err != nil {
 		s.Reset()
 		return nil, fmt.Errorf("gossip: sync with %s: %w", p.ShortString(), err)
 	}
@@ -306,7 +322,7 @@ func FetchSpec(ctx context.Context, addr string, want runspec.ID) (JoinInfo, err
 	if err := h.Connect(ctx, *info); err != nil {
 		return JoinInfo{}, fmt.Errorf("gossip: connecting to %s: %w", addr, err)
 	}
-	resp, err := request(ctx, h, info.ID, &pb.SyncRequest{What: &pb.SyncRequest_Spec{Spec: &pb.SpecRequest{}}}, runspec.MaxSpecBytes+1<<20)
+	resp, err := request(ctx, h, info.ID, &pb.SyncRequest{What: &pb.SyncRequest_Spec{Spec: &pb.SpecRequest{}}}, runspec.MaxSpecBytes+1<<20, nil)
 	if err != nil {
 		return JoinInfo{}, err
 	}
@@ -445,7 +461,7 @@ func (t *Transport) Discover(ctx context.Context) int {
 			break
 		}
 		asked++
-		resp, err := request(ctx, t.h, p, &pb.SyncRequest{What: &pb.SyncRequest_Spec{Spec: &pb.SpecRequest{}}}, runspec.MaxSpecBytes+1<<20)
+		resp, err := request(ctx, t.h, p, &pb.SyncRequest{What: &pb.SyncRequest_Spec{Spec: &pb.SpecRequest{PeersOnly: true}}}, runspec.MaxSpecBytes+1<<20, t.meter)
 		if err != nil {
 			continue
 		}

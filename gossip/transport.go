@@ -96,6 +96,7 @@ type Transport struct {
 	dec    *compress.Decoder
 	log    *slog.Logger
 	bw     *metrics.BandwidthCounter
+	meter  *meter
 	server Server
 
 	judge    Judge
@@ -134,7 +135,8 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 		return nil, fmt.Errorf("gossip: host: %w", err)
 	}
 	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, judge: cfg.Judge,
-		in: make(chan *Msg, 4096), refused: make(chan Rejection, 256), penalty: penalties{by: map[peer.ID]*penalty{}}, sentBy: map[string]uint64{}}
+		in: make(chan *Msg, 4096), refused: make(chan Rejection, 256), penalty: penalties{by: map[peer.ID]*penalty{}}, sentBy: map[string]uint64{},
+		meter: newMeter(h.ID())}
 	topic := TopicName(t.run)
 	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
 	_, loopback6, _ := net.ParseCIDR("::1/128")
@@ -173,6 +175,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(true),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithRawTracer(t.meter),
 	}
 	if cfg.Tracer != nil {
 		opts = append(opts, pubsub.WithRawTracer(cfg.Tracer))
@@ -411,6 +414,9 @@ type Stats struct {
 	WireOut     int64             `json:"wire_out_bytes"`
 	Rejected    uint64            `json:"rejected"`
 	Ignored     uint64            `json:"ignored"`
+	// Traffic splits the wire bytes by category; its "transport" is what
+	// libp2p moved besides the gossip and sync protocols.
+	Traffic Traffic `json:"traffic"`
 }
 
 // Stats returns the transport's counters.
@@ -419,8 +425,11 @@ func (t *Transport) Stats() Stats {
 	t.sentMu.Lock()
 	by := maps.Clone(t.sentBy)
 	t.sentMu.Unlock()
+	tr := t.meter.read()
+	tr.Out[BytesTransport] = uint64(max(0, tot.TotalOut-int64(tr.TotalOut())))
+	tr.In[BytesTransport] = uint64(max(0, tot.TotalIn-int64(tr.TotalIn())))
 	return Stats{Peers: len(t.topic.ListPeers()), Published: t.sent.Load(), PublishedBy: by, WireIn: tot.TotalIn, WireOut: tot.TotalOut,
-		Rejected: t.rejected.Load(), Ignored: t.ignored.Load()}
+		Rejected: t.rejected.Load(), Ignored: t.ignored.Load(), Traffic: tr}
 }
 
 // KnownPeers returns the addresses of connected peers that run vtrain's

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip"
+	"github.com/vtrain/vtrain/gossip/compress"
 	"github.com/vtrain/vtrain/internal/prng"
 	"github.com/vtrain/vtrain/trainer"
 )
@@ -25,18 +26,22 @@ import (
 //   - alie: trains honestly and shifts every coordinate against its own
 //     sign by one standard deviation (a little is enough: an update the
 //     size of an honest one, pointing the wrong way);
+//   - ipm: inner-product manipulation: trains honestly, waits for the
+//     round's other updates and sends the negated mean of those it has
+//     seen (of its own update when it has seen none), so that its inner
+//     product with the honest aggregate is negative;
 //   - accuse: as a challenger, fails every check it is drawn for, with a
 //     made-up step dispute;
 //   - accuse-any: accuse, and also signs failures of updates the beacon
 //     did not draw it for;
 //   - collude: as a challenger, passes every check without looking;
 //   - forge, equivocate: bad signatures, conflicting votes.
-var Behaviours = []string{"honest", "lazy", "noise", "replay", "scaled", "stale", "flip", "alie", "accuse", "accuse-any", "collude",
+var Behaviours = []string{"honest", "lazy", "noise", "replay", "scaled", "stale", "flip", "alie", "ipm", "accuse", "accuse-any", "collude",
 	"forge", "equivocate", "hijack", "sybil", "future", "flood"}
 
 // TrainingCheats are the misbehaviours that send bad updates (the others
 // lie as challengers, or about signatures and votes).
-var TrainingCheats = []string{"lazy", "noise", "replay", "scaled", "stale", "flip", "alie"}
+var TrainingCheats = []string{"lazy", "noise", "replay", "scaled", "stale", "flip", "alie", "ipm"}
 
 // ParseBehave splits a --behave value into the misbehaviour and the round
 // it starts at ("lazy+10": lazy from round 10).
@@ -114,6 +119,36 @@ func (n *node) misbehave(req *consensus.TrainRequest, w *trainer.Work, ev **evid
 		for i := range w.Delta {
 			w.Delta[i] *= 50
 		}
+	}
+}
+
+// ipm replaces delta with the negated mean of the other members' updates
+// of the same round that the node has seen (delta itself when none).
+func (n *node) ipm(round uint64, delta []float32) {
+	dec, err := compress.NewDecoder(len(delta))
+	if err != nil {
+		return
+	}
+	defer dec.Close()
+	mean := make([]float32, len(delta))
+	seen := 0
+	for _, v := range n.eng.Updates() {
+		if v.From == n.self || v.Round != round {
+			continue
+		}
+		if sp, err := dec.Decode(v.Payload); err == nil {
+			sp.AddTo(mean, 1)
+			seen++
+		}
+	}
+	if seen == 0 {
+		for i := range delta {
+			delta[i] = -delta[i]
+		}
+		return
+	}
+	for i := range delta {
+		delta[i] = -mean[i] / float32(seen)
 	}
 }
 

@@ -6,6 +6,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,9 +15,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,8 +71,10 @@ type RoundReport struct {
 	Published uint64  `json:"published_bytes"`
 	WireIn    int64   `json:"wire_in_bytes"`
 	WireOut   int64   `json:"wire_out_bytes"`
-	Seconds   float64 `json:"seconds"`
-	Restored  bool    `json:"restored,omitempty"`
+	// Traffic is WireIn and WireOut by category, since the node started.
+	Traffic  gossip.Traffic `json:"traffic"`
+	Seconds  float64        `json:"seconds"`
+	Restored bool           `json:"restored,omitempty"`
 	// Authors are the peers whose updates the round aggregated.
 	Authors []string `json:"authors,omitempty"`
 }
@@ -92,6 +97,10 @@ type Summary struct {
 	Admitted     []string               `json:"admitted"`      // peers the run admitted after genesis
 	Challenges   ChallengeStats         `json:"challenges"`    // spot-checks this node ran and answered
 	TrainSeconds float64                `json:"train_seconds"` // spent in inner steps
+	// The updates it published, and their compressed payloads' bytes
+	// (without envelope, commitments and signature).
+	UpdatesSent  int    `json:"updates_sent"`
+	PayloadBytes uint64 `json:"payload_bytes"`
 	// Witnessed holds the latest tree head each other peer gossiped of its
 	// own ledger: an auditor checks that peer's ledger against it
 	// (vtrain audit --witness).
@@ -104,19 +113,22 @@ var ErrUsage = errors.New("node: bad configuration")
 // node is the driver's state; the engine is touched only by Run's
 // goroutine.
 type node struct {
-	cfg        Config
-	behave     string // the misbehaviour (--behave), "" if honest
-	behaveFrom uint64 // from this round on
-	spec       runspec.Spec
-	model      models.Spec
-	eng        *consensus.Engine
-	tr         *gossip.Transport
-	key        crypto.PrivKey
-	self       consensus.PeerID
-	enc        *trainer.Encoder
-	log        *slog.Logger
-	start      time.Time
-	hashes     map[uint64]consensus.Hash
+	cfg         Config
+	traffic     gossip.Traffic // as of the last decision, for the per-round line
+	payload     uint64         // compressed payload bytes of the updates it published (n.mu)
+	updatesSent int
+	behave      string // the misbehaviour (--behave), "" if honest
+	behaveFrom  uint64 // from this round on
+	spec        runspec.Spec
+	model       models.Spec
+	eng         *consensus.Engine
+	tr          *gossip.Transport
+	key         crypto.PrivKey
+	self        consensus.PeerID
+	enc         *trainer.Encoder
+	log         *slog.Logger
+	start       time.Time
+	hashes      map[uint64]consensus.Hash
 
 	judging chan judgement // messages the transport's validator hands the loop
 
@@ -629,6 +641,8 @@ func (n *node) publish(ctx context.Context, m consensus.Message) {
 		if x.Update != nil {
 			n.mu.Lock()
 			n.raws[x.Update.ID(n.eng.RunID())] = raw
+			n.payload += uint64(len(x.Update.Payload))
+			n.updatesSent++
 			n.mu.Unlock()
 		}
 		n.recordOwn(x, raw)
@@ -664,11 +678,14 @@ func (n *node) train(ctx context.Context, req *consensus.TrainRequest) trainResu
 		return trainResult{err: err}
 	}
 	n.misbehave(req, &w, &ev)
-	if n.acts(req.Round) == "replay" {
-		// Wait for the others' updates, to have one to copy.
+	if m := n.acts(req.Round); m == "replay" || m == "ipm" {
+		// Wait for the others' updates, to have one to copy (or negate).
 		select {
 		case <-time.After(time.Since(start) / 2):
 		case <-ctx.Done():
+		}
+		if m == "ipm" {
+			n.ipm(req.Round, w.Delta)
 		}
 	}
 	return trainResult{work: w, ev: ev, seconds: time.Since(start).Seconds()}
@@ -710,7 +727,7 @@ func (n *node) decided(res consensus.Decided) {
 	stats := n.tr.Stats()
 	rep := RoundReport{Peer: n.tr.ID().String(), Round: res.Round, Hash: hex.EncodeToString(res.Value.Next[:]), Updates: len(res.Value.Updates),
 		Signers: len(res.Cert.Sigs), Voters: len(n.eng.Voters()), Members: len(n.eng.Members().List), Loss: res.Loss,
-		Peers: stats.Peers + 1, Published: stats.Published, WireIn: stats.WireIn, WireOut: stats.WireOut,
+		Peers: stats.Peers + 1, Published: stats.Published, WireIn: stats.WireIn, WireOut: stats.WireOut, Traffic: stats.Traffic,
 		Seconds: time.Since(n.start).Seconds(), Restored: res.Restored}
 	for _, p := range res.Peers {
 		rep.Authors = append(rep.Authors, string(p))
@@ -737,8 +754,23 @@ func (n *node) decided(res consensus.Decided) {
 	if res.Restored {
 		how = "adopted (certificate checked)"
 	}
-	fmt.Fprintf(n.cfg.Out, "round %3d  loss %.4f%s  updates %d  %s  peers %d  sent %s  in %s  hash %s\n",
-		res.Round, res.Loss, acc, rep.Updates, how, rep.Peers, human(stats.Published), human(uint64(stats.WireIn)), res.Value.Next.Short())
+	d := stats.Traffic.Sub(n.traffic)
+	n.traffic = stats.Traffic
+	fmt.Fprintf(n.cfg.Out, "round %3d  loss %.4f%s  updates %d  %s  peers %d  out %s (%s)  in %s  hash %s\n",
+		res.Round, res.Loss, acc, rep.Updates, how, rep.Peers, human(d.TotalOut()), largest(d.Out, 2), human(d.TotalIn()), res.Value.Next.Short())
+}
+
+// largest names the k largest categories of m with their bytes.
+func largest(m map[string]uint64, k int) string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(m[b], m[a]) })
+	var parts []string
+	for _, c := range keys[:min(k, len(keys))] {
+		if m[c] > 0 {
+			parts = append(parts, c+" "+human(m[c]))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func human(b uint64) string {
@@ -758,6 +790,7 @@ func (n *node) summary() *Summary {
 		Member: n.eng.Members().Has(n.self)}
 	n.mu.RLock()
 	s.Challenges = n.challenges
+	s.UpdatesSent, s.PayloadBytes = n.updatesSent, n.payload
 	n.mu.RUnlock()
 	if s.Excluded == nil {
 		s.Excluded = []Exclusion{}

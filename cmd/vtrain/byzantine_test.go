@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +46,35 @@ func runDemoJSON(t *testing.T, bin, tmp string, args ...string) demoResult {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 		t.Fatal(err)
 	}
+	checkTraffic(t, &res)
 	return res
+}
+
+// checkTraffic: the demo's byte categories account for what the peers
+// put on the wire (libp2p's own counter), with little left to libp2p's
+// other protocols, and its ratios are the dense size over those bytes.
+func checkTraffic(t *testing.T, res *demoResult) {
+	t.Helper()
+	var sum float64
+	for _, b := range res.WireByCategory {
+		sum += b
+	}
+	if w := res.WireBytesPerPeerRound; w <= 0 || math.Abs(sum-w) > 0.01*w {
+		t.Errorf("categories add up to %.0f B per peer-round, the wire counter says %.0f B", sum, w)
+	}
+	if tr := res.WireByCategory["transport"]; tr > 0.1*res.WireBytesPerPeerRound {
+		t.Errorf("%.0f of %.0f B per peer-round not accounted to a category", tr, res.WireBytesPerPeerRound)
+	}
+	if res.WireByCategory["updates"] <= 0 || res.Challenges.Run > 0 && res.WireByCategory["challenge_evidence"] <= 0 {
+		t.Errorf("no update or evidence bytes: %v", res.WireByCategory)
+	}
+	dense := float64(res.DenseBytesPerRound)
+	if res.PayloadBytes <= 0 || math.Abs(res.CompressionRatio-dense/res.PayloadBytes) > 1e-6*res.CompressionRatio ||
+		math.Abs(res.WireCompressionRatio-dense/res.WireBytesPerPeerRound) > 1e-6*res.WireCompressionRatio ||
+		res.SteadyWireBytesPerPeerRound <= 0 || math.Abs(res.SteadyWireCompressionRatio-dense/res.SteadyWireBytesPerPeerRound) > 1e-6*res.SteadyWireCompressionRatio {
+		t.Errorf("ratios: payload %.0f B %.1fx, wire %.0f B %.2fx, steady %.0f B %.2fx (dense %d B)", res.PayloadBytes, res.CompressionRatio,
+			res.WireBytesPerPeerRound, res.WireCompressionRatio, res.SteadyWireBytesPerPeerRound, res.SteadyWireCompressionRatio, res.DenseBytesPerRound)
+	}
 }
 
 // auditAll audits the honest ledgers of a demo together, with the data.

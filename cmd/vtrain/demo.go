@@ -23,30 +23,47 @@ import (
 )
 
 type demoResult struct {
-	Peers                 int     `json:"peers"`
-	Rounds                uint64  `json:"rounds"`
-	Model                 string  `json:"model"`
-	Data                  string  `json:"data"`
-	RunID                 string  `json:"run_id"`
-	TestAccuracy          float64 `json:"test_accuracy"`
-	TestLoss              float64 `json:"test_loss"`
-	BytesSentPerPeerRound float64 `json:"bytes_sent_per_peer_round"`
-	WireBytesPerPeerRound float64 `json:"wire_bytes_out_per_peer_round"`
-	DenseBytesPerRound    int     `json:"dense_bytes_per_round"`
-	CompressionRatio      float64 `json:"compression_ratio"`
-	// The update messages alone (the compressed payloads in their signed
-	// envelopes), and every kind of published message, per peer and round.
-	PayloadBytesPerPeerRound float64            `json:"payload_bytes_per_peer_round"`
-	PayloadCompressionRatio  float64            `json:"payload_compression_ratio"`
-	SentByKind               map[string]float64 `json:"sent_per_peer_round_by_kind"`
-	WireCompressionRatio     float64            `json:"wire_compression_ratio"`
-	Agreed                   bool               `json:"agreed"`
-	FinalHash                string             `json:"final_hash"`
-	Seconds                  float64            `json:"seconds"`
-	SecondsPerRound          float64            `json:"seconds_per_round"` // peer 0: median time between decisions
-	Out                      string             `json:"out"`
-	Disagreements            []string           `json:"disagreements,omitempty"`
-	Ledgers                  []string           `json:"ledgers"` // each node's ledger, for vtrain audit
+	Peers              int     `json:"peers"`
+	Rounds             uint64  `json:"rounds"`
+	Model              string  `json:"model"`
+	Data               string  `json:"data"`
+	RunID              string  `json:"run_id"`
+	TestAccuracy       float64 `json:"test_accuracy"`
+	TestLoss           float64 `json:"test_loss"`
+	DenseBytesPerRound int     `json:"dense_bytes_per_round"` // the model in fp32: what a dense update would be
+	// The compressed payload of an update alone (mean over every update
+	// published), and the dense size over it.
+	PayloadBytes     float64 `json:"payload_bytes"`
+	CompressionRatio float64 `json:"compression_ratio"`
+	// What each peer published (each message once) per round, the update
+	// messages (payload, commitments, envelope, signature) apart, and every
+	// kind of published message.
+	BytesSentPerPeerRound   float64            `json:"bytes_sent_per_peer_round"`
+	UpdateBytesPerPeerRound float64            `json:"update_bytes_per_peer_round"`
+	UpdateCompressionRatio  float64            `json:"update_compression_ratio"`
+	SentByKind              map[string]float64 `json:"sent_per_peer_round_by_kind"`
+	// Everything a peer moved out on the wire (each copy of a gossip
+	// message, relays, control, evidence, state sync, libp2p's own), per
+	// peer and round: over the whole run, and from the round after the
+	// last peer joined (steady_from_round) to the end, with the dense
+	// size over each, and the breakdown by category.
+	WireBytesPerPeerRound       float64            `json:"wire_bytes_out_per_peer_round"`
+	WireCompressionRatio        float64            `json:"wire_compression_ratio"`
+	WireByCategory              map[string]float64 `json:"wire_out_per_peer_round_by_category"`
+	SteadyFrom                  uint64             `json:"steady_from_round"`
+	SteadyWireBytesPerPeerRound float64            `json:"steady_wire_bytes_out_per_peer_round"`
+	SteadyWireCompressionRatio  float64            `json:"steady_wire_compression_ratio"`
+	SteadyWireByCategory        map[string]float64 `json:"steady_wire_out_per_peer_round_by_category"`
+	// Gossip copies received that were already seen, per message
+	// delivered (all peers).
+	DuplicatesPerDelivered float64  `json:"duplicates_per_delivered"`
+	Agreed                 bool     `json:"agreed"`
+	FinalHash              string   `json:"final_hash"`
+	Seconds                float64  `json:"seconds"`
+	SecondsPerRound        float64  `json:"seconds_per_round"` // peer 0: median time between decisions
+	Out                    string   `json:"out"`
+	Disagreements          []string `json:"disagreements,omitempty"`
+	Ledgers                []string `json:"ledgers"` // each node's ledger, for vtrain audit
 
 	Byzantine        []demoPeer          `json:"byzantine"` // peers started with --behave (members) and outsiders
 	Excluded         []demoExclusion     `json:"excluded"`
@@ -236,7 +253,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	var mu sync.Mutex
 	progress := map[int]node.RoundReport{}
-	var times []float64 // peer 0's decision times
+	reports := map[int][]node.RoundReport{} // every peer's rounds, for the steady-state bytes
+	var times []float64                     // peer 0's decision times
 	var wg, byzWG sync.WaitGroup
 	byzCtx, stopByz := context.WithCancel(ctx)
 	defer stopByz()
@@ -288,6 +306,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 				if json.Unmarshal(line, &rep) == nil {
 					mu.Lock()
 					progress[i] = rep
+					reports[i] = append(reports[i], rep)
 					if i == 0 {
 						times = append(times, rep.Seconds)
 						for uint64(len(authors)) <= rep.Round {
@@ -465,30 +484,20 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	res.SecondsPerRound = medianGap(times)
 	res.FinalHash = sums[0].FinalHash
 	res.TestAccuracy, res.TestLoss = sums[0].TestAccuracy, sums[0].TestLoss
-	var pub, wire float64
-	res.SentByKind = map[string]float64{}
-	for _, s := range sums {
-		pub += float64(s.Stats.Published) / float64(*rounds)
-		wire += float64(s.Stats.WireOut) / float64(*rounds)
-		for k, b := range s.Stats.PublishedBy {
-			res.SentByKind[k] += float64(b) / float64(*rounds) / float64(len(sums))
-		}
-	}
-	res.BytesSentPerPeerRound = pub / float64(len(sums))
-	res.WireBytesPerPeerRound = wire / float64(len(sums))
-	res.CompressionRatio = float64(res.DenseBytesPerRound) / res.BytesSentPerPeerRound
-	res.PayloadBytesPerPeerRound = res.SentByKind["update"]
-	if res.PayloadBytesPerPeerRound > 0 {
-		res.PayloadCompressionRatio = float64(res.DenseBytesPerRound) / res.PayloadBytesPerPeerRound
-	}
-	res.WireCompressionRatio = float64(res.DenseBytesPerRound) / res.WireBytesPerPeerRound
+	mu.Lock()
+	wireFigures(&res, sums, reports, uint64(*rounds))
+	mu.Unlock()
 	fmt.Fprintf(stdout, "\n%-28s %v\n", "peers", res.Peers)
 	fmt.Fprintf(stdout, "%-28s %v\n", "rounds", res.Rounds)
 	fmt.Fprintf(stdout, "%-28s %s on %s\n", "model", res.Model, res.Data)
 	fmt.Fprintf(stdout, "%-28s %.4f (loss %.4f)\n", "test accuracy", res.TestAccuracy, res.TestLoss)
-	fmt.Fprintf(stdout, "%-28s %.0f B (dense fp32: %d B)\n", "sent per peer per round", res.BytesSentPerPeerRound, res.DenseBytesPerRound)
-	fmt.Fprintf(stdout, "%-28s %.0fx (on the wire, gossip relays and spot-check evidence included: %.2fx)\n", "compression", res.CompressionRatio, res.WireCompressionRatio)
-	fmt.Fprintf(stdout, "%-28s %.0f B, %.0fx (the rest: %s)\n", "updates alone", res.PayloadBytesPerPeerRound, res.PayloadCompressionRatio, byKind(res.SentByKind))
+	fmt.Fprintf(stdout, "%-28s %.0f B per update: %.0fx below dense fp32 (%d B)\n", "payload", res.PayloadBytes, res.CompressionRatio, res.DenseBytesPerRound)
+	fmt.Fprintf(stdout, "%-28s %.0f B per peer per round, %.1fx (updates %.0f B; the rest: %s)\n", "published", res.BytesSentPerPeerRound,
+		float64(res.DenseBytesPerRound)/res.BytesSentPerPeerRound, res.UpdateBytesPerPeerRound, byKind(res.SentByKind))
+	fmt.Fprintf(stdout, "%-28s %.0f B per peer per round, %.1fx (%s)\n", "on the wire, whole run", res.WireBytesPerPeerRound, res.WireCompressionRatio, byKind(res.WireByCategory))
+	fmt.Fprintf(stdout, "%-28s %.0f B per peer per round, %.1fx, from round %d (%s)\n", "on the wire, steady", res.SteadyWireBytesPerPeerRound, res.SteadyWireCompressionRatio,
+		res.SteadyFrom, byKind(res.SteadyWireByCategory))
+	fmt.Fprintf(stdout, "%-28s %.2f per message delivered\n", "gossip duplicates", res.DuplicatesPerDelivered)
 	fmt.Fprintf(stdout, "%-28s %v\n", "all peers agreed", res.Agreed)
 	fmt.Fprintf(stdout, "%-28s %s\n", "final state hash", res.FinalHash)
 	fmt.Fprintf(stdout, "%-28s %.1fs (%.2fs per round)\n", "time", res.Seconds, res.SecondsPerRound)
@@ -607,7 +616,7 @@ func specTOML(s runspec.Spec) string {
 func byKind(m map[string]float64) string {
 	var ks []string
 	for k := range m {
-		if k != "update" {
+		if k != "update" && m[k] >= 0.5 {
 			ks = append(ks, k)
 		}
 	}
@@ -620,4 +629,75 @@ func byKind(m map[string]float64) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// wireFigures fills res's byte figures from the nodes' summaries (whole
+// run) and their per-round reports (the steady state: from the round the
+// last peer reported first, to each peer's last report).
+func wireFigures(res *demoResult, sums []*node.Summary, reports map[int][]node.RoundReport, rounds uint64) {
+	dense := float64(res.DenseBytesPerRound)
+	ratio := func(b float64) float64 {
+		if b <= 0 {
+			return 0
+		}
+		return dense / b
+	}
+	var pub, wire, payload, updates, dlv, dup float64
+	res.SentByKind, res.WireByCategory, res.SteadyWireByCategory = map[string]float64{}, map[string]float64{}, map[string]float64{}
+	per := float64(rounds) * float64(len(sums))
+	for _, s := range sums {
+		pub += float64(s.Stats.Published) / per
+		wire += float64(s.Stats.WireOut) / per
+		payload += float64(s.PayloadBytes)
+		updates += float64(s.UpdatesSent)
+		dlv += float64(s.Stats.Traffic.Delivered)
+		dup += float64(s.Stats.Traffic.Duplicates)
+		for k, b := range s.Stats.PublishedBy {
+			res.SentByKind[k] += float64(b) / per
+		}
+		for k, b := range s.Stats.Traffic.Out {
+			res.WireByCategory[k] += float64(b) / per
+		}
+	}
+	res.BytesSentPerPeerRound, res.WireBytesPerPeerRound = pub, wire
+	res.UpdateBytesPerPeerRound = res.SentByKind["update"]
+	res.UpdateCompressionRatio = ratio(res.UpdateBytesPerPeerRound)
+	res.WireCompressionRatio = ratio(wire)
+	if updates > 0 {
+		res.PayloadBytes = payload / updates
+		res.CompressionRatio = ratio(res.PayloadBytes)
+	}
+	if dlv > 0 {
+		res.DuplicatesPerDelivered = dup / dlv
+	}
+	for _, reps := range reports {
+		if len(reps) > 0 {
+			res.SteadyFrom = max(res.SteadyFrom, reps[0].Round)
+		}
+	}
+	var bytes, peerRounds float64
+	for _, reps := range reports {
+		var from *node.RoundReport
+		for j := range reps {
+			if reps[j].Round <= res.SteadyFrom {
+				from = &reps[j]
+			}
+		}
+		to := reps[len(reps)-1]
+		if from == nil || to.Round <= from.Round {
+			continue
+		}
+		bytes += float64(to.WireOut - from.WireOut)
+		peerRounds += float64(to.Round - from.Round)
+		for k, b := range to.Traffic.Sub(from.Traffic).Out {
+			res.SteadyWireByCategory[k] += float64(b)
+		}
+	}
+	if peerRounds > 0 {
+		res.SteadyWireBytesPerPeerRound = bytes / peerRounds
+		res.SteadyWireCompressionRatio = ratio(res.SteadyWireBytesPerPeerRound)
+		for k := range res.SteadyWireByCategory {
+			res.SteadyWireByCategory[k] /= peerRounds
+		}
+	}
 }

@@ -34,7 +34,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	verbose := fs.Bool("v", false, "log protocol events to stderr")
 	device := addDeviceFlag(fs)
 	behave := fs.String("behave", "honest", "how this node behaves: "+strings.Join(node.Behaviours, "|")+
-		" (all but honest misbehave on purpose, to watch spot-checks catch them: lazy skips the inner steps, noise sends Gaussian noise of the honest norm, replay re-signs another peer's update, scaled multiplies its update by 50, stale trains from an old state, flip negates its update, alie shifts it by one standard deviation against its sign, accuse fails every check it is drawn for with a made-up dispute, accuse-any also fails updates it was not drawn for, collude passes every check without looking, forge spoils its signatures; a member's misbehaviour+N starts at round N)")
+		" (all but honest misbehave on purpose, to watch spot-checks catch them: lazy skips the inner steps, noise sends Gaussian noise of the honest norm, replay re-signs another peer's update, scaled multiplies its update by 50, stale trains from an old state, flip negates its update, alie shifts it by one standard deviation against its sign, ipm sends the negated mean of the round's other updates it has seen, accuse fails every check it is drawn for with a made-up dispute, accuse-any also fails updates it was not drawn for, collude passes every check without looking, forge spoils its signatures; a member's misbehaviour+N starts at round N)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

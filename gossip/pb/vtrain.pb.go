@@ -1906,6 +1906,7 @@ func (x *Evidence) GetAnswer() *Answer {
 
 type SpecRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	PeersOnly     bool                   `protobuf:"varint,1,opt,name=peers_only,json=peersOnly,proto3" json:"peers_only,omitempty"` // only the peer list (discovery), not the spec
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1938,6 +1939,13 @@ func (x *SpecRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use SpecRequest.ProtoReflect.Descriptor instead.
 func (*SpecRequest) Descriptor() ([]byte, []int) {
 	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SpecRequest) GetPeersOnly() bool {
+	if x != nil {
+		return x.PeersOnly
+	}
+	return false
 }
 
 type StateRequest struct {
@@ -2594,8 +2602,10 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x03end\x18\x02 \x01(\v2\x13.vtrain.v2.SnapshotR\x03end\x12)\n" +
 	"\x05final\x18\x03 \x01(\v2\x13.vtrain.v2.SnapshotR\x05final\x12\x1a\n" +
 	"\bresidual\x18\x04 \x01(\fR\bresidual\x12)\n" +
-	"\x06answer\x18\x05 \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\"\r\n" +
-	"\vSpecRequest\"\"\n" +
+	"\x06answer\x18\x05 \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\",\n" +
+	"\vSpecRequest\x12\x1d\n" +
+	"\n" +
+	"peers_only\x18\x01 \x01(\bR\tpeersOnly\"\"\n" +
 	"\fStateRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\"8\n" +
 	"\x0eUpdatesRequest\x12\x14\n" +

@@ -1,0 +1,94 @@
+package gossip
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/consensus"
+	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/ledger"
+)
+
+// TestTrafficCategories: each kind of message lands in its category, own
+// messages apart from relays, duplicates moved out of their kind, and
+// everything an RPC carries besides messages counted as control, so that
+// the categories add up to the RPC's bytes on the stream.
+func TestTrafficCategories(t *testing.T) {
+	spec := testSpec(t)
+	run := spec.RunID()
+	me, other := newKey(t), newKey(t)
+	meID, _ := peer.IDFromPrivateKey(me)
+	otherID, _ := peer.IDFromPrivateKey(other)
+	enc := func(m consensus.Message) []byte {
+		b, err := Encode(me, run, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	head, err := SignHead(me, run, ledger.SignedTreeHead{TreeHead: ledger.TreeHead{Run: ledger.Hash(run), Size: 3}, Signer: meID.String(), Sig: []byte{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		BytesUpdates:   signedUpdate(t, me, run, 1, []byte{1, 2, 3}),
+		BytesConsensus: enc(consensus.Message{Vote: &consensus.Vote{Kind: consensus.KindPrevote, Round: 1, From: pidOf(me), Sig: []byte{1}}}),
+		BytesVerdicts:  enc(consensus.Message{Verdict: &consensus.VerdictMsg{Round: 1, Accused: pidOf(other), From: pidOf(me), Sig: []byte{1}}}),
+		BytesHeads:     head,
+		BytesControl:   []byte("not a vtrain message"),
+	}
+	for want, data := range cases {
+		if got := kindCategory(data); got != want {
+			t.Errorf("%s message counted as %s", want, got)
+		}
+	}
+	m := newMeter(meID)
+	own := &pubsubpb.Message{From: []byte(meID), Data: cases[BytesUpdates], Seqno: []byte{1}}
+	relay := &pubsubpb.Message{From: []byte(otherID), Data: cases[BytesConsensus], Seqno: []byte{2}}
+	rpc := &pubsubpb.RPC{Publish: []*pubsubpb.Message{own, relay},
+		Control: &pubsubpb.ControlMessage{Ihave: []*pubsubpb.ControlIHave{{MessageIDs: []string{"a", "b"}}}}}
+	m.rpc(rpc, true)
+	m.rpc(rpc, false)
+	tr := m.read()
+	if tr.Out[BytesUpdates] != uint64(own.Size()) || tr.Out[BytesRelays] != uint64(relay.Size()) || tr.Out[BytesConsensus] != 0 {
+		t.Fatalf("out %v: want the own update and a relay", tr.Out)
+	}
+	if tr.In[BytesUpdates] != uint64(own.Size()) || tr.In[BytesConsensus] != uint64(relay.Size()) {
+		t.Fatalf("in %v: want each message by kind", tr.In)
+	}
+	onStream := rpc.Size() + 2 // and its length prefix
+	if int(tr.TotalOut()) != onStream || int(tr.TotalIn()) != onStream {
+		t.Fatalf("categories add up to %d out, %d in; the RPC is %d bytes", tr.TotalOut(), tr.TotalIn(), onStream)
+	}
+}
+
+// TestTrafficOfSync: both ends of a challenge's evidence fetch count the
+// same bytes, as evidence, and they are the evidence's size and a little
+// framing.
+func TestTrafficOfSync(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(t)
+	m, _ := spec.ModelSpec()
+	d := m.NumParams()
+	vec := func() []float32 { return make([]float32, d) }
+	ev := trainer.Evidence{Final: trainer.Snapshot{Step: 20, Params: vec()}, ResidualIn: vec()}
+	a := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, evidenceServer{stubServer{spec}, ev})
+	b := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
+	if _, err := b.Connect(ctx, a.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{9}, 1); err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := a.Stats().Traffic, b.Stats().Traffic
+	if sa.Out[BytesEvidence] != sb.In[BytesEvidence] || sa.In[BytesEvidence] != sb.Out[BytesEvidence] {
+		t.Fatalf("server out %d in %d, client in %d out %d", sa.Out[BytesEvidence], sa.In[BytesEvidence], sb.In[BytesEvidence], sb.Out[BytesEvidence])
+	}
+	if n := sb.In[BytesEvidence]; n < uint64(8*d) || n > uint64(8*d+1024) {
+		t.Fatalf("evidence of two %d-value vectors counted as %d bytes", d, n)
+	}
+}
