@@ -8,6 +8,7 @@ package gossip
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
@@ -82,6 +84,11 @@ type Config struct {
 	Logger *slog.Logger
 	Judge  Judge
 	Tracer pubsub.RawTracer // sees pubsub's events (validation outcomes, RPCs); optional
+	// Relay says whether a message the judge took is forwarded to the
+	// mesh (nil: every one). A node connected to every member need not
+	// relay updates: their authors flood them to every peer they know, and
+	// a member that misses one fetches it by ID when a proposal names it.
+	Relay func(*Msg) bool
 }
 
 // Transport is a peer's connection to a run: host, topic, validator and
@@ -100,6 +107,7 @@ type Transport struct {
 	server Server
 
 	judge    Judge
+	relay    func(*Msg) bool
 	penalty  penalties // the application-specific score: junk and rejections by peer
 	in       chan *Msg
 	refused  chan Rejection
@@ -134,7 +142,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip: host: %w", err)
 	}
-	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, judge: cfg.Judge,
+	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, judge: cfg.Judge, relay: cfg.Relay,
 		in: make(chan *Msg, 4096), refused: make(chan Rejection, 256), penalty: penalties{by: map[peer.ID]*penalty{}}, sentBy: map[string]uint64{},
 		meter: newMeter(h.ID())}
 	topic := TopicName(t.run)
@@ -180,6 +188,19 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	if cfg.Tracer != nil {
 		opts = append(opts, pubsub.WithRawTracer(cfg.Tracer))
 	}
+	// A smaller mesh than pubsub's default (6): on top of flood
+	// publishing, every mesh peer relays what it validates, so each extra
+	// degree is another copy of every message; IDONTWANT for all but the
+	// smallest messages, so that a peer that has a message is not sent it
+	// again; and message IDs by content, so that the same message
+	// published twice (a certificate several peers republish) dies as a
+	// duplicate.
+	gp := pubsub.DefaultGossipSubParams()
+	gp.D, gp.Dlo, gp.Dhi, gp.Dscore, gp.Dout, gp.Dlazy = 3, 2, 6, 2, 0, 1
+	gp.IDontWantMessageThreshold = 128
+	gp.GossipFactor = 0
+	opts = append(opts, pubsub.WithGossipSubParams(gp),
+		pubsub.WithMessageIdFn(func(m *pubsubpb.Message) string { h := sha256.Sum256(m.GetData()); return string(h[:]) }))
 	ps, err := pubsub.NewGossipSub(ctx, h, opts...)
 	if err != nil {
 		h.Close()
@@ -237,6 +258,10 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	d := t.judge(m)
 	switch {
 	case d.Verdict == consensus.Accept || d.Kept:
+		if t.relay != nil && !t.relay(m) {
+			// Taken (the judge handed it to the protocol), not relayed.
+			return pubsub.ValidationIgnore
+		}
 		return pubsub.ValidationAccept
 	case d.Verdict == consensus.Reject && d.Invalid:
 		// The judge records what it refuses; the transport counts it.
