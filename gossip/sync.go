@@ -342,6 +342,10 @@ func snapshotPB(s *trainer.Snapshot) *pb.Snapshot {
 		return nil
 	}
 	out := &pb.Snapshot{Step: s.Step, Params: floatsToBytes(s.Params), OptSteps: s.OptSteps}
+	if s.IsLight() {
+		out.OptDigest = s.OptDigest[:]
+		return out
+	}
 	names := make([]string, 0, len(s.Opt))
 	for k := range s.Opt {
 		names = append(names, k)
@@ -362,6 +366,14 @@ func snapshotFromPB(s *pb.Snapshot, d int) (*trainer.Snapshot, error) {
 		return nil, fmt.Errorf("%w: snapshot with %d optimizer names and %d buffers", ErrWire, len(s.OptNames), len(s.OptValues))
 	}
 	out := &trainer.Snapshot{Step: s.Step, OptSteps: s.OptSteps, Opt: map[string][]float32{}}
+	if len(s.OptDigest) > 0 {
+		dg, err := hash32(s.OptDigest, "optimizer digest")
+		if err != nil || len(s.OptNames) > 0 {
+			return nil, fmt.Errorf("%w: a light snapshot with %d optimizer buffers", ErrWire, len(s.OptNames))
+		}
+		d := trainer.Hash(dg)
+		out.Opt, out.OptDigest = nil, &d
+	}
 	var err error
 	if out.Params, err = bytesToFloats(s.Params, d); err != nil {
 		return nil, err

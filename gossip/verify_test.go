@@ -156,7 +156,8 @@ func TestFetchEvidence(t *testing.T) {
 	}
 	ev := trainer.Evidence{
 		Start:      &trainer.Snapshot{Step: 5, Params: vec(1), Opt: map[string][]float32{"m": vec(2), "v": vec(3)}, OptSteps: 5},
-		Final:      trainer.Snapshot{Step: 20, Params: vec(4), Opt: map[string][]float32{"m": vec(5), "v": vec(6)}, OptSteps: 20},
+		// The final state goes light: its parameters and the buffers' digest.
+		Final:      (&trainer.Snapshot{Step: 20, Params: vec(4), Opt: map[string][]float32{"m": vec(5), "v": vec(6)}, OptSteps: 20}).Light(),
 		ResidualIn: vec(7),
 	}
 	a := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, evidenceServer{stubServer{spec}, ev})

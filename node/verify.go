@@ -89,7 +89,9 @@ func (n *node) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evide
 	if err != nil {
 		return trainer.Evidence{}, err
 	}
-	out := trainer.Evidence{Final: ev.final, ResidualIn: ev.residual}
+	// The payload's link needs the final parameters only: the final state
+	// goes light (its hash still checks against the last root).
+	out := trainer.Evidence{Final: ev.final.Light(), ResidualIn: ev.residual}
 	if seg > 0 {
 		out.Start = &ev.starts[seg]
 	}

@@ -3,9 +3,11 @@
 //
 // Encoding: the sender adds its error-feedback residual to the update,
 // keeps the k = ⌈fraction·D⌉ coordinates of largest magnitude (ties to the
-// lower index; a radix select, O(D), no sort), quantizes their values to
-// 2..8 bits with one float32 scale per chunk of values, writes the indices
-// as varint gaps, and zstd-compresses the frame. Whatever the message does
+// lower index; a radix select, O(D), no sort), quantizes their values with
+// one float32 scale per chunk of values (1 bit: the sign, the scale the
+// chunk's mean magnitude; 2..8 bits: symmetric levels up to the chunk's
+// largest magnitude), writes the indices as Golomb-Rice coded gaps, and
+// zstd-compresses the frame when that makes it smaller. Whatever the message does
 // not carry (the unselected coordinates, the rounding error) stays in the
 // residual and is sent in later rounds, so nothing is lost, only delayed.
 // With fraction 1 and 32 bits the frame carries the exact dense vector.
@@ -30,17 +32,24 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Wire format (before zstd): version byte, then
+// Wire format (inside the codec): version byte, then
 //
 //	uvarint D, uvarint k, byte bits, uvarint chunk,
-//	k uvarint index gaps (first index, then index−previous−1),
+//	version 2: byte r, then k Golomb-Rice codes of the index gaps (first
+//	    index, then index−previous−1): gap>>r one-bits, a zero-bit, the r
+//	    low bits; little-endian bit order, padded to a byte;
+//	version 1 (still decoded): k uvarint index gaps;
 //	⌈k/chunk⌉ float32 scales (bits < 32 only),
-//	values: k·bits bits, little-endian bit order (bits < 32),
-//	        or k float32 (bits = 32).
-const formatVersion = 1
+//	values: k·bits bits, little-endian bit order (bits < 32; 1 bit: set
+//	        for +scale, clear for −scale), or k float32 (bits = 32).
+const formatVersion = 2
 
-// Codec byte in front of the zstd frame.
-const codecZstd = 1
+// Codec byte in front of the frame: zstd, or none (when zstd would not
+// make the frame smaller, as for Rice codes and sign bits).
+const (
+	codecRaw  = 0
+	codecZstd = 1
+)
 
 // ErrMalformed is wrapped by every decoding error.
 var ErrMalformed = errors.New("compress: malformed update")
@@ -48,7 +57,7 @@ var ErrMalformed = errors.New("compress: malformed update")
 // Params are the compression settings of a run.
 type Params struct {
 	Fraction float64 // share of coordinates sent, in (0, 1]
-	Bits     int     // bits per value: 2..8, or 32 for exact float32
+	Bits     int     // bits per value: 1 (the sign), 2..8, or 32 for exact float32
 	Chunk    int     // values per quantization scale, 1..65536
 }
 
@@ -57,8 +66,8 @@ func (p Params) Validate() error {
 	switch {
 	case !(p.Fraction > 0 && p.Fraction <= 1):
 		return fmt.Errorf("compress: fraction %v must be in (0, 1]", p.Fraction)
-	case p.Bits != 32 && (p.Bits < 2 || p.Bits > 8):
-		return fmt.Errorf("compress: bits %d must be 2..8 or 32", p.Bits)
+	case p.Bits != 32 && (p.Bits < 1 || p.Bits > 8):
+		return fmt.Errorf("compress: bits %d must be 1..8 or 32", p.Bits)
 	case p.Chunk < 1 || p.Chunk > 1<<16:
 		return fmt.Errorf("compress: chunk %d must be 1..65536", p.Chunk)
 	}
@@ -133,11 +142,7 @@ func (e *Encoder) Encode(delta []float32, dst []byte) ([]byte, error) {
 	raw = binary.AppendUvarint(raw, uint64(k))
 	raw = append(raw, byte(e.p.Bits))
 	raw = binary.AppendUvarint(raw, uint64(e.p.Chunk))
-	prev := -1
-	for _, i := range e.idx {
-		raw = binary.AppendUvarint(raw, uint64(int(i)-prev-1))
-		prev = int(i)
-	}
+	raw = appendRice(raw, e.idx)
 	// The residual keeps everything; the sent coordinates are then reduced
 	// by exactly what the receiver will reconstruct.
 	copy(e.residual, e.v)
@@ -146,6 +151,33 @@ func (e *Encoder) Encode(delta []float32, dst []byte) ([]byte, error) {
 			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(e.v[i]))
 			e.residual[i] = 0
 		}
+	} else if e.p.Bits == 1 {
+		// The sign, times the chunk's mean magnitude: the scale that
+		// leaves the least squared error in the residual.
+		nChunks := (k + e.p.Chunk - 1) / e.p.Chunk
+		scales := make([]float32, nChunks)
+		for c := range scales {
+			var m float64
+			sel := e.idx[c*e.p.Chunk : min(k, (c+1)*e.p.Chunk)]
+			for _, i := range sel {
+				m += float64(abs32(e.v[i]))
+			}
+			scales[c] = float32(m / float64(len(sel)))
+			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(scales[c]))
+		}
+		var bw bitWriter
+		bw.buf = raw
+		for j, i := range e.idx {
+			s := scales[j/e.p.Chunk]
+			if e.v[i] >= 0 {
+				bw.write(1, 1)
+				e.residual[i] = e.v[i] - s
+			} else {
+				bw.write(0, 1)
+				e.residual[i] = e.v[i] + s
+			}
+		}
+		raw = bw.flush()
 	} else {
 		levels := float32(int(1)<<(e.p.Bits-1) - 1)
 		nChunks := (k + e.p.Chunk - 1) / e.p.Chunk
@@ -173,8 +205,43 @@ func (e *Encoder) Encode(delta []float32, dst []byte) ([]byte, error) {
 		raw = bw.flush()
 	}
 	e.raw = raw
-	dst = append(dst, codecZstd)
-	return encoder().EncodeAll(raw, dst), nil
+	n := len(dst)
+	dst = encoder().EncodeAll(raw, append(dst, codecZstd))
+	if len(dst)-n-1 >= len(raw) {
+		dst = append(append(dst[:n], codecRaw), raw...)
+	}
+	return dst, nil
+}
+
+// appendRice appends the Golomb-Rice codes of the gaps between ascending
+// indices, with the parameter that makes them shortest, written first.
+func appendRice(raw []byte, idx []uint32) []byte {
+	best, bestLen := 0, -1
+	for r := range 28 {
+		n, prev := 0, -1
+		for _, i := range idx {
+			n += (int(i)-prev-1)>>r + 1 + r
+			prev = int(i)
+		}
+		if bestLen < 0 || n < bestLen {
+			best, bestLen = r, n
+		}
+	}
+	raw = append(raw, byte(best))
+	bw := bitWriter{buf: raw}
+	prev := -1
+	for _, i := range idx {
+		g := uint32(int(i) - prev - 1)
+		for q := g >> best; q > 0; q-- {
+			bw.write(1, 1)
+		}
+		bw.write(0, 1)
+		if best > 0 {
+			bw.write(g&(1<<best-1), best)
+		}
+		prev = int(i)
+	}
+	return bw.flush()
 }
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
@@ -329,18 +396,27 @@ func (dec *Decoder) Decode(msg []byte) (*Sparse, error) {
 	if len(msg) < 2 {
 		return nil, malformed("%d bytes", len(msg))
 	}
-	if msg[0] != codecZstd {
+	var raw []byte
+	switch msg[0] {
+	case codecZstd:
+		buf := dec.bufs.Get().(*[]byte)
+		defer dec.bufs.Put(buf)
+		var err error
+		if raw, err = dec.zd.DecodeAll(msg[1:], (*buf)[:0]); err != nil {
+			return nil, malformed("zstd: %v", err)
+		}
+	case codecRaw:
+		if len(msg)-1 > dec.maxRaw {
+			return nil, malformed("%d bytes", len(msg))
+		}
+		raw = msg[1:]
+	default:
 		return nil, malformed("unknown codec %d", msg[0])
 	}
-	buf := dec.bufs.Get().(*[]byte)
-	defer dec.bufs.Put(buf)
-	raw, err := dec.zd.DecodeAll(msg[1:], (*buf)[:0])
-	if err != nil {
-		return nil, malformed("zstd: %v", err)
-	}
 	r := reader{b: raw}
-	if v := r.byte(); v != formatVersion {
-		return nil, malformed("format version %d", v)
+	version := r.byte()
+	if version != 1 && version != formatVersion {
+		return nil, malformed("format version %d", version)
 	}
 	d, k, bits, chunk := r.uvarint(), r.uvarint(), int(r.byte()), r.uvarint()
 	if r.err != nil {
@@ -352,41 +428,32 @@ func (dec *Decoder) Decode(msg []byte) (*Sparse, error) {
 	if k < 1 || k > d {
 		return nil, malformed("%d values for %d parameters", k, d)
 	}
-	if bits != 32 && (bits < 2 || bits > 8) {
+	if bits != 32 && (bits < 1 || bits > 8) || bits == 1 && version == 1 {
 		return nil, malformed("%d bits per value", bits)
 	}
 	if chunk < 1 || chunk > 1<<16 {
 		return nil, malformed("chunk of %d", chunk)
 	}
-	// Each index takes at least one byte, each value at least bits/8: a
-	// frame too short for k cannot allocate k.
-	if uint64(r.left()) < k+k*uint64(bits)/8 {
-		return nil, malformed("%d values declared in %d bytes", k, r.left())
+	var idx []uint32
+	var err error
+	if version == 1 {
+		idx, err = varintGaps(&r, k, d, bits)
+	} else {
+		idx, err = riceGaps(&r, k, d, bits)
 	}
-	s := &Sparse{D: int(d), Idx: make([]uint32, k), Val: make([]float32, k)}
-	prev := -1
-	for j := range s.Idx {
-		gap := r.uvarint()
-		if r.err != nil {
-			return nil, malformed("index %d unreadable", j)
-		}
-		// prev < d ≤ 2^28 and gap < d after this check: no overflow.
-		if gap >= d {
-			return nil, malformed("index gap %d out of range", gap)
-		}
-		i := uint64(prev+1) + gap
-		if i >= d {
-			return nil, malformed("index %d = %d out of range", j, i)
-		}
-		s.Idx[j] = uint32(i)
-		prev = int(i)
+	if err != nil {
+		return nil, err
 	}
+	s := &Sparse{D: int(d), Idx: idx, Val: make([]float32, k)}
 	if bits == 32 {
 		for j := range s.Val {
 			s.Val[j] = math.Float32frombits(r.uint32())
 		}
 	} else {
 		levels := float32(int(1)<<(bits-1) - 1)
+		if bits == 1 {
+			levels = 0
+		}
 		scales := make([]float32, (k+chunk-1)/chunk)
 		for c := range scales {
 			scales[c] = math.Float32frombits(r.uint32())
@@ -397,7 +464,10 @@ func (dec *Decoder) Decode(msg []byte) (*Sparse, error) {
 		br := bitReader{r: &r}
 		for j := range s.Val {
 			q := float32(br.read(bits)) - levels
-			if q > levels {
+			if bits == 1 {
+				q = 2*q - 1 // 0: −1, 1: +1
+			}
+			if q > levels && bits > 1 {
 				return nil, malformed("value %d out of range", j)
 			}
 			s.Val[j] = q * scales[uint64(j)/chunk]
@@ -473,4 +543,72 @@ func (b *bitReader) read(bits int) uint32 {
 	b.acc >>= bits
 	b.nacc -= bits
 	return v
+}
+
+// varintGaps reads version 1's k uvarint index gaps.
+func varintGaps(r *reader, k, d uint64, bits int) ([]uint32, error) {
+	// Each index takes at least one byte, each value at least bits/8: a
+	// frame too short for k cannot allocate k.
+	if uint64(r.left()) < k+k*uint64(bits)/8 {
+		return nil, malformed("%d values declared in %d bytes", k, r.left())
+	}
+	idx := make([]uint32, k)
+	prev := -1
+	for j := range idx {
+		gap := r.uvarint()
+		if r.err != nil {
+			return nil, malformed("index %d unreadable", j)
+		}
+		// prev < d ≤ 2^28 and gap < d after this check: no overflow.
+		if gap >= d {
+			return nil, malformed("index gap %d out of range", gap)
+		}
+		i := uint64(prev+1) + gap
+		if i >= d {
+			return nil, malformed("index %d = %d out of range", j, i)
+		}
+		idx[j] = uint32(i)
+		prev = int(i)
+	}
+	return idx, nil
+}
+
+// riceGaps reads version 2's parameter and k Golomb-Rice coded gaps.
+func riceGaps(r *reader, k, d uint64, bits int) ([]uint32, error) {
+	rp := int(r.byte())
+	if r.err != nil || rp > 27 {
+		return nil, malformed("rice parameter %d", rp)
+	}
+	// Each index takes at least r+1 bits, each value bits: a frame too
+	// short for k cannot allocate k.
+	if uint64(r.left())*8 < k*uint64(rp+1)+k*uint64(bits) {
+		return nil, malformed("%d values declared in %d bytes", k, r.left())
+	}
+	idx := make([]uint32, k)
+	br := bitReader{r: r}
+	prev := uint64(0) // the next index at gap 0
+	for j := range idx {
+		var q uint64
+		for br.read(1) == 1 {
+			q++
+			if q<<rp >= d || r.err != nil {
+				return nil, malformed("index gap %d out of range", j)
+			}
+		}
+		g := q << rp
+		if rp > 0 {
+			g |= uint64(br.read(rp))
+		}
+		i := prev + g
+		if r.err != nil || i >= d {
+			return nil, malformed("index %d out of range", j)
+		}
+		idx[j] = uint32(i)
+		prev = i + 1
+	}
+	// The codes end on a byte boundary: the padding bits are zero.
+	if br.nacc >= 8 || br.acc != 0 {
+		return nil, malformed("index padding")
+	}
+	return idx, nil
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 
@@ -134,8 +136,14 @@ func TestQuantizationErrorBound(t *testing.T) {
 // TestErrorFeedbackLosesNothing: over many rounds, what was received plus
 // what is still in the residual equals what was sent in.
 func TestErrorFeedbackLosesNothing(t *testing.T) {
+	for _, bits := range []int{1, 2, 4} {
+		t.Run(fmt.Sprint(bits, " bits"), func(t *testing.T) { errorFeedback(t, bits) })
+	}
+}
+
+func errorFeedback(t *testing.T, bits int) {
 	const d, rounds = 2000, 50
-	e := mustEnc(t, Params{Fraction: 0.01, Bits: 4, Chunk: 64}, d)
+	e := mustEnc(t, Params{Fraction: 0.01, Bits: bits, Chunk: 64}, d)
 	dec := mustDec(t, d)
 	in := make([]float64, d)
 	got := make([]float32, d)
@@ -168,6 +176,47 @@ func TestErrorFeedbackLosesNothing(t *testing.T) {
 	}
 }
 
+// TestSignBit: one bit per value sends each selected coordinate's sign
+// times its chunk's mean magnitude, and the indices cost about the
+// entropy of choosing them (Rice codes): at 1% of the MLP's parameters,
+// under 11 bits per value in all.
+func TestSignBit(t *testing.T) {
+	const d = 203530
+	v := randVec(6, d, 1e-3)
+	p := Params{Fraction: 0.01, Bits: 1, Chunk: 256}
+	e := mustEnc(t, p, d)
+	in := slices.Clone(v)
+	msg, err := e.Encode(v, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := mustDec(t, d).Decode(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := p.K(d)
+	if len(s.Idx) != k {
+		t.Fatalf("%d values, want %d", len(s.Idx), k)
+	}
+	for c := 0; c < k; c += 256 {
+		var m float64
+		for _, i := range s.Idx[c:min(k, c+256)] {
+			m += math.Abs(float64(in[i]))
+		}
+		m /= float64(min(k, c+256) - c)
+		for j, i := range s.Idx[c:min(k, c+256)] {
+			want := math.Copysign(m, float64(in[i]))
+			if got := float64(s.Val[c+j]); math.Abs(got-want) > 1e-6*m {
+				t.Fatalf("value %d: %g, want %g", i, got, want)
+			}
+		}
+	}
+	if perValue := float64(8*len(msg)) / float64(k); perValue > 11 {
+		t.Fatalf("%d bytes: %.1f bits per value", len(msg), perValue)
+	}
+	t.Logf("top-1%% 1-bit: %d bytes (%.1f bits per value), %.0f× below dense", len(msg), float64(8*len(msg))/float64(k), float64(4*d)/float64(len(msg)))
+}
+
 func TestDeterministicAndCompact(t *testing.T) {
 	const d = 203530 // the MLP 784-256-10
 	v := randVec(4, d, 1e-3)
@@ -190,12 +239,20 @@ func frame(t testing.TB, raw []byte) []byte {
 	return append([]byte{codecZstd}, z.EncodeAll(raw, nil)...)
 }
 
+// header is a version-1 frame header (uvarint index gaps).
 func header(d, k uint64, bits byte, chunk uint64) []byte {
-	b := []byte{formatVersion}
+	b := []byte{1}
 	b = binary.AppendUvarint(b, d)
 	b = binary.AppendUvarint(b, k)
 	b = append(b, bits)
 	return binary.AppendUvarint(b, chunk)
+}
+
+// raw2 is an uncompressed version-2 frame: header, Rice parameter, rest.
+func raw2(d, k uint64, bits byte, chunk uint64, rp byte, rest ...byte) []byte {
+	h := header(d, k, bits, chunk)
+	h[0] = formatVersion
+	return append(append([]byte{codecRaw}, append(h, rp)...), rest...)
 }
 
 func TestDecodeRejectsMalformed(t *testing.T) {
@@ -206,25 +263,33 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 	bomb := []byte{codecZstd, 0x28, 0xb5, 0x2f, 0xfd, 0xe4, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0}
 	bigRaw := append(header(d, 10, 4, 4), bytes.Repeat([]byte{0}, MaxRaw(d))...)
 	cases := map[string][]byte{
-		"empty":           nil,
-		"codec":           append([]byte{9}, good[1:]...),
-		"truncated zstd":  good[:len(good)-3],
-		"zstd bomb":       bomb,
-		"inflates past":   frame(t, bigRaw),
-		"wrong size":      frame(t, append(header(d+1, 1, 32, 1), 0, 0, 0, 0, 0)),
-		"k zero":          frame(t, header(d, 0, 32, 1)),
-		"k above d":       frame(t, header(d, d+1, 32, 1)),
-		"bits":            frame(t, append(header(d, 1, 9, 1), 0, 0, 0, 0, 0, 0)),
-		"chunk":           frame(t, append(header(d, 1, 32, 0), 0, 0, 0, 0, 0)),
-		"huge k no bytes": frame(t, header(d, d, 8, 1)),
-		"index past end":  frame(t, append(header(d, 1, 32, 1), 100, 0, 0, 0, 0)),
-		"indices overrun": frame(t, append(header(d, 2, 32, 1), 98, 5, 0, 0, 0, 0, 0, 0, 0, 0)),
-		"nan value":       frame(t, append(header(d, 1, 32, 1), 3, 0, 0, 0xc0, 0x7f)),
-		"inf scale":       frame(t, append(header(d, 1, 4, 1), 3, 0, 0, 0x80, 0x7f, 0)),
-		"negative scale":  frame(t, append(header(d, 1, 4, 1), 3, 0, 0, 0x80, 0xbf, 0)),
-		"trailing":        frame(t, append(header(d, 1, 32, 1), 3, 0, 0, 0, 0, 9)),
-		"truncated vals":  frame(t, append(header(d, 2, 32, 1), 3, 4, 0, 0, 0, 0)),
-		"version":         frame(t, append([]byte{7}, header(d, 1, 32, 1)[1:]...)),
+		"empty":            nil,
+		"codec":            append([]byte{9}, good[1:]...),
+		"truncated zstd":   good[:len(good)-3],
+		"zstd bomb":        bomb,
+		"inflates past":    frame(t, bigRaw),
+		"wrong size":       frame(t, append(header(d+1, 1, 32, 1), 0, 0, 0, 0, 0)),
+		"k zero":           frame(t, header(d, 0, 32, 1)),
+		"k above d":        frame(t, header(d, d+1, 32, 1)),
+		"bits":             frame(t, append(header(d, 1, 9, 1), 0, 0, 0, 0, 0, 0)),
+		"chunk":            frame(t, append(header(d, 1, 32, 0), 0, 0, 0, 0, 0)),
+		"huge k no bytes":  frame(t, header(d, d, 8, 1)),
+		"index past end":   frame(t, append(header(d, 1, 32, 1), 100, 0, 0, 0, 0)),
+		"indices overrun":  frame(t, append(header(d, 2, 32, 1), 98, 5, 0, 0, 0, 0, 0, 0, 0, 0)),
+		"nan value":        frame(t, append(header(d, 1, 32, 1), 3, 0, 0, 0xc0, 0x7f)),
+		"inf scale":        frame(t, append(header(d, 1, 4, 1), 3, 0, 0, 0x80, 0x7f, 0)),
+		"negative scale":   frame(t, append(header(d, 1, 4, 1), 3, 0, 0, 0x80, 0xbf, 0)),
+		"trailing":         frame(t, append(header(d, 1, 32, 1), 3, 0, 0, 0, 0, 9)),
+		"truncated vals":   frame(t, append(header(d, 2, 32, 1), 3, 4, 0, 0, 0, 0)),
+		"version":          frame(t, append([]byte{7}, header(d, 1, 32, 1)[1:]...)),
+		"1 bit, version 1": frame(t, append(header(d, 1, 1, 1), 3, 0, 0, 0x80, 0x3f, 1)),
+		// Version 2: a Rice parameter, then the codes.
+		"rice parameter":  raw2(d, 1, 32, 1, 28, 0x00, 0, 0, 0, 0),
+		"rice past d":     raw2(d, 1, 32, 1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0),
+		"rice index >= d": raw2(d, 1, 32, 1, 7, 0b1100_1000, 0, 0, 0, 0), // gap 100 (q 0, r 100)
+		"rice padding":    raw2(d, 1, 32, 1, 2, 0b1000_0000, 0, 0, 0, 0), // code 0b000, then a set padding bit
+		"rice truncated":  raw2(d, 2, 32, 1, 0, 0b0000_0000),
+		"raw too long":    append([]byte{codecRaw}, bytes.Repeat([]byte{0}, MaxRaw(d)+1)...),
 	}
 	for name, msg := range cases {
 		if _, err := dec.Decode(msg); !errors.Is(err, ErrMalformed) {
@@ -244,7 +309,7 @@ func TestEncoderRejectsBadInput(t *testing.T) {
 	if _, err := e.Encode([]float32{1}, nil); err == nil {
 		t.Error("short delta accepted")
 	}
-	for _, p := range []Params{{0, 8, 8}, {1.5, 8, 8}, {0.1, 1, 8}, {0.1, 16, 8}, {0.1, 8, 0}} {
+	for _, p := range []Params{{0, 8, 8}, {1.5, 8, 8}, {0.1, 0, 8}, {0.1, 16, 8}, {0.1, 8, 0}} {
 		if _, err := NewEncoder(p, 10); err == nil {
 			t.Errorf("%+v accepted", p)
 		}
@@ -256,7 +321,7 @@ func TestEncoderRejectsBadInput(t *testing.T) {
 // width. Anything that decodes must respect the declared bounds.
 func FuzzDecode(f *testing.F) {
 	const d = 64
-	for _, p := range []Params{{1, 32, 1}, {0.25, 2, 4}, {0.5, 4, 16}, {0.1, 8, 256}} {
+	for _, p := range []Params{{1, 32, 1}, {0.25, 1, 4}, {0.25, 2, 4}, {0.5, 4, 16}, {0.1, 8, 256}} {
 		msg, _ := mustEnc(f, p, d).Encode(randVec(9, d, 1), nil)
 		f.Add(msg)
 	}
@@ -287,7 +352,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzDecode")
 	os.MkdirAll(dir, 0o755)
-	for i, p := range []Params{{1, 32, 1}, {0.25, 2, 4}, {0.5, 4, 16}, {0.1, 8, 256}} {
+	for i, p := range []Params{{1, 32, 1}, {0.25, 2, 4}, {0.5, 4, 16}, {0.1, 8, 256}, {0.25, 1, 4}} {
 		msg, _ := mustEnc(t, p, 64).Encode(randVec(uint64(20+i), 64, 1), nil)
 		body := "go test fuzz v1\n[]byte(" + quote(msg) + ")\n"
 		os.WriteFile(filepath.Join(dir, "seed"+string(rune('0'+i))), []byte(body), 0o644)

@@ -1759,6 +1759,7 @@ type Snapshot struct {
 	OptNames      []string               `protobuf:"bytes,3,rep,name=opt_names,json=optNames,proto3" json:"opt_names,omitempty"` // optimizer buffers, same layout
 	OptValues     [][]byte               `protobuf:"bytes,4,rep,name=opt_values,json=optValues,proto3" json:"opt_values,omitempty"`
 	OptSteps      int64                  `protobuf:"varint,5,opt,name=opt_steps,json=optSteps,proto3" json:"opt_steps,omitempty"`
+	OptDigest     []byte                 `protobuf:"bytes,6,opt,name=opt_digest,json=optDigest,proto3" json:"opt_digest,omitempty"` // a light snapshot: the buffers' digest instead of the buffers
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1826,6 +1827,13 @@ func (x *Snapshot) GetOptSteps() int64 {
 		return x.OptSteps
 	}
 	return 0
+}
+
+func (x *Snapshot) GetOptDigest() []byte {
+	if x != nil {
+		return x.OptDigest
+	}
+	return nil
 }
 
 type Evidence struct {
@@ -2589,14 +2597,16 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
 	"\x06update\x18\x02 \x01(\fR\x06update\x12\x18\n" +
 	"\asegment\x18\x03 \x01(\rR\asegment\x12\x16\n" +
-	"\x06leaves\x18\x04 \x01(\bR\x06leaves\"\x8f\x01\n" +
+	"\x06leaves\x18\x04 \x01(\bR\x06leaves\"\xae\x01\n" +
 	"\bSnapshot\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
 	"\topt_names\x18\x03 \x03(\tR\boptNames\x12\x1d\n" +
 	"\n" +
 	"opt_values\x18\x04 \x03(\fR\toptValues\x12\x1b\n" +
-	"\topt_steps\x18\x05 \x01(\x03R\boptSteps\"\xce\x01\n" +
+	"\topt_steps\x18\x05 \x01(\x03R\boptSteps\x12\x1d\n" +
+	"\n" +
+	"opt_digest\x18\x06 \x01(\fR\toptDigest\"\xce\x01\n" +
 	"\bEvidence\x12)\n" +
 	"\x05start\x18\x01 \x01(\v2\x13.vtrain.v2.SnapshotR\x05start\x12%\n" +
 	"\x03end\x18\x02 \x01(\v2\x13.vtrain.v2.SnapshotR\x03end\x12)\n" +

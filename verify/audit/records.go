@@ -122,6 +122,9 @@ func EncodeEvidence(ev trainer.Evidence) []byte {
 			return
 		}
 		meta[prefix+"step"], meta[prefix+"opt_steps"] = fmt.Sprint(s.Step), fmt.Sprint(s.OptSteps)
+		if s.IsLight() {
+			meta[prefix+"opt_digest"] = hex.EncodeToString(s.OptDigest[:])
+		}
 		ts = append(ts, safetensors.Tensor{Name: prefix + "params", Shape: []int{len(s.Params)}, Data: s.Params})
 		for k, v := range s.Opt {
 			ts = append(ts, safetensors.Tensor{Name: prefix + "opt." + k, Shape: []int{len(v)}, Data: v})
@@ -165,6 +168,14 @@ func DecodeEvidence(b []byte) (trainer.Evidence, error) {
 			if k, ok := strings.CutPrefix(t.Name, prefix+"opt."); ok {
 				s.Opt[k] = t.Data
 			}
+		}
+		if dg, ok := f.Metadata[prefix+"opt_digest"]; ok {
+			h, err := hexHash(dg)
+			if err != nil || len(s.Opt) > 0 {
+				return nil, fmt.Errorf("evidence: %sopt_digest: a light snapshot with %d buffers", prefix, len(s.Opt))
+			}
+			d := trainer.Hash(h)
+			s.Opt, s.OptDigest = nil, &d
 		}
 		return s, nil
 	}

@@ -121,6 +121,7 @@ type vectors struct {
 		Opt        map[string][]string `json:"opt"`
 		OptBits    map[string][]string `json:"opt_bits"`
 		Hash       hash32              `json:"hash"`
+		OptDigest  hash32              `json:"opt_digest"`
 		ParamHash  hash32              `json:"param_hash"`
 	} `json:"snapshot"`
 	Vote []struct {
@@ -433,6 +434,12 @@ func TestSnapshotHash(t *testing.T) {
 		}
 		h := s.Hash()
 		same(t, fmt.Sprintf("snapshot %q: Snapshot.Hash", v.Name), h[:], v.Hash[:])
+		o := s.OptHash()
+		same(t, fmt.Sprintf("snapshot %q: Snapshot.OptHash", v.Name), o[:], v.OptDigest[:])
+		// Light: the parameters and the buffers' digest hash the same.
+		l := s.Light()
+		lh := l.Hash()
+		same(t, fmt.Sprintf("snapshot %q: the light snapshot's Hash", v.Name), lh[:], v.Hash[:])
 		p := trainer.ParamHash(s.Params)
 		same(t, fmt.Sprintf("snapshot %q: ParamHash", v.Name), p[:], v.ParamHash[:])
 	}

@@ -365,7 +365,15 @@ vectors["voters"] = [
 
 
 def snapshot_hash(step, opt_steps, params_bits, opt):
-    b = b"vtrain/snapshot/v1\x00" + u64(step) + u64(opt_steps) + u64(len(params_bits)) + f32le(params_bits)
+    # v2: the parameters and the optimizer's buffers each under their own
+    # digest, so that a light snapshot (parameters and the buffers' digest)
+    # hashes the same.
+    return sha256(b"vtrain/snapshot/v2\x00" + u64(step) + u64(opt_steps) + sha256(u64(len(params_bits)) + f32le(params_bits))
+                  + opt_digest(opt))
+
+
+def opt_digest(opt):
+    b = b""
     for k in sorted(opt, key=lambda s: s.encode()):
         b += lp(k) + u64(len(opt[k])) + f32le(opt[k])
     return sha256(b)
@@ -380,6 +388,7 @@ def snapshot_vec(name, step, opt_steps, params, opt):
         "opt": {k: v for k, (_, v) in ob.items()},
         "opt_bits": {k: ["%08x" % b for b in bits] for k, (bits, _) in ob.items()},
         "hash": hx(snapshot_hash(step, opt_steps, pb, {k: bits for k, (bits, _) in ob.items()})),
+        "opt_digest": hx(opt_digest({k: bits for k, (bits, _) in ob.items()})),
         "param_hash": hx(sha256(f32le(pb))),
     }
 
