@@ -155,7 +155,7 @@ func TestFetchEvidence(t *testing.T) {
 		return v
 	}
 	ev := trainer.Evidence{
-		Start:      &trainer.Snapshot{Step: 5, Params: vec(1), Opt: map[string][]float32{"m": vec(2), "v": vec(3)}, OptSteps: 5},
+		Start: &trainer.Snapshot{Step: 5, Params: vec(1), Opt: map[string][]float32{"m": vec(2), "v": vec(3)}, OptSteps: 5},
 		// The final state goes light: its parameters and the buffers' digest.
 		Final:      (&trainer.Snapshot{Step: 20, Params: vec(4), Opt: map[string][]float32{"m": vec(5), "v": vec(6)}, OptSteps: 20}).Light(),
 		ResidualIn: vec(7),
