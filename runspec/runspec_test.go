@@ -25,7 +25,7 @@ func TestExampleParsesToDefaults(t *testing.T) {
 	if string(s.Canonical()) != string(d.Canonical()) {
 		t.Fatalf("example differs from defaults:\n%s\n%s", s.Canonical(), d.Canonical())
 	}
-	if s.Rounds.Timeout.Duration != 60*time.Second || s.Compression.Bits != 2 {
+	if s.Rounds.Timeout.Duration != 60*time.Second || s.Compression.Bits != 1 {
 		t.Fatalf("parsed %+v", s)
 	}
 }
@@ -65,7 +65,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"[inner\nsteps = 1":                                  "",
 		"[verify]\nrate = 1.5":                               "verify.rate",
 		"[verify]\nrate = 0.5\nnewcomer_rate = 0.2":          "verify.newcomer_rate",
-		"[verify]\nsegment = 201":                            "verify.segment",
+		"[verify]\nsegment = 401":                            "verify.segment",
 		"[verify]\ntimeout = \"10ms\"":                       "verify.timeout",
 		"[verify]\ntolerance = -1.0":                         "verify.tolerance",
 		"[verify]\nprobation = -1":                           "verify.probation",
