@@ -85,9 +85,11 @@ type Config struct {
 	Judge  Judge
 	Tracer pubsub.RawTracer // sees pubsub's events (validation outcomes, RPCs); optional
 	// Relay says whether a message the judge took is forwarded to the
-	// mesh (nil: every one). A node connected to every member need not
-	// relay updates: their authors flood them to every peer they know, and
-	// a member that misses one fetches it by ID when a proposal names it.
+	// mesh (nil: every one). vtrain's node relays everything: a node
+	// connected to every member could skip relaying updates (their authors
+	// flood them), but a member whose author it is not connected to would
+	// then miss them whenever a well-connected peer sat between the two
+	// (benchmarks/README.md, "Gossip").
 	Relay func(*Msg) bool
 }
 

@@ -21,11 +21,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/engine"
@@ -117,7 +115,6 @@ var ErrUsage = errors.New("node: bad configuration")
 type node struct {
 	cfg         Config
 	traffic     gossip.Traffic // as of the last decision, for the per-round line
-	meshed      atomic.Bool    // connected to every member (as of the last decision): updates need no relaying
 	payload     uint64         // compressed payload bytes of the updates it published (n.mu)
 	updatesSent int
 	behave      string // the misbehaviour (--behave), "" if honest
@@ -307,7 +304,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if n.tr, err = gossip.New(ctx, gossip.Config{Key: key, Listen: cfg.Listen, Spec: n.spec, Logger: cfg.Logger, Judge: n.judge, Relay: n.relay}, n); err != nil {
+	if n.tr, err = gossip.New(ctx, gossip.Config{Key: key, Listen: cfg.Listen, Spec: n.spec, Logger: cfg.Logger, Judge: n.judge}, n); err != nil {
 		return nil, err
 	}
 	defer n.tr.Close()
@@ -717,31 +714,7 @@ func (n *node) publishState() {
 	}
 }
 
-// relay is the transport's relay policy: updates are not relayed while
-// this node is connected to every member (their authors reach every
-// member directly, and a missed update is fetched by ID when a proposal
-// names it); everything else is.
-func (n *node) relay(m *gossip.Msg) bool { return m.Update == nil || !n.meshed.Load() }
-
-// updateMeshed records whether this node is connected to every member.
-func (n *node) updateMeshed() {
-	nw := n.tr.Host().Network()
-	all := true
-	for _, p := range n.eng.Members().List {
-		if p.ID == n.self {
-			continue
-		}
-		id, err := peer.Decode(string(p.ID))
-		if err != nil || nw.Connectedness(id) != network.Connected {
-			all = false
-			break
-		}
-	}
-	n.meshed.Store(all)
-}
-
 func (n *node) decided(res consensus.Decided) {
-	n.updateMeshed()
 	n.hashes[res.Round] = res.Value.Next
 	n.recordDecision(res)
 	for _, p := range res.Admitted {
