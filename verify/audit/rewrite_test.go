@@ -394,8 +394,18 @@ func (r *fixture) pick(t *testing.T) *keeperPick {
 		}
 		last := uint64(r.c.Spec.Run.Rounds - 1)
 		k := &keeperPick{node: n, honest: r.c.Nodes[(ni+1)%len(r.c.Nodes)]}
-		k.ownUpdate = f.find(0, func(_ int, e ledger.Entry) bool {
-			return e.Kind == ledger.KindUpdate && e.Peer == n.ID && e.Round < last
+		// An own update some decision aggregated: rewriting one that came
+		// too late for its round contradicts nothing certified.
+		aggregated := map[consensus.Hash]bool{}
+		for i, e := range f.entries {
+			if e.Kind == ledger.KindDecision {
+				for _, r := range f.msg(i).Commit.Value.Updates {
+					aggregated[r.ID] = true
+				}
+			}
+		}
+		k.ownUpdate = f.find(0, func(i int, e ledger.Entry) bool {
+			return e.Kind == ledger.KindUpdate && e.Peer == n.ID && e.Round < last && aggregated[f.msg(i).Update.ID(f.run)]
 		})
 		if k.ownUpdate >= 0 {
 			round := f.entries[k.ownUpdate].Round
