@@ -377,6 +377,20 @@ func TestFakePeerRawBytes(t *testing.T) {
 		t.Fatal("the honest peer's router never added the node")
 	}
 	valid := signedUpdate(t, honestKey, run, 10, payload)
+	// A copy of it published first by another peer under its own key:
+	// rejected (its publisher is not its author), and it must not shadow
+	// the original that arrives after it (a message ID by content alone
+	// would make the original a duplicate of the rejected copy).
+	copier := newFake()
+	if err := copier.topic.Publish(ctx, valid); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.wait(t, "a copy under another publisher", valid, 10*time.Second); got != "reject" {
+		t.Fatalf("a copy under another publisher: %s, want reject", got)
+	}
+	tr.mu.Lock()
+	delete(tr.seen, string(valid))
+	tr.mu.Unlock()
 	if err := honest.Publish(ctx, "update", valid); err != nil {
 		t.Fatal(err)
 	}

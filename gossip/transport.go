@@ -9,6 +9,7 @@ package gossip
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -194,15 +195,13 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	// publishing, every mesh peer relays what it validates, so each extra
 	// degree is another copy of every message; IDONTWANT for all but the
 	// smallest messages, so that a peer that has a message is not sent it
-	// again; and message IDs by content, so that the same message
-	// published twice (a certificate several peers republish) dies as a
-	// duplicate.
+	// again; and message IDs by publisher and content (msgID).
 	gp := pubsub.DefaultGossipSubParams()
 	gp.D, gp.Dlo, gp.Dhi, gp.Dscore, gp.Dout, gp.Dlazy = 3, 2, 6, 2, 0, 1
 	gp.IDontWantMessageThreshold = 128
 	gp.GossipFactor = 0
 	opts = append(opts, pubsub.WithGossipSubParams(gp),
-		pubsub.WithMessageIdFn(func(m *pubsubpb.Message) string { h := sha256.Sum256(m.GetData()); return string(h[:]) }))
+		pubsub.WithMessageIdFn(msgID))
 	ps, err := pubsub.NewGossipSub(ctx, h, opts...)
 	if err != nil {
 		h.Close()
@@ -224,6 +223,22 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	h.SetStreamHandler(SyncProtocol, t.serveSync)
 	go t.receive(ctx)
 	return t, nil
+}
+
+// msgID identifies a gossip message by its publisher and its bytes: a
+// publisher's retransmission of the same message dies as a duplicate, as
+// pubsub's default ID (publisher and sequence number) would let it travel
+// again. The publisher is in it because pubsub marks an ID seen before the
+// topic validator runs: an ID of the bytes alone would let any peer that
+// got a message first republish it under its own key, have the copy
+// rejected, and the original dropped everywhere as its duplicate
+// (TestFakePeerRawBytes).
+func msgID(m *pubsubpb.Message) string {
+	h := sha256.New()
+	h.Write(binary.AppendUvarint(nil, uint64(len(m.GetFrom()))))
+	h.Write(m.GetFrom())
+	h.Write(m.GetData())
+	return string(h.Sum(nil))
 }
 
 // validate is the topic validator: it decodes and checks the signature,
