@@ -2,14 +2,12 @@ package gossip
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/consensus"
-	"github.com/vtrain/vtrain/gossip/compress"
 	"github.com/vtrain/vtrain/trainer"
 	"github.com/vtrain/vtrain/verify/ledger"
 )
@@ -94,79 +92,3 @@ func TestTrafficOfSync(t *testing.T) {
 		t.Fatalf("evidence of two %d-value vectors counted as %d bytes", d, n)
 	}
 }
-
-// TestUpdatesNotRelayed: a node whose Relay policy says no takes an update
-// (its judge sees it) without forwarding it, and still forwards the other
-// messages; with no policy it forwards both.
-func TestUpdatesNotRelayed(t *testing.T) {
-	for _, relay := range []bool{false, true} {
-		t.Run(fmt.Sprint("relay=", relay), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			spec := testSpec(t)
-			run := spec.RunID()
-			accept := func(*Msg) consensus.Decision { return consensus.Decision{Verdict: consensus.Accept} }
-			far := newOutcomes()
-			n := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec, Judge: accept, Tracer: far}, stubServer{spec})
-			mid := newOutcomes()
-			rIn := &grafted{want: n.ID(), ch: make(chan struct{})}
-			cfg := Config{Key: newKey(t), Spec: spec, Judge: accept, Tracer: outcomesAndGrafts{mid, rIn}}
-			if !relay {
-				cfg.Relay = func(m *Msg) bool { return m.Update == nil }
-			}
-			r := startTransport(ctx, t, cfg, stubServer{spec})
-			aKey := newKey(t)
-			aIn := &grafted{want: r.ID(), ch: make(chan struct{})}
-			a := startTransport(ctx, t, Config{Key: aKey, Spec: spec, Tracer: aIn}, stubServer{spec})
-			if _, err := r.Connect(ctx, n.Addrs()[0]); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := a.Connect(ctx, r.Addrs()[0]); err != nil {
-				t.Fatal(err)
-			}
-			for _, g := range []*grafted{rIn, aIn} {
-				select {
-				case <-g.ch:
-				case <-ctx.Done():
-					t.Fatal("the mesh did not form")
-				}
-			}
-			m, _ := spec.ModelSpec()
-			enc, _ := compress.NewEncoder(spec.CompressParams(), m.NumParams())
-			payload, _ := enc.Encode(make([]float32, m.NumParams()), nil)
-			upd := signedUpdate(t, aKey, run, 10, payload)
-			if err := a.Publish(ctx, "update", upd); err != nil {
-				t.Fatal(err)
-			}
-			want := map[bool]string{false: "ignore", true: "deliver"}[relay]
-			if got := mid.wait(t, "the update at the middle", upd, 10*time.Second); got != want {
-				t.Fatalf("the middle node: %s, want %s", got, want)
-			}
-			j := &consensus.JoinRequest{Round: 10, From: pidOf(aKey)}
-			j.Sig = Signer(aKey)(consensus.JoinSignBytes(run, j))
-			join, err := Encode(aKey, run, consensus.Message{Join: j})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Publish(ctx, "join", join); err != nil {
-				t.Fatal(err)
-			}
-			if got := far.wait(t, "the join at the far node", join, 10*time.Second); got != "deliver" {
-				t.Fatalf("the join at the far node: %s", got)
-			}
-			far.mu.Lock()
-			_, seen := far.seen[string(upd)]
-			far.mu.Unlock()
-			if seen != relay {
-				t.Fatalf("the far node saw the update: %v, want %v", seen, relay)
-			}
-		})
-	}
-}
-
-type outcomesAndGrafts struct {
-	*outcomes
-	g *grafted
-}
-
-func (b outcomesAndGrafts) Graft(p peer.ID, topic string) { b.g.Graft(p, topic) }

@@ -85,13 +85,6 @@ type Config struct {
 	Logger *slog.Logger
 	Judge  Judge
 	Tracer pubsub.RawTracer // sees pubsub's events (validation outcomes, RPCs); optional
-	// Relay says whether a message the judge took is forwarded to the
-	// mesh (nil: every one). vtrain's node relays everything: a node
-	// connected to every member could skip relaying updates (their authors
-	// flood them), but a member whose author it is not connected to would
-	// then miss them whenever a well-connected peer sat between the two
-	// (benchmarks/README.md, "Gossip").
-	Relay func(*Msg) bool
 }
 
 // Transport is a peer's connection to a run: host, topic, validator and
@@ -110,7 +103,6 @@ type Transport struct {
 	server Server
 
 	judge    Judge
-	relay    func(*Msg) bool
 	penalty  penalties // the application-specific score: junk and rejections by peer
 	in       chan *Msg
 	refused  chan Rejection
@@ -145,7 +137,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip: host: %w", err)
 	}
-	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, judge: cfg.Judge, relay: cfg.Relay,
+	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, judge: cfg.Judge,
 		in: make(chan *Msg, 4096), refused: make(chan Rejection, 256), penalty: penalties{by: map[peer.ID]*penalty{}}, sentBy: map[string]uint64{},
 		meter: newMeter(h.ID())}
 	topic := TopicName(t.run)
@@ -275,10 +267,6 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	d := t.judge(m)
 	switch {
 	case d.Verdict == consensus.Accept || d.Kept:
-		if t.relay != nil && !t.relay(m) {
-			// Taken (the judge handed it to the protocol), not relayed.
-			return pubsub.ValidationIgnore
-		}
 		return pubsub.ValidationAccept
 	case d.Verdict == consensus.Reject && d.Invalid:
 		// The judge records what it refuses; the transport counts it.
