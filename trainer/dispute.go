@@ -57,6 +57,10 @@ func CheckEvidence(spec runspec.Spec, u *consensus.Update, seg int, ev Evidence)
 		if h := ev.Start.Hash(); h != u.Segments[seg-1] || ev.Start.Step != int64(lo) {
 			return fmt.Errorf("segment %d's start state (step %d) hashes to %s, committed %s", seg, ev.Start.Step, h.Short(), u.Segments[seg-1].Short())
 		}
+		if ev.Start.IsLight() {
+			// It hashes to the root, but cannot be re-executed.
+			return fmt.Errorf("segment %d's start state comes without its optimizer's buffers", seg)
+		}
 	}
 	if h := ev.Final.Hash(); h != u.Segments[S-1] {
 		return fmt.Errorf("final state hashes to %s, committed %s", h.Short(), u.Segments[S-1].Short())
@@ -182,9 +186,11 @@ func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensu
 		return consensus.Overturned, nil // the engine's checks make this unreachable for a valid verdict
 	}
 	lo, hi := SegmentSteps(spec, seg)
-	snap := func(h Hash, step int) (Snapshot, error) {
+	// snap fetches the state with hash h; one to re-execute from must come
+	// with its optimizer's buffers (a light one hashes the same).
+	snap := func(h Hash, step int, resume bool) (Snapshot, error) {
 		s, _, err := fetch(h, step)
-		if err != nil || s == nil || s.Hash() != h || len(s.Params) != len(base) {
+		if err != nil || s == nil || s.Hash() != h || len(s.Params) != len(base) || resume && s.IsLight() {
 			return Snapshot{}, fmt.Errorf("%w: no state hashing to %s: %v", ErrUnjudgeable, h.Short(), err)
 		}
 		return *s, nil
@@ -193,7 +199,7 @@ func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensu
 		if seg == 0 {
 			return r.Start(base)
 		}
-		return snap(u.Segments[seg-1], lo)
+		return snap(u.Segments[seg-1], lo, true)
 	}
 	rule := func(atFault bool) consensus.Ruling {
 		if atFault {
@@ -212,7 +218,7 @@ func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensu
 		if i == 0 {
 			prev, err = start()
 		} else {
-			prev, err = snap(x.Answer.Leaves[i-1], x.Step-1)
+			prev, err = snap(x.Answer.Leaves[i-1], x.Step-1, true)
 		}
 		if err != nil {
 			return consensus.Lapsed, err
@@ -223,7 +229,7 @@ func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensu
 		}
 		return rule(leaves[0] != x.Answer.Leaves[i]), nil
 	case consensus.FaultLink:
-		fin, err := snap(u.Segments[S-1], spec.Inner.Steps)
+		fin, err := snap(u.Segments[S-1], spec.Inner.Steps, false)
 		if err != nil {
 			return consensus.Lapsed, err
 		}
@@ -241,7 +247,7 @@ func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensu
 		if err != nil {
 			return consensus.Lapsed, err
 		}
-		end, err := snap(u.Segments[seg], hi)
+		end, err := snap(u.Segments[seg], hi, false)
 		if err != nil {
 			return consensus.Lapsed, err
 		}

@@ -113,6 +113,20 @@ func TestDisputesOnRealSteps(t *testing.T) {
 	if got := referee(verdict(seg, f, ev), &bent, hr.keep(t, f)); got != consensus.Upheld {
 		t.Fatalf("the referee of a true step claim: %v", got)
 	}
+	// The state before the disputed step, served light by a hostile
+	// source: it hashes right but cannot be re-executed, so the referee
+	// cannot rule on it (it neither upholds nor overturns).
+	lightFetch := func(h Hash, step int) (*Snapshot, []float32, error) {
+		st, v, err := hr.keep(t, f)(h, step)
+		if st != nil {
+			l := st.Light()
+			st = &l
+		}
+		return st, v, err
+	}
+	if got, err := Referee(hr.spec, hr.base, &bent, verdict(seg, f, ev), hr.replayer(t), lightFetch); got != consensus.Lapsed || !errors.Is(err, ErrUnjudgeable) {
+		t.Fatalf("a light state before the disputed step: %v, %v", got, err)
+	}
 	// Wrong leaves inside a segment that reaches its committed root are
 	// no fault: the work behind the update is honest.
 	wrongLeaf := hr.answered(t, seg)
@@ -177,5 +191,15 @@ func TestDisputesOnRealSteps(t *testing.T) {
 	noStart.Start = nil
 	if f, _ := check(hr.u, seg, noStart); f.Fault != consensus.FaultSilent {
 		t.Errorf("an answer without its start state: %v", f.Fault)
+	}
+	// A light start state (parameters and the moments' digest) hashes to
+	// the committed root but cannot be re-executed: offered as evidence it
+	// is no answer, not a checker's failure that would let the update pass
+	// unchecked.
+	lightStart := hr.answered(t, seg)
+	l := lightStart.Start.Light()
+	lightStart.Start = &l
+	if f, err := check(&bent, seg, lightStart); err != nil || f.Fault != consensus.FaultSilent {
+		t.Errorf("a light start state: %v, %v", f.Fault, err)
 	}
 }
