@@ -83,22 +83,25 @@
 // aggregated update at verify.rate (verify.newcomer_rate during its
 // author's probation, counted from the agreed admission round), and for a
 // drawn update verify.challengers distinct challengers among the round's
-// other authors, each with its own segment. Nothing about the draw is
-// knowable before the update is committed in a decided value. A verdict
-// is a claim, not an opinion: a failure names a Fault and carries the
-// accused's signed answer (the hash of its state after each step of the
-// segment), so that any member re-checks it cheaply (see package
-// trainer's Referee) before it votes for a value that acts on it:
+// other authors. Nothing about the draw is knowable before the update is
+// committed in a decided value. A challenger re-executes the whole round
+// from the agreed state and compares every committed root; a verdict is a
+// claim, not an opinion: a failure names a Fault, the segment it rests on
+// (the first that missed its root) and carries the accused's signed answer
+// (the hash of its state after each step of that segment), so that any
+// member re-checks it cheaply (see package trainer's Referee) before it
+// votes for a value that acts on it:
 //
-//   - a verdict no draw backs (an update not drawn, another challenger or
-//     segment, an answer the accused did not sign) is a lie on its face:
-//     it excludes its signer;
+//   - a verdict no draw backs (an update not drawn, another challenger,
+//     an answer the accused did not sign) is a lie on its face: it
+//     excludes its signer;
 //   - FaultAnswer (the accused's own leaves contradict its commitment) is
 //     judged by the engine alone;
 //   - FaultStep, FaultLink and FaultSegment are re-executed by each
-//     member's driver (one inner step, one encoding, one segment) from
-//     states fetched by hash from the challenger or the accused: upheld,
-//     the accused is excluded; overturned, the signer is;
+//     member's driver (one inner step; the opened residual blocks; in
+//     runs with a tolerance, the round) from states fetched by hash from
+//     the challenger or the accused: upheld, the accused is excluded;
+//     overturned, the signer is;
 //   - FaultSilent makes each member ask the accused itself; it is upheld
 //     only where the member got no valid answer either, so the accused
 //     goes only when a quorum of voters found it silent.
@@ -109,16 +112,46 @@
 // pending, like a missing update). A decided value is applied without
 // re-refereeing: its certificate is the quorum's finding.
 //
+// # What a check covers
+//
+// The inner steps, wholly: the challenger re-executes every one from the
+// agreed state (public: θ_r, the run's data and seeds, the inner
+// optimizer's fresh moments), so a checked update whose steps deviate
+// anywhere is caught, whether it skipped them, replayed another's, or
+// trained honestly from a state it jumped to at one boundary (the last
+// escaped checks that re-executed one drawn segment, with probability
+// 15/16 per check). The payload, by sampling: the residual is committed as
+// a Merkle root over blocks of verify.residual_block values, and the
+// accused opens verify.openings blocks (m) of the b drawn by the beacon;
+// the challenger re-encodes them from its re-executed delta (selected iff
+// above the payload's threshold τ, the sent sign or level, the residual
+// kept bit for bit under its root). A payload whose selection, values or
+// kept residual are false in a share f of the blocks is caught with
+// probability 1 − (1 − f)^m per check: a payload that is not the
+// encoding of the work at all (a quarter of the blocks or more false) with
+// at least 68%, the sign flips and IPM/ALIE payloads (false nearly
+// everywhere) with near certainty. A lie confined to a few blocks is
+// caught with probability about m·(false blocks)/b per check (0.13% a
+// block at the defaults: 4 of 3,181); it can hide values in the residual
+// that later rounds send. The chunk scales of the quantization are not
+// checked (each is a mean over a whole chunk); a false scale is carried
+// by the residual, which is checked. What escapes is bounded like any
+// update by the aggregation rule (centered clipping: the median update's
+// norm over n per round) and the norm bound.
+//
 // Detection. With rate p, k challengers drawn without replacement from
-// the m other authors of whom c collude, a cheating update whose cheat the
-// drawn segment or the payload's link shows is caught with probability
-// p·(1 − C(c,k)/C(m,k)); a cheater that starts cheating in round s is
-// excluded by round s+10 if one of its updates of rounds s..s+7 is caught
-// (a verdict is decided one or two rounds after the update), so with
-// probability 1 − (1 − p·(1 − C(c,k)/C(m,k)))^8: 99.6% at the defaults
-// (p = 0.5, k = 2) with no colluder or one (n = 6), 99.5% with two of
-// nine (n = 10). Checks cost p·k/S of the training (S segments per
-// round, 16 by default): 6.25% after probation, 9.4% during it.
+// the m other authors of whom c collude, a checked cheat is caught with
+// probability p·(1 − C(c,k)/C(m,k)) per update (times the sampling's
+// share above for a payload lie confined to a few residual blocks); a
+// cheater that starts cheating in round s is excluded by round s+10 if
+// one of its updates of rounds s..s+7 is caught (a verdict is decided one
+// or two rounds after the update), so with probability
+// 1 − (1 − p·(1 − C(c,k)/C(m,k)))^8: 99.6% at p = 0.5, k = 1 with no
+// colluder; with one colluder of five (n = 6) 98.3%, of nine (n = 10)
+// 99.0%; during probation (p = 0.75) above 99.9%. Checks cost p·k rounds
+// of re-execution per round of training (a check costs about what the
+// round cost to train): 50% after probation, 75% during it, at k = 1
+// (benchmarks/README.md, "Affordable checks").
 //
 // # Equivocation and spam
 //

@@ -460,7 +460,7 @@ func TestVerdictsAndEvidence(t *testing.T) {
 		}
 		id := k.update
 		ch = &id
-		drawn.peer, drawn.challenger, drawn.seg = PeerID(c.Peer), PeerID(c.Challenger), c.Segment
+		drawn.peer, drawn.challenger, drawn.seg = PeerID(c.Peer), PeerID(c.Challenger), int(id[0])%f.spec.Segments()
 		break
 	}
 	if ch == nil {
@@ -1029,13 +1029,14 @@ func TestFalseVerdicts(t *testing.T) {
 		}
 	}
 	u := rec.updates[Hash(d.Update)]
-	lo, hi := f.spec.SegmentSteps(d.Segment)
-	ans := &Answer{Round: 0, Update: Hash(d.Update), Segment: d.Segment, Leaves: make([]Hash, hi-lo)}
-	ans.Leaves[len(ans.Leaves)-1] = u.Segments[d.Segment]
+	seg := f.spec.Segments() / 2 // the segment the challenger says missed its root
+	lo, hi := f.spec.SegmentSteps(seg)
+	ans := &Answer{Round: 0, Update: Hash(d.Update), Segment: seg, Leaves: make([]Hash, hi-lo)}
+	ans.Leaves[len(ans.Leaves)-1] = u.Segments[seg]
 	ans.Sig = testSign(accused)(AnswerSignBytes(f.run(), ans))
-	step := &VerdictMsg{Round: 0, Update: Hash(d.Update), Accused: accused, Segment: d.Segment, From: accuser, Reason: "made up", Fault: FaultStep, Step: lo + 1, Answer: ans}
+	step := &VerdictMsg{Round: 0, Update: Hash(d.Update), Accused: accused, Segment: seg, From: accuser, Reason: "made up", Fault: FaultStep, Step: lo + 1, Answer: ans}
 	step.Sig = testSign(accuser)(VerdictSignBytes(f.run(), step))
-	undrawn := &VerdictMsg{Round: 0, Update: Hash(d.Update), Accused: accused, Segment: d.Segment, From: liar, Reason: "made up", Fault: FaultSilent}
+	undrawn := &VerdictMsg{Round: 0, Update: Hash(d.Update), Accused: accused, Segment: seg, From: liar, Reason: "made up", Fault: FaultSilent}
 	undrawn.Sig = testSign(liar)(VerdictSignBytes(f.run(), undrawn))
 	// An answer the accused never signed makes the verdict a lie on its face.
 	forgedAns := *ans

@@ -237,7 +237,7 @@ type scenarioResult struct {
 // honestPass: every update in the simulation is honest work, so an honest
 // challenger passes it, a quarter of a training time later.
 func honestPass(sn *simnet.Net, i int, d consensus.Decided, ch spot.Challenge) (*consensus.VerdictMsg, time.Duration) {
-	return &consensus.VerdictMsg{Round: d.Round, Update: ch.Update, Accused: consensus.PeerID(ch.Peer), Segment: ch.Segment, Pass: true}, sn.TrainTime / 4
+	return &consensus.VerdictMsg{Round: d.Round, Update: ch.Update, Accused: consensus.PeerID(ch.Peer), Segment: sn.Spec.Segments() - 1, Pass: true}, sn.TrainTime / 4
 }
 
 // runScenario runs one seed of a strategy with n founders (f of them

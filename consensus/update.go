@@ -19,11 +19,11 @@ type Update struct {
 	Loss    float32 // mean training loss of the inner steps
 	Payload []byte  // gossip/compress message
 
-	// Commitments to the work behind the payload (see trainer.Judge): the
+	// Commitments to the work behind the payload (see trainer.Check): the
 	// batch-order seed (RoundSeed of the round and author), the hash of the
 	// trainer's state after every verify.segment inner steps, the last one
-	// the final state, and the hashes of the error-feedback residual before
-	// and after this payload was encoded.
+	// the final state, and the Merkle roots (trainer.ResidualRoot) of the
+	// error-feedback residual before and after this payload was encoded.
 	Seed        uint64
 	Segments    []Hash
 	ResidualIn  Hash

@@ -51,6 +51,7 @@ func (r Ruling) String() string {
 type RefereeRequest struct {
 	Verdict *VerdictMsg
 	Update  *Update
+	Beacon  Hash // of the verdict's round: it drew the residual blocks a link claim rests on
 }
 
 // SpotPolicy returns the run's challenge policy.
@@ -59,7 +60,7 @@ func (e *Engine) SpotPolicy() spot.Policy { return SpotPolicyOf(e.spec) }
 // SpotPolicyOf returns a spec's challenge policy.
 func SpotPolicyOf(spec runspec.Spec) spot.Policy {
 	v := spec.Verify
-	return spot.Policy{Rate: v.Rate, NewcomerRate: v.NewcomerRate, Segments: spec.Segments(), Challengers: v.Challengers}
+	return spot.Policy{Rate: v.Rate, NewcomerRate: v.NewcomerRate, Challengers: v.Challengers}
 }
 
 // Draw returns the beacon of a decided value and the challenges it draws:
@@ -134,9 +135,9 @@ func (e *Engine) decidedVerdict(k verdictKey) bool {
 }
 
 // checkDraw checks a verdict against the draw of its round: the beacon
-// drew that update, that challenger and that segment, and a failure's
-// answer is the accused's signed answer to that challenge, with a step
-// inside the segment. A signed verdict that fails it is a lie its signer
+// drew that update and that challenger, and a failure's answer is the
+// accused's signed answer on the verdict's segment (the first that missed
+// its root, which the challenger found), with a step inside it. A signed verdict that fails it is a lie its signer
 // told (see StepVerdict). It needs the round in the history.
 func (e *Engine) checkDraw(x *VerdictMsg, rec *record) error {
 	ch, ok := rec.draws[drawKey{x.Update, x.From}]
@@ -145,8 +146,8 @@ func (e *Engine) checkDraw(x *VerdictMsg, rec *record) error {
 		return fmt.Errorf("the beacon of round %d did not draw %s to check update %s", x.Round, x.From, x.Update.Short())
 	case PeerID(ch.Peer) != x.Accused:
 		return fmt.Errorf("update %s of round %d is %s's", x.Update.Short(), x.Round, ch.Peer)
-	case ch.Segment != x.Segment:
-		return fmt.Errorf("the beacon drew segment %d, not %d", ch.Segment, x.Segment)
+	case x.Segment >= e.spec.Segments():
+		return fmt.Errorf("segment %d of %d", x.Segment, e.spec.Segments())
 	}
 	if a := x.Answer; a != nil {
 		if a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment || !e.checkSig(x.Accused, AnswerSignBytes(e.run, a), a.Sig) {
@@ -295,7 +296,7 @@ func (e *Engine) intake(x *VerdictMsg) Decision {
 			e.rule(x, Overturned)
 		default:
 			e.rulings[k] = Pending
-			e.referee = append(e.referee, RefereeRequest{Verdict: x, Update: u})
+			e.referee = append(e.referee, RefereeRequest{Verdict: x, Update: u, Beacon: rec.beacon})
 		}
 		e.logf("round %d: %s says %s failed the challenge of its round-%d update (segment %d, %s): %s; %s", e.round, x.From, x.Accused, x.Round, x.Segment, x.Fault, x.Reason, e.rulings[k])
 	}

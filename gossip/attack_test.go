@@ -28,12 +28,12 @@ import (
 
 type stubServer struct{ spec runspec.Spec }
 
-func (s stubServer) Spec() []byte                                          { return s.spec.Canonical() }
-func (s stubServer) State(consensus.Hash) (consensus.State, bool)          { return consensus.State{}, false }
-func (s stubServer) Updates(ids []consensus.Hash) [][]byte                 { return nil }
-func (s stubServer) Proof(uint64) *consensus.Proof                         { return &consensus.Proof{} }
-func (s stubServer) Blob(BlobRequest) (*trainer.Snapshot, []float32, bool) { return nil, nil, false }
-func (s stubServer) Evidence(uint64, consensus.Hash, int) (trainer.Evidence, error) {
+func (s stubServer) Spec() []byte                                 { return s.spec.Canonical() }
+func (s stubServer) State(consensus.Hash) (consensus.State, bool) { return consensus.State{}, false }
+func (s stubServer) Updates(ids []consensus.Hash) [][]byte        { return nil }
+func (s stubServer) Proof(uint64) *consensus.Proof                { return &consensus.Proof{} }
+func (s stubServer) Blob(BlobRequest) (*trainer.Snapshot, bool)   { return nil, false }
+func (s stubServer) Evidence(uint64, consensus.Hash, []int) (trainer.Evidence, error) {
 	return trainer.Evidence{}, errors.New("no evidence held")
 }
 func (s stubServer) Answer(uint64, consensus.Hash, int) (*consensus.Answer, error) {

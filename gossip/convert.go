@@ -554,3 +554,16 @@ func StateFromPB(x *pb.State, d int) (consensus.State, error) {
 	}
 	return st, st.Members.Validate(st.Round)
 }
+
+// floatsUpTo decodes at most n little-endian float32 (a residual block,
+// the last one shorter).
+func floatsUpTo(b []byte, n int) ([]float32, error) {
+	if len(b)%4 != 0 || len(b) > 4*n {
+		return nil, fmt.Errorf("%w: block of %d bytes, want a multiple of 4 up to %d", ErrWire, len(b), 4*n)
+	}
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v, nil
+}

@@ -8,7 +8,6 @@ import (
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/consensus"
-	"github.com/vtrain/vtrain/trainer"
 	"github.com/vtrain/vtrain/verify/ledger"
 )
 
@@ -67,28 +66,35 @@ func TestTrafficCategories(t *testing.T) {
 
 // TestTrafficOfSync: both ends of a challenge's evidence fetch count the
 // same bytes, as evidence, and they are the evidence's size and a little
-// framing.
+// framing: a few kilobytes for the openings, the model's size more for a
+// final state (runs with a tolerance).
 func TestTrafficOfSync(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	spec := testSpec(t)
 	m, _ := spec.ModelSpec()
 	d := m.NumParams()
-	vec := func() []float32 { return make([]float32, d) }
-	ev := trainer.Evidence{Final: trainer.Snapshot{Step: 20, Params: vec()}, ResidualIn: vec()}
+	blocks := []int{1, 2, 5, 8}
+	ev := evidenceOf(t, spec, blocks)
 	a := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, evidenceServer{stubServer{spec}, ev})
 	b := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
 	if _, err := b.Connect(ctx, a.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{9}, 1); err != nil {
+	if _, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{9}, blocks); err != nil {
 		t.Fatal(err)
 	}
 	sa, sb := a.Stats().Traffic, b.Stats().Traffic
 	if sa.Out[BytesEvidence] != sb.In[BytesEvidence] || sa.In[BytesEvidence] != sb.Out[BytesEvidence] {
 		t.Fatalf("server out %d in %d, client in %d out %d", sa.Out[BytesEvidence], sa.In[BytesEvidence], sb.In[BytesEvidence], sb.Out[BytesEvidence])
 	}
-	if n := sb.In[BytesEvidence]; n < uint64(8*d) || n > uint64(8*d+1024) {
-		t.Fatalf("evidence of two %d-value vectors counted as %d bytes", d, n)
+	// The final state's parameters (4d) and the openings: 4 values and two
+	// paths of 32-byte hashes per block.
+	var want int
+	for _, op := range ev.Openings {
+		want += 4*len(op.In) + 32*(len(op.InPath)+len(op.OutPath))
+	}
+	if n := sb.In[BytesEvidence]; n < uint64(4*d+want) || n > uint64(4*d+want+1024) {
+		t.Fatalf("evidence of a %d-value state and %d bytes of openings counted as %d bytes", d, want, n)
 	}
 }

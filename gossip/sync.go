@@ -37,7 +37,7 @@ const (
 // challenge's evidence, or a proof.
 func (t *Transport) maxResponse() int {
 	m, _ := t.spec.ModelSpec()
-	return max(8*m.NumParams()+maxFetch*t.spec.Rounds.MaxMessage, maxEvidence(m.NumParams()), maxProof) + runspec.MaxSpecBytes + 1<<20
+	return max(8*m.NumParams()+maxFetch*t.spec.Rounds.MaxMessage, t.maxEvidence(m.NumParams()), maxProof) + runspec.MaxSpecBytes + 1<<20
 }
 
 // maxProof bounds a proof of certified decisions.
@@ -45,9 +45,13 @@ const maxProof = 16 << 20
 
 const maxFetch = 64
 
-// maxEvidence bounds a challenge response: three snapshots (parameters and
-// up to four optimizer buffers each) and a residual.
-func maxEvidence(d int) int { return 3*(5*4*d+1<<10) + 4*d + 1<<10 }
+// maxEvidence bounds a challenge response: a light snapshot and
+// verify.openings residual blocks with their two paths (a snapshot with up
+// to four optimizer buffers, for a blob).
+func (t *Transport) maxEvidence(d int) int {
+	v := t.spec.Verify
+	return 5*4*d + 1<<10 + v.Openings*(4*v.ResidualBlock+2*64*(32+2)+64)
+}
 
 func writeMsg(w io.Writer, m proto.Message) error {
 	b, err := proto.Marshal(m)
@@ -147,12 +151,20 @@ func (t *Transport) serveSync(s network.Stream) {
 			resp.Evidence = &pb.Evidence{Answer: answerPB(a)}
 			break
 		}
-		ev, err := t.server.Evidence(w.Segment.Round, id, int(w.Segment.Segment))
+		if len(w.Segment.Blocks) > t.spec.Verify.Openings {
+			resp.Error = fmt.Sprintf("%d residual blocks asked, the run opens %d", len(w.Segment.Blocks), t.spec.Verify.Openings)
+			break
+		}
+		blocks := make([]int, len(w.Segment.Blocks))
+		for i, b := range w.Segment.Blocks {
+			blocks[i] = int(b)
+		}
+		ev, err := t.server.Evidence(w.Segment.Round, id, blocks)
 		if err != nil {
 			resp.Error = err.Error()
 			break
 		}
-		resp.Evidence = &pb.Evidence{Start: snapshotPB(ev.Start), End: snapshotPB(ev.End), Final: snapshotPB(&ev.Final), Residual: floatsToBytes(ev.ResidualIn)}
+		resp.Evidence = &pb.Evidence{Final: snapshotPB(ev.Final), Openings: openingsPB(ev.Openings)}
 	case *pb.SyncRequest_Blob:
 		if string(req.Run) != string(t.run[:]) {
 			resp.Error = "wrong run"
@@ -164,16 +176,16 @@ func (t *Transport) serveSync(s network.Stream) {
 			break
 		}
 		id, err := hash32(w.Blob.Update, "update ID")
-		if err != nil || w.Blob.Step < -1 || w.Blob.Step > 1<<30 {
+		if err != nil || w.Blob.Step < 0 || w.Blob.Step > 1<<30 {
 			resp.Error = "malformed blob request"
 			break
 		}
-		snap, vec, ok := t.server.Blob(BlobRequest{Hash: h, Round: w.Blob.Round, Update: id, Step: int(w.Blob.Step)})
+		snap, ok := t.server.Blob(BlobRequest{Hash: h, Round: w.Blob.Round, Update: id, Step: int(w.Blob.Step)})
 		if !ok {
 			resp.Error = "not held"
 			break
 		}
-		resp.Snapshot, resp.Vector = snapshotPB(snap), floatsToBytes(vec)
+		resp.Snapshot = snapshotPB(snap)
 	case *pb.SyncRequest_Updates:
 		if string(req.Run) != string(t.run[:]) {
 			resp.Error = "wrong run"
@@ -393,34 +405,76 @@ func snapshotFromPB(s *pb.Snapshot, d int) (*trainer.Snapshot, error) {
 // such thing), not a failure to reach it.
 var ErrRefused = errors.New("gossip: refused")
 
-// FetchEvidence asks the challenged peer p for the evidence behind segment
-// seg of its update id of round. Judging it is trainer.Judge's.
-func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
-	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Segment{Segment: &pb.SegmentRequest{Round: round, Update: id[:], Segment: uint32(seg)}}})
+// FetchEvidence asks p (the challenged peer, or a challenger that kept
+// them) for the evidence behind update id of round: the residual blocks
+// opened, and in runs with a tolerance the final state. It checks the
+// shape only; judging it is trainer.Check's.
+func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, id consensus.Hash, blocks []int) (trainer.Evidence, error) {
+	req := &pb.SegmentRequest{Round: round, Update: id[:]}
+	for _, b := range blocks {
+		req.Blocks = append(req.Blocks, uint32(b))
+	}
+	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Segment{Segment: req}})
 	if err != nil {
 		return trainer.Evidence{}, err
 	}
-	if resp.Evidence == nil || resp.Evidence.Final == nil {
+	if resp.Evidence == nil {
 		return trainer.Evidence{}, fmt.Errorf("%w: %s answered without evidence", ErrWire, p.ShortString())
 	}
 	m, _ := t.spec.ModelSpec()
-	d := m.NumParams()
 	var ev trainer.Evidence
-	if ev.Start, err = snapshotFromPB(resp.Evidence.Start, d); err != nil {
+	if ev.Final, err = snapshotFromPB(resp.Evidence.Final, m.NumParams()); err != nil {
 		return ev, err
 	}
-	if ev.End, err = snapshotFromPB(resp.Evidence.End, d); err != nil {
-		return ev, err
+	if len(resp.Evidence.Openings) > len(blocks) {
+		return ev, fmt.Errorf("%w: %s opened %d residual blocks, %d asked", ErrWire, p.ShortString(), len(resp.Evidence.Openings), len(blocks))
 	}
-	fin, err := snapshotFromPB(resp.Evidence.Final, d)
-	if err != nil {
-		return ev, err
-	}
-	ev.Final = *fin
-	if ev.ResidualIn, err = bytesToFloats(resp.Evidence.Residual, d); err != nil {
-		return ev, err
+	for _, o := range resp.Evidence.Openings {
+		op := trainer.Opening{Block: int(o.Block)}
+		if op.In, err = floatsUpTo(o.Values, t.spec.Verify.ResidualBlock); err != nil {
+			return ev, err
+		}
+		if op.InPath, err = pathFromPB(o.InPath); err != nil {
+			return ev, err
+		}
+		if op.OutPath, err = pathFromPB(o.OutPath); err != nil {
+			return ev, err
+		}
+		ev.Openings = append(ev.Openings, op)
 	}
 	return ev, nil
+}
+
+// openingsPB is the wire form of residual openings.
+func openingsPB(ops []trainer.Opening) []*pb.Opening {
+	var out []*pb.Opening
+	for _, op := range ops {
+		o := &pb.Opening{Block: uint32(op.Block), Values: floatsToBytes(op.In)}
+		for _, h := range op.InPath {
+			o.InPath = append(o.InPath, h[:])
+		}
+		for _, h := range op.OutPath {
+			o.OutPath = append(o.OutPath, h[:])
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// pathFromPB reads an inclusion path: at most 64 hashes of 32 bytes.
+func pathFromPB(p [][]byte) ([]consensus.Hash, error) {
+	if len(p) > 64 {
+		return nil, fmt.Errorf("%w: an inclusion path of %d hashes", ErrWire, len(p))
+	}
+	out := make([]consensus.Hash, len(p))
+	for i, b := range p {
+		h, err := hash32(b, "path hash")
+		if err != nil {
+			return nil, err
+		}
+		out[i] = h
+	}
+	return out, nil
 }
 
 // FetchAnswer asks the challenged peer p for its signed step hashes of
@@ -437,25 +491,19 @@ func (t *Transport) FetchAnswer(ctx context.Context, p peer.ID, round uint64, id
 	return answerFromPB(resp.Evidence.Answer, round, id, seg)
 }
 
-// FetchBlob asks p for a snapshot or a residual by hash (see Server.Blob),
-// for a referee. It checks nothing but the shape: the caller checks that
-// what came hashes to h.
-func (t *Transport) FetchBlob(ctx context.Context, p peer.ID, b BlobRequest) (*trainer.Snapshot, []float32, error) {
+// FetchBlob asks p for a snapshot by hash (see Server.Blob), for a
+// referee. It checks nothing but the shape: the caller checks that what
+// came hashes to h.
+func (t *Transport) FetchBlob(ctx context.Context, p peer.ID, b BlobRequest) (*trainer.Snapshot, error) {
 	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Blob{Blob: &pb.BlobRequest{Hash: b.Hash[:], Round: b.Round, Update: b.Update[:], Step: int64(b.Step)}}})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	if resp.Snapshot == nil {
+		return nil, fmt.Errorf("%w: %s answered without the blob", ErrWire, p.ShortString())
 	}
 	m, _ := t.spec.ModelSpec()
-	d := m.NumParams()
-	if resp.Snapshot != nil {
-		s, err := snapshotFromPB(resp.Snapshot, d)
-		return s, nil, err
-	}
-	if len(resp.Vector) == 0 {
-		return nil, nil, fmt.Errorf("%w: %s answered without the blob", ErrWire, p.ShortString())
-	}
-	v, err := bytesToFloats(resp.Vector, d)
-	return nil, v, err
+	return snapshotFromPB(resp.Snapshot, m.NumParams())
 }
 
 // Discover asks up to three connected peers which peers they know and

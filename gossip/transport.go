@@ -42,19 +42,19 @@ type Server interface {
 	State(h consensus.Hash) (consensus.State, bool)
 	// Updates returns the signed messages of the updates with these IDs.
 	Updates(ids []consensus.Hash) [][]byte
-	// Evidence returns what backs segment seg of this peer's update id of
-	// round, for a challenger.
-	Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error)
+	// Evidence returns what backs this peer's update id of round for a
+	// challenger that opens these residual blocks (or, from a challenger,
+	// the openings it kept for referees).
+	Evidence(round uint64, id consensus.Hash, blocks []int) (trainer.Evidence, error)
 	// Answer returns this peer's signed hashes of its state after each
 	// step of that segment, for a challenger whose re-execution missed the
 	// segment's root (or a referee).
 	Answer(round uint64, id consensus.Hash, seg int) (*consensus.Answer, error)
 	// Proof returns the certified decisions a peer at round needs.
 	Proof(round uint64) *consensus.Proof
-	// Blob returns what a referee needs to check a dispute on update of
-	// round, by hash: a trainer snapshot (at inner step step), or a
-	// residual vector (step -1).
-	Blob(b BlobRequest) (*trainer.Snapshot, []float32, bool)
+	// Blob returns a state a referee needs to check a dispute on update of
+	// round, by hash: a trainer snapshot at inner step step.
+	Blob(b BlobRequest) (*trainer.Snapshot, bool)
 }
 
 // BlobRequest names what a referee asks for (see Server.Blob).

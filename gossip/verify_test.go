@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/consensus"
+	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
 )
 
@@ -115,8 +116,8 @@ func (s *syncServer) State(h consensus.Hash) (consensus.State, bool) {
 }
 
 func (s *syncServer) Proof(uint64) *consensus.Proof { return s.proof }
-func (s *syncServer) Blob(BlobRequest) (*trainer.Snapshot, []float32, bool) {
-	return nil, nil, false
+func (s *syncServer) Blob(BlobRequest) (*trainer.Snapshot, bool) {
+	return nil, false
 }
 
 func (s *syncServer) Updates(ids []consensus.Hash) [][]byte {
@@ -131,20 +132,18 @@ type evidenceServer struct {
 	ev trainer.Evidence
 }
 
-func (s evidenceServer) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
-	if round != 2 || id != (consensus.Hash{9}) || seg != 1 {
-		return trainer.Evidence{}, errors.New("no such segment")
+func (s evidenceServer) Evidence(round uint64, id consensus.Hash, blocks []int) (trainer.Evidence, error) {
+	if round != 2 || id != (consensus.Hash{9}) || len(blocks) != len(s.ev.Openings) {
+		return trainer.Evidence{}, errors.New("no such update")
 	}
 	return s.ev, nil
 }
 
-// TestFetchEvidence: a challenger fetches the evidence behind a segment
-// over a real libp2p stream; a peer that holds none refuses, which the
-// challenger can tell from a peer it cannot reach.
-func TestFetchEvidence(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	spec := testSpec(t)
+// evidenceOf is what a challenged peer of a spec's model answers: its
+// residual opened on blocks (the last one shorter), and in runs with a
+// tolerance its light final state.
+func evidenceOf(t *testing.T, spec runspec.Spec, blocks []int) trainer.Evidence {
+	t.Helper()
 	m, _ := spec.ModelSpec()
 	d := m.NumParams()
 	vec := func(x float32) []float32 {
@@ -154,28 +153,46 @@ func TestFetchEvidence(t *testing.T) {
 		}
 		return v
 	}
-	ev := trainer.Evidence{
-		Start: &trainer.Snapshot{Step: 5, Params: vec(1), Opt: map[string][]float32{"m": vec(2), "v": vec(3)}, OptSteps: 5},
-		// The final state goes light: its parameters and the buffers' digest.
-		Final:      (&trainer.Snapshot{Step: 20, Params: vec(4), Opt: map[string][]float32{"m": vec(5), "v": vec(6)}, OptSteps: 20}).Light(),
-		ResidualIn: vec(7),
+	ops, err := trainer.Open(spec, vec(7), vec(8), blocks)
+	if err != nil {
+		t.Fatal(err)
 	}
+	// The final state goes light: its parameters and the buffers' digest.
+	fin := (&trainer.Snapshot{Step: 20, Params: vec(4), Opt: map[string][]float32{"m": vec(5), "v": vec(6)}, OptSteps: 20}).Light()
+	return trainer.Evidence{Final: &fin, Openings: ops}
+}
+
+// TestFetchEvidence: a challenger fetches the evidence behind an update
+// over a real libp2p stream; a peer that holds none refuses, which the
+// challenger can tell from a peer it cannot reach; asking more blocks
+// than the run opens is refused.
+func TestFetchEvidence(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(t)
+	m, _ := spec.ModelSpec()
+	last := trainer.ResidualBlocks(spec, m.NumParams()) - 1
+	blocks := []int{0, 3, last}
+	ev := evidenceOf(t, spec, blocks)
 	a := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, evidenceServer{stubServer{spec}, ev})
 	b := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
 	if _, err := b.Connect(ctx, a.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{9}, 1)
+	got, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{9}, blocks)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, ev) {
 		t.Fatal("evidence changed on the way")
 	}
-	if _, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{9}, 0); !errors.Is(err, ErrRefused) {
-		t.Fatalf("a segment the peer does not hold: %v, want a refusal", err)
+	if _, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{8}, blocks); !errors.Is(err, ErrRefused) {
+		t.Fatalf("an update the peer does not hold: %v, want a refusal", err)
 	}
-	if _, err := a.FetchEvidence(ctx, b.ID(), 2, consensus.Hash{9}, 1); !errors.Is(err, ErrRefused) {
+	if _, err := b.FetchEvidence(ctx, a.ID(), 2, consensus.Hash{9}, make([]int, spec.Verify.Openings+1)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("more blocks than the run opens: %v, want a refusal", err)
+	}
+	if _, err := a.FetchEvidence(ctx, b.ID(), 2, consensus.Hash{9}, blocks); !errors.Is(err, ErrRefused) {
 		t.Fatalf("a peer without evidence: %v, want a refusal", err)
 	}
 }

@@ -86,11 +86,11 @@ func (s attackServer) Updates([]consensus.Hash) [][]byte { return nil }
 func (s attackServer) Answer(uint64, consensus.Hash, int) (*consensus.Answer, error) {
 	return nil, errors.New("no evidence")
 }
-func (s attackServer) Evidence(uint64, consensus.Hash, int) (trainer.Evidence, error) {
+func (s attackServer) Evidence(uint64, consensus.Hash, []int) (trainer.Evidence, error) {
 	return trainer.Evidence{}, errors.New("no evidence")
 }
-func (s attackServer) Blob(gossip.BlobRequest) (*trainer.Snapshot, []float32, bool) {
-	return nil, nil, false
+func (s attackServer) Blob(gossip.BlobRequest) (*trainer.Snapshot, bool) {
+	return nil, false
 }
 func (s attackServer) Proof(round uint64) *consensus.Proof {
 	c := s.a.hijackCommit(s.a.round.Load())

@@ -236,7 +236,7 @@ func sign(x float32) float32 {
 
 // collude makes a colluding challenger's finding a pass, whatever it
 // found; accuse makes an accuser's a made-up step dispute.
-func (n *node) collude(f *trainer.Finding, round uint64, seg int, ask func() *consensus.Answer) {
+func (n *node) collude(f *trainer.Finding, round uint64, ask func(seg int) *consensus.Answer) {
 	switch n.acts(round) {
 	case "collude":
 		*f = trainer.Finding{}
@@ -244,12 +244,13 @@ func (n *node) collude(f *trainer.Finding, round uint64, seg int, ask func() *co
 		if f.Fault != consensus.FaultNone {
 			return
 		}
-		a := ask()
+		seg := int(round) % n.spec.Segments()
+		a := ask(seg)
 		if a == nil {
 			return
 		}
 		lo, _ := trainer.SegmentSteps(n.spec, seg)
-		*f = trainer.Finding{Fault: consensus.FaultStep, Step: lo + 1, Answer: a, Reason: fmt.Sprintf("%v: step %d does not follow (made up)", trainer.ErrChallenge, lo+1)}
+		*f = trainer.Finding{Fault: consensus.FaultStep, Segment: seg, Step: lo + 1, Answer: a, Reason: fmt.Sprintf("%v: step %d does not follow (made up)", trainer.ErrChallenge, lo+1)}
 	}
 }
 

@@ -46,10 +46,10 @@ func TestBlobServesOnlySignedStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	ask := gossip.BlobRequest{Hash: st.Hash(), Round: 0, Update: id, Step: step}
-	if s, _, ok := n.Blob(ask); ok || s != nil {
+	if s, ok := n.Blob(ask); ok || s != nil {
 		t.Fatal("a state of a step the node never signed was recomputed for whoever asked")
 	}
-	if s, _, ok := n.Blob(gossip.BlobRequest{Hash: starts[seg].Hash(), Update: id, Step: 4}); !ok || s.Hash() != starts[seg].Hash() {
+	if s, ok := n.Blob(gossip.BlobRequest{Hash: starts[seg].Hash(), Update: id, Step: 4}); !ok || s.Hash() != starts[seg].Hash() {
 		t.Fatal("a segment's start state was not served")
 	}
 	leaves, err := trainer.AnswerLeaves(spec, starts[seg], seg, rep)
@@ -57,11 +57,11 @@ func TestBlobServesOnlySignedStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev.answers = map[int]*consensus.Answer{seg: {Round: 0, Update: id, Segment: seg, Leaves: leaves}}
-	if s, _, ok := n.Blob(ask); !ok || s.Hash() != st.Hash() {
+	if s, ok := n.Blob(ask); !ok || s.Hash() != st.Hash() {
 		t.Fatal("the state behind a signed step hash was not served")
 	}
 	ask.Hash[0] ^= 1
-	if _, _, ok := n.Blob(ask); ok {
+	if _, ok := n.Blob(ask); ok {
 		t.Fatal("a made-up hash of a signed step was served")
 	}
 }

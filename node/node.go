@@ -146,6 +146,7 @@ type node struct {
 
 	evidence     map[consensus.Hash]*evidence // behind own updates (guarded by mu)
 	blobs        map[consensus.Hash]blob      // kept for referees as a challenger (guarded by mu)
+	openings     map[consensus.Hash]opened    // by update ID, kept for referees as a challenger (guarded by mu)
 	challenges   ChallengeStats               // guarded by mu
 	excluded     []Exclusion
 	admitted     []string
@@ -259,7 +260,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if slices.Contains(Outsiders, behave) {
 		return nil, runAttack(ctx, cfg, key)
 	}
-	n := &node{cfg: cfg, behave: behave, behaveFrom: behaveFrom, blobs: map[consensus.Hash]blob{}, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
+	n := &node{cfg: cfg, behave: behave, behaveFrom: behaveFrom, blobs: map[consensus.Hash]blob{}, openings: map[consensus.Hash]opened{}, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
 		states: map[consensus.Hash]consensus.State{}, raws: map[consensus.Hash][]byte{}, evidence: map[consensus.Hash]*evidence{},
 		witnessed: map[string]*ledger.SignedTreeHead{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
 	var join gossip.JoinInfo
@@ -523,6 +524,9 @@ func (n *node) submit(r trainResult) error {
 	u, err := n.enc.Update(r.req, r.work)
 	if err != nil {
 		return err
+	}
+	if r.ev != nil {
+		r.ev.kept = slices.Clone(n.enc.Residual())
 	}
 	u.From = n.self
 	n.tamper(u)

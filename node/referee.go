@@ -34,13 +34,14 @@ func (n *node) referee(ctx context.Context, req consensus.RefereeRequest, out ch
 		done.seconds = time.Since(start).Seconds()
 		out <- done
 	}()
-	if x.Fault == consensus.FaultSilent {
-		done.r, done.why = n.askAccused(ctx, x, u)
-		return
-	}
 	base := n.baseOf(x.Round)
 	if base == nil {
 		done.why = "the round's state is no longer held"
+		return
+	}
+	blocks := n.blocks(req.Beacon, x.Update, string(x.From), len(base))
+	if x.Fault == consensus.FaultSilent {
+		done.r, done.why = n.askAccused(ctx, x, u, blocks, len(base))
 		return
 	}
 	rep, err := trainer.NewReplayer(n.spec, x.Round, u.From, n.cfg.Data.Train, n.engineOpts()...)
@@ -48,7 +49,7 @@ func (n *node) referee(ctx context.Context, req consensus.RefereeRequest, out ch
 		done.why = err.Error()
 		return
 	}
-	r, err := trainer.Referee(n.spec, base, u, x, rep, n.fetchBlob(ctx, x))
+	r, err := trainer.Referee(n.spec, base, u, x, blocks, rep, n.fetchBlob(ctx, x), n.fetchOpenings(ctx, x, blocks))
 	done.r = r
 	if err != nil {
 		done.why = err.Error()
@@ -58,10 +59,10 @@ func (n *node) referee(ctx context.Context, req consensus.RefereeRequest, out ch
 // fetchBlob fetches states by hash for a referee: its own, else the
 // challenger's, else the accused's.
 func (n *node) fetchBlob(ctx context.Context, x *consensus.VerdictMsg) trainer.Fetch {
-	return func(h consensus.Hash, step int) (*trainer.Snapshot, []float32, error) {
+	return func(h consensus.Hash, step int) (*trainer.Snapshot, error) {
 		req := gossip.BlobRequest{Hash: h, Round: x.Round, Update: x.Update, Step: step}
-		if s, v, ok := n.Blob(req); ok {
-			return s, v, nil
+		if s, ok := n.Blob(req); ok {
+			return s, nil
 		}
 		var last error = errors.New("nobody to ask")
 		for _, p := range []consensus.PeerID{x.From, x.Accused} {
@@ -70,20 +71,49 @@ func (n *node) fetchBlob(ctx context.Context, x *consensus.VerdictMsg) trainer.F
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, n.spec.Verify.Timeout.Duration)
-			s, v, err := n.tr.FetchBlob(cctx, pid, req)
+			s, err := n.tr.FetchBlob(cctx, pid, req)
 			cancel()
 			// A light state (no optimizer buffers) hashes the same, but
 			// only the final one is never re-executed from: another
 			// source may have the whole state.
-			if err == nil && (s != nil && s.Hash() == h && (!s.IsLight() || step == n.spec.Inner.Steps) || v != nil && trainer.Hash(trainer.ParamHash(v)) == h) {
-				return s, v, nil
+			if err == nil && s != nil && s.Hash() == h && (!s.IsLight() || step == n.spec.Inner.Steps) {
+				return s, nil
 			}
 			if err == nil {
 				err = fmt.Errorf("%s served something else", p)
 			}
 			last = err
 		}
-		return nil, nil, last
+		return nil, last
+	}
+}
+
+// fetchOpenings fetches the residual blocks a link claim rests on for a
+// referee: its own (as the challenger), else the challenger's, else the
+// accused's; the first set that holds under the update's commitments.
+func (n *node) fetchOpenings(ctx context.Context, x *consensus.VerdictMsg, blocks []int) trainer.FetchOpenings {
+	return func() ([]trainer.Opening, error) {
+		var last error = errors.New("nobody to ask")
+		for _, p := range []consensus.PeerID{x.From, x.Accused} {
+			var ev trainer.Evidence
+			var err error
+			if p == n.self {
+				ev, err = n.Evidence(x.Round, x.Update, blocks)
+			} else {
+				pid, perr := peer.Decode(string(p))
+				if perr != nil {
+					continue
+				}
+				cctx, cancel := context.WithTimeout(ctx, n.spec.Verify.Timeout.Duration)
+				ev, err = n.tr.FetchEvidence(cctx, pid, x.Round, x.Update, blocks)
+				cancel()
+			}
+			if err == nil {
+				return ev.Openings, nil // the referee checks them
+			}
+			last = err
+		}
+		return nil, last
 	}
 }
 
@@ -93,7 +123,7 @@ func (n *node) fetchBlob(ctx context.Context, x *consensus.VerdictMsg) trainer.F
 // off; nobody is proven at fault); none, a refusal or an answer that does
 // not hold upholds it. Only when a quorum of voters upholds it does the
 // accused go: a challenger alone cannot fake silence.
-func (n *node) askAccused(ctx context.Context, x *consensus.VerdictMsg, u *consensus.Update) (consensus.Ruling, string) {
+func (n *node) askAccused(ctx context.Context, x *consensus.VerdictMsg, u *consensus.Update, blocks []int, d int) (consensus.Ruling, string) {
 	if x.Accused == n.self {
 		return consensus.Lapsed, "this node is the accused, and answers"
 	}
@@ -101,14 +131,14 @@ func (n *node) askAccused(ctx context.Context, x *consensus.VerdictMsg, u *conse
 	if err != nil {
 		return consensus.Upheld, "the accused is not a peer ID"
 	}
-	ev, err := n.fetchEvidence(ctx, pid, x.Round, x.Update, x.Segment)
+	ev, err := n.fetchEvidence(ctx, pid, x.Round, x.Update, blocks)
 	switch {
 	case ctx.Err() != nil:
 		return consensus.Lapsed, "stopped"
 	case err != nil:
 		return consensus.Upheld, fmt.Sprintf("no answer to this referee either: %v", err)
 	}
-	if err := trainer.CheckEvidence(n.spec, u, x.Segment, ev); err != nil {
+	if err := trainer.CheckEvidence(n.spec, u, d, blocks, ev); err != nil {
 		return consensus.Upheld, fmt.Sprintf("the accused's answer to this referee does not hold: %v", err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, n.spec.Verify.Timeout.Duration)

@@ -49,13 +49,14 @@ type ChallengeStats struct {
 }
 
 // evidence is what a node keeps behind one of its updates to answer its
-// challengers: the segment start states, the final state and the residual
-// it encoded with.
+// challengers and referees: the segment start states, the final state, and
+// the residual it encoded with and the one it kept.
 type evidence struct {
 	round    uint64
 	starts   []trainer.Snapshot
 	final    trainer.Snapshot
 	residual []float32
+	kept     []float32
 	answers  map[int]*consensus.Answer // signed, by segment (guarded by node.mu)
 }
 
@@ -67,6 +68,18 @@ const keptEvidence = 4
 // round, from memory or, after a restart, recomputed from the receipt on
 // disk.
 func (n *node) own(round uint64, id consensus.Hash, seg int) (*evidence, error) {
+	ev, err := n.ownUpdate(round, id)
+	if err != nil {
+		return nil, err
+	}
+	if seg < 0 || seg >= len(ev.starts) {
+		return nil, fmt.Errorf("no segment %d of an update of round %d", seg, round)
+	}
+	return ev, nil
+}
+
+// ownUpdate returns the evidence behind this node's update id of round.
+func (n *node) ownUpdate(round uint64, id consensus.Hash) (*evidence, error) {
 	n.mu.RLock()
 	ev := n.evidence[id]
 	n.mu.RUnlock()
@@ -76,30 +89,36 @@ func (n *node) own(round uint64, id consensus.Hash, seg int) (*evidence, error) 
 			return nil, err
 		}
 	}
-	if ev.round != round || seg < 0 || seg >= len(ev.starts) {
-		return nil, fmt.Errorf("no segment %d of an update of round %d", seg, round)
+	if ev.round != round {
+		return nil, fmt.Errorf("no update %s of round %d", id.Short(), round)
 	}
 	return ev, nil
 }
 
-// Evidence implements gossip.Server: the evidence behind segment seg of
-// this node's update id (see own).
-func (n *node) Evidence(round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
-	ev, err := n.own(round, id, seg)
+// Evidence implements gossip.Server: the residual blocks of this node's
+// update id that a challenger opens (and, in runs with a tolerance, the
+// final state, light: its hash still checks against the last root); or,
+// for another peer's update this node challenged, the openings it kept
+// for referees.
+func (n *node) Evidence(round uint64, id consensus.Hash, blocks []int) (trainer.Evidence, error) {
+	n.mu.RLock()
+	kept, ok := n.openings[id]
+	n.mu.RUnlock()
+	if ok && kept.round == round && slices.EqualFunc(kept.ops, blocks, func(o trainer.Opening, b int) bool { return o.Block == b }) {
+		return trainer.Evidence{Openings: kept.ops}, nil
+	}
+	ev, err := n.ownUpdate(round, id)
 	if err != nil {
 		return trainer.Evidence{}, err
 	}
-	// The payload's link needs the final parameters only: the final state
-	// goes light (its hash still checks against the last root).
-	out := trainer.Evidence{Final: ev.final.Light(), ResidualIn: ev.residual}
-	if seg > 0 {
-		out.Start = &ev.starts[seg]
+	ops, err := trainer.Open(n.spec, ev.residual, ev.kept, blocks)
+	if err != nil {
+		return trainer.Evidence{}, err
 	}
+	out := trainer.Evidence{Openings: ops}
 	if n.spec.Verify.Tolerance > 0 {
-		out.End = &ev.final
-		if seg+1 < len(ev.starts) {
-			out.End = &ev.starts[seg+1]
-		}
+		fin := ev.final.Light()
+		out.Final = &fin
 	}
 	n.mu.Lock()
 	n.challenges.Against++
@@ -153,29 +172,24 @@ func (n *node) engineOpts() []trainer.Option {
 	return nil
 }
 
-// Blob implements gossip.Server: a state or residual a referee needs, from
-// what this node kept as a challenger, or from its own evidence behind the
-// disputed update (a state it did not keep recomputed from its segment's
-// start).
-func (n *node) Blob(r gossip.BlobRequest) (*trainer.Snapshot, []float32, bool) {
+// Blob implements gossip.Server: a state a referee needs, from what this
+// node kept as a challenger, or from its own evidence behind the disputed
+// update (a state it did not keep recomputed from its segment's start).
+func (n *node) Blob(r gossip.BlobRequest) (*trainer.Snapshot, bool) {
 	n.mu.RLock()
 	b, ok := n.blobs[r.Hash]
 	ev := n.evidence[r.Update]
 	n.mu.RUnlock()
 	if ok {
-		return b.snap, b.vec, true
+		return b.snap, true
 	}
 	if ev == nil || ev.round != r.Round {
-		return nil, nil, false
+		return nil, false
 	}
 	switch {
-	case r.Step < 0:
-		if trainer.Hash(trainer.ParamHash(ev.residual)) == r.Hash {
-			return nil, ev.residual, true
-		}
 	case r.Step == n.spec.Inner.Steps:
 		if ev.final.Hash() == r.Hash {
-			return &ev.final, nil, true
+			return &ev.final, true
 		}
 	default:
 		// Recompute only a state this node signed as a step hash in an
@@ -185,48 +199,59 @@ func (n *node) Blob(r gossip.BlobRequest) (*trainer.Snapshot, []float32, bool) {
 		lo, _ := n.spec.SegmentSteps(seg)
 		if r.Step == lo {
 			if ev.starts[seg].Hash() == r.Hash {
-				return &ev.starts[seg], nil, true
+				return &ev.starts[seg], true
 			}
-			return nil, nil, false
+			return nil, false
 		}
 		n.mu.RLock()
 		a := ev.answers[seg]
 		n.mu.RUnlock()
 		if a == nil || r.Step-lo-1 >= len(a.Leaves) || a.Leaves[r.Step-lo-1] != r.Hash {
-			return nil, nil, false
+			return nil, false
 		}
 		rep, err := trainer.NewReplayer(n.spec, r.Round, n.self, n.cfg.Data.Train, n.engineOpts()...)
 		if err != nil {
-			return nil, nil, false
+			return nil, false
 		}
 		if s, err := trainer.StateAt(n.spec, ev.starts, r.Step, rep); err == nil && s.Hash() == r.Hash {
-			return &s, nil, true
+			return &s, true
 		}
 	}
-	return nil, nil, false
+	return nil, false
 }
 
-// blob is a state or residual kept for referees.
+// blob is a state kept for referees.
 type blob struct {
 	round uint64
 	snap  *trainer.Snapshot
-	vec   []float32
+}
+
+// opened is the residual blocks of another peer's update that this node
+// judged as its challenger, kept for referees.
+type opened struct {
+	round uint64
+	ops   []trainer.Opening
 }
 
 // keepBlobs files what a finding's referees will ask for.
-func (n *node) keepBlobs(round uint64, f trainer.Finding) {
+func (n *node) keepBlobs(round uint64, id consensus.Hash, f trainer.Finding) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for i := range f.Keep {
 		s := f.Keep[i]
 		n.blobs[s.Hash()] = blob{round: round, snap: &s}
 	}
-	for _, v := range f.KeepVec {
-		n.blobs[trainer.Hash(trainer.ParamHash(v))] = blob{round: round, vec: v}
+	if f.KeepOpenings != nil {
+		n.openings[id] = opened{round: round, ops: f.KeepOpenings}
 	}
 	for h, b := range n.blobs {
 		if b.round+2*keptEvidence < round {
 			delete(n.blobs, h)
+		}
+	}
+	for h, o := range n.openings {
+		if o.round+2*keptEvidence < round {
+			delete(n.openings, h)
 		}
 	}
 }
@@ -287,6 +312,9 @@ func (n *node) recompute(round uint64, id consensus.Hash) (*evidence, error) {
 		return nil, err
 	}
 	ev.residual = res.Data
+	if _, ev.kept, err = trainer.Link(n.spec, base.Data, ev.final.Params, ev.residual); err != nil {
+		return nil, err
+	}
 	n.mu.Lock()
 	n.evidence[id] = ev
 	n.mu.Unlock()
@@ -315,10 +343,11 @@ type verdictDone struct {
 }
 
 // challenge runs a challenge this node was drawn for: it fetches the
-// evidence from the accused (retrying until verify.timeout), re-executes
-// the segment and judges it.
+// residual blocks the beacon drew from the accused (retrying until
+// verify.timeout), re-executes the round and judges it.
 func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Challenge, base []float32, u *consensus.Update, out chan<- verdictDone) {
-	v := &consensus.VerdictMsg{Round: res.Round, Update: consensus.Hash(c.Update), Accused: consensus.PeerID(c.Peer), Segment: c.Segment}
+	S := n.spec.Segments()
+	v := &consensus.VerdictMsg{Round: res.Round, Update: consensus.Hash(c.Update), Accused: consensus.PeerID(c.Peer), Segment: S - 1}
 	done := verdictDone{v: v}
 	defer func() { out <- done }()
 	if n.acts(res.Round) == "collude" {
@@ -330,7 +359,8 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		v.Fault, v.Reason = consensus.FaultSilent, "accused is not a peer ID"
 		return
 	}
-	ev, err := n.fetchEvidence(ctx, pid, res.Round, consensus.Hash(c.Update), c.Segment)
+	blocks := n.blocks(res.Beacon, c.Update, c.Challenger, len(base))
+	ev, err := n.fetchEvidence(ctx, pid, res.Round, consensus.Hash(c.Update), blocks)
 	if ctx.Err() != nil {
 		done.v = nil
 		return
@@ -343,18 +373,18 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		v.Fault, v.Reason = consensus.FaultSilent, fmt.Sprintf("%v: no answer within %v: %v", trainer.ErrChallenge, n.spec.Verify.Timeout.Duration, err)
 		return
 	}
-	// The signed step hashes, asked for only if the segment misses its
-	// root (and only once).
+	// The signed step hashes of a segment that missed its root, asked for
+	// only then (and only once).
 	asked := false
-	ask := func() *consensus.Answer {
+	ask := func(seg int) *consensus.Answer {
 		if asked {
 			return ev.Answer
 		}
 		asked = true
 		cctx, cancel := context.WithDeadline(ctx, time.Now().Add(n.spec.Verify.Timeout.Duration))
 		defer cancel()
-		a, err := n.tr.FetchAnswer(cctx, pid, res.Round, consensus.Hash(c.Update), c.Segment)
-		if err != nil || a.Round != res.Round || a.Update != consensus.Hash(c.Update) || a.Segment != c.Segment ||
+		a, err := n.tr.FetchAnswer(cctx, pid, res.Round, consensus.Hash(c.Update), seg)
+		if err != nil || a.Round != res.Round || a.Update != consensus.Hash(c.Update) || a.Segment != seg ||
 			!gossip.VerifySig(consensus.PeerID(c.Peer), consensus.AnswerSignBytes(n.eng.RunID(), a), a.Sig) {
 			return nil // not the accused's word: no answer
 		}
@@ -369,30 +399,36 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		return
 	}
 	start := time.Now()
-	f, err := trainer.Check(n.spec, base, u, c.Segment, ev, rep, ask)
+	f, err := trainer.Check(n.spec, base, u, blocks, ev, rep, ask)
 	done.seconds = time.Since(start).Seconds()
 	if err != nil {
 		n.log.Error("challenge: cannot judge", "err", err)
 		done.v = nil
 		return
 	}
-	n.collude(&f, res.Round, c.Segment, ask)
-	n.keepBlobs(res.Round, f)
-	v.Pass, v.Fault, v.Step, v.Reason = f.Fault == consensus.FaultNone, f.Fault, f.Step, f.Reason
+	n.collude(&f, res.Round, ask)
+	n.keepBlobs(res.Round, consensus.Hash(c.Update), f)
+	v.Pass, v.Fault, v.Segment, v.Step, v.Reason = f.Fault == consensus.FaultNone, f.Fault, f.Segment, f.Step, f.Reason
 	if len(v.Reason) > consensus.MaxReason {
 		v.Reason = v.Reason[:consensus.MaxReason]
 	}
 	v.Answer = f.Answer
 }
 
-// fetchEvidence asks the accused p for the evidence behind segment seg of
-// its update id of round, retrying until verify.timeout (and learning its
-// address from other peers when not connected); it stops at a refusal.
-func (n *node) fetchEvidence(ctx context.Context, p peer.ID, round uint64, id consensus.Hash, seg int) (trainer.Evidence, error) {
+// blocks is the residual blocks challenger opens of update (spot.Blocks).
+func (n *node) blocks(beacon, update consensus.Hash, challenger string, d int) []int {
+	return spot.Blocks(beacon, update, challenger, trainer.ResidualBlocks(n.spec, d), n.spec.Verify.Openings)
+}
+
+// fetchEvidence asks p for the evidence behind its update id of round
+// (the residual blocks opened), retrying until verify.timeout (and
+// learning its address from other peers when not connected); it stops at
+// a refusal.
+func (n *node) fetchEvidence(ctx context.Context, p peer.ID, round uint64, id consensus.Hash, blocks []int) (trainer.Evidence, error) {
 	deadline := time.Now().Add(n.spec.Verify.Timeout.Duration)
 	for {
 		cctx, cancel := context.WithDeadline(ctx, deadline)
-		ev, err := n.tr.FetchEvidence(cctx, p, round, id, seg)
+		ev, err := n.tr.FetchEvidence(cctx, p, round, id, blocks)
 		cancel()
 		if err == nil || errors.Is(err, gossip.ErrRefused) || time.Now().After(deadline) || ctx.Err() != nil {
 			return ev, err
@@ -428,9 +464,9 @@ func (n *node) startChallenges(ctx context.Context, res consensus.Decided, out c
 			n.log.Warn("challenge: round state or update no longer held", "round", res.Round)
 			continue
 		}
-		data, _ := json.Marshal(audit.ChallengeData{Update: hex.EncodeToString(c.Update[:]), Segment: c.Segment, Challenger: c.Challenger, Beacon: hex.EncodeToString(res.Beacon[:])})
+		data, _ := json.Marshal(audit.ChallengeData{Update: hex.EncodeToString(c.Update[:]), Challenger: c.Challenger, Beacon: hex.EncodeToString(res.Beacon[:])})
 		n.record(ledger.Entry{Kind: ledger.KindChallenge, Round: res.Round, Peer: c.Peer, Data: data})
-		n.say("round %d: challenging %s's update (segment %d)", res.Round, short(c.Peer), c.Segment)
+		n.say("round %d: challenging %s's update", res.Round, short(c.Peer))
 		go n.challenge(ctx, res, c, base, us[0], out)
 	}
 }

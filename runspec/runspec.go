@@ -128,29 +128,47 @@ type Rounds struct {
 // Verify is the spot-check policy. After each round the beacon (a hash of
 // the decided commit) challenges each aggregated update with probability
 // Rate, or NewcomerRate during the first Probation rounds after the peer's
-// first aggregated update, and picks one of its segments: Segment inner
-// steps that a challenger re-executes from the committed start state and
-// compares with the committed end state (verify/spot, trainer.Judge).
+// first aggregated update. A challenger re-executes the update's inner
+// steps from the agreed state (public: nothing shipped), compares its state
+// with the committed root after every Segment steps, and checks the payload
+// on Openings blocks of ResidualBlock values of the accused's residual,
+// which is all the accused sends (verify/spot, trainer.Check).
 type Verify struct {
-	Rate         float64  `toml:"rate" json:"rate"`
-	NewcomerRate float64  `toml:"newcomer_rate" json:"newcomer_rate"`
-	Probation    int      `toml:"probation" json:"probation"`     // rounds
-	Segment      int      `toml:"segment" json:"segment"`         // inner steps per segment (k); 0: a sixteenth of inner.steps
-	Challengers  int      `toml:"challengers" json:"challengers"` // distinct challengers per drawn update
-	Timeout      Duration `toml:"timeout" json:"timeout"`         // for a challenged peer to answer
+	Rate         float64 `toml:"rate" json:"rate"`
+	NewcomerRate float64 `toml:"newcomer_rate" json:"newcomer_rate"`
+	Probation    int     `toml:"probation" json:"probation"`     // rounds
+	Segment      int     `toml:"segment" json:"segment"`         // inner steps between committed roots (k); 0: DefaultSegment
+	Challengers  int     `toml:"challengers" json:"challengers"` // distinct challengers per drawn update
+	// Openings is how many blocks of its residual a challenged peer opens
+	// to each challenger, ResidualBlock the values per block (the leaves of
+	// the residual's Merkle commitment).
+	Openings      int      `toml:"openings" json:"openings"`
+	ResidualBlock int      `toml:"residual_block" json:"residual_block"`
+	Timeout       Duration `toml:"timeout" json:"timeout"` // for a challenged peer to answer
 	// Tolerance is 0 for bit-exact re-execution (peers on the same engine),
 	// else the largest relative L2 distance accepted between the committed
 	// and the re-executed end state of a segment (CPU against GPU).
 	Tolerance float64 `toml:"tolerance" json:"tolerance"`
 }
 
-// SegmentLen returns the inner steps per segment: verify.segment, or an
-// sixteenth of the inner steps (rounded up) when it is 0.
+// MaxOpenings bounds verify.openings: what a challenge may ask a peer to
+// open of its residual.
+const MaxOpenings = 256
+
+// DefaultSegment is the inner steps between committed state roots when
+// verify.segment is 0. A challenger re-executes the whole round, so the
+// roots serve only to narrow a dispute down: each costs 32 bytes in every
+// update, and a dispute's signed step hashes span one segment (32 bytes a
+// step, asked for only when a root is missed).
+const DefaultSegment = 100
+
+// SegmentLen returns the inner steps per segment: verify.segment, or
+// DefaultSegment (at most the round's inner steps) when it is 0.
 func (s Spec) SegmentLen() int {
 	if s.Verify.Segment > 0 {
 		return s.Verify.Segment
 	}
-	return max(1, (s.Inner.Steps+15)/16)
+	return max(1, min(s.Inner.Steps, DefaultSegment))
 }
 
 // SegmentSteps returns the inner steps segment seg of a round spans:
@@ -244,7 +262,7 @@ func Default() Spec {
 		Aggregation: Aggregation{Rule: AggCenteredClip, Trim: 0.2},
 		Rounds: Rounds{Timeout: Duration{60 * time.Second}, CommitTimeout: Duration{10 * time.Second},
 			Quorum: 1, MaxMessage: 1 << 20, MaxUpdateNorm: 1000},
-		Verify:  Verify{Rate: 0.5, NewcomerRate: 0.75, Probation: 10, Challengers: 2, Timeout: Duration{20 * time.Second}},
+		Verify:  Verify{Rate: 0.5, NewcomerRate: 0.75, Probation: 10, Challengers: 1, Openings: 4, ResidualBlock: 64, Timeout: Duration{20 * time.Second}},
 		Members: Members{Genesis: []string{}, Voters: 4, Admit: 2, Absent: 8, Max: 256},
 	}
 }
@@ -378,9 +396,13 @@ func (s Spec) Validate() error {
 	case v.Probation < 0 || v.Probation > 1<<20:
 		return bad("verify.probation", "must be 0..1048576 rounds, got %d", v.Probation)
 	case v.Segment < 0 || v.Segment > s.Inner.Steps:
-		return bad("verify.segment", "must be 0 (a sixteenth of inner.steps) or 1..inner.steps (%d), got %d", s.Inner.Steps, v.Segment)
+		return bad("verify.segment", "must be 0 (%d steps, at most inner.steps) or 1..inner.steps (%d), got %d", DefaultSegment, s.Inner.Steps, v.Segment)
 	case v.Challengers < 1 || v.Challengers > 16:
 		return bad("verify.challengers", "must be 1..16, got %d", v.Challengers)
+	case v.Openings < 1 || v.Openings > MaxOpenings:
+		return bad("verify.openings", "must be 1..%d, got %d", MaxOpenings, v.Openings)
+	case v.ResidualBlock < 1 || v.ResidualBlock > 1<<16:
+		return bad("verify.residual_block", "must be 1..65536 values, got %d", v.ResidualBlock)
 	case v.Timeout.Duration < time.Second || v.Timeout.Duration > time.Hour:
 		return bad("verify.timeout", "must be 1s..1h, got %v", v.Timeout)
 	case !(v.Tolerance >= 0 && v.Tolerance < 1):

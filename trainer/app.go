@@ -126,7 +126,7 @@ func OuterStep(spec runspec.Spec, theta, momentum []float32, updates []*compress
 
 // Encoder turns a peer's rounds of work into updates: the delta compressed
 // with error feedback, and the commitments to the residual before and
-// after. A node keeps one for the whole run (its residual is part of the
+// after (ResidualRoot). A node keeps one for the whole run (its residual is part of the
 // node's checkpoint).
 type Encoder struct {
 	spec runspec.Spec
@@ -155,11 +155,11 @@ func (e *Encoder) SetResidual(r []float32) error { return e.enc.SetResidual(r) }
 // Update builds the unsigned update of a round's work from the request it
 // answers.
 func (e *Encoder) Update(req *consensus.TrainRequest, w Work) (*consensus.Update, error) {
-	in := ParamHash(e.enc.Residual())
+	in := ResidualRoot(e.spec, e.enc.Residual())
 	payload, err := e.enc.Encode(w.Delta, nil)
 	if err != nil {
 		return nil, fmt.Errorf("trainer: round %d: %w", req.Round, err)
 	}
 	return &consensus.Update{Round: req.Round, Base: req.Base, Samples: w.Samples, Loss: w.Loss, Payload: payload,
-		Seed: req.Seed, Segments: w.Segments, ResidualIn: in, ResidualOut: ParamHash(e.enc.Residual())}, nil
+		Seed: req.Seed, Segments: w.Segments, ResidualIn: in, ResidualOut: ResidualRoot(e.spec, e.enc.Residual())}, nil
 }

@@ -58,7 +58,8 @@ func (r toyReplayer) Trace(from Snapshot, steps int) (Snapshot, []Hash, error) {
 type toyEvidence struct {
 	starts   []Snapshot
 	final    Snapshot
-	residual []float32
+	residual []float32 // carried into the encoding
+	kept     []float32 // left by it
 }
 
 func toyWork(spec runspec.Spec, round uint64, base []float32, seed uint64) (Work, *toyEvidence) {
@@ -267,6 +268,9 @@ func (cs *challengeSim) work(sn *simnet.Net, i int, req *consensus.TrainRequest)
 	if err != nil {
 		cs.T.Fatal(err)
 	}
+	if ev != nil {
+		ev.kept = slices.Clone(cs.enc[i].Residual())
+	}
 	u.From = sn.IDs[i]
 	if behave == "replay" {
 		// Re-sign the first honest peer's update (always the same victim,
@@ -288,18 +292,24 @@ func (cs *challengeSim) work(sn *simnet.Net, i int, req *consensus.TrainRequest)
 }
 
 // answer is what the accused of update id serves a challenger or a
-// referee: its evidence, or nothing (a lazy cheater holds none; a crashed
-// peer answers no one).
-func (cs *challengeSim) answer(sn *simnet.Net, id Hash, seg int) (Evidence, bool) {
+// referee that opens blocks: its evidence, or nothing (a lazy cheater
+// holds none; a crashed peer answers no one).
+func (cs *challengeSim) answer(sn *simnet.Net, id Hash, blocks []int) (Evidence, bool) {
 	u, k := cs.pub[id], cs.evidence[id]
-	if u == nil || k == nil || sn.Down[sn.Index(u.From)] || seg < 0 || seg >= len(k.starts) {
+	if u == nil || k == nil || sn.Down[sn.Index(u.From)] {
 		return Evidence{}, false
 	}
-	ev := Evidence{Final: k.final, ResidualIn: k.residual}
-	if seg > 0 {
-		ev.Start = &k.starts[seg]
+	ops, err := Open(sn.Spec, k.residual, k.kept, blocks)
+	if err != nil {
+		return Evidence{}, false
 	}
-	return ev, true
+	return Evidence{Openings: ops}, true
+}
+
+// blocks is the residual blocks challenger opens of update id in a round
+// with that beacon.
+func blocksOf(sn *simnet.Net, beacon, id Hash, challenger consensus.PeerID, d int) []int {
+	return spot.Blocks(beacon, id, string(challenger), ResidualBlocks(sn.Spec, d), sn.Spec.Verify.Openings)
 }
 
 // leaves is the accused's signed step hashes of a segment, asked for when
@@ -325,22 +335,24 @@ func (cs *challengeSim) judge(sn *simnet.Net, i int, d consensus.Decided, ch spo
 	if u == nil || base == nil {
 		return nil, 0 // it did not train that round (restored past it): it cannot check
 	}
-	v := &consensus.VerdictMsg{Round: d.Round, Update: ch.Update, Accused: consensus.PeerID(ch.Peer), Segment: ch.Segment}
+	v := &consensus.VerdictMsg{Round: d.Round, Update: ch.Update, Accused: consensus.PeerID(ch.Peer), Segment: sn.Spec.Segments() - 1}
 	if cs.acts(i, d.Round) == "collude" {
 		v.Pass = true // without looking
 		cs.verdicts = append(cs.verdicts, v)
 		return v, sn.TrainTime / 8
 	}
-	ev, _ := cs.answer(sn, ch.Update, ch.Segment)
-	ask := func() *consensus.Answer { return cs.leaves(sn, ch.Update, ch.Segment) }
-	f, err := Check(sn.Spec, base, u, ch.Segment, ev, toyReplayer{u.Seed}, ask)
+	blocks := blocksOf(sn, d.Beacon, ch.Update, consensus.PeerID(ch.Challenger), len(base))
+	ev, _ := cs.answer(sn, ch.Update, blocks)
+	ask := func(seg int) *consensus.Answer { return cs.leaves(sn, ch.Update, seg) }
+	f, err := Check(sn.Spec, base, u, blocks, ev, toyReplayer{u.Seed}, ask)
 	if err != nil {
 		sn.T.Fatal(err)
 	}
 	if b := cs.acts(i, d.Round); (b == "accuse" || b == "accuse-any") && f.Fault == consensus.FaultNone {
-		if a := ask(); a != nil {
-			lo, _ := SegmentSteps(sn.Spec, ch.Segment)
-			f = Finding{Fault: consensus.FaultStep, Step: lo + 1, Answer: a, Reason: "made up"}
+		seg := int(d.Round) % sn.Spec.Segments()
+		if a := ask(seg); a != nil {
+			lo, _ := SegmentSteps(sn.Spec, seg)
+			f = Finding{Fault: consensus.FaultStep, Segment: seg, Step: lo + 1, Answer: a, Reason: "made up"}
 		}
 	}
 	if cs.blobs[i] == nil {
@@ -349,10 +361,10 @@ func (cs *challengeSim) judge(sn *simnet.Net, i int, d consensus.Decided, ch spo
 	for _, k := range f.Keep {
 		cs.blobs[i][k.Hash()] = k
 	}
-	for _, k := range f.KeepVec {
-		cs.blobs[i][Hash(ParamHash(k))] = k
+	if f.KeepOpenings != nil {
+		cs.blobs[i][ch.Update] = f.KeepOpenings
 	}
-	v.Pass, v.Fault, v.Step, v.Reason, v.Answer = f.Fault == consensus.FaultNone, f.Fault, f.Step, f.Reason, f.Answer
+	v.Pass, v.Fault, v.Segment, v.Step, v.Reason, v.Answer = f.Fault == consensus.FaultNone, f.Fault, f.Segment, f.Step, f.Reason, f.Answer
 	cs.verdicts = append(cs.verdicts, v)
 	return v, sn.TrainTime / 4
 }
@@ -362,9 +374,14 @@ func (cs *challengeSim) judge(sn *simnet.Net, i int, d consensus.Decided, ch spo
 // from the challenger's keep and the accused's evidence.
 func (cs *challengeSim) referee(sn *simnet.Net, i int, req consensus.RefereeRequest) (consensus.Ruling, time.Duration) {
 	x, u := req.Verdict, req.Update
+	base := cs.bases[i][x.Round]
+	if base == nil {
+		return consensus.Lapsed, 0
+	}
+	blocks := blocksOf(sn, req.Beacon, x.Update, x.From, len(base))
 	if x.Fault == consensus.FaultSilent {
-		ev, ok := cs.answer(sn, x.Update, x.Segment)
-		if !ok || CheckEvidence(sn.Spec, u, x.Segment, ev) != nil {
+		ev, ok := cs.answer(sn, x.Update, blocks)
+		if !ok || CheckEvidence(sn.Spec, u, len(base), blocks, ev) != nil {
 			return consensus.Upheld, sn.TrainTime / 8
 		}
 		if a := cs.leaves(sn, x.Update, x.Segment); a == nil || consensus.Contradicts(sn.Spec, u, x.Segment, a) {
@@ -372,33 +389,30 @@ func (cs *challengeSim) referee(sn *simnet.Net, i int, req consensus.RefereeRequ
 		}
 		return consensus.Lapsed, sn.TrainTime / 8
 	}
-	base := cs.bases[i][x.Round]
-	if base == nil {
-		return consensus.Lapsed, 0
-	}
-	fetch := func(h Hash, step int) (*Snapshot, []float32, error) {
-		if b, ok := cs.blobs[sn.Index(x.From)][h]; ok {
-			switch b := b.(type) {
-			case Snapshot:
-				return &b, nil, nil
-			case []float32:
-				return nil, b, nil
-			}
+	fetch := func(h Hash, step int) (*Snapshot, error) {
+		if b, ok := cs.blobs[sn.Index(x.From)][h].(Snapshot); ok {
+			return &b, nil
 		}
 		if k := cs.evidence[x.Update]; k != nil && !sn.Down[sn.Index(x.Accused)] {
 			if k.final.Hash() == h {
-				return &k.final, nil, nil
-			}
-			if Hash(ParamHash(k.residual)) == h {
-				return nil, k.residual, nil
+				return &k.final, nil
 			}
 			if s, err := StateAt(sn.Spec, k.starts, step, toyReplayer{u.Seed}); err == nil && s.Hash() == h {
-				return &s, nil, nil
+				return &s, nil
 			}
 		}
-		return nil, nil, errors.New("not served")
+		return nil, errors.New("not served")
 	}
-	r, err := Referee(sn.Spec, base, u, x, toyReplayer{u.Seed}, fetch)
+	open := func() ([]Opening, error) {
+		if ops, ok := cs.blobs[sn.Index(x.From)][x.Update].([]Opening); ok {
+			return ops, nil
+		}
+		if ev, ok := cs.answer(sn, x.Update, blocks); ok {
+			return ev.Openings, nil
+		}
+		return nil, errors.New("not served")
+	}
+	r, err := Referee(sn.Spec, base, u, x, blocks, toyReplayer{u.Seed}, fetch, open)
 	if err != nil && !errors.Is(err, ErrUnjudgeable) {
 		sn.T.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package trainer
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
@@ -9,162 +8,159 @@ import (
 	"github.com/vtrain/vtrain/runspec"
 )
 
-// Disputes. A challenger does not hand down an opinion: it checks the
-// accused's answer (the segment's start state, the signed hash of its
-// state after every step of the segment, its final state and residual)
-// and, where the answer does not hold, names the one thing any member can
-// re-check cheaply (consensus.Fault): the first step whose result differs
-// from the accused's signed leaf (re-executing one step), the compression
-// of the committed final state (re-encoding once), a leaf that contradicts
-// the update's own commitment (nothing to compute), or a missing or
-// malformed answer (which each referee asks for itself). The challenger
-// keeps the states the referees need (Finding.Keep) and serves them by
-// hash. In runs with a tolerance no step is bit-exact; there a dispute
-// rests on the whole segment (FaultSegment), re-executed by each referee.
+// Disputes. A challenger does not hand down an opinion: it re-executes the
+// accused's round from the agreed state (public: nothing is shipped),
+// compares its state with every committed segment root, and checks the
+// payload on the residual blocks the accused opened (Evidence). Where
+// something does not hold it names the one thing any member can re-check
+// cheaply (consensus.Fault): the first step whose result differs from the
+// accused's signed leaf in the first segment that missed its root
+// (re-executing one step), the encoding of the opened blocks (re-encoding
+// a few hundred values), a leaf that contradicts the update's own
+// commitment (nothing to compute), or a missing or malformed answer (which
+// each referee asks for itself). The challenger keeps the states and
+// openings the referees need (Finding.Keep, KeepOpenings) and serves them.
+// In runs with a tolerance no step is bit-exact; there a dispute rests on
+// the whole round (FaultSegment), re-executed by each referee against the
+// accused's final state.
 
 // Finding is a challenger's result on one challenge.
 type Finding struct {
-	Fault  consensus.Fault // FaultNone: the segment and the payload check
-	Step   int             // FaultStep: the disputed step, in (lo, hi]
-	Reason string
+	Fault consensus.Fault // FaultNone: the round and the payload check
+	// Segment is the segment the dispute rests on: the first that missed
+	// its root (FaultStep, FaultAnswer), else the last.
+	Segment int
+	Step    int // FaultStep: the disputed step, in (lo, hi]
+	Reason  string
 	// Answer is the accused's signed step hashes the dispute rests on.
 	Answer *consensus.Answer
-	// Keep is what referees fetch from the challenger by hash: snapshots
-	// and the residual (as a snapshot-less vector).
-	Keep    []Snapshot
-	KeepVec [][]float32
+	// Keep is the snapshots referees fetch from the challenger by hash,
+	// KeepOpenings the residual blocks they re-encode.
+	Keep         []Snapshot
+	KeepOpenings []Opening
 }
 
-func found(f consensus.Fault, format string, a ...any) Finding {
-	return Finding{Fault: f, Reason: fmt.Sprintf("%v: %s", ErrChallenge, fmt.Sprintf(format, a...))}
+func found(f consensus.Fault, seg int, format string, a ...any) Finding {
+	return Finding{Fault: f, Segment: seg, Reason: fmt.Sprintf("%v: %s", ErrChallenge, fmt.Sprintf(format, a...))}
 }
 
 // CheckEvidence checks the accused's evidence against the update's
-// commitments without re-executing anything: the start state (it hashes to
-// the committed root before the segment; segment 0 starts from the agreed
-// base and has none), the final state and the residual. An answer that
-// fails it is as good as none (FaultSilent).
-func CheckEvidence(spec runspec.Spec, u *consensus.Update, seg int, ev Evidence) error {
+// commitments without re-executing anything: the openings of blocks (the
+// drawn ones, under the committed residual root) and, in runs with a
+// tolerance, the final state (it hashes to the last root). d is the
+// model's size. An answer that fails it is as good as none (FaultSilent).
+func CheckEvidence(spec runspec.Spec, u *consensus.Update, d int, blocks []int, ev Evidence) error {
 	S := spec.Segments()
-	if seg < 0 || seg >= S || len(u.Segments) != S {
-		return fmt.Errorf("segment %d of %d (update has %d roots)", seg, S, len(u.Segments))
+	if len(u.Segments) != S {
+		return fmt.Errorf("the update has %d roots, want %d", len(u.Segments), S)
 	}
-	lo, _ := SegmentSteps(spec, seg)
-	if seg > 0 {
-		if ev.Start == nil {
-			return fmt.Errorf("no start state for segment %d", seg)
-		}
-		if h := ev.Start.Hash(); h != u.Segments[seg-1] || ev.Start.Step != int64(lo) {
-			return fmt.Errorf("segment %d's start state (step %d) hashes to %s, committed %s", seg, ev.Start.Step, h.Short(), u.Segments[seg-1].Short())
-		}
-		if ev.Start.IsLight() {
-			// It hashes to the root, but cannot be re-executed.
-			return fmt.Errorf("segment %d's start state comes without its optimizer's buffers", seg)
-		}
+	if err := CheckOpenings(spec, u, d, blocks, ev.Openings); err != nil {
+		return err
 	}
-	if h := ev.Final.Hash(); h != u.Segments[S-1] {
-		return fmt.Errorf("final state hashes to %s, committed %s", h.Short(), u.Segments[S-1].Short())
-	}
-	if h := Hash(ParamHash(ev.ResidualIn)); h != u.ResidualIn {
-		return fmt.Errorf("residual hashes to %s, committed %s", h.Short(), u.ResidualIn.Short())
+	if spec.Verify.Tolerance > 0 {
+		if ev.Final == nil || len(ev.Final.Params) != d {
+			return fmt.Errorf("no final state of %d parameters", d)
+		}
+		if h := ev.Final.Hash(); h != u.Segments[S-1] || ev.Final.Step != int64(spec.Inner.Steps) {
+			return fmt.Errorf("final state (step %d) hashes to %s, committed %s", ev.Final.Step, h.Short(), u.Segments[S-1].Short())
+		}
 	}
 	return nil
 }
 
-// Check is the challenger's check of segment seg of update u against the
-// accused's evidence ev: the evidence holds (CheckEvidence); re-executing
-// the segment from its start reaches the committed root (bit for bit;
-// within the spec's tolerance of the accused's end state when there is
-// one); and the final state and residual compress to the payload. Only a
-// segment that misses its root needs the accused's signed step hashes:
-// ask fetches them (its signature checked; nil if none came), and the
-// first step whose result differs from them is the dispute. The error is
-// for the checker's own failures.
-func Check(spec runspec.Spec, base []float32, u *consensus.Update, seg int, ev Evidence, r Replayer, ask func() *consensus.Answer) (Finding, error) {
-	if err := CheckEvidence(spec, u, seg, ev); err != nil {
-		return found(consensus.FaultSilent, "%v", err), nil
+// Check is the challenger's check of update u, whose round's agreed
+// parameters are base, against the accused's evidence ev (the openings of
+// blocks): the evidence holds (CheckEvidence); re-executing the round from
+// base reaches every committed root (bit for bit; within the spec's
+// tolerance of the accused's final state when there is one); and the
+// payload encodes the final state on the opened blocks (LinkOpenings).
+// Only a segment that misses its root needs the accused's signed step
+// hashes: ask fetches them for that segment (its signature checked; nil if
+// none came), and the first step whose result differs from them is the
+// dispute. The error is for the checker's own failures.
+func Check(spec runspec.Spec, base []float32, u *consensus.Update, blocks []int, ev Evidence, r Replayer, ask func(seg int) *consensus.Answer) (Finding, error) {
+	S := spec.Segments()
+	if err := CheckEvidence(spec, u, len(base), blocks, ev); err != nil {
+		return found(consensus.FaultSilent, S-1, "%v", err), nil
 	}
-	lo, hi := SegmentSteps(spec, seg)
-	start := ev.Start
-	if seg == 0 {
-		st, err := r.Start(base)
-		if err != nil {
-			return Finding{}, err
-		}
-		start = &st
-	}
-	if len(start.Params) != len(base) || len(ev.Final.Params) != len(base) || len(ev.ResidualIn) != len(base) {
-		return found(consensus.FaultSilent, "states or residual of the wrong size"), nil
-	}
-	end, err := r.Run(*start, hi-lo)
+	st, err := r.Start(base)
 	if err != nil {
 		return Finding{}, err
 	}
-	switch {
-	case end.Hash() == u.Segments[seg]:
-	case spec.Verify.Tolerance > 0:
-		// Across engines no step is bit-exact: the segment's end is
-		// compared within the tolerance, and a dispute rests on the whole
-		// segment (no step hashes needed).
-		if ev.End == nil || ev.End.Hash() != u.Segments[seg] || len(ev.End.Params) != len(end.Params) {
-			return found(consensus.FaultSilent, "no end state hashing to the committed %s", u.Segments[seg].Short()), nil
-		}
-		if d := relL2(end.Params, ev.End.Params); !(d <= spec.Verify.Tolerance) {
-			f := found(consensus.FaultSegment, "re-executing steps %d..%d lands %.3g (relative L2) from the committed state, tolerance %.3g", lo, hi, d, spec.Verify.Tolerance)
-			f.Keep = []Snapshot{*start, *ev.End}
-			return f, nil
-		}
-	default:
-		a := ask()
-		switch {
-		case a == nil:
-			return found(consensus.FaultSilent, "re-executing steps %d..%d misses the committed root %s, and no signed step hashes came", lo, hi, u.Segments[seg].Short()), nil
-		case consensus.Contradicts(spec, u, seg, a):
-			f := found(consensus.FaultAnswer, "the signed step hashes (%d, want %d) do not end at the committed root %s", len(a.Leaves), hi-lo, u.Segments[seg].Short())
-			f.Answer = a
-			return f, nil
-		}
-		_, leaves, err := r.Trace(*start, hi-lo)
+	for seg := range S {
+		lo, hi := SegmentSteps(spec, seg)
+		end, err := r.Run(st, hi-lo)
 		if err != nil {
 			return Finding{}, err
 		}
-		for i, l := range leaves {
-			if l == a.Leaves[i] {
-				continue
-			}
-			f := found(consensus.FaultStep, "step %d from the state after step %d gives %s, the accused signed %s", lo+i+1, lo+i, l.Short(), a.Leaves[i].Short())
-			f.Step, f.Answer = lo+i+1, a
-			prev, err := r.Run(*start, i)
-			if err != nil {
-				return Finding{}, err
-			}
-			f.Keep = []Snapshot{prev}
+		if spec.Verify.Tolerance == 0 && end.Hash() != u.Segments[seg] {
+			return dispute(spec, u, seg, st, r, ask(seg))
+		}
+		st = end
+	}
+	final := st
+	if tol := spec.Verify.Tolerance; tol > 0 {
+		if d := relL2(st.Params, ev.Final.Params); !(d <= tol) {
+			f := found(consensus.FaultSegment, S-1, "re-executing the round's %d steps lands %.3g (relative L2) from the committed final state, tolerance %.3g", spec.Inner.Steps, d, tol)
+			f.Keep = []Snapshot{*ev.Final}
 			return f, nil
 		}
-		// Every signed hash matches the re-execution, yet the last is the
-		// root the re-execution missed: unreachable for a hash.
-		return Finding{}, fmt.Errorf("trainer: the re-execution both misses and matches root %s", u.Segments[seg].Short())
+		final = *ev.Final
 	}
-	payload, out, err := Link(spec, base, ev.Final.Params, ev.ResidualIn)
-	if err != nil {
-		return Finding{}, err
-	}
-	if !bytes.Equal(payload, u.Payload) || Hash(ParamHash(out)) != u.ResidualOut {
-		f := found(consensus.FaultLink, "the payload is not the compressed delta of the committed final state (step %d) with the committed residual", spec.Inner.Steps)
-		f.Keep, f.KeepVec = []Snapshot{ev.Final}, [][]float32{ev.ResidualIn}
+	if err := LinkOpenings(spec, u, base, final.Params, ev.Openings); err != nil {
+		f := found(consensus.FaultLink, S-1, "the payload is not the encoding of the final state (step %d) on the opened residual: %v", spec.Inner.Steps, err)
+		f.Keep, f.KeepOpenings = []Snapshot{final.Light()}, ev.Openings
 		return f, nil
 	}
-	return Finding{}, nil
+	return Finding{Segment: S - 1}, nil
 }
 
-// Fetch gets a snapshot or a vector by hash for a referee, from the
-// challenger, or else the accused. step is the inner step the state is at
-// (-1 for the residual), so that an accused that kept only its segments'
-// start states can recompute it: an honest accused always can, an honest
-// challenger kept it, so a claim is unjudgeable only when both parties to
-// it lie. It returns an error if no one serves it; Referee checks that
-// what comes hashes to h.
-type Fetch func(h Hash, step int) (*Snapshot, []float32, error)
+// dispute narrows segment seg, which re-executed from start misses its
+// committed root, down to one step with the accused's signed step hashes a.
+func dispute(spec runspec.Spec, u *consensus.Update, seg int, start Snapshot, r Replayer, a *consensus.Answer) (Finding, error) {
+	lo, hi := SegmentSteps(spec, seg)
+	switch {
+	case a == nil:
+		return found(consensus.FaultSilent, seg, "re-executing steps %d..%d misses the committed root %s, and no signed step hashes came", lo, hi, u.Segments[seg].Short()), nil
+	case consensus.Contradicts(spec, u, seg, a):
+		f := found(consensus.FaultAnswer, seg, "the signed step hashes (%d, want %d) do not end at the committed root %s", len(a.Leaves), hi-lo, u.Segments[seg].Short())
+		f.Answer = a
+		return f, nil
+	}
+	_, leaves, err := r.Trace(start, hi-lo)
+	if err != nil {
+		return Finding{}, err
+	}
+	for i, l := range leaves {
+		if l == a.Leaves[i] {
+			continue
+		}
+		f := found(consensus.FaultStep, seg, "step %d from the state after step %d gives %s, the accused signed %s", lo+i+1, lo+i, l.Short(), a.Leaves[i].Short())
+		f.Step, f.Answer = lo+i+1, a
+		prev, err := r.Run(start, i)
+		if err != nil {
+			return Finding{}, err
+		}
+		f.Keep = []Snapshot{prev}
+		return f, nil
+	}
+	// Every signed hash matches the re-execution, yet the last is the
+	// root the re-execution missed: unreachable for a hash.
+	return Finding{}, fmt.Errorf("trainer: the re-execution both misses and matches root %s", u.Segments[seg].Short())
+}
+
+// Fetch gets a snapshot by hash for a referee, from the challenger, or
+// else the accused. step is the inner step the state is at, so that an
+// accused that kept only its segments' start states can recompute it: an
+// honest accused always can, an honest challenger kept it, so a claim is
+// unjudgeable only when both parties to it lie. It returns an error if no
+// one serves it; Referee checks that what comes hashes to h.
+type Fetch func(h Hash, step int) (*Snapshot, error)
+
+// FetchOpenings gets the opened residual blocks a link claim rests on, from
+// the challenger or the accused; Referee checks them against the update's
+// commitments.
+type FetchOpenings func() ([]Opening, error)
 
 // ErrUnjudgeable is returned by Referee when what a check needs cannot be
 // had (the challenger and the accused do not serve it): nobody is proven
@@ -174,12 +170,13 @@ var ErrUnjudgeable = errors.New("trainer: the dispute cannot be judged here")
 // Referee checks a failed verdict's claim on update u of a round whose
 // agreed parameters are base, as any member does before it votes on the
 // exclusion it asks for: Upheld if the accused is at fault, Overturned if
-// the claim is false. FaultStep costs one inner step, FaultLink one
-// encoding, FaultSegment one segment; FaultAnswer and FaultSilent are not
-// judged here (the engine judges the first, the driver asks the accused
-// for the second). It returns ErrUnjudgeable when a state it needs cannot
-// be fetched, and other errors when the referee itself fails.
-func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensus.VerdictMsg, r Replayer, fetch Fetch) (consensus.Ruling, error) {
+// the claim is false. FaultStep costs one inner step, FaultLink the
+// re-encoding of the opened blocks (blocks: the challenger's draw),
+// FaultSegment the round; FaultAnswer and FaultSilent are not judged here
+// (the engine judges the first, the driver asks the accused for the
+// second). It returns ErrUnjudgeable when what it needs cannot be
+// fetched, and other errors when the referee itself fails.
+func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensus.VerdictMsg, blocks []int, r Replayer, fetch Fetch, open FetchOpenings) (consensus.Ruling, error) {
 	S := spec.Segments()
 	seg := x.Segment
 	if seg < 0 || seg >= S || len(u.Segments) != S || x.Fault == consensus.FaultStep && x.Answer == nil {
@@ -189,17 +186,11 @@ func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensu
 	// snap fetches the state with hash h; one to re-execute from must come
 	// with its optimizer's buffers (a light one hashes the same).
 	snap := func(h Hash, step int, resume bool) (Snapshot, error) {
-		s, _, err := fetch(h, step)
+		s, err := fetch(h, step)
 		if err != nil || s == nil || s.Hash() != h || len(s.Params) != len(base) || resume && s.IsLight() {
 			return Snapshot{}, fmt.Errorf("%w: no state hashing to %s: %v", ErrUnjudgeable, h.Short(), err)
 		}
 		return *s, nil
-	}
-	start := func() (Snapshot, error) {
-		if seg == 0 {
-			return r.Start(base)
-		}
-		return snap(u.Segments[seg-1], lo, true)
 	}
 	rule := func(atFault bool) consensus.Ruling {
 		if atFault {
@@ -215,10 +206,13 @@ func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensu
 		}
 		var prev Snapshot
 		var err error
-		if i == 0 {
-			prev, err = start()
-		} else {
+		switch {
+		case i > 0:
 			prev, err = snap(x.Answer.Leaves[i-1], x.Step-1, true)
+		case seg > 0:
+			prev, err = snap(u.Segments[seg-1], lo, true)
+		default:
+			prev, err = r.Start(base)
 		}
 		if err != nil {
 			return consensus.Lapsed, err
@@ -233,25 +227,24 @@ func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensu
 		if err != nil {
 			return consensus.Lapsed, err
 		}
-		_, res, err := fetch(u.ResidualIn, -1)
-		if err != nil || len(res) != len(base) || Hash(ParamHash(res)) != u.ResidualIn {
-			return consensus.Lapsed, fmt.Errorf("%w: no residual hashing to %s: %v", ErrUnjudgeable, u.ResidualIn.Short(), err)
+		ops, err := open()
+		if err == nil {
+			err = CheckOpenings(spec, u, len(base), blocks, ops)
 		}
-		payload, out, err := Link(spec, base, fin.Params, res)
 		if err != nil {
-			return consensus.Lapsed, err
+			return consensus.Lapsed, fmt.Errorf("%w: no valid openings of the drawn residual blocks: %v", ErrUnjudgeable, err)
 		}
-		return rule(!bytes.Equal(payload, u.Payload) || Hash(ParamHash(out)) != u.ResidualOut), nil
+		return rule(LinkOpenings(spec, u, base, fin.Params, ops) != nil), nil
 	case consensus.FaultSegment:
-		st, err := start()
+		st, err := r.Start(base)
 		if err != nil {
 			return consensus.Lapsed, err
 		}
-		end, err := snap(u.Segments[seg], hi, false)
+		end, err := snap(u.Segments[S-1], spec.Inner.Steps, false)
 		if err != nil {
 			return consensus.Lapsed, err
 		}
-		got, err := r.Run(st, hi-lo)
+		got, err := r.Run(st, spec.Inner.Steps)
 		if err != nil {
 			return consensus.Lapsed, err
 		}

@@ -269,17 +269,18 @@ func (r *replayer) run(from Snapshot, steps int, trace bool) (Snapshot, []Hash, 
 	return s, leaves, err
 }
 
-// Evidence is a challenged peer's answer: the state its segment starts in
-// (none for segment 0, which starts in the agreed state), its final state,
-// the residual it encoded with, and, in runs with a tolerance, the
-// segment's end state.
+// Evidence is a challenged peer's answer: the blocks of its residual the
+// beacon drew for the challenger (spot.Blocks) and, in runs with a
+// tolerance only, its final state, light (the parameters and the moments'
+// digest), which a re-execution on another engine cannot reproduce bit for
+// bit. Everything else a check needs follows from public data: the agreed
+// state, the run's data and seeds.
 type Evidence struct {
-	Start      *Snapshot
-	End        *Snapshot
-	Final      Snapshot
-	ResidualIn []float32
+	Openings []Opening
+	Final    *Snapshot
 	// Answer is the accused's signed hashes of its state after each step
-	// of the segment: what a dispute narrows down to one step.
+	// of the segment that missed its root: what a dispute narrows down to
+	// one step.
 	Answer *consensus.Answer
 }
 
@@ -295,11 +296,11 @@ func failf(format string, a ...any) error {
 func SegmentSteps(spec runspec.Spec, seg int) (lo, hi int) { return spec.SegmentSteps(seg) }
 
 // Judge is Check as a yes or no, with whatever step hashes the evidence
-// carries: nil when the segment and the payload check, else an error
+// carries: nil when the round and the payload check, else an error
 // wrapping ErrChallenge that says what failed (or another error when the
 // checker itself could not run).
-func Judge(spec runspec.Spec, base []float32, u *consensus.Update, seg int, ev Evidence, r Replayer) error {
-	f, err := Check(spec, base, u, seg, ev, r, func() *consensus.Answer { return ev.Answer })
+func Judge(spec runspec.Spec, base []float32, u *consensus.Update, blocks []int, ev Evidence, r Replayer) error {
+	f, err := Check(spec, base, u, blocks, ev, r, func(int) *consensus.Answer { return ev.Answer })
 	if err != nil {
 		return err
 	}

@@ -9,34 +9,27 @@ import (
 	"github.com/vtrain/vtrain/engine"
 )
 
-// withEnd adds to ev the committed end state of segment seg, which a
-// challenged peer sends when the run allows a tolerance (node.Evidence).
-func (hr *honestRound) withEnd(ev Evidence, seg int) Evidence {
-	end := hr.final
-	if seg+1 < len(hr.starts) {
-		end = hr.starts[seg+1]
-	}
-	ev.End = &end
-	return ev
-}
-
 // TestJudgeToleranceMixedEngines: a round trained on another engine (the
-// engine package's CPU reference, standing in for a GPU peer) ends each
-// segment a little away from the Gorgonia re-execution (about 1e-6
-// relative with AdamW). Bit-exact judging fails it; with verify.tolerance
-// and the committed end states it passes.
+// engine package's CPU reference, standing in for a GPU peer) ends a
+// little away from the Gorgonia re-execution (about 1e-6 relative with
+// AdamW). Bit-exact judging fails it; with verify.tolerance and the
+// committed final state it passes, and a referee overturns a claim that
+// it is out of tolerance.
 func TestJudgeToleranceMixedEngines(t *testing.T) {
 	for _, opt := range []string{OptSGD, OptAdamW} {
 		hr := newHonestRound(t, opt, WithEngine(engine.CPU()))
-		for seg := range hr.spec.Segments() {
-			hr.spec.Verify.Tolerance = 0
-			if err := hr.judge(t, hr.u, seg, hr.withEnd(hr.evidence(seg), seg)); err == nil {
-				t.Errorf("%s: segment %d trained on another engine passes bit-exact judging", opt, seg)
-			}
-			hr.spec.Verify.Tolerance = 1e-4
-			if err := hr.judge(t, hr.u, seg, hr.withEnd(hr.evidence(seg), seg)); err != nil {
-				t.Errorf("%s: segment %d fails within tolerance 1e-4: %v", opt, seg, err)
-			}
+		hr.spec.Verify.Tolerance = 0
+		if err := hr.judge(t, hr.u, hr.evidence(t)); err == nil {
+			t.Errorf("%s: a round trained on another engine passes bit-exact judging", opt)
+		}
+		hr.spec.Verify.Tolerance = 1e-4
+		ev := hr.evidence(t)
+		if err := hr.judge(t, hr.u, ev); err != nil {
+			t.Errorf("%s: a round trained on another engine fails within tolerance 1e-4: %v", opt, err)
+		}
+		x := &consensus.VerdictMsg{Segment: hr.spec.Segments() - 1, Fault: consensus.FaultSegment}
+		if got, err := Referee(hr.spec, hr.base, hr.u, x, hr.blocks, hr.replayer(t), only(Finding{Keep: []Snapshot{*ev.Final}}), nil); err != nil || got != consensus.Overturned {
+			t.Errorf("%s: the referee of a false tolerance claim: %v, %v", opt, got, err)
 		}
 	}
 }
@@ -55,83 +48,150 @@ func perturbed(s Snapshot, rel float64) Snapshot {
 	return s
 }
 
-// recommit is hr's round as a peer commits it whose segment seg ended in
-// end instead: that segment's root, and for the last segment the final
-// state, the payload and the residual left over. It returns the update
-// and the evidence for seg, end state included.
-func (hr *honestRound) recommit(t *testing.T, seg int, end Snapshot) (*consensus.Update, Evidence) {
+// recommit is hr's round as a peer commits it whose round ended in end
+// instead: the last root, the payload and the residual left over. It
+// returns the update and the evidence, the final state light.
+func (hr *honestRound) recommit(t *testing.T, end Snapshot) (*consensus.Update, Evidence) {
 	t.Helper()
-	u := *hr.u
-	u.Segments = slices.Clone(hr.u.Segments)
-	u.Segments[seg] = end.Hash()
-	ev := hr.evidence(seg)
-	ev.End = &end
-	if seg == len(u.Segments)-1 {
-		payload, out, err := Link(hr.spec, hr.base, end.Params, hr.res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Payload, u.ResidualOut = payload, ParamHash(out)
-		ev.Final = end
+	u := hr.clone()
+	u.Segments[len(u.Segments)-1] = end.Hash()
+	payload, out, err := Link(hr.spec, hr.base, end.Params, hr.res)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return &u, ev
+	u.Payload, u.ResidualOut = payload, ResidualRoot(hr.spec, out)
+	l := end.Light()
+	return u, Evidence{Openings: hr.open(t, hr.res, out, hr.blocks), Final: &l}
 }
 
-// TestJudgeTolerance commits end states a set distance from what
-// re-execution gives, in a middle and in the last segment: within
-// verify.tolerance they pass, beyond it they fail, and without the end
-// state, or with one that is not the committed one, they fail.
+// TestJudgeTolerance commits final states a set distance from what
+// re-execution gives: within verify.tolerance they pass, beyond it they
+// are a segment fault that a referee re-executing the round upholds; a
+// final state withheld, not the committed one, of the wrong size or step,
+// is no answer; and the payload is checked against the committed final
+// state.
 func TestJudgeTolerance(t *testing.T) {
 	const tol = 1e-4
 	hr := newHonestRound(t, OptAdamW)
 	S := hr.spec.Segments()
-	for _, seg := range []int{1, S - 1} {
-		honest := hr.withEnd(Evidence{}, seg).End
-		near, far := perturbed(*honest, tol/10), perturbed(*honest, tol*10)
-		if d := relL2(near.Params, honest.Params); d < tol/20 || d > tol/5 {
-			t.Fatalf("segment %d: near state is %.3g away, want about %.3g", seg, d, tol/10)
-		}
-		if d := relL2(far.Params, honest.Params); d < tol*5 || d > tol*20 {
-			t.Fatalf("segment %d: far state is %.3g away, want about %.3g", seg, d, tol*10)
-		}
-		nearU, nearEv := hr.recommit(t, seg, near)
-		farU, farEv := hr.recommit(t, seg, far)
-		for _, tc := range []struct {
-			name string
-			tol  float64
-			u    *consensus.Update
-			ev   func() Evidence
-			pass bool
-		}{
-			{"honest, bit-exact", 0, hr.u, func() Evidence { return hr.evidence(seg) }, true},
-			{"honest, with tolerance", tol, hr.u, func() Evidence { return hr.withEnd(hr.evidence(seg), seg) }, true},
-			{"0.1×tolerance away", tol, nearU, func() Evidence { return nearEv }, true},
-			{"0.1×tolerance away, bit-exact", 0, nearU, func() Evidence { return nearEv }, false},
-			{"10×tolerance away", tol, farU, func() Evidence { return farEv }, false},
-			{"end state withheld", tol, nearU, func() Evidence { ev := nearEv; ev.End = nil; return ev }, false},
-			{"end state not the committed one", tol, nearU, func() Evidence { ev := nearEv; ev.End = honest; return ev }, false},
-			{"end state of the wrong size", tol, nil, nil, false},
-		} {
-			u, ev := tc.u, Evidence{}
-			if tc.ev != nil {
-				ev = tc.ev()
-			} else { // a committed end state short of one parameter
-				short := near
-				short.Params = near.Params[:len(near.Params)-1]
-				c := *nearU
-				c.Segments = slices.Clone(nearU.Segments)
-				c.Segments[seg] = short.Hash()
-				u, ev = &c, nearEv
-				ev.End = &short
+	near, far := perturbed(hr.final, tol/10), perturbed(hr.final, tol*10)
+	if d := relL2(near.Params, hr.final.Params); d < tol/20 || d > tol/5 {
+		t.Fatalf("near state is %.3g away, want about %.3g", d, tol/10)
+	}
+	if d := relL2(far.Params, hr.final.Params); d < tol*5 || d > tol*20 {
+		t.Fatalf("far state is %.3g away, want about %.3g", d, tol*10)
+	}
+	nearU, nearEv := hr.recommit(t, near)
+	farU, farEv := hr.recommit(t, far)
+	// edit returns nearU with its evidence's final state changed by f,
+	// and with the last root committing to that state when reroot is set.
+	edit := func(f func(s *Snapshot), reroot bool) func() (*consensus.Update, Evidence) {
+		return func() (*consensus.Update, Evidence) {
+			s := near
+			s.Params = slices.Clone(s.Params)
+			f(&s)
+			u := *nearU
+			if reroot {
+				u.Segments = slices.Clone(nearU.Segments)
+				u.Segments[S-1] = s.Hash()
 			}
-			hr.spec.Verify.Tolerance = tc.tol
-			err := hr.judge(t, u, seg, ev)
-			switch {
-			case tc.pass && err != nil:
-				t.Errorf("segment %d, %s: %v", seg, tc.name, err)
-			case !tc.pass && !errors.Is(err, ErrChallenge):
-				t.Errorf("segment %d, %s: Judge = %v, want a failed challenge", seg, tc.name, err)
+			ev := nearEv
+			l := s.Light()
+			ev.Final = &l
+			return &u, ev
+		}
+	}
+	fixed := func(u *consensus.Update, ev Evidence) func() (*consensus.Update, Evidence) {
+		return func() (*consensus.Update, Evidence) { return u, ev }
+	}
+	// A payload flipped against the committed final state (see
+	// TestDisputesOnRealSteps), the final state within tolerance.
+	mirror := make([]float32, len(hr.base))
+	for i := range mirror {
+		mirror[i] = hr.base[i] + (hr.base[i] - near.Params[i])
+	}
+	payload, out, err := Link(hr.spec, hr.base, mirror, hr.res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped, flippedEv := *nearU, nearEv
+	flipped.Payload, flipped.ResidualOut = payload, ResidualRoot(hr.spec, out)
+	flippedEv.Openings = hr.open(t, hr.res, out, hr.blocks)
+	for _, tc := range []struct {
+		name  string
+		tol   float64
+		lie   func() (*consensus.Update, Evidence)
+		fault consensus.Fault
+	}{
+		{"honest, bit-exact", 0, func() (*consensus.Update, Evidence) { return hr.u, hr.evidence(t) }, consensus.FaultNone},
+		{"honest, with tolerance", tol, func() (*consensus.Update, Evidence) { return hr.u, hr.evidence(t) }, consensus.FaultNone},
+		{"honest, the final state whole", tol, func() (*consensus.Update, Evidence) {
+			ev := hr.evidence(t)
+			ev.Final = &hr.final
+			return hr.u, ev
+		}, consensus.FaultNone},
+		{"0.1×tolerance away", tol, fixed(nearU, nearEv), consensus.FaultNone},
+		{"0.1×tolerance away, bit-exact", 0, fixed(nearU, Evidence{Openings: nearEv.Openings}), consensus.FaultSilent},
+		{"10×tolerance away", tol, fixed(farU, farEv), consensus.FaultSegment},
+		{"final state withheld", tol, func() (*consensus.Update, Evidence) { ev := nearEv; ev.Final = nil; return nearU, ev }, consensus.FaultSilent},
+		{"final state not the committed one", tol, edit(func(s *Snapshot) { s.Params[0] += 1e-6 }, false), consensus.FaultSilent},
+		{"final state of the wrong size", tol, edit(func(s *Snapshot) { s.Params = s.Params[:len(s.Params)-1] }, true), consensus.FaultSilent},
+		{"final state of another step", tol, edit(func(s *Snapshot) { s.Step-- }, true), consensus.FaultSilent},
+		{"payload flipped against the final state", tol, fixed(&flipped, flippedEv), consensus.FaultLink},
+		{"openings that do not hold", tol, func() (*consensus.Update, Evidence) {
+			ev := nearEv
+			ev.Openings = slices.Clone(ev.Openings[1:])
+			return nearU, ev
+		}, consensus.FaultSilent},
+	} {
+		hr.spec.Verify.Tolerance = tc.tol
+		u, ev := tc.lie()
+		f := hr.check(t, u, ev)
+		if f.Fault != tc.fault || f.Segment != S-1 {
+			t.Errorf("%s: %s fault on segment %d (%s), want %s on %d", tc.name, f.Fault, f.Segment, f.Reason, tc.fault, S-1)
+			continue
+		}
+		err := hr.judge(t, u, ev)
+		if (err == nil) != (tc.fault == consensus.FaultNone) {
+			t.Errorf("%s: Judge = %v", tc.name, err)
+		}
+		switch tc.fault {
+		case consensus.FaultSegment:
+			// The referee re-executes the round against the final state
+			// the challenger kept; without it nobody is proven at fault.
+			if len(f.Keep) != 1 || f.Keep[0].Hash() != u.Segments[S-1] {
+				t.Errorf("%s: kept %d states, want the committed final state", tc.name, len(f.Keep))
 			}
+			got, err := Referee(hr.spec, hr.base, u, &consensus.VerdictMsg{Segment: f.Segment, Fault: f.Fault}, hr.blocks, hr.replayer(t), only(f), nil)
+			if err != nil || got != consensus.Upheld {
+				t.Errorf("%s: the referee of a true tolerance claim: %v, %v", tc.name, got, err)
+			}
+			got, err = Referee(hr.spec, hr.base, u, &consensus.VerdictMsg{Segment: f.Segment, Fault: f.Fault}, hr.blocks, hr.replayer(t), none, nil)
+			if got != consensus.Lapsed || !errors.Is(err, ErrUnjudgeable) {
+				t.Errorf("%s: the referee without the final state: %v, %v", tc.name, got, err)
+			}
+		case consensus.FaultLink:
+			// The link is checked against the committed final state (the
+			// one the evidence carries), not the re-executed one.
+			if len(f.Keep) != 1 || f.Keep[0].Hash() != u.Segments[S-1] || !slices.Equal(f.Keep[0].Params, near.Params) {
+				t.Errorf("%s: kept %d states, want the committed final state", tc.name, len(f.Keep))
+			}
+			got, err := Referee(hr.spec, hr.base, u, &consensus.VerdictMsg{Segment: f.Segment, Fault: f.Fault}, hr.blocks, hr.replayer(t), only(f), hr.openings(t, f))
+			if err != nil || got != consensus.Upheld {
+				t.Errorf("%s: the referee of a true link claim: %v, %v", tc.name, got, err)
+			}
+		}
+	}
+	// False claims against final states within tolerance: overturned.
+	hr.spec.Verify.Tolerance = tol
+	for _, c := range []struct {
+		name string
+		u    *consensus.Update
+		fin  Snapshot
+	}{{"the honest round", hr.u, hr.final}, {"0.1×tolerance away", nearU, near}} {
+		x := &consensus.VerdictMsg{Segment: S - 1, Fault: consensus.FaultSegment}
+		if got, err := Referee(hr.spec, hr.base, c.u, x, hr.blocks, hr.replayer(t), light(only(Finding{Keep: []Snapshot{c.fin}})), nil); err != nil || got != consensus.Overturned {
+			t.Errorf("%s: the referee of a false tolerance claim: %v, %v", c.name, got, err)
 		}
 	}
 }

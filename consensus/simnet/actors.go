@@ -257,7 +257,6 @@ func (a *Accuser) Tick(sn *Net, self int) {
 			if PeerID(ch.Challenger) == sn.IDs[self] {
 				continue // drawn for it: a referee judges that case (trainer's challenge simulation)
 			}
-			x.Segment = ch.Segment
 		}
 		x.Sig = Sign(sn.IDs[self])(consensus.VerdictSignBytes(sn.Spec.RunID(), x))
 		sn.broadcastFrom(self, Message{Verdict: x})

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -35,14 +36,18 @@ import (
 // Wire format (inside the codec): version byte, then
 //
 //	uvarint D, uvarint k, byte bits, uvarint chunk,
-//	version 2: byte r, then k Golomb-Rice codes of the index gaps (first
-//	    index, then index−previous−1): gap>>r one-bits, a zero-bit, the r
-//	    low bits; little-endian bit order, padded to a byte;
+//	version 3: float32 τ, the smallest magnitude selected (before
+//	    quantization): every coordinate sent had |v| ≥ τ, every one kept
+//	    back |v| ≤ τ, which lets a checker test the selection on any
+//	    sample of coordinates (see [Sparse.Threshold]);
+//	versions 2 and 3: byte r, then k Golomb-Rice codes of the index gaps
+//	    (first index, then index−previous−1): gap>>r one-bits, a zero-bit,
+//	    the r low bits; little-endian bit order, padded to a byte;
 //	version 1 (still decoded): k uvarint index gaps;
 //	⌈k/chunk⌉ float32 scales (bits < 32 only),
 //	values: k·bits bits, little-endian bit order (bits < 32; 1 bit: set
 //	        for +scale, clear for −scale), or k float32 (bits = 32).
-const formatVersion = 2
+const formatVersion = 3
 
 // Codec byte in front of the frame: zstd, or none (when zstd would not
 // make the frame smaller, as for Rice codes and sign bits).
@@ -135,13 +140,15 @@ func (e *Encoder) Encode(delta []float32, dst []byte) ([]byte, error) {
 		e.v[i] = x + e.residual[i]
 	}
 	k := e.p.K(e.d)
-	e.idx = e.topK(e.v, k, e.idx[:0])
+	var thr float32
+	e.idx, thr = e.topK(e.v, k, e.idx[:0])
 	raw := e.raw[:0]
 	raw = append(raw, formatVersion)
 	raw = binary.AppendUvarint(raw, uint64(e.d))
 	raw = binary.AppendUvarint(raw, uint64(k))
 	raw = append(raw, byte(e.p.Bits))
 	raw = binary.AppendUvarint(raw, uint64(e.p.Chunk))
+	raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(thr))
 	raw = appendRice(raw, e.idx)
 	// The residual keeps everything; the sent coordinates are then reduced
 	// by exactly what the receiver will reconstruct.
@@ -249,9 +256,10 @@ func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) 
 func roundHalfAway(x float32) float32 { return float32(math.Round(float64(x))) }
 
 // topK appends to dst the indices (ascending) of the k largest |v|, ties to
-// the lower index. A two-pass radix select on the magnitude's bit pattern
-// (which orders non-negative floats) finds the threshold without sorting.
-func (e *Encoder) topK(v []float32, k int, dst []uint32) []uint32 {
+// the lower index, and returns the k-th largest magnitude. A two-pass
+// radix select on the magnitude's bit pattern (which orders non-negative
+// floats) finds the threshold without sorting.
+func (e *Encoder) topK(v []float32, k int, dst []uint32) ([]uint32, float32) {
 	mag := func(x float32) uint32 { return math.Float32bits(x) &^ (1 << 31) }
 	// Pass 1: high 16 bits.
 	h := &e.hist
@@ -294,7 +302,7 @@ func (e *Encoder) topK(v []float32, k int, dst []uint32) []uint32 {
 			need--
 		}
 	}
-	return dst
+	return dst, math.Float32frombits(thr)
 }
 
 type bitWriter struct {
@@ -339,6 +347,14 @@ type Sparse struct {
 	D   int
 	Idx []uint32 // ascending, < D
 	Val []float32
+	// Threshold is the encoder's τ (format 3): every sent coordinate had
+	// magnitude ≥ τ before quantization, every other one ≤ τ. −1 when the
+	// frame does not say (formats 1 and 2).
+	Threshold float32
+	// Bits and Chunk are the frame's quantization, Scales its per-chunk
+	// scales (none for 32 bits): what re-quantizing a value needs.
+	Bits, Chunk int
+	Scales      []float32
 }
 
 // AddTo adds the update into dst (len D) scaled by w: dst[i] += w·val.
@@ -415,7 +431,7 @@ func (dec *Decoder) Decode(msg []byte) (*Sparse, error) {
 	}
 	r := reader{b: raw}
 	version := r.byte()
-	if version != 1 && version != formatVersion {
+	if version < 1 || version > formatVersion {
 		return nil, malformed("format version %d", version)
 	}
 	d, k, bits, chunk := r.uvarint(), r.uvarint(), int(r.byte()), r.uvarint()
@@ -434,6 +450,13 @@ func (dec *Decoder) Decode(msg []byte) (*Sparse, error) {
 	if chunk < 1 || chunk > 1<<16 {
 		return nil, malformed("chunk of %d", chunk)
 	}
+	thr := float32(-1)
+	if version >= 3 {
+		thr = math.Float32frombits(r.uint32())
+		if r.err != nil || !(thr >= 0) || math.IsInf(float64(thr), 0) {
+			return nil, malformed("threshold %v", thr)
+		}
+	}
 	var idx []uint32
 	var err error
 	if version == 1 {
@@ -444,7 +467,7 @@ func (dec *Decoder) Decode(msg []byte) (*Sparse, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sparse{D: int(d), Idx: idx, Val: make([]float32, k)}
+	s := &Sparse{D: int(d), Idx: idx, Val: make([]float32, k), Threshold: thr, Bits: bits, Chunk: int(chunk)}
 	if bits == 32 {
 		for j := range s.Val {
 			s.Val[j] = math.Float32frombits(r.uint32())
@@ -461,6 +484,7 @@ func (dec *Decoder) Decode(msg []byte) (*Sparse, error) {
 				return nil, malformed("scale %d is %v", c, scales[c])
 			}
 		}
+		s.Scales = scales
 		br := bitReader{r: &r}
 		for j := range s.Val {
 			q := float32(br.read(bits)) - levels
@@ -611,4 +635,73 @@ func riceGaps(r *reader, k, d uint64, bits int) ([]uint32, error) {
 		return nil, malformed("index padding")
 	}
 	return idx, nil
+}
+
+// CheckRange checks the encoding on the coordinates [lo, lo+len(v)) alone,
+// as a challenger that holds only a sample of the sender's vectors does: v
+// is what the sender encoded there (its delta plus the residual it carried
+// in) and out the residual it says it kept. Each coordinate must be sent
+// if its magnitude is above the frame's threshold and kept back if below,
+// a sent value must be v quantized as the encoder quantizes it (the sign,
+// or the level, under the frame's scale), and out must be v less what was
+// sent, bit for bit. The chunk scales themselves are not checked (each is
+// a mean or maximum over the whole chunk): a false one is carried by the
+// residual, which the same check holds to account. It returns an error
+// saying the first coordinate that does not hold.
+func (s *Sparse) CheckRange(lo int, v, out []float32) error {
+	if !(s.Threshold >= 0) {
+		return errors.New("the frame carries no selection threshold (format 1 or 2)")
+	}
+	if len(v) != len(out) || lo < 0 || lo+len(v) > s.D {
+		return fmt.Errorf("range [%d, %d) of a %d-vector with %d residual values", lo, lo+len(v), s.D, len(out))
+	}
+	j, _ := slices.BinarySearch(s.Idx, uint32(lo))
+	for o, x := range v {
+		i := lo + o
+		m := abs32(x)
+		if j < len(s.Idx) && s.Idx[j] == uint32(i) {
+			if !(m >= s.Threshold) {
+				return fmt.Errorf("coordinate %d was sent with |v| = %g below the threshold %g", i, m, s.Threshold)
+			}
+			if want := s.quantize(j, x); math.Float32bits(want) != math.Float32bits(s.Val[j]) {
+				return fmt.Errorf("coordinate %d was sent as %g; %g quantizes to %g", i, s.Val[j], x, want)
+			}
+			if r := x - s.Val[j]; math.Float32bits(r) != math.Float32bits(out[o]) {
+				return fmt.Errorf("coordinate %d keeps %g in the residual, %g less the %g sent is %g", i, out[o], x, s.Val[j], r)
+			}
+			j++
+			continue
+		}
+		if !(m <= s.Threshold) {
+			return fmt.Errorf("coordinate %d was kept back with |v| = %g above the threshold %g", i, m, s.Threshold)
+		}
+		if math.Float32bits(x) != math.Float32bits(out[o]) {
+			return fmt.Errorf("coordinate %d keeps %g in the residual, not the %g it was not sent with", i, out[o], x)
+		}
+	}
+	return nil
+}
+
+// quantize is what the encoder sends for the j-th selected value x.
+func (s *Sparse) quantize(j int, x float32) float32 {
+	switch {
+	case s.Bits == 32:
+		return x
+	case len(s.Scales) == 0 || s.Chunk < 1:
+		return float32(math.NaN())
+	}
+	sc := s.Scales[j/s.Chunk]
+	if s.Bits == 1 {
+		if x >= 0 {
+			return 1 * sc
+		}
+		return -1 * sc
+	}
+	levels := float32(int(1)<<(s.Bits-1) - 1)
+	q := float32(0)
+	if sc > 0 {
+		q = roundHalfAway(x / sc)
+		q = min(max(q, -levels), levels)
+	}
+	return q * sc
 }

@@ -79,7 +79,7 @@ func TestTopKMatchesSortAndBreaksTiesLow(t *testing.T) {
 	}
 	for _, k := range []int{1, 17, 500, 714, 715, 4999, 5000} {
 		e := mustEnc(t, Params{Fraction: 1, Bits: 32, Chunk: 1}, d)
-		got := e.topK(v, k, nil)
+		got, _ := e.topK(v, k, nil)
 		ref := make([]int, d)
 		for i := range ref {
 			ref[i] = i
@@ -369,4 +369,77 @@ func quote(b []byte) string {
 	}
 	s.WriteByte('"')
 	return s.String()
+}
+
+// TestCheckRange: an honest encoding passes the range check on every
+// block of coordinates, at every quantization; a selection, a value or a
+// residual that does not follow from the encoded vector fails on the
+// block that holds it, and only there.
+func TestCheckRange(t *testing.T) {
+	const d, block = 1000, 64
+	for _, p := range []Params{{0.05, 1, 16}, {0.05, 2, 8}, {0.1, 8, 256}, {0.02, 32, 1}} {
+		t.Run(fmt.Sprintf("%v", p), func(t *testing.T) {
+			e, dec := mustEnc(t, p, d), mustDec(t, d)
+			if err := e.SetResidual(randVec(7, d, 0.3)); err != nil {
+				t.Fatal(err)
+			}
+			in := slices.Clone(e.Residual())
+			delta := randVec(8, d, 1)
+			msg, err := e.Encode(delta, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := slices.Clone(e.Residual())
+			s, err := dec.Decode(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := make([]float32, d)
+			for i := range v {
+				v[i] = delta[i] + in[i]
+			}
+			check := func(v, out []float32) (bad []int) {
+				for lo := 0; lo < d; lo += block {
+					hi := min(lo+block, d)
+					if err := s.CheckRange(lo, v[lo:hi], out[lo:hi]); err != nil {
+						bad = append(bad, lo/block)
+					}
+				}
+				return bad
+			}
+			if bad := check(v, out); bad != nil {
+				t.Fatalf("honest encoding fails on blocks %v", bad)
+			}
+			sent, kept := int(s.Idx[len(s.Idx)/2]), -1
+			for i := range d {
+				if _, ok := slices.BinarySearch(s.Idx, uint32(i)); !ok && i/block != sent/block {
+					kept = i
+					break
+				}
+			}
+			for name, tamper := range map[string]func(v, out []float32){
+				// A residual that keeps more than the encoding left.
+				"residual": func(v, out []float32) { out[kept] += 1 },
+				// What was sent is not what v quantizes to.
+				"value": func(v, out []float32) { v[sent] = -v[sent] },
+				// A coordinate kept back that beats the threshold.
+				"selection": func(v, out []float32) { v[kept] = 2*s.Threshold + 1; out[kept] = v[kept] },
+			} {
+				v2, out2 := slices.Clone(v), slices.Clone(out)
+				tamper(v2, out2)
+				bad := check(v2, out2)
+				i := kept
+				if name == "value" {
+					i = sent
+				}
+				if !slices.Equal(bad, []int{i / block}) {
+					t.Errorf("%s tampered at %d: failing blocks %v, want [%d]", name, i, bad, i/block)
+				}
+			}
+		})
+	}
+	// A frame without a threshold cannot be range-checked.
+	if err := (&Sparse{D: 4, Threshold: -1}).CheckRange(0, make([]float32, 4), make([]float32, 4)); err == nil {
+		t.Error("a frame without a threshold passes the range check")
+	}
 }

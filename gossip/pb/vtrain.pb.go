@@ -357,7 +357,7 @@ type Update struct {
 	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`                            // gossip/compress message
 	Seed          uint64                 `protobuf:"varint,5,opt,name=seed,proto3" json:"seed,omitempty"`                                 // batch-order seed (the run assigns it)
 	Segments      [][]byte               `protobuf:"bytes,6,rep,name=segments,proto3" json:"segments,omitempty"`                          // trainer state hash after every k inner steps
-	ResidualIn    []byte                 `protobuf:"bytes,7,opt,name=residual_in,json=residualIn,proto3" json:"residual_in,omitempty"`    // error-feedback residual hash before encoding
+	ResidualIn    []byte                 `protobuf:"bytes,7,opt,name=residual_in,json=residualIn,proto3" json:"residual_in,omitempty"`    // error-feedback residual's Merkle root before encoding
 	ResidualOut   []byte                 `protobuf:"bytes,8,opt,name=residual_out,json=residualOut,proto3" json:"residual_out,omitempty"` // and after
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1612,14 +1612,13 @@ func (*SyncRequest_Proof) isSyncRequest_What() {}
 func (*SyncRequest_Blob) isSyncRequest_What() {}
 
 // BlobRequest asks a challenger or an accused for what a referee needs to
-// check a dispute, by hash: a trainer snapshot (trainer.Snapshot.Hash) or a
-// residual (trainer.ParamHash).
+// check a dispute, by hash: a trainer snapshot (trainer.Snapshot.Hash).
 type BlobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
 	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`  // the disputed update's round,
 	Update        []byte                 `protobuf:"bytes,3,opt,name=update,proto3" json:"update,omitempty"` // its ID,
-	Step          int64                  `protobuf:"varint,4,opt,name=step,proto3" json:"step,omitempty"`    // and the inner step the state is at (-1: a residual)
+	Step          int64                  `protobuf:"varint,4,opt,name=step,proto3" json:"step,omitempty"`    // and the inner step the state is at
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1682,14 +1681,16 @@ func (x *BlobRequest) GetStep() int64 {
 	return 0
 }
 
-// SegmentRequest asks a challenged peer for the evidence behind one
-// segment of its update.
+// SegmentRequest asks a challenged peer for the evidence behind its update
+// (the residual blocks opened), or for its signed step hashes of one
+// segment.
 type SegmentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
 	Update        []byte                 `protobuf:"bytes,2,opt,name=update,proto3" json:"update,omitempty"`
-	Segment       uint32                 `protobuf:"varint,3,opt,name=segment,proto3" json:"segment,omitempty"`
-	Leaves        bool                   `protobuf:"varint,4,opt,name=leaves,proto3" json:"leaves,omitempty"` // only the signed step hashes (the segment missed its root)
+	Segment       uint32                 `protobuf:"varint,3,opt,name=segment,proto3" json:"segment,omitempty"`      // leaves only
+	Leaves        bool                   `protobuf:"varint,4,opt,name=leaves,proto3" json:"leaves,omitempty"`        // only the signed step hashes (the segment missed its root)
+	Blocks        []uint32               `protobuf:"varint,5,rep,packed,name=blocks,proto3" json:"blocks,omitempty"` // the residual blocks to open
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1750,6 +1751,13 @@ func (x *SegmentRequest) GetLeaves() bool {
 		return x.Leaves
 	}
 	return false
+}
+
+func (x *SegmentRequest) GetBlocks() []uint32 {
+	if x != nil {
+		return x.Blocks
+	}
+	return nil
 }
 
 type Snapshot struct {
@@ -1838,11 +1846,9 @@ func (x *Snapshot) GetOptDigest() []byte {
 
 type Evidence struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Start         *Snapshot              `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`       // the segment's start (absent for segment 0)
-	End           *Snapshot              `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`           // the segment's end (runs with a tolerance)
-	Final         *Snapshot              `protobuf:"bytes,3,opt,name=final,proto3" json:"final,omitempty"`       // after the last inner step
-	Residual      []byte                 `protobuf:"bytes,4,opt,name=residual,proto3" json:"residual,omitempty"` // residual before encoding, little-endian float32
+	Final         *Snapshot              `protobuf:"bytes,3,opt,name=final,proto3" json:"final,omitempty"`       // after the last inner step, light (runs with a tolerance only)
 	Answer        *Answer                `protobuf:"bytes,5,opt,name=answer,proto3" json:"answer,omitempty"`     // the signed hashes of the segment's steps
+	Openings      []*Opening             `protobuf:"bytes,6,rep,name=openings,proto3" json:"openings,omitempty"` // the residual blocks asked for
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1877,20 +1883,6 @@ func (*Evidence) Descriptor() ([]byte, []int) {
 	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{22}
 }
 
-func (x *Evidence) GetStart() *Snapshot {
-	if x != nil {
-		return x.Start
-	}
-	return nil
-}
-
-func (x *Evidence) GetEnd() *Snapshot {
-	if x != nil {
-		return x.End
-	}
-	return nil
-}
-
 func (x *Evidence) GetFinal() *Snapshot {
 	if x != nil {
 		return x.Final
@@ -1898,16 +1890,87 @@ func (x *Evidence) GetFinal() *Snapshot {
 	return nil
 }
 
-func (x *Evidence) GetResidual() []byte {
+func (x *Evidence) GetAnswer() *Answer {
 	if x != nil {
-		return x.Residual
+		return x.Answer
 	}
 	return nil
 }
 
-func (x *Evidence) GetAnswer() *Answer {
+func (x *Evidence) GetOpenings() []*Opening {
 	if x != nil {
-		return x.Answer
+		return x.Openings
+	}
+	return nil
+}
+
+// Opening is a block of the residual a peer carried into its update's
+// encoding, with the block's inclusion paths under the update's residual
+// roots (trainer.Opening).
+type Opening struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Block         uint32                 `protobuf:"varint,1,opt,name=block,proto3" json:"block,omitempty"`
+	Values        []byte                 `protobuf:"bytes,2,opt,name=values,proto3" json:"values,omitempty"`                  // little-endian float32
+	InPath        [][]byte               `protobuf:"bytes,3,rep,name=in_path,json=inPath,proto3" json:"in_path,omitempty"`    // under residual_in
+	OutPath       [][]byte               `protobuf:"bytes,4,rep,name=out_path,json=outPath,proto3" json:"out_path,omitempty"` // under residual_out
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Opening) Reset() {
+	*x = Opening{}
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Opening) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Opening) ProtoMessage() {}
+
+func (x *Opening) ProtoReflect() protoreflect.Message {
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Opening.ProtoReflect.Descriptor instead.
+func (*Opening) Descriptor() ([]byte, []int) {
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Opening) GetBlock() uint32 {
+	if x != nil {
+		return x.Block
+	}
+	return 0
+}
+
+func (x *Opening) GetValues() []byte {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *Opening) GetInPath() [][]byte {
+	if x != nil {
+		return x.InPath
+	}
+	return nil
+}
+
+func (x *Opening) GetOutPath() [][]byte {
+	if x != nil {
+		return x.OutPath
 	}
 	return nil
 }
@@ -1921,7 +1984,7 @@ type SpecRequest struct {
 
 func (x *SpecRequest) Reset() {
 	*x = SpecRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +1996,7 @@ func (x *SpecRequest) String() string {
 func (*SpecRequest) ProtoMessage() {}
 
 func (x *SpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[23]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2009,7 @@ func (x *SpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpecRequest.ProtoReflect.Descriptor instead.
 func (*SpecRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{23}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SpecRequest) GetPeersOnly() bool {
@@ -1965,7 +2028,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2040,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[24]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2053,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{24}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StateRequest) GetHash() []byte {
@@ -2010,7 +2073,7 @@ type UpdatesRequest struct {
 
 func (x *UpdatesRequest) Reset() {
 	*x = UpdatesRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2085,7 @@ func (x *UpdatesRequest) String() string {
 func (*UpdatesRequest) ProtoMessage() {}
 
 func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[25]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2098,7 @@ func (x *UpdatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatesRequest.ProtoReflect.Descriptor instead.
 func (*UpdatesRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{25}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdatesRequest) GetRound() uint64 {
@@ -2062,7 +2125,7 @@ type ProofRequest struct {
 
 func (x *ProofRequest) Reset() {
 	*x = ProofRequest{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2137,7 @@ func (x *ProofRequest) String() string {
 func (*ProofRequest) ProtoMessage() {}
 
 func (x *ProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[26]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2150,7 @@ func (x *ProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProofRequest.ProtoReflect.Descriptor instead.
 func (*ProofRequest) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{26}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ProofRequest) GetRound() uint64 {
@@ -2107,7 +2170,7 @@ type Link struct {
 
 func (x *Link) Reset() {
 	*x = Link{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2182,7 @@ func (x *Link) String() string {
 func (*Link) ProtoMessage() {}
 
 func (x *Link) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[27]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2195,7 @@ func (x *Link) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Link.ProtoReflect.Descriptor instead.
 func (*Link) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{27}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Link) GetCommit() *Commit {
@@ -2158,7 +2221,7 @@ type Proof struct {
 
 func (x *Proof) Reset() {
 	*x = Proof{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2233,7 @@ func (x *Proof) String() string {
 func (*Proof) ProtoMessage() {}
 
 func (x *Proof) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[28]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2246,7 @@ func (x *Proof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proof.ProtoReflect.Descriptor instead.
 func (*Proof) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{28}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Proof) GetLinks() []*Link {
@@ -2202,15 +2265,14 @@ type SyncResponse struct {
 	Peers         []string               `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`     // spec requests: addresses of the peers the server knows
 	Evidence      *Evidence              `protobuf:"bytes,6,opt,name=evidence,proto3" json:"evidence,omitempty"`
 	Proof         *Proof                 `protobuf:"bytes,7,opt,name=proof,proto3" json:"proof,omitempty"`
-	Snapshot      *Snapshot              `protobuf:"bytes,8,opt,name=snapshot,proto3" json:"snapshot,omitempty"` // blob requests: the snapshot, or
-	Vector        []byte                 `protobuf:"bytes,9,opt,name=vector,proto3" json:"vector,omitempty"`     // the residual (little-endian float32)
+	Snapshot      *Snapshot              `protobuf:"bytes,8,opt,name=snapshot,proto3" json:"snapshot,omitempty"` // blob requests: the snapshot
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2222,7 +2284,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[29]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2235,7 +2297,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{29}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SyncResponse) GetError() string {
@@ -2294,13 +2356,6 @@ func (x *SyncResponse) GetSnapshot() *Snapshot {
 	return nil
 }
 
-func (x *SyncResponse) GetVector() []byte {
-	if x != nil {
-		return x.Vector
-	}
-	return nil
-}
-
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // binary peer ID
@@ -2315,7 +2370,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[30]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2382,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[30]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2395,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{30}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Member) GetId() []byte {
@@ -2398,7 +2453,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[31]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2465,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_gossip_pb_vtrain_proto_msgTypes[31]
+	mi := &file_gossip_pb_vtrain_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2478,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{31}
+	return file_gossip_pb_vtrain_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *State) GetRound() uint64 {
@@ -2592,12 +2647,13 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x16\n" +
 	"\x06update\x18\x03 \x01(\fR\x06update\x12\x12\n" +
-	"\x04step\x18\x04 \x01(\x03R\x04step\"p\n" +
+	"\x04step\x18\x04 \x01(\x03R\x04step\"\x88\x01\n" +
 	"\x0eSegmentRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
 	"\x06update\x18\x02 \x01(\fR\x06update\x12\x18\n" +
 	"\asegment\x18\x03 \x01(\rR\asegment\x12\x16\n" +
-	"\x06leaves\x18\x04 \x01(\bR\x06leaves\"\xae\x01\n" +
+	"\x06leaves\x18\x04 \x01(\bR\x06leaves\x12\x16\n" +
+	"\x06blocks\x18\x05 \x03(\rR\x06blocks\"\xae\x01\n" +
 	"\bSnapshot\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2606,13 +2662,16 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"opt_values\x18\x04 \x03(\fR\toptValues\x12\x1b\n" +
 	"\topt_steps\x18\x05 \x01(\x03R\boptSteps\x12\x1d\n" +
 	"\n" +
-	"opt_digest\x18\x06 \x01(\fR\toptDigest\"\xce\x01\n" +
+	"opt_digest\x18\x06 \x01(\fR\toptDigest\"\xa2\x01\n" +
 	"\bEvidence\x12)\n" +
-	"\x05start\x18\x01 \x01(\v2\x13.vtrain.v2.SnapshotR\x05start\x12%\n" +
-	"\x03end\x18\x02 \x01(\v2\x13.vtrain.v2.SnapshotR\x03end\x12)\n" +
-	"\x05final\x18\x03 \x01(\v2\x13.vtrain.v2.SnapshotR\x05final\x12\x1a\n" +
-	"\bresidual\x18\x04 \x01(\fR\bresidual\x12)\n" +
-	"\x06answer\x18\x05 \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\",\n" +
+	"\x05final\x18\x03 \x01(\v2\x13.vtrain.v2.SnapshotR\x05final\x12)\n" +
+	"\x06answer\x18\x05 \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\x12.\n" +
+	"\bopenings\x18\x06 \x03(\v2\x12.vtrain.v2.OpeningR\bopeningsJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x04\x10\x05\"k\n" +
+	"\aOpening\x12\x14\n" +
+	"\x05block\x18\x01 \x01(\rR\x05block\x12\x16\n" +
+	"\x06values\x18\x02 \x01(\fR\x06values\x12\x17\n" +
+	"\ain_path\x18\x03 \x03(\fR\x06inPath\x12\x19\n" +
+	"\bout_path\x18\x04 \x03(\fR\aoutPath\",\n" +
 	"\vSpecRequest\x12\x1d\n" +
 	"\n" +
 	"peers_only\x18\x01 \x01(\bR\tpeersOnly\"\"\n" +
@@ -2628,7 +2687,7 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\vnext_voters\x18\x02 \x03(\fR\n" +
 	"nextVoters\".\n" +
 	"\x05Proof\x12%\n" +
-	"\x05links\x18\x01 \x03(\v2\x0f.vtrain.v2.LinkR\x05links\"\xc5\x02\n" +
+	"\x05links\x18\x01 \x03(\v2\x0f.vtrain.v2.LinkR\x05links\"\xb3\x02\n" +
 	"\fSyncResponse\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12&\n" +
@@ -2637,8 +2696,8 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x05peers\x18\x05 \x03(\tR\x05peers\x12/\n" +
 	"\bevidence\x18\x06 \x01(\v2\x13.vtrain.v2.EvidenceR\bevidence\x12&\n" +
 	"\x05proof\x18\a \x01(\v2\x10.vtrain.v2.ProofR\x05proof\x12/\n" +
-	"\bsnapshot\x18\b \x01(\v2\x13.vtrain.v2.SnapshotR\bsnapshot\x12\x16\n" +
-	"\x06vector\x18\t \x01(\fR\x06vector\"\x84\x01\n" +
+	"\bsnapshot\x18\b \x01(\v2\x13.vtrain.v2.SnapshotR\bsnapshotJ\x04\b\t\x10\n" +
+	"\"\x84\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x18\n" +
 	"\afounder\x18\x02 \x01(\bR\afounder\x12\x12\n" +
@@ -2665,7 +2724,7 @@ func file_gossip_pb_vtrain_proto_rawDescGZIP() []byte {
 	return file_gossip_pb_vtrain_proto_rawDescData
 }
 
-var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_gossip_pb_vtrain_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_gossip_pb_vtrain_proto_goTypes = []any{
 	(*Signed)(nil),         // 0: vtrain.v2.Signed
 	(*Body)(nil),           // 1: vtrain.v2.Body
@@ -2690,15 +2749,16 @@ var file_gossip_pb_vtrain_proto_goTypes = []any{
 	(*SegmentRequest)(nil), // 20: vtrain.v2.SegmentRequest
 	(*Snapshot)(nil),       // 21: vtrain.v2.Snapshot
 	(*Evidence)(nil),       // 22: vtrain.v2.Evidence
-	(*SpecRequest)(nil),    // 23: vtrain.v2.SpecRequest
-	(*StateRequest)(nil),   // 24: vtrain.v2.StateRequest
-	(*UpdatesRequest)(nil), // 25: vtrain.v2.UpdatesRequest
-	(*ProofRequest)(nil),   // 26: vtrain.v2.ProofRequest
-	(*Link)(nil),           // 27: vtrain.v2.Link
-	(*Proof)(nil),          // 28: vtrain.v2.Proof
-	(*SyncResponse)(nil),   // 29: vtrain.v2.SyncResponse
-	(*Member)(nil),         // 30: vtrain.v2.Member
-	(*State)(nil),          // 31: vtrain.v2.State
+	(*Opening)(nil),        // 23: vtrain.v2.Opening
+	(*SpecRequest)(nil),    // 24: vtrain.v2.SpecRequest
+	(*StateRequest)(nil),   // 25: vtrain.v2.StateRequest
+	(*UpdatesRequest)(nil), // 26: vtrain.v2.UpdatesRequest
+	(*ProofRequest)(nil),   // 27: vtrain.v2.ProofRequest
+	(*Link)(nil),           // 28: vtrain.v2.Link
+	(*Proof)(nil),          // 29: vtrain.v2.Proof
+	(*SyncResponse)(nil),   // 30: vtrain.v2.SyncResponse
+	(*Member)(nil),         // 31: vtrain.v2.Member
+	(*State)(nil),          // 32: vtrain.v2.State
 }
 var file_gossip_pb_vtrain_proto_depIdxs = []int32{
 	3,  // 0: vtrain.v2.Body.update:type_name -> vtrain.v2.Update
@@ -2723,29 +2783,28 @@ var file_gossip_pb_vtrain_proto_depIdxs = []int32{
 	13, // 19: vtrain.v2.Commit.value:type_name -> vtrain.v2.Value
 	14, // 20: vtrain.v2.Commit.cert:type_name -> vtrain.v2.Certificate
 	12, // 21: vtrain.v2.Verdict.answer:type_name -> vtrain.v2.Answer
-	23, // 22: vtrain.v2.SyncRequest.spec:type_name -> vtrain.v2.SpecRequest
-	24, // 23: vtrain.v2.SyncRequest.state:type_name -> vtrain.v2.StateRequest
-	25, // 24: vtrain.v2.SyncRequest.updates:type_name -> vtrain.v2.UpdatesRequest
+	24, // 22: vtrain.v2.SyncRequest.spec:type_name -> vtrain.v2.SpecRequest
+	25, // 23: vtrain.v2.SyncRequest.state:type_name -> vtrain.v2.StateRequest
+	26, // 24: vtrain.v2.SyncRequest.updates:type_name -> vtrain.v2.UpdatesRequest
 	20, // 25: vtrain.v2.SyncRequest.segment:type_name -> vtrain.v2.SegmentRequest
-	26, // 26: vtrain.v2.SyncRequest.proof:type_name -> vtrain.v2.ProofRequest
+	27, // 26: vtrain.v2.SyncRequest.proof:type_name -> vtrain.v2.ProofRequest
 	19, // 27: vtrain.v2.SyncRequest.blob:type_name -> vtrain.v2.BlobRequest
-	21, // 28: vtrain.v2.Evidence.start:type_name -> vtrain.v2.Snapshot
-	21, // 29: vtrain.v2.Evidence.end:type_name -> vtrain.v2.Snapshot
-	21, // 30: vtrain.v2.Evidence.final:type_name -> vtrain.v2.Snapshot
-	12, // 31: vtrain.v2.Evidence.answer:type_name -> vtrain.v2.Answer
-	15, // 32: vtrain.v2.Link.commit:type_name -> vtrain.v2.Commit
-	27, // 33: vtrain.v2.Proof.links:type_name -> vtrain.v2.Link
-	31, // 34: vtrain.v2.SyncResponse.state:type_name -> vtrain.v2.State
-	0,  // 35: vtrain.v2.SyncResponse.updates:type_name -> vtrain.v2.Signed
-	22, // 36: vtrain.v2.SyncResponse.evidence:type_name -> vtrain.v2.Evidence
-	28, // 37: vtrain.v2.SyncResponse.proof:type_name -> vtrain.v2.Proof
-	21, // 38: vtrain.v2.SyncResponse.snapshot:type_name -> vtrain.v2.Snapshot
-	30, // 39: vtrain.v2.State.members:type_name -> vtrain.v2.Member
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	21, // 28: vtrain.v2.Evidence.final:type_name -> vtrain.v2.Snapshot
+	12, // 29: vtrain.v2.Evidence.answer:type_name -> vtrain.v2.Answer
+	23, // 30: vtrain.v2.Evidence.openings:type_name -> vtrain.v2.Opening
+	15, // 31: vtrain.v2.Link.commit:type_name -> vtrain.v2.Commit
+	28, // 32: vtrain.v2.Proof.links:type_name -> vtrain.v2.Link
+	32, // 33: vtrain.v2.SyncResponse.state:type_name -> vtrain.v2.State
+	0,  // 34: vtrain.v2.SyncResponse.updates:type_name -> vtrain.v2.Signed
+	22, // 35: vtrain.v2.SyncResponse.evidence:type_name -> vtrain.v2.Evidence
+	29, // 36: vtrain.v2.SyncResponse.proof:type_name -> vtrain.v2.Proof
+	21, // 37: vtrain.v2.SyncResponse.snapshot:type_name -> vtrain.v2.Snapshot
+	31, // 38: vtrain.v2.State.members:type_name -> vtrain.v2.Member
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_gossip_pb_vtrain_proto_init() }
@@ -2777,7 +2836,7 @@ func file_gossip_pb_vtrain_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gossip_pb_vtrain_proto_rawDesc), len(file_gossip_pb_vtrain_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

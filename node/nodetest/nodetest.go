@@ -539,7 +539,7 @@ func (w *watcher) State(consensus.Hash) (consensus.State, bool) { return consens
 func (w *watcher) Updates([]consensus.Hash) [][]byte { return nil }
 
 // Evidence implements gossip.Server.
-func (w *watcher) Evidence(uint64, consensus.Hash, int) (trainer.Evidence, error) {
+func (w *watcher) Evidence(uint64, consensus.Hash, []int) (trainer.Evidence, error) {
 	return trainer.Evidence{}, errors.New("nodetest: a watcher holds no evidence")
 }
 
@@ -550,6 +550,6 @@ func (w *watcher) Answer(uint64, consensus.Hash, int) (*consensus.Answer, error)
 
 // Proof implements gossip.Server.
 func (w *watcher) Proof(uint64) *consensus.Proof { return &consensus.Proof{} }
-func (w *watcher) Blob(gossip.BlobRequest) (*trainer.Snapshot, []float32, bool) {
-	return nil, nil, false
+func (w *watcher) Blob(gossip.BlobRequest) (*trainer.Snapshot, bool) {
+	return nil, false
 }

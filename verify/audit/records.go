@@ -57,7 +57,6 @@ type StateData struct {
 // ChallengeData is the data of a challenge entry in the ledger.
 type ChallengeData struct {
 	Update     string `json:"update"`
-	Segment    int    `json:"segment"`
 	Challenger string `json:"challenger"`
 	Beacon     string `json:"beacon"`
 }
@@ -112,8 +111,9 @@ func DecodeState(b []byte) (consensus.State, *safetensors.File, error) {
 
 // EncodeEvidence is a challenge answer as the ledger stores it (in the
 // payload store), for an auditor to re-execute: safetensors, one tensor
-// per vector (start., end., final. + params or opt.NAME; residual), the
-// steps in the metadata.
+// per vector (final. + params or opt.NAME in runs with a tolerance;
+// opening.NNN for each residual block opened, its block number and
+// inclusion paths in the metadata), the steps in the metadata.
 func EncodeEvidence(ev trainer.Evidence) []byte {
 	var ts []safetensors.Tensor
 	meta := map[string]string{}
@@ -130,10 +130,19 @@ func EncodeEvidence(ev trainer.Evidence) []byte {
 			ts = append(ts, safetensors.Tensor{Name: prefix + "opt." + k, Shape: []int{len(v)}, Data: v})
 		}
 	}
-	add("start.", ev.Start)
-	add("end.", ev.End)
-	add("final.", &ev.Final)
-	ts = append(ts, safetensors.Tensor{Name: "residual", Shape: []int{len(ev.ResidualIn)}, Data: ev.ResidualIn})
+	add("final.", ev.Final)
+	path := func(p []trainer.Hash) string {
+		var b []byte
+		for _, h := range p {
+			b = append(b, h[:]...)
+		}
+		return hex.EncodeToString(b)
+	}
+	for i, op := range ev.Openings {
+		name := fmt.Sprintf("opening.%03d", i)
+		ts = append(ts, safetensors.Tensor{Name: name, Shape: []int{len(op.In)}, Data: op.In})
+		meta[name+".block"], meta[name+".in_path"], meta[name+".out_path"] = fmt.Sprint(op.Block), path(op.InPath), path(op.OutPath)
+	}
 	if a := ev.Answer; a != nil {
 		var leaves []byte
 		for _, l := range a.Leaves {
@@ -180,21 +189,36 @@ func DecodeEvidence(b []byte) (trainer.Evidence, error) {
 		return s, nil
 	}
 	var ev trainer.Evidence
-	if ev.Start, err = get("start."); err != nil {
+	if ev.Final, err = get("final."); err != nil {
 		return ev, err
 	}
-	if ev.End, err = get("end."); err != nil {
-		return ev, err
+	path := func(s string) ([]trainer.Hash, error) {
+		b, err := hex.DecodeString(s)
+		if err != nil || len(b)%32 != 0 || len(b) > 64*32 {
+			return nil, fmt.Errorf("evidence: an inclusion path of %d bytes", len(b))
+		}
+		var p []trainer.Hash
+		for i := 0; i < len(b); i += 32 {
+			p = append(p, trainer.Hash(b[i:i+32]))
+		}
+		return p, nil
 	}
-	fin, err := get("final.")
-	if err != nil {
-		return ev, err
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("opening.%03d", i)
+		t, ok := f.Get(name)
+		if !ok {
+			break
+		}
+		op := trainer.Opening{In: t.Data}
+		_, err1 := fmt.Sscan(f.Metadata[name+".block"], &op.Block)
+		var err2, err3 error
+		op.InPath, err2 = path(f.Metadata[name+".in_path"])
+		op.OutPath, err3 = path(f.Metadata[name+".out_path"])
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return ev, fmt.Errorf("evidence: %s: %v", name, err)
+		}
+		ev.Openings = append(ev.Openings, op)
 	}
-	r, ok := f.Get("residual")
-	if fin == nil || !ok {
-		return ev, fmt.Errorf("evidence: no final state or residual")
-	}
-	ev.Final, ev.ResidualIn = *fin, r.Data
 	if l, ok := f.Metadata["answer.leaves"]; ok {
 		a := &consensus.Answer{}
 		leaves, err1 := hex.DecodeString(l)

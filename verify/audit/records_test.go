@@ -10,11 +10,13 @@ import (
 
 func TestEvidenceAndStatePayloadsRoundTrip(t *testing.T) {
 	v := func(x float32) []float32 { return []float32{x, x + 1, x + 2} }
+	fin := trainer.Snapshot{Step: 9, Params: v(9), Opt: map[string][]float32{"m": v(2), "v": v(3)}, OptSteps: 9}
+	light := fin.Light()
+	path := []trainer.Hash{{1}, {2, 3}}
 	for _, ev := range []trainer.Evidence{
-		{Final: trainer.Snapshot{Step: 9, Params: v(1), Opt: map[string][]float32{"m": v(2), "v": v(3)}, OptSteps: 9}, ResidualIn: v(4)},
-		{Start: &trainer.Snapshot{Step: 3, Params: v(5), Opt: map[string][]float32{"momentum": v(6)}, OptSteps: 3},
-			End:   &trainer.Snapshot{Step: 6, Params: v(7), Opt: map[string][]float32{"momentum": v(8)}, OptSteps: 6},
-			Final: trainer.Snapshot{Step: 9, Params: v(9), Opt: map[string][]float32{"momentum": v(10)}, OptSteps: 9}, ResidualIn: v(11)},
+		{Openings: []trainer.Opening{{Block: 4, In: v(4), InPath: path, OutPath: path[:1]}, {Block: 70, In: v(5)[:1], InPath: path[1:], OutPath: path}}},
+		{Final: &fin, Openings: []trainer.Opening{{Block: 0, In: v(6)}}},
+		{Final: &light, Answer: &consensus.Answer{Round: 2, Update: trainer.Hash{7}, Segment: 3, Leaves: path, Sig: []byte("sig")}},
 	} {
 		got, err := DecodeEvidence(EncodeEvidence(ev))
 		if err != nil || !reflect.DeepEqual(got, ev) {

@@ -334,9 +334,9 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 	if v == nil {
 		return false, nil // the keeper restored past that round: nothing to check against
 	}
-	_, chs := consensus.Draw(v, consensus.SpotPolicyOf(r.spec))
+	beacon, chs := consensus.Draw(v, consensus.SpotPolicyOf(r.spec))
 	i := slices.IndexFunc(chs, func(c spot.Challenge) bool { return c.Update == x.Update && c.Challenger == string(x.From) })
-	if i < 0 || chs[i].Peer != string(x.Accused) || chs[i].Segment != x.Segment {
+	if i < 0 || chs[i].Peer != string(x.Accused) || x.Segment >= r.spec.Segments() {
 		// A verdict no draw backs is its signer's lie: the keeper logs
 		// others' as the proof that excludes them, and never signs one.
 		if string(x.From) == keeper {
@@ -382,14 +382,20 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 	// The keeper's check again, on the evidence it logged (with the signed
 	// step hashes when it asked for them): the same check must give the
 	// same fault.
-	if a := ev.Answer; a != nil && (a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment || !gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(r.run, a), a.Sig)) {
+	if a := ev.Answer; a != nil && (a.Round != x.Round || a.Update != x.Update || !gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(r.run, a), a.Sig)) {
 		ev.Answer = nil
 	}
-	f, err := trainer.Check(r.spec, base, u, x.Segment, ev, rep, func() *consensus.Answer { return ev.Answer })
+	blocks := spot.Blocks(beacon, x.Update, string(x.From), trainer.ResidualBlocks(r.spec, len(base)), r.spec.Verify.Openings)
+	f, err := trainer.Check(r.spec, base, u, blocks, ev, rep, func(seg int) *consensus.Answer {
+		if ev.Answer != nil && ev.Answer.Segment == seg {
+			return ev.Answer
+		}
+		return nil
+	})
 	if err != nil {
 		return true, err
 	}
-	if f.Fault != x.Fault || (f.Fault == consensus.FaultNone) != x.Pass || f.Fault == consensus.FaultStep && f.Step != x.Step {
+	if f.Fault != x.Fault || (f.Fault == consensus.FaultNone) != x.Pass || f.Fault == consensus.FaultStep && (f.Step != x.Step || f.Segment != x.Segment) {
 		return true, fmt.Errorf("re-executing the challenge of %s's round-%d update (segment %d) finds a %s fault (step %d), the keeper's verdict says %s (step %d, pass=%v)",
 			x.Accused, x.Round, x.Segment, f.Fault, f.Step, x.Fault, x.Step, x.Pass)
 	}
@@ -434,9 +440,9 @@ func (r *replay) challenge(e ledger.Entry, keeper string) error {
 		return fmt.Errorf("challenge by %s of update %.8s of round %d: the beacon of round %d drew no such challenge (the keeper logs only its own)", cd.Challenger, cd.Update, e.Round, e.Round)
 	}
 	ch := chs[i]
-	if ch.Peer != e.Peer || ch.Challenger != cd.Challenger || ch.Segment != cd.Segment || cd.Challenger != keeper || cd.Beacon != hex.EncodeToString(beacon[:]) {
-		return fmt.Errorf("challenge by %s of %s's segment %d: the beacon of round %d drew %s for %s's segment %d (the keeper logs only its own)",
-			cd.Challenger, e.Peer, cd.Segment, e.Round, ch.Challenger, ch.Peer, ch.Segment)
+	if ch.Peer != e.Peer || ch.Challenger != cd.Challenger || cd.Challenger != keeper || cd.Beacon != hex.EncodeToString(beacon[:]) {
+		return fmt.Errorf("challenge by %s of %s's update: the beacon of round %d drew %s for %s's (the keeper logs only its own)",
+			cd.Challenger, e.Peer, e.Round, ch.Challenger, ch.Peer)
 	}
 	return nil
 }
@@ -476,7 +482,7 @@ func (r *replay) fullCheck(u *consensus.Update, base []float32) (string, error) 
 	if !ok {
 		res = make([]float32, len(base)) // a peer's first update starts from a zero residual
 	}
-	if consensus.Hash(trainer.ParamHash(res)) != u.ResidualIn {
+	if trainer.ResidualRoot(r.spec, res) != u.ResidualIn {
 		delete(r.resid, u.From) // it started before this ledger (a restart): its residual is unknown here
 		return "", nil
 	}
@@ -536,7 +542,7 @@ func (r *replay) carriedVerdicts(v *consensus.Value) error {
 		if xv := r.values[x.Round]; xv != nil {
 			_, chs := consensus.Draw(xv, consensus.SpotPolicyOf(r.spec))
 			drawn = slices.ContainsFunc(chs, func(c spot.Challenge) bool {
-				return c.Update == x.Update && c.Challenger == string(x.From) && c.Peer == string(x.Accused) && c.Segment == x.Segment
+				return c.Update == x.Update && c.Challenger == string(x.From) && c.Peer == string(x.Accused) && x.Segment < r.spec.Segments()
 			})
 			if !drawn && kept {
 				return fmt.Errorf("round %d's certified value acts on %s's verdict on %s's round-%d update, which the beacon did not draw it for (a fabricated verdict)",
@@ -615,25 +621,43 @@ func (r *replay) referee(x *consensus.VerdictMsg) (consensus.Ruling, bool, error
 	if err != nil {
 		return 0, false, err
 	}
-	fetch := func(h consensus.Hash, step int) (*trainer.Snapshot, []float32, error) {
-		if step < 0 {
-			for _, res := range [][]float32{r.resid[x.Accused], r.residPrev[x.Accused]} {
-				if res != nil && consensus.Hash(trainer.ParamHash(res)) == h {
-					return nil, res, nil
-				}
-			}
-			return nil, nil, fmt.Errorf("residual not known")
-		}
+	fetch := func(h consensus.Hash, step int) (*trainer.Snapshot, error) {
 		st, err := rep.Start(base)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if st, err = rep.Run(st, step); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return &st, nil, nil
+		return &st, nil
 	}
-	got, err := trainer.Referee(r.spec, base, u, x, rep, fetch)
+	// The residual blocks the challenger opened, drawn again from the
+	// beacon, and opened here from the residuals the replay re-derived
+	// (when it tracked this peer's from its first update).
+	var blocks []int
+	if xv := r.values[x.Round]; xv != nil {
+		beacon, _ := consensus.Draw(xv, consensus.SpotPolicyOf(r.spec))
+		blocks = spot.Blocks(beacon, x.Update, string(x.From), trainer.ResidualBlocks(r.spec, len(base)), r.spec.Verify.Openings)
+	}
+	open := func() ([]trainer.Opening, error) {
+		var in, out []float32
+		for _, res := range [][]float32{r.resid[x.Accused], r.residPrev[x.Accused]} {
+			if res == nil {
+				continue
+			}
+			switch trainer.ResidualRoot(r.spec, res) {
+			case u.ResidualIn:
+				in = res
+			case u.ResidualOut:
+				out = res
+			}
+		}
+		if in == nil || out == nil || blocks == nil {
+			return nil, fmt.Errorf("residual not known")
+		}
+		return trainer.Open(r.spec, in, out, blocks)
+	}
+	got, err := trainer.Referee(r.spec, base, u, x, blocks, rep, fetch, open)
 	if errors.Is(err, trainer.ErrUnjudgeable) {
 		return 0, false, nil
 	}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -220,15 +221,16 @@ type vectors struct {
 		Update          hash32   `json:"update"`
 		ChallengedX     string   `json:"challenged_x"`
 		ChallengedXBits hexU64   `json:"challenged_x_bits"`
-		SegmentU64      hexU64   `json:"segment_u64"`
 		ChallengerU64   hexU64   `json:"challenger_u64"`
 		Peer            string   `json:"peer"`
 		Peers           []string `json:"peers"`
-		Assign          []struct {
-			Segments   int    `json:"segments"`
-			Segment    int    `json:"segment"`
+		Challenger      string   `json:"challenger"`
+		Blocks          []struct {
 			Challenger string `json:"challenger"`
-		} `json:"assign"`
+			N          int    `json:"n"`
+			M          int    `json:"m"`
+			Blocks     []int  `json:"blocks"`
+		} `json:"blocks"`
 	} `json:"spot"`
 }
 
@@ -307,7 +309,7 @@ func load(t *testing.T) *vectors {
 	}
 	if v.RunID.Canonical == "" || len(v.RoundSeed) == 0 || len(v.Update) == 0 || len(v.State) == 0 || len(v.Voters) == 0 ||
 		len(v.Snapshot) == 0 || len(v.Vote) == 0 || len(v.Join) == 0 || len(v.Verdict) == 0 || len(v.Certificate.Sigs) == 0 ||
-		len(v.Value) == 0 || len(v.Ledger.Entries) == 0 || len(v.Spot.Assign) == 0 {
+		len(v.Value) == 0 || len(v.Ledger.Entries) == 0 || len(v.Spot.Blocks) == 0 {
 		t.Fatal("testdata/vectors.json: a section is missing or empty")
 	}
 	return &v
@@ -603,11 +605,12 @@ func TestSpot(t *testing.T) {
 	if spot.Draw(v.Beacon, v.Update, x) || !spot.Draw(v.Beacon, v.Update, math.Nextafter(x, 2)) {
 		t.Errorf("spot: the challenge draw of %x is not %v (%016x)", v.Update[:4], x, uint64(v.ChallengedXBits))
 	}
-	for _, a := range v.Assign {
-		seg, who, ok := spot.Assign(v.Beacon, v.Update, v.Peer, v.Peers, a.Segments)
-		if !ok || seg != a.Segment || who != a.Challenger {
-			t.Errorf("spot: Assign over %d segments = %d, %s, %v; want %d, %s (segment draw %016x, challenger draw %016x)",
-				a.Segments, seg, who, ok, a.Segment, a.Challenger, uint64(v.SegmentU64), uint64(v.ChallengerU64))
+	if who, ok := spot.Assign(v.Beacon, v.Update, v.Peer, v.Peers); !ok || who != v.Challenger {
+		t.Errorf("spot: Assign = %s, %v; want %s (challenger draw %016x)", who, ok, v.Challenger, uint64(v.ChallengerU64))
+	}
+	for _, b := range v.Blocks {
+		if got := spot.Blocks(v.Beacon, v.Update, b.Challenger, b.N, b.M); !slices.Equal(got, b.Blocks) {
+			t.Errorf("spot: Blocks(%s, %d of %d) = %v, want %v", b.Challenger, b.M, b.N, got, b.Blocks)
 		}
 	}
 }

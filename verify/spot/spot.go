@@ -1,8 +1,8 @@
 // Package spot draws spot-check challenges from a round's beacon. After a
 // round is decided, every peer computes the same beacon from the decided
 // commit (the next state's hash and the sorted update IDs) and, from it
-// alone, which aggregated updates are challenged, which segment of each,
-// and which other peer checks it. Nothing here is secret or negotiated:
+// alone, which aggregated updates are challenged, which other peers check
+// each, and which blocks of the accused's residual each checker opens. Nothing here is secret or negotiated:
 // a peer cannot steer the draw without changing the agreed state, and an
 // auditor recomputes it from the ledger.
 package spot
@@ -56,10 +56,9 @@ func draw(beacon, update Hash, label string) (float64, uint64) {
 type Policy struct {
 	Rate         float64 // established peers
 	NewcomerRate float64 // during probation
-	Segments     int     // segments per update
-	// Challengers is how many distinct peers check a drawn update, each
-	// its own segment (at least 1): one colluding challenger cannot
-	// shield a cheater while another honest one is drawn.
+	// Challengers is how many distinct peers check a drawn update (at
+	// least 1): one colluding challenger cannot shield a cheater while
+	// another honest one is drawn.
 	Challengers int
 }
 
@@ -70,12 +69,12 @@ type Candidate struct {
 	Newcomer bool // the peer is on probation (the drawing peer's view)
 }
 
-// Challenge is a drawn spot-check: Challenger re-executes segment Segment
-// of Peer's update Update.
+// Challenge is a drawn spot-check: Challenger re-executes Peer's update
+// Update (its round's inner steps, from the agreed state) and checks its
+// payload on the residual blocks Blocks draws.
 type Challenge struct {
 	Update     Hash
 	Peer       string
-	Segment    int
 	Challenger string
 }
 
@@ -85,30 +84,28 @@ func Draw(beacon, update Hash, rate float64) bool {
 	return x < rate
 }
 
-// Assign returns the segment and the challenger of a challenge on update
-// by peer: the challenger is drawn from the other peers of the round
-// (sorted), so every peer that decided the round agrees on it. It returns
-// false when no other peer took part.
-func Assign(beacon, update Hash, peer string, peers []string, segments int) (segment int, challenger string, ok bool) {
+// Assign returns the challenger of a challenge on update by peer, drawn
+// from the other peers of the round (sorted), so every peer that decided
+// the round agrees on it. It returns false when no other peer took part.
+func Assign(beacon, update Hash, peer string, peers []string) (challenger string, ok bool) {
 	var others []string
 	for _, p := range peers {
 		if p != peer && !slices.Contains(others, p) {
 			others = append(others, p)
 		}
 	}
-	if len(others) == 0 || segments < 1 {
-		return 0, "", false
+	if len(others) == 0 {
+		return "", false
 	}
 	slices.Sort(others)
-	_, s := draw(beacon, update, "segment")
 	_, c := draw(beacon, update, "challenger")
-	return int(s % uint64(segments)), others[c%uint64(len(others))], true
+	return others[c%uint64(len(others))], true
 }
 
 // More returns the further challengers of a drawn update beyond the first
-// (Assign's): up to k-1 distinct other peers, each with its own segment,
-// drawn without replacement from those not drawn yet.
-func More(beacon, update Hash, peer, first string, peers []string, segments, k int) []Challenge {
+// (Assign's): up to k-1 distinct other peers, drawn without replacement
+// from those not drawn yet.
+func More(beacon, update Hash, peer, first string, peers []string, k int) []Challenge {
 	var others []string
 	for _, p := range peers {
 		if p != peer && p != first && !slices.Contains(others, p) {
@@ -118,10 +115,9 @@ func More(beacon, update Hash, peer, first string, peers []string, segments, k i
 	slices.Sort(others)
 	var out []Challenge
 	for j := 1; j < k && len(others) > 0; j++ {
-		_, s := draw(beacon, update, fmt.Sprintf("segment/%d", j))
 		_, c := draw(beacon, update, fmt.Sprintf("challenger/%d", j))
 		i := int(c % uint64(len(others)))
-		out = append(out, Challenge{Update: update, Peer: peer, Segment: int(s % uint64(segments)), Challenger: others[i]})
+		out = append(out, Challenge{Update: update, Peer: peer, Challenger: others[i]})
 		others = slices.Delete(others, i, i+1)
 	}
 	return out
@@ -129,8 +125,7 @@ func More(beacon, update Hash, peer, first string, peers []string, segments, k i
 
 // Select returns the challenges of a decided round: each candidate is
 // challenged with its rate, by p.Challengers distinct peers among the
-// other candidates' (fewer when there are fewer), each with its own
-// segment.
+// other candidates' (fewer when there are fewer).
 func Select(beacon Hash, cands []Candidate, p Policy) []Challenge {
 	peers := make([]string, len(cands))
 	for i, c := range cands {
@@ -145,12 +140,30 @@ func Select(beacon Hash, cands []Candidate, p Policy) []Challenge {
 		if !Draw(beacon, c.Update, rate) {
 			continue
 		}
-		seg, who, ok := Assign(beacon, c.Update, c.Peer, peers, p.Segments)
+		who, ok := Assign(beacon, c.Update, c.Peer, peers)
 		if !ok {
 			continue
 		}
-		out = append(out, Challenge{Update: c.Update, Peer: c.Peer, Segment: seg, Challenger: who})
-		out = append(out, More(beacon, c.Update, c.Peer, who, peers, p.Segments, p.Challengers)...)
+		out = append(out, Challenge{Update: c.Update, Peer: c.Peer, Challenger: who})
+		out = append(out, More(beacon, c.Update, c.Peer, who, peers, p.Challengers)...)
 	}
+	return out
+}
+
+// Blocks returns the m distinct blocks (ascending, of n) of the accused's
+// residual that challenger opens when it checks update: drawn from the
+// beacon, which the accused cannot know when it commits to its residual,
+// and from the challenger, so that two challengers of one update open
+// different blocks. Referees and auditors draw the same.
+func Blocks(beacon, update Hash, challenger string, n, m int) []int {
+	m = min(max(m, 0), n)
+	out := make([]int, 0, m)
+	for j := 0; len(out) < m; j++ {
+		_, x := draw(beacon, update, fmt.Sprintf("block/%s/%d", challenger, j))
+		if b := int(x % uint64(n)); !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	slices.Sort(out)
 	return out
 }

@@ -45,14 +45,12 @@ func TestDrawRate(t *testing.T) {
 func TestAssignPicksAnotherPeerUniformly(t *testing.T) {
 	peers := []string{"p3", "p1", "p2", "p1", "p0"} // unsorted, with a repeat
 	count := map[string]int{}
-	segs := map[int]int{}
 	for i := range 8000 {
-		seg, who, ok := Assign(h(fmt.Sprint(i)), h("u"), "p2", peers, 8)
-		if !ok || who == "p2" || seg < 0 || seg >= 8 {
-			t.Fatalf("Assign = %d, %q, %v", seg, who, ok)
+		who, ok := Assign(h(fmt.Sprint(i)), h("u"), "p2", peers)
+		if !ok || who == "p2" {
+			t.Fatalf("Assign = %q, %v", who, ok)
 		}
 		count[who]++
-		segs[seg]++
 	}
 	if len(count) != 3 {
 		t.Fatalf("challengers %v, want p0, p1, p3", count)
@@ -62,18 +60,13 @@ func TestAssignPicksAnotherPeerUniformly(t *testing.T) {
 			t.Errorf("%s drawn %d of 8000 times", p, c)
 		}
 	}
-	for s, c := range segs {
-		if c < 800 || c > 1200 {
-			t.Errorf("segment %d drawn %d of 8000 times", s, c)
-		}
-	}
-	if _, _, ok := Assign(h("b"), h("u"), "p2", []string{"p2"}, 8); ok {
+	if _, ok := Assign(h("b"), h("u"), "p2", []string{"p2"}); ok {
 		t.Error("a peer alone in its round was assigned a challenger")
 	}
 }
 
 func TestSelectUsesTheNewcomerRate(t *testing.T) {
-	p := Policy{Rate: 0, NewcomerRate: 1, Segments: 4}
+	p := Policy{Rate: 0, NewcomerRate: 1}
 	cands := []Candidate{{Update: h("1"), Peer: "a"}, {Update: h("2"), Peer: "b", Newcomer: true}, {Update: h("3"), Peer: "c"}}
 	cs := Select(h("beacon"), cands, p)
 	if len(cs) != 1 || cs[0].Peer != "b" || cs[0].Challenger == "b" {
@@ -88,7 +81,7 @@ func TestSelectUsesTheNewcomerRate(t *testing.T) {
 func TestSelectDrawsDistinctChallengers(t *testing.T) {
 	cands := []Candidate{{Update: h("1"), Peer: "a"}, {Update: h("2"), Peer: "b"}, {Update: h("3"), Peer: "c"}, {Update: h("4"), Peer: "d"}}
 	for k := 1; k <= 4; k++ {
-		p := Policy{Rate: 1, NewcomerRate: 1, Segments: 8, Challengers: k}
+		p := Policy{Rate: 1, NewcomerRate: 1, Challengers: k}
 		per := map[Hash][]string{}
 		for _, c := range Select(h("beacon"), cands, p) {
 			if c.Challenger == c.Peer || slicesContains(per[c.Update], c.Challenger) {
@@ -103,8 +96,8 @@ func TestSelectDrawsDistinctChallengers(t *testing.T) {
 		}
 	}
 	// The first challenger is Assign's, as before more were drawn.
-	one := Select(h("beacon"), cands, Policy{Rate: 1, NewcomerRate: 1, Segments: 8, Challengers: 1})
-	two := Select(h("beacon"), cands, Policy{Rate: 1, NewcomerRate: 1, Segments: 8, Challengers: 2})
+	one := Select(h("beacon"), cands, Policy{Rate: 1, NewcomerRate: 1, Challengers: 1})
+	two := Select(h("beacon"), cands, Policy{Rate: 1, NewcomerRate: 1, Challengers: 2})
 	for i, c := range one {
 		if two[2*i] != c {
 			t.Fatalf("the first challenger changed with k: %+v, %+v", c, two[2*i])
@@ -119,4 +112,40 @@ func slicesContains(s []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestBlocksAreDistinctUniformAndPerChallenger: m distinct blocks, each
+// block as likely as any other, the same for everyone who draws them, and
+// other blocks for another challenger or another beacon.
+func TestBlocksAreDistinctUniformAndPerChallenger(t *testing.T) {
+	const n, m, draws = 50, 4, 5000
+	count := make([]int, n)
+	for i := range draws {
+		bs := Blocks(h(fmt.Sprint(i)), h("u"), "c", n, m)
+		if len(bs) != m {
+			t.Fatalf("%d blocks, want %d", len(bs), m)
+		}
+		for j, b := range bs {
+			if b < 0 || b >= n || j > 0 && b <= bs[j-1] {
+				t.Fatalf("blocks %v not distinct, ascending and in range", bs)
+			}
+			count[b]++
+		}
+	}
+	mean := float64(draws*m) / n
+	for b, c := range count {
+		if math.Abs(float64(c)-mean) > 5*math.Sqrt(mean) {
+			t.Errorf("block %d drawn %d times, mean %v", b, c, mean)
+		}
+	}
+	a := Blocks(h("b"), h("u"), "c", 1000, m)
+	if fmt.Sprint(a) != fmt.Sprint(Blocks(h("b"), h("u"), "c", 1000, m)) {
+		t.Fatal("Blocks is not deterministic")
+	}
+	if fmt.Sprint(a) == fmt.Sprint(Blocks(h("b"), h("u"), "d", 1000, m)) || fmt.Sprint(a) == fmt.Sprint(Blocks(h("x"), h("u"), "c", 1000, m)) {
+		t.Error("another challenger or beacon opens the same blocks")
+	}
+	if got := Blocks(h("b"), h("u"), "c", 3, 10); len(got) != 3 {
+		t.Errorf("asking 10 of 3 blocks gives %v", got)
+	}
 }

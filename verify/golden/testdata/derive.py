@@ -204,7 +204,8 @@ spec = {
     "compression": {"fraction": 0.005, "bits": 1, "chunk": 256},
     "aggregation": {"rule": "centered_clip", "trim": 0.2},
     "rounds": {"timeout": "1m0s", "commit_timeout": "10s", "quorum": 1, "max_message": 1 << 20, "max_update_norm": 1000.0},
-    "verify": {"rate": 0.5, "newcomer_rate": 0.75, "probation": 10, "segment": 0, "challengers": 2, "timeout": "20s", "tolerance": 0.0},
+    "verify": {"rate": 0.5, "newcomer_rate": 0.75, "probation": 10, "segment": 0, "challengers": 1, "openings": 4,
+               "residual_block": 64, "timeout": "20s", "tolerance": 0.0},
     "members": {"genesis": sorted(FOUNDERS), "voters": 4, "admit": 2, "absent": 8, "max": 256},
 }
 canonical = go_json(spec).encode()
@@ -657,7 +658,6 @@ ids = [H("update 21 c"), H("update 21 a"), H("update 21 b")]  # unsorted: the be
 BEACON = beacon(21, H("state 22"), ids)
 target = H("update 21 c")
 x, _ = draw(BEACON, target, "challenged")
-_, seg = draw(BEACON, target, "segment")
 _, ch = draw(BEACON, target, "challenger")
 peers = [PEER_C, FOUNDERS[1], OLD_PEER, FOUNDERS[0], PEER_D, FOUNDERS[1]]  # a duplicate; Assign drops the accused and sorts
 others = sorted(set(p for p in peers if p != PEER_C))
@@ -665,11 +665,26 @@ vectors["spot"] = {
     "round": 21, "result": hx(H("state 22")), "updates": [hx(i) for i in ids], "beacon": hx(BEACON),
     "update": hx(target),
     "challenged_x": repr(x), "challenged_x_bits": "%016x" % struct.unpack(">Q", struct.pack(">d", x))[0],
-    "segment_u64": "%016x" % seg, "challenger_u64": "%016x" % ch,
-    "peer": PEER_C, "peers": peers,
-    "assign": [{"segments": n, "segment": seg % n, "challenger": others[ch % len(others)]}
-               for n in (8, 1000003, (1 << 63) - 1)],
+    "challenger_u64": "%016x" % ch,
+    "peer": PEER_C, "peers": peers, "challenger": others[ch % len(others)],
 }
+
+
+# The residual blocks a challenger opens: distinct draws labelled
+# "block/CHALLENGER/j", each block the draw's integer mod the number of
+# blocks, skipping repeats, until m; then sorted.
+def blocks(b, update, challenger, n, m):
+    out, j = [], 0
+    while len(out) < min(m, n):
+        _, v = draw(b, update, "block/%s/%d" % (challenger, j))
+        if v % n not in out:
+            out.append(v % n)
+        j += 1
+    return sorted(out)
+
+
+vectors["spot"]["blocks"] = [{"challenger": c, "n": n, "m": m, "blocks": blocks(BEACON, target, c, n, m)}
+                             for c, n, m in ((FOUNDERS[0], 3181, 4), (PEER_D, 3181, 4), (FOUNDERS[0], 5, 5), (FOUNDERS[0], 1 << 40, 3))]
 
 # ---------------------------------------------------------------------------
 
