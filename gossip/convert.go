@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip/pb"
@@ -566,4 +568,106 @@ func floatsUpTo(b []byte, n int) ([]float32, error) {
 		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
 	return v, nil
+}
+
+// maxHave bounds the states an asker offers as delta bases.
+const maxHave = 4
+
+// StateDeltaPB is the wire form of st as a delta against base, a state
+// the receiver holds: theta and momentum as zstd frames of their bit
+// patterns XOR base's.
+func StateDeltaPB(st, base *consensus.State) (*pb.State, error) {
+	x, err := StatePB(st)
+	if err != nil {
+		return nil, err
+	}
+	if len(base.Theta) != len(st.Theta) || len(base.Momentum) != len(st.Momentum) {
+		return nil, fmt.Errorf("gossip: delta base of another size")
+	}
+	bh := base.Hash()
+	x.DeltaBase = bh[:]
+	x.Theta = deltaEncoder().EncodeAll(xorFloats(st.Theta, base.Theta), nil)
+	x.Momentum = deltaEncoder().EncodeAll(xorFloats(st.Momentum, base.Momentum), nil)
+	return x, nil
+}
+
+// StateFromDeltaPB decodes a state sent as StateFromPB does, or, when it
+// names a delta base, against that base, which must be among have. The
+// frames may not inflate past the model's size.
+func StateFromDeltaPB(x *pb.State, d int, have []consensus.State) (consensus.State, error) {
+	if x == nil || len(x.DeltaBase) == 0 {
+		return StateFromPB(x, d)
+	}
+	bh, err := hash32(x.DeltaBase, "delta base")
+	if err != nil {
+		return consensus.State{}, err
+	}
+	var base *consensus.State
+	for i := range have {
+		if have[i].Hash() == bh && len(have[i].Theta) == d && len(have[i].Momentum) == d {
+			base = &have[i]
+			break
+		}
+	}
+	if base == nil {
+		return consensus.State{}, fmt.Errorf("%w: a delta against %s, which was not offered", ErrWire, bh.Short())
+	}
+	y := &pb.State{Round: x.Round, Members: x.Members, Excluded: x.Excluded}
+	for _, f := range []struct {
+		in   []byte
+		base []float32
+		out  *[]byte
+	}{{x.Theta, base.Theta, &y.Theta}, {x.Momentum, base.Momentum, &y.Momentum}} {
+		raw, err := deltaDecoder(d).DecodeAll(f.in, make([]byte, 0, 4*d))
+		if err != nil || len(raw) != 4*d {
+			return consensus.State{}, fmt.Errorf("%w: a state delta that does not decode to %d values: %v", ErrWire, d, err)
+		}
+		xorInto(raw, f.base)
+		*f.out = raw
+	}
+	return StateFromPB(y, d)
+}
+
+// xorFloats is the little-endian bytes of a's bit patterns XOR b's.
+func xorFloats(a, b []float32) []byte {
+	out := make([]byte, 4*len(a))
+	for i := range a {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(a[i])^math.Float32bits(b[i]))
+	}
+	return out
+}
+
+// xorInto XORs b's bit patterns into the little-endian words of raw.
+func xorInto(raw []byte, b []float32) {
+	for i := range b {
+		w := binary.LittleEndian.Uint32(raw[4*i:])
+		binary.LittleEndian.PutUint32(raw[4*i:], w^math.Float32bits(b[i]))
+	}
+}
+
+var (
+	deltaEncOnce sync.Once
+	deltaEnc     *zstd.Encoder
+	deltaDecMu   sync.Mutex
+	deltaDecs    = map[int]*zstd.Decoder{}
+)
+
+func deltaEncoder() *zstd.Encoder {
+	deltaEncOnce.Do(func() {
+		deltaEnc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	})
+	return deltaEnc
+}
+
+// deltaDecoder returns a zstd decoder that never inflates past 4d bytes.
+func deltaDecoder(d int) *zstd.Decoder {
+	deltaDecMu.Lock()
+	defer deltaDecMu.Unlock()
+	if dec := deltaDecs[d]; dec != nil {
+		return dec
+	}
+	dec, _ := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(uint64(4*d)), zstd.WithDecoderMaxWindow(uint64(max(4*d, zstd.MinWindowSize))),
+		zstd.WithDecodeAllCapLimit(true), zstd.WithDecoderConcurrency(1))
+	deltaDecs[d] = dec
+	return dec
 }

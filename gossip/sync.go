@@ -118,8 +118,25 @@ func (t *Transport) serveSync(s network.Stream) {
 			resp.Error = "state not held"
 			break
 		}
-		if resp.State, err = StatePB(&st); err != nil {
-			resp.Error = err.Error()
+		// A delta against a state the asker holds, when this node holds
+		// it too and the delta is smaller.
+		full := 8 * len(st.Theta)
+		for _, b := range w.State.Have[:min(len(w.State.Have), maxHave)] {
+			bh, err := hash32(b, "state hash")
+			if err != nil || bh == h {
+				continue
+			}
+			if base, ok := t.server.State(bh); ok {
+				if x, err := StateDeltaPB(&st, &base); err == nil && len(x.Theta)+len(x.Momentum) < full {
+					resp.State = x
+					break
+				}
+			}
+		}
+		if resp.State == nil {
+			if resp.State, err = StatePB(&st); err != nil {
+				resp.Error = err.Error()
+			}
 		}
 	case *pb.SyncRequest_Proof:
 		if string(req.Run) != string(t.run[:]) {
@@ -252,14 +269,22 @@ func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, l
 }
 
 // FetchState asks p for the agreed state with hash h and checks that what
-// comes back is well formed and hashes to h.
-func (t *Transport) FetchState(ctx context.Context, p peer.ID, h consensus.Hash) (consensus.State, error) {
-	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_State{State: &pb.StateRequest{Hash: h[:]}}})
+// comes back is well formed and hashes to h. have are states this node
+// holds (the newest maxHave are offered): p may send the state as a
+// delta against one of them.
+func (t *Transport) FetchState(ctx context.Context, p peer.ID, h consensus.Hash, have ...consensus.State) (consensus.State, error) {
+	req := &pb.StateRequest{Hash: h[:]}
+	have = have[:min(len(have), maxHave)]
+	for i := range have {
+		bh := have[i].Hash()
+		req.Have = append(req.Have, bh[:])
+	}
+	resp, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_State{State: req}})
 	if err != nil {
 		return consensus.State{}, err
 	}
 	m, _ := t.spec.ModelSpec()
-	st, err := StateFromPB(resp.State, m.NumParams())
+	st, err := StateFromDeltaPB(resp.State, m.NumParams(), have)
 	if err != nil {
 		return consensus.State{}, fmt.Errorf("gossip: %s served a bad state: %w", p.ShortString(), err)
 	}

@@ -13,8 +13,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/consensus"
+	"github.com/vtrain/vtrain/gossip/pb"
+	"github.com/vtrain/vtrain/internal/prng"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestWireRoundTrip: every kind of protocol message survives framing and
@@ -233,5 +236,101 @@ func TestDiscover(t *testing.T) {
 	}
 	if n := ts[1].Discover(ctx); n != 1 || ts[1].Host().Network().Connectedness(ts[2].ID()) != network.Connected {
 		t.Fatalf("Discover connected %d peers; the two peers that joined through a third are not connected", n)
+	}
+}
+
+// statesServer serves a set of agreed states by hash.
+type statesServer struct {
+	stubServer
+	states []consensus.State
+}
+
+func (s statesServer) State(h consensus.Hash) (consensus.State, bool) {
+	for _, st := range s.states {
+		if st.Hash() == h {
+			return st, true
+		}
+	}
+	return consensus.State{}, false
+}
+
+// TestStateSyncDelta: a node that holds an earlier agreed state receives
+// the new one as a delta against it (the bit patterns XOR the old, zstd),
+// a fraction of the full transfer, and ends on the same state; one that
+// offers nothing the server holds gets the whole state. A delta against a
+// base the asker did not offer, or one that does not decode to the model's
+// size (or would inflate past it), is refused.
+func TestStateSyncDelta(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(t)
+	old, err := consensus.Genesis(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := len(old.Theta)
+	r := prng.New(5)
+	for i := range old.Momentum {
+		old.Momentum[i] = float32(r.Norm() * 1e-3)
+	}
+	// A few outer steps later: the momentum decayed everywhere (by a power
+	// of two: its mantissas stay), sparse updates moved 2% of the
+	// parameters, and the momentum moved all of them a little (their low
+	// mantissa bits change: what the delta cannot save).
+	next := old.Clone()
+	next.Round = old.Round + 3
+	for i := range next.Theta {
+		next.Momentum[i] *= 0.125
+		if r.Intn(50) == 0 {
+			next.Theta[i] -= float32(r.Norm() * 1e-2)
+		}
+		next.Theta[i] -= next.Momentum[i]
+	}
+	a := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, statesServer{stubServer{spec}, []consensus.State{old, next}})
+	b := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
+	if _, err := b.Connect(ctx, a.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	in := func() uint64 { return b.Stats().Traffic.In[BytesStateSync] }
+	before := in()
+	got, err := b.FetchState(ctx, a.ID(), next.Hash(), old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Hash() != next.Hash() || !slices.Equal(got.Theta, next.Theta) || !slices.Equal(got.Momentum, next.Momentum) {
+		t.Fatal("the state sent as a delta changed on the way")
+	}
+	delta := in() - before
+	before = in()
+	stranger := old.Clone()
+	stranger.Theta[0]++
+	if got, err = b.FetchState(ctx, a.ID(), next.Hash(), stranger); err != nil || got.Hash() != next.Hash() {
+		t.Fatalf("the whole state: %v", err)
+	}
+	full := in() - before
+	if full < uint64(8*d) || delta > full*7/10 {
+		t.Fatalf("a delta of %d bytes against the whole state's %d (%d parameters)", delta, full, d)
+	}
+	t.Logf("state of %d parameters: %d bytes whole, %d as a delta", d, full, delta)
+
+	x, err := StateDeltaPB(&next, &old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := StateFromDeltaPB(x, d, []consensus.State{stranger}); !errors.Is(err, ErrWire) {
+		t.Errorf("a delta against a base not offered: %v", err)
+	}
+	bad := proto.Clone(x).(*pb.State)
+	bad.Theta = []byte("not zstd")
+	if _, err := StateFromDeltaPB(bad, d, []consensus.State{old}); !errors.Is(err, ErrWire) {
+		t.Errorf("a delta that does not decode: %v", err)
+	}
+	bad.Theta = deltaEncoder().EncodeAll(make([]byte, 64*d), nil) // a bomb: 16 times the model
+	if _, err := StateFromDeltaPB(bad, d, []consensus.State{old}); !errors.Is(err, ErrWire) {
+		t.Errorf("a delta that inflates past the model: %v", err)
+	}
+	bad.Theta = deltaEncoder().EncodeAll(make([]byte, 4*d-4), nil)
+	if _, err := StateFromDeltaPB(bad, d, []consensus.State{old}); !errors.Is(err, ErrWire) {
+		t.Errorf("a delta one value short: %v", err)
 	}
 }

@@ -612,6 +612,7 @@ func (n *node) handle(ctx context.Context, rd consensus.Ready, trained chan trai
 		}()
 	}
 	if s := rd.FetchState; s != nil && len(s.From) > 0 {
+		have := n.heldStates()
 		go func() {
 			var out fetched
 			for _, p := range s.From {
@@ -619,7 +620,7 @@ func (n *node) handle(ctx context.Context, rd consensus.Ready, trained chan trai
 				if err != nil {
 					continue
 				}
-				st, err := n.tr.FetchState(ctx, pid, s.Hash)
+				st, err := n.tr.FetchState(ctx, pid, s.Hash, have...)
 				if err == nil {
 					out.state = &st
 					break
@@ -693,6 +694,19 @@ func (n *node) train(ctx context.Context, req *consensus.TrainRequest) trainResu
 		}
 	}
 	return trainResult{work: w, ev: ev, seconds: time.Since(start).Seconds()}
+}
+
+// heldStates returns the agreed states this node holds, newest first: the
+// bases a state it fetches may come as a delta against.
+func (n *node) heldStates() []consensus.State {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := make([]consensus.State, 0, len(n.states))
+	for _, st := range n.states {
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b consensus.State) int { return cmp.Compare(b.Round, a.Round) })
+	return out
 }
 
 func (n *node) publishState() {

@@ -2022,6 +2022,7 @@ func (x *SpecRequest) GetPeersOnly() bool {
 type StateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"` // the certified state wanted
+	Have          [][]byte               `protobuf:"bytes,2,rep,name=have,proto3" json:"have,omitempty"` // states the asker holds (at most 4): the server may answer with a delta against one
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2059,6 +2060,13 @@ func (*StateRequest) Descriptor() ([]byte, []int) {
 func (x *StateRequest) GetHash() []byte {
 	if x != nil {
 		return x.Hash
+	}
+	return nil
+}
+
+func (x *StateRequest) GetHave() [][]byte {
+	if x != nil {
+		return x.Have
 	}
 	return nil
 }
@@ -2441,12 +2449,16 @@ func (x *Member) GetLast() uint64 {
 }
 
 type State struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
-	Theta         []byte                 `protobuf:"bytes,2,opt,name=theta,proto3" json:"theta,omitempty"`       // little-endian float32, flat layout
-	Momentum      []byte                 `protobuf:"bytes,3,opt,name=momentum,proto3" json:"momentum,omitempty"` // outer optimizer buffer, same layout
-	Members       []*Member              `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
-	Excluded      [][]byte               `protobuf:"bytes,5,rep,name=excluded,proto3" json:"excluded,omitempty"` // binary peer IDs
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Round    uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Theta    []byte                 `protobuf:"bytes,2,opt,name=theta,proto3" json:"theta,omitempty"`       // little-endian float32, flat layout
+	Momentum []byte                 `protobuf:"bytes,3,opt,name=momentum,proto3" json:"momentum,omitempty"` // outer optimizer buffer, same layout
+	Members  []*Member              `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Excluded [][]byte               `protobuf:"bytes,5,rep,name=excluded,proto3" json:"excluded,omitempty"` // binary peer IDs
+	// delta_base, when set, names a state the asker holds: theta and momentum
+	// are then zstd frames of their bit patterns XOR that state's (lossless;
+	// agreed states a few rounds apart share most high bits).
+	DeltaBase     []byte `protobuf:"bytes,6,opt,name=delta_base,json=deltaBase,proto3" json:"delta_base,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2512,6 +2524,13 @@ func (x *State) GetMembers() []*Member {
 func (x *State) GetExcluded() [][]byte {
 	if x != nil {
 		return x.Excluded
+	}
+	return nil
+}
+
+func (x *State) GetDeltaBase() []byte {
+	if x != nil {
+		return x.DeltaBase
 	}
 	return nil
 }
@@ -2674,9 +2693,10 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\bout_path\x18\x04 \x03(\fR\aoutPath\",\n" +
 	"\vSpecRequest\x12\x1d\n" +
 	"\n" +
-	"peers_only\x18\x01 \x01(\bR\tpeersOnly\"\"\n" +
+	"peers_only\x18\x01 \x01(\bR\tpeersOnly\"6\n" +
 	"\fStateRequest\x12\x12\n" +
-	"\x04hash\x18\x01 \x01(\fR\x04hash\"8\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
+	"\x04have\x18\x02 \x03(\fR\x04have\"8\n" +
 	"\x0eUpdatesRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\fR\x03ids\"$\n" +
@@ -2704,13 +2724,15 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x04seat\x18\x03 \x01(\bR\x04seat\x12\x14\n" +
 	"\x05since\x18\x04 \x01(\x04R\x05since\x12\x12\n" +
 	"\x04work\x18\x05 \x01(\x04R\x04work\x12\x12\n" +
-	"\x04last\x18\x06 \x01(\x04R\x04last\"\x98\x01\n" +
+	"\x04last\x18\x06 \x01(\x04R\x04last\"\xb7\x01\n" +
 	"\x05State\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
 	"\x05theta\x18\x02 \x01(\fR\x05theta\x12\x1a\n" +
 	"\bmomentum\x18\x03 \x01(\fR\bmomentum\x12+\n" +
 	"\amembers\x18\x04 \x03(\v2\x11.vtrain.v2.MemberR\amembers\x12\x1a\n" +
-	"\bexcluded\x18\x05 \x03(\fR\bexcludedB$Z\"github.com/vtrain/vtrain/gossip/pbb\x06proto3"
+	"\bexcluded\x18\x05 \x03(\fR\bexcluded\x12\x1d\n" +
+	"\n" +
+	"delta_base\x18\x06 \x01(\fR\tdeltaBaseB$Z\"github.com/vtrain/vtrain/gossip/pbb\x06proto3"
 
 var (
 	file_gossip_pb_vtrain_proto_rawDescOnce sync.Once
