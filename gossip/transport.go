@@ -190,7 +190,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	// again; and message IDs by publisher and content (msgID).
 	gp := pubsub.DefaultGossipSubParams()
 	gp.D, gp.Dlo, gp.Dhi, gp.Dscore, gp.Dout, gp.Dlazy = 3, 2, 6, 2, 0, 1
-	gp.IDontWantMessageThreshold = 128
+	gp.IDontWantMessageThreshold = idontwantFrom
 	gp.GossipFactor = 0
 	opts = append(opts, pubsub.WithGossipSubParams(gp),
 		pubsub.WithMessageIdFn(msgID))
@@ -262,12 +262,12 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	}
 	if m.Head != nil || t.judge == nil {
 		msg.ValidatorData = m
-		return pubsub.ValidationAccept
+		return holdRelay(ctx, msg)
 	}
 	d := t.judge(m)
 	switch {
 	case d.Verdict == consensus.Accept || d.Kept:
-		return pubsub.ValidationAccept
+		return holdRelay(ctx, msg)
 	case d.Verdict == consensus.Reject && d.Invalid:
 		// The judge records what it refuses; the transport counts it.
 		t.penalty.add(m.Sender, rejectPenalty)
@@ -286,6 +286,38 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	}
 	t.ignored.Add(1)
 	return pubsub.ValidationIgnore
+}
+
+// idontwantFrom is the size from which a peer that receives a message
+// tells its mesh peers not to send it (IDONTWANT): all but the smallest
+// messages (pubsub's default is 1 KB).
+const idontwantFrom = 128
+
+// relayHold is how long an accepted message of another author waits
+// before pubsub forwards it to this peer's mesh. The author publishes to
+// every peer it is connected to at once (flood publishing), and each
+// receiver tells its mesh peers IDONTWANT as the message arrives, before
+// validating it; a relay that forwarded at once would beat most of those
+// notes (the peers validate in parallel, on busy machines), and send a
+// copy that its receiver already has. Held this long, the relay skips
+// every mesh peer that said it has the message, and still forwards to
+// every one that did not: a peer not connected to the author gets the
+// message a hold later per relay hop, never not at all. The protocol
+// (the judge) has the message before the hold: only forwarding waits.
+const relayHold = 200 * time.Millisecond
+
+// holdRelay holds an accepted message that IDONTWANT covers for
+// relayHold (see there), then accepts it.
+func holdRelay(ctx context.Context, msg *pubsub.Message) pubsub.ValidationResult {
+	if len(msg.GetData()) >= idontwantFrom {
+		t := time.NewTimer(relayHold)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return pubsub.ValidationAccept
 }
 
 // The application-specific score: each message the round protocol rejects
