@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -183,7 +182,11 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 		// (a few KB), and a round waits for all of them.
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(true),
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		// Every vtrain message carries its author's signature (Signed), so
+		// pubsub's own envelope signature, publisher and sequence number
+		// (116 bytes of every copy) would only say again who sent it;
+		// messages that carry them are refused (see msgID).
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithRawTracer(t.meter),
 	}
 	if cfg.Tracer != nil {
@@ -223,20 +226,19 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	return t, nil
 }
 
-// msgID identifies a gossip message by its publisher and its bytes: a
-// publisher's retransmission of the same message dies as a duplicate, as
-// pubsub's default ID (publisher and sequence number) would let it travel
-// again. The publisher is in it because pubsub marks an ID seen before the
-// topic validator runs: an ID of the bytes alone would let any peer that
-// got a message first republish it under its own key, have the copy
-// rejected, and the original dropped everywhere as its duplicate
-// (TestFakePeerRawBytes).
+// msgID identifies a gossip message by its bytes: a publisher's
+// retransmission of the same message dies as a duplicate, as pubsub's
+// default ID (publisher and sequence number) would let it travel again.
+// Pubsub marks an ID seen before the topic validator runs; that is safe
+// here because a message has no publisher besides its bytes (unsigned
+// envelopes, StrictNoSign): a peer that got a message first and
+// republishes it publishes the author's very message, which the validator
+// judges as the original, and any other bytes have another ID
+// (TestFakePeerRawBytes). With pubsub's publisher in the envelope, an ID
+// of the bytes alone let a copier's rejected copy shadow the original.
 func msgID(m *pubsubpb.Message) string {
-	h := sha256.New()
-	h.Write(binary.AppendUvarint(nil, uint64(len(m.GetFrom()))))
-	h.Write(m.GetFrom())
-	h.Write(m.GetData())
-	return string(h.Sum(nil))
+	h := sha256.Sum256(m.GetData())
+	return string(h[:])
 }
 
 // validate is the topic validator: it decodes and checks the signature,
@@ -254,10 +256,6 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	m, err := Verify(msg.Data, t.run, t.spec.Rounds.MaxMessage)
 	if err != nil {
 		t.refuse(from, 0, err.Error())
-		return pubsub.ValidationReject
-	}
-	if pid, err := peer.IDFromBytes(msg.From); err != nil || pid != m.Sender {
-		t.refuse(from, m.Round, "author differs from the gossip publisher")
 		return pubsub.ValidationReject
 	}
 	if m.Update != nil {
