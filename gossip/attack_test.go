@@ -196,11 +196,14 @@ func (o *outcomes) wait(t *testing.T, what string, raw []byte, limit time.Durati
 }
 
 // TestFakePeerRawBytes: fake peers speak raw bytes to a real node's
-// gossipsub router. Every malformed, forged, wrong-run, relayed or
-// junk message is rejected (or, if the protocol says so, ignored) by the
-// validator before it could be forwarded, and an oversize RPC is dropped
-// before any validator runs; the node neither crashes nor stops accepting
-// valid messages. Every verdict is awaited as an event.
+// gossipsub router. Every malformed, forged, wrong-run or junk message is
+// rejected (or, if the protocol says so, ignored) by the validator before
+// it could be forwarded, an envelope signed by pubsub (the node's peers
+// send them unsigned) is rejected before it, and an oversize RPC is
+// dropped before any validator runs; the node neither crashes nor stops
+// accepting valid messages. An author's message that another peer
+// publishes is the author's message: delivered, and the author's own copy
+// is its duplicate. Every verdict is awaited as an event.
 func TestFakePeerRawBytes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -235,7 +238,7 @@ func TestFakePeerRawBytes(t *testing.T) {
 		key   crypto.PrivKey
 		topic *pubsub.Topic
 	}
-	newFake := func() fake {
+	newFake := func(policy pubsub.MessageSignaturePolicy) fake {
 		k := newKey(t)
 		fh, err := libp2p.New(libp2p.Identity(k), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 		if err != nil {
@@ -243,7 +246,8 @@ func TestFakePeerRawBytes(t *testing.T) {
 		}
 		t.Cleanup(func() { fh.Close() })
 		added := &peerAdded{want: node.ID(), ch: make(chan struct{})}
-		fps, err := pubsub.NewGossipSub(ctx, fh, pubsub.WithMaxMessageSize(4<<20), pubsub.WithFloodPublish(true), pubsub.WithRawTracer(added))
+		fps, err := pubsub.NewGossipSub(ctx, fh, pubsub.WithMaxMessageSize(4<<20), pubsub.WithFloodPublish(true), pubsub.WithRawTracer(added),
+			pubsub.WithMessageSignaturePolicy(policy), pubsub.WithMessageIdFn(msgID))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,23 +308,29 @@ func TestFakePeerRawBytes(t *testing.T) {
 	var otherRun runspec.ID
 	otherRun[0] = 1
 	attacks := []struct {
-		name string
-		want string
-		raw  func(k crypto.PrivKey) []byte
+		name   string
+		want   string
+		raw    func(k crypto.PrivKey) []byte
+		policy pubsub.MessageSignaturePolicy // the fake's: unsigned envelopes unless said
 	}{
-		{"garbage", "reject", func(crypto.PrivKey) []byte { return []byte("\x08\x96\x01 not a message") }},
-		{"empty", "reject", func(crypto.PrivKey) []byte { return nil }},
-		{"forged signature", "reject", forged},
-		{"wrong run", "reject", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, otherRun, 10, payload) }},
-		{"relayed author", "reject", func(crypto.PrivKey) []byte { return signedUpdate(t, newKey(t), run, 10, payload) }},
-		{"malformed payload", "reject", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 10, []byte{1, 2, 3}) }},
-		{"truncated", "reject", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 10, payload)[:40] }},
-		{"stale round (the protocol ignores it)", "ignore", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 3, payload) }},
-		{"invalid to the protocol", "reject", joinAt(10)},
-		{"refused by the protocol's state", "ignore", joinAt(11)},
+		{"garbage", "reject", func(crypto.PrivKey) []byte { return []byte("\x08\x96\x01 not a message") }, 0},
+		{"empty", "reject", func(crypto.PrivKey) []byte { return nil }, 0},
+		{"forged signature", "reject", forged, 0},
+		{"wrong run", "reject", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, otherRun, 10, payload) }, 0},
+		{"a valid message in an envelope pubsub signed", "reject", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 10, payload) }, pubsub.StrictSign},
+		{"another author's message, relayed", "deliver", func(crypto.PrivKey) []byte { return signedUpdate(t, newKey(t), run, 10, payload) }, 0},
+		{"malformed payload", "reject", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 10, []byte{1, 2, 3}) }, 0},
+		{"truncated", "reject", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 10, payload)[:40] }, 0},
+		{"stale round (the protocol ignores it)", "ignore", func(k crypto.PrivKey) []byte { return signedUpdate(t, k, run, 3, payload) }, 0},
+		{"invalid to the protocol", "reject", joinAt(10), 0},
+		{"refused by the protocol's state", "ignore", joinAt(11), 0},
 	}
 	for _, a := range attacks {
-		f := newFake()
+		policy := a.policy
+		if policy == 0 {
+			policy = pubsub.StrictNoSign
+		}
+		f := newFake(policy)
 		raw := a.raw(f.key)
 		if err := f.topic.Publish(ctx, raw); err != nil {
 			t.Fatalf("%s: fake publish: %v", a.name, err)
@@ -377,31 +387,36 @@ func TestFakePeerRawBytes(t *testing.T) {
 		t.Fatal("the honest peer's router never added the node")
 	}
 	valid := signedUpdate(t, honestKey, run, 10, payload)
-	// A copy of it published first by another peer under its own key:
-	// rejected (its publisher is not its author), and it must not shadow
-	// the original that arrives after it (a message ID by content alone
-	// would make the original a duplicate of the rejected copy).
-	copier := newFake()
+	// A copy of it published first by another peer: envelopes name no
+	// publisher, so the copy is the author's very message. It is judged
+	// as the original and delivered (the ID of its bytes cannot shadow
+	// the original with a refused copy), the author's own publication is
+	// its duplicate, and the author pays nothing.
+	copier := newFake(pubsub.StrictNoSign)
 	if err := copier.topic.Publish(ctx, valid); err != nil {
 		t.Fatal(err)
 	}
-	if got := tr.wait(t, "a copy under another publisher", valid, 10*time.Second); got != "reject" {
-		t.Fatalf("a copy under another publisher: %s, want reject", got)
+	if got := tr.wait(t, "a copy published by another peer", valid, 10*time.Second); got != "deliver" {
+		t.Fatalf("a copy published by another peer: %s, want deliver", got)
 	}
-	tr.mu.Lock()
-	delete(tr.seen, string(valid))
-	tr.mu.Unlock()
-	if err := honest.Publish(ctx, "update", valid); err != nil {
+	// The honest peer may have it from the node already (pubsub then
+	// refuses to publish it again); if not, the node drops it as a
+	// duplicate: either way it is not judged twice.
+	_ = honest.Publish(ctx, "update", valid)
+	next := signedUpdate(t, honestKey, run, 11, payload)
+	if err := honest.Publish(ctx, "update", next); err != nil {
 		t.Fatal(err)
 	}
-	if got := tr.wait(t, "the valid update", valid, 10*time.Second); got != "deliver" {
-		t.Fatalf("the valid update after the attacks: %s", got)
+	if got := tr.wait(t, "the next valid update", next, 10*time.Second); got != "deliver" {
+		t.Fatalf("the honest peer's next update after the attacks: %s", got)
 	}
 	judgedMu.Lock()
 	defer judgedMu.Unlock()
 	// Only what passed decoding, signatures and the payload check reached
-	// the protocol: the stale update, the two joins, the valid update.
-	if want := []string{"update", "join", "join", "update"}; !slices.Equal(judged, want) {
+	// the protocol: the relayed update, the stale update, the two joins,
+	// the copied update (once: the author's own copy was its duplicate)
+	// and the next one.
+	if want := []string{"update", "update", "join", "join", "update", "update"}; !slices.Equal(judged, want) {
 		t.Fatalf("judged %v, want %v", judged, want)
 	}
 	if node.Penalty(peer.ID(pidFromString(t, pidOf(honestKey)))) != 0 {

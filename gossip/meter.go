@@ -81,7 +81,7 @@ func (t Traffic) Sub(u Traffic) Traffic {
 // meter counts a node's gossip traffic (as pubsub's raw tracer) and its
 // streams (called by the sync protocol's two sides).
 type meter struct {
-	self []byte // own peer ID, binary: an outgoing message from self is the node's own
+	self []byte // own peer ID, binary: an outgoing message whose body's sender is self is the node's own
 	mu   sync.Mutex
 	out  map[string]uint64
 	in   map[string]uint64
@@ -113,7 +113,7 @@ func (m *meter) read() Traffic {
 }
 
 // rpc splits one RPC into categories: each message by its kind (out: the
-// node's own, or a relay), the rest (control, subscriptions, framing and
+// node's own, its body's sender this node, or a relay), the rest (control, subscriptions, framing and
 // the length prefix) as control.
 func (m *meter) rpc(r *pubsubpb.RPC, out bool) {
 	total := r.Size()
@@ -128,7 +128,7 @@ func (m *meter) rpc(r *pubsubpb.RPC, out bool) {
 		n := msg.Size()
 		total -= n // its tag and length stay with control
 		cat := kindCategory(msg.GetData())
-		if out && string(msg.GetFrom()) != string(m.self) {
+		if out && string(field(field(msg.GetData(), 1), 3)) != string(m.self) {
 			cat = BytesRelays
 		}
 		to[cat] += uint64(n)

@@ -20,7 +20,6 @@ func TestTrafficCategories(t *testing.T) {
 	run := spec.RunID()
 	me, other := newKey(t), newKey(t)
 	meID, _ := peer.IDFromPrivateKey(me)
-	otherID, _ := peer.IDFromPrivateKey(other)
 	enc := func(m consensus.Message) []byte {
 		b, err := Encode(me, run, m)
 		if err != nil {
@@ -45,8 +44,14 @@ func TestTrafficCategories(t *testing.T) {
 		}
 	}
 	m := newMeter(meID)
-	own := &pubsubpb.Message{From: []byte(meID), Data: cases[BytesUpdates], Seqno: []byte{1}}
-	relay := &pubsubpb.Message{From: []byte(otherID), Data: cases[BytesConsensus], Seqno: []byte{2}}
+	// Envelopes are unsigned (StrictNoSign): a message is the node's own
+	// when its body names the node as sender.
+	vote, err := Encode(other, run, consensus.Message{Vote: &consensus.Vote{Kind: consensus.KindPrevote, Round: 1, From: pidOf(other), Sig: []byte{1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := &pubsubpb.Message{Data: cases[BytesUpdates]}
+	relay := &pubsubpb.Message{Data: vote}
 	rpc := &pubsubpb.RPC{Publish: []*pubsubpb.Message{own, relay},
 		Control: &pubsubpb.ControlMessage{Ihave: []*pubsubpb.ControlIHave{{MessageIDs: []string{"a", "b"}}}}}
 	m.rpc(rpc, true)

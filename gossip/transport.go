@@ -9,7 +9,7 @@ package gossip
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -113,8 +113,13 @@ type Transport struct {
 	sentBy   map[string]uint64 // the same by kind of message
 }
 
-// TopicName is the gossipsub topic of a run.
-func TopicName(run runspec.ID) string { return "/vtrain/run/" + run.String() }
+// TopicName is the gossipsub topic of a run: the first 12 bytes of its ID
+// (96 bits, beyond any search for a spec that collides), base64url. Every
+// message carries its topic, so each byte here is a byte of every copy;
+// the whole run ID is bound by every message's signature anyway.
+func TopicName(run runspec.ID) string {
+	return "/vt/" + base64.RawURLEncoding.EncodeToString(run[:12])
+}
 
 // New starts a host listening on cfg.Listen and joins the run's topic.
 func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
@@ -177,7 +182,11 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 		// (a few KB), and a round waits for all of them.
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(true),
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		// Every vtrain message carries its author's signature (Signed), so
+		// pubsub's own envelope signature, publisher and sequence number
+		// (116 bytes of every copy) would only say again who sent it;
+		// messages that carry them are refused (see msgID).
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithRawTracer(t.meter),
 	}
 	if cfg.Tracer != nil {
@@ -190,7 +199,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	// again; and message IDs by publisher and content (msgID).
 	gp := pubsub.DefaultGossipSubParams()
 	gp.D, gp.Dlo, gp.Dhi, gp.Dscore, gp.Dout, gp.Dlazy = 3, 2, 6, 2, 0, 1
-	gp.IDontWantMessageThreshold = 128
+	gp.IDontWantMessageThreshold = idontwantFrom
 	gp.GossipFactor = 0
 	opts = append(opts, pubsub.WithGossipSubParams(gp),
 		pubsub.WithMessageIdFn(msgID))
@@ -217,20 +226,24 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	return t, nil
 }
 
-// msgID identifies a gossip message by its publisher and its bytes: a
-// publisher's retransmission of the same message dies as a duplicate, as
-// pubsub's default ID (publisher and sequence number) would let it travel
-// again. The publisher is in it because pubsub marks an ID seen before the
-// topic validator runs: an ID of the bytes alone would let any peer that
-// got a message first republish it under its own key, have the copy
-// rejected, and the original dropped everywhere as its duplicate
-// (TestFakePeerRawBytes).
+// msgID identifies a gossip message by its bytes: a publisher's
+// retransmission of the same message dies as a duplicate, as pubsub's
+// default ID (publisher and sequence number) would let it travel again.
+// Pubsub marks an ID seen before the topic validator runs; that is safe
+// here because a message has no publisher besides its bytes (unsigned
+// envelopes, StrictNoSign): a peer that got a message first and
+// republishes it publishes the author's very message, which the validator
+// judges as the original, and any other bytes have another ID
+// (TestFakePeerRawBytes). With pubsub's publisher in the envelope, an ID
+// of the bytes alone let a copier's rejected copy shadow the original.
+//
+// The ID is SHA-256's first 20 bytes: every IDONTWANT and IHAVE carries
+// IDs, one per message and mesh peer, and 160 bits leave a collision
+// (which could only pair two messages of one author, who could as well
+// withhold one) at 2^80 hashes.
 func msgID(m *pubsubpb.Message) string {
-	h := sha256.New()
-	h.Write(binary.AppendUvarint(nil, uint64(len(m.GetFrom()))))
-	h.Write(m.GetFrom())
-	h.Write(m.GetData())
-	return string(h.Sum(nil))
+	h := sha256.Sum256(m.GetData())
+	return string(h[:20])
 }
 
 // validate is the topic validator: it decodes and checks the signature,
@@ -250,10 +263,6 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 		t.refuse(from, 0, err.Error())
 		return pubsub.ValidationReject
 	}
-	if pid, err := peer.IDFromBytes(msg.From); err != nil || pid != m.Sender {
-		t.refuse(from, m.Round, "author differs from the gossip publisher")
-		return pubsub.ValidationReject
-	}
 	if m.Update != nil {
 		if _, err := trainer.ValidateUpdate(m.Update, t.dec, t.spec.Rounds.MaxMessage, t.spec.Rounds.MaxUpdateNorm); err != nil {
 			t.refuse(from, m.Round, err.Error())
@@ -262,12 +271,12 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	}
 	if m.Head != nil || t.judge == nil {
 		msg.ValidatorData = m
-		return pubsub.ValidationAccept
+		return holdRelay(ctx, msg)
 	}
 	d := t.judge(m)
 	switch {
 	case d.Verdict == consensus.Accept || d.Kept:
-		return pubsub.ValidationAccept
+		return holdRelay(ctx, msg)
 	case d.Verdict == consensus.Reject && d.Invalid:
 		// The judge records what it refuses; the transport counts it.
 		t.penalty.add(m.Sender, rejectPenalty)
@@ -286,6 +295,38 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	}
 	t.ignored.Add(1)
 	return pubsub.ValidationIgnore
+}
+
+// idontwantFrom is the size from which a peer that receives a message
+// tells its mesh peers not to send it (IDONTWANT): all but the smallest
+// messages (pubsub's default is 1 KB).
+const idontwantFrom = 128
+
+// relayHold is how long an accepted message of another author waits
+// before pubsub forwards it to this peer's mesh. The author publishes to
+// every peer it is connected to at once (flood publishing), and each
+// receiver tells its mesh peers IDONTWANT as the message arrives, before
+// validating it; a relay that forwarded at once would beat most of those
+// notes (the peers validate in parallel, on busy machines), and send a
+// copy that its receiver already has. Held this long, the relay skips
+// every mesh peer that said it has the message, and still forwards to
+// every one that did not: a peer not connected to the author gets the
+// message a hold later per relay hop, never not at all. The protocol
+// (the judge) has the message before the hold: only forwarding waits.
+const relayHold = 200 * time.Millisecond
+
+// holdRelay holds an accepted message that IDONTWANT covers for
+// relayHold (see there), then accepts it.
+func holdRelay(ctx context.Context, msg *pubsub.Message) pubsub.ValidationResult {
+	if len(msg.GetData()) >= idontwantFrom {
+		t := time.NewTimer(relayHold)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return pubsub.ValidationAccept
 }
 
 // The application-specific score: each message the round protocol rejects

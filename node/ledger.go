@@ -104,7 +104,7 @@ func (n *node) openBook() error {
 		for _, f := range n.spec.Members.Genesis {
 			n.record(ledger.Entry{Kind: ledger.KindJoin, Peer: f, Reason: "founder"})
 		}
-		return n.treeHead(0)
+		return n.treeHead(0, true)
 	}
 	return nil
 }
@@ -252,10 +252,21 @@ func (n *node) recordDecision(res consensus.Decided) {
 	for _, p := range res.Admitted {
 		n.record(ledger.Entry{Kind: ledger.KindJoin, Round: res.Round + 1, Peer: string(p), Reason: "admitted"})
 	}
-	if err := n.treeHead(res.Round); err != nil {
+	last := n.spec.Run.Rounds > 0 && res.Round+1 >= uint64(n.spec.Run.Rounds)
+	if err := n.treeHead(res.Round, (res.Round+1)%headEvery == 0 || last); err != nil {
 		n.log.Error("ledger tree head", "err", err)
 	}
 }
+
+// headEvery is how often a node gossips its ledger's tree head: after
+// every headEvery-th decided round, the run's last, and when it stops. It
+// signs and logs one after every round; each gossiped one reaches every
+// peer, which keeps the latest as a witness (vtrain audit --witness) that
+// pins everything the ledger held then. Every round's head cost a peer
+// of a 16-peer run more than its votes; gossiped every fifth round, a
+// rewrite of a ledger goes unwitnessed only in the rounds since its last
+// gossiped head, and of a ledger whose keeper ran to the end, never.
+const headEvery = 5
 
 // recordCommit logs one certified decision: the commit as a signed message
 // and a summary.
@@ -279,8 +290,9 @@ func (n *node) recordCommit(c *consensus.Commit, samples uint64, restored bool, 
 	n.record(ledger.Entry{Kind: ledger.KindDecision, Round: v.Round, Data: data, Wire: raw})
 }
 
-// treeHead appends a signed tree head over every entry so far and syncs.
-func (n *node) treeHead(round uint64) error {
+// treeHead appends a signed tree head over every entry so far and syncs,
+// and gossips it if publish.
+func (n *node) treeHead(round uint64, publish bool) error {
 	l := n.book.log
 	h, err := ledger.SignTreeHead(ledger.TreeHead{Run: ledger.Hash(n.spec.RunID()), Round: round, Size: l.Size(), Root: l.Root(l.Size())}, n.key)
 	if err != nil {
@@ -295,7 +307,10 @@ func (n *node) treeHead(round uint64) error {
 	}
 	// Gossip it: the other peers keep it as a witness, so this ledger
 	// cannot be rewritten later without an auditor seeing it.
-	if raw, err := gossip.SignHead(n.key, n.spec.RunID(), h); err == nil && n.tr != nil {
+	if !publish || n.tr == nil {
+		return nil
+	}
+	if raw, err := gossip.SignHead(n.key, n.spec.RunID(), h); err == nil {
 		if err := n.tr.Publish(context.Background(), "head", raw); err != nil {
 			n.log.Debug("publish tree head", "err", err)
 		}
@@ -311,7 +326,7 @@ func (n *node) closeBook() {
 	}
 	n.flushRefusals()
 	if n.book.dirty {
-		if err := n.treeHead(n.eng.Round()); err != nil {
+		if err := n.treeHead(n.eng.Round(), true); err != nil {
 			n.log.Error("ledger tree head", "err", err)
 		}
 	}

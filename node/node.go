@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/engine"
@@ -482,7 +483,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			stop()
 			return n.summary(), err
 		}
-		if len(rd.Decided) > 0 && !discovering {
+		if len(rd.Decided) > 0 && !discovering && n.missesMembers() {
 			// Meet the peers this node only knows through others, in the
 			// background: challenges and fetches need direct streams.
 			discovering = true
@@ -513,6 +514,24 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			}
 		}
 	}
+}
+
+// missesMembers reports whether some member of the current round is not
+// directly connected to this node: then it asks its peers for theirs
+// (Discover). Connected to every member, it asks no one: each round's
+// question cost as much as a vote.
+func (n *node) missesMembers() bool {
+	nw := n.tr.Host().Network()
+	for _, m := range n.eng.Members().List {
+		if m.ID == n.self {
+			continue
+		}
+		id, err := peer.Decode(string(m.ID))
+		if err != nil || nw.Connectedness(id) != network.Connected {
+			return true
+		}
+	}
+	return false
 }
 
 // submit turns finished training into this node's update and hands it to
