@@ -9,7 +9,6 @@ import (
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
-	"github.com/vtrain/vtrain/verify/spot"
 )
 
 // BenchmarkChallenge measures what a spot-check costs its challenger
@@ -56,7 +55,10 @@ func BenchmarkChallenge(b *testing.B) {
 		}
 		u := &consensus.Update{Round: 0, Segments: w.Segments, Payload: payload,
 			ResidualIn: trainer.ResidualRoot(spec, res), ResidualOut: trainer.ResidualRoot(spec, out)}
-		blocks := spot.Blocks(consensus.Hash{byte(i)}, consensus.Hash{1}, "challenger", trainer.ResidualBlocks(spec, len(res)), spec.Verify.Openings)
+		blocks, err := trainer.DrawBlocks(spec, consensus.Hash{byte(i)}, u, consensus.Hash{1}, "challenger", len(res))
+		if err != nil {
+			b.Fatal(err)
+		}
 		ops, err := trainer.Open(spec, res, out, blocks)
 		if err != nil {
 			b.Fatal(err)

@@ -653,7 +653,6 @@ func (e *Engine) apply(c *Commit, chk *check) {
 		res.Peers = append(res.Peers, r.From)
 		res.Samples += h.u.Samples
 		loss += float64(h.u.Loss)
-		e.resid[r.From] = residMark{e.round, h.u.ResidualOut}
 	}
 	if len(v.Updates) > 0 {
 		res.Loss = float32(loss / float64(len(v.Updates)))
@@ -697,7 +696,6 @@ func (e *Engine) apply(c *Commit, chk *check) {
 	}
 	for _, x := range res.Excluded {
 		e.logf("round %d: %s excluded from round %d on: %s", e.round, x.Peer, e.round+1, x.Reason())
-		delete(e.resid, x.Peer)
 	}
 	for _, p := range res.Dropped {
 		e.logf("round %d: %s dropped: no update aggregated in %d rounds", e.round, p, absentLimit(e.policy, len(e.voters)))

@@ -35,8 +35,8 @@ import (
 func TestAttackResidualResetAfterSkippedRound(t *testing.T) {
 	f := newFx(t, 4, func(s *runspec.Spec) { s.Verify.Rate, s.Verify.NewcomerRate = 0, 0 })
 	f.decideRound() // round 0: every update aggregated, ResidualOut zero
-	if m, ok := f.e[0].resid["p1"]; !ok || m.out != (Hash{}) {
-		t.Fatalf("p1's round-0 residual is not marked: %+v", m)
+	if m := f.e[0].ResidualMark("p1"); m != (Hash{}) {
+		t.Fatalf("p1's round-0 residual is marked %s, not the zero residual its update kept", m.Short())
 	}
 	f.decideRound2([]int{0, 2, 3}) // round 1: p1 sits out
 	e := f.e[0]
@@ -46,5 +46,10 @@ func TestAttackResidualResetAfterSkippedRound(t *testing.T) {
 	u.Sig = testSign(u.From)(UpdateSignBytes(f.run(), u))
 	if d := e.StepUpdate(u); d.OK() {
 		t.Errorf("round %d: an update whose residual does not continue its author's last aggregated one (round 0) is taken: %s", r, d)
+	}
+	// Continuing the mark after the gap is taken.
+	ok := f.update("p1", r, h, 1)
+	if d := e.StepUpdate(ok); !d.OK() {
+		t.Errorf("round %d: an update that continues its author's residual after a skipped round is refused: %s", r, d)
 	}
 }

@@ -298,7 +298,6 @@ func (e *Engine) Restore(st State) error {
 	e.decided = append(e.decided, Decided{Round: last.Commit.Value.Round, Value: last.Commit.Value, Cert: last.Commit.Cert, Restored: true,
 		Links: slices.Clone(e.links)})
 	e.links = nil
-	clear(e.resid)
 	e.prev = nil
 	e.adopt(st.Clone())
 	return nil

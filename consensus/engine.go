@@ -190,7 +190,6 @@ type Engine struct {
 	chain   []Link             // decisions that changed the voter set, for proofs
 	states  []State            // the last few agreed states, to serve syncs
 	hashes  []Hash
-	resid   map[PeerID]residMark
 	helped  map[uint64]time.Duration // when Commit(round) was last published for laggards (see remember)
 
 	// Catch-up.
@@ -251,7 +250,8 @@ func NewEngine(cfg Config, st State, chain []Link) (*Engine, error) {
 		policy: PolicyOf(cfg.Spec), d: d,
 		joins: map[PeerID]*JoinRequest{}, verdicts: map[verdictKey]*VerdictMsg{}, equivs: map[PeerID]*Equivocation{},
 		rulings: map[verdictKey]Ruling{}, lies: map[PeerID]*VerdictMsg{},
-		history: map[uint64]*record{}, resid: map[PeerID]residMark{}, helped: map[uint64]time.Duration{}, sigs: map[[32]byte]bool{}}
+		history: map[uint64]*record{}, helped: map[uint64]time.Duration{}, sigs: map[[32]byte]bool{},
+		}
 	if err := e.loadChain(st, chain); err != nil {
 		return nil, err
 	}
@@ -611,16 +611,21 @@ func (e *Engine) named(id Hash) bool {
 	return false
 }
 
-// residMark is the residual a member's aggregated update of round left.
-type residMark struct {
-	round uint64
-	out   Hash
+// ResidualMark is the residual root member p's next update must carry in:
+// what its last aggregated update kept, or the zero residual's (the zero
+// hash) before any (see Member.Residual).
+func (e *Engine) ResidualMark(p PeerID) Hash {
+	if m, ok := e.members.Find(p); ok {
+		return m.Residual
+	}
+	return Hash{}
 }
 
 // checkCommitments checks what can be checked of an update's commitments
 // without re-executing it: the seed, the number of segment roots, and that
-// the residual continues the one the author's update of the previous round
-// left, when this engine aggregated that update.
+// the residual it carries in is the one its author's last aggregated
+// update kept (the membership's mark, certified with the state), or the
+// zero residual before any.
 func (e *Engine) checkCommitments(u *Update) Decision {
 	if want := RoundSeed(e.spec, u.Round, u.From); u.Seed != want {
 		return invalid("bad commitment: sampling seed %#x, the run assigns %s %#x in round %d", u.Seed, u.From, want, u.Round)
@@ -628,8 +633,10 @@ func (e *Engine) checkCommitments(u *Update) Decision {
 	if n := e.spec.Segments(); len(u.Segments) != n {
 		return invalid("bad commitment: %d segment roots, want %d", len(u.Segments), n)
 	}
-	if m, ok := e.resid[u.From]; ok && m.round+1 == u.Round && m.out != u.ResidualIn {
-		return reject("bad commitment: residual %s does not continue the %s of round %d", u.ResidualIn.Short(), m.out.Short(), m.round)
+	if e.members.Has(u.From) {
+		if want := e.ResidualMark(u.From); u.ResidualIn != want {
+			return reject("bad commitment: residual %s does not continue %s's last aggregated one, %s", u.ResidualIn.Short(), u.From, want.Short())
+		}
 	}
 	return accept()
 }

@@ -18,6 +18,13 @@ type Member struct {
 	Since   uint64 // the round it became a member (0 for founders)
 	Work    uint64 // decided rounds that aggregated an update of it
 	Last    uint64 // the last decided round that aggregated its update (its admission round's decision before any)
+	// Residual is the error-feedback residual its last aggregated update
+	// kept (that update's ResidualOut; the zero hash, the zero residual's
+	// commitment, before any): its next update
+	// must carry exactly that residual in, whatever rounds it sat out, so
+	// that no member can restart its residual at will (package trainer:
+	// the payload follows from the residual carried in).
+	Residual Hash
 }
 
 // Members is a run's membership at a round: the members, sorted by ID, and
@@ -104,7 +111,7 @@ func (ms Members) Clone() Members {
 
 // Digest is the membership's identity, part of the state hash.
 func (ms *Members) Digest() Hash {
-	e := newEnc("vtrain/members/v1\x00")
+	e := newEnc("vtrain/members/v2\x00")
 	e.u64(uint64(len(ms.List)))
 	for _, m := range ms.List {
 		e.str(string(m.ID))
@@ -113,6 +120,7 @@ func (ms *Members) Digest() Hash {
 		e.u64(m.Since)
 		e.u64(m.Work)
 		e.u64(m.Last)
+		e.hash(m.Residual)
 	}
 	e.u64(uint64(len(ms.Excluded)))
 	for _, p := range ms.Excluded {
@@ -187,16 +195,18 @@ func Proposer(round uint64, view uint32, voters []PeerID) PeerID {
 func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faults(voters))+2) }
 
 // Next returns the membership after round's decision v: the members whose
-// updates it aggregated credited, the accused it excludes removed for
+// updates it aggregated credited (and their residual marks moved to what
+// those updates kept: resid, by author), the accused it excludes removed for
 // good, members absent too long dropped, its admissions added, and an
 // empty seat filled (one at most) by the eligible member with the most
 // work (then the earliest, then the smallest ID).
-func (ms *Members) Next(round uint64, v *Value, p Policy) Members {
+func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash) Members {
 	out := ms.Clone()
 	for _, u := range v.Updates {
 		if m, ok := out.Find(u.From); ok {
 			m.Work++
 			m.Last = round
+			m.Residual = resid[u.From]
 		}
 	}
 	gone := map[PeerID]bool{}

@@ -176,7 +176,7 @@ func (e *Engine) validate(v *Value) *check {
 	if err != nil {
 		return bad("aggregation: %v", err)
 	}
-	next := e.members.Next(e.round, v, e.policy)
+	next := e.members.Next(e.round, v, e.policy, e.residuals(v))
 	if got := StateHash(e.round+1, ParamsDigest(theta, mom), next.Digest()); got != v.Next {
 		return bad("the updates lead to %s, the value says %s", got.Short(), v.Next.Short())
 	}
@@ -304,7 +304,7 @@ func (e *Engine) buildValue() (*Value, *check) {
 		e.logf("round %d: aggregation: %v", e.round, err)
 		return nil, nil
 	}
-	next := e.members.Next(e.round, v, e.policy)
+	next := e.members.Next(e.round, v, e.policy, e.residuals(v))
 	nv := next.Voters()
 	if len(nv) == 0 {
 		return nil, nil
@@ -322,4 +322,16 @@ func cmpPeer(a, b PeerID) int {
 		return 1
 	}
 	return 0
+}
+
+// residuals is what each update a value aggregates kept of its author's
+// residual (its ResidualOut), from the updates this node holds.
+func (e *Engine) residuals(v *Value) map[PeerID]Hash {
+	out := make(map[PeerID]Hash, len(v.Updates))
+	for _, r := range v.Updates {
+		if h, ok := e.updates[r.ID]; ok {
+			out[r.From] = h.u.ResidualOut
+		}
+	}
+	return out
 }

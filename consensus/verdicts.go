@@ -148,6 +148,11 @@ func (e *Engine) checkDraw(x *VerdictMsg, rec *record) error {
 		return fmt.Errorf("update %s of round %d is %s's", x.Update.Short(), x.Round, ch.Peer)
 	case x.Segment >= e.spec.Segments():
 		return fmt.Errorf("segment %d of %d", x.Segment, e.spec.Segments())
+	case e.spec.Verify.Tolerance > 0 && x.Fault == FaultStep:
+		// Across engines no step is bit-exact: a dispute rests on the round.
+		return fmt.Errorf("a step claim in a run with a tolerance (engines differ step by step)")
+	case e.spec.Verify.Tolerance == 0 && x.Fault == FaultSegment:
+		return fmt.Errorf("a tolerance claim in a bit-exact run")
 	}
 	if a := x.Answer; a != nil {
 		if a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment || !e.checkSig(x.Accused, AnswerSignBytes(e.run, a), a.Sig) {

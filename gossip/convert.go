@@ -477,7 +477,11 @@ func MembersPB(ms *consensus.Members) ([]*pb.Member, [][]byte, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		out = append(out, &pb.Member{Id: id, Founder: m.Founder, Seat: m.Seat, Since: m.Since, Work: m.Work, Last: m.Last})
+		pm := &pb.Member{Id: id, Founder: m.Founder, Seat: m.Seat, Since: m.Since, Work: m.Work, Last: m.Last}
+		if m.Residual != (consensus.Hash{}) {
+			pm.Residual = m.Residual[:]
+		}
+		out = append(out, pm)
 	}
 	ex, err := pidsPB(ms.Excluded)
 	return out, ex, err
@@ -495,7 +499,13 @@ func MembersFromPB(list []*pb.Member, excluded [][]byte) (consensus.Members, err
 		if err != nil {
 			return consensus.Members{}, err
 		}
-		ms.List = append(ms.List, consensus.Member{ID: id, Founder: m.Founder, Seat: m.Seat, Since: m.Since, Work: m.Work, Last: m.Last})
+		cm := consensus.Member{ID: id, Founder: m.Founder, Seat: m.Seat, Since: m.Since, Work: m.Work, Last: m.Last}
+		if len(m.Residual) > 0 {
+			if cm.Residual, err = hash32(m.Residual, "residual mark"); err != nil {
+				return consensus.Members{}, err
+			}
+		}
+		ms.List = append(ms.List, cm)
 	}
 	ex := make([]consensus.PeerID, 0, len(excluded))
 	for _, b := range excluded {

@@ -264,7 +264,7 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 		return pubsub.ValidationReject
 	}
 	if m.Update != nil {
-		if _, err := trainer.ValidateUpdate(m.Update, t.dec, t.spec.Rounds.MaxMessage, t.spec.Rounds.MaxUpdateNorm); err != nil {
+		if _, err := trainer.ValidateUpdate(t.spec, m.Update, t.dec); err != nil {
 			t.refuse(from, m.Round, err.Error())
 			return pubsub.ValidationReject
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip"
@@ -44,8 +45,16 @@ func (n *node) saveCheckpoint() error {
 	if err := writeAtomic(filepath.Join(n.cfg.OutDir, chainFile), cb); err != nil {
 		return err
 	}
+	// The residual the run expects this node to continue (its last
+	// aggregated update's), which may be behind the encoder's.
+	res := n.enc.Residual()
+	n.mu.RLock()
+	if r, ok := n.residuals[n.eng.ResidualMark(n.self)]; ok {
+		res = r
+	}
+	n.mu.RUnlock()
 	b := audit.EncodeState(st, map[string]string{"run": n.spec.RunID().String()},
-		safetensors.Tensor{Name: "residual", Shape: []int{len(st.Theta)}, Data: n.enc.Residual()})
+		safetensors.Tensor{Name: "residual", Shape: []int{len(st.Theta)}, Data: res})
 	return writeAtomic(filepath.Join(n.cfg.OutDir, checkpointFile), b)
 }
 
@@ -84,5 +93,6 @@ func (n *node) loadCheckpoint() (consensus.State, []consensus.Link, error) {
 	if err := n.enc.SetResidual(re.Data); err != nil {
 		return consensus.State{}, nil, err
 	}
+	n.noteResidual(slices.Clone(re.Data))
 	return st, pr.Links, nil
 }

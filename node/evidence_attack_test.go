@@ -117,3 +117,37 @@ func TestAttackEvidenceRecomputesForAnyone(t *testing.T) {
 		t.Errorf("an evidence request from nobody in particular re-ran a round of training (%d steps)", spec.Inner.Steps)
 	}
 }
+
+// TestEvidenceServesTheDraw: for an own update the beacon drew, the node
+// opens exactly the blocks a drawn challenger (or a referee of its claim)
+// asks for, and answers its step hashes; other blocks, or a challenger
+// the beacon did not draw, are refused.
+func TestEvidenceServesTheDraw(t *testing.T) {
+	n, id, spec := evidenceNode(t)
+	ev := n.evidence[id]
+	g, _ := consensus.Genesis(spec)
+	payload, _, err := trainer.Link(spec, g.Theta, ev.final.Params, ev.residual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &consensus.Update{Round: 0, Payload: payload}
+	beacon := consensus.Hash{7}
+	n.model, _ = spec.ModelSpec()
+	n.drawn = map[consensus.Hash]*drawnCheck{id: {round: 0, beacon: beacon, u: u, challengers: []consensus.PeerID{"12D3KooWchallenger"}}}
+	d := len(ev.residual)
+	blocks, err := trainer.DrawBlocks(spec, beacon, u, id, "12D3KooWchallenger", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.Evidence(0, id, blocks)
+	if err != nil || len(got.Openings) != len(blocks) {
+		t.Fatalf("the drawn blocks: %v, %d openings", err, len(got.Openings))
+	}
+	other, _ := trainer.DrawBlocks(spec, beacon, u, id, "12D3KooWsomeoneelse", d)
+	if _, err := n.Evidence(0, id, other); err == nil {
+		t.Error("the blocks of a challenger the beacon did not draw were opened")
+	}
+	if _, err := n.Evidence(1, id, blocks); err == nil {
+		t.Error("the drawn blocks were opened for another round")
+	}
+}

@@ -145,14 +145,20 @@ type node struct {
 	book     *book // the ledger; touched only by Run's goroutine
 	lastHead *ledger.SignedTreeHead
 
-	evidence     map[consensus.Hash]*evidence // behind own updates (guarded by mu)
-	blobs        map[consensus.Hash]blob      // kept for referees as a challenger (guarded by mu)
-	openings     map[consensus.Hash]opened    // by update ID, kept for referees as a challenger (guarded by mu)
-	challenges   ChallengeStats               // guarded by mu
-	excluded     []Exclusion
-	admitted     []string
-	trainSeconds float64
-	witnessed    map[string]*ledger.SignedTreeHead
+	evidence    map[consensus.Hash]*evidence   // behind own updates (guarded by mu)
+	blobs       map[consensus.Hash]blob        // kept for referees as a challenger (guarded by mu)
+	openings    map[consensus.Hash]opened      // by update ID, kept for referees as a challenger (guarded by mu)
+	drawn       map[consensus.Hash]*drawnCheck // own updates challenged, by ID (guarded by mu)
+	decidedUpTo uint64                         // the first round not decided (guarded by mu)
+	// residuals are this node's recent residuals by root (guarded by mu):
+	// what continueResidual picks from.
+	residuals     map[consensus.Hash][]float32
+	residualOrder []consensus.Hash
+	challenges    ChallengeStats // guarded by mu
+	excluded      []Exclusion
+	admitted      []string
+	trainSeconds  float64
+	witnessed     map[string]*ledger.SignedTreeHead
 }
 
 // Spec implements gossip.Server.
@@ -261,7 +267,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if slices.Contains(Outsiders, behave) {
 		return nil, runAttack(ctx, cfg, key)
 	}
-	n := &node{cfg: cfg, behave: behave, behaveFrom: behaveFrom, blobs: map[consensus.Hash]blob{}, openings: map[consensus.Hash]opened{}, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
+	n := &node{cfg: cfg, behave: behave, behaveFrom: behaveFrom, blobs: map[consensus.Hash]blob{}, openings: map[consensus.Hash]opened{}, drawn: map[consensus.Hash]*drawnCheck{}, residuals: map[consensus.Hash][]float32{}, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
 		states: map[consensus.Hash]consensus.State{}, raws: map[consensus.Hash][]byte{}, evidence: map[consensus.Hash]*evidence{},
 		witnessed: map[string]*ledger.SignedTreeHead{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
 	var join gossip.JoinInfo
@@ -498,6 +504,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			go n.referee(ctx, req, rulings)
 		}
 		for _, res := range rd.Decided {
+			n.noteDraws(res)
 			n.startChallenges(ctx, res, verdicts)
 			n.accuseAny(res)
 			if err := n.noteExclusions(res); err != nil {
@@ -537,6 +544,7 @@ func (n *node) missesMembers() bool {
 // submit turns finished training into this node's update and hands it to
 // the engine.
 func (n *node) submit(r trainResult) error {
+	n.continueResidual()
 	if r.ev != nil {
 		r.ev.residual = slices.Clone(n.enc.Residual())
 	}
@@ -546,6 +554,8 @@ func (n *node) submit(r trainResult) error {
 	}
 	if r.ev != nil {
 		r.ev.kept = slices.Clone(n.enc.Residual())
+		n.noteResidual(r.ev.residual)
+		n.noteResidual(r.ev.kept)
 	}
 	u.From = n.self
 	n.tamper(u)
@@ -870,4 +880,43 @@ func (n *node) exportModel() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	return os.Rename(p+".tmp", p)
+}
+
+// continueResidual puts the encoder in the residual this node's next
+// update must carry in (the engine's mark: what its last aggregated update
+// kept, or zero before any): an update of its that the run did not
+// aggregate, or a restart, leaves the encoder elsewhere, and an update
+// that does not continue the mark is refused.
+func (n *node) continueResidual() {
+	want := n.eng.ResidualMark(n.self)
+	if trainer.ResidualRoot(n.spec, n.enc.Residual()) == want {
+		return
+	}
+	n.mu.RLock()
+	r, ok := n.residuals[want]
+	n.mu.RUnlock()
+	if !ok && want == (consensus.Hash{}) {
+		r, ok = make([]float32, len(n.enc.Residual())), true
+	}
+	if !ok {
+		n.log.Warn("the residual the run expects this node to continue is not held; its updates will be refused", "root", want.Short())
+		return
+	}
+	if err := n.enc.SetResidual(r); err != nil {
+		n.log.Error("residual", "err", err)
+	}
+}
+
+// noteResidual keeps a residual this node encoded with or kept, by root,
+// so that it can continue from it (the few newest).
+func (n *node) noteResidual(v []float32) {
+	h := trainer.ResidualRoot(n.spec, v)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.residuals[h] = v
+	n.residualOrder = append(slices.DeleteFunc(n.residualOrder, func(x consensus.Hash) bool { return x == h }), h)
+	for len(n.residualOrder) > 8 {
+		delete(n.residuals, n.residualOrder[0])
+		n.residualOrder = n.residualOrder[1:]
+	}
 }

@@ -39,7 +39,11 @@ func (n *node) referee(ctx context.Context, req consensus.RefereeRequest, out ch
 		done.why = "the round's state is no longer held"
 		return
 	}
-	blocks := n.blocks(req.Beacon, x.Update, string(x.From), len(base))
+	blocks, err := trainer.DrawBlocks(n.spec, req.Beacon, u, x.Update, x.From, len(base))
+	if err != nil {
+		done.why = err.Error()
+		return
+	}
 	if x.Fault == consensus.FaultSilent {
 		done.r, done.why = n.askAccused(ctx, x, u, blocks, len(base))
 		return
@@ -49,7 +53,7 @@ func (n *node) referee(ctx context.Context, req consensus.RefereeRequest, out ch
 		done.why = err.Error()
 		return
 	}
-	r, err := trainer.Referee(n.spec, base, u, x, blocks, rep, n.fetchBlob(ctx, x), n.fetchOpenings(ctx, x, blocks))
+	r, err := trainer.Referee(n.spec, base, u, x, blocks, rep, n.fetchBlob(ctx, x), n.fetchOpenings(ctx, x, u, blocks, len(base)))
 	done.r = r
 	if err != nil {
 		done.why = err.Error()
@@ -90,8 +94,9 @@ func (n *node) fetchBlob(ctx context.Context, x *consensus.VerdictMsg) trainer.F
 
 // fetchOpenings fetches the residual blocks a link claim rests on for a
 // referee: its own (as the challenger), else the challenger's, else the
-// accused's; the first set that holds under the update's commitments.
-func (n *node) fetchOpenings(ctx context.Context, x *consensus.VerdictMsg, blocks []int) trainer.FetchOpenings {
+// accused's; the first set that holds under the update's commitments (a
+// false accuser serving junk cannot keep the referee from the accused's).
+func (n *node) fetchOpenings(ctx context.Context, x *consensus.VerdictMsg, u *consensus.Update, blocks []int, d int) trainer.FetchOpenings {
 	return func() ([]trainer.Opening, error) {
 		var last error = errors.New("nobody to ask")
 		for _, p := range []consensus.PeerID{x.From, x.Accused} {
@@ -109,7 +114,10 @@ func (n *node) fetchOpenings(ctx context.Context, x *consensus.VerdictMsg, block
 				cancel()
 			}
 			if err == nil {
-				return ev.Openings, nil // the referee checks them
+				if err = trainer.CheckOpenings(n.spec, u, d, blocks, ev.Openings); err == nil {
+					return ev.Openings, nil
+				}
+				err = fmt.Errorf("%s's openings do not hold: %v", p, err)
 			}
 			last = err
 		}

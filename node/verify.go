@@ -107,6 +107,12 @@ func (n *node) Evidence(round uint64, id consensus.Hash, blocks []int) (trainer.
 	if ok && kept.round == round && slices.EqualFunc(kept.ops, blocks, func(o trainer.Opening, b int) bool { return o.Block == b }) {
 		return trainer.Evidence{Openings: kept.ops}, nil
 	}
+	// Only the blocks the beacon drew for a challenger of this update:
+	// the residual is this node's own, and a request for anything else
+	// (or for an update nobody challenges) must cost nothing.
+	if err := n.checkDraw(round, id, blocks); err != nil {
+		return trainer.Evidence{}, err
+	}
 	ev, err := n.ownUpdate(round, id)
 	if err != nil {
 		return trainer.Evidence{}, err
@@ -130,6 +136,9 @@ func (n *node) Evidence(round uint64, id consensus.Hash, blocks []int) (trainer.
 // segment seg of its update id, which a challenger asks for only when its
 // re-execution of the segment misses the committed root.
 func (n *node) Answer(round uint64, id consensus.Hash, seg int) (*consensus.Answer, error) {
+	if err := n.checkDraw(round, id, nil); err != nil {
+		return nil, err
+	}
 	ev, err := n.own(round, id, seg)
 	if err != nil {
 		return nil, err
@@ -359,7 +368,13 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		v.Fault, v.Reason = consensus.FaultSilent, "accused is not a peer ID"
 		return
 	}
-	blocks := n.blocks(res.Beacon, c.Update, c.Challenger, len(base))
+	blocks, err := trainer.DrawBlocks(n.spec, res.Beacon, u, c.Update, consensus.PeerID(c.Challenger), len(base))
+	if err != nil {
+		// The engine accepted the update: its payload decodes.
+		done.v = nil
+		n.log.Error("challenge", "err", err)
+		return
+	}
 	ev, err := n.fetchEvidence(ctx, pid, res.Round, consensus.Hash(c.Update), blocks)
 	if ctx.Err() != nil {
 		done.v = nil
@@ -413,11 +428,6 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		v.Reason = v.Reason[:consensus.MaxReason]
 	}
 	v.Answer = f.Answer
-}
-
-// blocks is the residual blocks challenger opens of update (spot.Blocks).
-func (n *node) blocks(beacon, update consensus.Hash, challenger string, d int) []int {
-	return spot.Blocks(beacon, update, challenger, trainer.ResidualBlocks(n.spec, d), n.spec.Verify.Openings)
 }
 
 // fetchEvidence asks p for the evidence behind its update id of round
@@ -528,4 +538,84 @@ func (n *node) noteExclusions(res consensus.Decided) error {
 		return fmt.Errorf("%w by round %d: the certified state it adopted excludes it", ErrExcluded, res.Round+1)
 	}
 	return nil
+}
+
+// drawnCheck is a challenge the beacon drew on one of this node's updates:
+// what it serves evidence for.
+type drawnCheck struct {
+	round       uint64
+	beacon      consensus.Hash
+	u           *consensus.Update
+	challengers []consensus.PeerID
+}
+
+// drawWait bounds how long an evidence request for a round this node has
+// not decided yet waits for its decision (a challenger may be a moment
+// ahead).
+const drawWait = 5 * time.Second
+
+// checkDraw reports whether the beacon drew a challenge on this node's
+// update id of round and, when blocks is not nil, whether they are the
+// blocks a drawn challenger opens (what it and the referees ask for).
+func (n *node) checkDraw(round uint64, id consensus.Hash, blocks []int) error {
+	deadline := time.Now().Add(drawWait)
+	for {
+		n.mu.RLock()
+		dc := n.drawn[id]
+		n.mu.RUnlock()
+		if dc != nil {
+			if dc.round != round {
+				return fmt.Errorf("update %s is of round %d", id.Short(), dc.round)
+			}
+			if blocks == nil {
+				return nil
+			}
+			for _, c := range dc.challengers {
+				if want, err := trainer.DrawBlocks(n.spec, dc.beacon, dc.u, id, c, n.model.NumParams()); err == nil && slices.Equal(want, blocks) {
+					return nil
+				}
+			}
+			return fmt.Errorf("residual blocks %v are not a draw of a challenge of update %s", blocks, id.Short())
+		}
+		if n.eng == nil || n.decidedRound() > round || time.Now().After(deadline) {
+			return fmt.Errorf("no challenge of update %s of round %d was drawn", id.Short(), round)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// noteDraws records the challenges a decided round drew on this node's
+// updates.
+func (n *node) noteDraws(res consensus.Decided) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.decidedUpTo = max(n.decidedUpTo, res.Round+1)
+	for _, c := range res.Challenges {
+		if consensus.PeerID(c.Peer) != n.self {
+			continue
+		}
+		id := consensus.Hash(c.Update)
+		dc := n.drawn[id]
+		if dc == nil {
+			us := n.eng.ServeUpdates([]consensus.Hash{id})
+			if len(us) == 0 {
+				continue
+			}
+			dc = &drawnCheck{round: res.Round, beacon: res.Beacon, u: us[0]}
+			n.drawn[id] = dc
+		}
+		dc.challengers = append(dc.challengers, consensus.PeerID(c.Challenger))
+	}
+	for id, dc := range n.drawn {
+		if dc.round+2*keptEvidence < res.Round {
+			delete(n.drawn, id)
+		}
+	}
+}
+
+// decidedRound is the first round this node has not decided.
+func (n *node) decidedRound() uint64 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.decidedUpTo
 }

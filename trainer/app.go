@@ -61,7 +61,7 @@ func NewApp(spec runspec.Spec) (*App, error) {
 
 // CheckUpdate implements consensus.App.
 func (a *App) CheckUpdate(u *consensus.Update) (any, error) {
-	return ValidateUpdate(u, a.dec, a.spec.Rounds.MaxMessage, a.spec.Rounds.MaxUpdateNorm)
+	return ValidateUpdate(a.spec, u, a.dec)
 }
 
 // Step implements consensus.App.
@@ -78,10 +78,13 @@ func (a *App) Step(theta, momentum []float32, decoded []any) ([]float32, []float
 }
 
 // ValidateUpdate checks what can be checked of an update's payload without
-// the round's state: its size, that it decodes (bounded), that its loss
-// and values are finite and its norm within maxNorm. The gossip validator
-// and the engine run it.
-func ValidateUpdate(u *consensus.Update, dec *compress.Decoder, maxPayload int, maxNorm float64) (*compress.Sparse, error) {
+// the round's state: its size, that it decodes (bounded), that it is
+// encoded as the run's compression says (k values, the bits and chunk,
+// the selection threshold that lets a challenger check any block), that
+// its loss and values are finite and its norm within the spec's bound. The
+// gossip validator and the engine run it.
+func ValidateUpdate(spec runspec.Spec, u *consensus.Update, dec *compress.Decoder) (*compress.Sparse, error) {
+	maxPayload, maxNorm := spec.Rounds.MaxMessage, spec.Rounds.MaxUpdateNorm
 	if len(u.Payload) > maxPayload {
 		return nil, fmt.Errorf("oversize: payload of %d bytes exceeds %d", len(u.Payload), maxPayload)
 	}
@@ -91,6 +94,15 @@ func ValidateUpdate(u *consensus.Update, dec *compress.Decoder, maxPayload int, 
 	s, err := dec.Decode(u.Payload)
 	if err != nil {
 		return nil, fmt.Errorf("malformed: %v", err)
+	}
+	p := spec.CompressParams()
+	switch {
+	case len(s.Idx) != p.K(s.D):
+		return nil, fmt.Errorf("malformed: %d values, the run sends %d", len(s.Idx), p.K(s.D))
+	case s.Bits != p.Bits || s.Chunk != p.Chunk:
+		return nil, fmt.Errorf("malformed: %d bits in chunks of %d, the run's are %d and %d", s.Bits, s.Chunk, p.Bits, p.Chunk)
+	case !(s.Threshold >= 0):
+		return nil, fmt.Errorf("malformed: no selection threshold (payload format 1 or 2)")
 	}
 	var n2 float64
 	for _, v := range s.Val {

@@ -10,7 +10,6 @@ import (
 	"github.com/vtrain/vtrain/engine"
 	"github.com/vtrain/vtrain/gossip/compress"
 	"github.com/vtrain/vtrain/runspec"
-	"github.com/vtrain/vtrain/verify/spot"
 )
 
 // Attacks on the spot-check of commit 4c92575, each as the party that
@@ -58,7 +57,7 @@ func TestAttackPayloadOffSpecPasses(t *testing.T) {
 		{Fraction: 0.4, Bits: 8, Chunk: 1},
 	} {
 		u, ev := hr.linkWith(t, p)
-		_, verr := ValidateUpdate(u, dec, hr.spec.Rounds.MaxMessage, hr.spec.Rounds.MaxUpdateNorm)
+		_, verr := ValidateUpdate(hr.spec, u, dec)
 		f := hr.check(t, u, ev)
 		if verr == nil && f.Fault == consensus.FaultNone {
 			t.Errorf("a payload encoded with %+v (the run's is %+v) is accepted and passes the check", p, hr.spec.Compression)
@@ -66,27 +65,15 @@ func TestAttackPayloadOffSpecPasses(t *testing.T) {
 	}
 }
 
-// TestAttackInflatedScalePasses: with 1-bit quantization a sent value is
-// ±scale, and the chunk's scale (the mean magnitude of its selected
-// values) is not checked. An accused that inflates every scale ×1000
-// (here: by encoding ×1000 the selected coordinates no challenger opens,
-// which also moves the chunk means) and commits the residual that this
-// payload leaves passes the check, although the values it sends on the
-// opened blocks are a thousand times what the work gives. The consensus
-// doc says "a false scale is carried by the residual, which is checked":
-// the residual then holds −999·v there, which the next round must send
-// back, unless the accused restarts its residual (see
-// consensus.TestAttackResidualResetAfterSkippedRound): then the inflation
-// is free.
-//
-// Fix (cheap, partial): in compress.Sparse.CheckRange, for Bits == 1 also
-// require every scale ≥ τ (a mean of magnitudes ≥ τ), and for Bits > 1
-// require |x| ≤ levels·scale on every opened sent coordinate (the scale is
-// the chunk's maximum over levels). Neither bounds a 1-bit scale from
-// above: that needs the residual chain to be unbroken (consensus fix) so
-// that inflation is paid back the next round, or openings drawn among the
-// sent coordinates of a chunk (see TestAttackSignFlipDetection).
-func TestAttackInflatedScalePasses(t *testing.T) {
+// TestAttackInflatedScaleIsADebt: a 1-bit scale is the mean magnitude of
+// its chunk's sent values, which span the whole vector, so no sample of
+// blocks bounds it from above (CheckRange bounds it from below by τ). A
+// cheater that inflates it ×748 and keeps the residual that follows passes
+// every draw; the inflation is then a debt in its committed residual,
+// which consensus chains from round to round. One that hides the debt
+// (commits the honest residual) lies on every block its payload sends
+// from and is caught by nearly every draw.
+func TestAttackInflatedScaleIsADebt(t *testing.T) {
 	hr := newHonestRound(t, OptSGD)
 	bs := hr.spec.Verify.ResidualBlock
 	s := hr.decode(t, hr.u.Payload)
@@ -107,13 +94,56 @@ func TestAttackInflatedScalePasses(t *testing.T) {
 	cheat := hr.decode(t, u.Payload)
 	ratio := norm(cheat.Val) / norm(s.Val)
 	f := hr.check(t, u, ev)
-	t.Logf("%d of %d sent coordinates opened; payload norm ×%.0f; check: %s", opened, len(s.Idx), ratio, brief(f))
+	t.Logf("%d of %d sent coordinates opened; payload norm ×%.0f; check on the blocks the cheater knew: %s", opened, len(s.Idx), ratio, brief(f))
 	if opened == 0 || ratio < 100 {
 		t.Fatalf("the construction did not inflate an opened chunk (opened %d, ×%.1f)", opened, ratio)
 	}
-	if f.Fault == consensus.FaultNone {
-		t.Errorf("a payload whose 1-bit scales are inflated ×%.0f passes the check on blocks that send %d of its coordinates", ratio, opened)
+	// No sample bounds a 1-bit scale from above (it is a mean over the
+	// whole chunk): the check passes on any draw. What the cheater cannot
+	// escape is the debt: the residual it keeps, checked bit for bit on
+	// every opened block and chained from round to round by consensus
+	// (ResidualIn is the author's last aggregated ResidualOut), carries
+	// the inflation with the opposite sign, which its next updates must
+	// send back (or be caught lying about the residual).
+	honestKept := norm(hr.kept)
+	if !(norm(residualOf(hr, cheat)) > 10*honestKept) {
+		t.Errorf("the kept residual does not carry the inflation: %.3g against the honest %.3g", norm(residualOf(hr, cheat)), honestKept)
 	}
+	// Hiding the debt (committing the honest kept residual with the
+	// inflated payload) is a lie on every block the payload sends from:
+	// the draw, half among those blocks, catches it.
+	uh := hr.clone()
+	uh.Payload = u.Payload
+	const draws = 100
+	caught := 0
+	for k := range draws {
+		blocks, err := DrawBlocks(hr.spec, Hash{byte(k), 7}, uh, Hash{3}, "12D3KooWchallenger", len(hr.base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Check(hr.spec, hr.base, uh, blocks, Evidence{Openings: hr.open(t, hr.res, hr.kept, blocks)}, hr.replayer(t), func(int) *consensus.Answer { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Fault == consensus.FaultLink {
+			caught++
+		}
+	}
+	if caught < draws*99/100 {
+		t.Errorf("an inflated payload committed with the honest residual is caught by %d of %d drawn checks", caught, draws)
+	}
+}
+
+// residualOf is what an encoder that sent s from hr's round keeps.
+func residualOf(hr *honestRound, s *compress.Sparse) []float32 {
+	kept := make([]float32, len(hr.base))
+	for i := range kept {
+		kept[i] = (hr.base[i] - hr.final.Params[i]) + hr.res[i]
+	}
+	for j, i := range s.Idx {
+		kept[i] -= s.Val[j]
+	}
+	return kept
 }
 
 func norm(v []float32) float64 {
@@ -230,7 +260,10 @@ func TestAttackSignFlipDetection(t *testing.T) {
 	const draws = 400
 	caught := 0
 	for k := range draws {
-		blocks := spot.Blocks(Hash{byte(k), byte(k >> 8)}, Hash{9}, "12D3KooWchallenger", n, spec.Verify.Openings)
+		blocks, err := DrawBlocks(spec, Hash{byte(k), byte(k >> 8)}, u, Hash{9}, "12D3KooWchallenger", d)
+		if err != nil || len(blocks) != spec.Verify.Openings || n < len(blocks) {
+			t.Fatal(blocks, err)
+		}
 		var ops []Opening
 		for _, b := range blocks {
 			ip, _ := ti.Path(b)

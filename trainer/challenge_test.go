@@ -104,6 +104,7 @@ type challengeSim struct {
 	evidence map[Hash]*toyEvidence        // behind each published update
 	pub      map[Hash]*consensus.Update
 	blobs    map[int]map[Hash]any // per challenger: the states and residuals it keeps for referees
+	resids   map[Hash][]float32   // every residual a member encoded with or kept, by root
 	verdicts []*consensus.VerdictMsg
 	excluded map[consensus.PeerID]uint64 // first round each peer is excluded from
 	started  map[int]uint64              // first round each peer cheated in
@@ -112,7 +113,7 @@ type challengeSim struct {
 
 func newChallengeSim(t testing.TB, n int, seed uint64) *challengeSim {
 	cs := &challengeSim{roles: map[int]role{}, enc: map[int]*Encoder{}, bases: map[int]map[uint64][]float32{},
-		evidence: map[Hash]*toyEvidence{}, pub: map[Hash]*consensus.Update{}, blobs: map[int]map[Hash]any{},
+		evidence: map[Hash]*toyEvidence{}, pub: map[Hash]*consensus.Update{}, blobs: map[int]map[Hash]any{}, resids: map[Hash][]float32{},
 		excluded: map[consensus.PeerID]uint64{}, started: map[int]uint64{}, caught: map[int]int{}}
 	cs.Net = simnet.New(t, n, seed, func(s *runspec.Spec) {
 		s.Verify = runspec.Default().Verify
@@ -261,8 +262,22 @@ func (cs *challengeSim) work(sn *simnet.Net, i int, req *consensus.TrainRequest)
 		}
 		cs.enc[i] = e
 	}
+	// Continue the residual the run marks for this member (an update of
+	// it that was not aggregated left the encoder ahead), as a node does.
+	if want := sn.Engines[i].ResidualMark(sn.IDs[i]); ResidualRoot(spec, cs.enc[i].Residual()) != want {
+		r := cs.resids[want]
+		if want == (Hash{}) {
+			r = make([]float32, len(cs.enc[i].Residual()))
+		}
+		if r != nil {
+			if err := cs.enc[i].SetResidual(r); err != nil {
+				cs.T.Fatal(err)
+			}
+		}
+	}
+	in := slices.Clone(cs.enc[i].Residual())
 	if ev != nil {
-		ev.residual = slices.Clone(cs.enc[i].Residual())
+		ev.residual = in
 	}
 	u, err := cs.enc[i].Update(req, w)
 	if err != nil {
@@ -271,6 +286,7 @@ func (cs *challengeSim) work(sn *simnet.Net, i int, req *consensus.TrainRequest)
 	if ev != nil {
 		ev.kept = slices.Clone(cs.enc[i].Residual())
 	}
+	cs.resids[u.ResidualIn], cs.resids[u.ResidualOut] = in, slices.Clone(cs.enc[i].Residual())
 	u.From = sn.IDs[i]
 	if behave == "replay" {
 		// Re-sign the first honest peer's update (always the same victim,
@@ -308,8 +324,12 @@ func (cs *challengeSim) answer(sn *simnet.Net, id Hash, blocks []int) (Evidence,
 
 // blocks is the residual blocks challenger opens of update id in a round
 // with that beacon.
-func blocksOf(sn *simnet.Net, beacon, id Hash, challenger consensus.PeerID, d int) []int {
-	return spot.Blocks(beacon, id, string(challenger), ResidualBlocks(sn.Spec, d), sn.Spec.Verify.Openings)
+func blocksOf(sn *simnet.Net, beacon, id Hash, u *consensus.Update, challenger consensus.PeerID, d int) []int {
+	b, err := DrawBlocks(sn.Spec, beacon, u, id, challenger, d)
+	if err != nil {
+		sn.T.Fatal(err)
+	}
+	return b
 }
 
 // leaves is the accused's signed step hashes of a segment, asked for when
@@ -341,7 +361,7 @@ func (cs *challengeSim) judge(sn *simnet.Net, i int, d consensus.Decided, ch spo
 		cs.verdicts = append(cs.verdicts, v)
 		return v, sn.TrainTime / 8
 	}
-	blocks := blocksOf(sn, d.Beacon, ch.Update, consensus.PeerID(ch.Challenger), len(base))
+	blocks := blocksOf(sn, d.Beacon, ch.Update, u, consensus.PeerID(ch.Challenger), len(base))
 	ev, _ := cs.answer(sn, ch.Update, blocks)
 	ask := func(seg int) *consensus.Answer { return cs.leaves(sn, ch.Update, seg) }
 	f, err := Check(sn.Spec, base, u, blocks, ev, toyReplayer{u.Seed}, ask)
@@ -378,7 +398,7 @@ func (cs *challengeSim) referee(sn *simnet.Net, i int, req consensus.RefereeRequ
 	if base == nil {
 		return consensus.Lapsed, 0
 	}
-	blocks := blocksOf(sn, req.Beacon, x.Update, x.From, len(base))
+	blocks := blocksOf(sn, req.Beacon, x.Update, u, x.From, len(base))
 	if x.Fault == consensus.FaultSilent {
 		ev, ok := cs.answer(sn, x.Update, blocks)
 		if !ok || CheckEvidence(sn.Spec, u, len(base), blocks, ev) != nil {

@@ -179,8 +179,12 @@ var ErrUnjudgeable = errors.New("trainer: the dispute cannot be judged here")
 func Referee(spec runspec.Spec, base []float32, u *consensus.Update, x *consensus.VerdictMsg, blocks []int, r Replayer, fetch Fetch, open FetchOpenings) (consensus.Ruling, error) {
 	S := spec.Segments()
 	seg := x.Segment
-	if seg < 0 || seg >= S || len(u.Segments) != S || x.Fault == consensus.FaultStep && x.Answer == nil {
-		return consensus.Overturned, nil // the engine's checks make this unreachable for a valid verdict
+	tol := spec.Verify.Tolerance > 0
+	if seg < 0 || seg >= S || len(u.Segments) != S || x.Fault == consensus.FaultStep && (x.Answer == nil || tol) || x.Fault == consensus.FaultSegment && !tol {
+		// The engine's checks make this unreachable for a valid verdict:
+		// no step is bit-exact across engines, and a bit-exact run has no
+		// tolerance to miss.
+		return consensus.Overturned, nil
 	}
 	lo, hi := SegmentSteps(spec, seg)
 	// snap fetches the state with hash h; one to re-execute from must come

@@ -1,14 +1,13 @@
 package trainer
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip/compress"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/verify/ledger"
+	"github.com/vtrain/vtrain/verify/spot"
 )
 
 // A peer's error-feedback residual is as large as the model and private to
@@ -24,16 +23,6 @@ import (
 // residual's megabytes; what that leaves unchecked is in consensus's doc
 // ("What a check covers").
 
-// residualLeaf is the leaf hash of block b's values.
-func residualLeaf(v []float32) ledger.Hash {
-	buf := make([]byte, 0, len("vtrain/residual/v1\x00")+4*len(v))
-	buf = append(buf, "vtrain/residual/v1\x00"...)
-	for _, x := range v {
-		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
-	}
-	return ledger.LeafHash(buf)
-}
-
 // ResidualTree is the Merkle tree of a residual's blocks.
 type ResidualTree struct {
 	t     ledger.Tree
@@ -45,9 +34,7 @@ type ResidualTree struct {
 // one shorter).
 func NewResidualTree(v []float32, block int) *ResidualTree {
 	t := &ResidualTree{block: max(block, 1), d: len(v)}
-	for lo := 0; lo < len(v); lo += t.block {
-		t.t.Append(residualLeaf(v[lo:min(lo+t.block, len(v))]))
-	}
+	t.t = *consensus.ResidualTree(v, t.block)
 	return t
 }
 
@@ -68,15 +55,33 @@ func (t *ResidualTree) Path(b int) ([]Hash, error) {
 }
 
 // ResidualRoot is the commitment to a residual under a spec: the root of
-// its blocks' tree.
-func ResidualRoot(spec runspec.Spec, v []float32) Hash {
-	return NewResidualTree(v, spec.Verify.ResidualBlock).Root()
-}
+// its blocks' tree (consensus.ResidualRoot).
+func ResidualRoot(spec runspec.Spec, v []float32) Hash { return consensus.ResidualRoot(spec, v) }
 
 // ResidualBlocks is how many blocks a residual of d values has.
 func ResidualBlocks(spec runspec.Spec, d int) int {
 	b := max(spec.Verify.ResidualBlock, 1)
 	return (d + b - 1) / b
+}
+
+// DrawBlocks is the residual blocks challenger opens of update u in a round
+// with that beacon (spot.Blocks, half among the blocks its payload sends
+// from). d is the model's size; the payload must decode.
+func DrawBlocks(spec runspec.Spec, beacon Hash, u *consensus.Update, id Hash, challenger PeerID, d int) ([]int, error) {
+	dec, err := compress.NewDecoder(d)
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	s, err := dec.Decode(u.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("trainer: the payload does not decode: %w", err)
+	}
+	sent := make([]int, len(s.Idx))
+	for j, i := range s.Idx {
+		sent[j] = int(i) / max(spec.Verify.ResidualBlock, 1)
+	}
+	return spot.Blocks(beacon, id, string(challenger), ResidualBlocks(spec, d), spec.Verify.Openings, sent), nil
 }
 
 // blockRange is block b's coordinates [lo, hi).
@@ -119,11 +124,19 @@ func Open(spec runspec.Spec, in, out []float32, blocks []int) ([]Opening, error)
 // verifyPath checks that values are block b of the tree of a d-vector with
 // root.
 func verifyPath(spec runspec.Spec, d, b int, values []float32, path []Hash, root Hash) error {
+	if root == (Hash{}) {
+		// The zero residual commits to the zero hash: its blocks are
+		// zeros, and need no path.
+		if !consensus.IsZeroResidual(values) {
+			return fmt.Errorf("values under the zero residual's commitment are not zero")
+		}
+		return nil
+	}
 	lp := make([]ledger.Hash, len(path))
 	for i, h := range path {
 		lp[i] = ledger.Hash(h)
 	}
-	return ledger.VerifyInclusion(residualLeaf(values), uint64(b), uint64(ResidualBlocks(spec, d)), lp, ledger.Hash(root))
+	return ledger.VerifyInclusion(consensus.ResidualLeaf(values), uint64(b), uint64(ResidualBlocks(spec, d)), lp, ledger.Hash(root))
 }
 
 // CheckOpenings checks that ops open exactly blocks (in order) of the

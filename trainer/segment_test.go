@@ -202,7 +202,7 @@ func TestJudgeHonestPasses(t *testing.T) {
 		for b := range all {
 			all[b] = b
 		}
-		drawn := spot.Blocks(Hash{1}, Hash{2}, "12D3KooWchallenger", n, runspec.Default().Verify.Openings)
+		drawn := spot.Blocks(Hash{1}, Hash{2}, "12D3KooWchallenger", n, runspec.Default().Verify.Openings, nil)
 		for _, blocks := range [][]int{hr.blocks, drawn, all} {
 			ev := Evidence{Openings: hr.open(t, hr.res, hr.kept, blocks)}
 			asked := 0

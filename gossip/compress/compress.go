@@ -207,7 +207,10 @@ func (e *Encoder) Encode(delta []float32, dst []byte) ([]byte, error) {
 				q = min(max(q, -levels), levels)
 			}
 			bw.write(uint32(q+levels), e.p.Bits)
-			e.residual[i] = e.v[i] - q*s
+			// The explicit conversion keeps the product rounded on its
+			// own (the Go spec forbids fusing it into the subtraction, as
+			// arm64's FMSUB would): the checker recomputes it apart.
+			e.residual[i] = e.v[i] - float32(q*s)
 		}
 		raw = bw.flush()
 	}
@@ -360,7 +363,7 @@ type Sparse struct {
 // AddTo adds the update into dst (len D) scaled by w: dst[i] += w·val.
 func (s *Sparse) AddTo(dst []float32, w float32) {
 	for j, i := range s.Idx {
-		dst[i] += w * s.Val[j]
+		dst[i] += float32(w * s.Val[j]) // rounded apart, never fused: the same sum on every platform
 	}
 }
 
@@ -655,6 +658,20 @@ func (s *Sparse) CheckRange(lo int, v, out []float32) error {
 	if len(v) != len(out) || lo < 0 || lo+len(v) > s.D {
 		return fmt.Errorf("range [%d, %d) of a %d-vector with %d residual values", lo, lo+len(v), s.D, len(out))
 	}
+	// Every chunk's scale follows from magnitudes of at least τ: a mean of
+	// them (1 bit) is at least τ, a largest over the levels (2..8 bits) at
+	// least τ/levels.
+	if s.Bits < 32 {
+		floor := s.Threshold
+		if s.Bits > 1 {
+			floor = s.Threshold / float32(int(1)<<(s.Bits-1)-1)
+		}
+		for c, sc := range s.Scales {
+			if sc < floor {
+				return fmt.Errorf("chunk %d's scale %g is below what its values' magnitudes (at least %g) give", c, sc, s.Threshold)
+			}
+		}
+	}
 	j, _ := slices.BinarySearch(s.Idx, uint32(lo))
 	for o, x := range v {
 		i := lo + o
@@ -662,6 +679,12 @@ func (s *Sparse) CheckRange(lo int, v, out []float32) error {
 		if j < len(s.Idx) && s.Idx[j] == uint32(i) {
 			if !(m >= s.Threshold) {
 				return fmt.Errorf("coordinate %d was sent with |v| = %g below the threshold %g", i, m, s.Threshold)
+			}
+			if s.Bits > 1 && s.Bits < 32 {
+				levels := float32(int(1)<<(s.Bits-1) - 1)
+				if sc := s.Scales[j/s.Chunk]; m > levels*sc*(1+1e-6) {
+					return fmt.Errorf("coordinate %d has |v| = %g above its chunk's largest level %g", i, m, levels*sc)
+				}
 			}
 			if want := s.quantize(j, x); math.Float32bits(want) != math.Float32bits(s.Val[j]) {
 				return fmt.Errorf("coordinate %d was sent as %g; %g quantizes to %g", i, s.Val[j], x, want)
@@ -702,6 +725,9 @@ func (s *Sparse) quantize(j int, x float32) float32 {
 	if sc > 0 {
 		q = roundHalfAway(x / sc)
 		q = min(max(q, -levels), levels)
+	}
+	if q == 0 {
+		q = 0 // level 0 is sent as +0 (the encoder's −0 for a small negative value does not survive the wire)
 	}
 	return q * sc
 }

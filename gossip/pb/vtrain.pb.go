@@ -2372,6 +2372,7 @@ type Member struct {
 	Since         uint64                 `protobuf:"varint,4,opt,name=since,proto3" json:"since,omitempty"`
 	Work          uint64                 `protobuf:"varint,5,opt,name=work,proto3" json:"work,omitempty"`
 	Last          uint64                 `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
+	Residual      []byte                 `protobuf:"bytes,7,opt,name=residual,proto3" json:"residual,omitempty"` // the residual root its last aggregated update kept (absent: none yet)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2446,6 +2447,13 @@ func (x *Member) GetLast() uint64 {
 		return x.Last
 	}
 	return 0
+}
+
+func (x *Member) GetResidual() []byte {
+	if x != nil {
+		return x.Residual
+	}
+	return nil
 }
 
 type State struct {
@@ -2717,14 +2725,15 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\bevidence\x18\x06 \x01(\v2\x13.vtrain.v2.EvidenceR\bevidence\x12&\n" +
 	"\x05proof\x18\a \x01(\v2\x10.vtrain.v2.ProofR\x05proof\x12/\n" +
 	"\bsnapshot\x18\b \x01(\v2\x13.vtrain.v2.SnapshotR\bsnapshotJ\x04\b\t\x10\n" +
-	"\"\x84\x01\n" +
+	"\"\xa0\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x18\n" +
 	"\afounder\x18\x02 \x01(\bR\afounder\x12\x12\n" +
 	"\x04seat\x18\x03 \x01(\bR\x04seat\x12\x14\n" +
 	"\x05since\x18\x04 \x01(\x04R\x05since\x12\x12\n" +
 	"\x04work\x18\x05 \x01(\x04R\x04work\x12\x12\n" +
-	"\x04last\x18\x06 \x01(\x04R\x04last\"\xb7\x01\n" +
+	"\x04last\x18\x06 \x01(\x04R\x04last\x12\x1a\n" +
+	"\bresidual\x18\a \x01(\fR\bresidual\"\xb7\x01\n" +
 	"\x05State\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
 	"\x05theta\x18\x02 \x01(\fR\x05theta\x12\x1a\n" +

@@ -227,7 +227,11 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 	if err != nil {
 		return err
 	}
-	next := r.state.Members.Next(v.Round, v, r.policy)
+	resid := make(map[consensus.PeerID]consensus.Hash, len(msgs))
+	for _, u := range msgs {
+		resid[u.From] = u.ResidualOut
+	}
+	next := r.state.Members.Next(v.Round, v, r.policy, resid)
 	if got := consensus.StateHash(v.Round+1, consensus.ParamsDigest(theta, mom), next.Digest()); got != v.Next {
 		return fmt.Errorf("the aggregate of round %d's %d updates gives state %s, the certified decision says %s", v.Round, len(ups), got.Short(), v.Next.Short())
 	}
@@ -385,7 +389,10 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 	if a := ev.Answer; a != nil && (a.Round != x.Round || a.Update != x.Update || !gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(r.run, a), a.Sig)) {
 		ev.Answer = nil
 	}
-	blocks := spot.Blocks(beacon, x.Update, string(x.From), trainer.ResidualBlocks(r.spec, len(base)), r.spec.Verify.Openings)
+	blocks, err := trainer.DrawBlocks(r.spec, beacon, u, x.Update, x.From, len(base))
+	if err != nil {
+		return true, err
+	}
 	f, err := trainer.Check(r.spec, base, u, blocks, ev, rep, func(seg int) *consensus.Answer {
 		if ev.Answer != nil && ev.Answer.Segment == seg {
 			return ev.Answer
@@ -637,7 +644,9 @@ func (r *replay) referee(x *consensus.VerdictMsg) (consensus.Ruling, bool, error
 	var blocks []int
 	if xv := r.values[x.Round]; xv != nil {
 		beacon, _ := consensus.Draw(xv, consensus.SpotPolicyOf(r.spec))
-		blocks = spot.Blocks(beacon, x.Update, string(x.From), trainer.ResidualBlocks(r.spec, len(base)), r.spec.Verify.Openings)
+		if blocks, err = trainer.DrawBlocks(r.spec, beacon, u, x.Update, x.From, len(base)); err != nil {
+			return 0, false, err
+		}
 	}
 	open := func() ([]trainer.Opening, error) {
 		var in, out []float32

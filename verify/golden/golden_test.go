@@ -229,18 +229,20 @@ type vectors struct {
 			Challenger string `json:"challenger"`
 			N          int    `json:"n"`
 			M          int    `json:"m"`
+			Sent       []int  `json:"sent"`
 			Blocks     []int  `json:"blocks"`
 		} `json:"blocks"`
 	} `json:"spot"`
 }
 
 type member struct {
-	ID      string `json:"id"`
-	Founder bool   `json:"founder"`
-	Seat    bool   `json:"seat"`
-	Since   uint64 `json:"since"`
-	Work    uint64 `json:"work"`
-	Last    uint64 `json:"last"`
+	ID       string `json:"id"`
+	Founder  bool   `json:"founder"`
+	Seat     bool   `json:"seat"`
+	Since    uint64 `json:"since"`
+	Work     uint64 `json:"work"`
+	Last     uint64 `json:"last"`
+	Residual hash32 `json:"residual"`
 }
 
 type vote struct {
@@ -401,7 +403,7 @@ func TestStateHash(t *testing.T) {
 		st := consensus.State{Round: v.Round, Theta: floats(t, v.ThetaBits, v.Theta), Momentum: floats(t, v.MomentumBits, v.Momentum)}
 		for _, m := range v.Members {
 			st.Members.List = append(st.Members.List, consensus.Member{ID: consensus.PeerID(m.ID), Founder: m.Founder, Seat: m.Seat,
-				Since: m.Since, Work: m.Work, Last: m.Last})
+				Since: m.Since, Work: m.Work, Last: m.Last, Residual: consensus.Hash(m.Residual)})
 		}
 		st.Members.Excluded = peers(v.Excluded)
 		if err := st.Members.Validate(v.Round); err != nil {
@@ -609,7 +611,7 @@ func TestSpot(t *testing.T) {
 		t.Errorf("spot: Assign = %s, %v; want %s (challenger draw %016x)", who, ok, v.Challenger, uint64(v.ChallengerU64))
 	}
 	for _, b := range v.Blocks {
-		if got := spot.Blocks(v.Beacon, v.Update, b.Challenger, b.N, b.M); !slices.Equal(got, b.Blocks) {
+		if got := spot.Blocks(v.Beacon, v.Update, b.Challenger, b.N, b.M, b.Sent); !slices.Equal(got, b.Blocks) {
 			t.Errorf("spot: Blocks(%s, %d of %d) = %v, want %v", b.Challenger, b.M, b.N, got, b.Blocks)
 		}
 	}

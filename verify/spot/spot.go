@@ -154,10 +154,29 @@ func Select(beacon Hash, cands []Candidate, p Policy) []Challenge {
 // residual that challenger opens when it checks update: drawn from the
 // beacon, which the accused cannot know when it commits to its residual,
 // and from the challenger, so that two challengers of one update open
-// different blocks. Referees and auditors draw the same.
-func Blocks(beacon, update Hash, challenger string, n, m int) []int {
+// different blocks. Half of them (rounded up) are drawn among the blocks
+// that hold the payload's sent coordinates (sent: the block of each sent
+// coordinate, repeats allowed, so a block is drawn in proportion to what
+// it sends), so that a lie on a share g of the sent values is caught with
+// probability 1 − (1 − g)^⌈m/2⌉ however sparse the payload; the rest
+// uniformly over all n, which catches a residual kept falsely anywhere.
+// Referees and auditors draw the same.
+func Blocks(beacon, update Hash, challenger string, n, m int, sent []int) []int {
 	m = min(max(m, 0), n)
 	out := make([]int, 0, m)
+	distinct := map[int]bool{}
+	for _, b := range sent {
+		if b >= 0 && b < n {
+			distinct[b] = true
+		}
+	}
+	ms := min((m+1)/2, len(distinct))
+	for j := 0; len(out) < ms; j++ {
+		_, x := draw(beacon, update, fmt.Sprintf("sent/%s/%d", challenger, j))
+		if b := sent[x%uint64(len(sent))]; b >= 0 && b < n && !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
 	for j := 0; len(out) < m; j++ {
 		_, x := draw(beacon, update, fmt.Sprintf("block/%s/%d", challenger, j))
 		if b := int(x % uint64(n)); !slices.Contains(out, b) {

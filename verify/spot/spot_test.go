@@ -121,7 +121,7 @@ func TestBlocksAreDistinctUniformAndPerChallenger(t *testing.T) {
 	const n, m, draws = 50, 4, 5000
 	count := make([]int, n)
 	for i := range draws {
-		bs := Blocks(h(fmt.Sprint(i)), h("u"), "c", n, m)
+		bs := Blocks(h(fmt.Sprint(i)), h("u"), "c", n, m, nil)
 		if len(bs) != m {
 			t.Fatalf("%d blocks, want %d", len(bs), m)
 		}
@@ -138,14 +138,54 @@ func TestBlocksAreDistinctUniformAndPerChallenger(t *testing.T) {
 			t.Errorf("block %d drawn %d times, mean %v", b, c, mean)
 		}
 	}
-	a := Blocks(h("b"), h("u"), "c", 1000, m)
-	if fmt.Sprint(a) != fmt.Sprint(Blocks(h("b"), h("u"), "c", 1000, m)) {
+	a := Blocks(h("b"), h("u"), "c", 1000, m, nil)
+	if fmt.Sprint(a) != fmt.Sprint(Blocks(h("b"), h("u"), "c", 1000, m, nil)) {
 		t.Fatal("Blocks is not deterministic")
 	}
-	if fmt.Sprint(a) == fmt.Sprint(Blocks(h("b"), h("u"), "d", 1000, m)) || fmt.Sprint(a) == fmt.Sprint(Blocks(h("x"), h("u"), "c", 1000, m)) {
+	if fmt.Sprint(a) == fmt.Sprint(Blocks(h("b"), h("u"), "d", 1000, m, nil)) || fmt.Sprint(a) == fmt.Sprint(Blocks(h("x"), h("u"), "c", 1000, m, nil)) {
 		t.Error("another challenger or beacon opens the same blocks")
 	}
-	if got := Blocks(h("b"), h("u"), "c", 3, 10); len(got) != 3 {
+	if got := Blocks(h("b"), h("u"), "c", 3, 10, nil); len(got) != 3 {
 		t.Errorf("asking 10 of 3 blocks gives %v", got)
 	}
+}
+
+// TestBlocksDrawHalfAmongSentBlocks: half the openings (rounded up) are
+// blocks the payload sends from, in proportion to what each sends; the
+// rest uniform; all distinct, even when few blocks send.
+func TestBlocksDrawHalfAmongSentBlocks(t *testing.T) {
+	const n, m = 1000, 4
+	sent := []int{7, 7, 7, 300, 300, 999} // block 7 sends three values, 300 two, 999 one
+	count := map[int]int{}
+	for i := range 3000 {
+		bs := Blocks(h(fmt.Sprint(i)), h("u"), "c", n, m, sent)
+		in := 0
+		for j, b := range bs {
+			if j > 0 && b <= bs[j-1] {
+				t.Fatalf("blocks %v not distinct and ascending", bs)
+			}
+			if slicesContainsInt(sent, b) {
+				in++
+				count[b]++
+			}
+		}
+		if len(bs) != m || in < (m+1)/2 {
+			t.Fatalf("blocks %v: %d of them among the sent blocks, want at least %d", bs, in, (m+1)/2)
+		}
+	}
+	if !(count[7] > count[300] && count[300] > count[999]) {
+		t.Errorf("sent blocks drawn %v: not in proportion to what they send", count)
+	}
+	if bs := Blocks(h("b"), h("u"), "c", n, m, []int{5}); len(bs) != m || !slicesContainsInt(bs, 5) {
+		t.Errorf("one sent block: %v", bs)
+	}
+}
+
+func slicesContainsInt(s []int, x int) bool {
+	for _, y := range s {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }

@@ -304,9 +304,10 @@ def params_digest(theta_bits, mom_bits):
 
 
 def members_digest(members, excluded):
-    b = b"vtrain/members/v1\x00" + u64(len(members))
+    b = b"vtrain/members/v2\x00" + u64(len(members))
     for m in members:
         b += lp(m["id"]) + flag(m["founder"]) + flag(m["seat"]) + u64(m["since"]) + u64(m["work"]) + u64(m["last"])
+        b += bytes.fromhex(m["residual"])  # the residual root its last aggregated update kept, 32 zero bytes before any
     b += u64(len(excluded)) + b"".join(lp(p) for p in excluded)
     return sha256(b)
 
@@ -319,14 +320,14 @@ def voters_digest(voters):
     return sha256(b"vtrain/voters/v1\x00" + u64(len(voters)) + b"".join(lp(p) for p in voters))
 
 
-def member(id_, founder, seat, since, work, last):
-    return {"id": id_, "founder": founder, "seat": seat, "since": since, "work": work, "last": last}
+def member(id_, founder, seat, since, work, last, residual=bytes(32)):
+    return {"id": id_, "founder": founder, "seat": seat, "since": since, "work": work, "last": last, "residual": hx(residual)}
 
 
 MEMBERS = sorted([
-    member(FOUNDERS[0], True, True, 0, 17, 20),
-    member(FOUNDERS[1], True, True, 0, 20, 20),
-    member(PEER_D, False, True, 3, 12, 19),
+    member(FOUNDERS[0], True, True, 0, 17, 20, H("residual a")),
+    member(FOUNDERS[1], True, True, 0, 20, 20, H("residual b")),
+    member(PEER_D, False, True, 3, 12, 19, H("residual d")),
     member(PEER_C, False, False, 18, 1, 20),
 ], key=lambda m: m["id"].encode())
 EXCLUDED = sorted([OLD_PEER, "12D3KooWExcluded1111111111111111111111111111111111"])
@@ -670,12 +671,24 @@ vectors["spot"] = {
 }
 
 
-# The residual blocks a challenger opens: distinct draws labelled
-# "block/CHALLENGER/j", each block the draw's integer mod the number of
-# blocks, skipping repeats, until m; then sorted.
-def blocks(b, update, challenger, n, m):
+# The residual blocks a challenger opens: first ceil(m/2) distinct blocks
+# among those the payload sends from (draws labelled "sent/CHALLENGER/j",
+# each picking sent[v mod len(sent)], skipping repeats and blocks out of
+# range; fewer when fewer blocks send), then distinct uniform draws
+# labelled "block/CHALLENGER/j" (v mod n, skipping repeats) up to m; then
+# sorted.
+def blocks(b, update, challenger, n, m, sent):
+    m = min(m, n)
     out, j = [], 0
-    while len(out) < min(m, n):
+    ms = min((m + 1) // 2, len(set(x for x in sent if 0 <= x < n)))
+    while len(out) < ms:
+        _, v = draw(b, update, "sent/%s/%d" % (challenger, j))
+        x = sent[v % len(sent)]
+        if 0 <= x < n and x not in out:
+            out.append(x)
+        j += 1
+    j = 0
+    while len(out) < m:
         _, v = draw(b, update, "block/%s/%d" % (challenger, j))
         if v % n not in out:
             out.append(v % n)
@@ -683,8 +696,10 @@ def blocks(b, update, challenger, n, m):
     return sorted(out)
 
 
-vectors["spot"]["blocks"] = [{"challenger": c, "n": n, "m": m, "blocks": blocks(BEACON, target, c, n, m)}
-                             for c, n, m in ((FOUNDERS[0], 3181, 4), (PEER_D, 3181, 4), (FOUNDERS[0], 5, 5), (FOUNDERS[0], 1 << 40, 3))]
+SENT = [3, 3, 17, 17, 17, 400, 3180]
+vectors["spot"]["blocks"] = [{"challenger": c, "n": n, "m": m, "sent": s, "blocks": blocks(BEACON, target, c, n, m, s)}
+                             for c, n, m, s in ((FOUNDERS[0], 3181, 4, SENT), (PEER_D, 3181, 4, SENT), (FOUNDERS[0], 3181, 4, []),
+                                                (FOUNDERS[0], 5, 5, [1]), (FOUNDERS[0], 1 << 40, 3, SENT))]
 
 # ---------------------------------------------------------------------------
 
