@@ -122,22 +122,27 @@
 // escaped checks that re-executed one drawn segment, with probability
 // 15/16 per check). The payload, by sampling: the residual is committed as
 // a Merkle root over blocks of verify.residual_block values, and the
-// accused opens verify.openings blocks (m) of the b drawn by the beacon;
-// the challenger re-encodes them from its re-executed delta (selected iff
-// above the payload's threshold τ, the sent sign or level, the residual
-// kept bit for bit under its root). A payload whose selection, values or
-// kept residual are false in a share f of the blocks is caught with
-// probability 1 − (1 − f)^m per check: a payload that is not the
-// encoding of the work at all (a quarter of the blocks or more false) with
-// at least 68%, the sign flips and IPM/ALIE payloads (false nearly
-// everywhere) with near certainty. A lie confined to a few blocks is
-// caught with probability about m·(false blocks)/b per check (0.13% a
-// block at the defaults: 4 of 3,181); it can hide values in the residual
-// that later rounds send. The chunk scales of the quantization are not
-// checked (each is a mean over a whole chunk); a false scale is carried
-// by the residual, which is checked. What escapes is bounded like any
-// update by the aggregation rule (centered clipping: the median update's
-// norm over n per round) and the norm bound.
+// accused opens verify.openings blocks (m) drawn by the beacon, half of
+// them among the blocks its payload sends from (in proportion to what each
+// sends), the rest uniformly; the challenger re-encodes them from its
+// re-executed delta (selected iff above the payload's threshold τ, the
+// sent sign or level, the residual kept bit for bit under its root). A lie
+// on a share g of the sent values is caught with probability at least
+// 1 − (1 − g)^⌈m/2⌉ per check (a sign flip, IPM or ALIE payload, false
+// nearly everywhere, with near certainty); a residual kept falsely on a
+// share f of the blocks with about 1 − (1 − f)^⌊m/2⌋. A lie confined to a
+// few unsent blocks is caught with probability about (m/2)·(false
+// blocks)/b per check (0.06% a block at the defaults); it can hide values
+// in the residual that later rounds send. The residual is chained: each
+// member's certified mark (Member.Residual) is what its last aggregated
+// update kept, and its next update must carry exactly that in, whatever
+// rounds it sat out, so no member restarts its residual at will. A 1-bit
+// scale (the mean magnitude of its chunk's sent values, which span the
+// whole vector) is bounded below by τ but not above by any sample: an
+// inflated scale becomes a debt in the chained residual, sent back in
+// later rounds. What escapes is bounded like any update by the aggregation
+// rule (centered clipping: the median update's norm over n per round) and
+// the norm bound.
 //
 // Detection. With rate p, k challengers drawn without replacement from
 // the m other authors of whom c collude, a checked cheat is caught with

@@ -251,7 +251,7 @@ func NewEngine(cfg Config, st State, chain []Link) (*Engine, error) {
 		joins: map[PeerID]*JoinRequest{}, verdicts: map[verdictKey]*VerdictMsg{}, equivs: map[PeerID]*Equivocation{},
 		rulings: map[verdictKey]Ruling{}, lies: map[PeerID]*VerdictMsg{},
 		history: map[uint64]*record{}, helped: map[uint64]time.Duration{}, sigs: map[[32]byte]bool{},
-		}
+	}
 	if err := e.loadChain(st, chain); err != nil {
 		return nil, err
 	}
