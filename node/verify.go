@@ -577,6 +577,13 @@ func (n *node) checkDraw(round uint64, id consensus.Hash, blocks []int) error {
 			}
 			return fmt.Errorf("residual blocks %v are not a draw of a challenge of update %s", blocks, id.Short())
 		}
+		if round < n.resumedAt {
+			// Decided before this process restarted: the draw is not
+			// held here, and an honest challenger must still get its
+			// answer (the receipt recomputes it). What is served of those
+			// few updates is not limited to the draw.
+			return nil
+		}
 		if n.eng == nil || n.decidedRound() > round || time.Now().After(deadline) {
 			return fmt.Errorf("no challenge of update %s of round %d was drawn", id.Short(), round)
 		}
