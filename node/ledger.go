@@ -240,6 +240,11 @@ func (n *node) recordDecision(res consensus.Decided) {
 		}
 		st, _ := n.eng.Latest()
 		n.recordState(st)
+		// Exclusions decided in the rounds it restored past, as the
+		// certified membership it adopted names them.
+		for _, p := range n.adoptedExclusions() {
+			n.record(ledger.Entry{Kind: ledger.KindLeave, Round: st.Round, Peer: string(p), Reason: "excluded: in the certified state adopted"})
+		}
 	} else {
 		n.recordCommit(&consensus.Commit{Value: res.Value, Cert: res.Cert}, res.Samples, false, nil)
 	}

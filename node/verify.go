@@ -533,6 +533,14 @@ func (n *node) noteExclusions(res consensus.Decided) error {
 			return fmt.Errorf("%w in round %d: %s", ErrExcluded, ex.Round, ex.Reason)
 		}
 	}
+	if res.Restored {
+		st, _ := n.eng.Latest()
+		for _, p := range n.adoptedExclusions() {
+			ex := Exclusion{Peer: string(p), Round: st.Round, Reason: "in the certified state adopted"}
+			n.excluded = append(n.excluded, ex)
+			n.say("round %d: %s is excluded in the certified state adopted", res.Round, short(ex.Peer))
+		}
+	}
 	if res.Restored && n.eng.Members().IsExcluded(n.self) {
 		n.say("round %d: this node is excluded in the certified state it adopted", res.Round)
 		return fmt.Errorf("%w by round %d: the certified state it adopted excludes it", ErrExcluded, res.Round+1)
@@ -625,4 +633,17 @@ func (n *node) decidedRound() uint64 {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.decidedUpTo
+}
+
+// adoptedExclusions returns the peers the certified state this node holds
+// excludes that it has not reported (it restored past the decision that
+// excluded them).
+func (n *node) adoptedExclusions() []consensus.PeerID {
+	var out []consensus.PeerID
+	for _, p := range n.eng.Members().Excluded {
+		if p != n.self && !slices.ContainsFunc(n.excluded, func(x Exclusion) bool { return x.Peer == string(p) }) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
