@@ -11,12 +11,11 @@ import (
 	"github.com/vtrain/vtrain/trainer"
 )
 
-// TestBlobServesOnlySignedStates: anyone may ask a node for a state of its
-// own update by hash (a referee needs them), so a state the node must
-// recompute is served only when the node signed its hash in an answer:
-// an outsider asking for other steps, even for their true hashes, gets
-// nothing and costs nothing but a map lookup.
-func TestBlobServesOnlySignedStates(t *testing.T) {
+// trainedRound is round 0 of a small synthetic run trained by the
+// founder 12D3KooWself: the spec, the data, the genesis state, the
+// segments' start states and the final state.
+func trainedRound(t *testing.T) (runspec.Spec, *data.Set, consensus.State, consensus.PeerID, []trainer.Snapshot, trainer.Snapshot) {
+	t.Helper()
 	spec := runspec.Default()
 	spec.Model = runspec.Model{Kind: "mlp", Hidden: []int{8}}
 	spec.Data.Source = "synthetic"
@@ -33,6 +32,16 @@ func TestBlobServesOnlySignedStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return spec, set, g, self, starts, final
+}
+
+// TestBlobServesOnlySignedStates: anyone may ask a node for a state of its
+// own update by hash (a referee needs them), so a state the node must
+// recompute is served only when the node signed its hash in an answer:
+// an outsider asking for other steps, even for their true hashes, gets
+// nothing and costs nothing but a map lookup.
+func TestBlobServesOnlySignedStates(t *testing.T) {
+	spec, set, g, self, starts, final := trainedRound(t)
 	id := consensus.Hash{1}
 	ev := &evidence{round: 0, starts: starts, final: final, residual: make([]float32, len(g.Theta))}
 	n := &node{spec: spec, self: self, cfg: Config{Data: set}, evidence: map[consensus.Hash]*evidence{id: ev}, blobs: map[consensus.Hash]blob{}}

@@ -1,14 +1,12 @@
 package node
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"slices"
 	"testing"
 
 	"github.com/vtrain/vtrain/consensus"
-	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
 )
@@ -17,22 +15,7 @@ import (
 // receipt on disk, its evidence in memory) and nothing else.
 func evidenceNode(t *testing.T) (*node, consensus.Hash, runspec.Spec) {
 	t.Helper()
-	spec := runspec.Default()
-	spec.Model = runspec.Model{Kind: "mlp", Hidden: []int{8}}
-	spec.Data.Source = "synthetic"
-	spec.Inner.Steps, spec.Inner.Batch, spec.Verify.Segment = 12, 8, 4
-	spec = spec.WithFounders("12D3KooWself")
-	if err := spec.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	set := data.Synthetic(1, 256, 1)
-	g, _ := consensus.Genesis(spec)
-	self := consensus.PeerID("12D3KooWself")
-	req := &consensus.TrainRequest{Round: 0, Theta: g.Theta, Seed: consensus.RoundSeed(spec, 0, self), Shard: consensus.ShardOf(spec, self)}
-	_, starts, final, err := trainer.TrainRound(context.Background(), spec, req, set.Train)
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec, set, g, self, starts, final := trainedRound(t)
 	res := make([]float32, len(g.Theta))
 	for i := range res {
 		res[i] = float32(i%5) * 1e-4
