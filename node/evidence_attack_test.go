@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/runspec"
@@ -132,5 +133,20 @@ func TestEvidenceServesTheDraw(t *testing.T) {
 	}
 	if _, err := n.Evidence(1, id, blocks); err == nil {
 		t.Error("the drawn blocks were opened for another round")
+	}
+}
+
+// TestAttackEvidenceForFutureRoundsIsRefusedAtOnce: a request naming a
+// round far ahead is refused without waiting for its decision (only the
+// round being decided now waits, a few seconds at most).
+func TestAttackEvidenceForFutureRoundsIsRefusedAtOnce(t *testing.T) {
+	n, id, _ := evidenceNode(t)
+	n.eng = &consensus.Engine{} // a running node: waiting is possible
+	start := time.Now()
+	if _, err := n.Evidence(1<<40, id, []int{0}); err == nil {
+		t.Fatal("evidence of a future round was served")
+	}
+	if time.Since(start) >= drawWait {
+		t.Errorf("a request for a future round waited %v", time.Since(start))
 	}
 }

@@ -592,7 +592,10 @@ func (n *node) checkDraw(round uint64, id consensus.Hash, blocks []int) error {
 			// few updates is not limited to the draw.
 			return nil
 		}
-		if n.eng == nil || n.decidedRound() > round || time.Now().After(deadline) {
+		// Wait only for the round being decided now: a request for an
+		// older or a future round is refused at once, so nobody can hold
+		// a stream open by naming rounds that never come.
+		if n.eng == nil || n.decidedRound() != round || time.Now().After(deadline) {
 			return fmt.Errorf("no challenge of update %s of round %d was drawn", id.Short(), round)
 		}
 		time.Sleep(100 * time.Millisecond)
