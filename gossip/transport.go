@@ -111,6 +111,7 @@ type Transport struct {
 	sent     atomic.Uint64 // bytes this peer published
 	sentMu   sync.Mutex
 	sentBy   map[string]uint64 // the same by kind of message
+	copies   *copies           // re-sends made and copies received (copies.go)
 }
 
 // TopicName is the gossipsub topic of a run: the first 12 bytes of its ID
@@ -144,7 +145,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	}
 	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, judge: cfg.Judge,
 		in: make(chan *Msg, 4096), refused: make(chan Rejection, 256), penalty: penalties{by: map[peer.ID]*penalty{}}, sentBy: map[string]uint64{},
-		meter: newMeter(h.ID())}
+		meter: newMeter(h.ID()), copies: newCopies(cfg.Spec.Rounds.CommitTimeout.Duration)}
 	topic := TopicName(t.run)
 	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
 	_, loopback6, _ := net.ParseCIDR("::1/128")
@@ -258,6 +259,15 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 		// and every receiver validates it.
 		return pubsub.ValidationAccept
 	}
+	key, cv := t.copies.received(msg.Data, from, time.Now())
+	switch cv {
+	case copyDrop:
+		t.ignored.Add(1)
+		return pubsub.ValidationIgnore
+	case copyFlood:
+		t.refuse(from, 0, fmt.Sprintf("more than %d copies of one message within a commit timeout", copiesPerPeer))
+		return pubsub.ValidationReject
+	}
 	m, err := Verify(msg.Data, t.run, t.spec.Rounds.MaxMessage)
 	if err != nil {
 		t.refuse(from, 0, err.Error())
@@ -276,6 +286,7 @@ func (t *Transport) validate(ctx context.Context, from peer.ID, msg *pubsub.Mess
 	d := t.judge(m)
 	switch {
 	case d.Verdict == consensus.Accept || d.Kept:
+		t.copies.held(key, from, time.Now())
 		return holdRelay(ctx, msg)
 	case d.Verdict == consensus.Reject && d.Invalid:
 		// The judge records what it refuses; the transport counts it.
@@ -434,6 +445,7 @@ func (t *Transport) Messages() <-chan *Msg { return t.in }
 // Publish gossips a signed message of the given kind (a name for the
 // byte accounting: "update", "prevote", "head", ...).
 func (t *Transport) Publish(ctx context.Context, kind string, raw []byte) error {
+	raw = t.copies.resend(raw)
 	t.sent.Add(uint64(len(raw)))
 	t.sentMu.Lock()
 	t.sentBy[kind] += uint64(len(raw))

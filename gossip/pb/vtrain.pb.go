@@ -33,9 +33,14 @@ const (
 // signatures inside, it is the publisher's over
 // "vtrain/v2/body\x00" || run ID || body.
 type Signed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Body          []byte                 `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"` // a serialized Body
-	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Body      []byte                 `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"` // a serialized Body
+	Signature []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	// copy numbers an author's re-sends of the same signed message (0, the
+	// first, is not on the wire). It is outside the signature on purpose:
+	// message IDs are of the bytes, so without it a re-send would be the
+	// first copy again, and every peer's seen cache would drop it.
+	Copy          uint32 `protobuf:"varint,3,opt,name=copy,proto3" json:"copy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -82,6 +87,13 @@ func (x *Signed) GetSignature() []byte {
 		return x.Signature
 	}
 	return nil
+}
+
+func (x *Signed) GetCopy() uint32 {
+	if x != nil {
+		return x.Copy
+	}
+	return 0
 }
 
 type Body struct {
@@ -2547,10 +2559,11 @@ var File_gossip_pb_vtrain_proto protoreflect.FileDescriptor
 
 const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\n" +
-	"\x16gossip/pb/vtrain.proto\x12\tvtrain.v2\":\n" +
+	"\x16gossip/pb/vtrain.proto\x12\tvtrain.v2\"N\n" +
 	"\x06Signed\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xba\x03\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x12\n" +
+	"\x04copy\x18\x03 \x01(\rR\x04copy\"\xba\x03\n" +
 	"\x04Body\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\fR\x03run\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x16\n" +
