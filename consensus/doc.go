@@ -21,18 +21,27 @@
 // up to members.max members. An admitted member trains and contributes at
 // once (its updates spot-checked at the newcomer rate during its
 // probation), and is credited for every aggregated update, but a vote is a
-// seat, and seats are few: members.voters of them (at least one per
-// founder). The founders hold the first. A seat that is empty (never
+// seat, and seats are few: members.voters of them. The founders hold the
+// first, in the order the spec lists them (by ID); founders beyond the
+// seats are members without one. A seat that is empty (never
 // filled, or vacated by a member excluded or dropped) goes, at most one per
 // round, to the member with the most verified work among those whose
 // probation (verify.probation rounds as a member, an update aggregated in
 // at least half of them) has passed. So a wave of fresh identities, however
 // large, has no vote: it can only take seats that are empty, one a round,
 // after a probation of real work, and only by out-working every member
-// that was there before it. With as many seats as founders (the demo), the
+// that was there before it. With at least as many seats as founders, the
 // founders keep every vote until one of them leaves. The safety of the
 // protocol needs fewer than a third of the seats Byzantine; the run's
-// creator chooses the founders and the number of seats beyond them.
+// creator chooses the founders and the number of seats.
+//
+// Seats also set what agreement costs: every member hears each voter's
+// prevote and precommit every round, so votes on the wire grow as
+// seats × members, not members², and certificates carry at most
+// seats signatures. A run of many peers keeps a bounded committee
+// (members.voters, 4 by default) instead of a vote per founder; what the
+// smaller committee gives up is the number of Byzantine seats tolerated
+// ((seats−1)/3), not who may train or be credited.
 // Messages from non-members (and votes from members without a seat) never
 // count toward a quorum, never make anyone wait, and never move a
 // deadline: a proposer waits for the voters and for the members that

@@ -77,6 +77,7 @@ func newFx(t *testing.T, n int, tune func(*runspec.Spec)) *fx {
 		ids[i] = string(p)
 	}
 	s = s.WithFounders(ids...)
+	s.Members.Voters = max(s.Members.Voters, len(ids)) // every founder votes, as these tests assume
 	if tune != nil {
 		tune(&s)
 	}

@@ -46,18 +46,25 @@ type Policy struct {
 
 // PolicyOf returns a spec's membership policy.
 func PolicyOf(spec runspec.Spec) Policy {
-	return Policy{Seats: max(spec.Members.Voters, len(spec.Members.Genesis)), Probation: uint64(spec.Verify.Probation),
+	return Policy{Seats: spec.Members.Voters, Probation: uint64(spec.Verify.Probation),
 		Absent: uint64(spec.Members.Absent), Admit: spec.Members.Admit, Max: spec.Members.Max}
 }
 
-// GenesisMembers returns the founders of a spec as round 0's members, each
-// with a seat.
+// GenesisMembers returns the founders of a spec as round 0's members. The
+// first members.voters of them (by ID, the order the spec lists them in)
+// hold the seats; founders beyond the seats are members without one, and
+// take seats as they empty like any member past its probation. Votes are
+// what every member hears from every voter each round, so the seats, not
+// the founders, set what agreement costs on the wire (package doc, "Cost").
 func GenesisMembers(spec runspec.Spec) Members {
 	var m Members
 	for _, id := range spec.Members.Genesis {
-		m.List = append(m.List, Member{ID: PeerID(id), Founder: true, Seat: true})
+		m.List = append(m.List, Member{ID: PeerID(id), Founder: true})
 	}
 	slices.SortFunc(m.List, func(a, b Member) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	for i := range m.List {
+		m.List[i].Seat = i < spec.Members.Voters
+	}
 	return m
 }
 

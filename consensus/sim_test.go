@@ -3,6 +3,7 @@ package consensus_test
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -348,4 +349,40 @@ func TestHarnessSeesSplits(t *testing.T) {
 		}
 	}
 	t.Logf("majority quorum: %d split rounds in 5 seeds; two-thirds quorum: none", weak)
+}
+
+// TestSimSeatsFewerThanFounders: 7 founders and 4 seats (members.voters).
+// The 4 founders first by ID hold the seats and certify every round; the
+// other 3 train and are credited like any member. When a seated founder
+// leaves, its seat goes to an unseated founder once the leaver is dropped,
+// and the run stays safe and live throughout.
+func TestSimSeatsFewerThanFounders(t *testing.T) {
+	sn := simnet.New(t, 7, 13, func(s *runspec.Spec) { s.Members.Voters = 4; s.Verify.Probation = 2; s.Members.Absent = 3 })
+	sn.Run(4, 10*time.Minute)
+	e := sn.Engines[0]
+	if !slices.Equal(e.Voters(), sn.IDs[:4]) {
+		t.Fatalf("voters %v, want the first 4 founders %v", e.Voters(), sn.IDs[:4])
+	}
+	for _, id := range sn.IDs[4:] {
+		if m, ok := e.Members().Find(id); !ok || m.Seat || m.Work == 0 {
+			t.Fatalf("unseated founder %s: %+v (member %v): want a member credited for work, without a seat", id, m, ok)
+		}
+	}
+	sn.Down[1] = true
+	sn.Run(12, sn.Now+30*time.Minute)
+	sn.Finish(12)
+	e = sn.Engines[0]
+	vs := e.Voters()
+	if len(vs) != 4 || slices.Contains(vs, sn.IDs[1]) {
+		t.Fatalf("voters %v after %s left: want 4 seats, without it", vs, sn.IDs[1])
+	}
+	newcomer := 0
+	for _, id := range sn.IDs[4:] {
+		if slices.Contains(vs, id) {
+			newcomer++
+		}
+	}
+	if newcomer != 1 {
+		t.Fatalf("voters %v: want the vacated seat filled by one of the unseated founders %v", vs, sn.IDs[4:])
+	}
 }

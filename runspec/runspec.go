@@ -183,9 +183,9 @@ func (s Spec) Segments() int { k := s.SegmentLen(); return (s.Inner.Steps + k - 
 
 // Members is the run's membership rule. Anyone may ask to join; an agreed
 // decision admits at most Admit joiners per round, up to Max members, and a
-// member trains and contributes at once. Votes are seats: the founders
-// (Genesis) hold the first, and there are Voters seats (at least as many
-// as founders); a seat that is empty (never filled, or vacated by a member
+// member trains and contributes at once. Votes are seats: there are
+// Voters of them, and the founders (Genesis) hold the first, in the order
+// listed (founders beyond the seats are members without one); a seat that is empty (never filled, or vacated by a member
 // excluded or dropped) goes, at most one per round, to the member with the
 // most verified work that has passed its probation (verify.probation
 // rounds, an update aggregated in at least half of them). A member with no
@@ -193,7 +193,7 @@ func (s Spec) Segments() int { k := s.SegmentLen(); return (s.Inner.Steps + k - 
 // again). See package consensus.
 type Members struct {
 	Genesis []string `toml:"genesis" json:"genesis"` // founders' peer IDs, sorted; empty in a template: the node that starts the run
-	Voters  int      `toml:"voters" json:"voters"`   // voting seats (at least len(genesis))
+	Voters  int      `toml:"voters" json:"voters"`   // voting seats; the first founders hold them
 	Admit   int      `toml:"admit" json:"admit"`     // joiners admitted per round, at most
 	Absent  int      `toml:"absent" json:"absent"`   // rounds without an aggregated update before a member is dropped
 	Max     int      `toml:"max" json:"max"`         // members, at most
