@@ -100,7 +100,8 @@ type agreement struct {
 	lockedOnce                     bool
 	proposed                       bool
 
-	mine    []Message // own proposals and votes of the round, for retransmission
+	mine    []Message       // own proposals and votes of the round, for retransmission
+	mineAt  []time.Duration // when each was last sent
 	decided *Commit
 	relayed map[string]time.Duration // when each proposal or vote (by signature) was last forwarded
 }
@@ -251,7 +252,7 @@ func (e *Engine) tryPropose() {
 	}
 	a.proposals[a.view] = p
 	m := Message{Proposal: p}
-	a.mine = append(a.mine, m)
+	a.mine, a.mineAt = append(a.mine, m), append(a.mineAt, e.now)
 	e.out = append(e.out, m)
 	e.logf("round %d view %d: proposing %s", e.round, a.view, v)
 }
@@ -284,7 +285,7 @@ func (e *Engine) castVote(kind VoteKind, id Hash) {
 		vv.precommits.add(v)
 	}
 	m := Message{Vote: v}
-	a.mine = append(a.mine, m)
+	a.mine, a.mineAt = append(a.mine, m), append(a.mineAt, e.now)
 	e.out = append(e.out, m)
 }
 
@@ -573,14 +574,20 @@ func (a *agreement) tick(e *Engine) {
 	}
 }
 
-// retransmit re-publishes this node's proposals and votes of the round:
-// the algorithm assumes that every message an honest node sends reaches
-// every honest node eventually, which gossip alone does not promise.
+// retransmit re-publishes this node's proposals and votes of the round
+// that were last sent at least a commit timeout ago: the algorithm assumes
+// that every message an honest node sends reaches every honest node
+// eventually, which gossip alone does not promise.
 func (a *agreement) retransmit(e *Engine) {
 	if a.decided != nil {
 		return
 	}
-	e.out = append(e.out, a.mine...)
+	for i, m := range a.mine {
+		if e.now-a.mineAt[i] >= e.spec.Rounds.CommitTimeout.Duration {
+			e.out = append(e.out, m)
+			a.mineAt[i] = e.now
+		}
+	}
 }
 
 func sigSigners(sigs []Signature) []PeerID {

@@ -188,7 +188,11 @@
 //   - Partial synchrony: after an unknown time (GST) every message between
 //     honest nodes arrives within an unknown bound Δ. Gossip may lose
 //     messages; nodes re-send their proposals and votes of the current
-//     round every commit timeout, relays forward such copies again (once
+//     round while it is undecided, a commit timeout after sending them and
+//     then at growing intervals (1, 2, 4, 8 commit timeouts: after GST
+//     every re-send within Δ of the last one still comes, only later),
+//     each re-send a new copy for gossip (package gossip, copies.go);
+//     relays forward such copies again (once
 //     per half commit timeout: a peer that missed the first copy may be
 //     reachable only through them), and nodes answer laggards with
 //     commits, which gives Tendermint's gossip property after GST.

@@ -165,11 +165,12 @@ type Engine struct {
 	quorumAt   time.Duration // when the proposer first held a quorum of the voters' updates (0: not yet)
 	progressAt time.Duration // the last decision or restore
 
-	updates  map[Hash]*held  // every update held this round, by ID
-	byAuthor map[PeerID]Hash // each author's first
-	versions map[PeerID]int  // further updates held per author
-	ownSent  *Update         // own update of this round
-	prev     map[Hash]*held
+	updates   map[Hash]*held  // every update held this round, by ID
+	byAuthor  map[PeerID]Hash // each author's first
+	versions  map[PeerID]int  // further updates held per author
+	ownSent   *Update         // own update of this round
+	ownSentAt time.Duration   // when it was last sent
+	prev      map[Hash]*held
 
 	ag *agreement
 
@@ -199,7 +200,8 @@ type Engine struct {
 	want      *StateRequest // the certified state being fetched
 	wantAt    time.Duration
 	proofAt   time.Duration // when a proof was last asked for
-	retryAt   time.Duration
+	retryAt   time.Duration // when to re-send what this node said this round (retransmit)
+	retries   int           // re-sends so far this round
 
 	sigs map[[32]byte]bool // signatures verified, by hash of (signer, message, signature)
 
@@ -319,7 +321,7 @@ func (e *Engine) enterRound() {
 	e.ownSent = nil
 	e.pending, e.want = nil, nil
 	e.ag = newAgreement()
-	e.retryAt = e.now + e.spec.Rounds.CommitTimeout.Duration
+	e.retryAt, e.retries = e.now+e.spec.Rounds.CommitTimeout.Duration, 0
 	for id, j := range e.joins {
 		if e.members.Has(id) || e.members.IsExcluded(id) || j.Round+joinWindow < e.round {
 			delete(e.joins, id)
@@ -402,7 +404,11 @@ func (e *Engine) Tick(d time.Duration) {
 	e.now += d
 	ct := e.spec.Rounds.CommitTimeout.Duration
 	if e.now >= e.retryAt {
-		e.retryAt = e.now + ct
+		// Re-sends back off: a commit timeout, then twice, four, eight
+		// times as long while the round stays undecided (a stalled round
+		// re-sends a few times, not every commit timeout).
+		e.retries++
+		e.retryAt = e.now + ct<<min(e.retries, 3)
 		e.retransmit()
 	}
 	e.catchUpTick()
@@ -419,8 +425,9 @@ func (e *Engine) retransmit() {
 	if e.Done() || e.want != nil {
 		return
 	}
-	if e.ownSent != nil && e.ag.decided == nil {
+	if e.ownSent != nil && e.ag.decided == nil && e.now-e.ownSentAt >= e.spec.Rounds.CommitTimeout.Duration {
 		e.out = append(e.out, Message{Update: e.ownSent})
+		e.ownSentAt = e.now
 	}
 	e.ag.retransmit(e)
 	if e.ownJoin != nil && !e.members.Has(e.self) {
@@ -653,7 +660,7 @@ func (e *Engine) Trained(u *Update) error {
 	if d := e.StepUpdate(u); !d.OK() {
 		return fmt.Errorf("consensus: own update rejected: %s", d)
 	}
-	e.ownSent = u
+	e.ownSent, e.ownSentAt = u, e.now
 	e.out = append(e.out, Message{Update: u})
 	e.progress()
 	return nil

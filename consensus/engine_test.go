@@ -1092,3 +1092,48 @@ func TestFalseVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// TestRetransmitBacksOff: a node alone in an undecided round re-sends its
+// update a commit timeout after sending it, then after twice, four and
+// eight times as long: a few copies of a stalled round's messages, not one
+// every commit timeout; and nothing before a commit timeout has passed
+// since a message was last sent.
+func TestRetransmitBacksOff(t *testing.T) {
+	f := newFx(t, 4, nil)
+	e := f.e[0]
+	if e.Ready().Train == nil {
+		t.Fatal("no train request at genesis")
+	}
+	ct := f.spec.Rounds.CommitTimeout.Duration
+	const step = 50 * time.Millisecond
+	e.Tick(ct - 2*step) // trained late: the round's first retry is due right after
+	if err := e.Trained(f.update("p0", 0, e.Hash(), 1)); err != nil {
+		t.Fatal(err)
+	}
+	sentAt := e.now
+	var resends []time.Duration
+	for e.now < 20*ct {
+		for _, m := range e.Ready().Publish {
+			if m.Update != nil {
+				resends = append(resends, (e.now-sentAt)/step*step)
+			}
+		}
+		e.Tick(step)
+	}
+	// The first send; the round's first retry (a commit timeout from its
+	// start) comes too early for it; then the retries at 3, 7 and 15
+	// commit timeouts from the round's start, each more than a commit
+	// timeout after the last copy.
+	t.Logf("sends at %v after the first", resends)
+	if len(resends) < 2 || resends[0] != 0 {
+		t.Fatalf("sends at %v after the first", resends)
+	}
+	for i := 1; i < len(resends); i++ {
+		if gap := resends[i] - resends[i-1]; gap < ct {
+			t.Fatalf("re-sent %v after the last copy (sends at %v), want at least a commit timeout (%v)", gap, resends, ct)
+		}
+	}
+	if len(resends) > 6 {
+		t.Fatalf("%d sends in 20 commit timeouts (at %v): the re-sends do not back off", len(resends), resends)
+	}
+}
