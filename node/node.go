@@ -901,6 +901,9 @@ func (n *node) continueResidual() {
 		r, ok = make([]float32, len(n.enc.Residual())), true
 	}
 	if !ok {
+		r, ok = n.rebuildResidual(want)
+	}
+	if !ok {
 		n.log.Warn("the residual the run expects this node to continue is not held; its updates will be refused", "root", want.Short())
 		return
 	}

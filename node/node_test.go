@@ -2,6 +2,8 @@ package node_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -186,6 +188,50 @@ func TestJoinerCatchesUp(t *testing.T) {
 // challenges of its updates that came while it was down (they wait for
 // it, and it answers from its receipts), and ends on the run's state with
 // a ledger, one across both lives, that passes the audit.
+// TestRestartBehindItsLastUpdate: a node restarts from a checkpoint that
+// predates its last aggregated updates (it crashed between a decision and
+// the checkpoint that follows, or its disk was restored from a backup).
+// The run expects its next update to continue the residual its last
+// aggregated update kept, which the checkpoint does not hold: the node
+// rebuilds it from that update's receipt and its updates count again.
+func TestRestartBehindItsLastUpdate(t *testing.T) {
+	c := nodetest.Start(t, 4, 7, spotChecks)
+	n := c.Nodes[3]
+	n.WaitRound(t, 0)
+	files := []string{"chain.pb", "state.safetensors"} // the checkpoint, as saved after round 0
+	var old [][]byte
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(n.Dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, b)
+	}
+	n.WaitRound(t, 3)
+	n.Stop()
+	for i, f := range files {
+		if err := os.WriteFile(filepath.Join(n.Dir, f), old[i], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopped := n.Summary
+	n = c.Restart(3)
+	c.Wait()
+	agreed(t, c, c.Nodes)
+	counted := false
+	for _, rep := range c.Nodes[0].Rounds() {
+		if rep.Round > stopped.Rounds && slices.Contains(rep.Authors, n.ID) {
+			counted = true
+		}
+	}
+	if !counted {
+		for _, rep := range c.Nodes[0].Rounds() {
+			t.Logf("round %d aggregated %v", rep.Round, rep.Authors)
+		}
+		t.Errorf("no update of the restarted node %s was aggregated after round %d", n.ID, stopped.Rounds)
+	}
+}
+
 func TestRestartResumes(t *testing.T) {
 	c := nodetest.Start(t, 4, 6, spotChecks)
 	c.Nodes[3].WaitRound(t, 1)
@@ -209,5 +255,21 @@ func TestRestartResumes(t *testing.T) {
 	audited(t, c, c.Nodes)
 	if n.Summary.Peer != stopped.Peer {
 		t.Errorf("restarted as %s, was %s", n.Summary.Peer, stopped.Peer)
+	}
+	// Its work after the restart counts: an update it trained after
+	// restarting continues the residual the run expects (which its
+	// checkpoint may predate, when its last update before the stop was
+	// aggregated after it) and is aggregated.
+	counted := false
+	for _, rep := range c.Nodes[0].Rounds() {
+		if rep.Round > stopped.Rounds && slices.Contains(rep.Authors, n.ID) {
+			counted = true
+		}
+	}
+	if !counted {
+		for _, rep := range c.Nodes[0].Rounds() {
+			t.Logf("round %d aggregated %v", rep.Round, rep.Authors)
+		}
+		t.Errorf("no update of the restarted node %s was aggregated after round %d", n.ID, stopped.Rounds)
 	}
 }

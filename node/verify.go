@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -328,6 +329,54 @@ func (n *node) recompute(round uint64, id consensus.Hash) (*evidence, error) {
 	n.evidence[id] = ev
 	n.mu.Unlock()
 	return ev, nil
+}
+
+// rebuildResidual rebuilds the residual with root want from the receipts
+// of this node's own updates: the residual one of them kept. A node that
+// restarts from a checkpoint saved before its last update was aggregated
+// holds only the residual before that update, while the run expects its
+// next update to continue the one after (consensus.Member.Residual); the
+// receipt of that update (its base and residual in) and one round of
+// re-execution give it back. Newest receipts first; at most one round of
+// compute per receipt, and only after a restart.
+func (n *node) rebuildResidual(want consensus.Hash) ([]float32, bool) {
+	dir := filepath.Join(n.cfg.OutDir, "receipts")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, false
+	}
+	type receipt struct {
+		round uint64
+		id    consensus.Hash
+	}
+	var rs []receipt
+	for _, e := range ents {
+		f, err := safetensors.ReadFile(filepath.Join(dir, e.Name()), 1<<30)
+		if err != nil {
+			continue
+		}
+		var r receipt
+		idb, err := hex.DecodeString(f.Metadata["update"])
+		if _, err2 := fmt.Sscan(f.Metadata["round"], &r.round); err != nil || err2 != nil || len(idb) != len(r.id) {
+			continue
+		}
+		copy(r.id[:], idb)
+		rs = append(rs, r)
+	}
+	slices.SortFunc(rs, func(a, b receipt) int { return cmp.Compare(b.round, a.round) })
+	for _, r := range rs {
+		n.log.Info("rebuilding the residual the run expects from an own update's receipt", "round", r.round, "update", r.id.Short())
+		ev, err := n.recompute(r.round, r.id)
+		if err != nil {
+			n.log.Warn("receipt", "round", r.round, "err", err)
+			continue
+		}
+		if trainer.ResidualRoot(n.spec, ev.kept) == want {
+			n.noteResidual(ev.kept)
+			return ev.kept, true
+		}
+	}
+	return nil, false
 }
 
 // work runs a round's inner steps from req.Theta, hashing the trainer's

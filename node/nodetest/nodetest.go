@@ -105,6 +105,18 @@ func (n *Node) Events(prefix string) []string {
 	return out
 }
 
+// Rounds returns the node's round reports so far, in order.
+func (n *Node) Rounds() []node.RoundReport {
+	var out []node.RoundReport
+	for _, s := range n.out.lines() {
+		var x node.RoundReport
+		if !strings.Contains(s, `"event":`) && json.Unmarshal([]byte(s), &x) == nil && x.Hash != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 // WaitRound waits until the node has decided (or adopted) round r or a
 // later one and returns that round's report. It fails the test if the
 // node ends first.
