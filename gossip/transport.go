@@ -197,9 +197,12 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	// publishing, every mesh peer relays what it validates, so each extra
 	// degree is another copy of every message; IDONTWANT for all but the
 	// smallest messages, so that a peer that has a message is not sent it
-	// again; and message IDs by publisher and content (msgID).
+	// again; and message IDs by publisher and content (msgID). The mesh
+	// is kept between 2 and 4 (pubsub lets it grow to Dhi as peers graft
+	// on): every received message costs an IDONTWANT note to each mesh
+	// peer, so at 16 peers the notes were most of the gossip control bytes.
 	gp := pubsub.DefaultGossipSubParams()
-	gp.D, gp.Dlo, gp.Dhi, gp.Dscore, gp.Dout, gp.Dlazy = 3, 2, 6, 2, 0, 1
+	gp.D, gp.Dlo, gp.Dhi, gp.Dscore, gp.Dout, gp.Dlazy = 3, 2, 4, 2, 0, 1
 	gp.IDontWantMessageThreshold = idontwantFrom
 	gp.GossipFactor = 0
 	opts = append(opts, pubsub.WithGossipSubParams(gp),
