@@ -237,6 +237,8 @@ func syncCategory(req *pb.SyncRequest) string {
 		return BytesDisputes
 	case *pb.SyncRequest_State, *pb.SyncRequest_Proof, *pb.SyncRequest_Updates:
 		return BytesStateSync
+	case *pb.SyncRequest_Push:
+		return BytesVerdicts
 	}
 	return BytesSpec
 }

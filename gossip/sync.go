@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -98,6 +99,12 @@ func (t *Transport) serveSync(s network.Stream) {
 	}
 	resp := &pb.SyncResponse{}
 	switch w := req.What.(type) {
+	case *pb.SyncRequest_Push:
+		if string(req.Run) != string(t.run[:]) {
+			resp.Error = "wrong run"
+			break
+		}
+		resp.Error = t.pushed(s.Conn().RemotePeer(), w.Push)
 	case *pb.SyncRequest_Spec:
 		if !w.Spec.GetPeersOnly() {
 			resp.Spec = t.server.Spec()
@@ -263,6 +270,9 @@ func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, l
 		return nil, fmt.Errorf("gossip: sync with %s: %w", p.ShortString(), err)
 	}
 	if resp.Error != "" {
+		if strings.HasPrefix(resp.Error, ErrNotYet.Error()+":") {
+			return nil, fmt.Errorf("%w (%w): %s answered: %s", ErrRefused, ErrNotYet, p.ShortString(), resp.Error)
+		}
 		return nil, fmt.Errorf("%w: %s answered: %s", ErrRefused, p.ShortString(), resp.Error)
 	}
 	return &resp, nil
@@ -430,6 +440,12 @@ func snapshotFromPB(s *pb.Snapshot, d int) (*trainer.Snapshot, error) {
 // such thing), not a failure to reach it.
 var ErrRefused = errors.New("gossip: refused")
 
+// ErrNotYet marks a refusal that may change: the peer has not come as far
+// as the request needs (it has not decided the round a challenge names).
+// A server says so by returning an error that wraps it; the asker's error
+// then wraps both ErrRefused and ErrNotYet, and it may ask again.
+var ErrNotYet = errors.New("not yet")
+
 // FetchEvidence asks p (the challenged peer, or a challenger that kept
 // them) for the evidence behind update id of round: the residual blocks
 // opened, and in runs with a tolerance the final state. It checks the
@@ -565,4 +581,54 @@ func (t *Transport) Discover(ctx context.Context) int {
 		}
 	}
 	return added
+}
+
+// pushed judges a signed message that peer from handed this node directly
+// (Push): only verdicts travel this way. It is checked and judged as if
+// gossiped (Verify, then the judge), with the same costs to a liar: a
+// message that does not verify counts against from, an invalid verdict
+// against its author. It returns "" if the judge took it, else why not.
+func (t *Transport) pushed(from peer.ID, s *pb.Signed) string {
+	if t.judge == nil {
+		return "not taking pushed messages"
+	}
+	raw, err := proto.Marshal(s)
+	if err != nil {
+		return "malformed"
+	}
+	m, err := Verify(raw, t.run, t.spec.Rounds.MaxMessage)
+	if err != nil {
+		t.refuse(from, 0, err.Error())
+		t.penalty.add(from, junkPenalty)
+		return err.Error()
+	}
+	if m.Verdict == nil {
+		t.penalty.add(from, junkPenalty)
+		return "only verdicts are pushed"
+	}
+	d := t.judge(m)
+	switch {
+	case d.Verdict == consensus.Accept || d.Kept:
+		return ""
+	case d.Verdict == consensus.Reject:
+		t.penalty.add(m.Sender, rejectPenalty)
+		t.rejected.Add(1)
+	case d.Junk:
+		t.penalty.add(m.Sender, junkPenalty)
+	default:
+		t.ignored.Add(1)
+	}
+	return "not taken: " + d.Reason
+}
+
+// Push hands p a signed message this node framed (a verdict) directly,
+// and says whether p's judge took it: an error wrapping ErrRefused if p
+// judged it and did not take it, another error if it did not arrive.
+func (t *Transport) Push(ctx context.Context, p peer.ID, raw []byte) error {
+	var s pb.Signed
+	if err := proto.Unmarshal(raw, &s); err != nil {
+		return fmt.Errorf("gossip: push: %w", err)
+	}
+	_, err := t.request(ctx, p, &pb.SyncRequest{Run: t.run[:], What: &pb.SyncRequest_Push{Push: &s}})
+	return err
 }

@@ -28,6 +28,9 @@ type book struct {
 	refused map[refusalKey]*refusal
 	head    *ledger.SignedTreeHead
 	dirty   bool // entries since the last tree head
+	// verdicts logged recently (by signature, with their round): each is
+	// logged once, whether it came by gossip, by a push or in a value.
+	verdicts map[string]uint64
 }
 
 type refusalKey struct {
@@ -98,7 +101,7 @@ func (n *node) openBook() error {
 		l.Close()
 		return fmt.Errorf("node: ledger store: %w", err)
 	}
-	n.book = &book{log: l, store: st, ups: map[consensus.Hash]uint64{}, refused: map[refusalKey]*refusal{}}
+	n.book = &book{log: l, store: st, ups: map[consensus.Hash]uint64{}, refused: map[refusalKey]*refusal{}, verdicts: map[string]uint64{}}
 	if l.Size() == 0 {
 		n.record(ledger.Entry{Kind: ledger.KindGenesis, Peer: string(n.self), Data: n.spec.Canonical()})
 		for _, f := range n.spec.Members.Genesis {
@@ -156,7 +159,7 @@ func (n *node) recordMsg(m *gossip.Msg, d consensus.Decision) {
 		n.recordUpdate(m.Update, m.Raw)
 	case !d.OK():
 	case m.Verdict != nil:
-		n.record(ledger.Entry{Kind: ledger.KindVerdict, Round: m.Round, Peer: m.Sender.String(), Wire: m.Raw})
+		n.recordVerdict(m.Verdict, m.Raw)
 	case m.Evidence != nil:
 		n.record(ledger.Entry{Kind: ledger.KindEvidence, Round: m.Round, Peer: string(m.Evidence.A.From), Wire: m.Raw})
 	}
@@ -219,11 +222,30 @@ func (n *node) recordOwn(m consensus.Message, raw []byte) {
 	case m.Update != nil:
 		n.recordUpdate(m.Update, raw)
 	case m.Verdict != nil:
-		n.record(ledger.Entry{Kind: ledger.KindVerdict, Round: m.Verdict.Round, Peer: string(n.self), Wire: raw})
+		n.recordVerdict(m.Verdict, raw)
 	case m.Evidence != nil:
 		n.record(ledger.Entry{Kind: ledger.KindEvidence, Round: m.Evidence.A.Round, Peer: string(m.Evidence.A.From), Wire: raw})
 	}
 }
+
+// recordVerdict logs a verdict (raw: its signed message) once.
+func (n *node) recordVerdict(x *consensus.VerdictMsg, raw []byte) {
+	k := string(x.Sig)
+	if _, ok := n.book.verdicts[k]; ok {
+		return
+	}
+	n.book.verdicts[k] = x.Round
+	for s, r := range n.book.verdicts {
+		if r+keptVerdictLog < x.Round {
+			delete(n.book.verdicts, s)
+		}
+	}
+	n.record(ledger.Entry{Kind: ledger.KindVerdict, Round: x.Round, Peer: string(x.From), Wire: raw})
+}
+
+// keptVerdictLog is how many rounds a logged verdict is remembered for
+// recordVerdict: a value carries verdicts of the last few rounds only.
+const keptVerdictLog = 16
 
 // recordDecision logs a decided round, its certificate with it, what it
 // changed in the membership, and closes it with a signed tree head,
@@ -246,6 +268,15 @@ func (n *node) recordDecision(res consensus.Decided) {
 			n.record(ledger.Entry{Kind: ledger.KindLeave, Round: st.Round, Peer: string(p), Reason: "excluded: in the certified state adopted"})
 		}
 	} else {
+		// The verdicts the value carries, as their signers sent them: a
+		// pass reaches only the voters before the decision (node.pushTo),
+		// and every ledger credits the checks it logs.
+		for i := range res.Value.Verdicts {
+			x := &res.Value.Verdicts[i]
+			if raw, err := gossip.Encode(n.key, n.spec.RunID(), consensus.Message{Verdict: x}); err == nil {
+				n.recordVerdict(x, raw)
+			}
+		}
 		n.recordCommit(&consensus.Commit{Value: res.Value, Cert: res.Cert}, res.Samples, false, nil)
 	}
 	for _, x := range res.Excluded {

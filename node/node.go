@@ -569,6 +569,7 @@ func (n *node) submit(r trainResult) error {
 		return nil
 	}
 	if r.ev != nil {
+		r.ev.u = u
 		n.keepEvidence(u.ID(n.eng.RunID()), r.ev, r.req.Theta)
 	}
 	return nil
@@ -682,7 +683,54 @@ func (n *node) publish(ctx context.Context, m consensus.Message) {
 			n.mu.Unlock()
 		}
 		n.recordOwn(x, raw)
+		if x.Verdict != nil && x.Verdict.Pass {
+			if voters, ok := n.pushTo(); ok {
+				go n.pushPass(ctx, raw, voters)
+				continue
+			}
+		}
 		if err := n.tr.Publish(ctx, x.Kind(), raw); err != nil {
+			n.log.Debug("publish", "err", err)
+		}
+	}
+}
+
+// pushTo returns the voters to hand a pass verdict to directly, and
+// whether that is cheaper than gossiping it. A pass changes nothing but
+// credit: only the proposers, who are the voters, need it before the
+// decided value that carries it reaches every member (and every ledger,
+// recordDecision). A direct push costs about two gossiped copies (a
+// stream each), so it pays when the other voters are fewer than half the
+// other members: in a run of many members on few seats.
+func (n *node) pushTo() ([]peer.ID, bool) {
+	var out []peer.ID
+	for _, v := range n.eng.Voters() {
+		if v == n.self {
+			continue
+		}
+		pid, err := peer.Decode(string(v))
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, pid)
+	}
+	others := len(n.eng.Members().List) - 1
+	return out, len(out) > 0 && 2*len(out) <= others
+}
+
+// pushPass hands a pass verdict to each voter; if any cannot be reached,
+// it gossips it after all (a voter's judge that declines it is answered,
+// and not retried).
+func (n *node) pushPass(ctx context.Context, raw []byte, voters []peer.ID) {
+	lost := false
+	for _, p := range voters {
+		if err := n.tr.Push(ctx, p, raw); err != nil && !errors.Is(err, gossip.ErrRefused) {
+			n.log.Debug("push", "to", p.ShortString(), "err", err)
+			lost = true
+		}
+	}
+	if lost {
+		if err := n.tr.Publish(ctx, "verdict", raw); err != nil {
 			n.log.Debug("publish", "err", err)
 		}
 	}

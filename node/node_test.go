@@ -168,8 +168,13 @@ func TestJoinerCatchesUp(t *testing.T) {
 	j := c.Join("")
 	c.Wait()
 	agreed(t, c, c.Nodes)
-	if s := j.Summary; s.Hashes[0] != "" {
-		t.Errorf("the joiner decided round 0 itself, which ended before it started: %v", s.Hashes)
+	for _, rep := range j.Rounds() {
+		// Round 0 ended before it started: the joiner may hold its
+		// decision only as a link of a certified chain it adopted (from a
+		// founder that lagged a round behind), never as one it applied.
+		if rep.Round == 0 && !rep.Restored {
+			t.Errorf("the joiner decided round 0 itself, which ended before it started: %v", j.Summary.Hashes)
+		}
 	}
 	for _, n := range c.Nodes[:4] {
 		if !slices.Contains(n.Summary.Admitted, j.ID) {
@@ -272,4 +277,54 @@ func TestRestartResumes(t *testing.T) {
 		}
 		t.Errorf("no update of the restarted node %s was aggregated after round %d", n.ID, stopped.Rounds)
 	}
+}
+
+// TestPassesGoToVoters: a run of 5 members on 2 seats. A pass verdict is
+// handed to the voters directly, not gossiped to every member: a member
+// without a seat receives no verdict (only the voters' answers to its own
+// pushes), and yet its ledger
+// credits the checks that passed, from the decided values that carry
+// them, as the voters' ledgers do.
+func TestPassesGoToVoters(t *testing.T) {
+	c := nodetest.Start(t, 5, 6, func(s *runspec.Spec) {
+		spotChecks(s)
+		s.Members.Voters = 2
+	})
+	c.Wait()
+	agreed(t, c, c.Nodes)
+	rep := audited(t, c, c.Nodes)
+	voters := map[string]bool{}
+	for _, rep := range c.Nodes[0].Rounds() {
+		if rep.Voters != 2 {
+			t.Fatalf("round %d: %d voters, want 2", rep.Round, rep.Voters)
+		}
+	}
+	for _, n := range c.Nodes {
+		if strings.Contains(n.WaitEvent(t, "vtrain node "+n.ID+": "), "with a vote") {
+			voters[n.ID] = true
+		}
+	}
+	if len(voters) != 2 {
+		t.Fatalf("%d nodes started with a vote, want 2", len(voters))
+	}
+	passed := map[string]int{}
+	for _, lr := range rep.Ledgers {
+		for _, p := range lr.Peers {
+			passed[lr.Keeper] += p.Passed
+		}
+	}
+	for _, n := range c.Nodes {
+		in := n.Summary.Stats.Traffic.In["verdicts"]
+		switch {
+		case passed[n.ID] == 0:
+			t.Errorf("%s (voter %v): its ledger credits no passed check", n.ID, voters[n.ID])
+		case !voters[n.ID] && in >= 200:
+			// Only the voters' short answers to its own pushes; one
+			// gossiped pass alone is over 200 bytes.
+			t.Errorf("%s, without a seat, received %d bytes of verdicts: passes were gossiped to it", n.ID, in)
+		case voters[n.ID] && in == 0:
+			t.Errorf("voter %s received no verdicts", n.ID)
+		}
+	}
+	t.Logf("passes credited per ledger: %v", passed)
 }

@@ -59,6 +59,7 @@ type evidence struct {
 	residual []float32
 	kept     []float32
 	answers  map[int]*consensus.Answer // signed, by segment (guarded by node.mu)
+	u        *consensus.Update         // the update it backs (nil when recomputed after a restart)
 }
 
 // keptEvidence is how many rounds of own evidence a node keeps in memory
@@ -489,7 +490,12 @@ func (n *node) fetchEvidence(ctx context.Context, p peer.ID, round uint64, id co
 		cctx, cancel := context.WithDeadline(ctx, deadline)
 		ev, err := n.tr.FetchEvidence(cctx, p, round, id, blocks)
 		cancel()
-		if err == nil || errors.Is(err, gossip.ErrRefused) || time.Now().After(deadline) || ctx.Err() != nil {
+		// A refusal for now is retried: an honest accused that lags has
+		// not decided the round yet, and says so (ErrNotYet); only one
+		// that still says so at the deadline is silent. Any other refusal
+		// is final.
+		refused := errors.Is(err, gossip.ErrRefused) && !errors.Is(err, gossip.ErrNotYet)
+		if err == nil || refused || time.Now().After(deadline) || ctx.Err() != nil {
 			return ev, err
 		}
 		if n.tr.Host().Network().Connectedness(p) != network.Connected {
@@ -645,6 +651,11 @@ func (n *node) checkDraw(round uint64, id consensus.Hash, blocks []int) error {
 		// older or a future round is refused at once, so nobody can hold
 		// a stream open by naming rounds that never come.
 		if n.eng == nil || n.decidedRound() != round || time.Now().After(deadline) {
+			if n.eng != nil && round >= n.decidedRound() {
+				// Behind: the challenger may ask again once this node
+				// has decided the round (or adopted a state past it).
+				return fmt.Errorf("%w: round %d is not decided here yet", gossip.ErrNotYet, round)
+			}
 			return fmt.Errorf("no challenge of update %s of round %d was drawn", id.Short(), round)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -652,26 +663,49 @@ func (n *node) checkDraw(round uint64, id consensus.Hash, blocks []int) error {
 }
 
 // noteDraws records the challenges a decided round drew on this node's
-// updates.
+// updates. A node that adopted a certified state past rounds it did not
+// decide itself (it lagged) notes their draws from the certified values
+// of the chain it checked: their challengers still come for its evidence,
+// and an honest node that refused them would be excluded as silent.
 func (n *node) noteDraws(res consensus.Decided) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.decidedUpTo = max(n.decidedUpTo, res.Round+1)
-	for _, c := range res.Challenges {
+	note := func(round uint64, beacon consensus.Hash, c spot.Challenge) {
 		if consensus.PeerID(c.Peer) != n.self {
-			continue
+			return
 		}
 		id := consensus.Hash(c.Update)
 		dc := n.drawn[id]
 		if dc == nil {
-			us := n.eng.ServeUpdates([]consensus.Hash{id})
-			if len(us) == 0 {
-				continue
+			var u *consensus.Update
+			if us := n.eng.ServeUpdates([]consensus.Hash{id}); len(us) > 0 {
+				u = us[0]
+			} else if ev := n.evidence[id]; ev != nil {
+				u = ev.u
 			}
-			dc = &drawnCheck{round: res.Round, beacon: res.Beacon, u: us[0]}
+			if u == nil {
+				return
+			}
+			dc = &drawnCheck{round: round, beacon: beacon, u: u}
 			n.drawn[id] = dc
 		}
-		dc.challengers = append(dc.challengers, consensus.PeerID(c.Challenger))
+		if !slices.Contains(dc.challengers, consensus.PeerID(c.Challenger)) {
+			dc.challengers = append(dc.challengers, consensus.PeerID(c.Challenger))
+		}
+	}
+	for _, c := range res.Challenges {
+		note(res.Round, res.Beacon, c)
+	}
+	if res.Restored {
+		for _, l := range res.Links {
+			if v := l.Commit.Value; v != nil {
+				beacon, chs := consensus.Draw(v, consensus.SpotPolicyOf(n.spec))
+				for _, c := range chs {
+					note(v.Round, beacon, c)
+				}
+			}
+		}
 	}
 	for id, dc := range n.drawn {
 		if dc.round+2*keptEvidence < res.Round {

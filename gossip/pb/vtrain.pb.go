@@ -1480,6 +1480,7 @@ type SyncRequest struct {
 	//	*SyncRequest_Segment
 	//	*SyncRequest_Proof
 	//	*SyncRequest_Blob
+	//	*SyncRequest_Push
 	What          isSyncRequest_What `protobuf_oneof:"what"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1583,6 +1584,15 @@ func (x *SyncRequest) GetBlob() *BlobRequest {
 	return nil
 }
 
+func (x *SyncRequest) GetPush() *Signed {
+	if x != nil {
+		if x, ok := x.What.(*SyncRequest_Push); ok {
+			return x.Push
+		}
+	}
+	return nil
+}
+
 type isSyncRequest_What interface {
 	isSyncRequest_What()
 }
@@ -1611,6 +1621,13 @@ type SyncRequest_Blob struct {
 	Blob *BlobRequest `protobuf:"bytes,7,opt,name=blob,proto3,oneof"`
 }
 
+type SyncRequest_Push struct {
+	// A signed message handed to this peer directly instead of gossiped
+	// to all: a pass verdict, which only the voters (the proposers that
+	// put it in a value) need before the decision carries it to everyone.
+	Push *Signed `protobuf:"bytes,8,opt,name=push,proto3,oneof"`
+}
+
 func (*SyncRequest_Spec) isSyncRequest_What() {}
 
 func (*SyncRequest_State) isSyncRequest_What() {}
@@ -1622,6 +1639,8 @@ func (*SyncRequest_Segment) isSyncRequest_What() {}
 func (*SyncRequest_Proof) isSyncRequest_What() {}
 
 func (*SyncRequest_Blob) isSyncRequest_What() {}
+
+func (*SyncRequest_Push) isSyncRequest_What() {}
 
 // BlobRequest asks a challenger or an accused for what a referee needs to
 // check a dispute, by hash: a trainer snapshot (trainer.Snapshot.Hash).
@@ -2673,7 +2692,7 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05fault\x18\x06 \x01(\rR\x05fault\x12\x12\n" +
 	"\x04step\x18\a \x01(\rR\x04step\x12)\n" +
-	"\x06answer\x18\b \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\"\xd3\x02\n" +
+	"\x06answer\x18\b \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\"\xfc\x02\n" +
 	"\vSyncRequest\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\fR\x03run\x12,\n" +
 	"\x04spec\x18\x02 \x01(\v2\x16.vtrain.v2.SpecRequestH\x00R\x04spec\x12/\n" +
@@ -2681,7 +2700,8 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\aupdates\x18\x04 \x01(\v2\x19.vtrain.v2.UpdatesRequestH\x00R\aupdates\x125\n" +
 	"\asegment\x18\x05 \x01(\v2\x19.vtrain.v2.SegmentRequestH\x00R\asegment\x12/\n" +
 	"\x05proof\x18\x06 \x01(\v2\x17.vtrain.v2.ProofRequestH\x00R\x05proof\x12,\n" +
-	"\x04blob\x18\a \x01(\v2\x16.vtrain.v2.BlobRequestH\x00R\x04blobB\x06\n" +
+	"\x04blob\x18\a \x01(\v2\x16.vtrain.v2.BlobRequestH\x00R\x04blob\x12'\n" +
+	"\x04push\x18\b \x01(\v2\x11.vtrain.v2.SignedH\x00R\x04pushB\x06\n" +
 	"\x04what\"c\n" +
 	"\vBlobRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x14\n" +
@@ -2833,22 +2853,23 @@ var file_gossip_pb_vtrain_proto_depIdxs = []int32{
 	20, // 25: vtrain.v2.SyncRequest.segment:type_name -> vtrain.v2.SegmentRequest
 	27, // 26: vtrain.v2.SyncRequest.proof:type_name -> vtrain.v2.ProofRequest
 	19, // 27: vtrain.v2.SyncRequest.blob:type_name -> vtrain.v2.BlobRequest
-	21, // 28: vtrain.v2.Evidence.final:type_name -> vtrain.v2.Snapshot
-	12, // 29: vtrain.v2.Evidence.answer:type_name -> vtrain.v2.Answer
-	23, // 30: vtrain.v2.Evidence.openings:type_name -> vtrain.v2.Opening
-	15, // 31: vtrain.v2.Link.commit:type_name -> vtrain.v2.Commit
-	28, // 32: vtrain.v2.Proof.links:type_name -> vtrain.v2.Link
-	32, // 33: vtrain.v2.SyncResponse.state:type_name -> vtrain.v2.State
-	0,  // 34: vtrain.v2.SyncResponse.updates:type_name -> vtrain.v2.Signed
-	22, // 35: vtrain.v2.SyncResponse.evidence:type_name -> vtrain.v2.Evidence
-	29, // 36: vtrain.v2.SyncResponse.proof:type_name -> vtrain.v2.Proof
-	21, // 37: vtrain.v2.SyncResponse.snapshot:type_name -> vtrain.v2.Snapshot
-	31, // 38: vtrain.v2.State.members:type_name -> vtrain.v2.Member
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	0,  // 28: vtrain.v2.SyncRequest.push:type_name -> vtrain.v2.Signed
+	21, // 29: vtrain.v2.Evidence.final:type_name -> vtrain.v2.Snapshot
+	12, // 30: vtrain.v2.Evidence.answer:type_name -> vtrain.v2.Answer
+	23, // 31: vtrain.v2.Evidence.openings:type_name -> vtrain.v2.Opening
+	15, // 32: vtrain.v2.Link.commit:type_name -> vtrain.v2.Commit
+	28, // 33: vtrain.v2.Proof.links:type_name -> vtrain.v2.Link
+	32, // 34: vtrain.v2.SyncResponse.state:type_name -> vtrain.v2.State
+	0,  // 35: vtrain.v2.SyncResponse.updates:type_name -> vtrain.v2.Signed
+	22, // 36: vtrain.v2.SyncResponse.evidence:type_name -> vtrain.v2.Evidence
+	29, // 37: vtrain.v2.SyncResponse.proof:type_name -> vtrain.v2.Proof
+	21, // 38: vtrain.v2.SyncResponse.snapshot:type_name -> vtrain.v2.Snapshot
+	31, // 39: vtrain.v2.State.members:type_name -> vtrain.v2.Member
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_gossip_pb_vtrain_proto_init() }
@@ -2873,6 +2894,7 @@ func file_gossip_pb_vtrain_proto_init() {
 		(*SyncRequest_Segment)(nil),
 		(*SyncRequest_Proof)(nil),
 		(*SyncRequest_Blob)(nil),
+		(*SyncRequest_Push)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
