@@ -91,7 +91,7 @@ func (n *node) openBook() error {
 	}
 	if rec != nil {
 		n.log.Warn("ledger recovered after a crash", "recovery", rec.String())
-		n.say("ledger: recovered after a crash: %s", rec)
+		n.event(EventLedger, []any{"recovery", rec.String()}, "ledger: recovered after a crash: %s", rec)
 	}
 	st, err := ledger.OpenStore(filepath.Join(n.cfg.OutDir, audit.BlobDir), audit.StoreLimit(n.spec))
 	if err != nil {

@@ -34,6 +34,7 @@ func commands() []command {
 		{"train", "train a model locally and evaluate it", runTrain},
 		{"bench", "benchmarks (bench step: time training steps)", runBench},
 		{"export", "export a checkpoint's parameters as one safetensors file", runExport},
+		{"plot", "plot runs' accuracy, loss and bytes against round (from each node's metrics.jsonl)", runPlot},
 		{"audit", "verify nodes' ledgers from genesis (certificates, aggregates, verdicts) and report every peer's contributions", runAudit},
 		{"keygen", "Groth16 setup for a zk circuit (part of a private run's genesis)", runKeygen},
 		{"prove", "prove one fixed-point SGD step on private data (zk)", runProve},
