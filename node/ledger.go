@@ -87,7 +87,7 @@ func (n *node) openBook() error {
 	run := n.spec.RunID()
 	l, rec, err := ledger.Open(filepath.Join(n.cfg.OutDir, audit.LedgerFile), run)
 	if err != nil {
-		return fmt.Errorf("node: ledger: %w", err)
+		return fmt.Errorf("node: %w", err)
 	}
 	if rec != nil {
 		n.log.Warn("ledger recovered after a crash", "recovery", rec.String())

@@ -58,9 +58,10 @@ type Config struct {
 	// MinPeers holds round 0 until this many peers of the run (this node
 	// included) are connected, saying who is there; 0 or 1 starts at once.
 	MinPeers int
-	// OnRound, if set, is called with every decided round's report (from
-	// Run's goroutine: it must not block).
-	OnRound func(RoundReport)
+	// OnRound, if set, is called with every decided round's report and the
+	// run's number of rounds (0: open-ended), from Run's goroutine: it
+	// must not block.
+	OnRound func(r RoundReport, rounds int)
 }
 
 // RoundReport is one line of a node's output: a decided round.
@@ -861,7 +862,7 @@ func (n *node) decided(res consensus.Decided) {
 	n.traffic = stats.Traffic
 	n.history(rep, res, d)
 	if n.cfg.OnRound != nil {
-		n.cfg.OnRound(rep)
+		n.cfg.OnRound(rep, n.spec.Run.Rounds)
 	}
 	if n.cfg.JSONLines {
 		b, _ := json.Marshal(roundLine{T: time.Now().UTC().Format(time.RFC3339Nano), Event: EventRound, RoundReport: rep})
