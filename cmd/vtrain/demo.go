@@ -152,6 +152,7 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	specPath := fs.String("spec", "", "run spec to use instead of the defaults (its rounds are replaced by --rounds)")
 	out := fs.String("out", "", "directory for the nodes' output (default: a new temporary directory)")
 	asJSON := fs.Bool("json", false, "end with one JSON object on the last line of stdout")
+	evalEvery := fs.Int("eval-every", 5, "each node evaluates the agreed model on the test set every N rounds (and after the last)")
 	logLvl := fs.String("log-level", "warn", "the nodes log to stderr from this level: debug, info, warn or error")
 	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours: member ones for the last peers ("+strings.Join(memberModes(), ",")+"; MODE+N starts at round N, MODE@R joins mid-run at round R instead of founding the run), outsider attacks as extra processes ("+strings.Join(node.Outsiders, ",")+"), e.g. lazy,replay or alie+10 or lazy+16@3,hijack")
 	if err := parse(fs, args); err != nil {
@@ -198,6 +199,9 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	isOutsider := func(i int) bool { m, _ := mode(i); return m.outsider }
 	if *peers < 1 || *peers > 64 {
 		return usagef("--peers must be 1..64, got %d", *peers)
+	}
+	if *evalEvery < 1 {
+		return usagef("--eval-every must be positive, got %d", *evalEvery)
 	}
 	if *rounds < 1 {
 		return usagef("--rounds must be positive, got %d", *rounds)
@@ -279,7 +283,7 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	joinCh := make(chan string, 1)
 	launch := func(i int, extra ...string) error {
 		pdir := filepath.Join(*out, fmt.Sprintf("peer%02d", i))
-		args := append([]string{"node", "--out", pdir, "--json", "--linger", "3s", "--log-level", *logLvl}, extra...)
+		args := append([]string{"node", "--out", pdir, "--json", "--linger", "3s", "--log-level", *logLvl, "--eval-every", fmt.Sprint(*evalEvery)}, extra...)
 		if dir != "" {
 			args = append(args, "--data", dir)
 		}

@@ -143,8 +143,8 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	cfg.Data = set
 	var prog *progress
 	cfg.OnRound = func(r node.RoundReport, rounds int) {
-		if rounds <= 0 {
-			return
+		if rounds <= 0 || *asJSON {
+			return // with --json, the round events are the progress
 		}
 		if prog == nil {
 			prog = con.progress("round", int64(rounds))
