@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -64,6 +66,18 @@ func Plot(w io.Writer, runs []Run, width, height int) error {
 		p.Legend.Top = true
 	}
 	acc.Y.Min, acc.Y.Max = 0, 1
+	// One round axis for the three panels: from round 0 to the last
+	// round of any run.
+	var last float64
+	for _, r := range runs {
+		if n := len(r.Records); n > 0 {
+			last = max(last, float64(r.Records[n-1].Round))
+		}
+	}
+	for _, p := range []*plot.Plot{acc, loss, bytes} {
+		p.X.Min, p.X.Max = 0, max(last, 1)
+		p.X.Tick.Marker = roundTicks{}
+	}
 	for i, r := range runs {
 		var a, l, inner, b plotter.XYs
 		for _, rec := range r.Records {
@@ -152,3 +166,25 @@ func PlotFile(path string, runs []Run) error {
 
 // runColor is the colour of the i-th run's curves.
 func runColor(i int) color.Color { return plotutil.Color(i) }
+
+// roundTicks marks whole rounds on the axis: about six labelled ticks.
+type roundTicks struct{}
+
+func (roundTicks) Ticks(min, max float64) []plot.Tick {
+	step := 1.0
+	for (max-min)/step > 6 {
+		switch {
+		case step < 2:
+			step = 2
+		case step < 5:
+			step = 5
+		default:
+			step *= 2
+		}
+	}
+	var out []plot.Tick
+	for x := math.Ceil(min/step) * step; x <= max; x += step {
+		out = append(out, plot.Tick{Value: x, Label: strconv.Itoa(int(x))})
+	}
+	return out
+}
