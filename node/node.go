@@ -168,7 +168,7 @@ type node struct {
 	openings    map[consensus.Hash]opened      // by update ID, kept for referees as a challenger (guarded by mu)
 	drawn       map[consensus.Hash]*drawnCheck // own updates challenged, by ID (guarded by mu)
 	decidedUpTo uint64                         // the first round not decided (guarded by mu)
-	resumedAt   uint64                         // the round this process resumed at from a checkpoint (0: it did not)
+	resumedAt   uint64                         // the round this process resumed at from a checkpoint (0: it did not; written under mu)
 	// residuals are this node's recent residuals by root (guarded by mu):
 	// what continueResidual picks from.
 	residuals     map[consensus.Hash][]float32
@@ -371,7 +371,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	switch {
 	case err == nil:
 		n.log.Info("resuming from local checkpoint", "round", st.Round)
+		n.mu.Lock() // the sync streams serving evidence already read it
 		n.resumedAt = st.Round
+		n.mu.Unlock()
 	case errors.Is(err, os.ErrNotExist):
 		if st, err = consensus.Genesis(n.spec); err != nil {
 			return nil, err

@@ -585,7 +585,10 @@ func (n *node) checkDraw(round uint64, id consensus.Hash, blocks []int) error {
 			}
 			return fmt.Errorf("residual blocks %v are not a draw of a challenge of update %s", blocks, id.Short())
 		}
-		if round < n.resumedAt {
+		n.mu.RLock()
+		resumed := n.resumedAt
+		n.mu.RUnlock()
+		if round < resumed {
 			// Decided before this process restarted: the draw is not
 			// held here, and an honest challenger must still get its
 			// answer (the receipt recomputes it). What is served of those
