@@ -28,9 +28,9 @@ type Record struct {
 	// the rounds the node evaluated it (every few rounds, and the last).
 	AgreedAccuracy *float64 `json:"agreed_accuracy,omitempty"`
 	AgreedLoss     *float64 `json:"agreed_loss,omitempty"`
-	// InnerLoss is the mean loss of this node's own inner steps in the
-	// round (on its training batches, before aggregation), not the agreed
-	// model's.
+	// InnerLoss is the mean of the inner-step losses that the round's
+	// aggregated updates report (each on its own training batches, before
+	// aggregation), not the agreed model's.
 	InnerLoss float64 `json:"inner_loss"`
 	// Bytes this node moved in the round, by category (gossip.Traffic's),
 	// and in total since the node started.

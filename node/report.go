@@ -72,7 +72,7 @@ type roundLine struct {
 	RoundReport
 }
 
-// record appends the round's line to metrics.jsonl.
+// history appends the round's line to metrics.jsonl.
 func (n *node) history(rep RoundReport, res consensus.Decided, round gossip.Traffic) {
 	if n.hist == nil {
 		return
