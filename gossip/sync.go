@@ -93,7 +93,7 @@ func (t *Transport) serveSync(s network.Stream) {
 		t.meter.add(true, cat, c.w)
 	}()
 	if err := readMsg(bufio.NewReader(c), maxRequest, &req); err != nil {
-		t.log.Debug("sync: bad request", "from", s.Conn().RemotePeer().ShortString(), "err", err)
+		t.log.Debug("sync: bad request", "from", ShortID(s.Conn().RemotePeer()), "err", err)
 		s.Reset()
 		return
 	}
@@ -249,7 +249,7 @@ func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, l
 	defer cancel()
 	s, err := h.NewStream(ctx, p, SyncProtocol)
 	if err != nil {
-		return nil, fmt.Errorf("gossip: sync with %s: %w", p.ShortString(), err)
+		return nil, fmt.Errorf("gossip: sync with %s: %w", ShortID(p), err)
 	}
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(syncTimeout))
@@ -267,13 +267,13 @@ func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, l
 	var resp pb.SyncResponse
 	if err := readMsg(bufio.NewReader(c), limit, &resp); err != nil {
 		s.Reset()
-		return nil, fmt.Errorf("gossip: sync with %s: %w", p.ShortString(), err)
+		return nil, fmt.Errorf("gossip: sync with %s: %w", ShortID(p), err)
 	}
 	if resp.Error != "" {
 		if strings.HasPrefix(resp.Error, ErrNotYet.Error()+":") {
-			return nil, fmt.Errorf("%w (%w): %s answered: %s", ErrRefused, ErrNotYet, p.ShortString(), resp.Error)
+			return nil, fmt.Errorf("%w (%w): %s answered: %s", ErrRefused, ErrNotYet, ShortID(p), resp.Error)
 		}
-		return nil, fmt.Errorf("%w: %s answered: %s", ErrRefused, p.ShortString(), resp.Error)
+		return nil, fmt.Errorf("%w: %s answered: %s", ErrRefused, ShortID(p), resp.Error)
 	}
 	return &resp, nil
 }
@@ -296,10 +296,10 @@ func (t *Transport) FetchState(ctx context.Context, p peer.ID, h consensus.Hash,
 	m, _ := t.spec.ModelSpec()
 	st, err := StateFromDeltaPB(resp.State, m.NumParams(), have)
 	if err != nil {
-		return consensus.State{}, fmt.Errorf("gossip: %s served a bad state: %w", p.ShortString(), err)
+		return consensus.State{}, fmt.Errorf("gossip: %s served a bad state: %w", ShortID(p), err)
 	}
 	if st.Hash() != h {
-		return consensus.State{}, fmt.Errorf("%w: %s served a state that does not hash to %s", ErrWire, p.ShortString(), h.Short())
+		return consensus.State{}, fmt.Errorf("%w: %s served a state that does not hash to %s", ErrWire, ShortID(p), h.Short())
 	}
 	return st, nil
 }
@@ -313,7 +313,7 @@ func (t *Transport) FetchProof(ctx context.Context, p peer.ID, round uint64) (*c
 	}
 	pr, err := ProofFromPB(resp.Proof)
 	if err != nil {
-		return nil, fmt.Errorf("gossip: %s served a bad proof: %w", p.ShortString(), err)
+		return nil, fmt.Errorf("gossip: %s served a bad proof: %w", ShortID(p), err)
 	}
 	return pr, nil
 }
@@ -336,7 +336,7 @@ func (t *Transport) FetchUpdates(ctx context.Context, p peer.ID, round uint64, i
 		}
 		m, err := Verify(raw, t.run, t.spec.Rounds.MaxMessage)
 		if err != nil || m.Update == nil {
-			return out, fmt.Errorf("gossip: %s served a bad update: %v", p.ShortString(), err)
+			return out, fmt.Errorf("gossip: %s served a bad update: %v", ShortID(p), err)
 		}
 		out = append(out, m)
 	}
@@ -460,7 +460,7 @@ func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, 
 		return trainer.Evidence{}, err
 	}
 	if resp.Evidence == nil {
-		return trainer.Evidence{}, fmt.Errorf("%w: %s answered without evidence", ErrWire, p.ShortString())
+		return trainer.Evidence{}, fmt.Errorf("%w: %s answered without evidence", ErrWire, ShortID(p))
 	}
 	m, _ := t.spec.ModelSpec()
 	var ev trainer.Evidence
@@ -468,7 +468,7 @@ func (t *Transport) FetchEvidence(ctx context.Context, p peer.ID, round uint64, 
 		return ev, err
 	}
 	if len(resp.Evidence.Openings) > len(blocks) {
-		return ev, fmt.Errorf("%w: %s opened %d residual blocks, %d asked", ErrWire, p.ShortString(), len(resp.Evidence.Openings), len(blocks))
+		return ev, fmt.Errorf("%w: %s opened %d residual blocks, %d asked", ErrWire, ShortID(p), len(resp.Evidence.Openings), len(blocks))
 	}
 	for _, o := range resp.Evidence.Openings {
 		op := trainer.Opening{Block: int(o.Block)}
@@ -527,7 +527,7 @@ func (t *Transport) FetchAnswer(ctx context.Context, p peer.ID, round uint64, id
 		return nil, err
 	}
 	if resp.Evidence == nil || resp.Evidence.Answer == nil {
-		return nil, fmt.Errorf("%w: %s answered without step hashes", ErrWire, p.ShortString())
+		return nil, fmt.Errorf("%w: %s answered without step hashes", ErrWire, ShortID(p))
 	}
 	return answerFromPB(resp.Evidence.Answer, round, id, seg)
 }
@@ -541,7 +541,7 @@ func (t *Transport) FetchBlob(ctx context.Context, p peer.ID, b BlobRequest) (*t
 		return nil, err
 	}
 	if resp.Snapshot == nil {
-		return nil, fmt.Errorf("%w: %s answered without the blob", ErrWire, p.ShortString())
+		return nil, fmt.Errorf("%w: %s answered without the blob", ErrWire, ShortID(p))
 	}
 	m, _ := t.spec.ModelSpec()
 	return snapshotFromPB(resp.Snapshot, m.NumParams())

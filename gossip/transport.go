@@ -411,7 +411,7 @@ type Rejection struct {
 
 func (t *Transport) refuse(from peer.ID, round uint64, reason string) {
 	t.rejected.Add(1)
-	t.log.Debug("rejected", "from", from.ShortString(), "reason", reason)
+	t.log.Debug("rejected", "from", ShortID(from), "reason", reason)
 	select {
 	case t.refused <- Rejection{From: from, Round: round, Reason: reason}:
 	default: // the node is behind: the counter still has it

@@ -44,6 +44,24 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 }
 
+// TestWireNamesPeersPlainly: a message with a spoilt signature is refused with
+// an error that names its sender as the CLI prints peers, without Go's
+// "<peer.ID …>" (a rough edge users saw).
+func TestWireNamesPeersPlainly(t *testing.T) {
+	spec := testSpec(t)
+	k := newKey(t)
+	raw, err := Encode(k, spec.RunID(), sampleMessages(t, k, spec.RunID())[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-1] ^= 1 // the signature's last byte
+	_, err = Verify(raw, spec.RunID(), 1<<20)
+	id, _ := peer.IDFromPrivateKey(k)
+	if err == nil || strings.Contains(err.Error(), "<peer.ID") || !strings.Contains(err.Error(), ShortID(id)) {
+		t.Fatalf("error %v; want it to name %s plainly", err, ShortID(id))
+	}
+}
+
 // TestSyncServesCertifiedState: a peer serves a state with its membership,
 // a proof, and updates over a real stream; the client checks the state's
 // hash and refuses one that does not match.

@@ -45,7 +45,7 @@ func (m *Msg) Kind() string {
 // LogValue implements slog.LogValuer: IDs and sizes, never tensors.
 func (m *Msg) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("kind", m.Kind()), slog.Uint64("round", m.Round),
-		slog.String("from", m.Sender.ShortString()), slog.Int("bytes", len(m.Raw)))
+		slog.String("from", ShortID(m.Sender)), slog.Int("bytes", len(m.Raw)))
 }
 
 // RunPrefix is how many bytes of the run ID a message carries: enough to
@@ -218,7 +218,7 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 	}
 	pub, err := sender.ExtractPublicKey()
 	if err != nil {
-		return nil, fmt.Errorf("%w: sender %s has no inline key: %v", ErrWire, sender.ShortString(), err)
+		return nil, fmt.Errorf("%w: sender %s has no inline key: %v", ErrWire, ShortID(sender), err)
 	}
 	m := &Msg{Round: body.Round, Sender: sender, Raw: raw}
 	from := consensus.PeerID(sender.String())
@@ -305,7 +305,7 @@ func Verify(raw []byte, run runspec.ID, maxBytes int) (*Msg, error) {
 		return nil, fmt.Errorf("%w: malformed: empty body", ErrWire)
 	}
 	if ok, err := pub.Verify(signedBytes, s.Signature); err != nil || !ok {
-		return nil, fmt.Errorf("%w: bad signature from %s (forged, or for another run)", ErrWire, sender.ShortString())
+		return nil, fmt.Errorf("%w: bad signature from %s (forged, or for another run)", ErrWire, ShortID(sender))
 	}
 	return m, nil
 }
@@ -318,3 +318,14 @@ const maxSegments = 100000
 const maxList = 4096
 
 func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// ShortID names a peer in messages and logs as people read it: the first
+// four and last six characters of its ID ("12D3…x7kQpZ"), not Go's
+// "<peer.ID 12*x7kQpZ>".
+func ShortID(p peer.ID) string {
+	s := p.String()
+	if len(s) > 12 {
+		return s[:4] + "…" + s[len(s)-6:]
+	}
+	return s
+}

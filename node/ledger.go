@@ -90,11 +90,11 @@ func (n *node) openBook() error {
 	run := n.spec.RunID()
 	l, rec, err := ledger.Open(filepath.Join(n.cfg.OutDir, audit.LedgerFile), run)
 	if err != nil {
-		return fmt.Errorf("node: ledger: %w", err)
+		return fmt.Errorf("node: %w", err)
 	}
 	if rec != nil {
 		n.log.Warn("ledger recovered after a crash", "recovery", rec.String())
-		n.say("ledger: recovered after a crash: %s", rec)
+		n.event(EventLedger, []any{"recovery", rec.String()}, "ledger: recovered after a crash: %s", rec)
 	}
 	st, err := ledger.OpenStore(filepath.Join(n.cfg.OutDir, audit.BlobDir), audit.StoreLimit(n.spec))
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/engine"
 	"github.com/vtrain/vtrain/gossip"
+	"github.com/vtrain/vtrain/history"
 	"github.com/vtrain/vtrain/internal/safetensors"
 	"github.com/vtrain/vtrain/models"
 	"github.com/vtrain/vtrain/models/data"
@@ -54,24 +55,38 @@ type Config struct {
 	Tick      time.Duration // engine clock resolution (default 50ms)
 	Device    engine.Engine // train on this device (a GPU); nil: the CPU graph
 	Behave    string        // "" or "honest"; else a misbehaviour (see Behaviours), for demos and tests
+	// MinPeers holds round 0 until this many peers of the run (this node
+	// included) are connected, saying who is there; 0 or 1 starts at once.
+	MinPeers int
+	// OnRound, if set, is called with every decided round's report and the
+	// run's number of rounds (0: open-ended), from Run's goroutine: it
+	// must not block.
+	OnRound func(r RoundReport, rounds int)
 }
 
 // RoundReport is one line of a node's output: a decided round.
 type RoundReport struct {
-	Peer      string  `json:"peer"`
-	Round     uint64  `json:"round"`
-	Hash      string  `json:"hash"`
-	Updates   int     `json:"updates"`
-	Signers   int     `json:"signers"` // precommits in the round's certificate
-	Voters    int     `json:"voters"`
-	Members   int     `json:"members"`
-	Loss      float32 `json:"train_loss"`
-	Accuracy  float64 `json:"test_accuracy,omitempty"`
-	TestLoss  float64 `json:"test_loss,omitempty"`
-	Peers     int     `json:"peers"`
-	Published uint64  `json:"published_bytes"`
-	WireIn    int64   `json:"wire_in_bytes"`
-	WireOut   int64   `json:"wire_out_bytes"`
+	Peer    string `json:"peer"`
+	Round   uint64 `json:"round"`
+	Hash    string `json:"hash"`
+	Updates int    `json:"updates"`
+	Signers int    `json:"signers"` // precommits in the round's certificate
+	Voters  int    `json:"voters"`
+	Members int    `json:"members"`
+	// Loss is the inner loss: the mean loss of the inner steps of the
+	// updates the round aggregated (on their training batches, before
+	// aggregation), not the agreed model's.
+	Loss     float32 `json:"inner_loss"`
+	Accuracy float64 `json:"test_accuracy,omitempty"` // = *AgreedAccuracy where evaluated
+	TestLoss float64 `json:"test_loss,omitempty"`     // = *AgreedLoss where evaluated
+	// The agreed model (the round's certified state) on the test set, in
+	// the rounds the node evaluates it (Config.EvalEvery, and the last).
+	AgreedAccuracy *float64 `json:"agreed_accuracy,omitempty"`
+	AgreedLoss     *float64 `json:"agreed_loss,omitempty"`
+	Peers          int      `json:"peers"` // connected peers of the run, this node not counted (as Summary.Stats.Peers)
+	Published      uint64   `json:"published_bytes"`
+	WireIn         int64    `json:"wire_in_bytes"`
+	WireOut        int64    `json:"wire_out_bytes"`
 	// Traffic is WireIn and WireOut by category, since the node started.
 	Traffic  gossip.Traffic `json:"traffic"`
 	Seconds  float64        `json:"seconds"`
@@ -106,6 +121,9 @@ type Summary struct {
 	// own ledger: an auditor checks that peer's ledger against it
 	// (vtrain audit --witness).
 	Witnessed map[string]*ledger.SignedTreeHead `json:"witnessed_heads,omitempty"`
+	// Restarts counts the earlier processes of this node in the run whose
+	// counters the ones above include (they go on across restarts).
+	Restarts int `json:"restarts,omitempty"`
 }
 
 // ErrUsage is wrapped by configuration errors.
@@ -150,7 +168,10 @@ type node struct {
 	openings    map[consensus.Hash]opened      // by update ID, kept for referees as a challenger (guarded by mu)
 	drawn       map[consensus.Hash]*drawnCheck // own updates challenged, by ID (guarded by mu)
 	decidedUpTo uint64                         // the first round not decided (guarded by mu)
-	resumedAt   uint64                         // the round this process resumed at from a checkpoint (0: it did not)
+	resumedAt   uint64                         // the round this process resumed at from a checkpoint (0: it did not; written under mu)
+	restarted   bool                           // it resumed from a checkpoint (under mu)
+	trainedFrom uint64                         // the round of this process's first own update (under mu; with trainedAny)
+	trainedAny  bool
 	// residuals are this node's recent residuals by root (guarded by mu):
 	// what continueResidual picks from.
 	residuals     map[consensus.Hash][]float32
@@ -160,6 +181,8 @@ type node struct {
 	admitted      []string
 	trainSeconds  float64
 	witnessed     map[string]*ledger.SignedTreeHead
+	hist          *history.Writer // metrics.jsonl
+	prev          *Summary        // the counters of this node's earlier process in the run
 }
 
 // Spec implements gossip.Server.
@@ -251,7 +274,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if cfg.Tick <= 0 {
 		cfg.Tick = 50 * time.Millisecond
 	}
-	if (cfg.Spec == nil) == (cfg.Join == "") {
+	if cfg.Spec != nil && cfg.Join != "" {
 		return nil, fmt.Errorf("%w: give a spec to start a run or a join address, not both", ErrUsage)
 	}
 	behave, behaveFrom, err := ParseBehave(cfg.Behave)
@@ -272,12 +295,27 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		states: map[consensus.Hash]consensus.State{}, raws: map[consensus.Hash][]byte{}, evidence: map[consensus.Hash]*evidence{},
 		witnessed: map[string]*ledger.SignedTreeHead{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
 	var join gossip.JoinInfo
-	if cfg.Join != "" {
+	switch {
+	case cfg.Join != "":
 		if join, err = gossip.FetchSpec(ctx, cfg.Join, cfg.RunID); err != nil {
 			return nil, err
 		}
 		n.spec = join.Spec
-	} else {
+	case cfg.Spec == nil:
+		// A restart with the same output directory: the run and the peers
+		// it knew are there.
+		spec, peers, err := SavedRun(cfg.OutDir)
+		if errors.Is(err, ErrNoRun) {
+			return nil, fmt.Errorf("%w: give a spec to start a run or a join address (%v)", ErrUsage, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cfg.RunID != (runspec.ID{}) && cfg.RunID != spec.RunID() {
+			return nil, fmt.Errorf("%w: %s holds run %s, not %s", ErrUsage, cfg.OutDir, spec.RunID(), cfg.RunID)
+		}
+		n.spec, join.Peers = spec, peers
+	default:
 		n.spec = *cfg.Spec
 		if len(n.spec.Members.Genesis) == 0 {
 			// A template without founders: this node founds the run alone
@@ -336,7 +374,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	switch {
 	case err == nil:
 		n.log.Info("resuming from local checkpoint", "round", st.Round)
-		n.resumedAt = st.Round
+		n.mu.Lock() // the sync streams serving evidence already read it
+		n.resumedAt, n.restarted = st.Round, true
+		n.mu.Unlock()
 	case errors.Is(err, os.ErrNotExist):
 		if st, err = consensus.Genesis(n.spec); err != nil {
 			return nil, err
@@ -367,20 +407,35 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			role = "member with a vote"
 		}
 	}
-	n.say("vtrain node %s: run %s (%s), round %d, %s", self, n.spec.RunID(), n.model, st.Round, role)
-	for _, a := range n.tr.Addrs() {
-		n.say("join: %s", a)
+	if n.hist, err = history.Create(cfg.OutDir); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
 	}
-	return n.loop(ctx)
-}
-
-func (n *node) say(format string, a ...any) {
-	if n.cfg.JSONLines {
-		b, _ := json.Marshal(map[string]string{"event": fmt.Sprintf(format, a...), "time": time.Now().UTC().Format(time.RFC3339Nano)})
-		fmt.Fprintln(n.cfg.Out, string(b))
-		return
+	defer n.hist.Close()
+	if n.resumedAt > 0 || st.Round > 0 {
+		n.prev = n.carried()
 	}
-	fmt.Fprintf(n.cfg.Out, format+"\n", a...)
+	n.saveRun()
+	run := n.spec.RunID().String()
+	kind, fields := EventStarted, []any{"peer", self.String(), "run_id", run, "model", n.model.String(), "round", st.Round, "role", role, "out", cfg.OutDir}
+	if cfg.Join != "" {
+		kind, fields = EventJoined, append(fields, "addr", cfg.Join)
+	}
+	n.event(kind, fields, "vtrain node %s: run %s (%s), round %d, %s; output in %s", self, run, n.model, st.Round, role, cfg.OutDir)
+	for i, a := range n.tr.Addrs() {
+		cmd := fmt.Sprintf("vtrain node --join %s --run %s", a, run)
+		n.event(EventListening, []any{"addr", a, "join", cmd}, "join: %s", a)
+		if i == 0 && !cfg.JSONLines {
+			n.event(EventListening, nil, "  to join: %s", cmd)
+		}
+	}
+	sum, err := n.loop(ctx)
+	if sum != nil {
+		addSummary(sum, n.prev)
+		if werr := n.writeSummary(sum); werr != nil && err == nil {
+			err = fmt.Errorf("node: %w", werr)
+		}
+	}
+	return sum, err
 }
 
 type trainResult struct {
@@ -409,6 +464,11 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	discovering := false
 	last := time.Now()
 	lastDecided, lastReport := last, last
+	// A node that cannot make progress says why, once per deadline: the
+	// round's timeouts, at least stallReport.
+	deadline := max(stallReport, n.spec.Rounds.Timeout.Duration+n.spec.Rounds.CommitTimeout.Duration)
+	var shown string
+	gated := n.waitPeers(&shown)
 	var doneAt time.Time
 	var trainCancel context.CancelFunc
 	var current *consensus.TrainRequest
@@ -434,11 +494,19 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			n.recordRejection(r.From.String(), r.Round, "gossip: "+r.Reason)
 		case <-ticker.C:
 			now := time.Now()
+			if gated {
+				// Round 0 waits for --min-peers; its clock has not started.
+				if gated = n.waitPeers(&shown); !gated {
+					last, lastDecided, lastReport = now, now, now
+				}
+				continue
+			}
 			n.eng.Tick(now.Sub(last))
 			last = now
-			if !n.eng.Done() && now.Sub(lastDecided) >= stallReport && now.Sub(lastReport) >= stallReport {
+			if !n.eng.Done() && now.Sub(lastDecided) >= deadline && now.Sub(lastReport) >= deadline {
 				lastReport = now
-				n.log.Warn("no decision for a while", "since", now.Sub(lastDecided).Round(time.Second), "status", n.eng.Status())
+				n.stalled(now.Sub(lastDecided))
+				n.log.Debug("no decision for a while", "since", now.Sub(lastDecided).Round(time.Second), "status", n.eng.Status())
 			}
 		case r := <-trained:
 			if r.req != current {
@@ -479,6 +547,9 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 					n.log.Info("restore", "err", err)
 				}
 			}
+		}
+		if gated {
+			continue // what peers sent waits in the engine until round 0 starts
 		}
 		rd := n.eng.Ready()
 		if rd.Train != nil {
@@ -550,6 +621,11 @@ func (n *node) submit(r trainResult) error {
 	if r.ev != nil {
 		r.ev.residual = slices.Clone(n.enc.Residual())
 	}
+	n.mu.Lock()
+	if !n.trainedAny {
+		n.trainedAny, n.trainedFrom = true, r.req.Round
+	}
+	n.mu.Unlock()
 	u, err := n.enc.Update(r.req, r.work)
 	if err != nil {
 		return err
@@ -816,15 +892,15 @@ func (n *node) decided(res consensus.Decided) {
 	n.recordDecision(res)
 	for _, p := range res.Admitted {
 		n.admitted = append(n.admitted, string(p))
-		n.say("round %d: %s admitted from round %d on", res.Round, short(string(p)), res.Round+1)
+		n.event(EventAdmitted, []any{"round", res.Round, "peer", string(p), "from_round", res.Round + 1}, "round %d: %s admitted from round %d on", res.Round, short(string(p)), res.Round+1)
 	}
 	for _, p := range res.Dropped {
-		n.say("round %d: %s dropped: no update aggregated for %d rounds", res.Round, short(string(p)), n.spec.Members.Absent)
+		n.event(EventDropped, []any{"round", res.Round, "peer", string(p)}, "round %d: %s dropped: no update aggregated for %d rounds", res.Round, short(string(p)), n.spec.Members.Absent)
 	}
 	stats := n.tr.Stats()
 	rep := RoundReport{Peer: n.tr.ID().String(), Round: res.Round, Hash: hex.EncodeToString(res.Value.Next[:]), Updates: len(res.Value.Updates),
 		Signers: len(res.Cert.Sigs), Voters: len(n.eng.Voters()), Members: len(n.eng.Members().List), Loss: res.Loss,
-		Peers: stats.Peers + 1, Published: stats.Published, WireIn: stats.WireIn, WireOut: stats.WireOut, Traffic: stats.Traffic,
+		Peers: stats.Peers, Published: stats.Published, WireIn: stats.WireIn, WireOut: stats.WireOut, Traffic: stats.Traffic,
 		Seconds: time.Since(n.start).Seconds(), Restored: res.Restored}
 	for _, p := range res.Peers {
 		rep.Authors = append(rep.Authors, string(p))
@@ -833,27 +909,33 @@ func (n *node) decided(res consensus.Decided) {
 	if (res.Round+1)%uint64(n.cfg.EvalEvery) == 0 || last {
 		if ev, err := trainer.Evaluate(n.model, n.eng.Theta(), n.cfg.Data.Test, 1000); err == nil {
 			rep.Accuracy, rep.TestLoss = ev.Accuracy, ev.Loss
+			rep.AgreedAccuracy, rep.AgreedLoss = &ev.Accuracy, &ev.Loss
 		}
 	}
 	if err := n.saveCheckpoint(); err != nil {
 		n.log.Warn("checkpoint", "err", err)
 	}
+	n.saveRun()
+	d := stats.Traffic.Sub(n.traffic)
+	n.traffic = stats.Traffic
+	n.history(rep, res, d)
+	if n.cfg.OnRound != nil {
+		n.cfg.OnRound(rep, n.spec.Run.Rounds)
+	}
 	if n.cfg.JSONLines {
-		b, _ := json.Marshal(rep)
+		b, _ := json.Marshal(roundLine{T: time.Now().UTC().Format(time.RFC3339Nano), Event: EventRound, RoundReport: rep})
 		fmt.Fprintln(n.cfg.Out, string(b))
 		return
 	}
 	acc := ""
-	if rep.Accuracy > 0 {
-		acc = fmt.Sprintf("  test acc %.4f", rep.Accuracy)
+	if rep.AgreedAccuracy != nil {
+		acc = fmt.Sprintf("  agreed model: test acc %.4f, test loss %.4f", *rep.AgreedAccuracy, *rep.AgreedLoss)
 	}
 	how := fmt.Sprintf("certified by %d of %d", rep.Signers, rep.Voters)
 	if res.Restored {
 		how = "adopted (certificate checked)"
 	}
-	d := stats.Traffic.Sub(n.traffic)
-	n.traffic = stats.Traffic
-	fmt.Fprintf(n.cfg.Out, "round %3d  loss %.4f%s  updates %d  %s  peers %d  out %s (%s)  in %s  hash %s\n",
+	fmt.Fprintf(n.cfg.Out, "round %3d  inner loss %.4f%s  updates %d  %s  peers %d  out %s (%s)  in %s  hash %s\n",
 		res.Round, res.Loss, acc, rep.Updates, how, rep.Peers, human(d.TotalOut()), largest(d.Out, 2), human(d.TotalIn()), res.Value.Next.Short())
 }
 
@@ -915,9 +997,10 @@ func (n *node) summary() *Summary {
 	return s
 }
 
-// stallReport is how long a node waits for a decision before it logs
-// where its round stands (and again as long as it waits).
-const stallReport = 10 * time.Second
+// stallReport is the least time a node waits for a decision before it says
+// why none came (and again as long as it waits): the round's timeouts
+// where they are longer.
+const stallReport = 5 * time.Second
 
 // ModelFile is the run's final model, written by every node at the end:
 // safetensors with PyTorch's names and shapes (see trainer.TorchTensors).

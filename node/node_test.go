@@ -1,13 +1,17 @@
 package node_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/vtrain/vtrain/history"
+	"github.com/vtrain/vtrain/node"
 	"github.com/vtrain/vtrain/node/nodetest"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/verify/audit"
@@ -247,7 +251,7 @@ func TestRestartResumes(t *testing.T) {
 	}
 	// A round the others decide while it is down.
 	c.Nodes[0].WaitRound(t, stopped.Rounds)
-	n := c.Restart(3)
+	n := c.Resume(3) // the same directory, no --join: it finds its peers there
 	start := n.WaitEvent(t, "vtrain node "+n.ID+": ")
 	var round uint64
 	if i := strings.Index(start, ", round "); i < 0 {
@@ -276,6 +280,22 @@ func TestRestartResumes(t *testing.T) {
 			t.Logf("round %d aggregated %v", rep.Round, rep.Authors)
 		}
 		t.Errorf("no update of the restarted node %s was aggregated after round %d", n.ID, stopped.Rounds)
+	}
+	// The counters of summary.json go on from the first life's.
+	s := readSummary(t, n.Dir)
+	if s.Restarts != 1 || s.UpdatesSent <= stopped.UpdatesSent || s.TrainSeconds <= stopped.TrainSeconds ||
+		s.Stats.WireOut <= stopped.Stats.WireOut || s.Challenges.Against < stopped.Challenges.Against {
+		t.Errorf("summary after the restart: restarts %d, updates %d, train %.2fs, wire out %d, answered %d; before it: updates %d, train %.2fs, wire out %d, answered %d",
+			s.Restarts, s.UpdatesSent, s.TrainSeconds, s.Stats.WireOut, s.Challenges.Against,
+			stopped.UpdatesSent, stopped.TrainSeconds, stopped.Stats.WireOut, stopped.Challenges.Against)
+	}
+	// metrics.jsonl holds the rounds of both lives.
+	recs, err := history.Read(n.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 6 || recs[0].Round != 0 || recs[5].Round != 5 {
+		t.Errorf("metrics.jsonl holds %d rounds, want 0..5", len(recs))
 	}
 }
 
@@ -318,13 +338,112 @@ func TestPassesGoToVoters(t *testing.T) {
 		switch {
 		case passed[n.ID] == 0:
 			t.Errorf("%s (voter %v): its ledger credits no passed check", n.ID, voters[n.ID])
-		case !voters[n.ID] && in >= 200:
-			// Only the voters' short answers to its own pushes; one
-			// gossiped pass alone is over 200 bytes.
+		case !voters[n.ID] && in >= 600:
+			// The voters' short answers to its own pushes, and at most a
+			// pass or two gossiped as a fallback (a push to a voter that
+			// had already stopped, at the end); gossiped, the run's passes
+			// come to about 6 KB for each member.
 			t.Errorf("%s, without a seat, received %d bytes of verdicts: passes were gossiped to it", n.ID, in)
 		case voters[n.ID] && in == 0:
 			t.Errorf("voter %s received no verdicts", n.ID)
 		}
 	}
 	t.Logf("passes credited per ledger: %v", passed)
+}
+
+func readSummary(t *testing.T, dir string) *node.Summary {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, node.SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s node.Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+// TestStalledNodeSaysWhy stops one of a two-founder run's nodes: the
+// other cannot decide alone, and says so, naming the quorum it waits for,
+// once per deadline (the round's timeouts), not silently and not in a
+// flood.
+func TestStalledNodeSaysWhy(t *testing.T) {
+	c := nodetest.Start(t, 2, 50, nil)
+	c.Nodes[0].WaitRound(t, 0)
+	c.Nodes[1].Stop()
+	n := c.Nodes[0]
+	n.WaitEvent(t, "round ")
+	var times []time.Time
+	for len(times) < 2 {
+		msg := waitKind(t, n, node.EventWaiting, len(times))
+		if !strings.Contains(msg.Msg, "waiting for a quorum: 1 of 2 members reachable, 2 needed (unreachable: ") {
+			t.Fatalf("stall message %q", msg.Msg)
+		}
+		times = append(times, msg.T)
+	}
+	deadline := c.Spec.Rounds.Timeout.Duration + c.Spec.Rounds.CommitTimeout.Duration
+	if gap := times[1].Sub(times[0]); gap < deadline-time.Second {
+		t.Errorf("two stall messages %v apart; want one per deadline (%v)", gap, deadline)
+	}
+}
+
+type eventLine struct {
+	T     time.Time `json:"t"`
+	Event string    `json:"event"`
+	Msg   string    `json:"msg"`
+}
+
+// waitKind waits for the node's event of the kind that follows skip
+// earlier ones.
+func waitKind(t *testing.T, n *nodetest.Node, kind string, skip int) eventLine {
+	t.Helper()
+	for {
+		seen := 0
+		for _, s := range n.Output() {
+			var e eventLine
+			if json.Unmarshal([]byte(s), &e) == nil && e.Event == kind {
+				if seen == skip {
+					return e
+				}
+				seen++
+			}
+		}
+		select {
+		case <-n.Done:
+			t.Fatalf("node %s ended without a %q event", n.ID, kind)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// TestMinPeers starts a run whose founder waits for two peers: it trains
+// nothing and decides nothing until a second node is there, says who is,
+// then admits the joiner by round 0's decision.
+func TestMinPeers(t *testing.T) {
+	c := nodetest.Start(t, 1, 3, nil, nodetest.WithMinPeers(2))
+	f := c.Nodes[0]
+	w := waitKind(t, f, node.EventWaitPeers, 0)
+	if !strings.Contains(w.Msg, "waiting for 2 peers before round 0: 1 here ("+f.ID[:4]) {
+		t.Fatalf("waiting message %q", w.Msg)
+	}
+	j := c.Join("")
+	go_ := waitKind(t, f, node.EventWaitPeers, 1)
+	if !strings.Contains(go_.Msg, "2 of 2 peers here") || !strings.Contains(go_.Msg, j.ID[:4]) {
+		t.Fatalf("start message %q", go_.Msg)
+	}
+	c.Wait()
+	var first time.Time
+	for _, s := range f.Output() {
+		var e eventLine
+		if json.Unmarshal([]byte(s), &e) == nil && e.Event == node.EventRound && first.IsZero() {
+			first = e.T
+		}
+	}
+	if first.Before(go_.T) {
+		t.Errorf("round 0 decided at %v, before the second peer came (%v)", first, go_.T)
+	}
+	if !slices.Contains(f.Summary.Admitted, j.ID) {
+		t.Errorf("the founder admitted %v, not the joiner %s", f.Summary.Admitted, j.ID)
+	}
 }

@@ -531,7 +531,7 @@ func (n *node) startChallenges(ctx context.Context, res consensus.Decided, out c
 		}
 		data, _ := json.Marshal(audit.ChallengeData{Update: hex.EncodeToString(c.Update[:]), Challenger: c.Challenger, Beacon: hex.EncodeToString(res.Beacon[:])})
 		n.record(ledger.Entry{Kind: ledger.KindChallenge, Round: res.Round, Peer: c.Peer, Data: data})
-		n.say("round %d: challenging %s's update", res.Round, short(c.Peer))
+		n.event(EventChallenge, []any{"round", res.Round, "peer", c.Peer}, "round %d: challenging %s's update", res.Round, short(c.Peer))
 		go n.challenge(ctx, res, c, base, us[0], out)
 	}
 }
@@ -563,7 +563,7 @@ func (n *node) finishChallenge(d verdictDone) {
 	if !d.v.Pass {
 		verdict = "FAILED: " + d.v.Reason
 	}
-	n.say("round %d: %s's update %s", d.v.Round, short(string(d.v.Accused)), verdict)
+	n.event(EventVerdict, []any{"round", d.v.Round, "peer", string(d.v.Accused), "verdict", verdict}, "round %d: %s's update %s", d.v.Round, short(string(d.v.Accused)), verdict)
 	if dec := n.eng.SubmitVerdict(d.v); dec.Verdict == consensus.Reject {
 		n.log.Warn("own verdict refused", "reason", dec.Reason)
 	}
@@ -583,7 +583,7 @@ func (n *node) noteExclusions(res consensus.Decided) error {
 	for _, x := range res.Excluded {
 		ex := Exclusion{Peer: string(x.Peer), Round: res.Round + 1, Reason: x.Reason()}
 		n.excluded = append(n.excluded, ex)
-		n.say("round %d: %s excluded from round %d on: %s", res.Round, short(ex.Peer), ex.Round, ex.Reason)
+		n.event(EventExcluded, []any{"round", res.Round, "peer", ex.Peer, "from_round", ex.Round, "reason", ex.Reason}, "round %d: %s excluded from round %d on: %s", res.Round, short(ex.Peer), ex.Round, ex.Reason)
 		if x.Peer == n.self {
 			return fmt.Errorf("%w in round %d: %s", ErrExcluded, ex.Round, ex.Reason)
 		}
@@ -593,11 +593,11 @@ func (n *node) noteExclusions(res consensus.Decided) error {
 		for _, p := range n.adoptedExclusions() {
 			ex := Exclusion{Peer: string(p), Round: st.Round, Reason: "in the certified state adopted"}
 			n.excluded = append(n.excluded, ex)
-			n.say("round %d: %s is excluded in the certified state adopted", res.Round, short(ex.Peer))
+			n.event(EventExcluded, []any{"round", res.Round, "peer", ex.Peer, "from_round", ex.Round, "reason", ex.Reason}, "round %d: %s is excluded in the certified state adopted", res.Round, short(ex.Peer))
 		}
 	}
 	if res.Restored && n.eng.Members().IsExcluded(n.self) {
-		n.say("round %d: this node is excluded in the certified state it adopted", res.Round)
+		n.event(EventExcluded, []any{"round", res.Round, "peer", string(n.self), "reason", "in the certified state adopted"}, "round %d: this node is excluded in the certified state it adopted", res.Round)
 		return fmt.Errorf("%w by round %d: the certified state it adopted excludes it", ErrExcluded, res.Round+1)
 	}
 	return nil
@@ -640,11 +640,16 @@ func (n *node) checkDraw(round uint64, id consensus.Hash, blocks []int) error {
 			}
 			return fmt.Errorf("residual blocks %v are not a draw of a challenge of update %s", blocks, id.Short())
 		}
-		if round < n.resumedAt {
-			// Decided before this process restarted: the draw is not
-			// held here, and an honest challenger must still get its
-			// answer (the receipt recomputes it). What is served of those
-			// few updates is not limited to the draw.
+		n.mu.RLock()
+		prior := n.restarted && (round < n.resumedAt || !n.trainedAny || round < n.trainedFrom)
+		n.mu.RUnlock()
+		if prior {
+			// An update of this node's before this process restarted
+			// (every round before its first update since): the draw is not
+			// held here (the update was not either, when the node adopted
+			// a certified state past its round), and an honest challenger
+			// must still get its answer (the receipt recomputes it). What
+			// is served of those few updates is not limited to the draw.
 			return nil
 		}
 		// Wait only for the round being decided now: a request for an

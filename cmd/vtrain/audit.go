@@ -104,6 +104,23 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		}
 		opts.Train = set.Train
 	}
+	if opts.Train != nil {
+		// Re-execution takes minutes (--full: every segment of every
+		// update): show how far each ledger's replay is.
+		con := newConsole(stderr)
+		var prog *progress
+		cur := ""
+		opts.Progress = func(ledger string, done, total int) {
+			if ledger != cur {
+				cur, prog = ledger, con.progress("entry", int64(total))
+				prog.note("replaying " + ledger)
+			}
+			prog.update(int64(done), "")
+			if done == total {
+				prog.done()
+			}
+		}
+	}
 	rep, err := audit.Audit(pos, opts)
 	if *asJSON {
 		b, _ := json.Marshal(rep)

@@ -47,6 +47,12 @@ func runDemoJSON(t *testing.T, bin, tmp string, args ...string) demoResult {
 		t.Fatal(err)
 	}
 	checkTraffic(t, &res)
+	// The demo plots its run.
+	if res.Plot == "" {
+		t.Error("the demo wrote no plot")
+	} else {
+		checkPlot(t, res.Plot)
+	}
 	return res
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vtrain/vtrain/history"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/node"
 	"github.com/vtrain/vtrain/runspec"
@@ -63,7 +65,8 @@ type demoResult struct {
 	SecondsPerRound        float64  `json:"seconds_per_round"` // peer 0: median time between decisions
 	Out                    string   `json:"out"`
 	Disagreements          []string `json:"disagreements,omitempty"`
-	Ledgers                []string `json:"ledgers"` // each node's ledger, for vtrain audit
+	Ledgers                []string `json:"ledgers"`        // each node's ledger, for vtrain audit
+	Plot                   string   `json:"plot,omitempty"` // accuracy, loss and bytes against round (peer 0's metrics.jsonl)
 
 	Byzantine        []demoPeer          `json:"byzantine"` // peers started with --behave (members) and outsiders
 	Excluded         []demoExclusion     `json:"excluded"`
@@ -141,7 +144,7 @@ type demoExclusion struct {
 	Reason string `json:"reason"`
 }
 
-func runDemo(args []string, stdout, stderr io.Writer) error {
+func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("demo", "demo [flags]", stderr)
 	peers := fs.Int("peers", 4, "number of node processes to launch on loopback")
 	rounds := fs.Int("rounds", 30, "rounds to run")
@@ -149,8 +152,13 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	specPath := fs.String("spec", "", "run spec to use instead of the defaults (its rounds are replaced by --rounds)")
 	out := fs.String("out", "", "directory for the nodes' output (default: a new temporary directory)")
 	asJSON := fs.Bool("json", false, "end with one JSON object on the last line of stdout")
+	evalEvery := fs.Int("eval-every", 5, "each node evaluates the agreed model on the test set every N rounds (and after the last)")
+	logLvl := fs.String("log-level", "warn", "the nodes log to stderr from this level: debug, info, warn or error")
 	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours: member ones for the last peers ("+strings.Join(memberModes(), ",")+"; MODE+N starts at round N, MODE@R joins mid-run at round R instead of founding the run), outsider attacks as extra processes ("+strings.Join(node.Outsiders, ",")+"), e.g. lazy,replay or alie+10 or lazy+16@3,hijack")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if _, err := logLevel(*logLvl); err != nil {
 		return err
 	}
 	// Peers 0..peers-1 are the founders (the misbehaving ones last), then
@@ -192,6 +200,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if *peers < 1 || *peers > 64 {
 		return usagef("--peers must be 1..64, got %d", *peers)
 	}
+	if *evalEvery < 1 {
+		return usagef("--eval-every must be positive, got %d", *evalEvery)
+	}
 	if *rounds < 1 {
 		return usagef("--rounds must be positive, got %d", *rounds)
 	}
@@ -215,11 +226,17 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		spec.Data.Source = "synthetic"
 	}
 	if *out == "" {
-		d, err := os.MkdirTemp("", "vtrain-demo-")
-		if err != nil {
-			return err
+		d, terr := os.MkdirTemp("", "vtrain-demo-")
+		if terr != nil {
+			return terr
 		}
 		*out = d
+		// A demo that fails leaves nothing behind (--out keeps it).
+		defer func() {
+			if err != nil {
+				os.RemoveAll(d)
+			}
+		}()
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
@@ -247,7 +264,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	m, _ := spec.ModelSpec()
-	fmt.Fprintf(stderr, "vtrain demo: %d peers, %d rounds, %s on %s, run %s, output in %s\n", *peers, *rounds, m, spec.Data.Source, spec.RunID().Short(), *out)
+	con := newConsole(stderr)
+	prog := con.progress("round", int64(*rounds))
+	defer prog.done()
+	con.println(fmt.Sprintf("vtrain demo: %d peers, %d rounds, %s on %s, run %s, output in %s", *peers, *rounds, m, spec.Data.Source, spec.RunID(), *out))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
@@ -263,7 +283,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	joinCh := make(chan string, 1)
 	launch := func(i int, extra ...string) error {
 		pdir := filepath.Join(*out, fmt.Sprintf("peer%02d", i))
-		args := append([]string{"node", "--out", pdir, "--json", "--linger", "3s"}, extra...)
+		args := append([]string{"node", "--out", pdir, "--json", "--linger", "3s", "--log-level", *logLvl, "--eval-every", fmt.Sprint(*evalEvery)}, extra...)
 		if dir != "" {
 			args = append(args, "--data", dir)
 		}
@@ -276,7 +296,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		cmd := exec.CommandContext(cctx, self, args...)
 		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 		cmd.WaitDelay = 10 * time.Second
-		cmd.Stderr = stderr
+		cmd.Stderr = con
 		pipe, err := cmd.StdoutPipe()
 		if err != nil {
 			return err
@@ -291,12 +311,12 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			for sc.Scan() {
 				line := sc.Bytes()
 				var ev struct {
-					Event string `json:"event"`
+					Event, Addr string
 				}
-				if json.Unmarshal(line, &ev) == nil && ev.Event != "" {
-					if a, ok := strings.CutPrefix(ev.Event, "join: "); ok && i == 0 {
+				if json.Unmarshal(line, &ev) == nil && ev.Event != node.EventRound {
+					if ev.Event == node.EventListening && ev.Addr != "" && i == 0 {
 						select {
-						case joinCh <- a:
+						case joinCh <- ev.Addr:
 						default:
 						}
 					}
@@ -314,10 +334,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 						}
 						authors[rep.Round] = rep.Authors
 						acc := ""
-						if rep.Accuracy > 0 {
-							acc = fmt.Sprintf(", test accuracy %.4f", rep.Accuracy)
+						if rep.AgreedAccuracy != nil {
+							acc = fmt.Sprintf(", agreed model: test accuracy %.4f, test loss %.4f", *rep.AgreedAccuracy, *rep.AgreedLoss)
 						}
-						fmt.Fprintf(stderr, "round %3d: loss %.4f%s, %d updates, %d peers (%.0fs)\n", rep.Round, rep.Loss, acc, rep.Updates, rep.Peers, time.Since(start).Seconds())
+						prog.note(fmt.Sprintf("round %3d: inner loss %.4f%s, %d updates, %d peers connected (%.0fs)", rep.Round, rep.Loss, acc, rep.Updates, rep.Peers, time.Since(start).Seconds()))
+						prog.update(int64(rep.Round+1), "")
 					}
 					mu.Unlock()
 				}
@@ -357,7 +378,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		fmt.Fprintf(stderr, "vtrain demo: peer %d (%s) joins at round %d\n", i, m.spec, m.joinAt)
+		con.println(fmt.Sprintf("vtrain demo: peer %d (%s) joins at round %d", i, m.spec, m.joinAt))
 		if err := launch(i, "--join", joinAddr, "--run", spec.RunID().String()); err != nil {
 			return err
 		}
@@ -487,15 +508,53 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	mu.Lock()
 	wireFigures(&res, sums, reports, uint64(*rounds))
 	mu.Unlock()
+	prog.done()
+	if run, err := history.Load(filepath.Join(*out, "peer00")); err != nil {
+		con.println(fmt.Sprintf("vtrain demo: no plot: %v", err))
+	} else {
+		run.Name = "demo " + spec.RunID().Short()
+		res.Plot = filepath.Join(*out, "curves.png")
+		if err := history.PlotFile(res.Plot, []history.Run{run}); err != nil {
+			return err
+		}
+	}
+	printDemo(stdout, res)
+	if *asJSON {
+		b, _ := json.Marshal(res)
+		fmt.Fprintln(stdout, string(b))
+	}
+	if !res.Agreed {
+		return fmt.Errorf("peers disagree: %s", strings.Join(res.Disagreements, "; "))
+	}
+	return nil
+}
+
+// ratio prints a compression ratio, or "n/a" where it is not defined
+// (nothing was sent: no "0x" or "+Infx").
+func ratio(x float64) string {
+	if !(x > 0) || math.IsInf(x, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1fx", x)
+}
+
+// printDemo prints the demo's summary.
+func printDemo(stdout io.Writer, res demoResult) {
+	over := func(b float64) float64 {
+		if b <= 0 {
+			return 0
+		}
+		return float64(res.DenseBytesPerRound) / b
+	}
 	fmt.Fprintf(stdout, "\n%-28s %v\n", "peers", res.Peers)
 	fmt.Fprintf(stdout, "%-28s %v\n", "rounds", res.Rounds)
 	fmt.Fprintf(stdout, "%-28s %s on %s\n", "model", res.Model, res.Data)
 	fmt.Fprintf(stdout, "%-28s %.4f (loss %.4f)\n", "test accuracy", res.TestAccuracy, res.TestLoss)
-	fmt.Fprintf(stdout, "%-28s %.0f B per update: %.0fx below dense fp32 (%d B)\n", "payload", res.PayloadBytes, res.CompressionRatio, res.DenseBytesPerRound)
-	fmt.Fprintf(stdout, "%-28s %.0f B per peer per round, %.1fx (updates %.0f B; the rest: %s)\n", "published", res.BytesSentPerPeerRound,
-		float64(res.DenseBytesPerRound)/res.BytesSentPerPeerRound, res.UpdateBytesPerPeerRound, byKind(res.SentByKind))
-	fmt.Fprintf(stdout, "%-28s %.0f B per peer per round, %.1fx (%s)\n", "on the wire, whole run", res.WireBytesPerPeerRound, res.WireCompressionRatio, byKind(res.WireByCategory))
-	fmt.Fprintf(stdout, "%-28s %.0f B per peer per round, %.1fx, from round %d (%s)\n", "on the wire, steady", res.SteadyWireBytesPerPeerRound, res.SteadyWireCompressionRatio,
+	fmt.Fprintf(stdout, "%-28s %.0f B per update: %s below dense fp32 (%d B)\n", "payload", res.PayloadBytes, ratio(res.CompressionRatio), res.DenseBytesPerRound)
+	fmt.Fprintf(stdout, "%-28s %.0f B per peer per round, %s (updates %.0f B; the rest: %s)\n", "published", res.BytesSentPerPeerRound,
+		ratio(over(res.BytesSentPerPeerRound)), res.UpdateBytesPerPeerRound, byKind(res.SentByKind))
+	fmt.Fprintf(stdout, "%-28s %.0f B per peer per round, %s (%s)\n", "on the wire, whole run", res.WireBytesPerPeerRound, ratio(res.WireCompressionRatio), byKind(res.WireByCategory))
+	fmt.Fprintf(stdout, "%-28s %.0f B per peer per round, %s, from round %d (%s)\n", "on the wire, steady", res.SteadyWireBytesPerPeerRound, ratio(res.SteadyWireCompressionRatio),
 		res.SteadyFrom, byKind(res.SteadyWireByCategory))
 	fmt.Fprintf(stdout, "%-28s %.2f per message delivered\n", "gossip duplicates", res.DuplicatesPerDelivered)
 	fmt.Fprintf(stdout, "%-28s %v\n", "all peers agreed", res.Agreed)
@@ -511,14 +570,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "%-28s peer %d (%s) sent %d messages; no effect on the run's state\n", "outsider", o.Index, o.Behave, o.Sent)
 		}
 	}
-	if *asJSON {
-		b, _ := json.Marshal(res)
-		fmt.Fprintln(stdout, string(b))
+	if res.Plot != "" {
+		fmt.Fprintf(stdout, "%-28s %s (vtrain plot %s)\n", "plot", res.Plot, res.Out)
 	}
-	if !res.Agreed {
-		return fmt.Errorf("peers disagree: %s", strings.Join(res.Disagreements, "; "))
-	}
-	return nil
 }
 
 // medianGap is the median time between consecutive decisions: the

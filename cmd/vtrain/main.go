@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // usageError marks errors in how vtrain was called (exit code 2).
@@ -34,6 +35,7 @@ func commands() []command {
 		{"train", "train a model locally and evaluate it", runTrain},
 		{"bench", "benchmarks (bench step: time training steps)", runBench},
 		{"export", "export a checkpoint's parameters as one safetensors file", runExport},
+		{"plot", "plot runs' accuracy, loss and bytes against round (from each node's metrics.jsonl)", runPlot},
 		{"audit", "verify nodes' ledgers from genesis (certificates, aggregates, verdicts) and report every peer's contributions", runAudit},
 		{"keygen", "Groth16 setup for a zk circuit (part of a private run's genesis)", runKeygen},
 		{"prove", "prove one fixed-point SGD step on private data (zk)", runProve},
@@ -78,10 +80,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			case errors.Is(err, flag.ErrHelp):
 				return 0
 			case errors.As(err, &ue):
-				fmt.Fprintf(stderr, "vtrain %s: %v (see 'vtrain %s --help')\n", c.name, err, c.name)
+				fmt.Fprintf(stderr, "vtrain %s: %s (see 'vtrain %s --help')\n", c.name, message(c.name, err), c.name)
 				return 2
 			default:
-				fmt.Fprintf(stderr, "vtrain %s: %v\n", c.name, err)
+				fmt.Fprintf(stderr, "vtrain %s: %s\n", c.name, message(c.name, err))
 				return 1
 			}
 		}
@@ -89,6 +91,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "vtrain: unknown command %q\n\n", args[0])
 	mainUsage(stderr)
 	return 2
+}
+
+// message is err's text for one line after "vtrain CMD: ": on one line,
+// and since errors wrapped
+// through several layers can repeat a prefix ("node: node: ledger:
+// ledger: …"), and the command's own name would repeat "vtrain node:".
+func message(cmd string, err error) string {
+	// One line: libp2p lists its dial attempts on lines of their own.
+	text := strings.Join(strings.FieldsFunc(err.Error(), func(r rune) bool { return r == '\n' }), "; ")
+	text = strings.ReplaceAll(text, ";   * ", "; ")
+	parts := strings.Split(text, ": ")
+	out := parts[:0]
+	for _, p := range parts {
+		if len(out) > 0 && p == out[len(out)-1] {
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) > 1 && out[0] == cmd {
+		out = out[1:]
+	}
+	return strings.Join(out, ": ")
 }
 
 // newFlags returns a flag set that reports errors instead of exiting, with

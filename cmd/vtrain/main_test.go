@@ -184,6 +184,14 @@ func TestBinaryExitCode(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Fatalf("exit: %v", err)
 	}
+	// gnark logs its compile and setup to stdout unless told not to (it
+	// keeps quiet on its own only in test binaries): keygen's stdout is
+	// its two lines, without zerolog's.
+	out, err := exec.Command(bin, "keygen", "--features", "4", "--classes", "2", "--batch", "1", "--depth", "2", "--out", filepath.Join(t.TempDir(), "keys")).Output()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err != nil || len(lines) != 2 || !strings.HasPrefix(lines[0], "keys in ") || !strings.HasPrefix(lines[1], "verifying key sha256 ") {
+		t.Fatalf("keygen: %v, stdout %q", err, out)
+	}
 }
 
 func TestSpecTOMLRoundTrip(t *testing.T) {

@@ -51,16 +51,17 @@ func startNode(t *testing.T, bin, dir string, args ...string) *proc {
 		for sc.Scan() {
 			var ev struct {
 				Event string `json:"event"`
+				Addr  string `json:"addr"`
 				Round *int64 `json:"round"`
 			}
 			if json.Unmarshal(sc.Bytes(), &ev) != nil {
 				continue
 			}
 			p.mu.Lock()
-			if a, ok := strings.CutPrefix(ev.Event, "join: "); ok && p.join == "" {
-				p.join = a
+			if ev.Event == node.EventListening && p.join == "" {
+				p.join = ev.Addr
 			}
-			if ev.Round != nil {
+			if ev.Event == node.EventRound && ev.Round != nil {
 				p.round = *ev.Round
 			}
 			close(p.changed)

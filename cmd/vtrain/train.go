@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strings"
 	"time"
 
@@ -113,8 +112,8 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		return usagef("--batch must be positive, got %d", *batch)
 	case !(*epochs > 0) || math.IsInf(*epochs, 0):
 		return usagef("--epochs must be positive, got %v", *epochs)
-	case *steps < 0:
-		return usagef("--steps must not be negative, got %d", *steps)
+	case *steps < 0 || *steps == 0 && flagSet(fs, "steps"):
+		return usagef("--steps must be positive, got %d (leave it out to train --epochs)", *steps)
 	case *lr < 0 || math.IsNaN(*lr) || math.IsInf(*lr, 0):
 		return usagef("--lr must be positive, got %v", *lr)
 	case *opt != trainer.OptAdamW && *opt != trainer.OptSGD:
@@ -206,7 +205,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if every == 0 {
 		every = spe
 	}
-	prog := newProgress(stderr, total)
+	if !*asJSON {
+		// What is being trained, before the training.
+		fmt.Fprintf(stdout, "model %s (%d parameters) on %s, %s, BLAS %s\n", spec, spec.NumParams(), set.Source, tr.Config().Optimizer, models.BLAS())
+	}
+	prog := newConsole(stderr).progress("step", total)
 	start := time.Now()
 	var lossSum float64
 	var lossN int64
@@ -221,7 +224,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		}
 		lossSum += float64(loss)
 		lossN++
-		prog.update(i+1, float64(loss))
+		prog.update(i+1, fmt.Sprintf("loss %.4f", loss))
 		if (i+1)%every == 0 && i+1 < total {
 			ev, err := trainer.Evaluate(spec, tr.Params(), set.Test, 1000)
 			if err != nil {
@@ -259,7 +262,6 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, string(b))
 		return nil
 	}
-	fmt.Fprintf(stdout, "model %s (%d parameters) on %s, %s, BLAS %s\n", res.Model, res.Params, res.Data, res.Optimizer, res.BLAS)
 	fmt.Fprintf(stdout, "%d steps (%.2f epochs, %d samples) in %.1fs\n", res.Steps, res.Epochs, res.Samples, res.Seconds)
 	fmt.Fprintf(stdout, "test loss %.4f, test accuracy %.4f\n", res.TestLoss, res.TestAccuracy)
 	fmt.Fprintf(stdout, "parameters sha256 %s\n", res.ParamSHA256)
@@ -269,63 +271,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// progress draws a bar on a terminal and plain lines elsewhere.
-type progress struct {
-	w     io.Writer
-	tty   bool
-	total int64
-	start time.Time
-	last  time.Time
-	drawn bool
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func newProgress(w io.Writer, total int64) *progress {
-	now := time.Now()
-	return &progress{w: w, tty: isTerminal(w), total: total, start: now, last: now}
-}
-
-func (p *progress) update(step int64, loss float64) {
-	now := time.Now()
-	if p.tty {
-		if now.Sub(p.last) < 100*time.Millisecond && step != p.total {
-			return
-		}
-		p.last = now
-		const width = 30
-		frac := float64(step) / float64(max(p.total, 1))
-		n := int(frac * width)
-		rate := float64(step) / now.Sub(p.start).Seconds()
-		eta := time.Duration(float64(p.total-step)/rate) * time.Second
-		fmt.Fprintf(p.w, "\r[%s%s] %3.0f%% step %d/%d loss %.4f %.0f steps/s eta %s ",
-			strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*frac, step, p.total, loss, rate, eta.Round(time.Second))
-		p.drawn = true
-		return
-	}
-	if now.Sub(p.last) >= 10*time.Second {
-		p.last = now
-		fmt.Fprintf(p.w, "step %d/%d loss %.4f (%.0fs)\n", step, p.total, loss, now.Sub(p.start).Seconds())
-	}
-}
-
-func (p *progress) note(msg string) {
-	if p.tty && p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-	fmt.Fprintln(p.w, msg)
-}
-
-func (p *progress) done() {
-	if p.tty && p.drawn {
-		fmt.Fprintln(p.w)
-		p.drawn = false
-	}
+// flagSet reports whether the command line set the flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consensys/gnark/constraint"
 	"github.com/vtrain/vtrain/internal/safetensors"
 	"github.com/vtrain/vtrain/models"
 	"github.com/vtrain/vtrain/models/data"
@@ -71,14 +72,17 @@ func trainZK(spec models.Spec, set *data.Set, batch int, lr float64, seed uint64
 	if every == 0 {
 		every = spe
 	}
-	prog := newProgress(stderr, total)
+	if !asJSON {
+		fmt.Fprintf(stdout, "model %s (%d parameters) on %s, sgd (fixed point, lr %g)\n", spec, spec.NumParams(), set.Source, p.LRFloat())
+	}
+	prog := newConsole(stderr).progress("step", total)
 	start := time.Now()
 	for i := int64(0); i < total; i++ {
 		if err := tr.Step(); err != nil {
 			prog.done()
 			return err
 		}
-		prog.update(i+1, 0)
+		prog.update(i+1, "")
 		if (i+1)%every == 0 && i+1 < total {
 			prog.note(fmt.Sprintf("step %d (epoch %.2f): test accuracy %.4f", i+1, float64(i+1)/float64(spe), p.Accuracy(tr.Theta(), set.Test)))
 		}
@@ -99,7 +103,6 @@ func trainZK(spec models.Spec, set *data.Set, batch int, lr float64, seed uint64
 		fmt.Fprintln(stdout, string(b))
 		return nil
 	}
-	fmt.Fprintf(stdout, "model %s (%d parameters) on %s, %s\n", res.Model, res.Params, res.Data, res.Optimizer)
 	fmt.Fprintf(stdout, "%d steps (%.2f epochs, %d samples) in %.1fs\n", res.Steps, res.Epochs, res.Samples, res.Seconds)
 	fmt.Fprintf(stdout, "test accuracy %.4f (fixed point)\n", res.TestAccuracy)
 	fmt.Fprintf(stdout, "parameters sha256 %s\n", res.ParamSHA256)
@@ -140,17 +143,32 @@ Flags:
 	fmt.Fprintf(stderr, "vtrain: Groth16 setup for softmax regression %d×%d, batch %d, data depth %d (a single-party setup: see 'vtrain keygen --help' for what that means)\n",
 		p.Features, p.Classes, p.Batch, p.Depth)
 	start := time.Now()
-	keys, err := zk.Setup(p)
-	if err != nil {
+	con := newConsole(stderr)
+	var ccs constraint.ConstraintSystem
+	if err := con.phase("compiling the circuit", 0, func() (err error) { ccs, err = zk.Compile(p); return err }); err != nil {
 		return err
 	}
-	if err := keys.Save(*out); err != nil {
+	var keys *zk.Keys
+	est := time.Duration(ccs.GetNbConstraints()) * setupPerConstraint
+	if err := con.phase(fmt.Sprintf("Groth16 setup of %d constraints", ccs.GetNbConstraints()), est, func() (err error) { keys, err = zk.SetupCompiled(p, ccs); return err }); err != nil {
+		return err
+	}
+	if err := con.phase("writing the keys", 0, func() error { return keys.Save(*out) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "keys in %s (%d constraints, %.1fs)\nverifying key sha256 %s\n",
 		*out, keys.CCS.GetNbConstraints(), time.Since(start).Seconds(), zk.VKHash(keys.VK))
 	return nil
 }
+
+// What a Groth16 setup and a proof on BN254 cost per constraint on the
+// 2-core development machine (gnark v0.14; /work/shared/ENVIRONMENT.md,
+// benchmarks/README.md): the estimates behind keygen's and prove's ETA,
+// shown as approximate.
+const (
+	setupPerConstraint = 150 * time.Microsecond
+	provePerConstraint = 14 * time.Microsecond
+)
 
 // parseIndices reads "3,17,42".
 func parseIndices(s string) ([]int, error) {
@@ -224,8 +242,9 @@ func runProve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	keys, err := zk.LoadProver(*keysDir, "")
-	if err != nil {
+	con := newConsole(stderr)
+	var keys *zk.Keys
+	if err := con.phase("loading the proving key and compiling the circuit", 0, func() (err error) { keys, err = zk.LoadProver(*keysDir, ""); return err }); err != nil {
 		return err
 	}
 	p := keys.Params
@@ -269,8 +288,9 @@ func runProve(args []string, stdout, stderr io.Writer) error {
 	}
 	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: pd.Root(), Context: ctx}
 	start := time.Now()
-	proof, err := keys.Prove(st, w)
-	if err != nil {
+	var proof []byte
+	est := time.Duration(keys.CCS.GetNbConstraints()) * provePerConstraint
+	if err := con.phase(fmt.Sprintf("proving (%d constraints)", keys.CCS.GetNbConstraints()), est, func() (err error) { proof, err = keys.Prove(st, w); return err }); err != nil {
 		return err
 	}
 	b, _ := json.MarshalIndent(zk.NewBundle(p, st, proof), "", "  ")

@@ -119,3 +119,20 @@ func TestTrainPrivacyZK(t *testing.T) {
 		oneLine(t, strings.Join(args, " "), errOut)
 	}
 }
+
+// TestKeygenProgress: keygen, minutes at real sizes, says what it is doing
+// and how long the setup should take, then how long it took.
+func TestKeygenProgress(t *testing.T) {
+	code, out, stderr := vtrain(t, "keygen", "--features", "4", "--classes", "2", "--batch", "1", "--depth", "2", "--out", filepath.Join(t.TempDir(), "keys"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"compiling the circuit…", "compiling the circuit: done in ", " constraints (about ", "writing the keys: done in "} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("keygen's stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if !strings.Contains(out, "verifying key sha256 ") || strings.Contains(out, "constraints (about") {
+		t.Errorf("stdout %q", out)
+	}
+}

@@ -74,8 +74,22 @@ func (n *Node) Ledger() string { return filepath.Join(n.Dir, audit.LedgerFile) }
 // JoinAddr waits for the node's join address.
 func (n *Node) JoinAddr(t testing.TB) string {
 	t.Helper()
-	return n.WaitEvent(t, "join: ")
+	var addr string
+	n.out.wait(t, n.Done, "a join address", func(s string) bool {
+		var e struct {
+			Event, Addr string
+		}
+		if json.Unmarshal([]byte(s), &e) != nil || e.Event != node.EventListening || e.Addr == "" {
+			return false
+		}
+		addr = e.Addr
+		return true
+	})
+	return addr
 }
+
+// Output returns the node's output lines so far (JSON objects).
+func (n *Node) Output() []string { return n.out.lines() }
 
 // WaitEvent waits for an event line that starts with prefix and returns
 // what follows the prefix. It fails the test if the node ends without
@@ -110,7 +124,7 @@ func (n *Node) Rounds() []node.RoundReport {
 	var out []node.RoundReport
 	for _, s := range n.out.lines() {
 		var x node.RoundReport
-		if !strings.Contains(s, `"event":`) && json.Unmarshal([]byte(s), &x) == nil && x.Hash != "" {
+		if kind(s) == node.EventRound && json.Unmarshal([]byte(s), &x) == nil && x.Hash != "" {
 			out = append(out, x)
 		}
 	}
@@ -125,7 +139,7 @@ func (n *Node) WaitRound(t testing.TB, r uint64) node.RoundReport {
 	var rep node.RoundReport
 	n.out.wait(t, n.Done, fmt.Sprintf("round %d", r), func(s string) bool {
 		var x node.RoundReport
-		if strings.Contains(s, `"event":`) || json.Unmarshal([]byte(s), &x) != nil || x.Hash == "" || x.Round < r {
+		if kind(s) != node.EventRound || json.Unmarshal([]byte(s), &x) != nil || x.Hash == "" || x.Round < r {
 			return false
 		}
 		rep = x
@@ -140,25 +154,39 @@ func (n *Node) Stop() {
 	<-n.Done
 }
 
+// event returns the text of an event line other than a round's.
 func event(line string) (string, bool) {
 	var e struct {
-		Event *string `json:"event"`
+		Event string `json:"event"`
+		Msg   string `json:"msg"`
 	}
-	if json.Unmarshal([]byte(line), &e) != nil || e.Event == nil {
+	if json.Unmarshal([]byte(line), &e) != nil || e.Event == "" || e.Event == node.EventRound {
 		return "", false
 	}
-	return *e.Event, true
+	return e.Msg, true
+}
+
+// kind returns the event kind of a line ("" if it is not an event).
+func kind(line string) string {
+	var e struct {
+		Event string `json:"event"`
+	}
+	if json.Unmarshal([]byte(line), &e) != nil {
+		return ""
+	}
+	return e.Event
 }
 
 // Cluster is a set of in-process nodes of one run.
 type Cluster struct {
-	T     testing.TB
-	Spec  runspec.Spec
-	Data  *data.Set
-	Nodes []*Node
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
+	T        testing.TB
+	Spec     runspec.Spec
+	Data     *data.Set
+	Nodes    []*Node
+	ctx      context.Context
+	stop     context.CancelFunc
+	minPeers int // the first founder's node.Config.MinPeers
+	wg       sync.WaitGroup
 }
 
 // Option configures a cluster.
@@ -167,6 +195,13 @@ type Option func(*options)
 type options struct {
 	behave    map[int]string
 	outsiders []string
+	minPeers  int
+}
+
+// WithMinPeers makes the first founder hold round 0 until n peers of the
+// run are connected (node.Config.MinPeers).
+func WithMinPeers(n int) Option {
+	return func(o *options) { o.minPeers = n }
 }
 
 // WithBehave makes founder i misbehave as behave says: one of
@@ -228,7 +263,7 @@ func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec), opts ...Option
 		}
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	c := &Cluster{T: t, Spec: spec, Data: data.Synthetic(spec.Run.Seed, 1024, 256), ctx: ctx, stop: cancel}
+	c := &Cluster{T: t, Spec: spec, Data: data.Synthetic(spec.Run.Seed, 1024, 256), ctx: ctx, stop: cancel, minPeers: o.minPeers}
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.dump() // whatever failed: a wait, an assertion, a hang
@@ -309,6 +344,23 @@ func (c *Cluster) Restart(i int) *Node {
 	return c.Nodes[i]
 }
 
+// Resume starts node i again in its directory, after Stop, as an
+// operator would: with neither a spec nor a join address, from what the
+// directory holds (its checkpoint, the run, the peers it knew). The new
+// run replaces c.Nodes[i].
+func (c *Cluster) Resume(i int) *Node {
+	c.T.Helper()
+	old := c.Nodes[i]
+	if running(old) {
+		c.T.Fatalf("nodetest: resume of node %d, which is running", i)
+	}
+	c.Nodes[i] = c.launch(old.Dir, old.ID, resume, old.Behave)
+	return c.Nodes[i]
+}
+
+// resume, as launch's join address, starts a node from its directory.
+const resume = "\x00resume"
+
 func running(n *Node) bool {
 	select {
 	case <-n.Done:
@@ -324,9 +376,12 @@ func (c *Cluster) launch(dir, id, join, behave string) *Node {
 	cfg := node.Config{Join: join, RunID: c.Spec.RunID(), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Data: c.Data, OutDir: dir,
 		Out: n.out, JSONLines: true, Linger: 2 * time.Second, Tick: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
-	if join == "" {
+	switch join {
+	case "":
 		s := c.Spec
-		cfg.Spec, cfg.RunID = &s, runspec.ID{}
+		cfg.Spec, cfg.RunID, cfg.MinPeers = &s, runspec.ID{}, c.minPeers
+	case resume:
+		cfg.Join = ""
 	}
 	if behave != "" && behave != "honest" {
 		cfg.Behave = behave

@@ -33,6 +33,10 @@ type Options struct {
 	// every aggregated update too.
 	Train *data.Dataset
 	Full  bool
+	// Progress, if set, is called before each entry of each ledger is
+	// replayed (done entries of total), and once at the end with done =
+	// total: re-execution (Train, Full) can take minutes.
+	Progress func(ledger string, done, total int)
 }
 
 // PeerReport is one peer's line of an audit: its contributions as a
@@ -236,6 +240,9 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 	rounds := 0
 	for i, e := range c.Entries {
 		rp.entry = i
+		if opts.Progress != nil {
+			opts.Progress(path, i, len(c.Entries))
+		}
 		switch e.Kind {
 		case ledger.KindJoin:
 			switch {
@@ -435,6 +442,9 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 		}
 		p.Credit = float64(p.Samples - min(p.Samples, p.RevokedSamples))
 		rep.Peers = append(rep.Peers, p)
+	}
+	if opts.Progress != nil {
+		opts.Progress(path, len(c.Entries), len(c.Entries))
 	}
 	sort.Slice(rep.Peers, func(i, j int) bool { return rep.Peers[i].Peer < rep.Peers[j].Peer })
 	rep.OK = true

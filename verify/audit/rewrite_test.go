@@ -683,7 +683,7 @@ func TestRewrittenLedgers(t *testing.T) {
 			f := r.forge(t, k.node)
 			entry, why := tc.edit(f)
 			p := f.write()
-			want := fmt.Sprintf("%s: entry %d ", p, entry)
+			want := fmt.Sprintf("%s: entry %d: ", p, entry)
 			_, err := audit.Ledger(p, tc.opts)
 			if !errors.Is(err, audit.ErrAudit) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), why) {
 				t.Fatalf("audit: %v\nwant %q ... %q (%s)", err, want, why, tc.check)
@@ -723,7 +723,7 @@ func TestRewrittenLedgers(t *testing.T) {
 		})
 		p := f.write()
 		_, err := audit.Audit([]string{honest, p}, opts)
-		want := fmt.Sprintf("%s: entry %d (byte -1): round %d is certified as %s here and as", p, d, k.last, v.ID(f.run).Short())
+		want := fmt.Sprintf("%s: entry %d: round %d is certified as %s here and as", p, d, k.last, v.ID(f.run).Short())
 		if !errors.Is(err, audit.ErrAudit) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("audit: %v\nwant %q", err, want)
 		}

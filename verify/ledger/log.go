@@ -31,11 +31,14 @@ var ErrCorrupt = errors.New("ledger: corrupt")
 type CorruptError struct {
 	Path   string
 	Index  uint64 // the entry's index (the number of good entries before it)
-	Offset int64  // the record's byte offset in the file
+	Offset int64  // the record's byte offset in the file; negative: not known (a replay's finding about an entry)
 	Reason string
 }
 
 func (e *CorruptError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("ledger: %s: entry %d: %s", e.Path, e.Index, e.Reason)
+	}
 	return fmt.Sprintf("ledger: %s: entry %d (byte %d): %s", e.Path, e.Index, e.Offset, e.Reason)
 }
 

@@ -396,3 +396,14 @@ func TestWitnessedHead(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptErrorNamesNoUnknownByte: a finding about an entry whose place
+// in the file is not known (the audit's replay) names the entry, not
+// "byte -1"; one found while reading names its byte.
+func TestCorruptErrorNamesNoUnknownByte(t *testing.T) {
+	replay := (&CorruptError{Path: "l.vtl", Index: 7, Offset: -1, Reason: "genesis: no founders"}).Error()
+	read := (&CorruptError{Path: "l.vtl", Index: 7, Offset: 1234, Reason: "bad checksum"}).Error()
+	if replay != "ledger: l.vtl: entry 7: genesis: no founders" || read != "ledger: l.vtl: entry 7 (byte 1234): bad checksum" {
+		t.Errorf("messages %q and %q", replay, read)
+	}
+}

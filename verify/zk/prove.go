@@ -18,11 +18,12 @@ import (
 	"github.com/consensys/gnark/frontend"
 	"github.com/consensys/gnark/frontend/cs/r1cs"
 	"github.com/consensys/gnark/logger"
-	"github.com/rs/zerolog"
 )
 
 func init() {
-	logger.Set(zerolog.Nop()) // gnark logs compile and prove progress to stdout by default
+	// gnark logs compile and prove progress to stdout by default, in the
+	// middle of a command's output: vtrain reports progress itself.
+	logger.Disable()
 }
 
 // Errors from proving and verifying.
