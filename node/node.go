@@ -54,6 +54,7 @@ type Config struct {
 	Tick      time.Duration // engine clock resolution (default 50ms)
 	Device    engine.Engine // train on this device (a GPU); nil: the CPU graph
 	Behave    string        // "" or "honest"; else a misbehaviour (see Behaviours), for demos and tests
+	Observer  Observer      // told what the node does (metrics, a dashboard); nil: none
 }
 
 // RoundReport is one line of a node's output: a decided round.
@@ -78,6 +79,10 @@ type RoundReport struct {
 	Restored bool           `json:"restored,omitempty"`
 	// Authors are the peers whose updates the round aggregated.
 	Authors []string `json:"authors,omitempty"`
+	// The agreed model's (θ after the round) test accuracy and loss, where
+	// the node evaluated it this round.
+	AgreedAccuracy *float64 `json:"agreed_accuracy,omitempty"`
+	AgreedLoss     *float64 `json:"agreed_loss,omitempty"`
 }
 
 // Summary is what a node reports when the run ends.
@@ -160,6 +165,7 @@ type node struct {
 	admitted      []string
 	trainSeconds  float64
 	witnessed     map[string]*ledger.SignedTreeHead
+	obs           *observing // nil without an Observer
 }
 
 // Spec implements gossip.Server.
@@ -271,6 +277,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	n := &node{cfg: cfg, behave: behave, behaveFrom: behaveFrom, blobs: map[consensus.Hash]blob{}, openings: map[consensus.Hash]opened{}, drawn: map[consensus.Hash]*drawnCheck{}, residuals: map[consensus.Hash][]float32{}, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
 		states: map[consensus.Hash]consensus.State{}, raws: map[consensus.Hash][]byte{}, evidence: map[consensus.Hash]*evidence{},
 		witnessed: map[string]*ledger.SignedTreeHead{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
+	n.obs = newObserving(cfg.Observer)
 	var join gossip.JoinInfo
 	if cfg.Join != "" {
 		if join, err = gossip.FetchSpec(ctx, cfg.Join, cfg.RunID); err != nil {
@@ -371,6 +378,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	for _, a := range n.tr.Addrs() {
 		n.say("join: %s", a)
 	}
+	n.observeStart()
 	return n.loop(ctx)
 }
 
@@ -396,6 +404,8 @@ type fetched struct {
 	proof *consensus.Proof
 	state *consensus.State
 	err   error
+	// seconds is how long fetching the state took.
+	seconds float64
 }
 
 func (n *node) loop(ctx context.Context) (*Summary, error) {
@@ -452,6 +462,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				return n.summary(), r.err
 			}
 			n.trainSeconds += r.seconds
+			n.note(Note{Kind: NoteTrained, Round: r.req.Round, Steps: n.spec.Inner.Steps, Seconds: r.seconds})
 			if err := n.submit(r); err != nil {
 				stop()
 				return n.summary(), err
@@ -477,6 +488,8 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			if f.state != nil {
 				if err := n.eng.Restore(*f.state); err != nil {
 					n.log.Info("restore", "err", err)
+				} else {
+					n.note(Note{Kind: NoteStateSync, Round: f.state.Round, Seconds: f.seconds})
 				}
 			}
 		}
@@ -646,6 +659,7 @@ func (n *node) handle(ctx context.Context, rd consensus.Ready, trained chan trai
 		have := n.heldStates()
 		go func() {
 			var out fetched
+			t0 := time.Now()
 			for _, p := range s.From {
 				pid, err := peer.Decode(string(p))
 				if err != nil {
@@ -658,6 +672,7 @@ func (n *node) handle(ctx context.Context, rd consensus.Ready, trained chan trai
 				}
 				out.err = err
 			}
+			out.seconds = time.Since(t0).Seconds()
 			fetches <- out
 		}()
 	}
@@ -675,6 +690,7 @@ func (n *node) publish(ctx context.Context, m consensus.Message) {
 		}
 		raw = n.spoil(x, raw)
 		if x.Update != nil {
+			n.observePublished(x.Update.Round)
 			n.mu.Lock()
 			n.raws[x.Update.ID(n.eng.RunID())] = raw
 			n.payload += uint64(len(x.Update.Payload))
@@ -785,8 +801,10 @@ func (n *node) decided(res consensus.Decided) {
 	if (res.Round+1)%uint64(n.cfg.EvalEvery) == 0 || last {
 		if ev, err := trainer.Evaluate(n.model, n.eng.Theta(), n.cfg.Data.Test, 1000); err == nil {
 			rep.Accuracy, rep.TestLoss = ev.Accuracy, ev.Loss
+			rep.AgreedAccuracy, rep.AgreedLoss = &ev.Accuracy, &ev.Loss
 		}
 	}
+	n.observeDecided(res, rep)
 	if err := n.saveCheckpoint(); err != nil {
 		n.log.Warn("checkpoint", "err", err)
 	}
@@ -863,6 +881,9 @@ func (n *node) summary() *Summary {
 	}
 	if ev, err := trainer.Evaluate(n.model, n.eng.Theta(), n.cfg.Data.Test, 1000); err == nil {
 		s.TestAccuracy, s.TestLoss = ev.Accuracy, ev.Loss
+	}
+	if n.obs != nil {
+		n.obs.o.Stopped(*s)
 	}
 	return s
 }

@@ -144,6 +144,7 @@ type Cluster struct {
 	Spec  runspec.Spec
 	Data  *data.Set
 	Nodes []*Node
+	tune  func(id string, cfg *node.Config)
 	ctx   context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
@@ -155,6 +156,13 @@ type Option func(*options)
 type options struct {
 	behave    map[int]string
 	outsiders []string
+	config    func(id string, cfg *node.Config)
+}
+
+// WithConfig lets f adjust every node's configuration (an Observer, the
+// evaluation interval) before it starts; id is the node's peer ID.
+func WithConfig(f func(id string, cfg *node.Config)) Option {
+	return func(o *options) { o.config = f }
 }
 
 // WithBehave makes founder i misbehave as behave says: one of
@@ -216,7 +224,7 @@ func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec), opts ...Option
 		}
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	c := &Cluster{T: t, Spec: spec, Data: data.Synthetic(spec.Run.Seed, 1024, 256), ctx: ctx, stop: cancel}
+	c := &Cluster{T: t, Spec: spec, Data: data.Synthetic(spec.Run.Seed, 1024, 256), ctx: ctx, stop: cancel, tune: o.config}
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.dump() // whatever failed: a wait, an assertion, a hang
@@ -318,6 +326,9 @@ func (c *Cluster) launch(dir, id, join, behave string) *Node {
 	}
 	if behave != "" && behave != "honest" {
 		cfg.Behave = behave
+	}
+	if c.tune != nil {
+		c.tune(id, &cfg)
 	}
 	c.wg.Add(1)
 	go func() {
