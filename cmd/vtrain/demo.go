@@ -64,6 +64,9 @@ type demoResult struct {
 	Out                    string   `json:"out"`
 	Disagreements          []string `json:"disagreements,omitempty"`
 	Ledgers                []string `json:"ledgers"` // each node's ledger, for vtrain audit
+	// Dashboards lists each peer's dashboard (its /metrics beside it),
+	// by peer index, with --http-base.
+	Dashboards []string `json:"dashboards,omitempty"`
 
 	Byzantine        []demoPeer          `json:"byzantine"` // peers started with --behave (members) and outsiders
 	Excluded         []demoExclusion     `json:"excluded"`
@@ -149,6 +152,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	specPath := fs.String("spec", "", "run spec to use instead of the defaults (its rounds are replaced by --rounds)")
 	out := fs.String("out", "", "directory for the nodes' output (default: a new temporary directory)")
 	asJSON := fs.Bool("json", false, "end with one JSON object on the last line of stdout")
+	httpBase := fs.Int("http-base", 0, "serve each peer's dashboard and /metrics on 127.0.0.1, peer i on port PORT+i (0: none)")
 	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours: member ones for the last peers ("+strings.Join(memberModes(), ",")+"; MODE+N starts at round N, MODE@R joins mid-run at round R instead of founding the run), outsider attacks as extra processes ("+strings.Join(node.Outsiders, ",")+"), e.g. lazy,replay or alie+10 or lazy+16@3,hijack")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -194,6 +198,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	if *rounds < 1 {
 		return usagef("--rounds must be positive, got %d", *rounds)
+	}
+	if *httpBase < 0 || *httpBase > 65535-(*peers+len(extra)-1) {
+		return usagef("--http-base must be a port from 1 to %d, got %d", 65535-(*peers+len(extra)-1), *httpBase)
+	}
+	dashboard := func(i int) string {
+		if *httpBase == 0 || i >= *peers+len(joiners) {
+			return "" // none for outsiders: they run no node to watch
+		}
+		return fmt.Sprintf("127.0.0.1:%d", *httpBase+i)
 	}
 	spec := runspec.Default()
 	if *specPath != "" {
@@ -248,6 +261,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	m, _ := spec.ModelSpec()
 	fmt.Fprintf(stderr, "vtrain demo: %d peers, %d rounds, %s on %s, run %s, output in %s\n", *peers, *rounds, m, spec.Data.Source, spec.RunID().Short(), *out)
+	for i := 0; i < *peers+len(extra); i++ {
+		if a := dashboard(i); a != "" {
+			fmt.Fprintf(stderr, "vtrain demo: peer %d: dashboard at http://%s/, metrics at http://%s/metrics\n", i, a, a)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
@@ -264,6 +282,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	launch := func(i int, extra ...string) error {
 		pdir := filepath.Join(*out, fmt.Sprintf("peer%02d", i))
 		args := append([]string{"node", "--out", pdir, "--json", "--linger", "3s"}, extra...)
+		if a := dashboard(i); a != "" {
+			args = append(args, "--http", a)
+		}
 		if dir != "" {
 			args = append(args, "--data", dir)
 		}
@@ -372,6 +393,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	res := demoResult{Peers: *peers, Rounds: uint64(*rounds), Model: m.String(), Data: spec.Data.Source, RunID: spec.RunID().String(),
 		DenseBytesPerRound: 4 * m.NumParams(), Seconds: time.Since(start).Seconds(), Out: *out, Agreed: true}
+	for i := 0; i < *peers+len(extra); i++ {
+		if a := dashboard(i); a != "" {
+			res.Dashboards = append(res.Dashboards, "http://"+a+"/")
+		}
+	}
 	var sums []*node.Summary
 	index := map[string]demoPeer{}
 	all := map[int]*node.Summary{}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/monitor"
 	"github.com/vtrain/vtrain/node"
 	"github.com/vtrain/vtrain/runspec"
 )
@@ -33,6 +34,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	evalEvery := fs.Int("eval-every", 5, "evaluate on the test set every N rounds")
 	verbose := fs.Bool("v", false, "log protocol events to stderr")
 	device := addDeviceFlag(fs)
+	httpAddr := fs.String("http", "", "serve a live dashboard at / and Prometheus metrics at /metrics on this address (host:port, e.g. 127.0.0.1:9100)")
 	behave := fs.String("behave", "honest", "how this node behaves: "+strings.Join(node.Behaviours, "|")+
 		" (all but honest misbehave on purpose, to watch spot-checks catch them: lazy skips the inner steps, noise sends Gaussian noise of the honest norm, replay re-signs another peer's update, scaled multiplies its update by 50, stale trains from an old state, flip negates its update, alie shifts it by one standard deviation against its sign, ipm sends the negated mean of the round's other updates it has seen, accuse fails every check it is drawn for with a made-up dispute, accuse-any also fails updates it was not drawn for, collude passes every check without looking, forge spoils its signatures; a member's misbehaviour+N starts at round N)")
 	if err := parse(fs, args); err != nil {
@@ -109,6 +111,16 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "vtrain node: no Fashion-MNIST installed; using the built-in synthetic dataset")
 	}
 	cfg.Data = set
+	if *httpAddr != "" {
+		m := monitor.New()
+		srv, err := monitor.Serve(*httpAddr, m, cfg.Logger)
+		if err != nil {
+			return fmt.Errorf("--http: %w", err)
+		}
+		defer srv.Close()
+		cfg.Observer = m
+		fmt.Fprintf(stderr, "vtrain node: dashboard at %s, metrics at %smetrics\n", srv.URL(), srv.URL())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sum, err := node.Run(ctx, cfg)
