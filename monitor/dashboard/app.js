@@ -30,7 +30,11 @@
   // a polyline and a circle per point (data-round), grid lines with labels.
   function chart(svg, series, opt) {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    var W = 400, H = 200, L = 44, R = 8, T = 8, B = 20;
+    // Drawn in the element's own pixels: text and lines keep their shape
+    // at any width.
+    var W = Math.max(200, Math.round(svg.clientWidth || svg.getBoundingClientRect().width || 400));
+    var H = Math.max(120, Math.round(svg.clientHeight || 190)), L = 52, R = 10, T = 10, B = 20;
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     var xs = [], ys = [];
     series.forEach(function (s) { s.points.forEach(function (p) { xs.push(p[0]); ys.push(p[1]); }); });
     var last = xs.length ? Math.max.apply(null, xs) : -1;
@@ -56,9 +60,9 @@
       lab.textContent = opt.fmt(v);
       svg.appendChild(lab);
     }
-    var ticks = Math.min(6, x1 - x0);
-    for (var j = 0; j <= ticks; j++) {
-      var r = Math.round(x0 + (x1 - x0) * j / ticks);
+    // Round ticks at an even integer step, as many as fit.
+    var step = Math.max(1, Math.ceil((x1 - x0) / Math.max(1, Math.floor(W / 60))));
+    for (var r = x0; r <= x1; r += step) {
       var tx = sel("text", { x: sx(r), y: H - 5, "text-anchor": "middle" });
       tx.textContent = r;
       svg.appendChild(tx);
@@ -115,7 +119,7 @@
       }
       var cells = [
         [shortPeer(c.peer), "peer"], [status, "status"], [c.since === null ? "–" : String(c.since), "since"], [String(c.updates_seen), "seen"],
-        [String(c.updates_aggregated), "aggregated"], [refused ? refused + ": " + reasons.join(", ") : "0", "reasons"],
+        [String(c.updates_aggregated), "aggregated"], [refused ? refused + ": " + reasons.join(", ") : "0", refused ? "refused reasons" : "refused"],
         [c.acceptance_rate === null ? "–" : pct(c.acceptance_rate), "acceptance"], [wait, "wait"], [String(c.credit), "credit"], [String(c.work), "work"],
         [c.challenges_passed + " / " + c.challenges_failed, "checks"],
         [c.excluded_from === null ? "–" : "from round " + c.excluded_from + ": " + c.excluded_reason, "why"]];
@@ -144,11 +148,10 @@
 
   function render(s) {
     text("run-id", s.run_id || "–");
-    text("run-name", s.spec && s.spec.name ? s.spec.name : "");
+    text("run-name", s.spec && s.spec.name && s.spec.name !== "vtrain" ? "· " + s.spec.name : "");
     text("peer", s.peer || "–");
     if (s.spec) renderSpec(s.spec);
-    text("round", s.decided >= 0 ? String(s.decided) : "–");
-    text("of", s.spec && s.spec.rounds ? " of " + (s.spec.rounds - 1) : "");
+    text("round", String(s.round) + (s.spec && s.spec.rounds ? " / " + s.spec.rounds : ""));
     $("round").setAttribute("data-decided", s.decided);
     text("members", String(s.members.length));
     text("voters", String(s.voters));
@@ -183,6 +186,13 @@
     else { st.textContent = "live · round " + s.round; st.className = "pill live"; }
   }
 
+  // Redraw at a new width (a phone turned, a window resized).
+  var last = null, resizing = 0;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(function () { if (last) render(last); }, 100);
+  });
+
   var failures = 0;
   function poll() {
     fetch("api/state", { cache: "no-store" }).then(function (r) {
@@ -190,6 +200,7 @@
       return r.json();
     }).then(function (s) {
       failures = 0;
+      last = s;
       render(s);
     }).catch(function () {
       failures++;
