@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip"
 	"github.com/vtrain/vtrain/node"
 )
@@ -115,13 +116,7 @@ func (m *Monitor) Started(s node.Start) {
 	m.peer, m.runID, m.model, m.statsFn, m.started, m.round = s.Peer, s.RunID, s.Model, s.Stats, s.Time, s.Round
 	m.addrs = slices.Clone(s.Addrs)
 	m.spec = summarize(s.Spec, s.Model)
-	for _, f := range s.Spec.Members.Genesis {
-		c := m.contrib(f)
-		c.Founder, c.Member, c.everMember = true, true, true
-		since := uint64(0)
-		c.Since = &since
-		m.memberAt[f] = s.Time
-	}
+	m.setMembers(s.Members, s.Time)
 	m.met.planned.Set(float64(s.Spec.Run.Rounds))
 	m.met.round.Set(float64(s.Round))
 	m.event(s.Time, "start", s.Round, "node %s started at round %d", short(s.Peer), s.Round)
@@ -149,17 +144,8 @@ func (m *Monitor) Decided(s node.Snapshot) {
 	}
 	m.met.decided.WithLabelValues(how).Inc()
 	m.met.round.Set(float64(s.Next))
-	m.met.members.Set(float64(len(s.Members)))
 	m.met.excludedPeers.Set(float64(len(s.Excluded)))
 	m.round, m.decided, m.excluded = s.Next, int64(rep.Round), len(s.Excluded)
-	voters := 0
-	for _, x := range s.Members {
-		if x.Seat {
-			voters++
-		}
-	}
-	m.voters = voters
-	m.met.voters.Set(float64(voters))
 	if !rep.Restored {
 		m.met.innerLoss.Set(float64(rep.Loss))
 		m.met.aggregated.Add(float64(len(rep.Authors)))
@@ -192,26 +178,7 @@ func (m *Monitor) Decided(s node.Snapshot) {
 		m.history = slices.Delete(m.history, 0, len(m.history)-maxHistory)
 	}
 
-	// The certified membership.
-	m.members = m.members[:0]
-	now := map[string]bool{}
-	for _, x := range s.Members {
-		id := string(x.ID)
-		now[id] = true
-		m.members = append(m.members, Member{Peer: id, Founder: x.Founder, Seat: x.Seat, Since: x.Since, Work: x.Work})
-		c := m.contrib(id)
-		c.Member, c.everMember, c.Founder, c.Seat, c.Work = true, true, x.Founder, x.Seat, x.Work
-		since := x.Since
-		c.Since = &since
-		if _, ok := m.memberAt[id]; !ok && c.Peer != otherPeers {
-			m.memberAt[id] = s.Time
-		}
-	}
-	for id, c := range m.contribs {
-		if !now[id] {
-			c.Member, c.Seat = false, false
-		}
-	}
+	m.setMembers(s.Members, s.Time)
 	// What this decision credited: each author an equal share of the
 	// samples, as the audit does; the first aggregated update ends a
 	// peer's wait.
@@ -320,6 +287,40 @@ func (m *Monitor) Noted(x node.Note) {
 		m.event(x.Time, "state_sync", x.Round, "fetched and adopted the certified state of round %d in %.2fs", x.Round, x.Seconds)
 	}
 	m.updatedAt = time.Now()
+}
+
+// setMembers takes the certified membership of the current round. Called
+// with mu held.
+func (m *Monitor) setMembers(list []consensus.Member, at time.Time) {
+	m.members = m.members[:0]
+	now := map[string]bool{}
+	voters := 0
+	for _, x := range list {
+		id := string(x.ID)
+		now[id] = true
+		if x.Seat {
+			voters++
+		}
+		m.members = append(m.members, Member{Peer: id, Founder: x.Founder, Seat: x.Seat, Since: x.Since, Work: x.Work})
+		c := m.contrib(id)
+		if c.Peer == otherPeers {
+			continue
+		}
+		c.Member, c.everMember, c.Founder, c.Seat, c.Work = true, true, x.Founder, x.Seat, x.Work
+		since := x.Since
+		c.Since = &since
+		if _, ok := m.memberAt[id]; !ok {
+			m.memberAt[id] = at
+		}
+	}
+	for id, c := range m.contribs {
+		if !now[id] {
+			c.Member, c.Seat = false, false
+		}
+	}
+	m.voters = voters
+	m.met.members.Set(float64(len(list)))
+	m.met.voters.Set(float64(voters))
 }
 
 // contrib returns peer's row, creating it (or the shared row of the

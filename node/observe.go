@@ -33,7 +33,10 @@ type Start struct {
 	Spec  runspec.Spec
 	Model string
 	Round uint64 // the round it starts at (its checkpoint's, or 0)
-	Addrs []string
+	// Members is the certified membership of that round (genesis: the
+	// founders).
+	Members []consensus.Member
+	Addrs   []string
 	// Stats reads the node's live byte counts; safe from any goroutine
 	// until Stopped.
 	Stats func() gossip.Stats
@@ -125,7 +128,7 @@ func (n *node) observeStart() {
 		return
 	}
 	n.obs.o.Started(Start{Time: n.start, Peer: string(n.self), RunID: n.spec.RunID().String(), Spec: n.spec, Model: n.model.String(),
-		Round: n.eng.Round(), Addrs: n.tr.Addrs(), Stats: n.tr.Stats})
+		Round: n.eng.Round(), Members: slices.Clone(n.eng.Members().List), Addrs: n.tr.Addrs(), Stats: n.tr.Stats})
 }
 
 // observePublished notes when the node published its update of round.

@@ -122,13 +122,19 @@
         [String(c.updates_aggregated), "aggregated"], [refused ? refused + ": " + reasons.join(", ") : "0", refused ? "refused reasons" : "refused"],
         [c.acceptance_rate === null ? "–" : pct(c.acceptance_rate), "acceptance"], [wait, "wait"], [String(c.credit), "credit"], [String(c.work), "work"],
         [c.challenges_passed + " / " + c.challenges_failed, "checks"],
-        [c.excluded_from === null ? "–" : "from round " + c.excluded_from + ": " + c.excluded_reason, "why"]];
+        [c.excluded_from === null ? (c.left || "–") : "from round " + c.excluded_from, "exclusion"]];
       cells.forEach(function (x) {
         var td = el("td", { "class": x[1] }, x[0]);
         if (x[1] === "peer") td.title = c.peer;
         if (x[1] === "checks" && c.challenges_failed > 0) td.className += " bad";
         frag.appendChild(tr).appendChild(td);
       });
+      if (c.excluded_from !== null && c.excluded_from !== undefined) {
+        // Why, on a row of its own: a reason can be long.
+        var why = el("tr", { "class": "excluded why-row" });
+        why.appendChild(el("td", { colspan: cells.length, "class": "why" }, "↳ " + shortPeer(c.peer) + " excluded from round " + c.excluded_from + ": " + c.excluded_reason));
+        frag.appendChild(why);
+      }
     });
     while (tb.firstChild) tb.removeChild(tb.firstChild);
     tb.appendChild(frag);
