@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -53,6 +54,11 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 			return usagef("--run must be a 64-digit hex run ID")
 		}
 		copy(want[:], b)
+	}
+	if *httpAddr != "" {
+		if _, _, err := net.SplitHostPort(*httpAddr); err != nil {
+			return usagef("--http must be HOST:PORT (e.g. 127.0.0.1:9100): %v", err)
+		}
 	}
 	if *evalEvery < 1 {
 		return usagef("--eval-every must be positive")
