@@ -241,6 +241,21 @@ func TestStateOfLiveNodes(t *testing.T) {
 			t.Errorf("round %d: %+v", r.Round, r)
 		}
 	}
+	var later monitor.State
+	if err := json.Unmarshal(get(t, w.url(n)+"api/state?since=0"), &later); err != nil {
+		t.Fatal(err)
+	}
+	if len(later.Rounds) == 0 || later.Rounds[0].Round != 1 {
+		t.Errorf("?since=0 gave rounds %+v, want those from round 1", later.Rounds)
+	}
+	resp, err := http.Get(w.url(n) + "api/state?since=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("?since=x: %s, want 400 Bad Request", resp.Status)
+	}
 	rows := map[string]monitor.Contributor{}
 	for _, c := range s.Contributors {
 		rows[c.Peer] = c

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,7 +20,8 @@ import (
 var dashboard embed.FS
 
 // Handler serves the monitor: / the dashboard (embedded: no request
-// leaves the page), /api/state its data as JSON, /metrics Prometheus'
+// leaves the page), /api/state its data as JSON (?since=R: only the
+// curve points after round R), /metrics Prometheus'
 // text format, /healthz a liveness check.
 func (m *Monitor) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -27,8 +29,17 @@ func (m *Monitor) Handler() http.Handler {
 	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
+		since := int64(-1)
+		if v := r.URL.Query().Get("since"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < -1 {
+				http.Error(w, "since: a round number (or -1) expected", http.StatusBadRequest)
+				return
+			}
+			since = n
+		}
 		enc := json.NewEncoder(w)
-		if err := enc.Encode(m.State()); err != nil {
+		if err := enc.Encode(m.StateSince(since)); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})

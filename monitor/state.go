@@ -26,7 +26,8 @@ type State struct {
 	BytesIn  uint64      `json:"bytes_in"`
 	BytesOut uint64      `json:"bytes_out"`
 	// Evaluation is the agreed model's last evaluation; Rounds the
-	// curves, one point per decided round.
+	// curves, one point per decided round (after ?since=R: those after
+	// round R).
 	Evaluation   *Evaluation   `json:"evaluation,omitempty"`
 	Rounds       []RoundPoint  `json:"rounds"`
 	Contributors []Contributor `json:"contributors"`
@@ -168,13 +169,23 @@ func (m *Monitor) event(t time.Time, kind string, round uint64, format string, a
 }
 
 // State returns a copy of what the monitor holds now.
-func (m *Monitor) State() State {
+func (m *Monitor) State() State { return m.StateSince(-1) }
+
+// StateSince is State with only the curve points of the rounds after
+// round since (-1: all): what a page that holds the earlier ones asks
+// for every second.
+func (m *Monitor) StateSince(since int64) State {
 	st, live := m.stats()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := State{Peer: m.peer, RunID: m.runID, Spec: m.spec, Addrs: m.addrs, Started: m.started, Updated: m.updatedAt, Round: m.round, Decided: m.decided,
-		Members: append([]Member{}, m.members...), Voters: m.voters, Excluded: m.excluded, Rounds: append([]RoundPoint{}, m.history...),
+		Members: append([]Member{}, m.members...), Voters: m.voters, Excluded: m.excluded, Rounds: []RoundPoint{},
 		Own: m.own, Events: append([]Event{}, m.events...), Contributors: []Contributor{}}
+	for _, p := range m.history {
+		if int64(p.Round) > since {
+			s.Rounds = append(s.Rounds, p)
+		}
+	}
 	if !m.stopped.IsZero() {
 		t := m.stopped
 		s.Stopped = &t

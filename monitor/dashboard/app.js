@@ -168,7 +168,7 @@
     var ul = $("addrs");
     if (!ul.childNodes.length) (s.join_addrs || []).forEach(function (a) { ul.appendChild(el("li", {}, a)); });
 
-    var rs = s.rounds || [];
+    var rs = s.all_rounds;
     chart($("acc-chart"), [{ cls: "s1", name: "accuracy", points: pts(rs, "agreed_accuracy") }],
       { yMin: 0, yMax: 1, fmt: pct, empty: "not evaluated yet" });
     chart($("loss-chart"), [{ cls: "s1", name: "agreed loss", points: pts(rs, "agreed_loss") }, { cls: "s2", name: "inner loss", points: pts(rs, "inner_loss") }],
@@ -199,13 +199,32 @@
     resizing = setTimeout(function () { if (last) render(last); }, 100);
   });
 
+  // The curve points held so far: each poll asks only for the rounds
+  // after the last one (a node that started again starts them over).
+  var held = [], heldFrom = null;
+  function merge(s, since) {
+    if (heldFrom !== s.started + s.peer) {
+      held = [];
+      heldFrom = s.started + s.peer;
+      // Another node's points (or this node's before it started
+      // again): the next poll asks for all of them.
+      if (since !== -1) s.rounds = [];
+    }
+    var lastRound = held.length ? held[held.length - 1].round : -1;
+    (s.rounds || []).forEach(function (p) { if (p.round > lastRound) { held.push(p); lastRound = p.round; } });
+    if (held.length > 5000) held = held.slice(held.length - 5000);
+    s.all_rounds = held;
+  }
+
   var failures = 0;
   function poll() {
-    fetch("api/state", { cache: "no-store" }).then(function (r) {
+    var since = held.length ? held[held.length - 1].round : -1;
+    fetch("api/state?since=" + since, { cache: "no-store" }).then(function (r) {
       if (!r.ok) throw new Error(r.status);
       return r.json();
     }).then(function (s) {
       failures = 0;
+      merge(s, since);
       last = s;
       render(s);
     }).catch(function () {
