@@ -271,7 +271,7 @@ func (m *Monitor) Noted(x node.Note) {
 		m.event(x.Time, "challenge", x.Round, "this node checked %s's round-%d update: %s", short(x.Peer), x.Round, text)
 	case node.NoteDispute:
 		m.own.Refereed++
-		m.met.disputes.WithLabelValues(m.met.reason(x.Reason)).Inc()
+		m.met.disputes.WithLabelValues(x.Reason).Inc() // a consensus.Ruling: a handful of values
 		m.met.disputeSeconds.Observe(x.Seconds)
 		m.event(x.Time, "dispute", x.Round, "this node refereed a failed verdict on %s's round-%d update: %s", short(x.Peer), x.Round, x.Reason)
 	case node.NoteTrained:
