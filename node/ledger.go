@@ -132,6 +132,7 @@ func (n *node) recordUpdate(u *consensus.Update, raw []byte) {
 		return
 	}
 	n.book.ups[id] = u.Round
+	n.note(Note{Kind: NoteUpdate, Round: u.Round, Peer: string(u.From)})
 	for k, r := range n.book.ups {
 		if r+4 < u.Round {
 			delete(n.book.ups, k)
@@ -167,6 +168,7 @@ func (n *node) recordMsg(m *gossip.Msg, d consensus.Decision) {
 
 // recordRejection counts a refused message of peer in round.
 func (n *node) recordRejection(peer string, round uint64, reason string) {
+	n.note(Note{Kind: NoteRejected, Round: round, Peer: peer, Reason: reasonClass(reason), Detail: reason})
 	if n.book == nil {
 		return
 	}

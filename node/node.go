@@ -61,7 +61,8 @@ type Config struct {
 	// OnRound, if set, is called with every decided round's report and the
 	// run's number of rounds (0: open-ended), from Run's goroutine: it
 	// must not block.
-	OnRound func(r RoundReport, rounds int)
+	OnRound  func(r RoundReport, rounds int)
+	Observer Observer // told what the node does (metrics, a dashboard); nil: none
 }
 
 // RoundReport is one line of a node's output: a decided round.
@@ -183,6 +184,7 @@ type node struct {
 	witnessed     map[string]*ledger.SignedTreeHead
 	hist          *history.Writer // metrics.jsonl
 	prev          *Summary        // the counters of this node's earlier process in the run
+	obs           *observing      // nil without an Observer
 }
 
 // Spec implements gossip.Server.
@@ -294,6 +296,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	n := &node{cfg: cfg, behave: behave, behaveFrom: behaveFrom, blobs: map[consensus.Hash]blob{}, openings: map[consensus.Hash]opened{}, drawn: map[consensus.Hash]*drawnCheck{}, residuals: map[consensus.Hash][]float32{}, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
 		states: map[consensus.Hash]consensus.State{}, raws: map[consensus.Hash][]byte{}, evidence: map[consensus.Hash]*evidence{},
 		witnessed: map[string]*ledger.SignedTreeHead{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
+	n.obs = newObserving(cfg.Observer)
 	var join gossip.JoinInfo
 	switch {
 	case cfg.Join != "":
@@ -428,6 +431,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			n.event(EventListening, nil, "  to join: %s", cmd)
 		}
 	}
+	n.observeStart()
 	sum, err := n.loop(ctx)
 	if sum != nil {
 		addSummary(sum, n.prev)
@@ -451,6 +455,8 @@ type fetched struct {
 	proof *consensus.Proof
 	state *consensus.State
 	err   error
+	// seconds is how long fetching the state took.
+	seconds float64
 }
 
 func (n *node) loop(ctx context.Context) (*Summary, error) {
@@ -520,6 +526,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				return n.summary(), r.err
 			}
 			n.trainSeconds += r.seconds
+			n.note(Note{Kind: NoteTrained, Round: r.req.Round, Steps: n.spec.Inner.Steps, Seconds: r.seconds})
 			if err := n.submit(r); err != nil {
 				stop()
 				return n.summary(), err
@@ -545,6 +552,8 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			if f.state != nil {
 				if err := n.eng.Restore(*f.state); err != nil {
 					n.log.Info("restore", "err", err)
+				} else {
+					n.note(Note{Kind: NoteStateSync, Round: f.state.Round, Seconds: f.seconds})
 				}
 			}
 		}
@@ -723,6 +732,7 @@ func (n *node) handle(ctx context.Context, rd consensus.Ready, trained chan trai
 		have := n.heldStates()
 		go func() {
 			var out fetched
+			t0 := time.Now()
 			for _, p := range s.From {
 				pid, err := peer.Decode(string(p))
 				if err != nil {
@@ -735,6 +745,7 @@ func (n *node) handle(ctx context.Context, rd consensus.Ready, trained chan trai
 				}
 				out.err = err
 			}
+			out.seconds = time.Since(t0).Seconds()
 			fetches <- out
 		}()
 	}
@@ -752,6 +763,7 @@ func (n *node) publish(ctx context.Context, m consensus.Message) {
 		}
 		raw = n.spoil(x, raw)
 		if x.Update != nil {
+			n.observePublished(x.Update.Round)
 			n.mu.Lock()
 			n.raws[x.Update.ID(n.eng.RunID())] = raw
 			n.payload += uint64(len(x.Update.Payload))
@@ -912,6 +924,7 @@ func (n *node) decided(res consensus.Decided) {
 			rep.AgreedAccuracy, rep.AgreedLoss = &ev.Accuracy, &ev.Loss
 		}
 	}
+	n.observeDecided(res, rep)
 	if err := n.saveCheckpoint(); err != nil {
 		n.log.Warn("checkpoint", "err", err)
 	}
@@ -993,6 +1006,9 @@ func (n *node) summary() *Summary {
 	}
 	if ev, err := trainer.Evaluate(n.model, n.eng.Theta(), n.cfg.Data.Test, 1000); err == nil {
 		s.TestAccuracy, s.TestLoss = ev.Accuracy, ev.Loss
+	}
+	if n.obs != nil {
+		n.obs.o.Stopped(*s)
 	}
 	return s
 }

@@ -180,6 +180,7 @@ func (n *node) finishReferee(d ruled) {
 	n.challenges.Refereed++
 	n.challenges.RefereeSeconds += d.seconds
 	n.mu.Unlock()
+	n.note(Note{Kind: NoteDispute, Round: d.x.Round, Peer: string(d.x.Accused), Reason: d.r.String(), Detail: d.why, Seconds: d.seconds})
 	n.log.Info("refereed", "round", d.x.Round, "accused", d.x.Accused, "challenger", d.x.From, "fault", d.x.Fault, "ruling", d.r, "why", d.why)
 	n.event(EventRefereed, []any{"round", d.x.Round, "challenger", string(d.x.From), "accused", string(d.x.Accused), "fault", fmt.Sprint(d.x.Fault), "ruling", fmt.Sprint(d.r)}, "round %d: refereed %s's %s claim against %s: %s", d.x.Round, short(string(d.x.From)), d.x.Fault, short(string(d.x.Accused)), d.r)
 	n.eng.Rule(d.x, d.r)

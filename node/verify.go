@@ -552,6 +552,7 @@ func (n *node) finishChallenge(d verdictDone) {
 	}
 	n.challenges.Seconds += d.seconds
 	n.mu.Unlock()
+	n.note(Note{Kind: NoteChallenge, Round: d.v.Round, Peer: string(d.v.Accused), Pass: d.v.Pass, Reason: d.v.Reason, Seconds: d.seconds})
 	if d.evidence != nil && n.book != nil {
 		if h, err := n.book.store.Put(d.evidence); err == nil {
 			n.record(ledger.Entry{Kind: ledger.KindResponse, Round: d.v.Round, Peer: string(d.v.Accused), Blob: h.String()})

@@ -67,6 +67,9 @@ type demoResult struct {
 	Disagreements          []string `json:"disagreements,omitempty"`
 	Ledgers                []string `json:"ledgers"`        // each node's ledger, for vtrain audit
 	Plot                   string   `json:"plot,omitempty"` // accuracy, loss and bytes against round (peer 0's metrics.jsonl)
+	// Dashboards lists each peer's dashboard (its /metrics beside it),
+	// by peer index, with --http-base.
+	Dashboards []string `json:"dashboards,omitempty"`
 
 	Byzantine        []demoPeer          `json:"byzantine"` // peers started with --behave (members) and outsiders
 	Excluded         []demoExclusion     `json:"excluded"`
@@ -154,6 +157,7 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	asJSON := fs.Bool("json", false, "end with one JSON object on the last line of stdout")
 	evalEvery := fs.Int("eval-every", 5, "each node evaluates the agreed model on the test set every N rounds (and after the last)")
 	logLvl := fs.String("log-level", "warn", "the nodes log to stderr from this level: debug, info, warn or error")
+	httpBase := fs.Int("http-base", 0, "serve each peer's dashboard and /metrics on 127.0.0.1, peer i on port PORT+i (0: none)")
 	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours: member ones for the last peers ("+strings.Join(memberModes(), ",")+"; MODE+N starts at round N, MODE@R joins mid-run at round R instead of founding the run), outsider attacks as extra processes ("+strings.Join(node.Outsiders, ",")+"), e.g. lazy,replay or alie+10 or lazy+16@3,hijack")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -205,6 +209,15 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	if *rounds < 1 {
 		return usagef("--rounds must be positive, got %d", *rounds)
+	}
+	if *httpBase < 0 || *httpBase > 65535-(*peers+len(extra)-1) {
+		return usagef("--http-base must be a port from 1 to %d, got %d", 65535-(*peers+len(extra)-1), *httpBase)
+	}
+	dashboard := func(i int) string {
+		if *httpBase == 0 || i >= *peers+len(joiners) {
+			return "" // none for outsiders: they run no node to watch
+		}
+		return fmt.Sprintf("127.0.0.1:%d", *httpBase+i)
 	}
 	spec := runspec.Default()
 	if *specPath != "" {
@@ -268,6 +281,11 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	prog := con.progress("round", int64(*rounds))
 	defer prog.done()
 	con.println(fmt.Sprintf("vtrain demo: %d peers, %d rounds, %s on %s, run %s, output in %s", *peers, *rounds, m, spec.Data.Source, spec.RunID(), *out))
+	for i := 0; i < *peers+len(extra); i++ {
+		if a := dashboard(i); a != "" {
+			con.println(fmt.Sprintf("vtrain demo: peer %d: dashboard at http://%s/, metrics at http://%s/metrics", i, a, a))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
@@ -284,6 +302,9 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	launch := func(i int, extra ...string) error {
 		pdir := filepath.Join(*out, fmt.Sprintf("peer%02d", i))
 		args := append([]string{"node", "--out", pdir, "--json", "--linger", "3s", "--log-level", *logLvl, "--eval-every", fmt.Sprint(*evalEvery)}, extra...)
+		if a := dashboard(i); a != "" {
+			args = append(args, "--http", a)
+		}
 		if dir != "" {
 			args = append(args, "--data", dir)
 		}
@@ -393,6 +414,11 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	res := demoResult{Peers: *peers, Rounds: uint64(*rounds), Model: m.String(), Data: spec.Data.Source, RunID: spec.RunID().String(),
 		DenseBytesPerRound: 4 * m.NumParams(), Seconds: time.Since(start).Seconds(), Out: *out, Agreed: true}
+	for i := 0; i < *peers+len(extra); i++ {
+		if a := dashboard(i); a != "" {
+			res.Dashboards = append(res.Dashboards, "http://"+a+"/")
+		}
+	}
 	var sums []*node.Summary
 	index := map[string]demoPeer{}
 	all := map[int]*node.Summary{}

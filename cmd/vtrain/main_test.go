@@ -49,6 +49,9 @@ func TestUsageErrors(t *testing.T) {
 		{"demo", "--byzantine", "evil"},
 		{"demo", "--byzantine", "honest"},
 		{"demo", "--peers", "2", "--byzantine", "lazy,replay"},
+		{"demo", "--http-base", "-1"},
+		{"demo", "--http-base", "65535"},
+		{"node", "--spec", "x.toml", "--http", "9100"},
 		{"node", "--spec", "x.toml", "--behave", "sneaky"},
 		{"audit", "--full", "x.vtl"},
 	} {

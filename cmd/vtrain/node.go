@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/monitor"
 	"github.com/vtrain/vtrain/node"
 	"github.com/vtrain/vtrain/runspec"
 )
@@ -35,6 +37,7 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	logLvl := fs.String("log-level", "warn", "log to stderr from this level: debug, info, warn or error")
 	verbose := fs.Bool("v", false, "same as --log-level info")
 	device := addDeviceFlag(fs)
+	httpAddr := fs.String("http", "", "serve a live dashboard at / and Prometheus metrics at /metrics on this address (host:port, e.g. 127.0.0.1:9100)")
 	behave := fs.String("behave", "honest", "how this node behaves: "+strings.Join(node.Behaviours, "|")+
 		" (all but honest misbehave on purpose, to watch spot-checks catch them: lazy skips the inner steps, noise sends Gaussian noise of the honest norm, replay re-signs another peer's update, scaled multiplies its update by 50, stale trains from an old state, flip negates its update, alie shifts it by one standard deviation against its sign, ipm sends the negated mean of the round's other updates it has seen, accuse fails every check it is drawn for with a made-up dispute, accuse-any also fails updates it was not drawn for, collude passes every check without looking, forge spoils its signatures; a member's misbehaviour+N starts at round N)")
 	if err := parse(fs, args); err != nil {
@@ -49,6 +52,11 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	if *verbose && !flagSet(fs, "log-level") {
 		level = slog.LevelInfo
+	}
+	if *httpAddr != "" {
+		if _, _, err := net.SplitHostPort(*httpAddr); err != nil {
+			return usagef("--http must be HOST:PORT (e.g. 127.0.0.1:9100): %v", err)
+		}
 	}
 	switch {
 	case *specPath != "" && *join != "":
@@ -141,6 +149,16 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 		con.println("vtrain node: no Fashion-MNIST installed; using the built-in synthetic dataset")
 	}
 	cfg.Data = set
+	if *httpAddr != "" {
+		m := monitor.New()
+		srv, err := monitor.Serve(*httpAddr, m, cfg.Logger)
+		if err != nil {
+			return fmt.Errorf("--http: %w", err)
+		}
+		defer srv.Close()
+		cfg.Observer = m
+		con.println(fmt.Sprintf("vtrain node: dashboard at %s, metrics at %smetrics", srv.URL(), srv.URL()))
+	}
 	var prog *progress
 	cfg.OnRound = func(r node.RoundReport, rounds int) {
 		if rounds <= 0 || *asJSON {

@@ -183,6 +183,7 @@ type Cluster struct {
 	Spec     runspec.Spec
 	Data     *data.Set
 	Nodes    []*Node
+	tune     func(id string, cfg *node.Config)
 	ctx      context.Context
 	stop     context.CancelFunc
 	minPeers int // the first founder's node.Config.MinPeers
@@ -196,12 +197,19 @@ type options struct {
 	behave    map[int]string
 	outsiders []string
 	minPeers  int
+	config    func(id string, cfg *node.Config)
 }
 
 // WithMinPeers makes the first founder hold round 0 until n peers of the
 // run are connected (node.Config.MinPeers).
 func WithMinPeers(n int) Option {
 	return func(o *options) { o.minPeers = n }
+}
+
+// WithConfig lets f adjust every node's configuration (an Observer, the
+// evaluation interval) before it starts; id is the node's peer ID.
+func WithConfig(f func(id string, cfg *node.Config)) Option {
+	return func(o *options) { o.config = f }
 }
 
 // WithBehave makes founder i misbehave as behave says: one of
@@ -263,7 +271,7 @@ func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec), opts ...Option
 		}
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	c := &Cluster{T: t, Spec: spec, Data: data.Synthetic(spec.Run.Seed, 1024, 256), ctx: ctx, stop: cancel, minPeers: o.minPeers}
+	c := &Cluster{T: t, Spec: spec, Data: data.Synthetic(spec.Run.Seed, 1024, 256), ctx: ctx, stop: cancel, minPeers: o.minPeers, tune: o.config}
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.dump() // whatever failed: a wait, an assertion, a hang
@@ -385,6 +393,9 @@ func (c *Cluster) launch(dir, id, join, behave string) *Node {
 	}
 	if behave != "" && behave != "honest" {
 		cfg.Behave = behave
+	}
+	if c.tune != nil {
+		c.tune(id, &cfg)
 	}
 	c.wg.Add(1)
 	go func() {
