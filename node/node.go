@@ -78,6 +78,9 @@ type RoundReport struct {
 	Restored bool           `json:"restored,omitempty"`
 	// Authors are the peers whose updates the round aggregated.
 	Authors []string `json:"authors,omitempty"`
+	// Reachability is how this node was reachable when the round was
+	// decided (public or behind NAT, relays, direct and relayed peers).
+	Reachability *gossip.Reachability `json:"reachability,omitempty"`
 }
 
 // Summary is what a node reports when the run ends.
@@ -106,6 +109,8 @@ type Summary struct {
 	// own ledger: an auditor checks that peer's ledger against it
 	// (vtrain audit --witness).
 	Witnessed map[string]*ledger.SignedTreeHead `json:"witnessed_heads,omitempty"`
+	// Reachability is how this node was reachable at the end.
+	Reachability gossip.Reachability `json:"reachability"`
 }
 
 // ErrUsage is wrapped by configuration errors.
@@ -116,6 +121,8 @@ var ErrUsage = errors.New("node: bad configuration")
 type node struct {
 	cfg         Config
 	traffic     gossip.Traffic // as of the last decision, for the per-round line
+	lastReach   string         // the reachability line last printed (nat.go)
+	relayJoins  []string       // relay join addresses printed
 	payload     uint64         // compressed payload bytes of the updates it published (n.mu)
 	updatesSent int
 	behave      string // the misbehaviour (--behave), "" if honest
@@ -781,6 +788,8 @@ func (n *node) decided(res consensus.Decided) {
 	for _, p := range res.Peers {
 		rep.Authors = append(rep.Authors, string(p))
 	}
+	reach := n.tr.Reachability()
+	rep.Reachability = &reach
 	last := n.spec.Run.Rounds > 0 && res.Round+1 >= uint64(n.spec.Run.Rounds)
 	if (res.Round+1)%uint64(n.cfg.EvalEvery) == 0 || last {
 		if ev, err := trainer.Evaluate(n.model, n.eng.Theta(), n.cfg.Data.Test, 1000); err == nil {
@@ -790,6 +799,7 @@ func (n *node) decided(res consensus.Decided) {
 	if err := n.saveCheckpoint(); err != nil {
 		n.log.Warn("checkpoint", "err", err)
 	}
+	defer n.noteReachability()
 	if n.cfg.JSONLines {
 		b, _ := json.Marshal(rep)
 		fmt.Fprintln(n.cfg.Out, string(b))
@@ -836,7 +846,7 @@ func human(b uint64) string {
 func (n *node) summary() *Summary {
 	s := &Summary{Peer: n.tr.ID().String(), RunID: n.spec.RunID().String(), Rounds: n.eng.Round(), Stats: n.tr.Stats(),
 		Behave: n.cfg.Behave, Excluded: n.excluded, Admitted: n.admitted, TrainSeconds: n.trainSeconds, Witnessed: n.witnessed,
-		Member: n.eng.Members().Has(n.self)}
+		Member: n.eng.Members().Has(n.self), Reachability: n.tr.Reachability()}
 	n.mu.RLock()
 	s.Challenges = n.challenges
 	s.UpdatesSent, s.PayloadBytes = n.updatesSent, n.payload

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vtrain/vtrain/gossip"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/node"
 	"github.com/vtrain/vtrain/runspec"
@@ -25,7 +26,8 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	specPath := fs.String("spec", "", "start a run from this TOML spec (see examples/run.toml)")
 	join := fs.String("join", "", "join the run of the peer at this multiaddr (printed by a running node)")
 	runID := fs.String("run", "", "when joining: the run ID to expect (hex); the peer's spec must hash to it")
-	listen := fs.String("listen", "/ip4/127.0.0.1/tcp/0", "multiaddr to listen on")
+	listen := fs.String("listen", "/ip4/127.0.0.1/tcp/0", "multiaddrs to listen on, comma-separated (behind NAT: a private address; AutoNAT, relays and hole punching do the rest)")
+	quic := fs.Bool("quic", true, "also listen on QUIC (UDP) beside each TCP address of --listen, on the same IP and port number")
 	dataDir := fs.String("data", "", "Fashion-MNIST directory, or 'synthetic' (must match the spec's data.source)")
 	out := fs.String("out", "", "directory for this node's identity, checkpoint and summary (default: a new temporary directory)")
 	asJSON := fs.Bool("json", false, "print one JSON object per round (and events) instead of text lines")
@@ -62,7 +64,13 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	if eng != nil {
 		defer eng.Close()
 	}
-	cfg := node.Config{Join: *join, RunID: want, Listen: []string{*listen}, Out: stdout, JSONLines: *asJSON, EvalEvery: *evalEvery, Linger: *linger, Device: eng}
+	addrs := strings.Split(*listen, ",")
+	if *quic {
+		if addrs, err = gossip.ListenWithQUIC(addrs); err != nil {
+			return usagef("--listen: %v", err)
+		}
+	}
+	cfg := node.Config{Join: *join, RunID: want, Listen: addrs, Out: stdout, JSONLines: *asJSON, EvalEvery: *evalEvery, Linger: *linger, Device: eng}
 	if *behave != "honest" {
 		cfg.Behave = *behave
 	}
