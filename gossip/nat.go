@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -76,7 +77,8 @@ type natState struct {
 	reachable   []ma.Multiaddr // AutoNAT v2's confirmed public addresses
 	punched     int            // hole punches that gave a direct connection
 	punchFailed int
-	dialed      int // DCUtR's direct dials that made a hole punch unnecessary
+	dialed      int            // DCUtR's direct dials that made a hole punch unnecessary
+	via         map[string]int // the transports of the direct connections hole punching made
 }
 
 // hostOptions returns the libp2p options of a transport's host.
@@ -186,6 +188,14 @@ func (ns *natState) Trace(evt *holepunch.Event) {
 	case *holepunch.EndHolePunchEvt:
 		if ok = e.Success; ok {
 			ns.punched++
+			if t := ns.t; t != nil {
+				if c := directConn(t.h, evt.Remote); c != nil {
+					if ns.via == nil {
+						ns.via = map[string]int{}
+					}
+					ns.via[transportName(c.RemoteMultiaddr())]++
+				}
+			}
 		} else {
 			ns.punchFailed++
 		}
@@ -212,6 +222,17 @@ func closeRelayed(h host.Host, p peer.ID) {
 			c.Close()
 		}
 	}
+}
+
+// transportName is "quic" or "tcp" (or the address's second protocol).
+func transportName(a ma.Multiaddr) string {
+	if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil {
+		return "quic"
+	}
+	if len(a) > 1 {
+		return a[1].Protocol().Name
+	}
+	return a.String()
 }
 
 func isRelayed(a ma.Multiaddr) bool {
@@ -285,13 +306,16 @@ type Reachability struct {
 	HolePunched     int `json:"hole_punched"`
 	HolePunchFailed int `json:"hole_punch_failed"`
 	DirectDialed    int `json:"direct_dialed"`
+	// HolePunchedVia counts the punched connections by transport ("quic",
+	// "tcp").
+	HolePunchedVia map[string]int `json:"hole_punched_via,omitempty"`
 }
 
 // Reachability reports how this node is reachable now.
 func (t *Transport) Reachability() Reachability {
 	ns := t.nat
 	ns.mu.Lock()
-	r := Reachability{HolePunched: ns.punched, HolePunchFailed: ns.punchFailed, DirectDialed: ns.dialed}
+	r := Reachability{HolePunched: ns.punched, HolePunchFailed: ns.punchFailed, DirectDialed: ns.dialed, HolePunchedVia: maps.Clone(ns.via)}
 	switch ns.status {
 	case network.ReachabilityPublic:
 		r.Status = "public"

@@ -1,6 +1,14 @@
 package node
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/vtrain/vtrain/consensus"
+)
 
 // noteReachability says how this node is reachable (gossip.Reachability:
 // public or behind NAT, through which relays, directly connected to how
@@ -19,4 +27,43 @@ func (n *node) noteReachability() {
 			n.say("join: %s", a)
 		}
 	}
+}
+
+// explainStall says, once per reason, why this node has decided nothing for
+// a while when the reason is the network: it reaches too few of the
+// round's voters for a certificate (a partition, or its own link down), so
+// it cannot decide. The first decision after such a report says the node
+// decides again.
+func (n *node) explainStall(since time.Duration) {
+	voters := n.eng.Voters()
+	need := consensus.Quorum(len(voters))
+	nw := n.tr.Host().Network()
+	reach := 0
+	for _, v := range voters {
+		if v == n.self {
+			reach++
+			continue
+		}
+		if id, err := peer.Decode(string(v)); err == nil && nw.Connectedness(id) == network.Connected {
+			reach++
+		}
+	}
+	if reach >= need {
+		return // it waits for votes (or for its own training): the log has the engine's status
+	}
+	why := fmt.Sprintf("round %d: not deciding: this node reaches %d of the %d voters (itself included) and a decision needs %d; it waits for the network to heal, then catches up by certificates", n.eng.Round(), reach, len(voters), need)
+	if why != n.stallWhy {
+		n.stallWhy = why
+		n.stalledAt = time.Now().Add(-since)
+		n.say("%s (no decision for %v)", why, since.Round(time.Second))
+	}
+}
+
+// decidingAgain reports the end of a stall that explainStall reported.
+func (n *node) decidingAgain(round uint64) {
+	if n.stallWhy == "" {
+		return
+	}
+	n.say("round %d: deciding again, after %v without a decision", round, time.Since(n.stalledAt).Round(time.Second))
+	n.stallWhy = ""
 }

@@ -123,6 +123,8 @@ type node struct {
 	traffic     gossip.Traffic // as of the last decision, for the per-round line
 	lastReach   string         // the reachability line last printed (nat.go)
 	relayJoins  []string       // relay join addresses printed
+	stallWhy    string         // why no decision came, as last said (nat.go); "" when deciding
+	stalledAt   time.Time      // since when
 	payload     uint64         // compressed payload bytes of the updates it published (n.mu)
 	updatesSent int
 	behave      string // the misbehaviour (--behave), "" if honest
@@ -446,6 +448,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			if !n.eng.Done() && now.Sub(lastDecided) >= stallReport && now.Sub(lastReport) >= stallReport {
 				lastReport = now
 				n.log.Warn("no decision for a while", "since", now.Sub(lastDecided).Round(time.Second), "status", n.eng.Status())
+				n.explainStall(now.Sub(lastDecided))
 			}
 		case r := <-trained:
 			if r.req != current {
@@ -771,6 +774,7 @@ func (n *node) publishState() {
 }
 
 func (n *node) decided(res consensus.Decided) {
+	n.decidingAgain(res.Round)
 	n.hashes[res.Round] = res.Value.Next
 	n.recordDecision(res)
 	for _, p := range res.Admitted {

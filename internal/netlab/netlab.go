@@ -113,7 +113,10 @@ func New(log io.Writer) (*Lab, error) {
 	l := &Lab{id: fmt.Sprintf("%s%d_%d", Prefix, os.Getpid(), n), hosts: map[string]*Host{}, log: log, stopSig: make(chan struct{})}
 	l.trapSignals()
 	var err error
-	if l.inet, err = l.netns("inet"); err != nil {
+	l.mu.Lock()
+	l.inet, err = l.netns("inet")
+	l.mu.Unlock()
+	if err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -191,6 +194,9 @@ func killIn(name string) {
 }
 
 func (l *Lab) netns(name string) (string, error) {
+	if l.closed {
+		return "", errors.New("netlab: lab closed")
+	}
 	ns := l.id + "-" + name
 	if err := run("ip", "netns", "add", ns); err != nil {
 		return "", err
@@ -491,9 +497,11 @@ func (l *Lab) Close() error {
 	close(l.stopSig)
 	procs, hops, nss := l.procs, l.hops, l.nss
 	l.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, p := range procs {
-		p.Stop(5 * time.Second)
+		wg.Go(func() { p.Stop(5 * time.Second) })
 	}
+	wg.Wait()
 	for _, d := range hops {
 		d.close()
 	}
