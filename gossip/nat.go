@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -16,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
@@ -427,4 +429,35 @@ func ListenWithQUIC(listen []string) ([]string, error) {
 		out = append(out, ip.String()+"/udp/"+rest[0].Value()+"/quic-v1")
 	}
 	return out, nil
+}
+
+// Redial dials, in parallel and for at most 10 s, the given peers this
+// host is not connected to, at the addresses it last knew (the peerstore
+// keeps them a while after a disconnection), past libp2p's dial backoff:
+// after a partition heals, a node whose connections to the other side all
+// died finds that side again without asking anyone (Discover asks
+// connected peers, who may know no better). It returns how many it
+// reached.
+func (t *Transport) Redial(ctx context.Context, ids []peer.ID) int {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	nw := t.h.Network()
+	sw, _ := nw.(*swarm.Swarm)
+	var wg sync.WaitGroup
+	var n atomic.Int32
+	for _, id := range ids {
+		if id == t.h.ID() || nw.Connectedness(id) == network.Connected || len(t.h.Peerstore().Addrs(id)) == 0 {
+			continue
+		}
+		if sw != nil {
+			sw.Backoff().Clear(id) // the caller paces its calls
+		}
+		wg.Go(func() {
+			if t.h.Connect(ctx, peer.AddrInfo{ID: id}) == nil {
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(n.Load())
 }

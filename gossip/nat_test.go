@@ -87,3 +87,29 @@ func TestRelayACL(t *testing.T) {
 		t.Error("no address of a connected peer")
 	}
 }
+
+// TestRedial: a peer whose connection died is dialed again at the address
+// the peerstore kept, past libp2p's dial backoff.
+func TestRedial(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(t)
+	a := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
+	b := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
+	if _, err := b.Connect(ctx, a.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Host().Network().ClosePeer(a.ID()); err != nil {
+		t.Fatal(err)
+	}
+	unknown, err := peer.IDFromPrivateKey(newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := b.Redial(ctx, []peer.ID{a.ID(), b.ID(), unknown}); n != 1 {
+		t.Fatalf("Redial reached %d peers, want 1 (a; itself and a peer of no known address are skipped)", n)
+	}
+	if n := b.Redial(ctx, []peer.ID{a.ID()}); n != 0 {
+		t.Errorf("Redial of a connected peer: %d", n)
+	}
+}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -34,22 +35,42 @@ func (n *node) noteReachability() {
 // round's voters for a certificate (a partition, or its own link down), so
 // it cannot decide. The first decision after such a report says the node
 // decides again.
-func (n *node) explainStall(since time.Duration) {
+//
+// While it reaches too few, it redials the voters it lost, in the
+// background, at each call (every stallReport): connections across a
+// partition die within a minute (keep-alives), and no decision comes to
+// trigger discovery (see loop).
+func (n *node) explainStall(ctx context.Context, since time.Duration) {
 	voters := n.eng.Voters()
 	need := consensus.Quorum(len(voters))
 	nw := n.tr.Host().Network()
 	reach := 0
+	var lost []peer.ID
 	for _, v := range voters {
 		if v == n.self {
 			reach++
 			continue
 		}
-		if id, err := peer.Decode(string(v)); err == nil && nw.Connectedness(id) == network.Connected {
+		id, err := peer.Decode(string(v))
+		if err != nil {
+			continue
+		}
+		if nw.Connectedness(id) == network.Connected {
 			reach++
+		} else {
+			lost = append(lost, id)
 		}
 	}
 	if reach >= need {
 		return // it waits for votes (or for its own training): the log has the engine's status
+	}
+	if n.redialing.CompareAndSwap(false, true) {
+		go func() {
+			defer n.redialing.Store(false)
+			if k := n.tr.Redial(ctx, lost); k > 0 {
+				n.log.Info("reconnected to voters", "count", k)
+			}
+		}()
 	}
 	why := fmt.Sprintf("round %d: not deciding: this node reaches %d of the %d voters (itself included) and a decision needs %d; it waits for the network to heal, then catches up by certificates", n.eng.Round(), reach, len(voters), need)
 	if why != n.stallWhy {

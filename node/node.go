@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -125,6 +126,7 @@ type node struct {
 	relayJoins  []string       // relay join addresses printed
 	stallWhy    string         // why no decision came, as last said (nat.go); "" when deciding
 	stalledAt   time.Time      // since when
+	redialing   atomic.Bool    // a redial of lost voters is under way (nat.go)
 	payload     uint64         // compressed payload bytes of the updates it published (n.mu)
 	updatesSent int
 	behave      string // the misbehaviour (--behave), "" if honest
@@ -448,7 +450,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			if !n.eng.Done() && now.Sub(lastDecided) >= stallReport && now.Sub(lastReport) >= stallReport {
 				lastReport = now
 				n.log.Warn("no decision for a while", "since", now.Sub(lastDecided).Round(time.Second), "status", n.eng.Status())
-				n.explainStall(now.Sub(lastDecided))
+				n.explainStall(ctx, now.Sub(lastDecided))
 			}
 		case r := <-trained:
 			if r.req != current {
