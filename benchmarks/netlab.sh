@@ -8,7 +8,7 @@
 # Minutes of CPU per scenario: keep the rounds modest on a shared machine.
 #
 #   benchmarks/netlab.sh                 # every scenario, 10 rounds
-#   benchmarks/netlab.sh NAT             # TestNATScenario only
+#   benchmarks/netlab.sh NAT             # TestNATScenario only (also: Partition, Links)
 #   ROUNDS=6 OUT=/tmp/netlab benchmarks/netlab.sh Partition
 #
 # Knobs (environment): ROUNDS, STEPS (inner steps; default the spec's 400),

@@ -403,7 +403,8 @@ func (n *NAT) Host(name string) (*Host, error) {
 
 // Shape limits what the host sends: rate (tc's syntax, "1mbit"; "" for
 // none) by a token bucket, and loss, a share of its packets dropped at
-// random (0 for none).
+// random (0 for none) as they leave eth0 (at postrouting, so that packets
+// that went through the delay hop are counted once, on their way out).
 func (h *Host) Shape(rate string, loss float64) error {
 	if rate != "" {
 		if err := h.lab.in(h.NS, "tc", "qdisc", "replace", "dev", h.dev, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"); err != nil {
@@ -417,7 +418,7 @@ func (h *Host) Shape(rate string, loss float64) error {
 		perMillion := int(loss * 1e6)
 		return h.lab.nft(h.NS, fmt.Sprintf(`
 table inet vtloss {
-	chain out { type filter hook output priority filter; oifname %q numgen random mod 1000000 < %d drop; }
+	chain out { type filter hook postrouting priority filter; oifname %q numgen random mod 1000000 < %d drop; }
 }`, h.dev, perMillion))
 	}
 	return nil

@@ -459,3 +459,56 @@ func TestPartitionScenario(t *testing.T) {
 		t.Errorf("the nodes ended on different hashes")
 	}
 }
+
+// TestLinksScenario: 5 public founders train with every host's packets
+// delayed 100 ms ± 30 ms (so every link has that one-way latency) and 5%
+// of them lost, then the same peers and spec on loopback: accuracy and
+// median round time side by side. VTRAIN_NETLAB_DELAY_MS, _JITTER_MS and
+// _LOSS_PCT change the link.
+func TestLinksScenario(t *testing.T) {
+	scenarios(t)
+	l := lab(t)
+	bin := buildVtrain(t)
+	rounds, steps := envInt("VTRAIN_NETLAB_ROUNDS", 10), envInt("VTRAIN_NETLAB_STEPS", 0)
+	delay := time.Duration(envInt("VTRAIN_NETLAB_DELAY_MS", 100)) * time.Millisecond
+	jitter := time.Duration(envInt("VTRAIN_NETLAB_JITTER_MS", 30)) * time.Millisecond
+	loss := float64(envInt("VTRAIN_NETLAB_LOSS_PCT", 5)) / 100
+	var peers []*peer
+	how := ""
+	for i := 1; i <= 5; i++ {
+		h, err := l.Public(fmt.Sprintf("l%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if how, err = h.Delay(delay, jitter, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Shape("", loss); err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, &peer{name: h.Name, host: h, founder: true})
+	}
+	founders := identities(t, peers)
+	dir := logDir(t, "links")
+	spec := filepath.Join(dir, "spec.toml")
+	writeSpec(t, spec, rounds, steps, founders)
+	timeout := time.Duration(rounds)*3*time.Minute + 5*time.Minute
+	shaped := startRun(t, bin, dir, spec, peers, func(p *peer) string { return fmt.Sprintf("/ip4/%s/tcp/4001", p.host.IP) }, timeout)
+	shaped.Network = fmt.Sprintf("namespaces: 5 public founders, every host's packets delayed %v ± %v (%s) and %.0f%% lost", delay, jitter, how, 100*loss)
+	record(t, "links", shaped)
+	loop, err := l.Public("loop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		p.host = loop
+	}
+	loopRun := startRun(t, bin, logDir(t, "links-loopback"), spec, peers, func(*peer) string { return "/ip4/127.0.0.1/tcp/0" }, timeout)
+	loopRun.Network = "loopback (one namespace)"
+	record(t, "links-loopback", loopRun)
+	if !shaped.Agreed {
+		t.Errorf("the shaped run's nodes ended on different hashes")
+	}
+	t.Logf("accuracy: shaped %.4f, loopback %.4f (difference %.2f points); median round %.1f s against %.1f s",
+		shaped.Accuracy, loopRun.Accuracy, 100*(shaped.Accuracy-loopRun.Accuracy), shaped.MedianRound, loopRun.MedianRound)
+}
