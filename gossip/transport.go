@@ -101,6 +101,7 @@ type Transport struct {
 	bw     *metrics.BandwidthCounter
 	meter  *meter
 	server Server
+	nat    *natState // NAT traversal and reachability (nat.go)
 
 	judge    Judge
 	penalty  penalties // the application-specific score: junk and rejections by peer
@@ -139,13 +140,14 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 		return nil, err
 	}
 	bw := metrics.NewBandwidthCounter()
-	h, err := libp2p.New(libp2p.Identity(cfg.Key), libp2p.ListenAddrStrings(cfg.Listen...), libp2p.BandwidthReporter(bw))
+	ns := &natState{}
+	h, err := libp2p.New(ns.hostOptions(cfg, bw)...)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: host: %w", err)
 	}
 	t := &Transport{h: h, run: cfg.Spec.RunID(), spec: cfg.Spec, dec: dec, log: cfg.Logger, bw: bw, server: server, judge: cfg.Judge,
 		in: make(chan *Msg, 4096), refused: make(chan Rejection, 256), penalty: penalties{by: map[peer.ID]*penalty{}}, sentBy: map[string]uint64{},
-		meter: newMeter(h.ID()), copies: newCopies(cfg.Spec.Rounds.CommitTimeout.Duration)}
+		meter: newMeter(h.ID()), copies: newCopies(cfg.Spec.Rounds.CommitTimeout.Duration), nat: ns}
 	topic := TopicName(t.run)
 	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
 	_, loopback6, _ := net.ParseCIDR("::1/128")
@@ -226,6 +228,10 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	}
 	t.ps = ps
 	h.SetStreamHandler(SyncProtocol, t.serveSync)
+	if err := ns.start(ctx, t); err != nil {
+		h.Close()
+		return nil, err
+	}
 	go t.receive(ctx)
 	return t, nil
 }
@@ -519,16 +525,17 @@ func (t *Transport) Stats() Stats {
 }
 
 // KnownPeers returns the addresses of connected peers that run vtrain's
-// sync protocol (not, for example, the short-lived hosts that fetch a spec).
+// sync protocol (not, for example, the short-lived hosts that fetch a spec):
+// up to maxAddrsPerPeer of each, so that a peer behind NAT is found by its
+// relay addresses too (its own are private).
 func (t *Transport) KnownPeers() []string {
 	var out []string
 	for _, p := range t.h.Network().Peers() {
 		if ps, err := t.h.Peerstore().SupportsProtocols(p, SyncProtocol); err != nil || len(ps) == 0 {
 			continue
 		}
-		for _, a := range t.h.Peerstore().Addrs(p) {
+		for _, a := range peerAddrs(t.h, p) {
 			out = append(out, a.String()+"/p2p/"+p.String())
-			break
 		}
 	}
 	return out

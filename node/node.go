@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -94,6 +95,9 @@ type RoundReport struct {
 	Restored bool           `json:"restored,omitempty"`
 	// Authors are the peers whose updates the round aggregated.
 	Authors []string `json:"authors,omitempty"`
+	// Reachability is how this node was reachable when the round was
+	// decided (public or behind NAT, relays, direct and relayed peers).
+	Reachability *gossip.Reachability `json:"reachability,omitempty"`
 }
 
 // Summary is what a node reports when the run ends.
@@ -125,6 +129,8 @@ type Summary struct {
 	// Restarts counts the earlier processes of this node in the run whose
 	// counters the ones above include (they go on across restarts).
 	Restarts int `json:"restarts,omitempty"`
+	// Reachability is how this node was reachable at the end.
+	Reachability gossip.Reachability `json:"reachability"`
 }
 
 // ErrUsage is wrapped by configuration errors.
@@ -135,6 +141,11 @@ var ErrUsage = errors.New("node: bad configuration")
 type node struct {
 	cfg         Config
 	traffic     gossip.Traffic // as of the last decision, for the per-round line
+	lastReach   string         // the reachability line last printed (nat.go)
+	relayJoins  []string       // relay join addresses printed
+	stallWhy    string         // why no decision came, as last said (nat.go); "" when deciding
+	stalledAt   time.Time      // since when
+	redialing   atomic.Bool    // a redial of lost voters is under way (nat.go)
 	payload     uint64         // compressed payload bytes of the updates it published (n.mu)
 	updatesSent int
 	behave      string // the misbehaviour (--behave), "" if honest
@@ -513,6 +524,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				lastReport = now
 				n.stalled(now.Sub(lastDecided))
 				n.log.Debug("no decision for a while", "since", now.Sub(lastDecided).Round(time.Second), "status", n.eng.Status())
+				n.explainStall(ctx, now.Sub(lastDecided))
 			}
 		case r := <-trained:
 			if r.req != current {
@@ -900,6 +912,7 @@ func (n *node) publishState() {
 }
 
 func (n *node) decided(res consensus.Decided) {
+	n.decidingAgain(res.Round)
 	n.hashes[res.Round] = res.Value.Next
 	n.recordDecision(res)
 	for _, p := range res.Admitted {
@@ -917,6 +930,8 @@ func (n *node) decided(res consensus.Decided) {
 	for _, p := range res.Peers {
 		rep.Authors = append(rep.Authors, string(p))
 	}
+	reach := n.tr.Reachability()
+	rep.Reachability = &reach
 	last := n.spec.Run.Rounds > 0 && res.Round+1 >= uint64(n.spec.Run.Rounds)
 	if (res.Round+1)%uint64(n.cfg.EvalEvery) == 0 || last {
 		if ev, err := trainer.Evaluate(n.model, n.eng.Theta(), n.cfg.Data.Test, 1000); err == nil {
@@ -928,6 +943,7 @@ func (n *node) decided(res consensus.Decided) {
 	if err := n.saveCheckpoint(); err != nil {
 		n.log.Warn("checkpoint", "err", err)
 	}
+	defer n.noteReachability()
 	n.saveRun()
 	d := stats.Traffic.Sub(n.traffic)
 	n.traffic = stats.Traffic
@@ -979,7 +995,7 @@ func human(b uint64) string {
 func (n *node) summary() *Summary {
 	s := &Summary{Peer: n.tr.ID().String(), RunID: n.spec.RunID().String(), Rounds: n.eng.Round(), Stats: n.tr.Stats(),
 		Behave: n.cfg.Behave, Excluded: n.excluded, Admitted: n.admitted, TrainSeconds: n.trainSeconds, Witnessed: n.witnessed,
-		Member: n.eng.Members().Has(n.self)}
+		Member: n.eng.Members().Has(n.self), Reachability: n.tr.Reachability()}
 	n.mu.RLock()
 	s.Challenges = n.challenges
 	s.UpdatesSent, s.PayloadBytes = n.updatesSent, n.payload

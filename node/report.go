@@ -38,6 +38,8 @@ const (
 	EventVerdict   = "verdict"           // round, peer, verdict
 	EventRefereed  = "refereed"          // round, challenger, accused, fault, ruling
 	EventLedger    = "ledger"            // recovery: the ledger was repaired after a crash
+	EventReachable = "reachability"      // reachability: how this node is reachable (when it changes)
+	EventDeciding  = "deciding_again"    // round, after_s: the first decision after a stall for want of a quorum
 )
 
 // event reports one event: a text line, or with JSONLines a JSON object

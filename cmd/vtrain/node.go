@@ -16,6 +16,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/vtrain/vtrain/gossip"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/monitor"
 	"github.com/vtrain/vtrain/node"
@@ -27,7 +28,8 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	specPath := fs.String("spec", "", "start a run from this TOML spec (see examples/run.toml)")
 	join := fs.String("join", "", "join the run of the peer at this multiaddr (printed by a running node)")
 	runID := fs.String("run", "", "the run ID to expect: all 64 hex digits when joining (the peer's spec must hash to it); when restarting from --out, a prefix of 8 or more is enough")
-	listen := fs.String("listen", "/ip4/127.0.0.1/tcp/0", "multiaddr to listen on")
+	listen := fs.String("listen", "/ip4/127.0.0.1/tcp/0", "multiaddrs to listen on, comma-separated (behind NAT: a private address; AutoNAT, relays and hole punching do the rest)")
+	quic := fs.Bool("quic", true, "also listen on QUIC (UDP) beside each TCP address of --listen, on the same IP and port number")
 	dataDir := fs.String("data", "", "Fashion-MNIST directory, or 'synthetic' (must match the spec's data.source)")
 	out := fs.String("out", "", "directory for this node's identity, checkpoint, ledger, metrics.jsonl and summary; restart with the same --out alone (default: a new temporary directory, removed if the run fails)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and per round ({\"t\":…,\"event\":…}) instead of text lines")
@@ -88,8 +90,14 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	if eng != nil {
 		defer eng.Close()
 	}
+	addrs := strings.Split(*listen, ",")
+	if *quic {
+		if addrs, err = gossip.ListenWithQUIC(addrs); err != nil {
+			return usagef("--listen: %v", err)
+		}
+	}
 	con := newConsole(stderr)
-	cfg := node.Config{Join: *join, RunID: want, Listen: []string{*listen}, Out: con.out(stdout), JSONLines: *asJSON, EvalEvery: *evalEvery,
+	cfg := node.Config{Join: *join, RunID: want, Listen: addrs, Out: con.out(stdout), JSONLines: *asJSON, EvalEvery: *evalEvery,
 		Linger: *linger, Device: eng, MinPeers: *minPeers, Logger: con.logger(level)}
 	if *behave != "honest" {
 		cfg.Behave = *behave
