@@ -35,7 +35,8 @@ func commands() []command {
 		{"bench", "benchmarks (bench step: time training steps)", runBench},
 		{"export", "export a checkpoint's parameters as one safetensors file", runExport},
 		{"audit", "verify nodes' ledgers from genesis (certificates, aggregates, verdicts) and report every peer's contributions", runAudit},
-		{"keygen", "Groth16 setup for a zk circuit (part of a private run's genesis)", runKeygen},
+		{"keygen", "single-party Groth16 setup for a zk circuit (part of a private run's genesis)", runKeygen},
+		{"ceremony", "multi-party Groth16 setup for a zk circuit: init, contribute, verify, finalize", runCeremony},
 		{"prove", "prove one fixed-point SGD step on private data (zk)", runProve},
 		{"verify-proof", "verify a zk proof bundle against a run's verifying key", runVerifyProof},
 	}

@@ -119,7 +119,7 @@ Trust: this is a single-party setup. Whoever runs it draws the toxic waste
 and, had they kept it, could forge proofs of false training steps for this
 circuit. They can never learn a prover's data (Groth16 proofs are zero
 knowledge whatever the setup). A run that cannot trust its creator with
-this needs a multi-party ceremony, which vtrain does not run yet.
+this runs a multi-party ceremony instead: see 'vtrain ceremony --help'.
 
 Flags:
 `)
@@ -137,7 +137,7 @@ Flags:
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	fmt.Fprintf(stderr, "vtrain: Groth16 setup for softmax regression %d×%d, batch %d, data depth %d (a single-party setup: see 'vtrain keygen --help' for what that means)\n",
+	fmt.Fprintf(stderr, "vtrain: Groth16 setup for softmax regression %d×%d, batch %d, data depth %d (a single-party setup: see 'vtrain keygen --help' for what that means, and 'vtrain ceremony' for a multi-party one)\n",
 		p.Features, p.Classes, p.Batch, p.Depth)
 	start := time.Now()
 	keys, err := zk.Setup(p)

@@ -108,8 +108,9 @@ func setPublic(c *StepCircuit, st Statement) {
 // it, forge proofs of false statements for this circuit; they cannot learn
 // anything about a prover's private data either way (Groth16 is
 // perfectly zero-knowledge whatever the setup). A run that cannot trust
-// its creator with this needs a multi-party ceremony (gnark's mpcsetup),
-// which vtrain does not run yet.
+// its creator with this runs a multi-party ceremony instead (ceremony.go,
+// vtrain ceremony), whose keys are sound if one participant per phase was
+// honest.
 type Keys struct {
 	Params Params
 	CCS    constraint.ConstraintSystem
