@@ -88,7 +88,7 @@ func TestCeremonyCommands(t *testing.T) {
 	}
 	path, _ := tree.Path(0)
 	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: tree.Root(),
-		Context: zk.Context{Round: 1, Peer: "12D3KooWceremony"}}
+		Draw: drawLeaf(t, p, 2, 0), Context: zk.Context{Round: 1, Peer: "12D3KooWceremony"}}
 	proof, err := keys.Prove(st, zk.Witness{Theta: theta, Batch: samples[:1], Indices: []uint64{0}, Paths: [][]fr.Element{path}})
 	if err != nil {
 		t.Fatal(err)

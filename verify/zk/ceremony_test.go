@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
 	"github.com/consensys/gnark/backend/groth16/bn254/mpcsetup"
@@ -168,8 +170,9 @@ func TestCeremonyThreeParties(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	draw := drawOf(t, p, 2, 1)
 	path, _ := tree.Path(1)
-	st := Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: tree.Root(),
+	st := Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: tree.Root(), Draw: draw,
 		Context: Context{Round: 3, Peer: "12D3KooWceremony"}}
 	proof, err := keys.Prove(st, Witness{Theta: theta, Batch: samples[1:], Indices: []uint64{1}, Paths: [][]fr.Element{path}})
 	if err != nil {
@@ -344,4 +347,83 @@ func TestCeremonyBoundedRead(t *testing.T) {
 			t.Errorf("%s: contributed on it", name)
 		}
 	}
+}
+
+// TestCeremonyTimed runs a 1+1-participant ceremony on the circuit named
+// by VTRAIN_CEREMONY_PARAMS ("features,classes,batch,depth"; the real
+// circuit at batch 1 is "784,10,1,16") and logs each step's time: the
+// figures in benchmarks/README.md. Skipped unless set (the real circuit
+// takes hours on 2 cores).
+func TestCeremonyTimed(t *testing.T) {
+	env := os.Getenv("VTRAIN_CEREMONY_PARAMS")
+	if env == "" {
+		t.Skip("set VTRAIN_CEREMONY_PARAMS=features,classes,batch,depth (e.g. 784,10,1,16) to time a ceremony")
+	}
+	var p Params
+	if _, err := fmt.Sscanf(env, "%d,%d,%d,%d", &p.Features, &p.Classes, &p.Batch, &p.Depth); err != nil {
+		t.Fatalf("VTRAIN_CEREMONY_PARAMS=%q: %v", env, err)
+	}
+	p.LR = DefaultLR
+	lap := func(what string, start time.Time) { t.Logf("%-28s %8.1f s", what, time.Since(start).Seconds()) }
+	start := time.Now()
+	ccs, err := Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	power := CeremonyPower(ccs.GetNbConstraints())
+	t.Logf("%+v: %d constraints, domain 2^%d", p, ccs.GetNbConstraints(), power)
+	lap("compile", start)
+	var t0, t1 bytes.Buffer
+	if err := InitPhase1(&t0, power); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if _, err := Contribute(&t0, &t1); err != nil {
+		t.Fatal(err)
+	}
+	lap("phase 1 contribution", start)
+	t.Logf("phase 1 transcript: %d bytes", t1.Len())
+	start = time.Now()
+	p1, err := VerifyPhase1(bytes.NewReader(t1.Bytes()), []byte("beacon 1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lap("phase 1 verify and seal", start)
+	var q0, q1 bytes.Buffer
+	start = time.Now()
+	if err := InitPhase2(&q0, p1, p); err != nil {
+		t.Fatal(err)
+	}
+	lap("phase 2 init", start)
+	start = time.Now()
+	if _, err := Contribute(bytes.NewReader(q0.Bytes()), &q1); err != nil {
+		t.Fatal(err)
+	}
+	lap("phase 2 contribution", start)
+	t.Logf("phase 2 transcript: %d bytes", q1.Len())
+	start = time.Now()
+	_, keys, err := VerifyPhase2(p1, bytes.NewReader(q1.Bytes()), []byte("beacon 2"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lap("phase 2 verify and seal", start)
+	start = time.Now()
+	if _, err := SetupCompiled(p, ccs); err != nil {
+		t.Fatal(err)
+	}
+	lap("single-party setup (keygen)", start)
+	_ = keys
+}
+
+// drawOf finds a batch-1 draw over size samples that picks leaf.
+func drawOf(t testing.TB, p Params, size, leaf uint64) Draw {
+	t.Helper()
+	for seed := range uint64(100) {
+		d := Draw{Seed: seed, Size: size}
+		if l, err := p.Leaves(d); err == nil && l[0] == leaf {
+			return d
+		}
+	}
+	t.Fatalf("no seed draws leaf %d of %d", leaf, size)
+	return Draw{}
 }
