@@ -146,3 +146,67 @@ func drawLeaf(t *testing.T, p zk.Params, size, leaf uint64) zk.Draw {
 	t.Fatalf("no seed draws leaf %d of %d", leaf, size)
 	return zk.Draw{}
 }
+
+// TestProveOtherBatchEndToEnd runs the real commands on the real circuit
+// at batch 1: keygen, prove the batch that the seed draws, and verify-proof
+// accepts it for that seed and step only; a prover that picks its batch
+// (by proving another seed's) is rejected however it labels the proof.
+// The setup takes minutes on 2 cores: set VTRAIN_ZK_E2E=1 to run it.
+func TestProveOtherBatchEndToEnd(t *testing.T) {
+	if os.Getenv("VTRAIN_ZK_E2E") == "" {
+		t.Skip("set VTRAIN_ZK_E2E=1 to run keygen, prove and verify-proof on the batch-1 circuit (minutes)")
+	}
+	dir := t.TempDir()
+	kd := filepath.Join(dir, "keys")
+	if code, _, errOut := vtrain(t, "keygen", "--batch", "1", "--out", kd); code != 0 {
+		t.Fatalf("keygen: %s", errOut)
+	}
+	run := strings.Repeat("5a", 32)
+	prove := func(seed, out string) zk.Bundle {
+		t.Helper()
+		code, _, errOut := vtrain(t, "prove", "--keys", kd, "--data", "synthetic", "--batch-seed", seed, "--step", "0",
+			"--run", run, "--round", "3", "--peer", "12D3KooWe2e", "--out", filepath.Join(dir, out))
+		if code != 0 {
+			t.Fatalf("prove: %s", errOut)
+		}
+		f, err := os.Open(filepath.Join(dir, out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b, err := zk.ReadBundle(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	write := func(name string, b zk.Bundle) string {
+		j, _ := json.Marshal(b)
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, j, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	honest := prove("7", "honest.json")
+	if code, out, errOut := vtrain(t, "verify-proof", "--keys", kd, "--batch-seed", "7", "--step", "0", filepath.Join(dir, "honest.json")); code != 0 || !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("the drawn batch's proof: exit %d %q %q", code, out, errOut)
+	}
+	mine := prove("8", "mine.json") // the batch seed 8 draws, not the run's 7
+	relabelled := mine
+	relabelled.Seed = 7
+	nextStep := honest
+	nextStep.Step = 1
+	for name, args := range map[string][]string{
+		"another seed's batch":             {"--batch-seed", "7", filepath.Join(dir, "mine.json")},
+		"another seed's batch, relabelled": {"--batch-seed", "7", write("relabelled.json", relabelled)},
+		"the proof claimed for step 1":     {"--step", "1", write("step1.json", nextStep)},
+		"step 0's proof, step 1 expected":  {"--step", "1", filepath.Join(dir, "honest.json")},
+	} {
+		code, out, errOut := vtrain(t, append([]string{"verify-proof", "--keys", kd}, args...)...)
+		if code != 1 || strings.HasPrefix(out, "ok") {
+			t.Errorf("%s: exit %d, stdout %q", name, code, out)
+		}
+		oneLine(t, name, errOut)
+	}
+}

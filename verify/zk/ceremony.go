@@ -467,8 +467,10 @@ func VerifyPhase1(r io.Reader, beacon []byte, progress func(ContributionInfo)) (
 	if t.h.Phase != 1 {
 		return nil, fmt.Errorf("%w: a phase-%d transcript where phase 1 was expected", ErrCeremony, t.h.Phase)
 	}
-	prev := mpcsetup.NewPhase1(t.h.n())
-	prevID := ContributionID(serialize(prev))
+	// The initial state is built once a contribution of its size has been
+	// read: a short file that declares a big domain costs nothing.
+	var prev *mpcsetup.Phase1
+	var prevID string
 	res := &Phase1Verified{Power: t.h.Power}
 	for {
 		rec, err := t.next()
@@ -479,6 +481,10 @@ func VerifyPhase1(r io.Reader, beacon []byte, progress func(ContributionInfo)) (
 			return nil, err
 		}
 		i := t.n
+		if prev == nil {
+			prev = mpcsetup.NewPhase1(t.h.n())
+			prevID = ContributionID(serialize(prev))
+		}
 		next, err := t.h.decodePhase1(rec)
 		if err != nil {
 			return nil, fmt.Errorf("%w: phase 1 contribution %d: %v", ErrCeremony, i, err)
@@ -497,6 +503,9 @@ func VerifyPhase1(r io.Reader, beacon []byte, progress func(ContributionInfo)) (
 	}
 	if beacon == nil {
 		return res, nil
+	}
+	if prev == nil {
+		return nil, fmt.Errorf("%w: phase 1 has no contribution: its secrets would be the beacon's, which is public", ErrCeremony)
 	}
 	if len(beacon) > maxBeaconBytes {
 		return nil, fmt.Errorf("%w: the beacon must be 1 to %d bytes", ErrCeremony, maxBeaconBytes)
@@ -640,6 +649,12 @@ func verifyPhase2(p1 *Phase1Verified, t *transcriptReader, beacon2 []byte, progr
 			ErrCeremony, len(t.h.Phase1.Contributions), t.h.Power, short(t.h.Phase1.Beacon), len(p1.Contributions), p1.Power, short(p1.Beacon))
 	}
 	params := *t.h.Params
+	// The circuit multiplies every weight by every pixel of the batch twice:
+	// a header that names a circuit far beyond the domain is refused before
+	// it is compiled.
+	if 2*uint64(params.Batch)*uint64(params.Features)*uint64(params.Classes) > 1<<t.h.Power {
+		return nil, nil, fmt.Errorf("%w: the circuit %+v does not fit phase 1's domain of 2^%d", ErrCeremony, params, t.h.Power)
+	}
 	ccs, err := Compile(params)
 	if err != nil {
 		return nil, nil, err

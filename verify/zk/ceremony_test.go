@@ -427,3 +427,32 @@ func drawOf(t testing.TB, p Params, size, leaf uint64) Draw {
 	t.Fatalf("no seed draws leaf %d of %d", leaf, size)
 	return Draw{}
 }
+
+// FuzzCeremonyTranscript feeds arbitrary bytes to the transcript reader,
+// verifier and contributor: they must return an error or a result, never
+// panic, and never take more than the bytes they were given suggest.
+func FuzzCeremonyTranscript(f *testing.F) {
+	var empty, one, two bytes.Buffer
+	if err := InitPhase1(&empty, 2); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := Contribute(bytes.NewReader(empty.Bytes()), &one); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := Contribute(bytes.NewReader(one.Bytes()), &two); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(empty.Bytes())
+	f.Add(one.Bytes())
+	f.Add(two.Bytes())
+	f.Add(two.Bytes()[:len(two.Bytes())-7])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if tr, err := newTranscriptReader(bytes.NewReader(b)); err != nil || tr.h.Power > 4 {
+			return // contributing to a big domain is legitimate work, not a decoder's
+		}
+		if _, err := VerifyPhase1(bytes.NewReader(b), []byte("beacon"), nil); err != nil && !errors.Is(err, ErrCeremony) {
+			t.Fatalf("an error that is not a ceremony error: %v", err)
+		}
+		_, _ = Contribute(bytes.NewReader(b), io.Discard)
+	})
+}
