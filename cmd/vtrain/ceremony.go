@@ -14,18 +14,21 @@ import (
 const ceremonyTrust = `Trust: the keys are sound (nobody can prove a false training step) if at
 least one participant of phase 1 and at least one participant of phase 2
 drew its secret honestly and destroyed it; one person may take part in
-both. vtrain contribute draws the secrets from crypto/rand and keeps them
-only in its own memory, gone when it exits. If every participant of one
-phase kept its secret and they pooled them, they could forge proofs. No
-setup, however bad, reveals a prover's data: Groth16 proofs are
-zero-knowledge whatever the keys.
+both. vtrain ceremony contribute draws the secrets from crypto/rand and
+keeps them only in its own memory, gone when it exits. If every
+participant of one phase kept its secret and they pooled them, they could
+forge proofs. Even they learn nothing of a prover's data: keys from a
+transcript that verifies are well formed, and Groth16 proofs under
+well-formed keys are zero-knowledge even to whoever knows the secrets.
 
 Each phase ends with a public random beacon (--beacon, hex), reproduced by
 every verifier. A beacon adds no secrecy (everyone knows it); it is
 trusted only to be unpredictable until the last contribution of its phase
 is published, so that the last participant cannot grind the final
 parameters. Announce where it will come from before the phase starts
-(a drand round, a block hash at a height after the deadline).
+(a drand round, a block hash at a height after the deadline), and check
+that the beacons the keys' ceremony.json names are the announced ones:
+whoever runs init --phase 2 and finalize types them in.
 `
 
 func runCeremony(args []string, stdout, stderr io.Writer) error {
@@ -285,6 +288,13 @@ func runCeremonyVerify(args []string, stdout, stderr io.Writer) error {
 
 func runCeremonyFinalize(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ceremony finalize", "ceremony finalize --phase1 FILE --phase2 FILE --beacon HEX --out DIR", stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: vtrain ceremony finalize --phase1 FILE --phase2 FILE --beacon HEX --out DIR\n\n"+
+			"Verifies both transcripts, seals phase 2 with the beacon, writes the keys with "+zk.CeremonyFile+"\n"+
+			"(every contribution ID and both beacons) and prints the verifying key's SHA-256,\n"+
+			"the [privacy] vk_sha256 that a run spec pins.\n\n"+ceremonyTrust+"\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	phase1 := fs.String("phase1", "", "the phase-1 transcript")
 	phase2 := fs.String("phase2", "", "the phase-2 transcript")
 	beacon := fs.String("beacon", "", "the beacon that seals phase 2 (hex), announced before phase 2 ended")

@@ -30,8 +30,11 @@ import (
 // least one participant of phase 1 and at least one of phase 2 drew its
 // secret honestly (crypto/rand) and destroyed it. If every participant of
 // one phase kept its secret and they pool them, they can forge proofs of
-// false steps. Nobody, even then, learns a prover's data: Groth16 proofs
-// are zero-knowledge whatever the setup. The beacons add no secrecy (they
+// false steps. Nobody, even then, learns a prover's data: the keys of a
+// transcript that verifies are well formed, and Groth16 proofs under
+// well-formed keys are zero-knowledge even to whoever knows the secrets
+// (gnark's prover does not check its keys, so that rests on the
+// verification). The beacons add no secrecy (they
 // are public); they only take from the last participant of each phase the
 // power to grind the final parameters. That needs a beacon nobody can know
 // before the last contribution is published: announce it in advance (for
