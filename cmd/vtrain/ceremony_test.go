@@ -14,7 +14,7 @@ import (
 
 // TestCeremonyCommands runs a ceremony through the commands, two
 // participants per phase on the smallest real circuit (softmax regression
-// 2×2, batch 1, data depth 1: 1,583 constraints), and uses its keys: a
+// 2×2, batch 1, data depth 1: 1,584 constraints), and uses its keys: a
 // proof made with them passes vtrain verify-proof under the printed hash.
 // A tampered transcript fails verify with one line.
 func TestCeremonyCommands(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 
 // ceremonyParams is the smallest real circuit: softmax regression with 2
 // features and 2 classes, batch 1, a data tree of depth 1 (2 samples):
-// 1,583 constraints, a domain of 2^11.
+// 1,584 constraints, a domain of 2^11.
 var ceremonyParams = Params{Features: 2, Classes: 2, Batch: 1, Depth: 1, LR: 1 << 12}
 
 // splitTranscript returns a transcript's header bytes and its records.
