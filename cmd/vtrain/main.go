@@ -37,7 +37,8 @@ func commands() []command {
 		{"export", "export a checkpoint's parameters as one safetensors file", runExport},
 		{"plot", "plot runs' accuracy, loss and bytes against round (from each node's metrics.jsonl)", runPlot},
 		{"audit", "verify nodes' ledgers from genesis (certificates, aggregates, verdicts) and report every peer's contributions", runAudit},
-		{"keygen", "Groth16 setup for a zk circuit (part of a private run's genesis)", runKeygen},
+		{"keygen", "single-party Groth16 setup for a zk circuit (part of a private run's genesis)", runKeygen},
+		{"ceremony", "multi-party Groth16 setup for a zk circuit: init, contribute, verify, finalize", runCeremony},
 		{"prove", "prove one fixed-point SGD step on private data (zk)", runProve},
 		{"verify-proof", "verify a zk proof bundle against a run's verifying key", runVerifyProof},
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/consensys/gnark/constraint"
@@ -122,7 +121,7 @@ Trust: this is a single-party setup. Whoever runs it draws the toxic waste
 and, had they kept it, could forge proofs of false training steps for this
 circuit. They can never learn a prover's data (Groth16 proofs are zero
 knowledge whatever the setup). A run that cannot trust its creator with
-this needs a multi-party ceremony, which vtrain does not run yet.
+this runs a multi-party ceremony instead: see 'vtrain ceremony --help'.
 
 Flags:
 `)
@@ -140,7 +139,7 @@ Flags:
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	fmt.Fprintf(stderr, "vtrain: Groth16 setup for softmax regression %d×%d, batch %d, data depth %d (a single-party setup: see 'vtrain keygen --help' for what that means)\n",
+	fmt.Fprintf(stderr, "vtrain: Groth16 setup for softmax regression %d×%d, batch %d, data depth %d (a single-party setup: see 'vtrain keygen --help' for what that means, and 'vtrain ceremony' for a multi-party one)\n",
 		p.Features, p.Classes, p.Batch, p.Depth)
 	start := time.Now()
 	con := newConsole(stderr)
@@ -169,19 +168,6 @@ const (
 	setupPerConstraint = 150 * time.Microsecond
 	provePerConstraint = 14 * time.Microsecond
 )
-
-// parseIndices reads "3,17,42".
-func parseIndices(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || v < 0 {
-			return nil, fmt.Errorf("bad sample index %q", f)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
 
 // readTheta reads a logreg parameter file written by vtrain export (PyTorch
 // names and shapes) as fixed point.
@@ -212,14 +198,15 @@ func writeTheta(path string, spec models.Spec, t zk.Theta) error {
 }
 
 func runProve(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("prove", "prove --keys DIR --indices I,J,... --run HEX --round R --peer ID --out FILE [flags]", stderr)
+	fs := newFlags("prove", "prove --keys DIR --batch-seed S [--step K] --run HEX --round R --peer ID --out FILE [flags]", stderr)
 	keysDir := fs.String("keys", "", "keys directory from vtrain keygen")
 	dataDir := fs.String("data", "", "the peer's data (Fashion-MNIST directory or 'synthetic'; default: the installed dataset)")
 	shards := fs.Int("shards", 1, "the peer's data is shard --shard of this many of the training set")
 	shardI := fs.Int("shard", 0, "which shard")
 	seed := fs.Uint64("seed", 1, "seed of the sharding, and of θ when --theta is not given")
 	thetaPath := fs.String("theta", "", "θ as a safetensors file with PyTorch names (vtrain export of a logreg model); default: the initial θ for --seed")
-	indices := fs.String("indices", "", "the batch: training-set indices, comma-separated, each in the peer's shard")
+	batchSeed := fs.String("batch-seed", "", "the round's batch seed (in a run: the update's seed, from run, round and peer); the run's sampler draws the batch from it")
+	step := fs.Uint64("step", 0, "the inner step within the round: the batch is the sampler's batch STEP")
 	runHex := fs.String("run", "", "run ID (64 hex digits)")
 	round := fs.Uint64("round", 0, "round")
 	peer := fs.String("peer", "", "peer ID")
@@ -228,8 +215,12 @@ func runProve(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *keysDir == "" || *out == "" || *indices == "" || *peer == "" {
-		return usagef("--keys, --indices, --peer and --out are required")
+	if *keysDir == "" || *out == "" || *batchSeed == "" || *peer == "" {
+		return usagef("--keys, --batch-seed, --peer and --out are required")
+	}
+	bseed, err := strconv.ParseUint(*batchSeed, 0, 64)
+	if err != nil {
+		return usagef("--batch-seed %q is not a 64-bit unsigned integer", *batchSeed)
 	}
 	var ctx zk.Context
 	run, err := hex.DecodeString(*runHex)
@@ -238,19 +229,12 @@ func runProve(args []string, stdout, stderr io.Writer) error {
 	}
 	copy(ctx.Run[:], run)
 	ctx.Round, ctx.Peer = *round, *peer
-	idx, err := parseIndices(*indices)
-	if err != nil {
-		return usageError{err.Error()}
-	}
 	con := newConsole(stderr)
 	var keys *zk.Keys
 	if err := con.phase("loading the proving key and compiling the circuit", 0, func() (err error) { keys, err = zk.LoadProver(*keysDir, ""); return err }); err != nil {
 		return err
 	}
 	p := keys.Params
-	if len(idx) != p.Batch {
-		return usagef("--indices names %d samples; the circuit's batch is %d", len(idx), p.Batch)
-	}
 	set, _, err := data.Load(*dataDir, *seed)
 	if err != nil {
 		return err
@@ -278,15 +262,20 @@ func runProve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	draw := zk.Draw{Seed: bseed, Step: *step, Size: pd.Size()}
+	idx, err := pd.Drawn(draw.Seed, draw.Step)
+	if err != nil {
+		return usagef("%v", err)
+	}
 	w, err := pd.Witness(theta, idx)
 	if err != nil {
-		return usagef("%v (shard %d of %d)", err, *shardI, *shards)
+		return err
 	}
 	next, err := p.Step(theta, w.Batch)
 	if err != nil {
 		return err
 	}
-	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: pd.Root(), Context: ctx}
+	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: pd.Root(), Draw: draw, Context: ctx}
 	start := time.Now()
 	var proof []byte
 	est := time.Duration(keys.CCS.GetNbConstraints()) * provePerConstraint
@@ -302,8 +291,8 @@ func runProve(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "proof of one SGD step in %s (%d bytes, %.1fs)\ntheta_in  %s\ntheta_out %s\ndata_root %s\n",
-		*out, len(proof), time.Since(start).Seconds(), zk.Hex(st.ThetaIn), zk.Hex(st.ThetaOut), zk.Hex(st.DataRoot))
+	fmt.Fprintf(stdout, "proof of one SGD step in %s (%d bytes, %.1fs)\nbatch     step %d of seed %d over %d samples: training-set indices %v\ntheta_in  %s\ntheta_out %s\ndata_root %s\n",
+		*out, len(proof), time.Since(start).Seconds(), draw.Step, draw.Seed, draw.Size, idx, zk.Hex(st.ThetaIn), zk.Hex(st.ThetaOut), zk.Hex(st.DataRoot))
 	return nil
 }
 
@@ -317,6 +306,9 @@ func runVerifyProof(args []string, stdout, stderr io.Writer) error {
 	thetaIn := fs.String("theta-in", "", "also require theta_in to commit to this θ (safetensors)")
 	thetaOut := fs.String("theta-out", "", "also require theta_out to commit to this θ' (safetensors)")
 	dataRoot := fs.String("data-root", "", "also require this data root (hex)")
+	batchSeed := fs.String("batch-seed", "", "also require the batch to be drawn with this seed (the round's, for this peer)")
+	step := fs.Int64("step", -1, "also require the batch to be the sampler's batch of this step")
+	dataSize := fs.Int64("data-size", -1, "also require the data tree to hold this many samples (published with its root)")
 	asJSON := fs.Bool("json", false, "print the verdict as one JSON object")
 	pos, err := parsePositional(fs, args)
 	if err != nil {
@@ -381,6 +373,21 @@ func runVerifyProof(args []string, stdout, stderr io.Writer) error {
 	if *dataRoot != "" && *dataRoot != b.DataRoot {
 		return verdict(fmt.Errorf("data_root is %s, want %s", b.DataRoot, *dataRoot))
 	}
+	if *batchSeed != "" {
+		want, err := strconv.ParseUint(*batchSeed, 0, 64)
+		if err != nil {
+			return usagef("--batch-seed %q is not a 64-bit unsigned integer", *batchSeed)
+		}
+		if b.Seed != want {
+			return verdict(fmt.Errorf("the batch is drawn with seed %d, want %d: another batch than the run's", b.Seed, want))
+		}
+	}
+	if *step >= 0 && b.Step != uint64(*step) {
+		return verdict(fmt.Errorf("the batch is step %d's, want step %d's", b.Step, *step))
+	}
+	if *dataSize >= 0 && b.DataSize != uint64(*dataSize) {
+		return verdict(fmt.Errorf("data_size is %d, want %d", b.DataSize, *dataSize))
+	}
 	return verdict(keys.Verify(st, b.Proof))
 }
 
@@ -432,9 +439,10 @@ func runBenchZK(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	idx := make([]int, p.Batch)
-	for i := range idx {
-		idx[i] = (i * 37) % set.Train.Len()
+	draw := zk.Draw{Seed: 1, Step: 0, Size: pd.Size()}
+	idx, err := pd.Drawn(draw.Seed, draw.Step)
+	if err != nil {
+		return err
 	}
 	w, err := pd.Witness(theta, idx)
 	if err != nil {
@@ -480,7 +488,7 @@ func runBenchZK(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	res.SetupMs = ms(time.Since(start))
-	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: pd.Root(),
+	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: pd.Root(), Draw: draw,
 		Context: zk.Context{Round: 1, Peer: "bench"}}
 	start = time.Now()
 	proof, err := keys.Prove(st, w)

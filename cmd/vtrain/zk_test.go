@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +39,7 @@ func TestVerifyProofCommand(t *testing.T) {
 	}
 	path, _ := tree.Path(1)
 	st := zk.Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: tree.Root(),
-		Context: zk.Context{Round: 4, Peer: "12D3KooWcli"}}
+		Draw: drawLeaf(t, p, 2, 1), Context: zk.Context{Round: 4, Peer: "12D3KooWcli"}}
 	proof, err := keys.Prove(st, zk.Witness{Theta: theta, Batch: samples[1:], Indices: []uint64{1}, Paths: [][]fr.Element{path}})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,8 @@ func TestVerifyProofCommand(t *testing.T) {
 	goodPath := write("good.json", good)
 	kd := filepath.Join(dir, "keys")
 
-	code, out, errOut := vtrain(t, "verify-proof", "--keys", kd, "--vk-hash", zk.VKHash(keys.VK), goodPath)
+	code, out, errOut := vtrain(t, "verify-proof", "--keys", kd, "--vk-hash", zk.VKHash(keys.VK),
+		"--batch-seed", fmt.Sprint(good.Seed), "--step", "0", "--data-size", "2", goodPath)
 	if code != 0 || !strings.HasPrefix(out, "ok:") {
 		t.Fatalf("valid proof: exit %d, %q %q", code, out, errOut)
 	}
@@ -74,14 +76,26 @@ func TestVerifyProofCommand(t *testing.T) {
 	otherRound.Round++
 	otherCircuit := good
 	otherCircuit.Params.LR++
+	// The same proof claimed for another batch: the verifier draws other
+	// leaves from the claimed step or seed (step 1 of a 2-sample epoch is
+	// the other sample).
+	otherStep := good
+	otherStep.Step++
+	otherSeed := good // a seed that draws the other sample
+	otherSeed.Seed = drawLeaf(t, p, 2, 0).Seed
 	for name, args := range map[string][]string{
-		"flipped bit":   {"--keys", kd, write("flipped.json", flipped)},
-		"other round":   {"--keys", kd, write("round.json", otherRound)},
-		"other circuit": {"--keys", kd, write("circuit.json", otherCircuit)},
-		"wrong vk hash": {"--keys", kd, "--vk-hash", strings.Repeat("ab", 32), goodPath},
-		"wrong root":    {"--keys", kd, "--data-root", strings.Repeat("0", 64), goodPath},
-		"garbage":       {"--keys", kd, write("garbage.json", zk.Bundle{})},
-		"missing file":  {"--keys", kd, filepath.Join(dir, "nope.json")},
+		"flipped bit":                       {"--keys", kd, write("flipped.json", flipped)},
+		"other round":                       {"--keys", kd, write("round.json", otherRound)},
+		"other circuit":                     {"--keys", kd, write("circuit.json", otherCircuit)},
+		"other step":                        {"--keys", kd, write("step.json", otherStep)},
+		"other seed":                        {"--keys", kd, write("seed.json", otherSeed)},
+		"not the step the verifier expects": {"--keys", kd, "--step", "1", goodPath},
+		"not the run's seed":                {"--keys", kd, "--batch-seed", fmt.Sprint(good.Seed + 1), goodPath},
+		"not the published size":            {"--keys", kd, "--data-size", "3", goodPath},
+		"wrong vk hash":                     {"--keys", kd, "--vk-hash", strings.Repeat("ab", 32), goodPath},
+		"wrong root":                        {"--keys", kd, "--data-root", strings.Repeat("0", 64), goodPath},
+		"garbage":                           {"--keys", kd, write("garbage.json", zk.Bundle{})},
+		"missing file":                      {"--keys", kd, filepath.Join(dir, "nope.json")},
 	} {
 		code, out, errOut := vtrain(t, append([]string{"verify-proof"}, args...)...)
 		if code != 1 || strings.HasPrefix(out, "ok") {
@@ -134,5 +148,82 @@ func TestKeygenProgress(t *testing.T) {
 	}
 	if !strings.Contains(out, "verifying key sha256 ") || strings.Contains(out, "constraints (about") {
 		t.Errorf("stdout %q", out)
+	}
+}
+
+// drawLeaf finds a batch-1 draw over size samples that picks leaf.
+func drawLeaf(t *testing.T, p zk.Params, size, leaf uint64) zk.Draw {
+	t.Helper()
+	for seed := range uint64(100) {
+		d := zk.Draw{Seed: seed, Size: size}
+		if l, err := p.Leaves(d); err == nil && l[0] == leaf {
+			return d
+		}
+	}
+	t.Fatalf("no seed draws leaf %d of %d", leaf, size)
+	return zk.Draw{}
+}
+
+// TestProveOtherBatchEndToEnd runs the real commands on the real circuit
+// at batch 1: keygen, prove the batch that the seed draws, and verify-proof
+// accepts it for that seed and step only; a prover that picks its batch
+// (by proving another seed's) is rejected however it labels the proof.
+// The setup takes minutes on 2 cores: set VTRAIN_ZK_E2E=1 to run it.
+func TestProveOtherBatchEndToEnd(t *testing.T) {
+	if os.Getenv("VTRAIN_ZK_E2E") == "" {
+		t.Skip("set VTRAIN_ZK_E2E=1 to run keygen, prove and verify-proof on the batch-1 circuit (minutes)")
+	}
+	dir := t.TempDir()
+	kd := filepath.Join(dir, "keys")
+	if code, _, errOut := vtrain(t, "keygen", "--batch", "1", "--out", kd); code != 0 {
+		t.Fatalf("keygen: %s", errOut)
+	}
+	run := strings.Repeat("5a", 32)
+	prove := func(seed, out string) zk.Bundle {
+		t.Helper()
+		code, _, errOut := vtrain(t, "prove", "--keys", kd, "--data", "synthetic", "--batch-seed", seed, "--step", "0",
+			"--run", run, "--round", "3", "--peer", "12D3KooWe2e", "--out", filepath.Join(dir, out))
+		if code != 0 {
+			t.Fatalf("prove: %s", errOut)
+		}
+		f, err := os.Open(filepath.Join(dir, out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b, err := zk.ReadBundle(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	write := func(name string, b zk.Bundle) string {
+		j, _ := json.Marshal(b)
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, j, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	honest := prove("7", "honest.json")
+	if code, out, errOut := vtrain(t, "verify-proof", "--keys", kd, "--batch-seed", "7", "--step", "0", filepath.Join(dir, "honest.json")); code != 0 || !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("the drawn batch's proof: exit %d %q %q", code, out, errOut)
+	}
+	mine := prove("8", "mine.json") // the batch seed 8 draws, not the run's 7
+	relabelled := mine
+	relabelled.Seed = 7
+	nextStep := honest
+	nextStep.Step = 1
+	for name, args := range map[string][]string{
+		"another seed's batch":             {"--batch-seed", "7", filepath.Join(dir, "mine.json")},
+		"another seed's batch, relabelled": {"--batch-seed", "7", write("relabelled.json", relabelled)},
+		"the proof claimed for step 1":     {"--step", "1", write("step1.json", nextStep)},
+		"step 0's proof, step 1 expected":  {"--step", "1", filepath.Join(dir, "honest.json")},
+	} {
+		code, out, errOut := vtrain(t, append([]string{"verify-proof", "--keys", kd}, args...)...)
+		if code != 1 || strings.HasPrefix(out, "ok") {
+			t.Errorf("%s: exit %d, stdout %q", name, code, out)
+		}
+		oneLine(t, name, errOut)
 	}
 }

@@ -38,11 +38,17 @@ func DataTree(p Params, ds *data.Dataset, shard []int) (*Tree, error) {
 }
 
 // Contribution is what a zk peer publishes for a round: its data root and
-// the commitment to θ after every inner step (Steps[0] is the agreed base).
-// Any step can be challenged and answered with a proof alone.
+// size, the round's batch seed, and the commitment to θ after every inner
+// step (Steps[0] is the agreed base). Step s trained on the batch
+// Draw{Seed, s, DataSize}. Any step can be challenged and answered with a
+// proof alone. The verifier must check Seed against the run (the round's
+// seed for this peer) and DataRoot and DataSize against what the peer
+// published before the round.
 type Contribution struct {
 	Context  Context
 	DataRoot fr.Element
+	DataSize uint64
+	Seed     uint64
 	Steps    []fr.Element
 }
 
@@ -67,6 +73,7 @@ type PeerData struct {
 	p      Params
 	ds     *data.Dataset
 	tree   *Tree
+	shard  []int       // leaf index → dataset index
 	leafOf map[int]int // dataset index → leaf index
 }
 
@@ -80,11 +87,28 @@ func NewPeerData(p Params, ds *data.Dataset, shard []int) (*PeerData, error) {
 	for i, s := range shard {
 		leafOf[s] = i
 	}
-	return &PeerData{p: p, ds: ds, tree: tree, leafOf: leafOf}, nil
+	return &PeerData{p: p, ds: ds, tree: tree, shard: append([]int(nil), shard...), leafOf: leafOf}, nil
 }
 
 // Root is the data root.
 func (d *PeerData) Root() fr.Element { return d.tree.Root() }
+
+// Size is the number of samples under the root.
+func (d *PeerData) Size() uint64 { return uint64(len(d.shard)) }
+
+// Drawn returns the dataset indices of the batch that the sampler draws
+// at step of a round with the batch seed seed.
+func (d *PeerData) Drawn(seed, step uint64) ([]int, error) {
+	leaves, err := d.p.Leaves(Draw{Seed: seed, Step: step, Size: d.Size()})
+	if err != nil {
+		return nil, err
+	}
+	idx := make([]int, len(leaves))
+	for i, l := range leaves {
+		idx[i] = d.shard[l]
+	}
+	return idx, nil
+}
 
 // Witness is θ with the batch of dataset indices idx and their Merkle
 // paths. It fails if a sample is not the peer's.
@@ -116,6 +140,7 @@ type Prover struct {
 	data   *PeerData
 	thetas []Theta // θ before each step of the round, and after the last
 	ctx    Context
+	seed   uint64 // the round's batch seed
 }
 
 // NewProver trains on the shard's samples of ds from θ; the keys must hold
@@ -138,12 +163,18 @@ func (pr *Prover) DataRoot() fr.Element { return pr.data.Root() }
 // Theta is the current parameter vector.
 func (pr *Prover) Theta() Theta { return pr.tr.Theta() }
 
-// Round trains steps inner steps and returns the contribution to publish.
-func (pr *Prover) Round(ctx Context, steps int) (Contribution, error) {
+// Round trains steps inner steps on the batches that the run's sampler
+// draws with the round's batch seed, and returns the contribution to
+// publish.
+func (pr *Prover) Round(ctx Context, seed uint64, steps int) (Contribution, error) {
 	p := pr.keys.Params
-	pr.ctx = ctx
+	pr.ctx, pr.seed = ctx, seed
+	if err := pr.tr.StartRound(seed); err != nil {
+		return Contribution{}, err
+	}
 	pr.thetas = append(pr.thetas[:0], pr.tr.Theta())
-	c := Contribution{Context: ctx, DataRoot: pr.data.Root(), Steps: []fr.Element{p.CommitTheta(pr.tr.Theta())}}
+	c := Contribution{Context: ctx, DataRoot: pr.data.Root(), DataSize: pr.data.Size(), Seed: seed,
+		Steps: []fr.Element{p.CommitTheta(pr.tr.Theta())}}
 	for range steps {
 		if err := pr.tr.Step(); err != nil {
 			return c, err
@@ -160,14 +191,18 @@ func (pr *Prover) Respond(s int) (Bundle, error) {
 		return Bundle{}, fmt.Errorf("zk: no step %d in the last round's %d", s, len(pr.thetas)-1)
 	}
 	p := pr.keys.Params
-	first := pr.tr.Steps() - int64(len(pr.thetas)-1)
-	w, err := pr.data.Witness(pr.thetas[s], pr.tr.BatchIndices(first+int64(s)))
+	draw := Draw{Seed: pr.seed, Step: uint64(s), Size: pr.data.Size()}
+	idx, err := pr.data.Drawn(draw.Seed, draw.Step)
+	if err != nil {
+		return Bundle{}, err
+	}
+	w, err := pr.data.Witness(pr.thetas[s], idx)
 	if err != nil {
 		return Bundle{}, err
 	}
 	st := Statement{
 		ThetaIn: p.CommitTheta(pr.thetas[s]), ThetaOut: p.CommitTheta(pr.thetas[s+1]),
-		DataRoot: pr.data.Root(), Context: pr.ctx,
+		DataRoot: pr.data.Root(), Draw: draw, Context: pr.ctx,
 	}
 	proof, err := pr.keys.Prove(st, w)
 	if err != nil {
@@ -177,8 +212,9 @@ func (pr *Prover) Respond(s int) (Bundle, error) {
 }
 
 // CheckResponse verifies a challenge's answer: the bundle must be for the
-// contribution's context and data root, prove exactly step s's two
-// commitments, and verify under the run's key.
+// contribution's context and data root, for the batch the sampler drew at
+// step s, prove exactly step s's two commitments, and verify under the
+// run's key.
 func CheckResponse(keys *Keys, c Contribution, s int, b Bundle) error {
 	if s < 0 || s+1 >= len(c.Steps) {
 		return fmt.Errorf("%w: step %d is not in the contribution", ErrProof, s)
@@ -195,6 +231,9 @@ func CheckResponse(keys *Keys, c Contribution, s int, b Bundle) error {
 		return fmt.Errorf("%w: proof is for run %x round %d peer %s", ErrProof, st.Context.Run[:4], st.Context.Round, st.Context.Peer)
 	case !st.DataRoot.Equal(&c.DataRoot):
 		return fmt.Errorf("%w: proof is over another data root", ErrProof)
+	case st.Draw != (Draw{Seed: c.Seed, Step: uint64(s), Size: c.DataSize}):
+		return fmt.Errorf("%w: proof is for batch %d of seed %#x over %d samples, not the batch drawn at step %d (seed %#x, %d samples)",
+			ErrProof, st.Draw.Step, st.Draw.Seed, st.Draw.Size, s, c.Seed, c.DataSize)
 	case !st.ThetaIn.Equal(&c.Steps[s]) || !st.ThetaOut.Equal(&c.Steps[s+1]):
 		return fmt.Errorf("%w: proof is not of step %d's committed states", ErrProof, s)
 	}

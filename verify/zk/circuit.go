@@ -14,17 +14,20 @@ import (
 )
 
 // StepCircuit proves that ThetaOut commits to Params.Step(θ, batch) where
-// ThetaIn commits to θ and every sample of the batch lies under DataRoot.
-// The context (run, round, peer) is public so that a proof is valid for
-// one contribution only. θ, the batch and its Merkle paths stay private.
+// ThetaIn commits to θ and sample b of the batch lies under DataRoot at
+// leaf Leaves[b]. The context (run, round, peer) is public so that a proof
+// is valid for one contribution only, and the leaves are public so that it
+// is valid for the batch the run's sampler drew only (see Draw). θ and the
+// samples stay private.
 type StepCircuit struct {
-	ThetaIn  frontend.Variable `gnark:",public"`
-	ThetaOut frontend.Variable `gnark:",public"`
-	DataRoot frontend.Variable `gnark:",public"`
-	RunHi    frontend.Variable `gnark:",public"`
-	RunLo    frontend.Variable `gnark:",public"`
-	Round    frontend.Variable `gnark:",public"`
-	Peer     frontend.Variable `gnark:",public"`
+	ThetaIn  frontend.Variable   `gnark:",public"`
+	ThetaOut frontend.Variable   `gnark:",public"`
+	DataRoot frontend.Variable   `gnark:",public"`
+	RunHi    frontend.Variable   `gnark:",public"`
+	RunLo    frontend.Variable   `gnark:",public"`
+	Round    frontend.Variable   `gnark:",public"`
+	Peer     frontend.Variable   `gnark:",public"`
+	Leaves   []frontend.Variable `gnark:",public"` // Batch: each sample's leaf index
 
 	Theta    []frontend.Variable   // NumParams
 	Pixels   [][]frontend.Variable // Batch × Features
@@ -40,6 +43,7 @@ type StepCircuit struct {
 func NewCircuit(p Params) *StepCircuit {
 	c := &StepCircuit{
 		P:        p,
+		Leaves:   make([]frontend.Variable, p.Batch),
 		Theta:    make([]frontend.Variable, p.NumParams()),
 		Pixels:   make([][]frontend.Variable, p.Batch),
 		Labels:   make([]frontend.Variable, p.Batch),
@@ -170,7 +174,7 @@ func (c *StepCircuit) Define(api frontend.API) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	if len(c.Theta) != p.NumParams() || len(c.Pixels) != p.Batch || len(c.Labels) != p.Batch ||
+	if len(c.Theta) != p.NumParams() || len(c.Pixels) != p.Batch || len(c.Labels) != p.Batch || len(c.Leaves) != p.Batch ||
 		len(c.Indices) != p.Batch || len(c.Siblings) != p.Batch {
 		return fmt.Errorf("%w: circuit shape does not match its parameters", ErrParams)
 	}
@@ -223,6 +227,14 @@ func (c *StepCircuit) Define(api frontend.API) error {
 		api.AssertIsEqual(idx, c.Labels[b])
 		leaf := g.leaf(px, c.Labels[b])
 		api.AssertIsEqual(g.rootFromPath(leaf, c.Indices[b], c.Siblings[b]), c.DataRoot)
+		// The path's bits are the drawn leaf's index (rootFromPath checks
+		// they are bits; Depth bits of a public index below 2^Depth make
+		// the decomposition unique).
+		var at frontend.Variable = 0
+		for l, bit := range c.Indices[b] {
+			at = api.Add(at, api.Mul(bit, pow2(l)))
+		}
+		api.AssertIsEqual(at, c.Leaves[b])
 
 		// Forward.
 		z := make([]frontend.Variable, C)

@@ -43,6 +43,7 @@ type Statement struct {
 	ThetaIn  fr.Element // CommitTheta(θ)
 	ThetaOut fr.Element // CommitTheta(θ')
 	DataRoot fr.Element // root of the peer's data tree
+	Draw     Draw       // which batch: the leaves Params.Leaves(Draw)
 	Context  Context
 }
 
@@ -51,7 +52,7 @@ type Statement struct {
 type Witness struct {
 	Theta   Theta
 	Batch   []Sample
-	Indices []uint64       // each sample's leaf index
+	Indices []uint64       // each sample's leaf index: Params.Leaves of the statement's draw
 	Paths   [][]fr.Element // each sample's siblings, from Tree.Path
 }
 
@@ -69,7 +70,9 @@ func assign(p Params, st Statement, w Witness) (*StepCircuit, error) {
 		return nil, fmt.Errorf("%w: witness shape does not match the parameters", ErrBatch)
 	}
 	c := NewCircuit(p)
-	setPublic(c, st)
+	if err := setPublic(p, c, st); err != nil {
+		return nil, err
+	}
 	for i, v := range w.Theta {
 		c.Theta[i] = v
 	}
@@ -90,16 +93,25 @@ func assign(p Params, st Statement, w Witness) (*StepCircuit, error) {
 }
 
 // publicAssign fills only the public inputs.
-func publicAssign(p Params, st Statement) *StepCircuit {
-	c := &StepCircuit{P: p}
-	setPublic(c, st)
-	return c
+func publicAssign(p Params, st Statement) (*StepCircuit, error) {
+	c := &StepCircuit{P: p, Leaves: make([]frontend.Variable, p.Batch)}
+	return c, setPublic(p, c, st)
 }
 
-func setPublic(c *StepCircuit, st Statement) {
+// setPublic fills the public inputs, the batch's leaves drawn from the
+// statement's draw.
+func setPublic(p Params, c *StepCircuit, st Statement) error {
 	hi, lo, round, peer := st.Context.elements()
 	c.ThetaIn, c.ThetaOut, c.DataRoot = bigOf(st.ThetaIn), bigOf(st.ThetaOut), bigOf(st.DataRoot)
 	c.RunHi, c.RunLo, c.Round, c.Peer = bigOf(hi), bigOf(lo), bigOf(round), bigOf(peer)
+	leaves, err := p.Leaves(st.Draw)
+	if err != nil {
+		return err
+	}
+	for b, l := range leaves {
+		c.Leaves[b] = l
+	}
+	return nil
 }
 
 // Keys are one circuit's Groth16 keys with its compiled constraint system.
@@ -109,8 +121,9 @@ func setPublic(c *StepCircuit, st Statement) {
 // it, forge proofs of false statements for this circuit; they cannot learn
 // anything about a prover's private data either way (Groth16 is
 // perfectly zero-knowledge whatever the setup). A run that cannot trust
-// its creator with this needs a multi-party ceremony (gnark's mpcsetup),
-// which vtrain does not run yet.
+// its creator with this runs a multi-party ceremony instead (ceremony.go,
+// vtrain ceremony), whose keys are sound if one participant per phase was
+// honest.
 type Keys struct {
 	Params Params
 	CCS    constraint.ConstraintSystem
@@ -306,7 +319,11 @@ func (k *Keys) Verify(st Statement, proofBytes []byte) (err error) {
 	if n != int64(len(proofBytes)) {
 		return fmt.Errorf("%w: %d trailing bytes after the proof", ErrProof, int64(len(proofBytes))-n)
 	}
-	pub, err := frontend.NewWitness(publicAssign(k.Params, st), ecc.BN254.ScalarField(), frontend.PublicOnly())
+	pa, err := publicAssign(k.Params, st)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrProof, err)
+	}
+	pub, err := frontend.NewWitness(pa, ecc.BN254.ScalarField(), frontend.PublicOnly())
 	if err != nil {
 		return fmt.Errorf("zk: public witness: %w", err)
 	}
@@ -327,15 +344,22 @@ type Bundle struct {
 	Run      string `json:"run"`
 	Round    uint64 `json:"round"`
 	Peer     string `json:"peer"`
+	Seed     uint64 `json:"batch_seed"` // the draw: batch Step of the sampler seeded with Seed
+	Step     uint64 `json:"step"`       // over DataSize samples
+	DataSize uint64 `json:"data_size"`
 	Proof    []byte `json:"proof"` // base64 in JSON
 }
+
+// BundleVersion is the version of the bundle format (2: with the draw).
+const BundleVersion = 2
 
 // NewBundle packs a statement and its proof.
 func NewBundle(p Params, st Statement, proof []byte) Bundle {
 	return Bundle{
-		Version: 1, Params: p,
+		Version: BundleVersion, Params: p,
 		ThetaIn: Hex(st.ThetaIn), ThetaOut: Hex(st.ThetaOut), DataRoot: Hex(st.DataRoot),
 		Run: hex.EncodeToString(st.Context.Run[:]), Round: st.Context.Round, Peer: st.Context.Peer,
+		Seed: st.Draw.Seed, Step: st.Draw.Step, DataSize: st.Draw.Size,
 		Proof: proof,
 	}
 }
@@ -344,9 +368,10 @@ func NewBundle(p Params, st Statement, proof []byte) Bundle {
 func (b Bundle) Statement() (Statement, error) {
 	var st Statement
 	var err error
-	if b.Version != 1 {
-		return st, fmt.Errorf("zk: bundle version %d, want 1", b.Version)
+	if b.Version != BundleVersion {
+		return st, fmt.Errorf("zk: bundle version %d, want %d", b.Version, BundleVersion)
 	}
+	st.Draw = Draw{Seed: b.Seed, Step: b.Step, Size: b.DataSize}
 	if st.ThetaIn, err = ParseHex(b.ThetaIn); err != nil {
 		return st, fmt.Errorf("theta_in: %w", err)
 	}

@@ -13,8 +13,10 @@ type Trainer struct {
 	p       Params
 	theta   Theta
 	ds      *data.Dataset
+	shard   []int
 	sampler *data.Sampler
-	step    int64
+	step    int64 // steps taken
+	at      int64 // the sampler's step: steps since NewTrainer or StartRound
 	idx     []int
 	batch   []Sample
 }
@@ -36,7 +38,18 @@ func NewTrainer(p Params, theta Theta, ds *data.Dataset, shard []int, seed uint6
 	if err != nil {
 		return nil, err
 	}
-	return &Trainer{p: p, theta: append(Theta(nil), theta...), ds: ds, sampler: s, batch: make([]Sample, p.Batch)}, nil
+	return &Trainer{p: p, theta: append(Theta(nil), theta...), ds: ds, shard: append([]int(nil), shard...), sampler: s, batch: make([]Sample, p.Batch)}, nil
+}
+
+// StartRound reseeds the sampler: the next step takes batch 0 of the
+// sampler with seed, as a round's inner steps do.
+func (t *Trainer) StartRound(seed uint64) error {
+	s, err := data.NewSampler(t.shard, t.p.Batch, seed)
+	if err != nil {
+		return err
+	}
+	t.sampler, t.at = s, 0
+	return nil
 }
 
 // Theta returns the current parameters (the trainer's own slice).
@@ -48,12 +61,13 @@ func (t *Trainer) Steps() int64 { return t.step }
 // StepsPerEpoch returns the steps of one pass over the shard.
 func (t *Trainer) StepsPerEpoch() int64 { return t.sampler.StepsPerEpoch() }
 
-// BatchIndices returns the dataset indices of a step's batch.
+// BatchIndices returns the dataset indices of a step's batch, counted from
+// NewTrainer or the last StartRound.
 func (t *Trainer) BatchIndices(step int64) []int { return t.sampler.BatchAt(step, nil) }
 
 // Step takes one fixed-point SGD step.
 func (t *Trainer) Step() error {
-	t.idx = t.sampler.BatchAt(t.step, t.idx[:0])
+	t.idx = t.sampler.BatchAt(t.at, t.idx[:0])
 	f := t.ds.Features()
 	for i, s := range t.idx {
 		t.batch[i] = Sample{Pixels: t.ds.Images[s*f : (s+1)*f], Label: t.ds.Labels[s]}
@@ -64,6 +78,7 @@ func (t *Trainer) Step() error {
 	}
 	t.theta = next
 	t.step++
+	t.at++
 	return nil
 }
 

@@ -2,8 +2,10 @@ package zk
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,13 +55,17 @@ type fixture struct {
 	next Theta
 }
 
-func newFixture(t testing.TB, p Params, ds *data.Dataset, theta Theta, idx []int) fixture {
+func newFixture(t testing.TB, p Params, ds *data.Dataset, theta Theta, draw Draw) fixture {
 	t.Helper()
 	all := make([]int, ds.Len())
 	for i := range all {
 		all[i] = i
 	}
 	pd, err := NewPeerData(p, ds, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := pd.Drawn(draw.Seed, draw.Step)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,13 +79,13 @@ func newFixture(t testing.TB, p Params, ds *data.Dataset, theta Theta, idx []int
 	}
 	var run [32]byte
 	run[0], run[31] = 0xAB, 0xCD
-	f.st = Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(f.next), DataRoot: pd.Root(),
+	f.st = Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(f.next), DataRoot: pd.Root(), Draw: draw,
 		Context: Context{Run: run, Round: 7, Peer: "12D3KooWpeer"}}
 	return f
 }
 
 func smallFixture(t testing.TB) fixture {
-	return newFixture(t, small, tinyData(1, 8), randTheta(small, 1, 2), []int{5, 2})
+	return newFixture(t, small, tinyData(1, 8), randTheta(small, 1, 2), Draw{Seed: 0x5eed, Step: 1, Size: 8})
 }
 
 // refStep is the float64 softmax-regression SGD step that the fixed-point
@@ -257,7 +263,22 @@ func TestCircuit(t *testing.T) {
 			w.Paths[0], w.Indices[0] = p, 0
 		}),
 		"wrong data root": mutate(func(st *Statement, _ *Witness) { st.DataRoot = otherTree.Root() }),
-		"wrong index":     mutate(func(_ *Statement, w *Witness) { w.Indices[1] ^= 4 }),
+		// The prover picks its batch: samples under the root, θ' right for
+		// them, but not the leaves the seed drew.
+		"a batch the seed did not draw": mutate(func(st *Statement, w *Witness) {
+			mine, err := f.data.Witness(w.Theta, notDrawn(t, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Batch, w.Indices, w.Paths = mine.Batch, mine.Indices, mine.Paths
+			next, err := f.p.Step(w.Theta, w.Batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.ThetaOut = f.p.CommitTheta(next)
+		}),
+		"the statement's draw moved to another step": mutate(func(st *Statement, _ *Witness) { st.Draw.Step++ }),
+		"wrong index": mutate(func(_ *Statement, w *Witness) { w.Indices[1] ^= 4 }),
 	}
 	field := ecc.BN254.ScalarField()
 	if err := test.IsSolved(NewCircuit(f.p), valid, field); err != nil {
@@ -314,6 +335,9 @@ func TestProofBinding(t *testing.T) {
 		"theta_in":  func(st *Statement) { st.ThetaIn = bump(st.ThetaIn) },
 		"theta_out": func(st *Statement) { st.ThetaOut = bump(st.ThetaOut) },
 		"data_root": func(st *Statement) { st.DataRoot = bump(st.DataRoot) },
+		"step":      func(st *Statement) { st.Draw.Step++ },
+		"seed":      func(st *Statement) { st.Draw.Seed++ },
+		"data size": func(st *Statement) { st.Draw.Size-- },
 	}
 	for name, fn := range wrong {
 		st := f.st
@@ -359,7 +383,8 @@ func TestChallengeEndToEnd(t *testing.T) {
 	var run [32]byte
 	run[3] = 9
 	ctx := Context{Run: run, Round: 2, Peer: "12D3KooWzk"}
-	c, err := pr.Round(ctx, 4)
+	const seed = 0xfeed
+	c, err := pr.Round(ctx, seed, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,6 +402,30 @@ func TestChallengeEndToEnd(t *testing.T) {
 	other := (s + 1) % (len(c.Steps) - 1)
 	if err := CheckResponse(verifier, c, other, b); err == nil {
 		t.Error("a proof of one step answers a challenge of another")
+	}
+
+	// A peer that trained its steps on batches of its own choosing (here:
+	// another seed's) cannot answer for the run's seed: not as it is, and
+	// not with the bundle's draw rewritten to the run's.
+	cheat, err := NewProver(keys, randTheta(small, 4, 1), ds, shard, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cheat.Round(ctx, seed+1, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.Seed = seed // what it publishes
+	cb, err := cheat.Respond(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckResponse(verifier, cc, s, cb); err == nil || !strings.Contains(err.Error(), "not the batch drawn") {
+		t.Errorf("a proof of another seed's batch: %v", err)
+	}
+	cb.Seed = seed
+	if err := CheckResponse(verifier, cc, s, cb); err == nil {
+		t.Error("a proof of another batch answers once its draw is rewritten")
 	}
 
 	// One bit of the proof.
@@ -404,7 +453,7 @@ func TestChallengeEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pr2.Round(ctx, 4); err != nil {
+	if _, err := pr2.Round(ctx, seed, 4); err != nil {
 		t.Fatal(err)
 	}
 	idx := pr2.tr.BatchIndices(0)
@@ -466,4 +515,73 @@ func FuzzVerifyProof(f *testing.F) {
 			t.Fatalf("a different proof verifies: %x", b)
 		}
 	})
+}
+
+// notDrawn returns a batch of the fixture's samples that its draw did not
+// pick.
+func notDrawn(t testing.TB, f fixture) []int {
+	t.Helper()
+	drawn, err := f.data.Drawn(f.st.Draw.Seed, f.st.Draw.Step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for i := range f.ds.Len() {
+		if !slices.Contains(drawn, i) && len(out) < f.p.Batch {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// TestDraw: the leaves a verifier draws are the batches the trainer
+// trains on, for any shard, at every step and after a round's reseed; and
+// draws that do not fit the circuit are refused.
+func TestDraw(t *testing.T) {
+	ds := tinyData(3, 8)
+	shard := []int{6, 1, 7, 3, 0, 4} // not in order: leaf i is sample shard[i]
+	pd, err := NewPeerData(small, ds, shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(small, randTheta(small, 3, 1), ds, shard, 77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seed := range []uint64{77, 78} {
+		if seed != 77 {
+			if err := tr.StartRound(seed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for step := range uint64(7) { // past an epoch of 3 batches
+			got, err := pd.Drawn(seed, step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := tr.BatchIndices(int64(step)); !slices.Equal(got, want) {
+				t.Fatalf("seed %d step %d: drawn %v, the trainer trains on %v", seed, step, got, want)
+			}
+		}
+	}
+	a, _ := small.Leaves(Draw{Seed: 1, Step: 0, Size: 8})
+	b, _ := small.Leaves(Draw{Seed: 2, Step: 0, Size: 8})
+	c, _ := small.Leaves(Draw{Seed: 1, Step: 1, Size: 8})
+	if slices.Equal(a, b) && slices.Equal(a, c) {
+		t.Errorf("seed and step change nothing: %v %v %v", a, b, c)
+	}
+	for name, d := range map[string]Draw{
+		"fewer samples than a batch": {Size: 1},
+		"more than the tree holds":   {Size: 9},
+		"step beyond the bound":      {Size: 8, Step: MaxDrawStep + 1},
+	} {
+		if _, err := small.Leaves(d); err == nil || !errors.Is(err, ErrBatch) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	big := FashionParams(4)
+	big.Depth = 32
+	if _, err := big.Leaves(Draw{Size: MaxDataSize + 1}); err == nil {
+		t.Error("a draw over more than MaxDataSize samples")
+	}
 }
