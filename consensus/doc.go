@@ -23,7 +23,8 @@
 // probation), and is credited for every aggregated update, but a vote is a
 // seat, and seats are few: members.voters of them. The founders hold the
 // first, in the order the spec lists them (by ID); founders beyond the
-// seats are members without one. A seat that is empty (never
+// seats are members without one, and take an empty seat first, without a
+// probation. A seat that is empty (never
 // filled, or vacated by a member excluded or dropped) goes, at most one per
 // round, to the member with the most verified work among those whose
 // probation (verify.probation rounds as a member, an update aggregated in

@@ -72,10 +72,18 @@ func GenesisMembers(spec runspec.Spec) Members {
 func (m Member) Voter() bool { return m.Seat }
 
 // eligible reports whether m may take an empty seat after round's
-// decision: its probation passed with an update aggregated in at least
-// half of its rounds.
+// decision: a founder without a seat at once (the run's creator chose it,
+// as it chose the seated ones), anyone else once its probation passed
+// with an update aggregated in at least half of its rounds. A seat lost
+// to an exclusion is so filled by the next decision while unseated
+// founders remain: a committee of 4 that loses one has no fault left to
+// tolerate, and one more silent voter would stall it for good (no
+// decision, so no exclusion either).
 func (m Member) eligible(round uint64, p Policy) bool {
-	return !m.Seat && round+1 >= m.Since+p.Probation && m.Work >= (p.Probation+1)/2
+	if m.Seat {
+		return false
+	}
+	return m.Founder || round+1 >= m.Since+p.Probation && m.Work >= (p.Probation+1)/2
 }
 
 // Newcomer reports whether m's updates of round are on probation (checked
