@@ -73,7 +73,8 @@ func (m Member) Voter() bool { return m.Seat }
 
 // eligible reports whether m may take an empty seat after round's
 // decision: a founder without a seat at once (the run's creator chose it,
-// as it chose the seated ones), anyone else once its probation passed
+// as it chose the seated ones; Next seats founders first, every empty seat
+// at once), anyone else once its probation passed
 // with an update aggregated in at least half of its rounds. A seat lost
 // to an exclusion is so filled by the next decision while unseated
 // founders remain: a committee of 4 that loses one has no fault left to
@@ -213,7 +214,7 @@ func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faul
 // updates it aggregated credited (and their residual marks moved to what
 // those updates kept: resid, by author), the accused it excludes removed for
 // good, members absent too long dropped, its admissions added, and an
-// empty seat filled (one at most) by the eligible member with the most
+// empty seats filled: by unseated founders (all at once), then by one eligible member with the most
 // work (then the earliest, then the smallest ID).
 func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash) Members {
 	out := ms.Clone()
@@ -236,19 +237,26 @@ func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash)
 	out.List = slices.DeleteFunc(out.List, func(m Member) bool {
 		return gone[m.ID] || round >= m.Last+limit
 	})
-	if len(out.Voters()) < p.Seats {
+	// Empty seats go to unseated founders first, all at once, then to one
+	// other member a round (a wave of fresh identities takes seats no
+	// faster than that).
+	other := false
+	for len(out.Voters()) < p.Seats {
 		best := -1
 		for i, m := range out.List {
-			if !m.eligible(round, p) {
+			if !m.eligible(round, p) || !m.Founder && other {
 				continue
 			}
-			if b := best; b < 0 || m.Work > out.List[b].Work || m.Work == out.List[b].Work && m.Since < out.List[b].Since {
+			if b := best; b < 0 || m.Founder && !out.List[b].Founder ||
+				m.Founder == out.List[b].Founder && (m.Work > out.List[b].Work || m.Work == out.List[b].Work && m.Since < out.List[b].Since) {
 				best = i
 			}
 		}
-		if best >= 0 {
-			out.List[best].Seat = true
+		if best < 0 {
+			break
 		}
+		other = other || !out.List[best].Founder
+		out.List[best].Seat = true
 	}
 	for _, j := range v.Admit {
 		out.List = append(out.List, Member{ID: j.From, Since: round + 1, Last: round})
