@@ -35,6 +35,7 @@ func BenchmarkCertificate(b *testing.B) {
 				keys[i], founders[i] = k, peerOf(k)
 			}
 			spec := runspec.Default().WithFounders(founders...)
+			spec.Members.Voters = n // every founder votes: the figure is per voter count
 			run := spec.RunID()
 			g, err := consensus.Genesis(spec)
 			if err != nil {

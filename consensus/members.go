@@ -213,9 +213,10 @@ func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faul
 // Next returns the membership after round's decision v: the members whose
 // updates it aggregated credited (and their residual marks moved to what
 // those updates kept: resid, by author), the accused it excludes removed for
-// good, members absent too long dropped, its admissions added, and an
-// empty seats filled: by unseated founders (all at once), then by one eligible member with the most
-// work (then the earliest, then the smallest ID).
+// good, members absent too long dropped, its admissions added, and the
+// empty seats filled: by unseated founders (all at once), then by one
+// eligible member with the most work (then the earliest, then the
+// smallest ID).
 func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash) Members {
 	out := ms.Clone()
 	for _, u := range v.Updates {
