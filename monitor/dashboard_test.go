@@ -91,7 +91,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	chrome := chromium()
 	testenv.Require(t, chrome != "", "no chromium found (apt-get install chromium)")
-	w := startWatched(t, 3, 8)
+	w := startWatched(t, 3, 40) // long enough that chromium, starting, does not miss the rounds it waits for
 	n := w.Nodes[0]
 	n.WaitRound(t, 1)
 
