@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip/pb"
+	"github.com/vtrain/vtrain/trainer"
 )
 
 // A verdict pushed to a peer is judged as if gossiped; anything else, or
@@ -81,5 +83,38 @@ func TestPushVerdict(t *testing.T) {
 	defer mu.Unlock()
 	if strings.Join(judged, ",") != "verdict,verdict" {
 		t.Fatalf("judged %v, want the two verdicts only", judged)
+	}
+}
+
+// notYetServer refuses evidence: for now (it has not decided the round),
+// or for good.
+type notYetServer struct {
+	stubServer
+	notYet bool
+}
+
+func (s notYetServer) Evidence(round uint64, _ consensus.Hash, _ []int) (trainer.Evidence, error) {
+	if s.notYet {
+		return trainer.Evidence{}, fmt.Errorf("%w: round %d is not decided here yet", ErrNotYet, round)
+	}
+	return trainer.Evidence{}, errors.New("not yet drawn, says a message that is not a not-yet")
+}
+
+// A refusal for now reaches the asker as ErrNotYet (which it retries);
+// any other refusal does not, whatever its text says.
+func TestRefusalNotYet(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(t)
+	asker := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, stubServer{spec})
+	for _, notYet := range []bool{true, false} {
+		srv := startTransport(ctx, t, Config{Key: newKey(t), Spec: spec}, notYetServer{stubServer{spec}, notYet})
+		if _, err := asker.Connect(ctx, srv.Addrs()[0]); err != nil {
+			t.Fatal(err)
+		}
+		_, err := asker.FetchEvidence(ctx, srv.ID(), 3, consensus.Hash{1}, []int{0})
+		if !errors.Is(err, ErrRefused) || errors.Is(err, ErrNotYet) != notYet {
+			t.Errorf("refused for now %v: got %v", notYet, err)
+		}
 	}
 }

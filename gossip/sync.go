@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -169,7 +168,7 @@ func (t *Transport) serveSync(s network.Stream) {
 		if w.Segment.Leaves {
 			a, err := t.server.Answer(w.Segment.Round, id, int(w.Segment.Segment))
 			if err != nil {
-				resp.Error = err.Error()
+				resp.Error, resp.NotYet = err.Error(), errors.Is(err, ErrNotYet)
 				break
 			}
 			resp.Evidence = &pb.Evidence{Answer: answerPB(a)}
@@ -185,7 +184,7 @@ func (t *Transport) serveSync(s network.Stream) {
 		}
 		ev, err := t.server.Evidence(w.Segment.Round, id, blocks)
 		if err != nil {
-			resp.Error = err.Error()
+			resp.Error, resp.NotYet = err.Error(), errors.Is(err, ErrNotYet)
 			break
 		}
 		resp.Evidence = &pb.Evidence{Final: snapshotPB(ev.Final), Openings: openingsPB(ev.Openings)}
@@ -270,7 +269,7 @@ func request(ctx context.Context, h host.Host, p peer.ID, req *pb.SyncRequest, l
 		return nil, fmt.Errorf("gossip: sync with %s: %w", ShortID(p), err)
 	}
 	if resp.Error != "" {
-		if strings.HasPrefix(resp.Error, ErrNotYet.Error()+":") {
+		if resp.NotYet {
 			return nil, fmt.Errorf("%w (%w): %s answered: %s", ErrRefused, ErrNotYet, ShortID(p), resp.Error)
 		}
 		return nil, fmt.Errorf("%w: %s answered: %s", ErrRefused, ShortID(p), resp.Error)
@@ -442,8 +441,9 @@ var ErrRefused = errors.New("gossip: refused")
 
 // ErrNotYet marks a refusal that may change: the peer has not come as far
 // as the request needs (it has not decided the round a challenge names).
-// A server says so by returning an error that wraps it; the asker's error
-// then wraps both ErrRefused and ErrNotYet, and it may ask again.
+// A server says so by returning an error that wraps it (the response's
+// not_yet); the asker's error then wraps both ErrRefused and ErrNotYet,
+// and it may ask again.
 var ErrNotYet = errors.New("not yet")
 
 // FetchEvidence asks p (the challenged peer, or a challenger that kept

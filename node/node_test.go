@@ -197,6 +197,21 @@ func TestJoinerCatchesUp(t *testing.T) {
 // challenges of its updates that came while it was down (they wait for
 // it, and it answers from its receipts), and ends on the run's state with
 // a ledger, one across both lives, that passes the audit.
+// aggregatedAfter checks that some round after round aggregated an
+// update of peer id, as node 0 reports the rounds.
+func aggregatedAfter(t *testing.T, c *nodetest.Cluster, id string, round uint64) {
+	t.Helper()
+	for _, rep := range c.Nodes[0].Rounds() {
+		if rep.Round > round && slices.Contains(rep.Authors, id) {
+			return
+		}
+	}
+	for _, rep := range c.Nodes[0].Rounds() {
+		t.Logf("round %d aggregated %v", rep.Round, rep.Authors)
+	}
+	t.Errorf("no update of the restarted node %s was aggregated after round %d", id, round)
+}
+
 // TestRestartBehindItsLastUpdate: a node restarts from a checkpoint that
 // predates its last aggregated updates (it crashed between a decision and
 // the checkpoint that follows, or its disk was restored from a backup).
@@ -227,18 +242,7 @@ func TestRestartBehindItsLastUpdate(t *testing.T) {
 	n = c.Restart(3)
 	c.Wait()
 	agreed(t, c, c.Nodes)
-	counted := false
-	for _, rep := range c.Nodes[0].Rounds() {
-		if rep.Round > stopped.Rounds && slices.Contains(rep.Authors, n.ID) {
-			counted = true
-		}
-	}
-	if !counted {
-		for _, rep := range c.Nodes[0].Rounds() {
-			t.Logf("round %d aggregated %v", rep.Round, rep.Authors)
-		}
-		t.Errorf("no update of the restarted node %s was aggregated after round %d", n.ID, stopped.Rounds)
-	}
+	aggregatedAfter(t, c, n.ID, stopped.Rounds)
 }
 
 func TestRestartResumes(t *testing.T) {
@@ -269,18 +273,7 @@ func TestRestartResumes(t *testing.T) {
 	// restarting continues the residual the run expects (which its
 	// checkpoint may predate, when its last update before the stop was
 	// aggregated after it) and is aggregated.
-	counted := false
-	for _, rep := range c.Nodes[0].Rounds() {
-		if rep.Round > stopped.Rounds && slices.Contains(rep.Authors, n.ID) {
-			counted = true
-		}
-	}
-	if !counted {
-		for _, rep := range c.Nodes[0].Rounds() {
-			t.Logf("round %d aggregated %v", rep.Round, rep.Authors)
-		}
-		t.Errorf("no update of the restarted node %s was aggregated after round %d", n.ID, stopped.Rounds)
-	}
+	aggregatedAfter(t, c, n.ID, stopped.Rounds)
 	// The counters of summary.json go on from the first life's.
 	s := readSummary(t, n.Dir)
 	if s.Restarts != 1 || s.UpdatesSent <= stopped.UpdatesSent || s.TrainSeconds <= stopped.TrainSeconds ||

@@ -76,31 +76,6 @@ check that verify and the keys' ceremony.json list it.
 	}
 }
 
-// writeAtomic writes a file through a temporary one, so that a failed or
-// interrupted step never leaves a half transcript under the name.
-func writeAtomic(path string, fn func(io.Writer) error) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if err := fn(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
 func refuseExisting(path string) error {
 	if _, err := os.Stat(path); err == nil {
 		return usagef("%s exists: a transcript is never overwritten; choose another name", path)
@@ -145,7 +120,7 @@ func runCeremonyInit(args []string, stdout, stderr io.Writer) error {
 		if *power < 1 || *power > zk.MaxCeremonyPower {
 			return usagef("--power %d out of range 1..%d", *power, zk.MaxCeremonyPower)
 		}
-		if err := writeAtomic(*out, func(w io.Writer) error { return zk.InitPhase1(w, *power) }); err != nil {
+		if err := zk.WriteFile(*out, func(w io.Writer) error { return zk.InitPhase1(w, *power) }); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "phase 1 transcript %s: a domain of 2^%d, no contribution yet\nnext: each participant runs 'vtrain ceremony contribute IN OUT' on the latest transcript\n", *out, *power)
@@ -171,7 +146,7 @@ func runCeremonyInit(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := writeAtomic(*out, func(w io.Writer) error { return zk.InitPhase2(w, p1, p) }); err != nil {
+		if err := zk.WriteFile(*out, func(w io.Writer) error { return zk.InitPhase2(w, p1, p) }); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "phase 2 transcript %s: softmax regression %d×%d, batch %d, data depth %d, on phase 1's %d contributions\n",
@@ -206,7 +181,7 @@ func runCeremonyContribute(args []string, stdout, stderr io.Writer) error {
 	defer f.Close()
 	start := time.Now()
 	var info zk.ContributionInfo
-	if err := writeAtomic(out, func(w io.Writer) error { info, err = zk.Contribute(f, w); return err }); err != nil {
+	if err := zk.WriteFile(out, func(w io.Writer) error { info, err = zk.Contribute(f, w); return err }); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -325,7 +300,7 @@ func runCeremonyFinalize(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rj, _ := json.MarshalIndent(rec, "", "  ")
-	if err := writeAtomic(filepath.Join(*out, zk.CeremonyFile), func(w io.Writer) error { _, err := w.Write(append(rj, '\n')); return err }); err != nil {
+	if err := zk.WriteFile(filepath.Join(*out, zk.CeremonyFile), func(w io.Writer) error { _, err := w.Write(append(rj, '\n')); return err }); err != nil {
 		return err
 	}
 	if *asJSON {

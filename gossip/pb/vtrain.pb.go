@@ -2296,15 +2296,18 @@ func (x *Proof) GetLinks() []*Link {
 }
 
 type SyncResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
-	Spec          []byte                 `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"` // canonical spec
-	State         *State                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	Updates       []*Signed              `protobuf:"bytes,4,rep,name=updates,proto3" json:"updates,omitempty"` // as gossiped, signatures included
-	Peers         []string               `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`     // spec requests: addresses of the peers the server knows
-	Evidence      *Evidence              `protobuf:"bytes,6,opt,name=evidence,proto3" json:"evidence,omitempty"`
-	Proof         *Proof                 `protobuf:"bytes,7,opt,name=proof,proto3" json:"proof,omitempty"`
-	Snapshot      *Snapshot              `protobuf:"bytes,8,opt,name=snapshot,proto3" json:"snapshot,omitempty"` // blob requests: the snapshot
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Error    string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Spec     []byte                 `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"` // canonical spec
+	State    *State                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Updates  []*Signed              `protobuf:"bytes,4,rep,name=updates,proto3" json:"updates,omitempty"` // as gossiped, signatures included
+	Peers    []string               `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`     // spec requests: addresses of the peers the server knows
+	Evidence *Evidence              `protobuf:"bytes,6,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	Proof    *Proof                 `protobuf:"bytes,7,opt,name=proof,proto3" json:"proof,omitempty"`
+	Snapshot *Snapshot              `protobuf:"bytes,8,opt,name=snapshot,proto3" json:"snapshot,omitempty"` // blob requests: the snapshot
+	// not_yet: the refusal may change (the server has not come as far as
+	// the request needs: it has not decided the round a challenge names).
+	NotYet        bool `protobuf:"varint,10,opt,name=not_yet,json=notYet,proto3" json:"not_yet,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2393,6 +2396,13 @@ func (x *SyncResponse) GetSnapshot() *Snapshot {
 		return x.Snapshot
 	}
 	return nil
+}
+
+func (x *SyncResponse) GetNotYet() bool {
+	if x != nil {
+		return x.NotYet
+	}
+	return false
 }
 
 type Member struct {
@@ -2748,7 +2758,7 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\vnext_voters\x18\x02 \x03(\fR\n" +
 	"nextVoters\".\n" +
 	"\x05Proof\x12%\n" +
-	"\x05links\x18\x01 \x03(\v2\x0f.vtrain.v2.LinkR\x05links\"\xb3\x02\n" +
+	"\x05links\x18\x01 \x03(\v2\x0f.vtrain.v2.LinkR\x05links\"\xcc\x02\n" +
 	"\fSyncResponse\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12&\n" +
@@ -2757,7 +2767,9 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x05peers\x18\x05 \x03(\tR\x05peers\x12/\n" +
 	"\bevidence\x18\x06 \x01(\v2\x13.vtrain.v2.EvidenceR\bevidence\x12&\n" +
 	"\x05proof\x18\a \x01(\v2\x10.vtrain.v2.ProofR\x05proof\x12/\n" +
-	"\bsnapshot\x18\b \x01(\v2\x13.vtrain.v2.SnapshotR\bsnapshotJ\x04\b\t\x10\n" +
+	"\bsnapshot\x18\b \x01(\v2\x13.vtrain.v2.SnapshotR\bsnapshot\x12\x17\n" +
+	"\anot_yet\x18\n" +
+	" \x01(\bR\x06notYetJ\x04\b\t\x10\n" +
 	"\"\xa0\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x18\n" +

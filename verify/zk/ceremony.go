@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 
 	"github.com/consensys/gnark-crypto/ecc"
 	"github.com/consensys/gnark/backend/groth16/bn254/mpcsetup"
@@ -647,7 +648,7 @@ func VerifyPhase2(p1 *Phase1Verified, phase2 io.Reader, beacon2 []byte, progress
 }
 
 func verifyPhase2(p1 *Phase1Verified, t *transcriptReader, beacon2 []byte, progress func(ContributionInfo)) (*CeremonyRecord, *Keys, error) {
-	if !equalStrings(p1.Contributions, t.h.Phase1.Contributions) || p1.Power != t.h.Power || p1.Beacon != t.h.Phase1.Beacon {
+	if !slices.Equal(p1.Contributions, t.h.Phase1.Contributions) || p1.Power != t.h.Power || p1.Beacon != t.h.Phase1.Beacon {
 		return nil, nil, fmt.Errorf("%w: phase 2 was started from another phase 1 (%d contributions, domain 2^%d, beacon %s) than this one (%d, 2^%d, %s)",
 			ErrCeremony, len(t.h.Phase1.Contributions), t.h.Power, short(t.h.Phase1.Beacon), len(p1.Contributions), p1.Power, short(p1.Beacon))
 	}
@@ -667,7 +668,7 @@ func verifyPhase2(p1 *Phase1Verified, t *transcriptReader, beacon2 []byte, progr
 	if err != nil {
 		return nil, nil, err
 	}
-	if h.Constraints != t.h.Constraints || h.Shape.PKK != t.h.Shape.PKK || !equalInts(h.Shape.Commitments, t.h.Shape.Commitments) {
+	if h.Constraints != t.h.Constraints || h.Shape.PKK != t.h.Shape.PKK || !slices.Equal(h.Shape.Commitments, t.h.Shape.Commitments) {
 		return nil, nil, fmt.Errorf("%w: the phase-2 header does not match the circuit", ErrCeremony)
 	}
 	rec, err := t.next()
@@ -724,28 +725,4 @@ func verifyPhase2(p1 *Phase1Verified, t *transcriptReader, beacon2 []byte, progr
 	out.Beacon2 = hex.EncodeToString(beacon2)
 	out.VKSHA256 = VKHash(vk)
 	return out, &Keys{Params: params, CCS: ccs, PK: pk, VK: vk}, nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,7 +144,7 @@ func makeCeremony() (c ceremonyRun) {
 // in the record, and the keys' hash pins them.
 func TestCeremonyThreeParties(t *testing.T) {
 	c := threeParty(t)
-	if !equalStrings(c.p1.Contributions, c.ids1) {
+	if !slices.Equal(c.p1.Contributions, c.ids1) {
 		t.Fatalf("phase 1 lists %v, the participants were told %v", c.p1.Contributions, c.ids1)
 	}
 	var seen []ContributionInfo
@@ -151,7 +152,7 @@ func TestCeremonyThreeParties(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !equalStrings(rec.Phase2, c.ids2) || !equalStrings(rec.Phase1, c.ids1) || len(seen) != 3 || seen[2].ID != c.ids2[2] || seen[2].Index != 3 {
+	if !slices.Equal(rec.Phase2, c.ids2) || !slices.Equal(rec.Phase1, c.ids1) || len(seen) != 3 || seen[2].ID != c.ids2[2] || seen[2].Index != 3 {
 		t.Fatalf("record %+v, progress %+v; participants were told %v and %v", rec, seen, c.ids1, c.ids2)
 	}
 	if rec.VKSHA256 != VKHash(keys.VK) {

@@ -178,19 +178,22 @@ func (k *Keys) Save(dir string) error {
 		return err
 	}
 	pj, _ := json.MarshalIndent(k.Params, "", "  ")
-	if err := writeFile(filepath.Join(dir, ParamsFile), func(w io.Writer) error { _, err := w.Write(append(pj, '\n')); return err }); err != nil {
+	if err := WriteFile(filepath.Join(dir, ParamsFile), func(w io.Writer) error { _, err := w.Write(append(pj, '\n')); return err }); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, VKFile), func(w io.Writer) error { _, err := k.VK.WriteTo(w); return err }); err != nil {
+	if err := WriteFile(filepath.Join(dir, VKFile), func(w io.Writer) error { _, err := k.VK.WriteTo(w); return err }); err != nil {
 		return err
 	}
 	if k.PK == nil {
 		return nil
 	}
-	return writeFile(filepath.Join(dir, PKFile), func(w io.Writer) error { _, err := k.PK.WriteRawTo(w); return err })
+	return WriteFile(filepath.Join(dir, PKFile), func(w io.Writer) error { _, err := k.PK.WriteRawTo(w); return err })
 }
 
-func writeFile(path string, fn func(io.Writer) error) error {
+// WriteFile writes path through a temporary file that fn fills, synced,
+// then renamed: a failed or interrupted write never leaves half a file
+// under the name.
+func WriteFile(path string, fn func(io.Writer) error) error {
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
@@ -207,6 +210,7 @@ func writeFile(path string, fn func(io.Writer) error) error {
 		return err
 	}
 	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)
