@@ -113,6 +113,9 @@ func (e *Engine) StepCommit(c *Commit) Decision {
 	case r < e.round:
 		return ignore("stale commit: round %d, now %d", r, e.round)
 	case r > e.round:
+		if r > e.aheadAt {
+			e.aheadAt, e.aheadBy = r, certSigners(&c.Cert)
+		}
 		e.askProof(append(certSigners(&c.Cert), e.voters...))
 		return ignore("commit of round %d, now %d: asking for a proof", r, e.round)
 	case e.ag.decided != nil || e.Done():
@@ -300,6 +303,13 @@ func (e *Engine) Restore(st State) error {
 	e.links = nil
 	e.prev = nil
 	e.adopt(st.Clone())
+	if e.aheadAt >= e.round {
+		// A commit of this round or a later one went by while the state
+		// was on its way (and the rate limit swallowed its question): ask
+		// now, not after a stall, when a run that ended is gone.
+		e.proofAt = 0
+		e.askProof(append(e.aheadBy, e.voters...))
+	}
 	return nil
 }
 

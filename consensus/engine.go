@@ -200,6 +200,8 @@ type Engine struct {
 	want      *StateRequest // the certified state being fetched
 	wantAt    time.Duration
 	proofAt   time.Duration // when a proof was last asked for
+	aheadAt   uint64        // the latest round a commit (its shape checked) was gossiped for while this node was behind
+	aheadBy   []PeerID      // who signed that commit
 	retryAt   time.Duration // when to re-send what this node said this round (retransmit)
 	retries   int           // re-sends so far this round
 
@@ -529,7 +531,11 @@ func (e *Engine) behind(p PeerID, round uint64) Decision {
 	if rec == nil {
 		return ignore("stale: round %d, now %d", round, e.round)
 	}
-	if !slices.Contains(rec.voters, p) {
+	// A voter of that round, or a member now (a joiner admitted since,
+	// which adopted a state just before that round's decision went by:
+	// it does not vote, so without this it would wait for a stall to ask,
+	// and a run that ended would have gone by then).
+	if !slices.Contains(rec.voters, p) && !e.members.Has(p) {
 		return ignore("stale: round %d, now %d", round, e.round)
 	}
 	if e.now >= e.helped[round]+e.spec.Rounds.CommitTimeout.Duration {

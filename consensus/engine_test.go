@@ -1137,3 +1137,82 @@ func TestRetransmitBacksOff(t *testing.T) {
 		t.Fatalf("%d sends in 20 commit timeouts (at %v): the re-sends do not back off", len(resends), resends)
 	}
 }
+
+// TestCommitDuringStateFetch: a node fetching a certified state hears the
+// commit of the round that state starts (the run went on meanwhile); its
+// question for it was swallowed by the rate limit. Once the state is
+// adopted it asks at once, not after a stall: a run that ended has gone
+// by then.
+func TestCommitDuringStateFetch(t *testing.T) {
+	f := newFx(t, 4, nil)
+	for range 3 {
+		f.decideRound()
+	}
+	src := f.e[1]
+	e := f.engine("p9", nil)
+	e.Tick(time.Second)
+	e.StartCatchUp([]PeerID{"p1"})
+	if rd := e.Ready(); rd.FetchProof == nil {
+		t.Fatal("no proof asked for at start")
+	}
+	if err := e.StepProof(src.ServeProof(0)); err != nil || e.want == nil || e.want.Round != 3 {
+		t.Fatalf("proof: %v, want %+v", err, e.want)
+	}
+	st, ok := src.ServeState(e.want.Hash)
+	if !ok {
+		t.Fatal("the source does not hold the state")
+	}
+	f.decideRound()
+	c := src.history[3].commit
+	want(t, "commit ahead", e.StepCommit(&c), Ignore, "asking for a proof")
+	if rd := e.Ready(); rd.FetchProof != nil {
+		t.Fatal("the rate limit let a second question through")
+	}
+	if err := e.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	rd := e.Ready()
+	if rd.FetchProof == nil || rd.FetchProof.Round != 3 || !slices.Contains(rd.FetchProof.From, PeerID("p0")) {
+		t.Fatalf("after the state, no question for round 3's decision: %+v", rd.FetchProof)
+	}
+	if err := e.StepProof(src.ServeProof(3)); err != nil || e.ag.decided == nil {
+		t.Errorf("round 3's proof: %v, decided %v", err, e.ag.decided)
+	}
+}
+
+// TestStaleUpdateGetsTheCommit: a member that speaks of a round decided
+// without it (it does not vote, so it hears no votes to catch up from) is
+// sent that round's commit, at most once a commit timeout; an outsider's
+// stale update gets nothing.
+func TestStaleUpdateGetsTheCommit(t *testing.T) {
+	f := newFx(t, 5, func(s *runspec.Spec) { s.Members.Voters = 4 })
+	f.decideRound()
+	e := f.e[0]
+	if slices.Contains(e.Voters(), "p4") || !e.Members().Has("p4") {
+		t.Fatalf("voters %v: want p4 a member without a seat", e.Voters())
+	}
+	r, h := e.Round(), e.Hash()
+	commits := func() int {
+		k := 0
+		for _, m := range e.Ready().Publish {
+			if m.Commit != nil && m.Commit.Value.Round == r-1 {
+				k++
+			}
+		}
+		return k
+	}
+	e.Tick(2 * time.Second)
+	e.Ready()
+	want(t, "stale, from an outsider", e.StepUpdate(f.update("x", r-1, h, 1)), Ignore, "stale")
+	if k := commits(); k != 0 {
+		t.Errorf("an outsider's stale update drew %d commits", k)
+	}
+	want(t, "stale, from a member without a seat", e.StepUpdate(f.update("p4", r-1, h, 1)), Ignore, "stale")
+	if k := commits(); k != 1 {
+		t.Errorf("a member's stale update drew %d commits, want 1", k)
+	}
+	want(t, "stale again", e.StepUpdate(f.update("p4", r-1, h, 2)), Ignore, "stale")
+	if k := commits(); k != 0 {
+		t.Errorf("a second stale update within the commit timeout drew %d commits", k)
+	}
+}
