@@ -61,16 +61,23 @@ func TestOutsidersHaveNoEffect(t *testing.T) {
 
 // TestMisbehavingMemberExcluded runs a founder that misbehaves: lazy (no
 // inner steps, made-up segment roots) is caught by a spot-check,
-// equivocate (conflicting signed votes) by the proof its twin votes make.
+// equivocate (conflicting signed votes) by the proof its twin votes make,
+// replay from round 2 (another member's update re-signed, once its own
+// residual chain is under way, carrying the residual the run certified
+// for it so that validation takes it) by a spot-check too.
 // Either way a certified decision excludes it, and the honest founders
 // agree, see it (and only it) excluded, and keep ledgers that pass the
 // audit and record the exclusion. The node itself ends with
 // node.ErrExcluded once it learns of the decision, if it does: the
 // founders' peer scores may cut it off first (then nodetest stops it).
 func TestMisbehavingMemberExcluded(t *testing.T) {
-	for _, behave := range []string{"lazy", "equivocate"} {
+	for _, behave := range []string{"lazy", "equivocate", "replay+2"} {
 		t.Run(behave, func(t *testing.T) {
-			c := nodetest.Start(t, 4, 5, spotChecks, nodetest.WithBehave(3, behave))
+			rounds := 5
+			if behave == "replay+2" {
+				rounds = 7
+			}
+			c := nodetest.Start(t, 4, rounds, spotChecks, nodetest.WithBehave(3, behave))
 			c.Wait()
 			bad := c.Nodes[3]
 			if !errors.Is(bad.Err, node.ErrExcluded) && !errors.Is(bad.Err, context.Canceled) {

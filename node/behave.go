@@ -153,16 +153,22 @@ func (n *node) ipm(round uint64, delta []float32) {
 }
 
 // tamper alters a finished update: replay re-signs another member's update
-// as its own (keeping its own seed, which the run assigns). Its evidence is
-// its own honest work, which does not match the copied roots.
+// as its own, keeping what the run checks without re-execution (its own
+// seed, which the run assigns, and the residual the run certified for it,
+// which every engine requires it to carry in: a replay that copied that too
+// would be refused at validation, sent for nothing). It claims the copied
+// residual out, so its chain goes on from the copy. Its evidence is its own
+// honest work, which does not match the copied roots: only a check
+// catches it.
 func (n *node) tamper(u *consensus.Update) {
 	if n.acts(u.Round) != "replay" {
 		return
 	}
+	u.ResidualIn = n.eng.ResidualMark(u.From) // with no update to copy yet, it sends its own work on a claimed residual
 	for _, v := range n.eng.Updates() {
 		if v.From != u.From && v.Base == u.Base {
 			u.Payload, u.Samples, u.Loss, u.Segments = v.Payload, v.Samples, v.Loss, v.Segments
-			u.ResidualIn, u.ResidualOut = v.ResidualIn, v.ResidualOut
+			u.ResidualOut = v.ResidualOut
 			return
 		}
 	}

@@ -235,7 +235,7 @@ func Start(t testing.TB, n, rounds int, tune func(*runspec.Spec), opts ...Option
 		opt(&o)
 	}
 	for i, b := range o.behave {
-		if i < 0 || i >= n || !slices.Contains(node.Behaviours, b) || outsider(b) {
+		if name, _, err := node.ParseBehave(b); err != nil || name == "" || i < 0 || i >= n || outsider(name) {
 			t.Fatalf("nodetest: founder %d of %d cannot behave %q", i, n, b)
 		}
 	}
