@@ -348,17 +348,46 @@ type JoinInfo struct {
 	Peers []string
 }
 
+// ErrBadJoin is wrapped by FetchSpec's errors that asking again cannot
+// mend: a join address that does not parse, or a spec that is not the run
+// asked for.
+var ErrBadJoin = errors.New("gossip: bad join")
+
+// FetchSpecPatiently is FetchSpec, asked again while it fails for a reason
+// that may pass (the peer is busy, not up yet, or the connection broke),
+// with growing pauses, for up to patience; retry is told each failure
+// before its pause.
+func FetchSpecPatiently(ctx context.Context, addr string, want runspec.ID, patience time.Duration, retry func(attempt int, err error, pause time.Duration)) (JoinInfo, error) {
+	t0 := time.Now()
+	pause := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		info, err := FetchSpec(ctx, addr, want)
+		if err == nil || errors.Is(err, ErrBadJoin) || ctx.Err() != nil || time.Since(t0)+pause > patience {
+			return info, err
+		}
+		if retry != nil {
+			retry(attempt, err, pause)
+		}
+		select {
+		case <-ctx.Done():
+			return info, err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 8*time.Second)
+	}
+}
+
 // FetchSpec dials the peer at addr (a full multiaddr) from a short-lived
 // host and returns the run's spec and the peers it knows. When want is not
 // zero the spec must hash to it.
 func FetchSpec(ctx context.Context, addr string, want runspec.ID) (JoinInfo, error) {
 	m, err := ma.NewMultiaddr(addr)
 	if err != nil {
-		return JoinInfo{}, fmt.Errorf("gossip: join address %q: %w", addr, err)
+		return JoinInfo{}, fmt.Errorf("%w: join address %q: %w", ErrBadJoin, addr, err)
 	}
 	info, err := peer.AddrInfoFromP2pAddr(m)
 	if err != nil {
-		return JoinInfo{}, fmt.Errorf("gossip: join address %q: %w", addr, err)
+		return JoinInfo{}, fmt.Errorf("%w: join address %q: %w", ErrBadJoin, addr, err)
 	}
 	h, err := libp2p.New(libp2p.NoListenAddrs)
 	if err != nil {
@@ -378,7 +407,7 @@ func FetchSpec(ctx context.Context, addr string, want runspec.ID) (JoinInfo, err
 	}
 	spec, err := runspec.FromCanonical(resp.Spec, id)
 	if err != nil {
-		return JoinInfo{}, err
+		return JoinInfo{}, fmt.Errorf("%w: %s sent %w", ErrBadJoin, ShortID(info.ID), err)
 	}
 	return JoinInfo{Spec: spec, Peers: resp.Peers[:min(len(resp.Peers), 4096)]}, nil
 }

@@ -101,7 +101,7 @@ func runAttack(ctx context.Context, cfg Config, key crypto.PrivKey) error {
 	if cfg.Join == "" {
 		return fmt.Errorf("%w: an outsider (--behave %s) needs --join", ErrUsage, cfg.Behave)
 	}
-	join, err := gossip.FetchSpec(ctx, cfg.Join, cfg.RunID)
+	join, err := fetchSpec(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -311,7 +311,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	var join gossip.JoinInfo
 	switch {
 	case cfg.Join != "":
-		if join, err = gossip.FetchSpec(ctx, cfg.Join, cfg.RunID); err != nil {
+		if join, err = fetchSpec(ctx, cfg); err != nil {
 			return nil, err
 		}
 		n.spec = join.Spec
@@ -615,6 +615,18 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			}
 		}
 	}
+}
+
+// joinPatience is how long a joiner keeps asking the peer it joins through
+// for the run's spec while the failures may pass (the peer is not up yet,
+// busy, or the connection broke).
+const joinPatience = time.Minute
+
+// fetchSpec asks the peer at cfg.Join for the run's spec, patiently.
+func fetchSpec(ctx context.Context, cfg Config) (gossip.JoinInfo, error) {
+	return gossip.FetchSpecPatiently(ctx, cfg.Join, cfg.RunID, joinPatience, func(attempt int, err error, pause time.Duration) {
+		cfg.Logger.Warn("join: could not fetch the run's spec; asking again", "attempt", attempt, "in", pause, "err", err)
+	})
 }
 
 // missesMembers reports whether some member of the current round is not

@@ -420,7 +420,7 @@ func (c *Cluster) Wait() {
 		select {
 		case <-n.Done:
 		case <-c.ctx.Done():
-			c.T.Fatalf("node %s did not finish: %v", n.ID, c.ctx.Err())
+			c.T.Fatalf("node %s did not finish: %v (%s)", n.ID, c.ctx.Err(), c.states())
 		}
 		if n.Err != nil {
 			c.T.Fatalf("node %s: %v", n.ID, n.Err)
@@ -428,6 +428,20 @@ func (c *Cluster) Wait() {
 	}
 	c.stop()
 	c.wg.Wait()
+}
+
+// states says where each node is: running, or ended and how (a node
+// that ended early before logging anything shows up only here).
+func (c *Cluster) states() string {
+	var out []string
+	for i, n := range c.Nodes {
+		st := "running"
+		if !running(n) {
+			st = fmt.Sprintf("ended: %v", n.Err)
+		}
+		out = append(out, fmt.Sprintf("node %d %s %s: %s", i, n.ID[len(n.ID)-6:], n.Behave, st))
+	}
+	return strings.Join(out, "; ")
 }
 
 // dump logs every node's last output and log lines, for a failure (the
