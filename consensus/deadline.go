@@ -183,6 +183,19 @@ func (e *Engine) checkPace(v *Value, view uint32) *check {
 	return nil
 }
 
+// Awaited returns the members the current round expects (voters, and
+// those aggregated the round before) whose update this node does not hold
+// yet: whom a proposer would still wait for until the deadline.
+func (e *Engine) Awaited() []PeerID {
+	var out []PeerID
+	for _, p := range e.expected() {
+		if _, ok := e.byAuthor[p]; !ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // late returns the members expected in the round that v does not
 // aggregate: the stragglers the round did not wait for.
 func (e *Engine) late(v *Value) []PeerID {

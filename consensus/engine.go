@@ -781,7 +781,10 @@ func (e *Engine) Updates() []*Update {
 func (e *Engine) Status() string {
 	a := e.ag
 	steps := [...]string{"propose", "prevote", "precommit"}
-	s := fmt.Sprintf("round %d view %d (%s), %d voters, %d updates", e.round, a.view, steps[a.step], len(e.voters), len(e.updates))
+	s := fmt.Sprintf("round %d view %d (%s), %d voters, %d updates, deadline %s", e.round, a.view, steps[a.step], len(e.voters), len(e.updates), fmtDeadline(e.deadline, e.paced))
+	if aw := e.Awaited(); len(aw) > 0 {
+		s += fmt.Sprintf(" (awaited: %d)", len(aw))
+	}
 	if p := a.proposals[a.view]; p != nil {
 		c := a.checks[p.Vote.Value]
 		state := "unchecked"
