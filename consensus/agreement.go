@@ -188,7 +188,7 @@ func (e *Engine) startView(view uint32) {
 func (e *Engine) expected() []PeerID {
 	var out []PeerID
 	for _, m := range e.members.List {
-		if e.voterSet[m.ID] || m.Work > 0 && m.Last+1 >= e.round {
+		if m.Expected(e.round) {
 			out = append(out, m.ID)
 		}
 	}
@@ -196,9 +196,10 @@ func (e *Engine) expected() []PeerID {
 }
 
 // collected reports whether the proposer of view 0 has waited long
-// enough: every expected update is in, or a quorum of the voters' is and
-// the round's agreed deadline has passed (deadline.go), or the collection
-// timeout has passed. Before any pace is known, the deadline is the
+// enough: every expected update is in (but those of known stragglers:
+// members whose agreed pace is past the deadline), or a quorum of the
+// voters' is and the round's agreed deadline has passed (deadline.go), or
+// the collection timeout has passed. Before any pace is known, the deadline is the
 // proposer's own: a grace period after the quorum (half the time the
 // quorum took, at least one commit timeout: a round waits at most half as
 // long again for a straggler).
@@ -208,7 +209,7 @@ func (e *Engine) collected() bool {
 	}
 	all := true
 	for _, p := range e.expected() {
-		if _, ok := e.byAuthor[p]; !ok {
+		if _, ok := e.byAuthor[p]; !ok && !e.straggler(p) {
 			all = false
 			break
 		}

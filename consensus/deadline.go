@@ -25,8 +25,15 @@ import (
 // below the honest voters' pace and so cut them off. Every expected
 // member's update is taken if it comes by the deadline.
 //
+// An expected member the decision does not aggregate has its pace moved up
+// a quarter (to at most rounds.timeout): its update came after the round
+// closed, if at all. A member whose pace is past the deadline (or unknown
+// while others' are known) is a known straggler: its update is taken if it
+// is there, but not waited for.
+//
 // The view-0 proposer closes the round at the deadline (earlier when every
-// expected update is in; later only while it lacks a quorum), and every
+// expected update but the known stragglers' is in; later only while it
+// lacks a quorum), and every
 // voter's view-0 propose timeout is min(rounds.timeout, 2 × deadline) plus
 // a commit timeout, so a silent proposer costs a few deadlines, not
 // rounds.timeout. Before any pace is known (round 0) the rule is the
@@ -114,10 +121,12 @@ func (e *Engine) noteArrival(id Hash) {
 
 // arrivalOf is the At a proposer reports for an update it holds: when it
 // came by gossip (at least 1 ms, at most rounds.timeout), or 0 (no
-// observation) when it came some other way.
+// observation) when it came some other way or is the proposer's own (its
+// own update reaches it at once, whatever its links: counting that would
+// make a member behind a slow link look fast in the rounds it proposes).
 func (e *Engine) arrivalOf(id Hash) uint32 {
 	at, ok := e.arrived[id]
-	if !ok {
+	if h := e.updates[id]; !ok || h == nil || h.u.From == e.self {
 		return 0
 	}
 	return max(paceMillis(min(at, e.spec.Rounds.Timeout.Duration)), 1)
@@ -194,6 +203,16 @@ func (e *Engine) Awaited() []PeerID {
 		}
 	}
 	return out
+}
+
+// straggler reports whether member p is a known straggler this round: its
+// agreed pace is past the agreed deadline, or unknown while others' are
+// known (no update of it was ever aggregated with an arrival time), so a
+// proposer that holds every other expected update does not wait for its
+// update until the deadline (it is taken if it is there).
+func (e *Engine) straggler(p PeerID) bool {
+	m, ok := e.members.Find(p)
+	return ok && e.paced && (m.Pace == 0 || time.Duration(m.Pace)*time.Millisecond > e.deadline)
 }
 
 // late returns the members expected in the round that v does not

@@ -228,9 +228,15 @@
 // clamp(3/2 × the 3/4 quantile of the voters' paces, commit_timeout/2,
 // rounds.timeout): the voters', because seats are filled by verified work
 // and more than two thirds of them are honest, so a wave of fresh members
-// with instant updates cannot drag it below the honest voters' pace. The
-// view-0 proposer proposes once every expected update is in, or once the
-// deadline has passed and it holds a quorum of the voters' updates; each
+// with instant updates cannot drag it below the honest voters' pace. An
+// expected member that a decision does not aggregate has its pace moved up
+// a quarter (its update came after the round closed, if at all), so a
+// member that keeps missing rounds soon has a pace past the deadline: a
+// known straggler, whose update is taken if it is there but not waited
+// for. (A proposer's own update is no observation: it reaches its author
+// at once, whatever its links.) The view-0 proposer proposes once every
+// expected update but the known stragglers' is in, or once the deadline
+// has passed and it holds a quorum of the voters' updates; each
 // voter's view-0 propose timeout is min(rounds.timeout, 2 × deadline) +
 // commit_timeout, so a silent proposer costs about two deadlines, not
 // rounds.timeout. Before any pace is known the proposer's own rule holds:

@@ -75,6 +75,10 @@ func GenesisMembers(spec runspec.Spec) Members {
 	return m
 }
 
+// Expected reports whether round waits for m's update (until its
+// deadline): m votes, or an update of it was aggregated the round before.
+func (m Member) Expected(round uint64) bool { return m.Seat || m.Work > 0 && m.Last+1 >= round }
+
 // Voter reports whether m votes: whether it holds a seat.
 func (m Member) Voter() bool { return m.Seat }
 
@@ -221,13 +225,24 @@ func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faul
 // Next returns the membership after round's decision v: the members whose
 // updates it aggregated credited (their residual marks moved to what
 // those updates kept: resid, by author; their paces moved towards the
-// arrival times the value reports, clamped to timeout), the accused it excludes removed for
+// arrival times the value reports, clamped to timeout), the paces of the
+// expected members it does not aggregate moved up a quarter (their update
+// came after the round closed, if at all), the accused it excludes removed for
 // good, members absent too long dropped, its admissions added, and the
 // empty seats filled: by unseated founders (all at once), then by one
 // eligible member with the most work (then the earliest, then the
 // smallest ID).
 func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash) Members {
 	out := ms.Clone()
+	in := make(map[PeerID]bool, len(v.Updates))
+	for _, u := range v.Updates {
+		in[u.From] = true
+	}
+	for i := range out.List {
+		if m := &out.List[i]; !in[m.ID] && m.Expected(round) {
+			m.Pace = nextPace(m.Pace, min(2*min(m.Pace, 1<<30), p.Timeout)) // missed: it came after the round closed
+		}
+	}
 	for _, u := range v.Updates {
 		if m, ok := out.Find(u.From); ok {
 			m.Work++
