@@ -9,9 +9,10 @@ import (
 // The adaptive round deadline (package doc, "Deadlines").
 //
 // Each update a value names carries At: when its proposer received it,
-// in milliseconds after the proposer entered the round. The decided value
+// in milliseconds after the proposer entered the round (none in round 0,
+// whose start each node took when it was launched). The decided value
 // moves each aggregated member's Pace (Member.Pace, part of the agreed
-// state) a quarter of the way to its At, so every honest node holds the
+// state) half way to its At, so every honest node holds the
 // same paces at the same round, and from them derives the same deadline:
 //
 //	deadline = clamp(3/2 × the 3/4 quantile of the voters' paces,
@@ -26,7 +27,7 @@ import (
 // member's update is taken if it comes by the deadline.
 //
 // An expected member the decision does not aggregate has its pace moved up
-// a quarter (to at most rounds.timeout): its update came after the round
+// by half (to at most rounds.timeout): its update came after the round
 // closed, if at all. A member whose pace is past the deadline (or unknown
 // while others' are known) is a known straggler: its update is taken if it
 // is there, but not waited for.
@@ -45,12 +46,12 @@ import (
 // arrival time by more than two commit timeouts, once the skew between
 // the two nodes' round starts is taken out (checkPace); At is clamped to
 // rounds.timeout; and an observation counts for at most twice and at least
-// half the pace it updates, a quarter of the way (nextPace). The deadline
-// stays in [commit_timeout/2, rounds.timeout] whatever is said.
+// half the pace it updates, half way (nextPace). The deadline stays in
+// [commit_timeout/2, rounds.timeout] whatever is said.
 const (
 	paceQuantileNum, paceQuantileDen = 3, 4 // the quantile of the paces
 	paceMarginNum, paceMarginDen     = 3, 2 // the margin on it
-	paceWeight                       = 4    // a pace moves 1/paceWeight of the way to each observation
+	paceWeight                       = 2    // a pace moves 1/paceWeight of the way to each observation
 )
 
 // paceLie, set only by a test (export_test.go), makes chosen engines
@@ -65,10 +66,12 @@ func paceMillis(d time.Duration) uint32 {
 
 // nextPace is a member's pace after an observation at (ms; 0: none):
 // the first observation sets it; a later one, taken at no less than half
-// and no more than twice the pace, moves it a quarter of the way. A lie
-// so moves a pace by a quarter at most, however large: with proposers in
-// turn and fewer than a third of them lying, a pace stays between about
-// 3/4 and 3/2 of what the honest proposers see.
+// and no more than twice the pace, moves it half way. A lie so moves a
+// pace by a half at most (up) or a quarter (down), however large, and the
+// next honest observation takes half of that back: with one proposer in
+// three lying the same way every turn, a pace settles between about 0.92
+// and 1.2 of what the honest proposers see. (A smaller step would follow
+// a slower cluster more slowly, and leave each lie longer in the pace.)
 func nextPace(pace, at uint32) uint32 {
 	if at == 0 {
 		return pace
@@ -123,10 +126,12 @@ func (e *Engine) noteArrival(id Hash) {
 // came by gossip (at least 1 ms, at most rounds.timeout), or 0 (no
 // observation) when it came some other way or is the proposer's own (its
 // own update reaches it at once, whatever its links: counting that would
-// make a member behind a slow link look fast in the rounds it proposes).
+// make a member behind a slow link look fast in the rounds it proposes),
+// and in round 0 (each node starts it when it is launched, so arrival
+// times then say when the others were started, not how fast they are).
 func (e *Engine) arrivalOf(id Hash) uint32 {
 	at, ok := e.arrived[id]
-	if h := e.updates[id]; !ok || h == nil || h.u.From == e.self {
+	if h := e.updates[id]; !ok || h == nil || h.u.From == e.self || e.round == 0 {
 		return 0
 	}
 	return max(paceMillis(min(at, e.spec.Rounds.Timeout.Duration)), 1)

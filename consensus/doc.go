@@ -223,14 +223,15 @@
 // (deadline.go). Each update a value names carries when it reached the
 // proposer (UpdateRef.At, ms after the proposer entered the round); the
 // decision moves each aggregated member's pace (Member.Pace, hashed into
-// the state) a quarter of the way there, an observation counting for at
-// most twice and at least half the pace. The deadline is
+// the state) half way there, an observation counting for at most twice
+// and at least half the pace (none in round 0, whose start each node took
+// when it was launched). The deadline is
 // clamp(3/2 × the 3/4 quantile of the voters' paces, commit_timeout/2,
 // rounds.timeout): the voters', because seats are filled by verified work
 // and more than two thirds of them are honest, so a wave of fresh members
 // with instant updates cannot drag it below the honest voters' pace. An
 // expected member that a decision does not aggregate has its pace moved up
-// a quarter (its update came after the round closed, if at all), so a
+// by half (its update came after the round closed, if at all), so a
 // member that keeps missing rounds soon has a pace past the deadline: a
 // known straggler, whose update is taken if it is there but not waited
 // for. (A proposer's own update is no observation: it reaches its author
@@ -255,9 +256,11 @@
 // it): a report that singles out one member is refused. What passes (a
 // shift of every report at once, or lies in later views, where the nodes'
 // clocks of the round may differ for good and no such check is made) moves
-// each pace by a quarter at most per decision; with fewer than a third of
-// the proposers lying in turn, paces stay within about 0.86 and 1.47 of
-// the honest ones, the deadline within [commit_timeout/2, rounds.timeout].
+// a pace by at most a half up or a quarter down per decision, and the next
+// honest observation takes half of it back: with one proposer in three
+// lying the same way every turn, paces settle within about 0.92 and 1.2 of
+// the honest ones; the deadline stays in [commit_timeout/2,
+// rounds.timeout] whatever is said.
 // The check is a local judgement (like a referee's ruling): it decides a
 // prevote in view 0 only, never whether a certified value applies, so the
 // liveness argument below is untouched.

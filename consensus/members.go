@@ -27,7 +27,7 @@ type Member struct {
 	Residual Hash
 	// Pace is when its updates reach the proposers, in milliseconds after
 	// the round starts, smoothed (0: not known yet): each aggregated update
-	// moves it a quarter of the way to the arrival time the value reports.
+	// moves it half way to the arrival time the value reports.
 	// The round deadline follows the members' paces (deadline.go).
 	Pace uint32
 }
@@ -226,7 +226,7 @@ func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faul
 // updates it aggregated credited (their residual marks moved to what
 // those updates kept: resid, by author; their paces moved towards the
 // arrival times the value reports, clamped to timeout), the paces of the
-// expected members it does not aggregate moved up a quarter (their update
+// expected members it does not aggregate moved up by half (their update
 // came after the round closed, if at all), the accused it excludes removed for
 // good, members absent too long dropped, its admissions added, and the
 // empty seats filled: by unseated founders (all at once), then by one
