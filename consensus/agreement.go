@@ -199,10 +199,10 @@ func (e *Engine) expected() []PeerID {
 // enough: every expected update is in (but those of known stragglers:
 // members whose agreed pace is past the deadline), or a quorum of the
 // voters' is and the round's agreed deadline has passed (deadline.go), or
-// the collection timeout has passed. Before any pace is known, the deadline is the
-// proposer's own: a grace period after the quorum (half the time the
-// quorum took, at least one commit timeout: a round waits at most half as
-// long again for a straggler).
+// the collection timeout has passed. Before any pace is known, the
+// deadline is the proposer's own: a grace period after the quorum (half
+// the time the quorum took, at least one commit timeout: a round waits at
+// most half as long again for a straggler).
 func (e *Engine) collected() bool {
 	if e.now >= e.startAt+e.spec.Rounds.Timeout.Duration {
 		return true

@@ -12,8 +12,8 @@ import (
 // in milliseconds after the proposer entered the round (none in round 0,
 // whose start each node took when it was launched). The decided value
 // moves each aggregated member's Pace (Member.Pace, part of the agreed
-// state) half way to its At, so every honest node holds the
-// same paces at the same round, and from them derives the same deadline:
+// state) half way to its At, so every honest node holds the same paces
+// at the same round, and from them derives the same deadline:
 //
 //	deadline = clamp(3/2 × the 3/4 quantile of the voters' paces,
 //	                 rounds.commit_timeout / 2, rounds.timeout)
@@ -34,17 +34,17 @@ import (
 //
 // The view-0 proposer closes the round at the deadline (earlier when every
 // expected update but the known stragglers' is in; later only while it
-// lacks a quorum), and every
-// voter's view-0 propose timeout is min(rounds.timeout, 2 × deadline) plus
-// a commit timeout, so a silent proposer costs a few deadlines, not
-// rounds.timeout. Before any pace is known (round 0) the rule is the
-// proposer's own: a quorum, then half the time the quorum took again (at
-// least a commit timeout).
+// lacks a quorum), and every voter's view-0 propose timeout is
+// min(rounds.timeout, 2 × deadline) plus a commit timeout, so a silent
+// proposer costs a few deadlines, not rounds.timeout. Before any pace is
+// known (rounds 0 and 1) the rule is the proposer's own: a quorum, then
+// half the time the quorum took again (at least a commit timeout).
 //
-// A Byzantine proposer's reach is bounded: a voter prevotes nil on a fresh
-// view-0 proposal whose At for an update it got by gossip strays from its own
-// arrival time by more than two commit timeouts, once the skew between
-// the two nodes' round starts is taken out (checkPace); At is clamped to
+// A Byzantine proposer's reach is bounded: a voter prevotes nil on a
+// fresh view-0 proposal whose At for an update it got by gossip strays
+// from its own arrival time by more than two commit timeouts, once the
+// skew between the two nodes' round starts is taken out (checkPace); At
+// is clamped to
 // rounds.timeout; and an observation counts for at most twice and at least
 // half the pace it updates, half way (nextPace). The deadline stays in
 // [commit_timeout/2, rounds.timeout] whatever is said.
@@ -85,9 +85,9 @@ func nextPace(pace, at uint32) uint32 {
 }
 
 // Deadline is the collection deadline of the round whose members are ms,
-// from the paces of the given members, its voters (see Engine.Deadline): clamp(margin × quantile
-// of their known paces, half a commit timeout, timeout). ok is false when
-// none of them has a pace yet. The floor keeps ordinary message delays
+// from the paces of the given members, its voters (see Engine.Deadline):
+// clamp(margin × quantile of their known paces, half a commit timeout,
+// timeout). ok is false when none of them has a pace yet. The floor keeps ordinary message delays
 // (a commit timeout bounds them) from cutting members off when training is
 // quick; the margin does the same for a spread of training times.
 func (ms *Members) Deadline(voters []PeerID, timeout, commitTimeout time.Duration) (d time.Duration, ok bool) {
