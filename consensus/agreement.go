@@ -87,12 +87,13 @@ type agreement struct {
 	valid      *Value
 	validView  int32
 
-	proposals map[uint32]*Proposal   // the proposer's proposal of each view
-	values    map[Hash]*Value        // values seen this round, by ID
-	checks    map[Hash]*check        // validity of the values, by ID
-	asked     map[Hash]time.Duration // when the updates a value names were last asked for
-	votes     map[uint32]*viewVotes
-	heard     map[uint32]map[PeerID]bool // voters heard from in each view
+	proposals  map[uint32]*Proposal     // the proposer's proposal of each view
+	proposalAt map[uint32]time.Duration // when each view's proposal reached this node, after the round's start (not for one kept from before)
+	values     map[Hash]*Value          // values seen this round, by ID
+	checks     map[Hash]*check          // validity of the values, by ID
+	asked      map[Hash]time.Duration   // when the updates a value names were last asked for
+	votes      map[uint32]*viewVotes
+	heard      map[uint32]map[PeerID]bool // voters heard from in each view
 
 	// The current view's timeouts (0: not scheduled) and once-only rules.
 	tPropose, tPrevote, tPrecommit time.Duration
@@ -107,7 +108,7 @@ type agreement struct {
 }
 
 func newAgreement() *agreement {
-	return &agreement{lockedView: -1, validView: -1, proposals: map[uint32]*Proposal{}, values: map[Hash]*Value{},
+	return &agreement{lockedView: -1, validView: -1, proposals: map[uint32]*Proposal{}, proposalAt: map[uint32]time.Duration{}, values: map[Hash]*Value{},
 		checks: map[Hash]*check{}, asked: map[Hash]time.Duration{}, votes: map[uint32]*viewVotes{}, heard: map[uint32]map[PeerID]bool{},
 		relayed: map[string]time.Duration{}}
 }
@@ -141,12 +142,17 @@ func (a *agreement) votesOf(view uint32) *viewVotes {
 }
 
 // timeouts: view 0's proposal waits for the round's training and the
-// proposer's collection (rounds.timeout) and one more commit timeout; every
-// later step waits commit_timeout × (view+1), so that after the network
-// stabilises the timeouts outgrow its delays (partial synchrony).
+// proposer's collection and one more commit timeout: the collection is
+// twice the round's agreed deadline (deadline.go) when it follows known
+// paces, at most rounds.timeout; every later step waits commit_timeout ×
+// (view+1), so that after the network stabilises the timeouts outgrow its
+// delays (partial synchrony).
 func (e *Engine) timeoutPropose(view uint32) time.Duration {
 	ct := e.spec.Rounds.CommitTimeout.Duration
 	if view == 0 {
+		if e.paced {
+			return min(e.spec.Rounds.Timeout.Duration, 2*e.deadline) + ct
+		}
 		return e.spec.Rounds.Timeout.Duration + ct
 	}
 	return ct * time.Duration(view+1)
@@ -182,7 +188,7 @@ func (e *Engine) startView(view uint32) {
 func (e *Engine) expected() []PeerID {
 	var out []PeerID
 	for _, m := range e.members.List {
-		if e.voterSet[m.ID] || m.Work > 0 && m.Last+1 >= e.round {
+		if m.Expected(e.round) {
 			out = append(out, m.ID)
 		}
 	}
@@ -190,17 +196,20 @@ func (e *Engine) expected() []PeerID {
 }
 
 // collected reports whether the proposer of view 0 has waited long
-// enough: every expected update is in, or a quorum of the voters' is and a
-// grace period has passed since it was (half the time the quorum took, at
-// least one commit timeout: a round waits at most half as long again for
-// a straggler), or the collection timeout has passed.
+// enough: every expected update is in (but those of known stragglers:
+// members whose agreed pace is past the deadline), or a quorum of the
+// voters' is and the round's agreed deadline has passed (deadline.go), or
+// the collection timeout has passed. Before any pace is known, the
+// deadline is the proposer's own: a grace period after the quorum (half
+// the time the quorum took, at least one commit timeout: a round waits at
+// most half as long again for a straggler).
 func (e *Engine) collected() bool {
 	if e.now >= e.startAt+e.spec.Rounds.Timeout.Duration {
 		return true
 	}
 	all := true
 	for _, p := range e.expected() {
-		if _, ok := e.byAuthor[p]; !ok {
+		if _, ok := e.byAuthor[p]; !ok && !e.straggler(p) {
 			all = false
 			break
 		}
@@ -210,6 +219,9 @@ func (e *Engine) collected() bool {
 	}
 	if !e.enoughUpdates() {
 		return false
+	}
+	if e.paced {
+		return e.now >= e.startAt+e.deadline
 	}
 	if e.quorumAt == 0 {
 		e.quorumAt = e.now
@@ -380,6 +392,9 @@ func (e *Engine) StepProposal(p *Proposal) Decision {
 		return invalid("malformed proposal: prevotes without a valid view")
 	}
 	a.proposals[v.View] = p
+	if !e.replaying {
+		a.proposalAt[v.View] = e.now - e.startAt
+	}
 	a.values[id] = p.Value
 	e.heardFirst(v.Sig)
 	e.hear(v)
@@ -498,6 +513,13 @@ func (e *Engine) progressOnce() bool {
 			lockOK := a.lockedView == -1 || a.locked.ID(e.run) == id
 			if vr >= 0 {
 				lockOK = a.lockedView <= vr || a.locked.ID(e.run) == id
+			}
+			if c.ok && vr == -1 {
+				// A fresh proposal's arrival times, held against this
+				// node's own (a re-proposal's were prevoted by a quorum).
+				if pc := e.checkPace(p.Value, view); pc != nil {
+					c = pc
+				}
 			}
 			if c.ok && lockOK {
 				e.prevote(id)
@@ -665,6 +687,10 @@ func (e *Engine) apply(c *Commit, chk *check) {
 		res.Loss = float32(loss / float64(len(v.Updates)))
 	}
 	res.Beacon, res.Challenges = Draw(v, e.SpotPolicy())
+	res.Late, res.Deadline, res.Paced = e.late(v), e.deadline, e.paced
+	if len(res.Late) > 0 {
+		e.logf("round %d: late (not aggregated; deadline %s): %v", e.round, fmtDeadline(e.deadline, e.paced), res.Late)
+	}
 	seen := map[PeerID]bool{}
 	for i := range v.Verdicts {
 		x := &v.Verdicts[i]

@@ -216,6 +216,55 @@
 // catches up adopts only states whose certificates check against a chain
 // from a state it trusts, so it decides what the quorum decided.
 //
+// # Deadlines
+//
+// A round's collection deadline adapts to the members and is agreed: it is
+// derived from the certified state, so every honest node holds the same one
+// (deadline.go). Each update a value names carries when it reached the
+// proposer (UpdateRef.At, ms after the proposer entered the round); the
+// decision moves each aggregated member's pace (Member.Pace, hashed into
+// the state) half way there, an observation counting for at most twice
+// and at least half the pace (none in round 0, whose start each node took
+// when it was launched). The deadline is
+// clamp(3/2 × the 3/4 quantile of the voters' paces, commit_timeout/2,
+// rounds.timeout): the voters', because seats are filled by verified work
+// and more than two thirds of them are honest, so a wave of fresh members
+// with instant updates cannot drag it below the honest voters' pace. An
+// expected member that a decision does not aggregate has its pace moved up
+// by half (its update came after the round closed, if at all), so a
+// member that keeps missing rounds soon has a pace past the deadline: a
+// known straggler, whose update is taken if it is there but not waited
+// for. (A proposer's own update is no observation: it reaches its author
+// at once, whatever its links.) The view-0 proposer proposes once every
+// expected update but the known stragglers' is in, or once the deadline
+// has passed and it holds a quorum of the voters' updates; each
+// voter's view-0 propose timeout is min(rounds.timeout, 2 × deadline) +
+// commit_timeout, so a silent proposer costs about two deadlines, not
+// rounds.timeout. Before any pace is known the proposer's own rule holds:
+// a quorum, then half the time it took again (at least a commit timeout).
+//
+// Expected members whose update the decision does not name are reported
+// late (Decided.Late); a straggler is not waited for past the deadline. A
+// member late for members.absent rounds is dropped, as before: an update
+// that misses its round is not applied in a later one (it is bound to its
+// round's state and to its author's residual chain, checkCommitments).
+//
+// A Byzantine proposer reports the arrival times. In view 0 a voter
+// prevotes nil on a fresh proposal whose times, less the median skew
+// between the two nodes' round starts, stray more than two commit timeouts
+// from the voter's own arrival times (or from when the proposal reached
+// it): a report that singles out one member is refused. What passes (a
+// shift of every report at once, or lies in later views, where the nodes'
+// clocks of the round may differ for good and no such check is made) moves
+// a pace by at most a half up or a quarter down per decision, and the next
+// honest observation takes half of it back: with one proposer in three
+// lying the same way every turn, paces settle within about 0.92 and 1.2 of
+// the honest ones; the deadline stays in [commit_timeout/2,
+// rounds.timeout] whatever is said.
+// The check is a local judgement (like a referee's ruling): it decides a
+// prevote in view 0 only, never whether a certified value applies, so the
+// liveness argument below is untouched.
+//
 // # Liveness
 //
 // The run progresses whenever more than two thirds of the voters are honest
@@ -226,7 +275,8 @@
 // quorum of voters' updates, which honest voters fetch from it if they
 // lack them), a locked voter's value comes back with its proof of lock, and
 // the round is decided. A round therefore takes at most the training, the
-// collection timeout and f+1 views once the network heals; the simulation
+// collection timeout (the view-0 propose timeout, at most rounds.timeout +
+// commit_timeout) and f+1 views once the network heals; the simulation
 // (sim_test.go) asserts exactly that bound. Members that stop contributing
 // are dropped after members.absent rounds (never fewer than f+2, so
 // Byzantine proposers in turn cannot starve an honest member out), which

@@ -109,6 +109,14 @@ type Decided struct {
 	Excluded   []Exclusion
 	Admitted   []PeerID
 	Dropped    []PeerID // members absent too long
+	// Late are the members the round expected (voters, and those aggregated
+	// the round before) whose update it did not aggregate: stragglers it
+	// did not wait for past its deadline (or that sent nothing). Deadline
+	// is the round's agreed collection deadline (Engine.Deadline) and Paced
+	// whether it followed the members' paces.
+	Late     []PeerID
+	Deadline time.Duration
+	Paced    bool
 	// Restored: the engine adopted the state this decision leads to from a
 	// peer (its certificate checked), rather than applying the updates;
 	// Links is the chain of certified decisions it checked to get there
@@ -161,9 +169,13 @@ type Engine struct {
 	voters     []PeerID
 	voterSet   map[PeerID]bool
 	votersHash Hash
-	startAt    time.Duration // when this round started here
-	quorumAt   time.Duration // when the proposer first held a quorum of the voters' updates (0: not yet)
-	progressAt time.Duration // the last decision or restore
+	startAt    time.Duration          // when this round started here
+	deadline   time.Duration          // the round's agreed collection deadline (deadline.go)
+	paced      bool                   // whether it follows known paces
+	arrived    map[Hash]time.Duration // when each update first came by gossip, after startAt
+	replaying  bool                   // replaying messages kept from before the round began
+	quorumAt   time.Duration          // when the proposer first held a quorum of the voters' updates (0: not yet)
+	progressAt time.Duration          // the last decision or restore
 
 	updates   map[Hash]*held  // every update held this round, by ID
 	byAuthor  map[PeerID]Hash // each author's first
@@ -320,6 +332,8 @@ func (e *Engine) enterRound() {
 	e.votersHash = VotersDigest(e.voters)
 	e.startAt, e.quorumAt = e.now, 0
 	e.updates, e.byAuthor, e.versions = map[Hash]*held{}, map[PeerID]Hash{}, map[PeerID]int{}
+	e.arrived = map[Hash]time.Duration{}
+	e.deadline, e.paced = e.members.Deadline(e.voters, e.spec.Rounds.Timeout.Duration, e.spec.Rounds.CommitTimeout.Duration)
 	e.ownSent = nil
 	e.pending, e.want = nil, nil
 	e.ag = newAgreement()
@@ -363,9 +377,11 @@ func (e *Engine) enterRound() {
 	early := e.early
 	e.early, e.earlyKey = nil, nil
 	e.startView(0)
+	e.replaying = true
 	for _, m := range early {
 		e.Step(m)
 	}
+	e.replaying = false
 	for _, v := range e.takeLateVerdicts() {
 		e.StepVerdict(v)
 	}
@@ -593,6 +609,7 @@ func (e *Engine) StepUpdate(u *Update) Decision {
 		return invalid("%v", err)
 	}
 	e.updates[id] = &held{u: u, dec: dec}
+	e.noteArrival(id)
 	if second {
 		// An author that sends different updates to different peers: a
 		// value may name either (one per author), so each is kept (a few,
@@ -764,7 +781,10 @@ func (e *Engine) Updates() []*Update {
 func (e *Engine) Status() string {
 	a := e.ag
 	steps := [...]string{"propose", "prevote", "precommit"}
-	s := fmt.Sprintf("round %d view %d (%s), %d voters, %d updates", e.round, a.view, steps[a.step], len(e.voters), len(e.updates))
+	s := fmt.Sprintf("round %d view %d (%s), %d voters, %d updates, deadline %s", e.round, a.view, steps[a.step], len(e.voters), len(e.updates), fmtDeadline(e.deadline, e.paced))
+	if aw := e.Awaited(); len(aw) > 0 {
+		s += fmt.Sprintf(" (awaited: %d)", len(aw))
+	}
 	if p := a.proposals[a.view]; p != nil {
 		c := a.checks[p.Vote.Value]
 		state := "unchecked"

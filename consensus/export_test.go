@@ -9,3 +9,12 @@ func SetQuorumForTest(q func(n int) int) (restore func()) {
 	quorumOf = q
 	return func() { quorumOf = old }
 }
+
+// LiePaceForTest makes the engines whose ID lie answers report, as
+// proposers, the arrival times it returns instead of what they saw (a
+// Byzantine proposer's reports); nil restores honesty.
+func LiePaceForTest(lie func(self PeerID, r UpdateRef) (uint32, bool)) (restore func()) {
+	old := paceLie
+	paceLie = lie
+	return func() { paceLie = old }
+}

@@ -25,6 +25,11 @@ type Member struct {
 	// that no member can restart its residual at will (package trainer:
 	// the payload follows from the residual carried in).
 	Residual Hash
+	// Pace is when its updates reach the proposers, in milliseconds after
+	// the round starts, smoothed (0: not known yet): each aggregated update
+	// moves it half way to the arrival time the value reports.
+	// The round deadline follows the members' paces (deadline.go).
+	Pace uint32
 }
 
 // Members is a run's membership at a round: the members, sorted by ID, and
@@ -42,12 +47,14 @@ type Policy struct {
 	Absent    uint64 // rounds without an aggregated update before a member is dropped
 	Admit     int    // joiners admitted per round, at most
 	Max       int    // members, at most
+	Timeout   uint32 // rounds.timeout in milliseconds: the largest arrival time a pace takes in
 }
 
 // PolicyOf returns a spec's membership policy.
 func PolicyOf(spec runspec.Spec) Policy {
 	return Policy{Seats: spec.Members.Voters, Probation: uint64(spec.Verify.Probation),
-		Absent: uint64(spec.Members.Absent), Admit: spec.Members.Admit, Max: spec.Members.Max}
+		Absent: uint64(spec.Members.Absent), Admit: spec.Members.Admit, Max: spec.Members.Max,
+		Timeout: paceMillis(spec.Rounds.Timeout.Duration)}
 }
 
 // GenesisMembers returns the founders of a spec as round 0's members. The
@@ -67,6 +74,10 @@ func GenesisMembers(spec runspec.Spec) Members {
 	}
 	return m
 }
+
+// Expected reports whether round waits for m's update (until its
+// deadline): m votes, or an update of it was aggregated the round before.
+func (m Member) Expected(round uint64) bool { return m.Seat || m.Work > 0 && m.Last+1 >= round }
 
 // Voter reports whether m votes: whether it holds a seat.
 func (m Member) Voter() bool { return m.Seat }
@@ -127,7 +138,7 @@ func (ms Members) Clone() Members {
 
 // Digest is the membership's identity, part of the state hash.
 func (ms *Members) Digest() Hash {
-	e := newEnc("vtrain/members/v2\x00")
+	e := newEnc("vtrain/members/v3\x00")
 	e.u64(uint64(len(ms.List)))
 	for _, m := range ms.List {
 		e.str(string(m.ID))
@@ -137,6 +148,7 @@ func (ms *Members) Digest() Hash {
 		e.u64(m.Work)
 		e.u64(m.Last)
 		e.hash(m.Residual)
+		e.u32(m.Pace)
 	}
 	e.u64(uint64(len(ms.Excluded)))
 	for _, p := range ms.Excluded {
@@ -211,19 +223,32 @@ func Proposer(round uint64, view uint32, voters []PeerID) PeerID {
 func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faults(voters))+2) }
 
 // Next returns the membership after round's decision v: the members whose
-// updates it aggregated credited (and their residual marks moved to what
-// those updates kept: resid, by author), the accused it excludes removed for
+// updates it aggregated credited (their residual marks moved to what
+// those updates kept: resid, by author; their paces moved towards the
+// arrival times the value reports, clamped to timeout), the paces of the
+// expected members it does not aggregate moved up by half (their update
+// came after the round closed, if at all), the accused it excludes removed for
 // good, members absent too long dropped, its admissions added, and the
 // empty seats filled: by unseated founders (all at once), then by one
 // eligible member with the most work (then the earliest, then the
 // smallest ID).
 func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash) Members {
 	out := ms.Clone()
+	in := make(map[PeerID]bool, len(v.Updates))
+	for _, u := range v.Updates {
+		in[u.From] = true
+	}
+	for i := range out.List {
+		if m := &out.List[i]; !in[m.ID] && m.Expected(round) {
+			m.Pace = nextPace(m.Pace, min(2*min(m.Pace, 1<<30), p.Timeout)) // missed: it came after the round closed
+		}
+	}
 	for _, u := range v.Updates {
 		if m, ok := out.Find(u.From); ok {
 			m.Work++
 			m.Last = round
 			m.Residual = resid[u.From]
+			m.Pace = nextPace(m.Pace, min(u.At, p.Timeout))
 		}
 	}
 	gone := map[PeerID]bool{}

@@ -259,7 +259,14 @@ func (e *Engine) buildValue() (*Value, *check) {
 	v := &Value{Round: e.round, Base: e.hash, Voters: e.votersHash}
 	for p, id := range e.byAuthor {
 		m, _ := e.members.Find(p)
-		v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation)})
+		v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOf(id)})
+	}
+	if paceLie != nil {
+		for i := range v.Updates {
+			if at, ok := paceLie(e.self, v.Updates[i]); ok {
+				v.Updates[i].At = at
+			}
+		}
 	}
 	slices.SortFunc(v.Updates, func(a, b UpdateRef) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	// Joiners in an order that no one knows before the round's state is:

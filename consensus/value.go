@@ -7,12 +7,15 @@ import (
 	"slices"
 )
 
-// UpdateRef names an aggregated update: its ID, its author, and whether
-// the author was on probation that round (which sets its challenge rate).
+// UpdateRef names an aggregated update: its ID, its author, whether
+// the author was on probation that round (which sets its challenge rate),
+// and when it reached the proposer (At, milliseconds after the proposer
+// entered the round: what the author's pace follows, deadline.go).
 type UpdateRef struct {
 	ID       Hash
 	From     PeerID
 	Newcomer bool
+	At       uint32
 }
 
 // Value is what a round decides: the updates it aggregates (by ID), the
@@ -36,7 +39,7 @@ type Value struct {
 
 // ID is the value's identity, what votes and certificates name.
 func (v *Value) ID(run RunID) Hash {
-	e := newEnc("vtrain/value/v2\x00")
+	e := newEnc("vtrain/value/v3\x00")
 	e.b = append(e.b, run[:]...)
 	e.u64(v.Round)
 	e.hash(v.Base)
@@ -46,6 +49,7 @@ func (v *Value) ID(run RunID) Hash {
 		e.hash(u.ID)
 		e.str(string(u.From))
 		e.flag(u.Newcomer)
+		e.u32(u.At)
 	}
 	e.u64(uint64(len(v.Admit)))
 	for _, j := range v.Admit {

@@ -285,7 +285,7 @@ func valuePB(v *consensus.Value) (*pb.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		out.Updates = append(out.Updates, &pb.UpdateRef{Id: r.ID[:], From: from, Newcomer: r.Newcomer})
+		out.Updates = append(out.Updates, &pb.UpdateRef{Id: r.ID[:], From: from, Newcomer: r.Newcomer, At: r.At})
 	}
 	for _, j := range v.Admit {
 		from, err := pidBytes(j.From)
@@ -345,7 +345,7 @@ func valueFromPB(x *pb.Value) (*consensus.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		v.Updates = append(v.Updates, consensus.UpdateRef{ID: id, From: from, Newcomer: r.Newcomer})
+		v.Updates = append(v.Updates, consensus.UpdateRef{ID: id, From: from, Newcomer: r.Newcomer, At: r.At})
 	}
 	for _, j := range x.Admit {
 		from, err := pidFromBytes(j.GetFrom())
@@ -477,7 +477,7 @@ func MembersPB(ms *consensus.Members) ([]*pb.Member, [][]byte, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		pm := &pb.Member{Id: id, Founder: m.Founder, Seat: m.Seat, Since: m.Since, Work: m.Work, Last: m.Last}
+		pm := &pb.Member{Id: id, Founder: m.Founder, Seat: m.Seat, Since: m.Since, Work: m.Work, Last: m.Last, Pace: m.Pace}
 		if m.Residual != (consensus.Hash{}) {
 			pm.Residual = m.Residual[:]
 		}
@@ -499,7 +499,7 @@ func MembersFromPB(list []*pb.Member, excluded [][]byte) (consensus.Members, err
 		if err != nil {
 			return consensus.Members{}, err
 		}
-		cm := consensus.Member{ID: id, Founder: m.Founder, Seat: m.Seat, Since: m.Since, Work: m.Work, Last: m.Last}
+		cm := consensus.Member{ID: id, Founder: m.Founder, Seat: m.Seat, Since: m.Since, Work: m.Work, Last: m.Last, Pace: m.Pace}
 		if len(m.Residual) > 0 {
 			if cm.Residual, err = hash32(m.Residual, "residual mark"); err != nil {
 				return consensus.Members{}, err

@@ -53,6 +53,11 @@ type Decision struct {
 	Admitted []string `json:"admitted,omitempty"`
 	Dropped  []string `json:"dropped,omitempty"`
 	Excluded []string `json:"excluded,omitempty"`
+	// Late are the members the round expected but did not aggregate (it
+	// did not wait for them past its deadline); DeadlineSeconds is that
+	// agreed deadline.
+	Late            []string `json:"late,omitempty"`
+	DeadlineSeconds float64  `json:"deadline_s,omitempty"`
 }
 
 // Writer appends records to a directory's metrics.jsonl.

@@ -98,6 +98,13 @@ type RoundReport struct {
 	// Reachability is how this node was reachable when the round was
 	// decided (public or behind NAT, relays, direct and relayed peers).
 	Reachability *gossip.Reachability `json:"reachability,omitempty"`
+	// Late are the stragglers: members the round expected (voters, and
+	// those aggregated the round before) whose update it did not aggregate,
+	// because it came after the round's agreed deadline or not at all.
+	// DeadlineSeconds is that deadline, after the round's start (it adapts
+	// to when the voters' updates arrive: consensus.Engine.Deadline).
+	Late            []string `json:"late,omitempty"`
+	DeadlineSeconds float64  `json:"deadline_s,omitempty"`
 }
 
 // Summary is what a node reports when the run ends.
@@ -942,6 +949,12 @@ func (n *node) decided(res consensus.Decided) {
 	for _, p := range res.Peers {
 		rep.Authors = append(rep.Authors, string(p))
 	}
+	if !res.Restored {
+		for _, p := range res.Late {
+			rep.Late = append(rep.Late, string(p))
+		}
+		rep.DeadlineSeconds = res.Deadline.Seconds()
+	}
 	reach := n.tr.Reachability()
 	rep.Reachability = &reach
 	last := n.spec.Run.Rounds > 0 && res.Round+1 >= uint64(n.spec.Run.Rounds)
@@ -976,8 +989,16 @@ func (n *node) decided(res consensus.Decided) {
 	if res.Restored {
 		how = "adopted (certificate checked)"
 	}
-	fmt.Fprintf(n.cfg.Out, "round %3d  inner loss %.4f%s  updates %d  %s  peers %d  out %s (%s)  in %s  hash %s\n",
-		res.Round, res.Loss, acc, rep.Updates, how, rep.Peers, human(d.TotalOut()), largest(d.Out, 2), human(d.TotalIn()), res.Value.Next.Short())
+	late := ""
+	if len(rep.Late) > 0 {
+		names := make([]string, len(rep.Late))
+		for i, p := range rep.Late {
+			names[i] = short(p)
+		}
+		late = fmt.Sprintf("  late (deadline %.1fs): %s", rep.DeadlineSeconds, strings.Join(names, ", "))
+	}
+	fmt.Fprintf(n.cfg.Out, "round %3d  inner loss %.4f%s  updates %d  %s  peers %d  out %s (%s)  in %s  hash %s%s\n",
+		res.Round, res.Loss, acc, rep.Updates, how, rep.Peers, human(d.TotalOut()), largest(d.Out, 2), human(d.TotalIn()), res.Value.Next.Short(), late)
 }
 
 // largest names the k largest categories of m with their bytes.

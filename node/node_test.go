@@ -440,3 +440,45 @@ func TestMinPeers(t *testing.T) {
 		t.Errorf("the founder admitted %v, not the joiner %s", f.Summary.Admitted, j.ID)
 	}
 }
+
+// TestStragglersReported: a founder stops after round 1; the others go on
+// (3 of 4 voters are a quorum) without waiting for it past the round's
+// agreed deadline, and every round's report names it late, with that
+// deadline, which follows the voters' pace: well under rounds.timeout.
+func TestStragglersReported(t *testing.T) {
+	const rounds = 7
+	c := nodetest.Start(t, 4, rounds, nil)
+	c.Nodes[0].WaitRound(t, 1)
+	gone := c.Nodes[3]
+	gone.Stop()
+	c.Nodes[0].WaitRound(t, rounds-1)
+	late := 0
+	for _, rep := range c.Nodes[0].Rounds() {
+		if rep.Restored || rep.Round < 3 {
+			continue
+		}
+		if !slices.Contains(rep.Late, gone.ID) || slices.Contains(rep.Authors, gone.ID) {
+			t.Errorf("round %d: late %v, authors %v: want %s late", rep.Round, rep.Late, rep.Authors, gone.ID)
+		}
+		if rep.DeadlineSeconds <= 0 || rep.DeadlineSeconds >= c.Spec.Rounds.Timeout.Seconds() {
+			t.Errorf("round %d: deadline %.2fs, want one under rounds.timeout %v that follows the voters' pace", rep.Round, rep.DeadlineSeconds, c.Spec.Rounds.Timeout)
+		}
+		late++
+	}
+	if late == 0 {
+		t.Fatal("no round after the stop reported")
+	}
+	recs, err := history.Read(c.Nodes[0].Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := 0
+	for _, r := range recs {
+		if slices.Contains(r.Decision.Late, gone.ID) {
+			named++
+		}
+	}
+	if named < late {
+		t.Errorf("metrics.jsonl names %s late in %d rounds, the reports in %d", gone.ID, named, late)
+	}
+}

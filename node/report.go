@@ -28,7 +28,7 @@ const (
 	EventStarted   = "started"           // peer, run_id, model, round, role, out: a run started or resumed here
 	EventJoined    = "joined"            // peer, run_id, addr (the peer it dialed), model, round, role, out
 	EventListening = "listening"         // addr, join (the command that joins the run through addr)
-	EventWaiting   = "waiting"           // round, reason, reachable, voters, needed, unreachable: no decision for a deadline
+	EventWaiting   = "waiting"           // round, reason, reachable, voters, needed, unreachable, awaited (expected updates not in): no decision for a deadline
 	EventWaitPeers = "waiting_for_peers" // have, want, peers (--min-peers, before round 0)
 	EventRound     = "round"             // RoundReport
 	EventAdmitted  = "admitted"          // round, peer, from_round
@@ -82,7 +82,8 @@ func (n *node) history(rep RoundReport, res consensus.Decided, round gossip.Traf
 	r := history.Record{Round: rep.Round, Time: time.Now(), AgreedAccuracy: rep.AgreedAccuracy, AgreedLoss: rep.AgreedLoss,
 		InnerLoss: float64(rep.Loss), OutBytes: round.Out, InBytes: round.In, TotalOutBytes: rep.Traffic.TotalOut(), TotalInBytes: rep.Traffic.TotalIn(),
 		Peers: rep.Peers, Members: rep.Members, Voters: rep.Voters,
-		Decision: history.Decision{Hash: rep.Hash, Updates: rep.Updates, Signers: rep.Signers, Restored: rep.Restored}}
+		Decision: history.Decision{Hash: rep.Hash, Updates: rep.Updates, Signers: rep.Signers, Restored: rep.Restored,
+			Late: rep.Late, DeadlineSeconds: rep.DeadlineSeconds}}
 	for _, p := range res.Admitted {
 		r.Decision.Admitted = append(r.Decision.Admitted, string(p))
 	}
@@ -130,7 +131,11 @@ func (n *node) stalled(since time.Duration) {
 		return
 	}
 	st := n.eng.Status()
-	n.event(EventWaiting, append(fields, "reason", "agreement", "status", st), "round %d: no decision for %s: %d of %d members reachable, waiting for their votes (%s)",
+	var awaited []string
+	for _, p := range n.eng.Awaited() {
+		awaited = append(awaited, short(string(p)))
+	}
+	n.event(EventWaiting, append(fields, "reason", "agreement", "status", st, "awaited", awaited), "round %d: no decision for %s: %d of %d members reachable, waiting for their votes (%s)",
 		r, since, reach, len(voters), st)
 }
 

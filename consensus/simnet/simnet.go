@@ -194,6 +194,9 @@ type Net struct {
 	Down      map[int]bool                           // crashed peers
 	TrainTime time.Duration
 	HealAt    time.Duration // from then on the network is synchronous: no loss, cuts or long delays
+	// Lag is extra one-way delay on the link from→to (a slow or distant
+	// peer's links), healed or not: a slow link is no fault.
+	Lag func(from, to int) time.Duration
 
 	// Hooks. App builds each engine's application (default ToyApp);
 	// TrainFor says how long a peer trains; Work
@@ -357,6 +360,16 @@ func (sn *Net) delay() time.Duration {
 	return time.Duration(sn.Rng.Float64() * float64(d))
 }
 
+func (sn *Net) lag(from, to int) time.Duration {
+	if sn.Lag == nil {
+		return 0
+	}
+	return sn.Lag(from, to)
+}
+
+// rtt is a fetch's round trip from i to j and back.
+func (sn *Net) rtt(i, j int) time.Duration { return 2*sn.delay() + sn.lag(i, j) + sn.lag(j, i) }
+
 func (sn *Net) linkCut(a, b int) bool {
 	return sn.Cut != nil && !sn.healed() && sn.Cut(a, b, sn.Now)
 }
@@ -373,9 +386,9 @@ func (sn *Net) send(from, to int, m any) {
 		return
 	}
 	sn.Msgs++
-	sn.push(sn.Now+sn.delay(), to, from, m)
+	sn.push(sn.Now+sn.delay()+sn.lag(from, to), to, from, m)
 	if lossy && sn.Rng.Float64() < sn.Dup {
-		sn.push(sn.Now+sn.delay(), to, from, m)
+		sn.push(sn.Now+sn.delay()+sn.lag(from, to), to, from, m)
 	}
 }
 
@@ -462,7 +475,7 @@ func (sn *Net) process(i int) {
 	}
 	if f := rd.FetchUpdates; f != nil {
 		if j := sn.pick(i, f.From); j >= 0 && sn.Engines[j] != nil {
-			sn.push(sn.Now+2*sn.delay(), i, j, &updatesEv{sn.Engines[j].ServeUpdates(f.IDs)})
+			sn.push(sn.Now+sn.rtt(i, j), i, j, &updatesEv{sn.Engines[j].ServeUpdates(f.IDs)})
 		}
 	}
 	if f := rd.FetchProof; f != nil {
@@ -476,7 +489,7 @@ func (sn *Net) process(i int) {
 				p = sn.Engines[j].ServeProof(f.Round)
 			}
 			if p != nil {
-				sn.push(sn.Now+2*sn.delay(), i, j, &proofEv{p})
+				sn.push(sn.Now+sn.rtt(i, j), i, j, &proofEv{p})
 			}
 		}
 	}
@@ -493,7 +506,7 @@ func (sn *Net) process(i int) {
 				}
 			}
 			if st != nil {
-				sn.push(sn.Now+2*sn.delay(), i, j, &stateEv{st.Clone()})
+				sn.push(sn.Now+sn.rtt(i, j), i, j, &stateEv{st.Clone()})
 			}
 		}
 	}

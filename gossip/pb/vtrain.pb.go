@@ -794,6 +794,7 @@ type UpdateRef struct {
 	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	From          []byte                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	Newcomer      bool                   `protobuf:"varint,3,opt,name=newcomer,proto3" json:"newcomer,omitempty"`
+	At            uint32                 `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"` // when it reached the proposer, ms after the proposer entered the round
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -847,6 +848,13 @@ func (x *UpdateRef) GetNewcomer() bool {
 		return x.Newcomer
 	}
 	return false
+}
+
+func (x *UpdateRef) GetAt() uint32 {
+	if x != nil {
+		return x.At
+	}
+	return 0
 }
 
 // FullJoin and FullVerdict are join requests and verdicts with their
@@ -2414,6 +2422,7 @@ type Member struct {
 	Work          uint64                 `protobuf:"varint,5,opt,name=work,proto3" json:"work,omitempty"`
 	Last          uint64                 `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
 	Residual      []byte                 `protobuf:"bytes,7,opt,name=residual,proto3" json:"residual,omitempty"` // the residual root its last aggregated update kept (absent: none yet)
+	Pace          uint32                 `protobuf:"varint,8,opt,name=pace,proto3" json:"pace,omitempty"`        // when its updates reach the proposers, ms after the round starts, smoothed (0: not known)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2495,6 +2504,13 @@ func (x *Member) GetResidual() []byte {
 		return x.Residual
 	}
 	return nil
+}
+
+func (x *Member) GetPace() uint32 {
+	if x != nil {
+		return x.Pace
+	}
+	return 0
 }
 
 type State struct {
@@ -2645,11 +2661,12 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x03sig\x18\a \x01(\fR\x03sig\"T\n" +
 	"\fEquivocation\x12!\n" +
 	"\x01a\x18\x01 \x01(\v2\x13.vtrain.v2.FullVoteR\x01a\x12!\n" +
-	"\x01b\x18\x02 \x01(\v2\x13.vtrain.v2.FullVoteR\x01b\"K\n" +
+	"\x01b\x18\x02 \x01(\v2\x13.vtrain.v2.FullVoteR\x01b\"[\n" +
 	"\tUpdateRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\fR\x04from\x12\x1a\n" +
-	"\bnewcomer\x18\x03 \x01(\bR\bnewcomer\"F\n" +
+	"\bnewcomer\x18\x03 \x01(\bR\bnewcomer\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\rR\x02at\"F\n" +
 	"\bFullJoin\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\fR\x04from\x12\x10\n" +
@@ -2770,7 +2787,7 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\bsnapshot\x18\b \x01(\v2\x13.vtrain.v2.SnapshotR\bsnapshot\x12\x17\n" +
 	"\anot_yet\x18\n" +
 	" \x01(\bR\x06notYetJ\x04\b\t\x10\n" +
-	"\"\xa0\x01\n" +
+	"\"\xb4\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x18\n" +
 	"\afounder\x18\x02 \x01(\bR\afounder\x12\x12\n" +
@@ -2778,7 +2795,8 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x05since\x18\x04 \x01(\x04R\x05since\x12\x12\n" +
 	"\x04work\x18\x05 \x01(\x04R\x04work\x12\x12\n" +
 	"\x04last\x18\x06 \x01(\x04R\x04last\x12\x1a\n" +
-	"\bresidual\x18\a \x01(\fR\bresidual\"\xb7\x01\n" +
+	"\bresidual\x18\a \x01(\fR\bresidual\x12\x12\n" +
+	"\x04pace\x18\b \x01(\rR\x04pace\"\xb7\x01\n" +
 	"\x05State\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
 	"\x05theta\x18\x02 \x01(\fR\x05theta\x12\x1a\n" +

@@ -241,6 +241,7 @@ type Host struct {
 	Public string
 	NAT    *NAT // nil on the internet
 	dev    string
+	port   string // a public host's end of its link in the internet's namespace
 }
 
 // NATKind says how a NAT maps its inside to its outside.
@@ -314,7 +315,7 @@ func (l *Lab) Public(name string) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{lab: l, Name: name, NS: ns, IP: ip, Public: ip, dev: "eth0"}
+	h := &Host{lab: l, Name: name, NS: ns, IP: ip, Public: ip, dev: "eth0", port: fmt.Sprintf("p%d", l.next)}
 	l.hosts[name] = h
 	fmt.Fprintf(l.log, "netlab: host %s at %s\n", name, ip)
 	return h, nil
@@ -422,6 +423,16 @@ table inet vtloss {
 }`, h.dev, perMillion))
 	}
 	return nil
+}
+
+// ShapeIn limits what a public host receives to rate (tc's syntax), by a
+// token bucket on the internet's end of its link: with Shape, a slow link
+// both ways.
+func (h *Host) ShapeIn(rate string) error {
+	if h.port == "" {
+		return fmt.Errorf("netlab: %s is behind a NAT: shape its NAT's link", h.Name)
+	}
+	return h.lab.in(h.lab.inet, "tc", "qdisc", "replace", "dev", h.port, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms")
 }
 
 // Partition cuts every host in side off every host of the lab not in it,

@@ -515,3 +515,101 @@ func TestLinksScenario(t *testing.T) {
 	t.Logf("accuracy: shaped %.4f, loopback %.4f (difference %.2f points); median round %.1f s against %.1f s",
 		shaped.Accuracy, loopRun.Accuracy, 100*(shaped.Accuracy-loopRun.Accuracy), shaped.MedianRound, loopRun.MedianRound)
 }
+
+// TestSlowLinkScenario: 5 public founders train the default spec, one of
+// them behind a slow link (1 Mbit/s each way by token buckets, its packets
+// delayed 300 ms), then the same peers and spec with plain links. It
+// reports both median round times, the deadlines the rounds agreed, and
+// in how many rounds the slow peer's update was aggregated and in how many
+// it was reported late. VTRAIN_NETLAB_SLOW_KBIT and _SLOW_MS change the
+// slow link.
+func TestSlowLinkScenario(t *testing.T) {
+	scenarios(t)
+	l := lab(t)
+	bin := buildVtrain(t)
+	rounds, steps := envInt("VTRAIN_NETLAB_ROUNDS", 10), envInt("VTRAIN_NETLAB_STEPS", 0)
+	rate := fmt.Sprintf("%dkbit", envInt("VTRAIN_NETLAB_SLOW_KBIT", 1000))
+	delay := time.Duration(envInt("VTRAIN_NETLAB_SLOW_MS", 300)) * time.Millisecond
+	var peers []*peer
+	for i := 1; i <= 5; i++ {
+		h, err := l.Public(fmt.Sprintf("s%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, &peer{name: h.Name, host: h, founder: true})
+	}
+	slow := peers[4] // not the first founder: it starts the run, the others join through it
+	how, err := slow.host.Delay(delay, 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := slow.host.Shape(rate, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := slow.host.ShapeIn(rate); err != nil {
+		t.Fatal(err)
+	}
+	founders := identities(t, peers)
+	dir := logDir(t, "slowlink")
+	spec := filepath.Join(dir, "spec.toml")
+	writeSpec(t, spec, rounds, steps, founders)
+	timeout := time.Duration(rounds)*3*time.Minute + 5*time.Minute
+	listen := func(p *peer) string { return fmt.Sprintf("/ip4/%s/tcp/4001", p.host.IP) }
+	shaped := startRun(t, bin, dir, spec, peers, listen, timeout)
+	shaped.Network = fmt.Sprintf("namespaces: 5 public founders, %s at %s each way and its packets delayed %v (%s)", slow.name, rate, delay, how)
+	st := slowStats(shaped.Nodes[0].Reports, slow.id)
+	record(t, "slowlink", struct {
+		*runResult
+		Slow slowLink `json:"slow_peer"`
+	}{shaped, st})
+	for i := range peers {
+		h, err := l.Public(fmt.Sprintf("f%d", i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers[i].host = h
+	}
+	plain := startRun(t, bin, logDir(t, "slowlink-plain"), spec, peers, listen, timeout)
+	plain.Network = "namespaces: the same 5 founders, plain links"
+	pst := slowStats(plain.Nodes[0].Reports, slow.id)
+	record(t, "slowlink-plain", struct {
+		*runResult
+		Slow slowLink `json:"slow_peer"`
+	}{plain, pst})
+	if !shaped.Agreed {
+		t.Errorf("the shaped run's nodes ended on different hashes")
+	}
+	t.Logf("median round %.1f s with the slow link, %.1f s without (%.2fx); the slow peer's update aggregated in %d of %d rounds, reported late in %d; deadline median %.1f s (plain: %.1f s)",
+		shaped.MedianRound, plain.MedianRound, shaped.MedianRound/plain.MedianRound, st.Aggregated, st.Rounds, st.Late, st.Deadline, pst.Deadline)
+}
+
+// slowLink is what the first founder's reports say of the slow peer.
+type slowLink struct {
+	Rounds     int     `json:"rounds"`     // decided (not adopted) rounds
+	Aggregated int     `json:"aggregated"` // rounds that aggregated its update
+	Late       int     `json:"late"`       // rounds that reported it late
+	Deadline   float64 `json:"median_deadline_seconds"`
+}
+
+func slowStats(reps []*node.RoundReport, id string) slowLink {
+	var s slowLink
+	var ds []float64
+	for _, r := range reps {
+		if r.Restored {
+			continue
+		}
+		s.Rounds++
+		if slices.Contains(r.Authors, id) {
+			s.Aggregated++
+		}
+		if slices.Contains(r.Late, id) {
+			s.Late++
+		}
+		ds = append(ds, r.DeadlineSeconds)
+	}
+	if len(ds) > 0 {
+		slices.Sort(ds)
+		s.Deadline = ds[len(ds)/2]
+	}
+	return s
+}

@@ -167,6 +167,7 @@ type vectors struct {
 			ID       hash32 `json:"id"`
 			From     string `json:"from"`
 			Newcomer bool   `json:"newcomer"`
+			At       uint32 `json:"at"`
 		} `json:"updates"`
 		Admit []struct {
 			Round uint64   `json:"round"`
@@ -243,6 +244,7 @@ type member struct {
 	Work     uint64 `json:"work"`
 	Last     uint64 `json:"last"`
 	Residual hash32 `json:"residual"`
+	Pace     uint32 `json:"pace"`
 }
 
 type vote struct {
@@ -403,7 +405,7 @@ func TestStateHash(t *testing.T) {
 		st := consensus.State{Round: v.Round, Theta: floats(t, v.ThetaBits, v.Theta), Momentum: floats(t, v.MomentumBits, v.Momentum)}
 		for _, m := range v.Members {
 			st.Members.List = append(st.Members.List, consensus.Member{ID: consensus.PeerID(m.ID), Founder: m.Founder, Seat: m.Seat,
-				Since: m.Since, Work: m.Work, Last: m.Last, Residual: consensus.Hash(m.Residual)})
+				Since: m.Since, Work: m.Work, Last: m.Last, Residual: consensus.Hash(m.Residual), Pace: m.Pace})
 		}
 		st.Members.Excluded = peers(v.Excluded)
 		if err := st.Members.Validate(v.Round); err != nil {
@@ -502,7 +504,7 @@ func TestValueID(t *testing.T) {
 		x := consensus.Value{Round: v.Round, Base: consensus.Hash(v.Base), Voters: consensus.Hash(v.Voters),
 			Next: consensus.Hash(v.Next), NextVoters: consensus.Hash(v.NextVoters)}
 		for _, u := range v.Updates {
-			x.Updates = append(x.Updates, consensus.UpdateRef{ID: consensus.Hash(u.ID), From: consensus.PeerID(u.From), Newcomer: u.Newcomer})
+			x.Updates = append(x.Updates, consensus.UpdateRef{ID: consensus.Hash(u.ID), From: consensus.PeerID(u.From), Newcomer: u.Newcomer, At: u.At})
 		}
 		for _, j := range v.Admit {
 			x.Admit = append(x.Admit, consensus.JoinRequest{Round: j.Round, From: consensus.PeerID(j.From), Sig: j.Sig})

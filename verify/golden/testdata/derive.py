@@ -304,10 +304,11 @@ def params_digest(theta_bits, mom_bits):
 
 
 def members_digest(members, excluded):
-    b = b"vtrain/members/v2\x00" + u64(len(members))
+    b = b"vtrain/members/v3\x00" + u64(len(members))
     for m in members:
         b += lp(m["id"]) + flag(m["founder"]) + flag(m["seat"]) + u64(m["since"]) + u64(m["work"]) + u64(m["last"])
         b += bytes.fromhex(m["residual"])  # the residual root its last aggregated update kept, 32 zero bytes before any
+        b += u32(m["pace"])  # when its updates reach the proposers, ms after the round starts, smoothed (0: unknown)
     b += u64(len(excluded)) + b"".join(lp(p) for p in excluded)
     return sha256(b)
 
@@ -320,14 +321,15 @@ def voters_digest(voters):
     return sha256(b"vtrain/voters/v1\x00" + u64(len(voters)) + b"".join(lp(p) for p in voters))
 
 
-def member(id_, founder, seat, since, work, last, residual=bytes(32)):
-    return {"id": id_, "founder": founder, "seat": seat, "since": since, "work": work, "last": last, "residual": hx(residual)}
+def member(id_, founder, seat, since, work, last, residual=bytes(32), pace=0):
+    return {"id": id_, "founder": founder, "seat": seat, "since": since, "work": work, "last": last, "residual": hx(residual),
+            "pace": pace}
 
 
 MEMBERS = sorted([
-    member(FOUNDERS[0], True, True, 0, 17, 20, H("residual a")),
-    member(FOUNDERS[1], True, True, 0, 20, 20, H("residual b")),
-    member(PEER_D, False, True, 3, 12, 19, H("residual d")),
+    member(FOUNDERS[0], True, True, 0, 17, 20, H("residual a"), 3412),
+    member(FOUNDERS[1], True, True, 0, 20, 20, H("residual b"), 2987),
+    member(PEER_D, False, True, 3, 12, 19, H("residual d"), 70000),
     member(PEER_C, False, False, 18, 1, 20),
 ], key=lambda m: m["id"].encode())
 EXCLUDED = sorted([OLD_PEER, "12D3KooWExcluded1111111111111111111111111111111111"])
@@ -509,10 +511,10 @@ vectors["certificate"] = {
 
 
 def value_id(run, v):
-    b = b"vtrain/value/v2\x00" + run + u64(v["round"]) + v["base"] + v["voters"]
+    b = b"vtrain/value/v3\x00" + run + u64(v["round"]) + v["base"] + v["voters"]
     b += u64(len(v["updates"]))
     for u in v["updates"]:
-        b += u["id"] + lp(u["from"]) + flag(u["newcomer"])
+        b += u["id"] + lp(u["from"]) + flag(u["newcomer"]) + u32(u["at"])  # at: ms after the proposer's round start
     b += u64(len(v["admit"]))
     for j in v["admit"]:
         b += u64(j["round"]) + lp(j["from"]) + lp(j["sig"])
@@ -543,7 +545,7 @@ def value_json(name, v):
 
     return {
         "name": name, "run": hx(RUN), "round": v["round"], "base": hx(v["base"]), "voters": hx(v["voters"]),
-        "updates": [{"id": hx(u["id"]), "from": u["from"], "newcomer": u["newcomer"]} for u in v["updates"]],
+        "updates": [{"id": hx(u["id"]), "from": u["from"], "newcomer": u["newcomer"], "at": u["at"]} for u in v["updates"]],
         "admit": [{"round": j["round"], "from": j["from"], "sig": hx(j["sig"])} for j in v["admit"]],
         "verdicts": [verdict_fields(x) for x in v["verdicts"]],
         "overturned": [verdict_fields(x) for x in v["overturned"]],
@@ -554,9 +556,9 @@ def value_json(name, v):
 
 
 updates = sorted([
-    {"id": H("update 21 a"), "from": FOUNDERS[0], "newcomer": False},
-    {"id": H("update 21 b"), "from": FOUNDERS[1], "newcomer": False},
-    {"id": H("update 21 c"), "from": PEER_C, "newcomer": True},
+    {"id": H("update 21 a"), "from": FOUNDERS[0], "newcomer": False, "at": 3305},
+    {"id": H("update 21 b"), "from": FOUNDERS[1], "newcomer": False, "at": 2950},
+    {"id": H("update 21 c"), "from": PEER_C, "newcomer": True, "at": 0},
 ], key=lambda u: u["id"])
 equivocation = {
     "a": vote("prevote", 21, 0, H("value 21 x"), -1, PEER_D, b"\x01" * 64),

@@ -1,0 +1,253 @@
+package consensus_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vtrain/vtrain/consensus"
+	"github.com/vtrain/vtrain/consensus/simnet"
+	"github.com/vtrain/vtrain/runspec"
+)
+
+// paced is the simulation's spec for the deadline tests: rounds.timeout
+// six times the commit timeout, as in the default spec (60 s and 10 s),
+// so that a fixed deadline would show; members that miss rounds are kept
+// (members.absent), so that the tests see every round they are late in.
+func paced(s *runspec.Spec) {
+	s.Rounds.Timeout = runspec.Duration{Duration: 6 * time.Second}
+	s.Rounds.CommitTimeout = runspec.Duration{Duration: time.Second}
+	s.Members.Absent = 1000
+}
+
+// deadlineRun is what a deadline test reads off a simulation: each honest
+// engine's deadline and late members per round, and the round times seen
+// by one engine.
+type deadlineRun struct {
+	sn        *simnet.Net
+	deadlines map[uint64]map[time.Duration]int // round → deadline → engines that had it
+	late      map[uint64]map[consensus.PeerID]int
+	decided   map[uint64]int
+}
+
+func newDeadlineRun(t *testing.T, n int, seed uint64) *deadlineRun {
+	dr := &deadlineRun{sn: simnet.New(t, n, seed, paced), deadlines: map[uint64]map[time.Duration]int{},
+		late: map[uint64]map[consensus.PeerID]int{}, decided: map[uint64]int{}}
+	dr.sn.OnDecided = func(sn *simnet.Net, i int, d consensus.Decided) {
+		if !sn.Honest(i) || d.Restored {
+			return
+		}
+		if dr.deadlines[d.Round] == nil {
+			dr.deadlines[d.Round], dr.late[d.Round] = map[time.Duration]int{}, map[consensus.PeerID]int{}
+		}
+		dr.deadlines[d.Round][d.Deadline]++
+		for _, p := range d.Late {
+			dr.late[d.Round][p]++
+		}
+		dr.decided[d.Round]++
+	}
+	return dr
+}
+
+// run runs to round `rounds` and checks safety, liveness and that every
+// honest engine had the same deadline in every round.
+func (dr *deadlineRun) run(t *testing.T, rounds uint64) {
+	t.Helper()
+	dr.sn.Run(rounds, 30*time.Minute)
+	dr.sn.Finish(rounds)
+	for r, ds := range dr.deadlines {
+		if len(ds) != 1 {
+			t.Fatalf("round %d: honest engines disagree on the deadline: %v", r, ds)
+		}
+	}
+}
+
+// roundTimes returns the time between peer i's consecutive decisions from
+// round `from` on.
+func (dr *deadlineRun) roundTimes(i int, from, to uint64) []time.Duration {
+	var out []time.Duration
+	for r := from; r < to; r++ {
+		a, b := dr.sn.All[i][r-1], dr.sn.All[i][r]
+		if len(a) == 0 || len(b) == 0 {
+			continue
+		}
+		out = append(out, b[0].At-a[0].At)
+	}
+	return out
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// lateIn counts the rounds in [from, to) that every honest engine reported
+// p late in.
+func (dr *deadlineRun) lateIn(p consensus.PeerID, from, to uint64) int {
+	n := 0
+	for r := from; r < to; r++ {
+		if dr.decided[r] > 0 && dr.late[r][p] == dr.decided[r] {
+			n++
+		}
+	}
+	return n
+}
+
+// deadlineOf returns the deadline every honest engine had in round r.
+func (dr *deadlineRun) deadlineOf(r uint64) time.Duration {
+	for d := range dr.deadlines[r] {
+		return d
+	}
+	return 0
+}
+
+// TestDeadlineSlowLink: five founders, one behind a slow link. A member a
+// little slower than the rest is waited for (its work counts in most
+// rounds); one far slower is not, and is reported late instead: the
+// median round time stays within 1.5× the run without a slow link, and
+// once the far member's pace is past the deadline (a known straggler) the
+// rounds close as soon as the others' updates are in (1.2×). Under
+// the rule before the agreed deadline (a quorum, then half its time again,
+// at least a commit timeout) the far slower member made every round wait a
+// commit timeout past the quorum: 2.5× the fast run.
+func TestDeadlineSlowLink(t *testing.T) {
+	const rounds = 30
+	slow := 4
+	link := func(lag time.Duration) func(a, b int) time.Duration {
+		return func(a, b int) time.Duration {
+			if a == slow || b == slow {
+				return lag
+			}
+			return 0
+		}
+	}
+	for seed := uint64(1); seed <= 3; seed++ {
+		fast := newDeadlineRun(t, 5, seed)
+		fast.run(t, rounds)
+		base := median(fast.roundTimes(0, 5, rounds))
+
+		mild := newDeadlineRun(t, 5, seed)
+		mild.sn.Lag = link(100 * time.Millisecond)
+		mild.run(t, rounds)
+		mt := median(mild.roundTimes(0, 5, rounds))
+		if n := mild.lateIn(mild.sn.IDs[slow], 5, rounds); n > (rounds-5)/4 {
+			t.Fatalf("seed %d: a member 100 ms away was late in %d of %d rounds: want it waited for", seed, n, rounds-5)
+		}
+
+		far := newDeadlineRun(t, 5, seed)
+		far.sn.Lag = link(1500 * time.Millisecond)
+		far.run(t, rounds)
+		ft := median(far.roundTimes(0, 5, rounds))
+		if n := far.lateIn(far.sn.IDs[slow], 5, rounds); n < (rounds-5)*3/4 {
+			t.Fatalf("seed %d: a member 1.5 s away was reported late in %d of %d rounds", seed, n, rounds-5)
+		}
+		for _, x := range []time.Duration{mt, ft} {
+			if 2*x > 3*base {
+				t.Fatalf("seed %d: median round %v with a slow link, %v without: more than 1.5×", seed, x, base)
+			}
+		}
+		// A member that keeps missing the deadline is a known straggler:
+		// the others' rounds close as soon as their own updates are in.
+		if 5*ft > 6*base {
+			t.Fatalf("seed %d: median round %v with a member far away, %v without: the rounds still wait for it", seed, ft, base)
+		}
+		if d := far.deadlineOf(rounds - 1); d >= far.sn.Spec.Rounds.Timeout.Duration/2 {
+			t.Fatalf("seed %d: deadline %v: it did not follow the members' pace", seed, d)
+		}
+		t.Logf("seed %d: median round %v fast, %v with a member 100 ms away, %v with one 1.5 s away (deadline %v)", seed, base, mt, ft, far.deadlineOf(rounds-1))
+	}
+}
+
+// TestDeadlineSilentProposer: a voter that says nothing costs the rounds
+// it should propose a few deadlines (the voters' propose timeout follows
+// the agreed deadline), not rounds.timeout.
+func TestDeadlineSilentProposer(t *testing.T) {
+	const rounds = 24
+	dr := newDeadlineRun(t, 4, 7)
+	dr.sn.Byz[3] = simnet.Withholder{}
+	dr.run(t, rounds)
+	ct := dr.sn.Spec.Rounds.CommitTimeout.Duration
+	var worst time.Duration
+	for _, x := range dr.roundTimes(0, 4, rounds) {
+		worst = max(worst, x)
+	}
+	d := dr.deadlineOf(rounds - 1)
+	if worst > 2*d+3*ct || worst >= dr.sn.Spec.Rounds.Timeout.Duration {
+		t.Fatalf("slowest round %v with a silent proposer, deadline %v: want at most 2×deadline + 3 commit timeouts, under rounds.timeout %v", worst, d, dr.sn.Spec.Rounds.Timeout.Duration)
+	}
+	if n := dr.lateIn(dr.sn.IDs[3], 4, rounds); n != rounds-4 {
+		t.Fatalf("the silent voter was reported late in %d of %d rounds", n, rounds-4)
+	}
+	t.Logf("slowest round %v (deadline %v, rounds.timeout %v)", worst, d, dr.sn.Spec.Rounds.Timeout.Duration)
+}
+
+// TestDeadlineLyingProposer: a Byzantine voter reports false arrival times
+// when it proposes. Reports it shifts all at once (every update at
+// rounds.timeout, or at 1 ms) pass the voters' checks, and the paces bound
+// what they do: the deadline stays within a small factor of the honest
+// run's, the run stays live and safe, and every honest engine has the same
+// deadline every round. A report that singles out one member (its arrival
+// far from the others') is refused: no such value is decided in view 0.
+func TestDeadlineLyingProposer(t *testing.T) {
+	const rounds = 30
+	honest := newDeadlineRun(t, 4, 11)
+	honest.run(t, rounds)
+	want := honest.deadlineOf(rounds - 1)
+	timeout := uint32(paced2().Rounds.Timeout.Milliseconds())
+	lies := []struct {
+		name string
+		lie  func(r consensus.UpdateRef) uint32
+		lo   int // the deadline at the end, in quarters of the honest one, at least
+		hi   int // and at most
+	}{
+		{"inflate", func(consensus.UpdateRef) uint32 { return timeout }, 4, 10},
+		{"deflate", func(consensus.UpdateRef) uint32 { return 1 }, 3, 4},
+	}
+	for _, lc := range lies {
+		t.Run(lc.name, func(t *testing.T) {
+			dr := newDeadlineRun(t, 4, 11)
+			liar := dr.sn.IDs[3]
+			dr.sn.Byz[3] = simnet.HonestActor{}
+			defer consensus.LiePaceForTest(func(self consensus.PeerID, r consensus.UpdateRef) (uint32, bool) {
+				return lc.lie(r), self == liar
+			})()
+			dr.run(t, rounds)
+			got := dr.deadlineOf(rounds - 1)
+			if 4*got < time.Duration(lc.lo)*want || 4*got > time.Duration(lc.hi)*want {
+				t.Fatalf("deadline %v with a liar, %v without: want between %d/4 and %d/4 of it", got, want, lc.lo, lc.hi)
+			}
+			t.Logf("deadline %v with the liar, %v without", got, want)
+		})
+	}
+	t.Run("single-out", func(t *testing.T) {
+		dr := newDeadlineRun(t, 4, 11)
+		liar, victim := dr.sn.IDs[3], dr.sn.IDs[1]
+		dr.sn.Byz[3] = simnet.HonestActor{}
+		defer consensus.LiePaceForTest(func(self consensus.PeerID, r consensus.UpdateRef) (uint32, bool) {
+			return timeout, self == liar && r.From == victim
+		})()
+		var byLiar int
+		dr.sn.OnDecided = func(sn *simnet.Net, i int, d consensus.Decided) {
+			if i != 0 || d.Restored {
+				return
+			}
+			if consensus.Proposer(d.Round, d.Cert.View, sn.Engines[0].Voters()) == liar && d.Cert.View == 0 {
+				byLiar++
+			}
+		}
+		dr.run(t, rounds)
+		if byLiar > 0 {
+			t.Fatalf("%d values of the liar that single out %s were decided in view 0", byLiar, victim)
+		}
+		if m, _ := dr.sn.Engines[0].Members().Find(victim); time.Duration(m.Pace)*time.Millisecond > want {
+			t.Fatalf("%s's pace %d ms: the liar moved it", victim, m.Pace)
+		}
+	})
+}
+
+func paced2() runspec.Spec {
+	s := runspec.Default()
+	paced(&s)
+	return s
+}
