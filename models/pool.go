@@ -19,6 +19,7 @@ import (
 type reluPoolOp struct {
 	grad       bool
 	n, c, h, w int // input shape
+	out        outBuf
 }
 
 func (op *reluPoolOp) Arity() int {
@@ -80,7 +81,7 @@ func (op *reluPoolOp) argmax(x []float32, base int) (int, float32) {
 	return i, max(v, d)
 }
 
-func (op *reluPoolOp) UsePreallocDo(prealloc G.Value, inputs ...G.Value) (G.Value, error) {
+func (op *reluPoolOp) UsePreallocDo(_ G.Value, inputs ...G.Value) (G.Value, error) {
 	if len(inputs) != op.Arity() {
 		return nil, fmt.Errorf("models: %v takes %d inputs, got %d", op, op.Arity(), len(inputs))
 	}
@@ -89,7 +90,7 @@ func (op *reluPoolOp) UsePreallocDo(prealloc G.Value, inputs ...G.Value) (G.Valu
 		return nil, err
 	}
 	shape, _ := op.InferShape()
-	res, dst := out(prealloc, shape...)
+	res, dst := op.out.get(shape...)
 	oh, ow := op.h/2, op.w/2
 	if !op.grad {
 		for p := 0; p < op.n*op.c; p++ {
@@ -129,9 +130,8 @@ func (op *reluPoolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, er
 	if op.grad {
 		return nil, fmt.Errorf("models: %v is not differentiable", op)
 	}
-	g := *op
-	g.grad = true
-	dx, err := G.ApplyOp(&g, inputs[0], grad)
+	g := &reluPoolOp{grad: true, n: op.n, c: op.c, h: op.h, w: op.w}
+	dx, err := G.ApplyOp(g, inputs[0], grad)
 	return G.Nodes{dx}, err
 }
 
