@@ -280,12 +280,13 @@ func (op *convOp) gradW(x, dy, dw []float32) {
 	for n := 0; n < g.N; n++ {
 		g.pad(x, n, xp)
 		g.im2col(xp, cols, L)
-		for o := 0; o < O; o++ {
-			src := dy[(n*O+o)*hw:][:hw]
-			for r := 0; r < oh; r++ {
-				row := src[r*ow:][:ow]
-				for j, v := range row {
-					dyT[(r*wp+j)*O+o] = v
+		src := dy[n*O*hw:][:O*hw]
+		for r := 0; r < oh; r++ {
+			for j := 0; j < ow; j++ {
+				dst := dyT[(r*wp+j)*O:][:O]
+				at := r*ow + j
+				for o := range dst {
+					dst[o] = src[o*hw+at]
 				}
 			}
 		}
@@ -303,14 +304,35 @@ func (op *convOp) gradW(x, dy, dw []float32) {
 	}
 }
 
+// gradB computes db[o] = Σ_n (Σ_p dy[n,o,p]), each inner sum in order
+// over p; four channels run side by side so that their sums' additions
+// overlap instead of waiting on each other.
 func (op *convOp) gradB(dy, db []float32) {
 	g := op.g
 	hw := g.hw()
 	clear(db)
 	for n := 0; n < g.N; n++ {
-		for o := 0; o < g.O; o++ {
+		o := 0
+		for ; o+4 <= g.O; o += 4 {
+			r0 := dy[(n*g.O+o)*hw:][:hw]
+			r1 := dy[(n*g.O+o+1)*hw:][:len(r0)]
+			r2 := dy[(n*g.O+o+2)*hw:][:len(r0)]
+			r3 := dy[(n*g.O+o+3)*hw:][:len(r0)]
+			var s0, s1, s2, s3 float32
+			for i, v := range r0 {
+				s0 += v
+				s1 += r1[i]
+				s2 += r2[i]
+				s3 += r3[i]
+			}
+			db[o] += s0
+			db[o+1] += s1
+			db[o+2] += s2
+			db[o+3] += s3
+		}
+		for ; o < g.O; o++ {
 			s := float32(0)
-			for _, v := range dy[(n*g.O+o)*hw : (n*g.O+o+1)*hw] {
+			for _, v := range dy[(n*g.O+o)*hw:][:hw] {
 				s += v
 			}
 			db[o] += s
