@@ -132,14 +132,11 @@ func (n *Net) build() error {
 	for i := range dl {
 		w, b := n.param(pi), n.param(pi+1)
 		pi += 2
-		if h, err = G.Mul(h, w); err != nil {
-			return err
-		}
-		if h, err = G.BroadcastAdd(h, b, nil, []byte{0}); err != nil {
+		if h, err = denseLayer(h, w, b); err != nil {
 			return err
 		}
 		if i < len(dl)-1 {
-			if h, err = G.Rectify(h); err != nil {
+			if h, err = relu(h); err != nil {
 				return err
 			}
 		}
