@@ -118,6 +118,25 @@ func (b *outBuf) get(shape ...int) (*tensor.Dense, []float32) {
 	return b.d, b.d.Data().([]float32)
 }
 
+// bind makes dst the output's backing array (it must have the output's
+// size): a gradient op then writes straight into the net's gradient vector.
+func (b *outBuf) bind(dst []float32, shape tensor.Shape) {
+	b.d = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(dst))
+}
+
+// outBinder is an op whose output can live in a caller's array.
+type outBinder interface {
+	bindOut(dst []float32) bool
+}
+
+func (op *convOp) bindOut(dst []float32) bool {
+	if len(dst) != op.shape().TotalSize() {
+		return false
+	}
+	op.out.bind(dst, op.shape())
+	return true
+}
+
 // convKind selects what a convOp computes.
 type convKind int
 

@@ -34,6 +34,14 @@ type denseOp struct {
 	out     outBuf
 }
 
+func (op *denseOp) bindOut(dst []float32) bool {
+	if len(dst) != op.shape().TotalSize() {
+		return false
+	}
+	op.out.bind(dst, op.shape())
+	return true
+}
+
 func (op *denseOp) Arity() int {
 	switch op.kind {
 	case denseForward:

@@ -80,6 +80,14 @@ func newNet(spec Spec, batch int, params []float32, train bool) (n *Net, err err
 		// which costs a third of an MLP step; compile only what the loss
 		// and the parameter gradients need.
 		n.gradNodes = grads
+		// vtrain's gradient ops write straight into the gradient vector,
+		// which saves Step a copy of every gradient.
+		for i, g := range grads {
+			if b, ok := g.Op().(outBinder); ok {
+				p := n.layout[i]
+				b.bindOut(n.grads[p.Offset : p.Offset+p.Size])
+			}
+		}
 		roots := append(G.Nodes{n.loss, n.logits}, grads...)
 		n.vm = G.NewTapeMachine(n.g.SubgraphRoots(roots...))
 	} else {
@@ -213,7 +221,10 @@ func (n *Net) Step(y []int) (float32, error) {
 		if gv == nil {
 			return 0, fmt.Errorf("models: no gradient computed for %s", p.Name)
 		}
-		copy(n.grads[p.Offset:p.Offset+p.Size], gv.Data().([]float32))
+		dst, src := n.grads[p.Offset:p.Offset+p.Size], gv.Data().([]float32)
+		if len(src) == 0 || &src[0] != &dst[0] {
+			copy(dst, src)
+		}
 	}
 	loss := n.loss.Value().Data().(float32)
 	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
