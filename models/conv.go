@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"math"
 
 	"github.com/chewxy/hm"
 	"gonum.org/v1/gonum/blas"
@@ -145,7 +146,18 @@ const (
 	convGradW                   // (x, dy) → dw
 	convGradB                   // (dy) → db
 	convGradX                   // (w, dy) → dx
+	convUnpool                  // (y, dy) → d(conv output), for a pooled forward op
 )
+
+// poolCodes records, for each pooling window of a pooled forward op, which
+// of its four elements was the first maximum (0..3, row-major), or 4 when
+// the pooled value is not positive (ReLU passes no gradient). The forward
+// op writes it and the unpool op of the same step reads it; the unpool op
+// takes the forward op's output as an input, so it always runs after it.
+type poolCodes struct {
+	used  bool // the forward op was differentiated: record codes
+	codes []uint8
+}
 
 // convOp is vtrain's convolution for Gorgonia: per sample, im2col into
 // wide columns (see convGeom) and one matrix product, bias included; its
@@ -159,6 +171,11 @@ const (
 type convOp struct {
 	kind convKind
 	g    convGeom
+	// pool (forward and unpool ops): ReLU and 2×2 max-pooling with stride
+	// 2 are fused into the forward op, y = max(0, max of each window) read
+	// straight from the product, which saves writing and reading back the
+	// unpooled output.
+	pool *poolCodes
 
 	out  outBuf
 	xp   []float32 // scratch: one padded sample
@@ -189,6 +206,9 @@ func (op *convOp) Arity() int {
 	}
 }
 
+// pooled reports whether the op's output is pooled.
+func (op *convOp) pooled() bool { return op.pool != nil && op.kind == convForward }
+
 func (op *convOp) Type() hm.Type {
 	a := hm.TypeVariable('a')
 	t4 := G.TensorType{Dims: 4, Of: a}
@@ -206,6 +226,11 @@ func (op *convOp) shape() tensor.Shape {
 	g := op.g
 	switch op.kind {
 	case convForward:
+		if op.pooled() {
+			return tensor.Shape{g.N, g.O, g.outH() / 2, g.outW() / 2}
+		}
+		return tensor.Shape{g.N, g.O, g.outH(), g.outW()}
+	case convUnpool:
 		return tensor.Shape{g.N, g.O, g.outH(), g.outW()}
 	case convGradW:
 		return tensor.Shape{g.O, g.C, g.K, g.K}
@@ -221,7 +246,7 @@ func (op *convOp) ReturnsPtr() bool                               { return false
 func (op *convOp) CallsExtern() bool                              { return false }
 func (op *convOp) OverwritesInput() int                           { return -1 }
 func (op *convOp) String() string {
-	return fmt.Sprintf("vtrain.conv%d{%+v}", op.kind, op.g)
+	return fmt.Sprintf("vtrain.conv%d{%+v pool=%v}", op.kind, op.g, op.pool != nil)
 }
 func (op *convOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
 func (op *convOp) Hashcode() uint32 {
@@ -253,6 +278,8 @@ func (op *convOp) UsePreallocDo(_ G.Value, inputs ...G.Value) (G.Value, error) {
 		op.gradB(in[0], dst)
 	case convGradX:
 		op.gradX(in[0], in[1], dst)
+	case convUnpool:
+		op.unpool(in[1], dst)
 	}
 	return res, nil
 }
@@ -279,7 +306,81 @@ func (op *convOp) conv(g convGeom, x, w, bias, y []float32) {
 			beta = 1
 		}
 		b.Sgemm(blas.NoTrans, blas.NoTrans, g.O, L, ckk, 1, w, ckk, cols, L, beta, wide, L)
-		g.narrow(wide, L, n, y)
+		if op.pooled() {
+			op.poolWide(wide, n, y)
+		} else {
+			g.narrow(wide, L, n, y)
+		}
+	}
+}
+
+// poolWide writes sample n's pooled output from its wide product (bias
+// included), and the windows' codes when the op was differentiated.
+func (op *convOp) poolWide(wide []float32, n int, y []float32) {
+	g := op.g
+	L, wp, ow := g.wide(), g.wp(), g.outW()
+	ph, pw := g.outH()/2, ow/2
+	var codes []uint8
+	if op.pool.used {
+		if len(op.pool.codes) != g.N*g.O*ph*pw {
+			op.pool.codes = make([]uint8, g.N*g.O*ph*pw)
+		}
+		codes = op.pool.codes
+	}
+	for o := 0; o < g.O; o++ {
+		src := wide[o*L:][:L]
+		dst := y[(n*g.O+o)*ph*pw:][:ph*pw]
+		for r := 0; r < ph; r++ {
+			top, bot := src[2*r*wp:][:ow], src[(2*r+1)*wp:][:ow]
+			row := dst[r*pw:][:pw]
+			for j := range row {
+				row[j] = max(top[2*j], top[2*j+1], bot[2*j], bot[2*j+1], 0)
+			}
+			if codes == nil {
+				continue
+			}
+			cr := codes[(n*g.O+o)*ph*pw+r*pw:][:len(row)]
+			for j, m := range row {
+				k := uint8(4)
+				if m > 0 {
+					k = 3
+				}
+				if bot[2*j] == m && m > 0 {
+					k = 2
+				}
+				if top[2*j+1] == m && m > 0 {
+					k = 1
+				}
+				if top[2*j] == m && m > 0 {
+					k = 0
+				}
+				cr[j] = k
+			}
+		}
+	}
+}
+
+// unpool routes the pooled output's gradient dy to the window element its
+// code names (zero elsewhere): the gradient at the product's output.
+func (op *convOp) unpool(dy, dst []float32) {
+	g := op.g
+	oh, ow := g.outH(), g.outW()
+	ph, pw := oh/2, ow/2
+	codes := op.pool.codes[:g.N*g.O*ph*pw]
+	for p := 0; p < g.N*g.O; p++ {
+		gs, cs := dy[p*ph*pw:][:ph*pw], codes[p*ph*pw:][:ph*pw]
+		d := dst[p*oh*ow:][:oh*ow]
+		for r := 0; r < ph; r++ {
+			dtop, dbot := d[2*r*ow:][:ow], d[(2*r+1)*ow:][:ow]
+			gr, cr := gs[r*pw:][:pw], cs[r*pw:][:pw]
+			for j, k := range cr {
+				v := math.Float32bits(gr[j])
+				dtop[2*j] = math.Float32frombits(v & mask(k == 0))
+				dtop[2*j+1] = math.Float32frombits(v & mask(k == 1))
+				dbot[2*j] = math.Float32frombits(v & mask(k == 2))
+				dbot[2*j+1] = math.Float32frombits(v & mask(k == 3))
+			}
+		}
 	}
 }
 
@@ -391,6 +492,15 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 		return nil, fmt.Errorf("models: %v is not differentiable", op)
 	}
 	x, w := inputs[0], inputs[1]
+	if op.pool != nil {
+		op.pool.used = true
+		up := newConvOp(convUnpool, op.g)
+		up.pool = op.pool
+		var err error
+		if grad, err = G.ApplyOp(up, output, grad); err != nil {
+			return nil, err
+		}
+	}
 	dx, err := G.ApplyOp(newConvOp(convGradX, op.g), w, grad)
 	if err != nil {
 		return nil, err
@@ -406,8 +516,9 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 	return G.Nodes{dx, dw, db}, nil
 }
 
-// conv2d applies vtrain's fused convolution with bias to x [N,C,H,W].
-func conv2d(x, w, b *G.Node, pad int) (*G.Node, error) {
+// conv2d applies vtrain's convolution with bias to x [N,C,H,W], followed,
+// with pool, by ReLU and 2×2 max-pooling.
+func conv2d(x, w, b *G.Node, pad int, pool bool) (*G.Node, error) {
 	xs, ws := x.Shape(), w.Shape()
 	if len(xs) != 4 || len(ws) != 4 || xs[1] != ws[1] || ws[2] != ws[3] {
 		return nil, fmt.Errorf("models: conv2d shapes %v * %v", xs, ws)
@@ -416,5 +527,22 @@ func conv2d(x, w, b *G.Node, pad int) (*G.Node, error) {
 		return nil, fmt.Errorf("models: conv2d padding %d with kernel %d", pad, ws[2])
 	}
 	g := convGeom{N: xs[0], C: xs[1], H: xs[2], W: xs[3], O: ws[0], K: ws[2], P: pad}
-	return G.ApplyOp(newConvOp(convForward, g), x, w, b)
+	op := newConvOp(convForward, g)
+	if pool {
+		if g.outH()%2 != 0 || g.outW()%2 != 0 {
+			return nil, fmt.Errorf("models: pooling needs even sides, got %dx%d", g.outH(), g.outW())
+		}
+		op.pool = &poolCodes{}
+	}
+	return G.ApplyOp(op, x, w, b)
+}
+
+// mask is all ones when b holds and zero otherwise (compiled to a SETcc,
+// not a branch: which way these comparisons go is random).
+func mask(b bool) uint32 {
+	var u uint32
+	if b {
+		u = 1
+	}
+	return -u
 }

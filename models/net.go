@@ -124,10 +124,7 @@ func (n *Net) build() error {
 		for range s.Channels {
 			w, b := n.param(pi), n.param(pi+1)
 			pi += 2
-			if h, err = conv2d(h, w, b, convPad); err != nil {
-				return err
-			}
-			if h, err = reluPool(h); err != nil {
+			if h, err = conv2d(h, w, b, convPad, true); err != nil {
 				return err
 			}
 		}
