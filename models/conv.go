@@ -330,34 +330,50 @@ func (op *convOp) poolWide(wide []float32, n int, y []float32) {
 	for o := 0; o < g.O; o++ {
 		src := wide[o*L:][:L]
 		dst := y[(n*g.O+o)*ph*pw:][:ph*pw]
+		var cd []uint8
+		if codes != nil {
+			cd = codes[(n*g.O+o)*ph*pw:][:ph*pw]
+		}
 		for r := 0; r < ph; r++ {
 			top, bot := src[2*r*wp:][:ow], src[(2*r+1)*wp:][:ow]
 			row := dst[r*pw:][:pw]
 			for j := range row {
-				row[j] = max(top[2*j], top[2*j+1], bot[2*j], bot[2*j+1], 0)
-			}
-			if codes == nil {
-				continue
-			}
-			cr := codes[(n*g.O+o)*ph*pw+r*pw:][:len(row)]
-			for j, m := range row {
-				k := uint8(4)
-				if m > 0 {
-					k = 3
+				m, k := pool4(top[2*j], top[2*j+1], bot[2*j], bot[2*j+1])
+				row[j] = m
+				if cd != nil {
+					cd[r*pw+j] = k
 				}
-				if bot[2*j] == m && m > 0 {
-					k = 2
-				}
-				if top[2*j+1] == m && m > 0 {
-					k = 1
-				}
-				if top[2*j] == m && m > 0 {
-					k = 0
-				}
-				cr[j] = k
 			}
 		}
 	}
+}
+
+// pool4 returns max(a, b, c, d, 0) with Go's semantics for max (NaN if
+// any is NaN, and +0 above −0) and the window code: the index of the
+// first of a, b, c, d equal to it when it is positive, 4 otherwise.
+// Positive floats order as their bits do, and negative ones (−0 included)
+// have the sign bit set, so without NaNs this is an integer max of the
+// bits and 0: conditional moves, no branches on the data.
+func pool4(a, b, c, d float32) (float32, uint8) {
+	if a != a || b != b || c != c || d != d {
+		return max(a, b, c, d, 0), 4
+	}
+	ia, ib, ic, id := int32(math.Float32bits(a)), int32(math.Float32bits(b)), int32(math.Float32bits(c)), int32(math.Float32bits(d))
+	m := max(ia, ib, ic, id, 0)
+	k := uint8(3)
+	if ic == m {
+		k = 2
+	}
+	if ib == m {
+		k = 1
+	}
+	if ia == m {
+		k = 0
+	}
+	if m == 0 {
+		k = 4
+	}
+	return math.Float32frombits(uint32(m)), k
 }
 
 // unpool routes the pooled output's gradient dy to the window element its
