@@ -2,6 +2,8 @@
 # Times one training step (forward, backward, SGD-momentum update) of the
 # same model and batch in vtrain and in PyTorch (CPU), at each thread count,
 # and prints the ratio vtrain/PyTorch (below 1: vtrain is faster).
+# PyTorch gets OPENBLAS_NUM_THREADS too: Debian's torch multiplies with the
+# system OpenBLAS, whose thread pool torch.set_num_threads does not size.
 #
 #   benchmarks/step_vs_pytorch.sh [--model mlp] [--hidden 256] [--batch 64] [--steps 1000] [--threads "1 2"] [--repeat 1] [--no-purego]
 #
@@ -48,7 +50,7 @@ for t in $threads; do
 		read -r vo vc go <<<"$(GOMAXPROCS=$t OPENBLAS_NUM_THREADS=$t "$bin/vtrain-openblas" bench step --model "$model" --hidden "$hidden" --batch "$batch" --steps "$steps" --json | field)"
 		printf '%-8s %-22s %10s %10s %10s %6s\n' "$t" "vtrain (openblas)" "$vo" "$vc" "$go" "$l"
 		l=$(load)
-		read -r tp tc gt <<<"$(cd benchmarks && $py torch_step.py --model "$model" --hidden "$hidden" --batch "$batch" --steps "$steps" --threads "$t" | field)"
+		read -r tp tc gt <<<"$(cd benchmarks && OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t $py torch_step.py --model "$model" --hidden "$hidden" --batch "$batch" --steps "$steps" --threads "$t" | field)"
 		printf '%-8s %-22s %10s %10s %10s %6s\n' "$t" "pytorch" "$tp" "$tc" "$gt" "$l"
 		ratios="$ratios $($py -c "print('%.3f' % ($vo / $tp))")"
 		cratios="$cratios $($py -c "print('%.3f' % ($vc / $tc))")"
