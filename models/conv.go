@@ -160,8 +160,9 @@ type poolCodes struct {
 }
 
 // convOp is vtrain's convolution for Gorgonia: per sample, im2col into
-// wide columns (see convGeom) and one matrix product, bias included; its
-// gradients are three more convOps. The input gradient is itself a
+// wide columns (see convGeom) and one matrix product, bias included, then
+// (with pool) ReLU and max-pooling; its gradients are more convOps (an
+// unpool op first when pooled, then dx, dw, db). The input gradient is a
 // convolution of dy with the flipped kernel; the weight gradient is
 // accumulated over the samples as dwᵀ += cols · dyᵀ, a product whose
 // operands need no transposition inside the BLAS (the faster form for
