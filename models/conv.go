@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"math"
 
 	"github.com/chewxy/hm"
 	"gonum.org/v1/gonum/blas"
@@ -14,6 +15,14 @@ import (
 // convGeom is a 2-D convolution with square kernels, stride 1 and equal
 // padding on every side, on NCHW tensors, with OIHW weights (PyTorch's
 // layouts).
+//
+// The convolution runs as im2col and a matrix product, with "wide" columns
+// that make im2col a few long copies: a sample is first copied into a
+// zero-bordered buffer of hp×wp, and output position (y, x) is computed at
+// wide position y·wp + x for x in [0, wp), of which only x < outW is kept.
+// Column row (c, ki, kj) is then the contiguous run of the padded sample
+// that starts at ki·wp + kj. The extra positions cost a few percent more
+// arithmetic and save hundreds of short copies per sample.
 type convGeom struct {
 	N, C, H, W int // input
 	O, K, P    int // output channels, kernel side, padding
@@ -23,64 +32,55 @@ func (g convGeom) outH() int { return g.H + 2*g.P - g.K + 1 }
 func (g convGeom) outW() int { return g.W + 2*g.P - g.K + 1 }
 func (g convGeom) ckk() int  { return g.C * g.K * g.K }
 func (g convGeom) hw() int   { return g.outH() * g.outW() }
+func (g convGeom) hp() int   { return g.H + 2*g.P }
+func (g convGeom) wp() int   { return g.W + 2*g.P }
 
-// span returns the output columns [x0, x1) whose input column x+kj-P lies
-// inside [0, W), so that the inner loops run without bounds tests.
-func (g convGeom) span(kj int) (x0, x1 int) {
-	x0 = max(0, g.P-kj)
-	x1 = min(g.outW(), g.W+g.P-kj)
-	return x0, max(x0, x1)
+// wide is the number of wide output positions of one sample, up to and
+// including the last one that is kept.
+func (g convGeom) wide() int { return (g.outH()-1)*g.wp() + g.outW() }
+
+// adjoint is the geometry of the input gradient as a convolution: dy
+// (O channels) with the flipped, transposed kernel, padded by K−1−P.
+func (g convGeom) adjoint() convGeom {
+	return convGeom{N: g.N, C: g.O, H: g.outH(), W: g.outW(), O: g.C, K: g.K, P: g.K - 1 - g.P}
 }
 
-// im2col writes sample n of x as a [C·K·K, H'·W'] matrix into cols.
-func (g convGeom) im2col(x []float32, n int, cols []float32) {
-	oh, ow := g.outH(), g.outW()
-	hw := oh * ow
+// pad copies sample n of x into xp (C × hp × wp), whose border stays zero.
+func (g convGeom) pad(x []float32, n int, xp []float32) {
+	hw, wp, plane := g.H*g.W, g.wp(), g.hp()*g.wp()
 	for c := 0; c < g.C; c++ {
-		src := x[(n*g.C+c)*g.H*g.W : (n*g.C+c+1)*g.H*g.W]
+		src := x[(n*g.C+c)*hw:][:hw]
+		dst := xp[c*plane:][:plane]
+		for y := 0; y < g.H; y++ {
+			copy(dst[(y+g.P)*wp+g.P:][:g.W], src[y*g.W:][:g.W])
+		}
+	}
+}
+
+// im2col writes the wide columns of the padded sample xp into cols, row r
+// at cols[r·ld:][:wide].
+func (g convGeom) im2col(xp, cols []float32, ld int) {
+	L, wp, plane := g.wide(), g.wp(), g.hp()*g.wp()
+	r := 0
+	for c := 0; c < g.C; c++ {
 		for ki := 0; ki < g.K; ki++ {
 			for kj := 0; kj < g.K; kj++ {
-				row := cols[((c*g.K+ki)*g.K+kj)*hw : ((c*g.K+ki)*g.K+kj+1)*hw]
-				x0, x1 := g.span(kj)
-				for y := 0; y < oh; y++ {
-					iy := y + ki - g.P
-					dst := row[y*ow : (y+1)*ow]
-					if iy < 0 || iy >= g.H {
-						clear(dst)
-						continue
-					}
-					clear(dst[:x0])
-					copy(dst[x0:x1], src[iy*g.W+x0+kj-g.P:iy*g.W+x1+kj-g.P])
-					clear(dst[x1:])
-				}
+				copy(cols[r*ld:][:L], xp[c*plane+ki*wp+kj:][:L])
+				r++
 			}
 		}
 	}
 }
 
-// col2im adds a [C·K·K, H'·W'] matrix into sample n of dx (the adjoint of
-// im2col), in a fixed order.
-func (g convGeom) col2im(cols []float32, n int, dx []float32) {
-	oh, ow := g.outH(), g.outW()
-	hw := oh * ow
-	for c := 0; c < g.C; c++ {
-		dst := dx[(n*g.C+c)*g.H*g.W : (n*g.C+c+1)*g.H*g.W]
-		for ki := 0; ki < g.K; ki++ {
-			for kj := 0; kj < g.K; kj++ {
-				row := cols[((c*g.K+ki)*g.K+kj)*hw : ((c*g.K+ki)*g.K+kj+1)*hw]
-				x0, x1 := g.span(kj)
-				for y := 0; y < oh; y++ {
-					iy := y + ki - g.P
-					if iy < 0 || iy >= g.H {
-						continue
-					}
-					line := dst[iy*g.W+x0+kj-g.P : iy*g.W+x1+kj-g.P]
-					src := row[y*ow+x0 : y*ow+x1]
-					for i, v := range src {
-						line[i] += v
-					}
-				}
-			}
+// narrow copies the kept positions of a wide [O × wide] result (row
+// stride ld) into sample n of the NCHW tensor y.
+func (g convGeom) narrow(wide []float32, ld int, n int, y []float32) {
+	oh, ow, wp, hw := g.outH(), g.outW(), g.wp(), g.hw()
+	for o := 0; o < g.O; o++ {
+		src := wide[o*ld:]
+		dst := y[(n*g.O+o)*hw:][:hw]
+		for r := 0; r < oh; r++ {
+			copy(dst[r*ow:][:ow], src[r*wp:][:ow])
 		}
 	}
 }
@@ -102,12 +102,40 @@ func f32s(v G.Value) ([]float32, error) {
 	return s, nil
 }
 
-func out(prealloc G.Value, shape ...int) (*tensor.Dense, []float32) {
-	if d, ok := prealloc.(*tensor.Dense); ok && d.Shape().TotalSize() == tensor.Shape(shape).TotalSize() {
-		return d, d.Data().([]float32)
+// outBuf is an op's output tensor: allocated by the first call and
+// reused by every later one, so that a step allocates nothing. The value
+// lives until the op runs again, which in a tape machine is the next step.
+type outBuf struct{ d *tensor.Dense }
+
+func (b *outBuf) get(shape ...int) (*tensor.Dense, []float32) {
+	if b.d == nil {
+		b.d = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+	} else if !b.d.Shape().Eq(shape) {
+		// A consumer (Reshape) may have reshaped it in place.
+		if err := b.d.Reshape(shape...); err != nil {
+			panic(err) // same size by construction
+		}
 	}
-	d := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
-	return d, d.Data().([]float32)
+	return b.d, b.d.Data().([]float32)
+}
+
+// bind makes dst the output's backing array (it must have the output's
+// size): a gradient op then writes straight into the net's gradient vector.
+func (b *outBuf) bind(dst []float32, shape tensor.Shape) {
+	b.d = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(dst))
+}
+
+// outBinder is an op whose output can live in a caller's array.
+type outBinder interface {
+	bindOut(dst []float32) bool
+}
+
+func (op *convOp) bindOut(dst []float32) bool {
+	if len(dst) != op.shape().TotalSize() {
+		return false
+	}
+	op.out.bind(dst, op.shape())
+	return true
 }
 
 // convKind selects what a convOp computes.
@@ -118,22 +146,55 @@ const (
 	convGradW                   // (x, dy) → dw
 	convGradB                   // (dy) → db
 	convGradX                   // (w, dy) → dx
+	convUnpool                  // (y, dy) → d(conv output), for a pooled forward op
 )
 
-// convOp is vtrain's fused convolution for Gorgonia: per sample, im2col
-// into a reused buffer and one matrix product straight into the NCHW
-// output, bias included; its gradients are three more convOps. Gorgonia's
-// own Conv2d materialises the whole batch's columns, transposes the result
-// and allocates 46 MB per CNN step; this one allocates nothing but its
-// outputs. Every loop runs in a fixed order, so results are deterministic.
+// poolCodes records, for each pooling window of a pooled forward op, which
+// of its four elements was the first maximum (0..3, row-major), or 4 when
+// the pooled value is not positive (ReLU passes no gradient). The forward
+// op writes it and the unpool op of the same step reads it; the unpool op
+// takes the forward op's output as an input, so it always runs after it.
+type poolCodes struct {
+	used  bool // the forward op was differentiated: record codes
+	codes []uint8
+}
+
+// convOp is vtrain's convolution for Gorgonia: per sample, im2col into
+// wide columns (see convGeom) and one matrix product, bias included, then
+// (with pool) ReLU and max-pooling; its gradients are more convOps (an
+// unpool op first when pooled, then dx, dw, db). The input gradient is a
+// convolution of dy with the flipped kernel; the weight gradient is
+// accumulated over the samples as dwᵀ += cols · dyᵀ, a product whose
+// operands need no transposition inside the BLAS (the faster form for
+// these shapes). Everything is done per sample so that the columns stay in
+// the core's cache; outputs and scratch buffers are allocated once. Every
+// loop runs in a fixed order, so results are deterministic.
 type convOp struct {
 	kind convKind
 	g    convGeom
-	cols []float32 // scratch: one sample's columns
+	// pool (forward and unpool ops): ReLU and 2×2 max-pooling with stride
+	// 2 are fused into the forward op, y = max(0, max of each window) read
+	// straight from the product, which saves writing and reading back the
+	// unpooled output.
+	pool *poolCodes
+
+	out  outBuf
+	xp   []float32 // scratch: one padded sample
+	cols []float32 // scratch: columns of one sample
+	wide []float32 // scratch: one sample's wide output, or its wide dyᵀ
+	wt   []float32 // scratch: the flipped kernel, or dwᵀ
+	tmp  []float32 // scratch: one sample's dwᵀ
 }
 
 func newConvOp(kind convKind, g convGeom) *convOp {
-	return &convOp{kind: kind, g: g, cols: make([]float32, g.ckk()*g.hw())}
+	return &convOp{kind: kind, g: g}
+}
+
+func grow(s *[]float32, n int) []float32 {
+	if len(*s) != n {
+		*s = make([]float32, n)
+	}
+	return *s
 }
 
 func (op *convOp) Arity() int {
@@ -146,6 +207,9 @@ func (op *convOp) Arity() int {
 		return 2
 	}
 }
+
+// pooled reports whether the op's output is pooled.
+func (op *convOp) pooled() bool { return op.pool != nil && op.kind == convForward }
 
 func (op *convOp) Type() hm.Type {
 	a := hm.TypeVariable('a')
@@ -164,6 +228,11 @@ func (op *convOp) shape() tensor.Shape {
 	g := op.g
 	switch op.kind {
 	case convForward:
+		if op.pooled() {
+			return tensor.Shape{g.N, g.O, g.outH() / 2, g.outW() / 2}
+		}
+		return tensor.Shape{g.N, g.O, g.outH(), g.outW()}
+	case convUnpool:
 		return tensor.Shape{g.N, g.O, g.outH(), g.outW()}
 	case convGradW:
 		return tensor.Shape{g.O, g.C, g.K, g.K}
@@ -179,7 +248,7 @@ func (op *convOp) ReturnsPtr() bool                               { return false
 func (op *convOp) CallsExtern() bool                              { return false }
 func (op *convOp) OverwritesInput() int                           { return -1 }
 func (op *convOp) String() string {
-	return fmt.Sprintf("vtrain.conv%d{%+v}", op.kind, op.g)
+	return fmt.Sprintf("vtrain.conv%d{%+v pool=%v}", op.kind, op.g, op.pool != nil)
 }
 func (op *convOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
 func (op *convOp) Hashcode() uint32 {
@@ -190,63 +259,251 @@ func (op *convOp) Hashcode() uint32 {
 
 func (op *convOp) Do(inputs ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, inputs...) }
 
-func (op *convOp) UsePreallocDo(prealloc G.Value, inputs ...G.Value) (G.Value, error) {
+func (op *convOp) UsePreallocDo(_ G.Value, inputs ...G.Value) (G.Value, error) {
 	if len(inputs) != op.Arity() {
 		return nil, fmt.Errorf("models: %v takes %d inputs, got %d", op, op.Arity(), len(inputs))
 	}
-	in := make([][]float32, len(inputs))
+	var in [3][]float32
 	for i, v := range inputs {
 		var err error
 		if in[i], err = f32s(v); err != nil {
 			return nil, err
 		}
 	}
-	g := op.g
-	ckk, hw := g.ckk(), g.hw()
-	res, dst := out(prealloc, op.shape()...)
-	b := sgemm()
+	res, dst := op.out.get(op.shape()...)
 	switch op.kind {
 	case convForward:
-		x, w, bias := in[0], in[1], in[2]
-		for n := 0; n < g.N; n++ {
-			g.im2col(x, n, op.cols)
-			y := dst[n*g.O*hw : (n+1)*g.O*hw]
+		op.forward(in[0], in[1], in[2], dst)
+	case convGradW:
+		op.gradW(in[0], in[1], dst)
+	case convGradB:
+		op.gradB(in[0], dst)
+	case convGradX:
+		op.gradX(in[0], in[1], dst)
+	case convUnpool:
+		op.unpool(in[1], dst)
+	}
+	return res, nil
+}
+
+// conv computes y = w ⊛ x (+ bias[o] when bias is not nil) for geometry g
+// sample by sample.
+func (op *convOp) conv(g convGeom, x, w, bias, y []float32) {
+	ckk, L := g.ckk(), g.wide()
+	xp := grow(&op.xp, g.C*g.hp()*g.wp())
+	wide := grow(&op.wide, g.O*L)
+	cols := grow(&op.cols, ckk*L)
+	b := sgemm()
+	for n := 0; n < g.N; n++ {
+		g.pad(x, n, xp)
+		g.im2col(xp, cols, L)
+		beta := float32(0)
+		if bias != nil {
 			for o := 0; o < g.O; o++ {
-				row := y[o*hw : (o+1)*hw]
+				row := wide[o*L : (o+1)*L]
 				for i := range row {
 					row[i] = bias[o]
 				}
 			}
-			b.Sgemm(blas.NoTrans, blas.NoTrans, g.O, hw, ckk, 1, w, ckk, op.cols, hw, 1, y, hw)
+			beta = 1
 		}
-	case convGradW:
-		x, dy := in[0], in[1]
-		clear(dst)
-		for n := 0; n < g.N; n++ {
-			g.im2col(x, n, op.cols)
-			b.Sgemm(blas.NoTrans, blas.Trans, g.O, ckk, hw, 1, dy[n*g.O*hw:(n+1)*g.O*hw], hw, op.cols, hw, 1, dst, ckk)
-		}
-	case convGradB:
-		dy := in[0]
-		clear(dst)
-		for n := 0; n < g.N; n++ {
-			for o := 0; o < g.O; o++ {
-				s := float32(0)
-				for _, v := range dy[(n*g.O+o)*hw : (n*g.O+o+1)*hw] {
-					s += v
-				}
-				dst[o] += s
-			}
-		}
-	case convGradX:
-		w, dy := in[0], in[1]
-		clear(dst)
-		for n := 0; n < g.N; n++ {
-			b.Sgemm(blas.Trans, blas.NoTrans, ckk, hw, g.O, 1, w, ckk, dy[n*g.O*hw:(n+1)*g.O*hw], hw, 0, op.cols, hw)
-			g.col2im(op.cols, n, dst)
+		b.Sgemm(blas.NoTrans, blas.NoTrans, g.O, L, ckk, 1, w, ckk, cols, L, beta, wide, L)
+		if op.pooled() {
+			op.poolWide(wide, n, y)
+		} else {
+			g.narrow(wide, L, n, y)
 		}
 	}
-	return res, nil
+}
+
+// poolWide writes sample n's pooled output from its wide product (bias
+// included), and the windows' codes when the op was differentiated.
+func (op *convOp) poolWide(wide []float32, n int, y []float32) {
+	g := op.g
+	L, wp, ow := g.wide(), g.wp(), g.outW()
+	ph, pw := g.outH()/2, ow/2
+	var codes []uint8
+	if op.pool.used {
+		if len(op.pool.codes) != g.N*g.O*ph*pw {
+			op.pool.codes = make([]uint8, g.N*g.O*ph*pw)
+		}
+		codes = op.pool.codes
+	}
+	for o := 0; o < g.O; o++ {
+		src := wide[o*L:][:L]
+		dst := y[(n*g.O+o)*ph*pw:][:ph*pw]
+		var cd []uint8
+		if codes != nil {
+			cd = codes[(n*g.O+o)*ph*pw:][:ph*pw]
+		}
+		for r := 0; r < ph; r++ {
+			top, bot := src[2*r*wp:][:ow], src[(2*r+1)*wp:][:ow]
+			row := dst[r*pw:][:pw]
+			for j := range row {
+				m, k := pool4(top[2*j], top[2*j+1], bot[2*j], bot[2*j+1])
+				row[j] = m
+				if cd != nil {
+					cd[r*pw+j] = k
+				}
+			}
+		}
+	}
+}
+
+// pool4 returns max(a, b, c, d, 0) with Go's semantics for max (NaN if
+// any is NaN, and +0 above −0) and the window code: the index of the
+// first of a, b, c, d equal to it when it is positive, 4 otherwise.
+// Positive floats order as their bits do, and negative ones (−0 included)
+// have the sign bit set, so without NaNs this is an integer max of the
+// bits and 0: conditional moves, no branches on the data.
+func pool4(a, b, c, d float32) (float32, uint8) {
+	if a != a || b != b || c != c || d != d {
+		return max(a, b, c, d, 0), 4
+	}
+	ia, ib, ic, id := int32(math.Float32bits(a)), int32(math.Float32bits(b)), int32(math.Float32bits(c)), int32(math.Float32bits(d))
+	m := max(ia, ib, ic, id, 0)
+	k := uint8(3)
+	if ic == m {
+		k = 2
+	}
+	if ib == m {
+		k = 1
+	}
+	if ia == m {
+		k = 0
+	}
+	if m == 0 {
+		k = 4
+	}
+	return math.Float32frombits(uint32(m)), k
+}
+
+// unpool routes the pooled output's gradient dy to the window element its
+// code names (zero elsewhere): the gradient at the product's output.
+func (op *convOp) unpool(dy, dst []float32) {
+	g := op.g
+	oh, ow := g.outH(), g.outW()
+	ph, pw := oh/2, ow/2
+	codes := op.pool.codes[:g.N*g.O*ph*pw]
+	for p := 0; p < g.N*g.O; p++ {
+		gs, cs := dy[p*ph*pw:][:ph*pw], codes[p*ph*pw:][:ph*pw]
+		d := dst[p*oh*ow:][:oh*ow]
+		for r := 0; r < ph; r++ {
+			dtop, dbot := d[2*r*ow:][:ow], d[(2*r+1)*ow:][:ow]
+			gr, cr := gs[r*pw:][:pw], cs[r*pw:][:pw]
+			for j, k := range cr {
+				v := math.Float32bits(gr[j])
+				dtop[2*j] = math.Float32frombits(v & mask(k == 0))
+				dtop[2*j+1] = math.Float32frombits(v & mask(k == 1))
+				dbot[2*j] = math.Float32frombits(v & mask(k == 2))
+				dbot[2*j+1] = math.Float32frombits(v & mask(k == 3))
+			}
+		}
+	}
+}
+
+func (op *convOp) forward(x, w, bias, y []float32) { op.conv(op.g, x, w, bias, y) }
+
+// gradW computes dwᵀ = Σ_n cols_n · dy_nᵀ over wide positions (dy is zero
+// on those that are not kept), then transposes it into dw.
+func (op *convOp) gradW(x, dy, dw []float32) {
+	g := op.g
+	ckk, L, O := g.ckk(), g.wide(), g.O
+	oh, ow, wp, hw := g.outH(), g.outW(), g.wp(), g.hw()
+	xp := grow(&op.xp, g.C*g.hp()*g.wp())
+	cols := grow(&op.cols, ckk*L)
+	dyT := grow(&op.wide, L*O) // kept rows only are ever written
+	dwT := grow(&op.wt, ckk*O)
+	tmp := grow(&op.tmp, ckk*O)[:len(dwT)]
+	b := sgemm()
+	for n := 0; n < g.N; n++ {
+		g.pad(x, n, xp)
+		g.im2col(xp, cols, L)
+		src := dy[n*O*hw:][:O*hw]
+		for r := 0; r < oh; r++ {
+			for j := 0; j < ow; j++ {
+				dst := dyT[(r*wp+j)*O:][:O]
+				at := r*ow + j
+				for o := range dst {
+					dst[o] = src[o*hw+at]
+				}
+			}
+		}
+		// Each sample's product goes to its own buffer and is then added:
+		// accumulating in the product (β = 1) would make every weight's
+		// gradient one chain of N·wide float32 additions, 4× less accurate
+		// than this on the CNN's first layer.
+		dst := dwT
+		if n > 0 {
+			dst = tmp
+		}
+		b.Sgemm(blas.NoTrans, blas.NoTrans, ckk, O, L, 1, cols, L, dyT, O, 0, dst, O)
+		if n > 0 {
+			for i, v := range tmp {
+				dwT[i] += v
+			}
+		}
+	}
+	for o := 0; o < O; o++ {
+		row := dw[o*ckk:][:ckk]
+		for r := range row {
+			row[r] = dwT[r*O+o]
+		}
+	}
+}
+
+// gradB computes db[o] = Σ_n (Σ_p dy[n,o,p]), each inner sum in order
+// over p; four channels run side by side so that their sums' additions
+// overlap instead of waiting on each other.
+func (op *convOp) gradB(dy, db []float32) {
+	g := op.g
+	hw := g.hw()
+	clear(db)
+	for n := 0; n < g.N; n++ {
+		o := 0
+		for ; o+4 <= g.O; o += 4 {
+			r0 := dy[(n*g.O+o)*hw:][:hw]
+			r1 := dy[(n*g.O+o+1)*hw:][:len(r0)]
+			r2 := dy[(n*g.O+o+2)*hw:][:len(r0)]
+			r3 := dy[(n*g.O+o+3)*hw:][:len(r0)]
+			var s0, s1, s2, s3 float32
+			for i, v := range r0 {
+				s0 += v
+				s1 += r1[i]
+				s2 += r2[i]
+				s3 += r3[i]
+			}
+			db[o] += s0
+			db[o+1] += s1
+			db[o+2] += s2
+			db[o+3] += s3
+		}
+		for ; o < g.O; o++ {
+			s := float32(0)
+			for _, v := range dy[(n*g.O+o)*hw:][:hw] {
+				s += v
+			}
+			db[o] += s
+		}
+	}
+}
+
+// gradX computes dx as the convolution of dy with the kernel flipped in
+// both spatial axes and with its channel axes swapped.
+func (op *convOp) gradX(w, dy, dx []float32) {
+	g := op.g
+	K := g.K
+	wf := grow(&op.wt, g.O*g.ckk())
+	for c := 0; c < g.C; c++ {
+		for o := 0; o < g.O; o++ {
+			for a := 0; a < K; a++ {
+				for bb := 0; bb < K; bb++ {
+					wf[((c*g.O+o)*K+a)*K+bb] = w[((o*g.C+c)*K+(K-1-a))*K+(K-1-bb)]
+				}
+			}
+		}
+	}
+	op.conv(g.adjoint(), dy, wf, nil, dx)
 }
 
 // DiffWRT implements G.SDOp for the forward op: x, w and b.
@@ -263,6 +520,15 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 		return nil, fmt.Errorf("models: %v is not differentiable", op)
 	}
 	x, w := inputs[0], inputs[1]
+	if op.pool != nil {
+		op.pool.used = true
+		up := newConvOp(convUnpool, op.g)
+		up.pool = op.pool
+		var err error
+		if grad, err = G.ApplyOp(up, output, grad); err != nil {
+			return nil, err
+		}
+	}
 	dx, err := G.ApplyOp(newConvOp(convGradX, op.g), w, grad)
 	if err != nil {
 		return nil, err
@@ -278,12 +544,33 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 	return G.Nodes{dx, dw, db}, nil
 }
 
-// conv2d applies vtrain's fused convolution with bias to x [N,C,H,W].
-func conv2d(x, w, b *G.Node, pad int) (*G.Node, error) {
+// conv2d applies vtrain's convolution with bias to x [N,C,H,W], followed,
+// with pool, by ReLU and 2×2 max-pooling.
+func conv2d(x, w, b *G.Node, pad int, pool bool) (*G.Node, error) {
 	xs, ws := x.Shape(), w.Shape()
 	if len(xs) != 4 || len(ws) != 4 || xs[1] != ws[1] || ws[2] != ws[3] {
 		return nil, fmt.Errorf("models: conv2d shapes %v * %v", xs, ws)
 	}
+	if pad < 0 || pad >= ws[2] {
+		return nil, fmt.Errorf("models: conv2d padding %d with kernel %d", pad, ws[2])
+	}
 	g := convGeom{N: xs[0], C: xs[1], H: xs[2], W: xs[3], O: ws[0], K: ws[2], P: pad}
-	return G.ApplyOp(newConvOp(convForward, g), x, w, b)
+	op := newConvOp(convForward, g)
+	if pool {
+		if g.outH()%2 != 0 || g.outW()%2 != 0 {
+			return nil, fmt.Errorf("models: pooling needs even sides, got %dx%d", g.outH(), g.outW())
+		}
+		op.pool = &poolCodes{}
+	}
+	return G.ApplyOp(op, x, w, b)
+}
+
+// mask is all ones when b holds and zero otherwise (compiled to a SETcc,
+// not a branch: which way these comparisons go is random).
+func mask(b bool) uint32 {
+	var u uint32
+	if b {
+		u = 1
+	}
+	return -u
 }

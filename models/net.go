@@ -80,6 +80,14 @@ func newNet(spec Spec, batch int, params []float32, train bool) (n *Net, err err
 		// which costs a third of an MLP step; compile only what the loss
 		// and the parameter gradients need.
 		n.gradNodes = grads
+		// vtrain's gradient ops write straight into the gradient vector,
+		// which saves Step a copy of every gradient.
+		for i, g := range grads {
+			if b, ok := g.Op().(outBinder); ok {
+				p := n.layout[i]
+				b.bindOut(n.grads[p.Offset : p.Offset+p.Size])
+			}
+		}
 		roots := append(G.Nodes{n.loss, n.logits}, grads...)
 		n.vm = G.NewTapeMachine(n.g.SubgraphRoots(roots...))
 	} else {
@@ -116,10 +124,7 @@ func (n *Net) build() error {
 		for range s.Channels {
 			w, b := n.param(pi), n.param(pi+1)
 			pi += 2
-			if h, err = conv2d(h, w, b, convPad); err != nil {
-				return err
-			}
-			if h, err = reluPool(h); err != nil {
+			if h, err = conv2d(h, w, b, convPad, true); err != nil {
 				return err
 			}
 		}
@@ -132,14 +137,11 @@ func (n *Net) build() error {
 	for i := range dl {
 		w, b := n.param(pi), n.param(pi+1)
 		pi += 2
-		if h, err = G.Mul(h, w); err != nil {
-			return err
-		}
-		if h, err = G.BroadcastAdd(h, b, nil, []byte{0}); err != nil {
+		if h, err = denseLayer(h, w, b); err != nil {
 			return err
 		}
 		if i < len(dl)-1 {
-			if h, err = G.Rectify(h); err != nil {
+			if h, err = relu(h); err != nil {
 				return err
 			}
 		}
@@ -216,7 +218,10 @@ func (n *Net) Step(y []int) (float32, error) {
 		if gv == nil {
 			return 0, fmt.Errorf("models: no gradient computed for %s", p.Name)
 		}
-		copy(n.grads[p.Offset:p.Offset+p.Size], gv.Data().([]float32))
+		dst, src := n.grads[p.Offset:p.Offset+p.Size], gv.Data().([]float32)
+		if len(src) == 0 || &src[0] != &dst[0] {
+			copy(dst, src)
+		}
 	}
 	loss := n.loss.Value().Data().(float32)
 	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {

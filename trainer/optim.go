@@ -62,7 +62,9 @@ func (o *SGD) Step(params, grads []float32, lr float64) {
 	// per step.
 	switch {
 	case wd == 0 && !o.Nesterov:
-		for i, g := range grads {
+		i0 := sgdMomentumVec(params, grads, buf, mu, eta)
+		for i, g := range grads[i0:] {
+			i += i0
 			b := flush(float32(mu*buf[i]) + g)
 			buf[i] = b
 			params[i] -= float32(eta * b)

@@ -42,9 +42,12 @@ type stepResult struct {
 	Optimizer string  `json:"optimizer"`
 	Steps     int     `json:"steps"`
 	MsPerStep float64 `json:"ms_per_step"`
-	GFLOPS    float64 `json:"gflops"`
-	GoVersion string  `json:"go"`
-	CPUs      int     `json:"cpus"`
+	// CPUMsPerStep is the process's CPU time per step: on a shared machine
+	// it leaves out the time the process waited for a core.
+	CPUMsPerStep float64 `json:"cpu_ms_per_step"`
+	GFLOPS       float64 `json:"gflops"`
+	GoVersion    string  `json:"go"`
+	CPUs         int     `json:"cpus"`
 }
 
 func runBenchStep(args []string, stdout, stderr io.Writer) error {
@@ -99,16 +102,17 @@ func runBenchStep(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < *steps; i++ {
 		if _, err := tr.Step(); err != nil {
 			return err
 		}
 	}
 	sec := time.Since(start).Seconds() / float64(*steps)
+	cpuSec := (cpuTime() - cpu0).Seconds() / float64(*steps)
 	res := stepResult{
 		Engine: "vtrain", Device: tr.Device(), BLAS: models.BLAS(), Threads: openblas.Threads(), Model: spec.String(), Params: spec.NumParams(),
-		Batch: *batch, Optimizer: *opt, Steps: *steps, MsPerStep: sec * 1e3,
+		Batch: *batch, Optimizer: *opt, Steps: *steps, MsPerStep: sec * 1e3, CPUMsPerStep: cpuSec * 1e3,
 		GFLOPS: spec.FLOPsPerSample() * float64(*batch) / sec / 1e9, GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
 	}
 	if *asJSON {

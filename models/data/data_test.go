@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -244,5 +245,14 @@ func TestLoadFallback(t *testing.T) {
 	}
 	if _, _, err := Load(filepath.Join(t.TempDir(), "nope"), 1); err == nil {
 		t.Fatal("missing directory accepted")
+	}
+}
+
+// TestPixelValue pins the lookup table to the arithmetic it replaces.
+func TestPixelValue(t *testing.T) {
+	for p := 0; p < 256; p++ {
+		if got, want := pixelValue[p], float32(p)*(1.0/255.0); math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("pixelValue[%d] = %v, want %v", p, got, want)
+		}
 	}
 }

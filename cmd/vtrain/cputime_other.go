@@ -1,0 +1,8 @@
+//go:build !unix
+
+package main
+
+import "time"
+
+// cpuTime returns 0: this platform's CPU time is not read.
+func cpuTime() time.Duration { return 0 }
