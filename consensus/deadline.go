@@ -28,9 +28,9 @@ import (
 //
 // An expected member the decision does not aggregate has its pace moved up
 // by half (to at most rounds.timeout): its update came after the round
-// closed, if at all. A member whose pace is past the deadline (or unknown
-// while others' are known) is a known straggler: its update is taken if it
-// is there, but not waited for.
+// closed, if at all. A member whose pace is past the deadline is a known
+// straggler: its update is taken if it is there, but not waited for. One
+// whose pace is unknown is waited for (see straggler).
 //
 // The view-0 proposer closes the round at the deadline (earlier when every
 // expected update but the known stragglers' is in; later only while it
@@ -211,13 +211,19 @@ func (e *Engine) Awaited() []PeerID {
 }
 
 // straggler reports whether member p is a known straggler this round: its
-// agreed pace is past the agreed deadline, or unknown while others' are
-// known (no update of it was ever aggregated with an arrival time), so a
-// proposer that holds every other expected update does not wait for its
-// update until the deadline (it is taken if it is there).
+// agreed pace is past the agreed deadline, so a proposer that holds every
+// other expected update does not wait for its update until the deadline
+// (it is taken if it is there). A member whose pace is unknown (no update
+// of it was aggregated with an arrival time: its updates so far came in
+// round 0 or in rounds it proposed itself, whose own update has none) is
+// waited for: were it not, an honest voter that proposed round 1 would
+// never be waited for, its pace would never be learned, and it would be
+// dropped as absent after a few rounds of updates that came a little
+// after the others'. A silent one costs each round the deadline until it
+// is dropped.
 func (e *Engine) straggler(p PeerID) bool {
 	m, ok := e.members.Find(p)
-	return ok && e.paced && (m.Pace == 0 || time.Duration(m.Pace)*time.Millisecond > e.deadline)
+	return ok && e.paced && m.Pace > 0 && time.Duration(m.Pace)*time.Millisecond > e.deadline
 }
 
 // late returns the members expected in the round that v does not

@@ -235,7 +235,8 @@
 // member that keeps missing rounds soon has a pace past the deadline: a
 // known straggler, whose update is taken if it is there but not waited
 // for. (A proposer's own update is no observation: it reaches its author
-// at once, whatever its links.) The view-0 proposer proposes once every
+// at once, whatever its links. A member with no pace yet is waited for
+// until the deadline, so that its pace can be learned.) The view-0 proposer proposes once every
 // expected update but the known stragglers' is in, or once the deadline
 // has passed and it holds a quorum of the voters' updates; each
 // voter's view-0 propose timeout is min(rounds.timeout, 2 × deadline) +

@@ -1216,3 +1216,42 @@ func TestStaleUpdateGetsTheCommit(t *testing.T) {
 		t.Errorf("a second stale update within the commit timeout drew %d commits", k)
 	}
 }
+
+// TestUnknownPaceIsWaitedFor: a voter whose updates so far came only in
+// round 0 or in rounds it proposed (its own update is no observation) has
+// no pace; it is waited for until the deadline, not taken for a
+// straggler (which would never let its pace be learned: the replay
+// cheater of a node test, a voter that proposed round 1, had no update
+// aggregated for 8 rounds and was dropped). Missing the deadline with no
+// pace puts its pace just past it: a known straggler from then on, until
+// an update of it comes in time.
+func TestUnknownPaceIsWaitedFor(t *testing.T) {
+	ms := Members{List: []Member{
+		{ID: "a", Seat: true, Work: 3, Last: 4, Pace: 400},
+		{ID: "b", Seat: true, Work: 3, Last: 4, Pace: 600},
+		{ID: "c", Seat: true, Work: 3, Last: 4, Pace: 500},
+		{ID: "d", Seat: true, Work: 3, Last: 4},
+	}}
+	p := Policy{Seats: 4, Absent: 8, Admit: 1, Max: 64, Timeout: 5000, Commit: 1000}
+	deadline, paced := ms.Deadline(ms.Voters(), 5*time.Second, time.Second)
+	if !paced || deadline != 900*time.Millisecond {
+		t.Fatalf("deadline %v (paced %v), want 3/2 × 600 ms", deadline, paced)
+	}
+	e := &Engine{members: ms, paced: paced, deadline: deadline}
+	if e.straggler("d") {
+		t.Error("a voter with no pace yet is taken for a straggler: it is never waited for")
+	}
+	if e.straggler("a") {
+		t.Error("a voter with a pace under the deadline is taken for a straggler")
+	}
+	v := &Value{Round: 5, Updates: []UpdateRef{{From: "a", At: 420}, {From: "b", At: 580}, {From: "c", At: 510}}}
+	next := ms.Next(5, v, p, map[PeerID]Hash{})
+	d, _ := next.Find("d")
+	if want := uint32(901); d.Pace != want {
+		t.Errorf("missed with no pace: pace %d, want %d (just past the deadline)", d.Pace, want)
+	}
+	e = &Engine{members: next, paced: true, deadline: deadline}
+	if !e.straggler("d") {
+		t.Error("a voter that missed the deadline with no pace is still waited for")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vtrain/vtrain/runspec"
 )
@@ -48,13 +49,14 @@ type Policy struct {
 	Admit     int    // joiners admitted per round, at most
 	Max       int    // members, at most
 	Timeout   uint32 // rounds.timeout in milliseconds: the largest arrival time a pace takes in
+	Commit    uint32 // rounds.commit_timeout in milliseconds (the deadline's floor is half of it)
 }
 
 // PolicyOf returns a spec's membership policy.
 func PolicyOf(spec runspec.Spec) Policy {
 	return Policy{Seats: spec.Members.Voters, Probation: uint64(spec.Verify.Probation),
 		Absent: uint64(spec.Members.Absent), Admit: spec.Members.Admit, Max: spec.Members.Max,
-		Timeout: paceMillis(spec.Rounds.Timeout.Duration)}
+		Timeout: paceMillis(spec.Rounds.Timeout.Duration), Commit: paceMillis(spec.Rounds.CommitTimeout.Duration)}
 }
 
 // GenesisMembers returns the founders of a spec as round 0's members. The
@@ -227,7 +229,8 @@ func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faul
 // those updates kept: resid, by author; their paces moved towards the
 // arrival times the value reports, clamped to timeout), the paces of the
 // expected members it does not aggregate moved up by half (their update
-// came after the round closed, if at all), the accused it excludes removed for
+// came after the round closed, if at all; a member with no pace yet gets
+// one just past the round's deadline), the accused it excludes removed for
 // good, members absent too long dropped, its admissions added, and the
 // empty seats filled: by unseated founders (all at once), then by one
 // eligible member with the most work (then the earliest, then the
@@ -238,10 +241,20 @@ func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash)
 	for _, u := range v.Updates {
 		in[u.From] = true
 	}
+	deadline, paced := ms.Deadline(ms.Voters(), time.Duration(p.Timeout)*time.Millisecond, time.Duration(p.Commit)*time.Millisecond)
 	for i := range out.List {
-		if m := &out.List[i]; !in[m.ID] && m.Expected(round) {
-			m.Pace = nextPace(m.Pace, min(2*min(m.Pace, 1<<30), p.Timeout)) // missed: it came after the round closed
+		m := &out.List[i]
+		if in[m.ID] || !m.Expected(round) {
+			continue
 		}
+		if m.Pace == 0 && paced {
+			// Missed with no pace yet (it was waited for until the
+			// deadline): just past the deadline, a known straggler until
+			// an update of it comes in time.
+			m.Pace = min(paceMillis(deadline)+1, p.Timeout)
+			continue
+		}
+		m.Pace = nextPace(m.Pace, min(2*min(m.Pace, 1<<30), p.Timeout)) // missed: it came after the round closed
 	}
 	for _, u := range v.Updates {
 		if m, ok := out.Find(u.From); ok {

@@ -75,7 +75,11 @@ func TestMisbehavingMemberExcluded(t *testing.T) {
 		t.Run(behave, func(t *testing.T) {
 			rounds := 5
 			if behave == "replay+2" {
-				rounds = 7
+				// A replay is caught by a check of an aggregated update;
+				// on a loaded machine some of its updates come after the
+				// agreed deadline (late, not aggregated), so the run leaves
+				// it room.
+				rounds = 10
 			}
 			c := nodetest.Start(t, 4, rounds, spotChecks, nodetest.WithBehave(3, behave))
 			c.Wait()
