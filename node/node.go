@@ -52,10 +52,14 @@ type Config struct {
 	JSONLines bool
 	EvalEvery int           // evaluate on the test set every N rounds (0: 5); always at the end
 	Linger    time.Duration // after the last round, keep serving peers this long
-	Logger    *slog.Logger
-	Tick      time.Duration // engine clock resolution (default 50ms)
-	Device    engine.Engine // train on this device (a GPU); nil: the CPU graph
-	Behave    string        // "" or "honest"; else a misbehaviour (see Behaviours), for demos and tests
+	// JoinPatience is how long a joiner keeps asking the peer at Join for
+	// the run's spec while the failure may pass (nothing listens there
+	// yet, the connection broke): 0 asks once.
+	JoinPatience time.Duration
+	Logger       *slog.Logger
+	Tick         time.Duration // engine clock resolution (default 50ms)
+	Device       engine.Engine // train on this device (a GPU); nil: the CPU graph
+	Behave       string        // "" or "honest"; else a misbehaviour (see Behaviours), for demos and tests
 	// MinPeers holds round 0 until this many peers of the run (this node
 	// included) are connected, saying who is there; 0 or 1 starts at once.
 	MinPeers int
@@ -624,14 +628,10 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	}
 }
 
-// joinPatience is how long a joiner keeps asking the peer it joins through
-// for the run's spec while the failures may pass (the peer is not up yet,
-// busy, or the connection broke).
-const joinPatience = time.Minute
-
-// fetchSpec asks the peer at cfg.Join for the run's spec, patiently.
+// fetchSpec asks the peer at cfg.Join for the run's spec, as patiently as
+// cfg.JoinPatience says.
 func fetchSpec(ctx context.Context, cfg Config) (gossip.JoinInfo, error) {
-	return gossip.FetchSpecPatiently(ctx, cfg.Join, cfg.RunID, joinPatience, func(attempt int, err error, pause time.Duration) {
+	return gossip.FetchSpecPatiently(ctx, cfg.Join, cfg.RunID, cfg.JoinPatience, func(attempt int, err error, pause time.Duration) {
 		cfg.Logger.Warn("join: could not fetch the run's spec; asking again", "attempt", attempt, "in", pause, "err", err)
 	})
 }

@@ -34,6 +34,7 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	out := fs.String("out", "", "directory for this node's identity, checkpoint, ledger, metrics.jsonl and summary; restart with the same --out alone (default: a new temporary directory, removed if the run fails)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and per round ({\"t\":…,\"event\":…}) instead of text lines")
 	linger := fs.Duration("linger", 5*time.Second, "after the last round, keep serving peers this long")
+	joinPatience := fs.Duration("join-patience", 0, "with --join: keep asking the peer for the run's spec this long while it is not up yet or the connection breaks (e.g. 1m when nodes start together); 0 asks once")
 	evalEvery := fs.Int("eval-every", 5, "evaluate the agreed model on the test set every N rounds (and after the last)")
 	minPeers := fs.Int("min-peers", 0, "before round 0, wait until this many peers of the run (this node included) are connected, showing who is there")
 	logLvl := fs.String("log-level", "warn", "log to stderr from this level: debug, info, warn or error")
@@ -69,6 +70,10 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 		return usagef("--eval-every must be positive")
 	case *linger < 0:
 		return usagef("--linger must not be negative, got %v", *linger)
+	case *joinPatience < 0:
+		return usagef("--join-patience must not be negative, got %v", *joinPatience)
+	case *joinPatience > 0 && *join == "":
+		return usagef("--join-patience applies to --join")
 	case *minPeers < 0:
 		return usagef("--min-peers must not be negative, got %d", *minPeers)
 	case *minPeers > 0 && *specPath == "":
@@ -98,7 +103,7 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	con := newConsole(stderr)
 	cfg := node.Config{Join: *join, RunID: want, Listen: addrs, Out: con.out(stdout), JSONLines: *asJSON, EvalEvery: *evalEvery,
-		Linger: *linger, Device: eng, MinPeers: *minPeers, Logger: con.logger(level)}
+		Linger: *linger, JoinPatience: *joinPatience, Device: eng, MinPeers: *minPeers, Logger: con.logger(level)}
 	if *behave != "honest" {
 		cfg.Behave = *behave
 	}

@@ -34,6 +34,8 @@ func TestRoughEdgeUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"node", "--spec", "x.toml", "--linger", "-5s"}, "--linger must not be negative"},
+		{[]string{"node", "--join", someAddr, "--join-patience", "-1s"}, "--join-patience must not be negative"},
+		{[]string{"node", "--spec", "x.toml", "--join-patience", "1m"}, "--join-patience applies to --join"},
 		{[]string{"train", "--steps", "0"}, "--steps must be positive"},
 		{[]string{"node", "--join", "garbage"}, `--join "garbage" is not a peer's address`},
 		{[]string{"node", "--join", "/ip4/127.0.0.1/tcp/1"}, "is not a peer's address"},

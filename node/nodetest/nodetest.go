@@ -382,7 +382,7 @@ func (c *Cluster) launch(dir, id, join, behave string) *Node {
 	ctx, cancel := context.WithCancel(c.ctx)
 	n := &Node{Dir: dir, ID: id, Behave: behave, Done: make(chan struct{}), out: newLines(), logs: newLines(), cancel: cancel}
 	cfg := node.Config{Join: join, RunID: c.Spec.RunID(), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Data: c.Data, OutDir: dir,
-		Out: n.out, JSONLines: true, Linger: 5 * time.Second, Tick: 20 * time.Millisecond,
+		Out: n.out, JSONLines: true, Linger: 5 * time.Second, JoinPatience: time.Minute, Tick: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	switch join {
 	case "":
