@@ -450,10 +450,19 @@ func (c *Cluster) dump() {
 	for _, n := range c.Nodes {
 		for _, l := range []*lines{n.out, n.logs} {
 			l.mu.Lock()
-			all := l.all
-			if len(all) > 40 {
-				all = all[len(all)-40:]
+			// The repeated stall reports of a stuck node would push out
+			// what led to the stall: keep the last three of them.
+			var all []string
+			waits := 0
+			for i := len(l.all) - 1; i >= 0 && len(all) < 60; i-- {
+				if strings.Contains(l.all[i], `"event":"waiting"`) {
+					if waits++; waits > 3 {
+						continue
+					}
+				}
+				all = append(all, l.all[i])
 			}
+			slices.Reverse(all)
 			for _, s := range all {
 				c.T.Logf("%s %s: %s", n.ID[len(n.ID)-6:], n.Behave, s)
 			}
