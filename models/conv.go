@@ -90,16 +90,38 @@ func sgemm() blas.Float32 { return G.WhichBLAS() }
 func f32s(v G.Value) ([]float32, error) {
 	d, ok := v.(*tensor.Dense)
 	if !ok {
-		return nil, fmt.Errorf("models: conv: want a dense tensor, got %T", v)
+		return nil, fmt.Errorf("models: op input: want a dense tensor, got %T", v)
 	}
 	if d.RequiresIterator() {
 		d = tensor.Materialize(d).(*tensor.Dense)
 	}
 	s, ok := d.Data().([]float32)
 	if !ok {
-		return nil, fmt.Errorf("models: conv: want float32 data, got %T", d.Data())
+		return nil, fmt.Errorf("models: op input: want float32 data, got %T", d.Data())
 	}
 	return s, nil
+}
+
+// opInputs checks that op got as many inputs as its arity and puts their
+// float32 data in in (which holds at least that many).
+func opInputs(op G.Op, inputs []G.Value, in [][]float32) error {
+	if len(inputs) != op.Arity() || len(inputs) > len(in) {
+		return fmt.Errorf("models: %v takes %d inputs, got %d", op, op.Arity(), len(inputs))
+	}
+	for i, v := range inputs {
+		var err error
+		if in[i], err = f32s(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// opHashcode is an op's Hashcode: FNV-1a of what its WriteHash writes.
+func opHashcode(op interface{ WriteHash(hash.Hash) }) uint32 {
+	h := fnv.New32a()
+	op.WriteHash(h)
+	return h.Sum32()
 }
 
 // outBuf is an op's output tensor: allocated by the first call and
@@ -251,24 +273,14 @@ func (op *convOp) String() string {
 	return fmt.Sprintf("vtrain.conv%d{%+v pool=%v}", op.kind, op.g, op.pool != nil)
 }
 func (op *convOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
-func (op *convOp) Hashcode() uint32 {
-	h := fnv.New32a()
-	op.WriteHash(h)
-	return h.Sum32()
-}
+func (op *convOp) Hashcode() uint32      { return opHashcode(op) }
 
 func (op *convOp) Do(inputs ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, inputs...) }
 
 func (op *convOp) UsePreallocDo(_ G.Value, inputs ...G.Value) (G.Value, error) {
-	if len(inputs) != op.Arity() {
-		return nil, fmt.Errorf("models: %v takes %d inputs, got %d", op, op.Arity(), len(inputs))
-	}
 	var in [3][]float32
-	for i, v := range inputs {
-		var err error
-		if in[i], err = f32s(v); err != nil {
-			return nil, err
-		}
+	if err := opInputs(op, inputs, in[:]); err != nil {
+		return nil, err
 	}
 	res, dst := op.out.get(op.shape()...)
 	switch op.kind {

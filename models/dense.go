@@ -3,7 +3,6 @@ package models
 import (
 	"fmt"
 	"hash"
-	"hash/fnv"
 	"math"
 
 	"github.com/chewxy/hm"
@@ -87,24 +86,14 @@ func (op *denseOp) String() string {
 	return fmt.Sprintf("vtrain.dense%d{%dx%dx%d}", op.kind, op.n, op.i, op.o)
 }
 func (op *denseOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
-func (op *denseOp) Hashcode() uint32 {
-	h := fnv.New32a()
-	op.WriteHash(h)
-	return h.Sum32()
-}
+func (op *denseOp) Hashcode() uint32      { return opHashcode(op) }
 
 func (op *denseOp) Do(inputs ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, inputs...) }
 
 func (op *denseOp) UsePreallocDo(_ G.Value, inputs ...G.Value) (G.Value, error) {
-	if len(inputs) != op.Arity() {
-		return nil, fmt.Errorf("models: %v takes %d inputs, got %d", op, op.Arity(), len(inputs))
-	}
 	var in [3][]float32
-	for i, v := range inputs {
-		var err error
-		if in[i], err = f32s(v); err != nil {
-			return nil, err
-		}
+	if err := opInputs(op, inputs, in[:]); err != nil {
+		return nil, err
 	}
 	res, dst := op.out.get(op.shape()...)
 	n, i, o := op.n, op.i, op.o
@@ -209,24 +198,14 @@ func (op *reluOp) CallsExtern() bool                              { return false
 func (op *reluOp) OverwritesInput() int                           { return -1 }
 func (op *reluOp) String() string                                 { return fmt.Sprintf("vtrain.relu{grad=%v %v}", op.grad, op.shape) }
 func (op *reluOp) WriteHash(h hash.Hash)                          { fmt.Fprint(h, op.String()) }
-func (op *reluOp) Hashcode() uint32 {
-	h := fnv.New32a()
-	op.WriteHash(h)
-	return h.Sum32()
-}
+func (op *reluOp) Hashcode() uint32                               { return opHashcode(op) }
 
 func (op *reluOp) Do(inputs ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, inputs...) }
 
 func (op *reluOp) UsePreallocDo(_ G.Value, inputs ...G.Value) (G.Value, error) {
-	if len(inputs) != op.Arity() {
-		return nil, fmt.Errorf("models: %v takes %d inputs, got %d", op, op.Arity(), len(inputs))
-	}
 	var in [2][]float32
-	for i, v := range inputs {
-		var err error
-		if in[i], err = f32s(v); err != nil {
-			return nil, err
-		}
+	if err := opInputs(op, inputs, in[:]); err != nil {
+		return nil, err
 	}
 	res, dst := op.out.get(op.shape...)
 	x := in[0][:len(dst)]
