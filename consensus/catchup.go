@@ -113,9 +113,7 @@ func (e *Engine) StepCommit(c *Commit) Decision {
 	case r < e.round:
 		return ignore("stale commit: round %d, now %d", r, e.round)
 	case r > e.round:
-		if r > e.aheadAt {
-			e.aheadAt, e.aheadBy = r, certSigners(&c.Cert)
-		}
+		e.aheadAt = max(e.aheadAt, r)
 		e.askProof(append(certSigners(&c.Cert), e.voters...))
 		return ignore("commit of round %d, now %d: asking for a proof", r, e.round)
 	case e.ag.decided != nil || e.Done():
@@ -307,8 +305,11 @@ func (e *Engine) Restore(st State) error {
 		// A commit of this round or a later one went by while the state
 		// was on its way (and the rate limit swallowed its question): ask
 		// now, not after a stall, when a run that ended is gone.
+		// It asks the voters of the round it now holds, not the signers
+		// the commit claimed (unchecked: anyone may gossip one, and a
+		// list of made-up peers first would delay the question).
 		e.proofAt = 0
-		e.askProof(append(e.aheadBy, e.voters...))
+		e.askProof(e.voters)
 	}
 	return nil
 }

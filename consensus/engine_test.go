@@ -1164,6 +1164,12 @@ func TestCommitDuringStateFetch(t *testing.T) {
 	}
 	f.decideRound()
 	c := src.history[3].commit
+	// An outsider's copy of it, claiming made-up signers: its signatures
+	// go unchecked while this node is behind, and it must not steer
+	// whom the node asks.
+	forged := c
+	forged.Cert.Sigs = []Signature{{From: "zz", Sig: []byte("x")}}
+	want(t, "forged commit ahead", e.StepCommit(&forged), Ignore, "asking for a proof")
 	want(t, "commit ahead", e.StepCommit(&c), Ignore, "asking for a proof")
 	if rd := e.Ready(); rd.FetchProof != nil {
 		t.Fatal("the rate limit let a second question through")
@@ -1174,6 +1180,9 @@ func TestCommitDuringStateFetch(t *testing.T) {
 	rd := e.Ready()
 	if rd.FetchProof == nil || rd.FetchProof.Round != 3 || !slices.Contains(rd.FetchProof.From, PeerID("p0")) {
 		t.Fatalf("after the state, no question for round 3's decision: %+v", rd.FetchProof)
+	}
+	if slices.Contains(rd.FetchProof.From, PeerID("zz")) {
+		t.Errorf("the question goes to a signer a forged commit made up: %v", rd.FetchProof.From)
 	}
 	if err := e.StepProof(src.ServeProof(3)); err != nil || e.ag.decided == nil {
 		t.Errorf("round 3's proof: %v, decided %v", err, e.ag.decided)
