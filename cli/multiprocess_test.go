@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -141,7 +141,7 @@ func buildBinary(t *testing.T, race bool) (dir, bin string) {
 	if race {
 		args = append(args, "-race")
 	}
-	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", append(args, "github.com/vtrain/vtrain/cmd/vtrain")...).CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	return dir, bin

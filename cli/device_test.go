@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"strings"
@@ -11,7 +11,7 @@ func TestDeviceFlag(t *testing.T) {
 	for _, args := range [][]string{
 		{"train", "--device", "cuda", "--steps", "1"},
 		{"bench", "step", "--device", "cuda:1", "--steps", "1"},
-		{"node", "--spec", "../../examples/run.toml", "--device", "cuda"},
+		{"node", "--spec", "../examples/run.toml", "--device", "cuda"},
 	} {
 		code, _, stderr := vtrain(t, args...)
 		if code != 1 || !strings.Contains(stderr, "without CUDA support") {

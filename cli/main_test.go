@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -179,7 +179,7 @@ func TestBinaryExitCode(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := filepath.Join(t.TempDir(), "vtrain")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/vtrain/vtrain/cmd/vtrain").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "train", "--batch", "-1")
