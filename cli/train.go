@@ -37,14 +37,20 @@ type trainResult struct {
 }
 
 type modelFlags struct {
+	fs     *flag.FlagSet
 	kind   *string
 	hidden *string
 }
 
 func addModelFlags(fs *flag.FlagSet) modelFlags {
+	kinds := strings.Join(models.Kinds, ", ")
+	if users := models.Registered(); len(users) > 0 {
+		kinds += "; this binary's own: " + strings.Join(users, ", ")
+	}
 	return modelFlags{
-		kind:   fs.String("model", "mlp", "model: "+strings.Join(models.Kinds, ", ")),
-		hidden: fs.String("hidden", "256", "MLP hidden layer widths, comma-separated (mlp only)"),
+		fs:     fs,
+		kind:   fs.String("model", "mlp", "model: "+kinds),
+		hidden: fs.String("hidden", "256", "hidden layer widths, comma-separated (mlp, and a user's model that takes them: its own default when left out)"),
 	}
 }
 
@@ -53,7 +59,7 @@ func (m modelFlags) spec() (models.Spec, error) {
 	if err != nil {
 		return models.Spec{}, usageError{err.Error()}
 	}
-	if *m.kind != models.MLP {
+	if user := !models.IsBuiltin(*m.kind); *m.kind != models.MLP && !(user && flagSet(m.fs, "hidden")) {
 		hidden = nil
 	}
 	spec, err := models.NewSpec(*m.kind, hidden)

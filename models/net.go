@@ -117,6 +117,12 @@ func (n *Net) build() error {
 	h := n.x
 	pi := 0
 	var err error
+	if !IsBuiltin(s.Kind) {
+		if err := n.buildUser(); err != nil {
+			return err
+		}
+		return n.buildLoss()
+	}
 	if s.Kind == CNN {
 		if h, err = G.Reshape(h, tensor.Shape{n.batch, 1, s.Rows, s.Cols}); err != nil {
 			return err
@@ -147,6 +153,13 @@ func (n *Net) build() error {
 		}
 	}
 	n.logits = h
+	return n.buildLoss()
+}
+
+// buildLoss adds the mean softmax cross-entropy of the logits to a
+// training net.
+func (n *Net) buildLoss() error {
+	s, h := n.spec, n.logits
 	if !n.train {
 		return nil
 	}

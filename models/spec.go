@@ -1,5 +1,7 @@
 // Package models defines vtrain's models on Gorgonia: softmax (logistic)
-// regression, a multi-layer perceptron and a small CNN for 28×28 images.
+// regression, a multi-layer perceptron and a small CNN for 28×28 images,
+// and the users' own models ([Definition], [Register]): Gorgonia graphs
+// built from the ops in ops_api.go, differentiated by Gorgonia.
 //
 // # The flat parameter vector
 //
@@ -27,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -65,11 +68,14 @@ var (
 // NewSpec returns a validated spec for 28×28 10-class images.
 func NewSpec(kind string, hidden []int) (Spec, error) {
 	s := Spec{Kind: kind, Hidden: hidden, Rows: 28, Cols: 28, Classes: 10}
-	s = s.withDefaults()
+	s = s.WithDefaults()
 	return s, s.Validate()
 }
 
-func (s Spec) withDefaults() Spec {
+// WithDefaults fills in what the spec leaves out: a 28×28 10-class input,
+// the MLP's hidden widths, the CNN's channels, a user's model's own
+// defaults.
+func (s Spec) WithDefaults() Spec {
 	if s.Rows == 0 {
 		s.Rows = 28
 	}
@@ -87,6 +93,10 @@ func (s Spec) withDefaults() Spec {
 	case CNN:
 		if len(s.Channels) == 0 {
 			s.Channels = append([]int(nil), DefaultChannels...)
+		}
+	default:
+		if d, ok := lookup(s.Kind); ok && d.Defaults != nil {
+			s = s.userDefaults(d)
 		}
 	}
 	return s
@@ -120,8 +130,12 @@ func (s Spec) Validate() error {
 		if s.Rows%4 != 0 || s.Cols%4 != 0 {
 			return fmt.Errorf("%w: cnn needs image sides divisible by 4, got %dx%d", ErrSpec, s.Rows, s.Cols)
 		}
+	case "":
+		return fmt.Errorf("%w: no model kind (want one of %s, or a registered model)", ErrSpec, strings.Join(Kinds, ", "))
 	default:
-		return fmt.Errorf("%w: unknown model %q (want one of %s)", ErrSpec, s.Kind, strings.Join(Kinds, ", "))
+		if err := s.validateUser(); err != nil {
+			return err
+		}
 	}
 	if s.Rows < 1 || s.Cols < 1 || s.Rows*s.Cols > 1<<20 || s.Classes < 2 || s.Classes > 1<<16 {
 		return fmt.Errorf("%w: input %dx%d with %d classes", ErrSpec, s.Rows, s.Cols, s.Classes)
@@ -141,8 +155,14 @@ func (s Spec) String() string {
 		return strings.Join(append(parts, strconv.Itoa(s.Classes)), "-")
 	case CNN:
 		return fmt.Sprintf("cnn-%d-%d-%d", s.Channels[0], s.Channels[1], s.Classes)
-	default:
+	case LogReg:
 		return fmt.Sprintf("%s-%d-%d", s.Kind, in, s.Classes)
+	default:
+		parts := []string{s.Kind, strconv.Itoa(in)}
+		for _, v := range append(slices.Clone(s.Channels), s.Hidden...) {
+			parts = append(parts, strconv.Itoa(v))
+		}
+		return strings.Join(append(parts, strconv.Itoa(s.Classes)), "-")
 	}
 }
 
@@ -209,6 +229,9 @@ const (
 
 // Layout returns the parameters in flat-vector order.
 func (s Spec) Layout() []Param {
+	if !IsBuiltin(s.Kind) {
+		return s.userLayout()
+	}
 	var ps []Param
 	off := 0
 	add := func(name string, shape []int, fanIn int, transposed bool) {
@@ -249,6 +272,12 @@ func (s Spec) NumParams() int {
 // the forward pass and twice that in the backward pass, for the matrix
 // products and convolutions only.
 func (s Spec) FLOPsPerSample() float64 {
+	if !IsBuiltin(s.Kind) {
+		if d, ok := lookup(s.Kind); ok && d.FLOPsPerSample != nil {
+			return d.FLOPsPerSample(s)
+		}
+		return 0
+	}
 	macs := 0.0
 	if s.Kind == CNN {
 		h, w, inC := s.Rows, s.Cols, 1

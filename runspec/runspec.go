@@ -66,6 +66,12 @@ type Model struct {
 	Kind     string `toml:"kind" json:"kind"`
 	Hidden   []int  `toml:"hidden" json:"hidden"`
 	Channels []int  `toml:"channels" json:"channels"`
+	// Definition pins a user's model (one registered with
+	// models.Register, not built in): the hash of its definition
+	// (models.Spec.Definition), which the run ID covers. Parse fills it
+	// from this binary's model when the file leaves it out; a peer whose
+	// model hashes differently cannot take part. Empty for built-in models.
+	Definition string `toml:"definition" json:"definition,omitempty"`
 }
 
 // Data says what is trained on and how it is split between peers.
@@ -289,6 +295,13 @@ func Parse(b []byte) (Spec, error) {
 	if s.Model.Kind == models.MLP && len(s.Model.Hidden) == 0 {
 		s.Model.Hidden = []int{256}
 	}
+	if s.Model.Definition == "" && s.Model.Kind != "" && !models.IsBuiltin(s.Model.Kind) {
+		// A user's model: pin the definition this binary has. A spec
+		// that cannot be built fails below, in Validate.
+		if m, err := s.ModelSpec(); err == nil {
+			s.Model.Definition, _ = m.Definition()
+		}
+	}
 	if s.Members.Genesis == nil {
 		s.Members.Genesis = []string{}
 	}
@@ -329,8 +342,10 @@ func (s Spec) Validate() error {
 	if s.Run.Rounds < 0 || s.Run.Rounds > 1<<20 {
 		return bad("run.rounds", "must be 0..1048576, got %d", s.Run.Rounds)
 	}
-	if _, err := s.ModelSpec(); err != nil {
-		return bad("model", "%v", err)
+	if ms, err := s.ModelSpec(); err != nil {
+		return fmt.Errorf("%w: model: %w", ErrSpec, err) // wrapped: a joiner can tell a model its binary lacks
+	} else if err := s.checkDefinition(ms); err != nil {
+		return err
 	}
 	if s.Data.Source != "fashion-mnist" && s.Data.Source != "synthetic" {
 		return bad("data.source", "must be fashion-mnist or synthetic, got %q", s.Data.Source)
@@ -470,10 +485,38 @@ func (s Spec) validatePrivacy() error {
 // ModelSpec returns the model the spec describes (28×28, 10 classes).
 func (s Spec) ModelSpec() (models.Spec, error) {
 	m := models.Spec{Kind: s.Model.Kind, Hidden: s.Model.Hidden, Channels: s.Model.Channels, Rows: 28, Cols: 28, Classes: 10}
-	if m.Kind == models.CNN && len(m.Channels) == 0 {
-		m.Channels = append([]int(nil), models.DefaultChannels...)
+	if m.Kind == models.CNN || !models.IsBuiltin(m.Kind) {
+		m = m.WithDefaults() // a CNN's channels, a user's model's own defaults
 	}
 	return m, m.Validate()
+}
+
+// checkDefinition checks model.definition against this binary's model.
+func (s Spec) checkDefinition(m models.Spec) error {
+	if models.IsBuiltin(m.Kind) {
+		if s.Model.Definition != "" {
+			return bad("model.definition", "only a user's model is pinned by its definition; %s is built in", m.Kind)
+		}
+		return nil
+	}
+	have, err := m.Definition()
+	if err != nil {
+		return bad("model", "%v", err)
+	}
+	switch want := s.Model.Definition; {
+	case want == "":
+		return bad("model.definition", "missing: a user's model must be pinned (this binary's %s is %s)", m.Kind, have)
+	case want != have:
+		return bad("model.definition", "the run's %s is %s, this binary's is %s: build vtrain with the run's version of the model", m.Kind, short(want), short(have))
+	}
+	return nil
+}
+
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16] + "…"
+	}
+	return h
 }
 
 // CompressParams returns the compression settings.

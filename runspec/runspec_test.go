@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/vtrain/vtrain/models"
+	G "gorgonia.org/gorgonia"
 	"os"
 	"strings"
 	"testing"
@@ -172,5 +174,84 @@ func TestPrivacyZK(t *testing.T) {
 	}
 	if _, err := Parse([]byte("[privacy]\nvk_sha256 = \"00\"")); !errors.Is(err, ErrSpec) {
 		t.Errorf("a key without mode zk accepted: %v", err)
+	}
+}
+
+// userModel registers a small model of the test's own: x → tanh(x·W+b) → dense.
+func userModel(name string, act func(*G.Node) (*G.Node, error)) models.Definition {
+	return models.Definition{
+		Name: name,
+		Params: func(s models.Spec) ([]models.ParamDef, error) {
+			in := s.Rows * s.Cols
+			return []models.ParamDef{
+				{Name: "a.weight", Shape: []int{in, 8}, FanIn: in, Transposed: true}, {Name: "a.bias", Shape: []int{8}, FanIn: in},
+				{Name: "o.weight", Shape: []int{8, s.Classes}, FanIn: 8, Transposed: true}, {Name: "o.bias", Shape: []int{s.Classes}, FanIn: 8},
+			}, nil
+		},
+		Forward: func(x *G.Node, p []*G.Node, s models.Spec) (*G.Node, error) {
+			h, err := models.Dense(x, p[0], p[1])
+			if err != nil {
+				return nil, err
+			}
+			if h, err = act(h); err != nil {
+				return nil, err
+			}
+			return models.Dense(h, p[2], p[3])
+		},
+	}
+}
+
+func init() {
+	models.MustRegister(userModel("spec-test-model", models.Tanh))
+	models.MustRegister(userModel("spec-test-relu", models.ReLU))
+}
+
+// A user's model is pinned by its definition hash, which the run ID
+// covers: the pin is filled in when the file leaves it out, a peer whose
+// binary has another definition (or none) cannot take the spec, and
+// built-in models are not pinned (their run IDs are as before).
+func TestUserModelDefinition(t *testing.T) {
+	s, err := Parse([]byte("[model]\nkind = \"spec-test-model\"\nhidden = []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.ModelSpec()
+	want, err := m.Definition()
+	if err != nil || s.Model.Definition != want || len(want) != 64 {
+		t.Fatalf("pinned %q, the model's definition %q (%v)", s.Model.Definition, want, err)
+	}
+	if !strings.Contains(string(s.Canonical()), want) {
+		t.Fatalf("the canonical spec does not carry the definition: %s", s.Canonical())
+	}
+	if got, err := FromCanonical(s.Canonical(), s.RunID()); err != nil || got.RunID() != s.RunID() {
+		t.Fatalf("round trip: %v", err)
+	}
+	// The same spec under another definition is another run.
+	other, err := Parse([]byte("[model]\nkind = \"spec-test-relu\"\nhidden = []\n"))
+	if err != nil || other.Model.Definition == want || other.RunID() == s.RunID() {
+		t.Fatalf("another model: %v, definition %q", err, other.Model.Definition)
+	}
+	// A peer whose binary's model differs: the spec it receives pins
+	// another hash (here, one edited in), and it says what to do.
+	forged := s
+	forged.Model.Definition = strings.Repeat("ab", 32)
+	if _, err := FromCanonical(forged.Canonical(), forged.RunID()); !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), "build vtrain with the run's version of the model") {
+		t.Errorf("another definition: %v", err)
+	}
+	if _, err := Parse([]byte("[model]\nkind = \"spec-test-model\"\ndefinition = \"" + strings.Repeat("ab", 32) + "\"\n")); err == nil || !strings.Contains(err.Error(), "model.definition") {
+		t.Errorf("a file pinning another definition: %v", err)
+	}
+	// A peer whose binary lacks the model.
+	missing := s
+	missing.Model.Kind = "spec-test-absent"
+	if _, err := FromCanonical(missing.Canonical(), missing.RunID()); !errors.Is(err, models.ErrUnknownModel) || !strings.Contains(err.Error(), "not built into this vtrain binary") {
+		t.Errorf("an absent model: %v", err)
+	}
+	// Built-in models are not pinned.
+	if _, err := Parse([]byte("[model]\nkind = \"mlp\"\ndefinition = \"" + want + "\"\n")); err == nil || !strings.Contains(err.Error(), "model.definition") {
+		t.Errorf("a pinned built-in: %v", err)
+	}
+	if strings.Contains(string(Default().Canonical()), "definition") {
+		t.Errorf("a built-in model's canonical spec names a definition: %s", Default().Canonical())
 	}
 }

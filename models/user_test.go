@@ -1,0 +1,241 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+)
+
+// A test's own model: x → act(x·W1 + b1) (+ a residual block) → dense.
+func testDefinition(name string, act func(*G.Node) (*G.Node, error), residual bool) Definition {
+	return Definition{
+		Name: name,
+		Params: func(s Spec) ([]ParamDef, error) {
+			w := 16
+			if len(s.Hidden) > 0 {
+				w = s.Hidden[0]
+			}
+			in := s.Rows * s.Cols
+			ps := []ParamDef{{Name: "a.weight", Shape: []int{in, w}, FanIn: in, Transposed: true}, {Name: "a.bias", Shape: []int{w}, FanIn: in}}
+			if residual {
+				ps = append(ps, ParamDef{Name: "r.weight", Shape: []int{w, w}, FanIn: w, Transposed: true}, ParamDef{Name: "r.bias", Shape: []int{w}, FanIn: w})
+			}
+			return append(ps, ParamDef{Name: "o.weight", Shape: []int{w, s.Classes}, FanIn: w, Transposed: true}, ParamDef{Name: "o.bias", Shape: []int{s.Classes}, FanIn: w}), nil
+		},
+		Forward: func(x *G.Node, p []*G.Node, s Spec) (*G.Node, error) {
+			h, err := Dense(x, p[0], p[1])
+			if err != nil {
+				return nil, err
+			}
+			if h, err = act(h); err != nil {
+				return nil, err
+			}
+			if residual {
+				r, err := Dense(h, p[2], p[3])
+				if err != nil {
+					return nil, err
+				}
+				if r, err = act(r); err != nil {
+					return nil, err
+				}
+				if h, err = Add(h, r); err != nil {
+					return nil, err
+				}
+			}
+			return Dense(h, p[len(p)-2], p[len(p)-1])
+		},
+	}
+}
+
+func init() {
+	MustRegister(testDefinition("test-tanh-res", Tanh, true))
+	MustRegister(testDefinition("test-relu-res", ReLU, true))
+	MustRegister(testDefinition("test-tanh", Tanh, false))
+}
+
+func TestRegisterRejects(t *testing.T) {
+	good := testDefinition("x", Tanh, false)
+	for _, tc := range []struct {
+		name string
+		edit func(*Definition)
+		want string
+	}{
+		{"bad name", func(d *Definition) { d.Name = "Res MLP" }, "lower-case"},
+		{"empty name", func(d *Definition) { d.Name = "" }, "lower-case"},
+		{"built-in", func(d *Definition) { d.Name = MLP }, "built-in"},
+		{"taken", func(d *Definition) { d.Name = "test-tanh" }, "registered twice"},
+		{"no forward", func(d *Definition) { d.Name = "fresh"; d.Forward = nil }, "needs Params and Forward"},
+	} {
+		d := good
+		tc.edit(&d)
+		if err := Register(d); err == nil || !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	if r := strings.Join(Registered(), ","); !strings.Contains(r, "test-relu-res,test-tanh,test-tanh-res") || strings.Contains(r, "fresh") {
+		t.Errorf("registered %v", r)
+	}
+}
+
+func TestUserSpecErrors(t *testing.T) {
+	if _, err := NewSpec("no-such-model", nil); !errors.Is(err, ErrUnknownModel) || !strings.Contains(err.Error(), "not built into this vtrain binary") {
+		t.Errorf("unknown model: %v", err)
+	}
+	bad := func(name string, params func(Spec) ([]ParamDef, error)) error {
+		d := testDefinition(name, Tanh, false)
+		d.Params = params
+		MustRegister(d)
+		_, err := NewSpec(name, nil)
+		return err
+	}
+	for name, params := range map[string]func(Spec) ([]ParamDef, error){
+		"bad-panics": func(Spec) ([]ParamDef, error) { panic("oops") },
+		"bad-error":  func(Spec) ([]ParamDef, error) { return nil, fmt.Errorf("no such width") },
+		"bad-empty":  func(Spec) ([]ParamDef, error) { return nil, nil },
+		"bad-zero":   func(Spec) ([]ParamDef, error) { return []ParamDef{{Name: "w", Shape: []int{0, 3}, FanIn: 1}}, nil },
+		"bad-dup": func(Spec) ([]ParamDef, error) {
+			return []ParamDef{{Name: "w", Shape: []int{3}, FanIn: 1}, {Name: "w", Shape: []int{3}, FanIn: 1}}, nil
+		},
+		"bad-fan": func(Spec) ([]ParamDef, error) { return []ParamDef{{Name: "w", Shape: []int{3}}}, nil },
+		"bad-huge": func(Spec) ([]ParamDef, error) {
+			return []ParamDef{{Name: "w", Shape: []int{1 << 15, 1 << 15}, FanIn: 1}}, nil
+		},
+	} {
+		if err := bad(name, params); !errors.Is(err, ErrSpec) {
+			t.Errorf("%s: %v, want %v", name, err, ErrSpec)
+		}
+	}
+	// Logits of the wrong shape fail when the net is built, naming both.
+	d := testDefinition("bad-logits", Tanh, false)
+	d.Forward = func(x *G.Node, p []*G.Node, s Spec) (*G.Node, error) { return Dense(x, p[0], p[1]) }
+	MustRegister(d)
+	s, err := NewSpec("bad-logits", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewTrainNet(s, 3, make([]float32, s.NumParams())); err == nil || !strings.Contains(err.Error(), "want [3 10]") {
+		t.Errorf("wrong logits: %v", err)
+	}
+}
+
+func TestUserLayoutAndName(t *testing.T) {
+	s, err := NewSpec("test-tanh-res", []int{8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.String() != "test-tanh-res-784-8-10" {
+		t.Errorf("name %s", s)
+	}
+	want := []struct {
+		name string
+		off  int
+	}{{"a.weight", 0}, {"a.bias", 784 * 8}, {"r.weight", 784*8 + 8}, {"r.bias", 784*8 + 8 + 64}, {"o.weight", 784*8 + 8 + 64 + 8}, {"o.bias", 784*8 + 8 + 64 + 8 + 80}}
+	l := s.Layout()
+	if len(l) != len(want) {
+		t.Fatalf("layout %+v", l)
+	}
+	for i, w := range want {
+		if l[i].Name != w.name || l[i].Offset != w.off {
+			t.Errorf("param %d: %s at %d, want %s at %d", i, l[i].Name, l[i].Offset, w.name, w.off)
+		}
+	}
+	if s.NumParams() != 784*8+8+64+8+80+10 || !l[0].Transposed || l[0].TorchShape()[0] != 8 {
+		t.Errorf("%d parameters, %+v", s.NumParams(), l[0])
+	}
+}
+
+// A user's model trains through Gorgonia's autodiff: its gradient agrees
+// with finite differences (through tanh and the residual Add, where the
+// gradient of h sums two paths), and a doubled gradient would not.
+func TestUserGradientFiniteDifference(t *testing.T) {
+	spec, err := NewSpec("test-tanh-res", []int{12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theta := Init(spec, 5)
+	const B = 6
+	net, err := NewTrainNet(spec, B, theta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	idx, ds := testBatch(t, spec, B)
+	y := make([]int, B)
+	ds.Fill(idx, net.Input(), y)
+	if _, err := net.Step(y); err != nil {
+		t.Fatal(err)
+	}
+	g := append([]float32(nil), net.Grads()...)
+	orig := append([]float32(nil), theta...)
+	dir := func(p Param, claimed []float32) (fd, want float64) {
+		for _, v := range claimed {
+			want += float64(v) * float64(v)
+		}
+		eps := 1e-2 / math.Sqrt(want)
+		lossAt := func(e float64) float64 {
+			copy(theta, orig)
+			for i, v := range claimed {
+				theta[p.Offset+i] += float32(e) * v
+			}
+			l, err := net.Step(y)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return float64(l)
+		}
+		fd = (lossAt(eps) - lossAt(-eps)) / (2 * eps)
+		copy(theta, orig)
+		return fd, want
+	}
+	for _, p := range spec.Layout() {
+		claimed := g[p.Offset : p.Offset+p.Size]
+		if fd, want := dir(p, claimed); math.Abs(fd-want) > 0.05*want {
+			t.Errorf("%s: directional derivative %.6g, |g|² %.6g", p.Name, fd, want)
+		}
+		wrong := make([]float32, len(claimed))
+		for i, v := range claimed {
+			wrong[i] = 2 * v
+		}
+		if fd, want := dir(p, wrong); math.Abs(fd-want) <= 0.05*want {
+			t.Errorf("%s: the check cannot tell a doubled gradient", p.Name)
+		}
+	}
+}
+
+func TestDefinitionHash(t *testing.T) {
+	hash := func(kind string, hidden []int) string {
+		t.Helper()
+		s, err := NewSpec(kind, hidden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.definition() // not the cached one: build it again
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	a := hash("test-tanh-res", []int{8})
+	if len(a) != 64 || a != hash("test-tanh-res", []int{8}) {
+		t.Fatalf("hash %q is not stable", a)
+	}
+	for name, other := range map[string]string{
+		"another width":      hash("test-tanh-res", []int{9}),
+		"another activation": hash("test-relu-res", []int{8}),
+		"no residual block":  hash("test-tanh", []int{8}),
+		"a built-in MLP":     hash(MLP, []int{8}),
+	} {
+		if other == a {
+			t.Errorf("%s hashes the same as the model", name)
+		}
+	}
+	// The cached hash is the computed one.
+	s, _ := NewSpec("test-tanh-res", []int{8})
+	if h, err := s.Definition(); err != nil || h != a {
+		t.Errorf("cached %q, %v; want %q", h, err, a)
+	}
+}
