@@ -16,20 +16,27 @@
 # GPU machines have no Go toolchain: build the bundle where Go is,
 #   benchmarks/gpu_check.sh --build        # needs the CUDA headers and stubs:
 #                                          # eval "$(../shared/scripts/cuda-sdk.sh)" first
-# which writes gpu-bundle/ (cuda.test, vtrain-cuda, Fashion-MNIST), then
+# which writes gpu-bundle/ (cuda.test, vtrain-cuda, Fashion-MNIST; ~50 MB), then
 # carry gpu-bundle and run there:
 #   benchmarks/gpu_check.sh                # [--steps 200] [--epochs 1]
+# (with the device tool: run(command="benchmarks/gpu_check.sh", carry=["gpu-bundle"])).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bundle=gpu-bundle steps=200 epochs=1 py=${PYTHON:-python3}
 if [ "${1:-}" = --build ]; then
-	mkdir -p "$bundle/fashion-mnist"
-	CGO_ENABLED=1 go test -c -tags vtcuda -o "$bundle/cuda.test" ./cuda
-	CGO_ENABLED=1 go build -tags vtcuda -o "$bundle/vtrain-cuda" ./cmd/vtrain
+	# Stripped and xz-compressed, the bundle is about 50 MB (the device
+	# tool carries at most 64 MiB); the run unpacks it.
+	rm -rf "$bundle" && mkdir -p "$bundle/fashion-mnist"
+	CGO_ENABLED=1 go test -c -tags vtcuda -ldflags="-s -w" -o "$bundle/cuda.test" ./cuda
+	CGO_ENABLED=1 go build -tags vtcuda -ldflags="-s -w" -o "$bundle/vtrain-cuda" ./cmd/vtrain
+	xz -T0 "$bundle/cuda.test" "$bundle/vtrain-cuda"
 	cp /usr/share/datasets/fashion-mnist/*-ubyte* "$bundle/fashion-mnist/"
 	du -sh "$bundle"
 	exit 0
 fi
+for f in "$bundle/cuda.test" "$bundle/vtrain-cuda"; do
+	if [ -e "$f.xz" ] && [ ! -e "$f" ]; then xz -dk "$f.xz" && chmod +x "$f"; fi
+done
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--steps) steps=$2; shift 2 ;;
