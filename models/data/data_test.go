@@ -256,3 +256,26 @@ func TestPixelValue(t *testing.T) {
 		}
 	}
 }
+
+// TestPixelsVectorMatchesTable checks the pixel conversion, vector loop
+// and scalar tail, against the table bit for bit, for every byte value at
+// every lane and for lengths around the vector width.
+func TestPixelsVectorMatchesTable(t *testing.T) {
+	for n := 0; n <= 300; n++ {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(i*37 + n)
+		}
+		dst := make([]float32, n+1)
+		dst[n] = -1 // a guard past the end
+		pixels(dst[:n], src)
+		for i, p := range src {
+			if math.Float32bits(dst[i]) != math.Float32bits(pixelValue[p]) {
+				t.Fatalf("n=%d: pixel %d (%d) = %v, want %v", n, i, p, dst[i], pixelValue[p])
+			}
+		}
+		if dst[n] != -1 {
+			t.Fatalf("n=%d: wrote past the end", n)
+		}
+	}
+}

@@ -54,10 +54,7 @@ func (d *Dataset) Fill(idx []int, x []float32, y []int) {
 	}
 	for i, s := range idx {
 		px := d.Images[s*f : (s+1)*f]
-		dst := x[i*f : (i+1)*f]
-		for j, p := range px {
-			dst[j] = pixelValue[p]
-		}
+		pixels(x[i*f:(i+1)*f], px)
 		y[i] = int(d.Labels[s])
 	}
 }
