@@ -303,7 +303,9 @@
 // (Engine.CarryIn): its next update is kept, not proposed, in its own
 // round, and taken late in the next one once the late one is aggregated.
 // If the late one is not taken, that update no longer continues the mark
-// and is dropped as stale, and the node falls back to the mark. Updates
+// and is dropped as stale, and the node falls back to the mark. (Gossip
+// keeps no order: such an update that reaches a node before the late one
+// it continues is dropped there without blame, and re-sent.) Updates
 // of round r that round r did not aggregate are carried into round r+1 by
 // every node that holds them, and a node re-sends its own late update
 // while the round lasts.

@@ -110,8 +110,10 @@ type Decided struct {
 	Admitted   []PeerID
 	Dropped    []PeerID // members absent too long
 	// Late are the members the round expected (voters, and those aggregated
-	// the round before) whose update it did not aggregate: stragglers it
-	// did not wait for past its deadline (or that sent nothing). Deadline
+	// the round before) whose update of the round it did not aggregate:
+	// stragglers it did not wait for past its deadline (or that sent
+	// nothing). Their update may still be taken late by the next round
+	// (LateIn there). Deadline
 	// is the round's agreed collection deadline (Engine.Deadline) and Paced
 	// whether it followed the members' paces.
 	Late     []PeerID
@@ -638,6 +640,9 @@ func (e *Engine) StepUpdate(u *Update) Decision {
 	spec := false // carries in what the author's late update kept (late.go)
 	if d := e.checkCommitments(u, e.ResidualMark(u.From)); !d.OK() {
 		if spec = e.continuesLate(u); !spec {
+			if why := e.mayContinueLate(u.From); !d.Invalid && why != "" {
+				return ignore("%s (its residual %s is not its mark)", why, u.ResidualIn.Short())
+			}
 			return d
 		}
 	}

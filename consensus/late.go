@@ -119,6 +119,19 @@ func (e *Engine) continuesLate(u *Update) bool {
 	return u.ResidualIn == out && e.checkCommitments(u, out).OK()
 }
 
+// mayContinueLate says why an update of p's that carries in neither its
+// mark nor what its late update held here kept may still be honest ("" if
+// it may not): p may have a late update this round would take that has not
+// reached this node yet (gossip does not keep order), which the update
+// continues. It is dropped, not held against p; p re-sends it.
+func (e *Engine) mayContinueLate(p PeerID) string {
+	m, ok := e.members.Find(p)
+	if _, held := e.lateBy[p]; !ok || held || e.lateBar(m) != "" {
+		return ""
+	}
+	return fmt.Sprintf("%s's update may continue a late update of round %d not held here", p, e.round-1)
+}
+
 // trainedLate takes this node's update of the round before, finished
 // after that round was decided without it: it is published as a late
 // update if this round may take it, else dropped.

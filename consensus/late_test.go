@@ -58,6 +58,10 @@ func TestLateUpdate(t *testing.T) {
 	forged.Sig[0] ^= 1
 	want(t, "a forged late update", e.StepUpdate(forged), Reject, "bad signature")
 
+	// Gossip keeps no order: p3's next update, continuing its late one,
+	// may come first. Dropped without blame (p3 re-sends it).
+	want(t, "p3's continuing update before its late one", e.StepUpdate(f.lateUpdate("p3", 1, e.Hash(), 5, mark, Hash{8})), Ignore, "may continue a late update")
+	want(t, "p0's update off its chain (round 0 took p0's)", e.StepUpdate(f.lateUpdate("p0", 1, e.Hash(), 5, Hash{9}, Hash{8})), Reject, "residual")
 	want(t, "p3's late update", e.StepUpdate(late), Accept, "")
 	want(t, "p3's late update again", e.StepUpdate(late), Ignore, "duplicate")
 	for k := range maxVersions {
