@@ -103,7 +103,6 @@ func (e *Engine) validate(v *Value) *check {
 	case v.Voters != e.votersHash:
 		return bad("the value names another voter set")
 	}
-	// The updates: held (or fetched), each a member's, one per member.
 	// The updates: held (or fetched), each a member's, one per member,
 	// each carrying in its author's mark; late ones of the round before
 	// from members that round did not aggregate (late.go), not counted
