@@ -42,20 +42,26 @@ func TestLateUpdatesReplayed(t *testing.T) {
 		paths = append(paths, n.Ledger())
 	}
 	slow := c.Nodes[3].ID
-	withData := audit.Options{Finished: true, Train: c.Data.Train}
-	rep, err := audit.Audit(paths, withData)
+	// Full: every aggregated update re-executed and its payload re-derived
+	// along its author's residual chain, the late ones from their own
+	// round's state.
+	full := audit.Options{Finished: true, Train: c.Data.Train, Full: true}
+	rep, err := audit.Audit(paths, full)
 	if err != nil || !rep.OK {
 		t.Fatalf("honest ledgers: %v (%+v)", err, rep)
 	}
 	replayed := 0
 	for _, lr := range rep.Ledgers {
+		if lr.Replay.Links == 0 {
+			t.Errorf("audit %s: no payload re-derived", lr.Ledger)
+		}
 		replayed += lr.Replay.Challenges
 		for _, p := range lr.Peers {
 			if p.Peer == slow && (p.Late == 0 || p.Late != p.Aggregated) {
 				t.Errorf("audit %s: the late member aggregated %d times, %d late", lr.Ledger, p.Aggregated, p.Late)
 			}
-			if p.Failed != 0 || p.Excluded != nil {
-				t.Errorf("audit %s: %s failed %d challenges, excluded from %v", lr.Ledger, p.Peer, p.Failed, p.Excluded)
+			if p.Failed != 0 || p.Excluded != nil || p.FullFailed != 0 {
+				t.Errorf("audit %s: %s failed %d challenges, excluded from %v, %d updates not re-executing (%s)", lr.Ledger, p.Peer, p.Failed, p.Excluded, p.FullFailed, p.FullReason)
 			}
 		}
 	}
