@@ -16,9 +16,12 @@ import (
 // default spec's ratio) with one member behind a link of growing one-way
 // lag, 40 rounds a seed over 5 seeds, and reports in simulated time the
 // median round, its ratio to the run without lag, the share of rounds that
-// aggregated the slow member's update and the share that reported it
-// late, and the agreed deadline at the end: where the adaptive deadline
-// stops waiting for a slow member, and what that costs the others.
+// aggregated the slow member's update of the round (counted-%), the share
+// that reported it late (late-%), the share that aggregated its update of
+// the round before, late (latein-%: consensus/late.go), and the agreed
+// deadline at the end: where the adaptive deadline stops waiting for a
+// slow member, what that costs the others, and how much of the slow
+// member's work still counts.
 //
 //	go test -run - -bench DeadlineSlowMember ./benchmarks/
 func BenchmarkDeadlineSlowMember(b *testing.B) {
@@ -27,10 +30,10 @@ func BenchmarkDeadlineSlowMember(b *testing.B) {
 	for _, lag := range []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond, time.Second, 2 * time.Second} {
 		b.Run(fmt.Sprintf("lag=%v", lag), func(b *testing.B) {
 			var times []time.Duration
-			var counted, late, decided int
+			var counted, late, lateIn, decided int
 			var deadline time.Duration
 			for range b.N {
-				times, counted, late, decided = nil, 0, 0, 0
+				times, counted, late, lateIn, decided = nil, 0, 0, 0, 0
 				for seed := uint64(1); seed <= seeds; seed++ {
 					sn := simnet.New(b, 5, seed, func(s *runspec.Spec) {
 						s.Rounds.Timeout = runspec.Duration{Duration: 6 * time.Second}
@@ -48,7 +51,9 @@ func BenchmarkDeadlineSlowMember(b *testing.B) {
 							return
 						}
 						decided++
-						if slices.Contains(d.Peers, sn.IDs[slow]) {
+						if slices.Contains(d.LateIn, sn.IDs[slow]) {
+							lateIn++
+						} else if slices.Contains(d.Peers, sn.IDs[slow]) {
 							counted++
 						}
 						if slices.Contains(d.Late, sn.IDs[slow]) {
@@ -77,6 +82,7 @@ func BenchmarkDeadlineSlowMember(b *testing.B) {
 			}
 			b.ReportMetric(100*float64(counted)/float64(decided), "counted-%")
 			b.ReportMetric(100*float64(late)/float64(decided), "late-%")
+			b.ReportMetric(100*float64(lateIn)/float64(decided), "latein-%")
 			b.ReportMetric(deadline.Seconds(), "deadline-s")
 		})
 	}

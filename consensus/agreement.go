@@ -278,7 +278,7 @@ func (e *Engine) enoughUpdates() bool {
 			n++
 		}
 	}
-	return n >= quorumOf(len(e.voters)) && len(e.updates) >= e.spec.Rounds.Quorum
+	return n >= quorumOf(len(e.voters)) && len(e.byAuthor) >= e.spec.Rounds.Quorum
 }
 
 // castVote signs and publishes this node's prevote or precommit, if it
@@ -688,6 +688,10 @@ func (e *Engine) apply(c *Commit, chk *check) {
 	}
 	res.Beacon, res.Challenges = Draw(v, e.SpotPolicy())
 	res.Late, res.Deadline, res.Paced = e.late(v), e.deadline, e.paced
+	res.LateIn = v.LateIn()
+	if len(res.LateIn) > 0 {
+		e.logf("round %d: aggregated late (updates of round %d): %v", e.round, e.round-1, res.LateIn)
+	}
 	if len(res.Late) > 0 {
 		e.logf("round %d: late (not aggregated; deadline %s): %v", e.round, fmtDeadline(e.deadline, e.paced), res.Late)
 	}
@@ -740,6 +744,8 @@ func (e *Engine) apply(c *Commit, chk *check) {
 		e.history[e.round].next = nv
 	}
 	e.prev = e.updates
+	e.carry, e.carryAt = e.carryOver(v)
+	e.prevStart, e.prevRan = e.startAt, true
 	e.decided = append(e.decided, res)
 	e.adopt(State{Round: e.round + 1, Theta: chk.theta, Momentum: chk.mom, Members: chk.next})
 }

@@ -300,6 +300,7 @@ func (e *Engine) Restore(st State) error {
 		Links: slices.Clone(e.links)})
 	e.links = nil
 	e.prev = nil
+	e.carry, e.carryAt, e.prevRan = nil, nil, false
 	e.adopt(st.Clone())
 	if e.aheadAt >= e.round {
 		// A commit of this round or a later one went by while the state

@@ -171,7 +171,7 @@ func (e *Engine) checkPace(v *Value, view uint32) *check {
 	}
 	var diffs []time.Duration
 	for _, r := range v.Updates {
-		if t, ok := own(r.ID); ok && r.At > 0 {
+		if t, ok := own(r.ID); ok && r.At > 0 && !r.Late {
 			diffs = append(diffs, time.Duration(r.At)*time.Millisecond-t)
 		}
 	}
@@ -183,7 +183,10 @@ func (e *Engine) checkPace(v *Value, view uint32) *check {
 	slack := 2 * e.spec.Rounds.CommitTimeout.Duration
 	got, seen := e.ag.proposalAt[view]
 	for _, r := range v.Updates {
-		if r.At == 0 {
+		if r.At == 0 || r.Late {
+			// A late update's arrival time is counted from the round
+			// before, whose start skews otherwise: unchecked, bounded
+			// like any report by Members.Next.
 			continue
 		}
 		at := time.Duration(r.At)*time.Millisecond - skew // in this node's time of the round
@@ -227,11 +230,15 @@ func (e *Engine) straggler(p PeerID) bool {
 }
 
 // late returns the members expected in the round that v does not
-// aggregate: the stragglers the round did not wait for.
+// aggregate an update of the round of: the stragglers the round did not
+// wait for (those whose late update of the round before it takes
+// included).
 func (e *Engine) late(v *Value) []PeerID {
 	in := map[PeerID]bool{}
 	for _, r := range v.Updates {
-		in[r.From] = true
+		if !r.Late {
+			in[r.From] = true
+		}
 	}
 	var out []PeerID
 	for _, p := range e.expected() {

@@ -244,11 +244,11 @@
 // rounds.timeout. Before any pace is known the proposer's own rule holds:
 // a quorum, then half the time it took again (at least a commit timeout).
 //
-// Expected members whose update the decision does not name are reported
-// late (Decided.Late); a straggler is not waited for past the deadline. A
-// member late for members.absent rounds is dropped, as before: an update
-// that misses its round is not applied in a later one (it is bound to its
-// round's state and to its author's residual chain, checkCommitments).
+// Expected members whose update of the round the decision does not name
+// are reported late (Decided.Late); a straggler is not waited for past
+// the deadline. Its update is not wasted: it is taken in the next round
+// ("Late updates"). A member with no update aggregated for members.absent
+// rounds is dropped.
 //
 // A Byzantine proposer reports the arrival times. In view 0 a voter
 // prevotes nil on a fresh proposal whose times, less the median skew
@@ -265,6 +265,58 @@
 // The check is a local judgement (like a referee's ruling): it decides a
 // prevote in view 0 only, never whether a certified value applies, so the
 // liveness argument below is untouched.
+//
+// # Late updates
+//
+// An update of round r−1 that round r−1 did not aggregate (it came after
+// the round closed) may be aggregated in round r, with staleness 1
+// (late.go). A value of round r names it as late (UpdateRef.Late, in the
+// value's ID), instead of its author's update of round r: one update per
+// author per value. It is valid when its author is a member of round r
+// that was one in round r−1, round r−1's decision named no update of round
+// r−1 by it (a late one of round r−2 does not count: each round's work is
+// taken at most once), it builds on round r−1's certified state (the Base
+// of round r−1's decision) with its author's seed of round r−1, and it
+// carries in its author's residual mark, like every update a value names.
+// Everything it is checked against is certified, so honest nodes agree on
+// it; anything older is stale and dropped. Late updates do not count
+// towards the quorums (the voters' and rounds.quorum), which stay about
+// the round's own work, and a proposer does not wait for them.
+//
+// The aggregation applies a late update's delta to θ_r with the same
+// weight as the others. A discount would lose for good what it takes off:
+// the author's residual (what error feedback sends later) was committed
+// when the update was signed, before anyone knew it would be late, so the
+// part discounted could not be put back into it; and with staleness at
+// most 1 the delta was computed one outer step away from θ_r, a step that
+// the robust aggregation bounds like any update. The reference reports
+// when the update reached its proposer after the start of its own round
+// there (At, a pace observation: a member fast again after being late
+// comes back on time), unchecked by voters (their starts of the round
+// before are skewed otherwise) and bounded like any report by Members.Next.
+//
+// The residual chain runs through late updates: the mark moves when an
+// update is aggregated, late or not, and every aggregated update carries
+// in the mark it found, so no two aggregated updates of one author carry
+// in the same mark. A known straggler (its pace past the deadline) whose
+// late update is held continues from what that update kept
+// (Engine.CarryIn): its next update is kept, not proposed, in its own
+// round, and taken late in the next one once the late one is aggregated.
+// If the late one is not taken, that update no longer continues the mark
+// and is dropped as stale, and the node falls back to the mark. (Gossip
+// keeps no order: such an update that reaches a node before the late one
+// it continues is dropped there without blame, and re-sent.) Updates
+// of round r that round r did not aggregate are carried into round r+1 by
+// every node that holds them, and a node re-sends its own late update
+// while the round lasts.
+//
+// A liar gains nothing it could not on time: a late update is signed, so
+// only its author sends it; one of round r−2 or older, or a replay of an
+// aggregated one, is stale (ignored, not forwarded); one on another base
+// is rejected; an on-time update and a late one of one author never go
+// into one value, and an author's late versions beyond maxVersions are
+// junk, charged to it; a late update's spot-check re-executes it from its
+// own round's state (package node), so late work is checked like any.
 //
 // # Liveness
 //

@@ -110,13 +110,19 @@ type Decided struct {
 	Admitted   []PeerID
 	Dropped    []PeerID // members absent too long
 	// Late are the members the round expected (voters, and those aggregated
-	// the round before) whose update it did not aggregate: stragglers it
-	// did not wait for past its deadline (or that sent nothing). Deadline
+	// the round before) whose update of the round it did not aggregate:
+	// stragglers it did not wait for past its deadline (or that sent
+	// nothing). Their update may still be taken late by the next round
+	// (LateIn there). Deadline
 	// is the round's agreed collection deadline (Engine.Deadline) and Paced
 	// whether it followed the members' paces.
 	Late     []PeerID
 	Deadline time.Duration
 	Paced    bool
+	// LateIn are the members whose late update (of the round before,
+	// which did not aggregate one of theirs) this decision aggregates
+	// (late.go), sorted: their work credited one round late.
+	LateIn []PeerID
 	// Restored: the engine adopted the state this decision leads to from a
 	// peer (its certificate checked), rather than applying the updates;
 	// Links is the chain of certified decisions it checked to get there
@@ -177,12 +183,31 @@ type Engine struct {
 	quorumAt   time.Duration          // when the proposer first held a quorum of the voters' updates (0: not yet)
 	progressAt time.Duration          // the last decision or restore
 
-	updates   map[Hash]*held  // every update held this round, by ID
-	byAuthor  map[PeerID]Hash // each author's first
+	updates   map[Hash]*held  // every update held this round, by ID (late ones too)
+	byAuthor  map[PeerID]Hash // each author's first that carries in its mark
 	versions  map[PeerID]int  // further updates held per author
 	ownSent   *Update         // own update of this round
 	ownSentAt time.Duration   // when it was last sent
 	prev      map[Hash]*held
+
+	// Late updates (late.go): updates of the round before that it did not
+	// aggregate, each author's first (lateBy) and further ones counted;
+	// this node's own (ownLate); and the updates of the round just decided
+	// that it did not aggregate on time, stepped again as late ones when
+	// the next round starts (carry).
+	lateBy       map[PeerID]Hash
+	lateVersions map[PeerID]int
+	ownLate      *Update
+	ownLateAt    time.Duration
+	carry        []*Update
+	// When each late update first came by gossip, after the start of its
+	// own round here (prevStart; prevRan: that round ran here, it was not
+	// skipped by a restore): the arrival time a late update's reference
+	// reports (arrivalOfLate). carryAt holds those of the carried updates.
+	lateArrived map[Hash]time.Duration
+	carryAt     map[Hash]time.Duration
+	prevStart   time.Duration
+	prevRan     bool
 
 	ag *agreement
 
@@ -331,6 +356,11 @@ func (e *Engine) enterRound() {
 	e.votersHash = VotersDigest(e.voters)
 	e.startAt, e.quorumAt = e.now, 0
 	e.updates, e.byAuthor, e.versions = map[Hash]*held{}, map[PeerID]Hash{}, map[PeerID]int{}
+	e.lateBy, e.lateVersions, e.ownLate = map[PeerID]Hash{}, map[PeerID]int{}, nil
+	e.lateArrived, e.carryAt = e.carryAt, nil
+	if e.lateArrived == nil {
+		e.lateArrived = map[Hash]time.Duration{}
+	}
 	e.arrived = map[Hash]time.Duration{}
 	e.deadline, e.paced = e.members.Deadline(e.voters, e.spec.Rounds.Timeout.Duration, e.spec.Rounds.CommitTimeout.Duration)
 	e.ownSent = nil
@@ -373,10 +403,11 @@ func (e *Engine) enterRound() {
 	case !e.members.IsExcluded(e.self):
 		e.requestJoin()
 	}
-	early := e.early
-	e.early, e.earlyKey = nil, nil
+	early, carry := e.early, e.carry
+	e.early, e.earlyKey, e.carry = nil, nil, nil
 	e.startView(0)
 	e.replaying = true
+	e.stepCarried(carry)
 	for _, m := range early {
 		e.Step(m)
 	}
@@ -445,6 +476,10 @@ func (e *Engine) retransmit() {
 	if e.ownSent != nil && e.ag.decided == nil && e.now-e.ownSentAt >= e.spec.Rounds.CommitTimeout.Duration {
 		e.out = append(e.out, Message{Update: e.ownSent})
 		e.ownSentAt = e.now
+	}
+	if e.ownLate != nil && e.ag.decided == nil && e.now-e.ownLateAt >= e.spec.Rounds.CommitTimeout.Duration {
+		e.out = append(e.out, Message{Update: e.ownLate})
+		e.ownLateAt = e.now
 	}
 	e.ag.retransmit(e)
 	if e.ownJoin != nil && !e.members.Has(e.self) {
@@ -570,6 +605,8 @@ func (e *Engine) StepUpdate(u *Update) Decision {
 		return invalid("bad signature on an update from %s", u.From)
 	}
 	switch {
+	case u.Round+1 == e.round:
+		return e.stepLate(u)
 	case u.Round < e.round:
 		return e.behind(u.From, u.Round)
 	case u.Round == e.round+1:
@@ -597,11 +634,17 @@ func (e *Engine) StepUpdate(u *Update) Decision {
 		return reject("wrong base: %s's update builds on %s, round %d's state is %s", u.From, u.Base.Short(), u.Round, e.hash.Short())
 	}
 	prev, second := e.byAuthor[u.From]
-	if second && !e.named(id) && e.versions[u.From] >= maxVersions {
+	if !e.named(id) && e.versions[u.From] >= maxVersions {
 		return ignore("%s sent more than %d updates in round %d", u.From, maxVersions, u.Round)
 	}
-	if d := e.checkCommitments(u); !d.OK() {
-		return d
+	spec := false // carries in what the author's late update kept (late.go)
+	if d := e.checkCommitments(u, e.ResidualMark(u.From)); !d.OK() {
+		if spec = e.continuesLate(u); !spec {
+			if why := e.mayContinueLate(u.From); !d.Invalid && why != "" {
+				return ignore("%s (its residual %s is not its mark)", why, u.ResidualIn.Short())
+			}
+			return d
+		}
 	}
 	dec, err := e.app.CheckUpdate(u)
 	if err != nil {
@@ -609,6 +652,14 @@ func (e *Engine) StepUpdate(u *Update) Decision {
 	}
 	e.updates[id] = &held{u: u, dec: dec}
 	e.noteArrival(id)
+	if spec {
+		// Valid only once its author's late update is aggregated: not
+		// proposed this round, kept (and forwarded) to be taken late in
+		// the next one.
+		e.versions[u.From]++
+		e.progress()
+		return Decision{Verdict: Accept, Reason: fmt.Sprintf("%s's update continues its late update of round %d: kept for round %d", u.From, u.Round-1, u.Round+1)}
+	}
 	if second {
 		// An author that sends different updates to different peers: a
 		// value may name either (one per author), so each is kept (a few,
@@ -655,17 +706,15 @@ func (e *Engine) ResidualMark(p PeerID) Hash {
 // the residual it carries in is the one its author's last aggregated
 // update kept (the membership's mark, certified with the state), or the
 // zero residual before any.
-func (e *Engine) checkCommitments(u *Update) Decision {
+func (e *Engine) checkCommitments(u *Update, mark Hash) Decision {
 	if want := RoundSeed(e.spec, u.Round, u.From); u.Seed != want {
 		return invalid("bad commitment: sampling seed %#x, the run assigns %s %#x in round %d", u.Seed, u.From, want, u.Round)
 	}
 	if n := e.spec.Segments(); len(u.Segments) != n {
 		return invalid("bad commitment: %d segment roots, want %d", len(u.Segments), n)
 	}
-	if e.members.Has(u.From) {
-		if want := e.ResidualMark(u.From); u.ResidualIn != want {
-			return reject("bad commitment: residual %s does not continue %s's last aggregated one, %s", u.ResidualIn.Short(), u.From, want.Short())
-		}
+	if e.members.Has(u.From) && u.ResidualIn != mark {
+		return reject("bad commitment: residual %s does not continue %s's last aggregated one, %s", u.ResidualIn.Short(), u.From, mark.Short())
 	}
 	return accept()
 }
@@ -674,6 +723,9 @@ func (e *Engine) checkCommitments(u *Update) Decision {
 // driver from the work of a TrainRequest): the engine signs it, takes it
 // and publishes it. A stale one (the round moved on) is dropped.
 func (e *Engine) Trained(u *Update) error {
+	if u.Round+1 == e.round {
+		return e.trainedLate(u)
+	}
 	if u.Round != e.round || u.Base != e.hash || e.ownSent != nil || e.Done() || !e.members.Has(e.self) {
 		return nil
 	}

@@ -1216,11 +1216,14 @@ func TestStaleUpdateGetsTheCommit(t *testing.T) {
 	if k := commits(); k != 0 {
 		t.Errorf("an outsider's stale update drew %d commits", k)
 	}
-	want(t, "stale, from a member without a seat", e.StepUpdate(f.update("p4", r-1, h, 1)), Ignore, "stale")
+	// Round r−1 did not aggregate p4's update, so a round-(r−1) update of
+	// it is a late candidate (late.go): on the wrong base (h is round
+	// r's), rejected, and its author still gets the commit.
+	want(t, "late, from a member without a seat, on the wrong base", e.StepUpdate(f.update("p4", r-1, h, 1)), Reject, "wrong base")
 	if k := commits(); k != 1 {
 		t.Errorf("a member's stale update drew %d commits, want 1", k)
 	}
-	want(t, "stale again", e.StepUpdate(f.update("p4", r-1, h, 2)), Ignore, "stale")
+	want(t, "late again", e.StepUpdate(f.update("p4", r-1, h, 2)), Reject, "wrong base")
 	if k := commits(); k != 0 {
 		t.Errorf("a second stale update within the commit timeout drew %d commits", k)
 	}

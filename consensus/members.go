@@ -225,9 +225,10 @@ func Proposer(round uint64, view uint32, voters []PeerID) PeerID {
 func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faults(voters))+2) }
 
 // Next returns the membership after round's decision v: the members whose
-// updates it aggregated credited (their residual marks moved to what
-// those updates kept: resid, by author; their paces moved towards the
-// arrival times the value reports, clamped to timeout), the paces of the
+// updates it aggregated, on time or late (late.go), credited (their
+// residual marks moved to what those updates kept: resid, by author; their
+// paces moved towards the arrival times the value reports, clamped to
+// timeout), the paces of the
 // expected members it does not aggregate moved up by half (their update
 // came after the round closed, if at all; a member with no pace yet gets
 // one just past the round's deadline), the accused it excludes removed for

@@ -219,6 +219,7 @@ var strategies = []strategy{
 	{name: "sybil", outsiders: 7, outsider: func(r *prng.Source) simnet.Actor { return &simnet.Sybil{Rng: r} }},
 	{name: "forged-state", member: func(r *prng.Source) simnet.Actor { return &simnet.Liar{Rng: r} }},
 	{name: "accuse-undrawn", member: func(r *prng.Source) simnet.Actor { return &simnet.Accuser{Rng: r} }},
+	{name: "late-replay", member: func(r *prng.Source) simnet.Actor { return &simnet.LateReplayer{Rng: r} }},
 }
 
 // liveBound is the bound asserted on the time to decide a round once the

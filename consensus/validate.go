@@ -103,10 +103,13 @@ func (e *Engine) validate(v *Value) *check {
 	case v.Voters != e.votersHash:
 		return bad("the value names another voter set")
 	}
-	// The updates: held (or fetched), each a member's, one per member.
+	// The updates: held (or fetched), each a member's, one per member,
+	// each carrying in its author's mark; late ones of the round before
+	// from members that round did not aggregate (late.go), not counted
+	// towards the quorums.
 	var missing []Hash
 	authors := map[PeerID]bool{}
-	voters := 0
+	voters, onTime := 0, 0
 	dec := make([]any, 0, len(v.Updates))
 	for _, r := range v.Updates {
 		m, ok := e.members.Find(r.From)
@@ -120,24 +123,38 @@ func (e *Engine) validate(v *Value) *check {
 		if r.Newcomer != m.Newcomer(e.round, e.policy.Probation) {
 			return bad("update %s: %s's probation is misstated", r.ID.Short(), r.From)
 		}
-		if e.voterSet[r.From] {
-			voters++
+		round := e.round
+		if r.Late {
+			if why := e.lateBar(m); why != "" {
+				return bad("late update %s: %s", r.ID.Short(), why)
+			}
+			round--
+		} else {
+			onTime++
+			if e.voterSet[r.From] {
+				voters++
+			}
 		}
 		h, ok := e.updates[r.ID]
 		if !ok {
 			missing = append(missing, r.ID)
 			continue
 		}
-		if h.u.From != r.From {
+		switch {
+		case h.u.From != r.From:
 			return bad("update %s is %s's, the value says %s's", r.ID.Short(), h.u.From, r.From)
+		case h.u.Round != round:
+			return bad("update %s is of round %d, the value names it as one of round %d", r.ID.Short(), h.u.Round, round)
+		case h.u.ResidualIn != m.Residual:
+			return bad("update %s carries in %s, %s's mark is %s", r.ID.Short(), h.u.ResidualIn.Short(), r.From, m.Residual.Short())
 		}
 		dec = append(dec, h.dec)
 	}
 	if q := quorumOf(len(e.voters)); voters < q {
 		return bad("updates of %d voters, a quorum is %d", voters, q)
 	}
-	if len(v.Updates) < e.spec.Rounds.Quorum {
-		return bad("%d updates, rounds.quorum is %d", len(v.Updates), e.spec.Rounds.Quorum)
+	if onTime < e.spec.Rounds.Quorum {
+		return bad("%d updates, rounds.quorum is %d", onTime, e.spec.Rounds.Quorum)
 	}
 	if len(v.Admit) > e.policy.Admit || len(e.members.List)+len(v.Admit) > e.policy.Max {
 		return bad("%d admissions (at most %d per round, %d members)", len(v.Admit), e.policy.Admit, e.policy.Max)
@@ -261,8 +278,20 @@ func (e *Engine) buildValue() (*Value, *check) {
 		m, _ := e.members.Find(p)
 		v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOf(id)})
 	}
+	// Late updates of the members without one of this round (late.go).
+	for p, id := range e.lateBy {
+		if _, ok := e.byAuthor[p]; ok {
+			continue
+		}
+		if m, ok := e.members.Find(p); ok && e.lateBar(m) == "" {
+			v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOfLate(id), Late: true})
+		}
+	}
 	if paceLie != nil {
 		for i := range v.Updates {
+			if v.Updates[i].Late {
+				continue
+			}
 			if at, ok := paceLie(e.self, v.Updates[i]); ok {
 				v.Updates[i].At = at
 			}

@@ -9,13 +9,15 @@ import (
 
 // UpdateRef names an aggregated update: its ID, its author, whether
 // the author was on probation that round (which sets its challenge rate),
-// and when it reached the proposer (At, milliseconds after the proposer
-// entered the round: what the author's pace follows, deadline.go).
+// when it reached the proposer (At, milliseconds after the proposer
+// entered the round: what the author's pace follows, deadline.go), and
+// whether it is a late update of the round before (late.go; its At is 0).
 type UpdateRef struct {
 	ID       Hash
 	From     PeerID
 	Newcomer bool
 	At       uint32
+	Late     bool
 }
 
 // Value is what a round decides: the updates it aggregates (by ID), the
@@ -39,7 +41,7 @@ type Value struct {
 
 // ID is the value's identity, what votes and certificates name.
 func (v *Value) ID(run RunID) Hash {
-	e := newEnc("vtrain/value/v3\x00")
+	e := newEnc("vtrain/value/v4\x00")
 	e.b = append(e.b, run[:]...)
 	e.u64(v.Round)
 	e.hash(v.Base)
@@ -50,6 +52,7 @@ func (v *Value) ID(run RunID) Hash {
 		e.str(string(u.From))
 		e.flag(u.Newcomer)
 		e.u32(u.At)
+		e.flag(u.Late)
 	}
 	e.u64(uint64(len(v.Admit)))
 	for _, j := range v.Admit {
@@ -157,5 +160,5 @@ func verdictCmp(a, b *VerdictMsg) int {
 }
 
 func (v *Value) String() string {
-	return fmt.Sprintf("round %d: %d updates, %d admitted, %d verdicts, %d overturned, %d equivocations → %s", v.Round, len(v.Updates), len(v.Admit), len(v.Verdicts), len(v.Overturned), len(v.Evidence), v.Next.Short())
+	return fmt.Sprintf("round %d: %d updates (%d late), %d admitted, %d verdicts, %d overturned, %d equivocations → %s", v.Round, len(v.Updates), len(v.LateIn()), len(v.Admit), len(v.Verdicts), len(v.Overturned), len(v.Evidence), v.Next.Short())
 }

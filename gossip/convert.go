@@ -285,7 +285,7 @@ func valuePB(v *consensus.Value) (*pb.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		out.Updates = append(out.Updates, &pb.UpdateRef{Id: r.ID[:], From: from, Newcomer: r.Newcomer, At: r.At})
+		out.Updates = append(out.Updates, &pb.UpdateRef{Id: r.ID[:], From: from, Newcomer: r.Newcomer, At: r.At, Late: r.Late})
 	}
 	for _, j := range v.Admit {
 		from, err := pidBytes(j.From)
@@ -345,7 +345,7 @@ func valueFromPB(x *pb.Value) (*consensus.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		v.Updates = append(v.Updates, consensus.UpdateRef{ID: id, From: from, Newcomer: r.Newcomer, At: r.At})
+		v.Updates = append(v.Updates, consensus.UpdateRef{ID: id, From: from, Newcomer: r.Newcomer, At: r.At, Late: r.Late})
 	}
 	for _, j := range x.Admit {
 		from, err := pidFromBytes(j.GetFrom())

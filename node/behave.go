@@ -35,9 +35,13 @@ import (
 //   - accuse-any: accuse, and also signs failures of updates the beacon
 //     did not draw it for;
 //   - collude: as a challenger, passes every check without looking;
-//   - forge, equivocate: bad signatures, conflicting votes.
+//   - forge, equivocate: bad signatures, conflicting votes;
+//   - late: no misbehaviour: it trains honestly but hands each update to
+//     the run only once its round was decided without it, like a peer
+//     behind a slow link; its updates are aggregated late, a round after
+//     their own (consensus/late.go).
 var Behaviours = []string{"honest", "lazy", "noise", "replay", "scaled", "stale", "flip", "alie", "ipm", "accuse", "accuse-any", "collude",
-	"forge", "equivocate", "hijack", "sybil", "future", "flood"}
+	"forge", "equivocate", "hijack", "sybil", "future", "flood", "late"}
 
 // TrainingCheats are the misbehaviours that send bad updates (the others
 // lie as challengers, or about signatures and votes).

@@ -319,6 +319,9 @@ func (n *node) recordCommit(c *consensus.Commit, samples uint64, restored bool, 
 	for _, p := range nextVoters {
 		d.NextVoters = append(d.NextVoters, string(p))
 	}
+	for _, p := range v.LateIn() {
+		d.Late = append(d.Late, string(p))
+	}
 	data, _ := json.Marshal(d)
 	raw, err := gossip.Encode(n.key, n.spec.RunID(), consensus.Message{Commit: c})
 	if err != nil {

@@ -109,6 +109,10 @@ type RoundReport struct {
 	// to when the voters' updates arrive: consensus.Engine.Deadline).
 	Late            []string `json:"late,omitempty"`
 	DeadlineSeconds float64  `json:"deadline_s,omitempty"`
+	// LateIn are the members whose late update (of the round before,
+	// which did not aggregate one of theirs) the round aggregated
+	// (consensus/late.go): their straggling work, credited a round late.
+	LateIn []string `json:"late_in,omitempty"`
 }
 
 // Summary is what a node reports when the run ends.
@@ -500,6 +504,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	var doneAt time.Time
 	var trainCancel context.CancelFunc
 	var current *consensus.TrainRequest
+	var held *trainResult // a finished update the "late" behaviour holds back until its round is decided
 	stop := func() {
 		if trainCancel != nil {
 			trainCancel()
@@ -539,7 +544,15 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			}
 		case r := <-trained:
 			if r.req != current {
-				break // superseded: the round moved on
+				// Superseded: the round moved on. Finished all the same,
+				// it may still count as a late update in the next round
+				// (consensus/late.go); the engine takes it or drops it.
+				if r.err == nil && r.req.Round+1 == n.eng.Round() {
+					if err := n.submit(r); err != nil {
+						n.log.Warn("late update", "round", r.req.Round, "err", err)
+					}
+				}
+				break
 			}
 			if r.err != nil {
 				if errors.Is(r.err, context.Canceled) {
@@ -550,6 +563,10 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			}
 			n.trainSeconds += r.seconds
 			n.note(Note{Kind: NoteTrained, Round: r.req.Round, Steps: n.spec.Inner.Steps, Seconds: r.seconds})
+			if n.acts(r.req.Round) == "late" {
+				held = &r // handed over once the round is decided (below)
+				break
+			}
 			if err := n.submit(r); err != nil {
 				stop()
 				return n.summary(), err
@@ -593,6 +610,12 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 		if err := n.handle(ctx, rd, trained, fetches, &trainCancel); err != nil {
 			stop()
 			return n.summary(), err
+		}
+		if held != nil && n.eng.Round() > held.req.Round {
+			if err := n.submit(*held); err != nil {
+				n.log.Warn("late update", "round", held.req.Round, "err", err)
+			}
+			held = nil
 		}
 		if len(rd.Decided) > 0 && !discovering && n.missesMembers() {
 			// Meet the peers this node only knows through others, in the
@@ -657,7 +680,7 @@ func (n *node) missesMembers() bool {
 // submit turns finished training into this node's update and hands it to
 // the engine.
 func (n *node) submit(r trainResult) error {
-	n.continueResidual()
+	n.continueResidual(r.req.Round)
 	if r.ev != nil {
 		r.ev.residual = slices.Clone(n.enc.Residual())
 	}
@@ -953,6 +976,9 @@ func (n *node) decided(res consensus.Decided) {
 		for _, p := range res.Late {
 			rep.Late = append(rep.Late, string(p))
 		}
+		for _, p := range res.LateIn {
+			rep.LateIn = append(rep.LateIn, string(p))
+		}
 		rep.DeadlineSeconds = res.Deadline.Seconds()
 	}
 	reach := n.tr.Reachability()
@@ -996,6 +1022,13 @@ func (n *node) decided(res consensus.Decided) {
 			names[i] = short(p)
 		}
 		late = fmt.Sprintf("  late (deadline %.1fs): %s", rep.DeadlineSeconds, strings.Join(names, ", "))
+	}
+	if len(rep.LateIn) > 0 {
+		names := make([]string, len(rep.LateIn))
+		for i, p := range rep.LateIn {
+			names[i] = short(p)
+		}
+		late += fmt.Sprintf("  aggregated late: %s", strings.Join(names, ", "))
 	}
 	fmt.Fprintf(n.cfg.Out, "round %3d  inner loss %.4f%s  updates %d  %s  peers %d  out %s (%s)  in %s  hash %s%s\n",
 		res.Round, res.Loss, acc, rep.Updates, how, rep.Peers, human(d.TotalOut()), largest(d.Out, 2), human(d.TotalIn()), res.Value.Next.Short(), late)
@@ -1080,13 +1113,14 @@ func (n *node) exportModel() error {
 	return os.Rename(p+".tmp", p)
 }
 
-// continueResidual puts the encoder in the residual this node's next
-// update must carry in (the engine's mark: what its last aggregated update
-// kept, or zero before any): an update of its that the run did not
-// aggregate, or a restart, leaves the encoder elsewhere, and an update
-// that does not continue the mark is refused.
-func (n *node) continueResidual() {
-	want := n.eng.ResidualMark(n.self)
+// continueResidual puts the encoder in the residual this node's update of
+// round must carry in (Engine.CarryIn: the mark, what its last aggregated
+// update kept, or zero before any; for a known straggler whose late
+// update is pending, what that one kept): an update of its that the run
+// did not aggregate, or a restart, leaves the encoder elsewhere, and an
+// update that does not continue the mark is refused.
+func (n *node) continueResidual(round uint64) {
+	want := n.eng.CarryIn(round)
 	if trainer.ResidualRoot(n.spec, n.enc.Residual()) == want {
 		return
 	}

@@ -482,3 +482,52 @@ func TestStragglersReported(t *testing.T) {
 		t.Errorf("metrics.jsonl names %s late in %d rounds, the reports in %d", gone.ID, named, late)
 	}
 }
+
+// TestLateMember: a founder hands each update to the run only once its
+// round was decided without it (behaviour "late": honest work, as from a
+// peer behind a slow link). Its updates are aggregated a round late, each
+// spot-checked (every update is) from its own round's state and passed,
+// its residual chain continuing through them; every node ends on the same
+// state, and every ledger passes the audit, which replays the late updates
+// from their round's state and credits them.
+func TestLateMember(t *testing.T) {
+	const rounds = 6
+	c := nodetest.Start(t, 4, rounds, spotChecks, nodetest.WithBehave(3, "late"))
+	c.Wait()
+	agreed(t, c, c.Nodes)
+	slow := c.Nodes[3]
+	lateIn := 0
+	for _, rep := range c.Nodes[0].Rounds() {
+		if slices.Contains(rep.LateIn, slow.ID) {
+			lateIn++
+		}
+		if slices.Contains(rep.Authors, slow.ID) && !slices.Contains(rep.LateIn, slow.ID) && rep.Round > 0 {
+			t.Errorf("round %d aggregated the late member's update on time", rep.Round)
+		}
+	}
+	t.Logf("aggregated late in %d of %d rounds", lateIn, rounds)
+	if lateIn < rounds-3 {
+		t.Errorf("the late member's updates were aggregated late in %d of %d rounds", lateIn, rounds)
+	}
+	for _, n := range c.Nodes {
+		if ch := n.Summary.Challenges; ch.Failed != 0 || len(ch.Accused) != 0 {
+			t.Errorf("node %s: challenges %+v", n.ID, ch)
+		}
+	}
+	if ch := slow.Summary.Challenges; ch.Against == 0 {
+		t.Errorf("nobody challenged the late member's updates: %+v", ch)
+	}
+	for _, lr := range audited(t, c, c.Nodes).Ledgers {
+		for _, p := range lr.Peers {
+			if p.Failed != 0 || p.Excluded != nil {
+				t.Errorf("audit %s: %s failed %d challenges, excluded from %v", lr.Ledger, p.Peer, p.Failed, p.Excluded)
+			}
+			if p.Peer == slow.ID && (p.Late < rounds-3 || p.Late != p.Aggregated) {
+				t.Errorf("audit %s: the late member aggregated %d times, %d of them late", lr.Ledger, p.Aggregated, p.Late)
+			}
+		}
+		if lr.Replay.Challenges == 0 {
+			t.Errorf("audit %s re-executed no challenge", lr.Ledger)
+		}
+	}
+}

@@ -34,7 +34,9 @@ func (n *node) referee(ctx context.Context, req consensus.RefereeRequest, out ch
 		done.seconds = time.Since(start).Seconds()
 		out <- done
 	}()
-	base := n.baseOf(x.Round)
+	// The update's own round: a late update (consensus/late.go) was
+	// trained in the round before the verdict's.
+	base := n.stateOf(u.Round, u.Base)
 	if base == nil {
 		done.why = "the round's state is no longer held"
 		return
@@ -48,7 +50,7 @@ func (n *node) referee(ctx context.Context, req consensus.RefereeRequest, out ch
 		done.r, done.why = n.askAccused(ctx, x, u, blocks, len(base))
 		return
 	}
-	rep, err := trainer.NewReplayer(n.spec, x.Round, u.From, n.cfg.Data.Train, n.engineOpts()...)
+	rep, err := trainer.NewReplayer(n.spec, u.Round, u.From, n.cfg.Data.Train, n.engineOpts()...)
 	if err != nil {
 		done.why = err.Error()
 		return
@@ -157,21 +159,6 @@ func (n *node) askAccused(ctx context.Context, x *consensus.VerdictMsg, u *conse
 		return consensus.Upheld, fmt.Sprintf("the accused gave this referee no consistent signed step hashes: %v", err)
 	}
 	return consensus.Lapsed, "the accused answered this referee"
-}
-
-// baseOf returns the agreed parameters of a recent round, or nil.
-func (n *node) baseOf(round uint64) []float32 {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if b := n.bases[round]; b != nil {
-		return b
-	}
-	for _, st := range n.states {
-		if st.Round == round {
-			return st.Theta
-		}
-	}
-	return nil
 }
 
 // finishReferee hands a referee's finding to the engine.

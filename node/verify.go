@@ -80,7 +80,9 @@ func (n *node) own(round uint64, id consensus.Hash, seg int) (*evidence, error) 
 	return ev, nil
 }
 
-// ownUpdate returns the evidence behind this node's update id of round.
+// ownUpdate returns the evidence behind this node's update id aggregated
+// by round's decision: an update of round, or a late one of the round
+// before (consensus/late.go).
 func (n *node) ownUpdate(round uint64, id consensus.Hash) (*evidence, error) {
 	n.mu.RLock()
 	ev := n.evidence[id]
@@ -91,11 +93,15 @@ func (n *node) ownUpdate(round uint64, id consensus.Hash) (*evidence, error) {
 			return nil, err
 		}
 	}
-	if ev.round != round {
+	if !decidedIn(ev.round, round) {
 		return nil, fmt.Errorf("no update %s of round %d", id.Short(), round)
 	}
 	return ev, nil
 }
+
+// decidedIn reports whether an update of round trained can be aggregated
+// by round decided's decision: on time, or late (consensus/late.go).
+func decidedIn(trained, decided uint64) bool { return trained == decided || trained+1 == decided }
 
 // Evidence implements gossip.Server: the residual blocks of this node's
 // update id that a challenger opens (and, in runs with a tolerance, the
@@ -157,7 +163,7 @@ func (n *node) answer(ev *evidence, round uint64, id consensus.Hash, seg int) (*
 	if a != nil {
 		return a, nil
 	}
-	rep, err := trainer.NewReplayer(n.spec, round, n.self, n.cfg.Data.Train, n.engineOpts()...)
+	rep, err := trainer.NewReplayer(n.spec, ev.round, n.self, n.cfg.Data.Train, n.engineOpts()...)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +200,7 @@ func (n *node) Blob(r gossip.BlobRequest) (*trainer.Snapshot, bool) {
 	if ok {
 		return b.snap, true
 	}
-	if ev == nil || ev.round != r.Round {
+	if ev == nil || !decidedIn(ev.round, r.Round) {
 		return nil, false
 	}
 	switch {
@@ -220,7 +226,7 @@ func (n *node) Blob(r gossip.BlobRequest) (*trainer.Snapshot, bool) {
 		if a == nil || r.Step-lo-1 >= len(a.Leaves) || a.Leaves[r.Step-lo-1] != r.Hash {
 			return nil, false
 		}
-		rep, err := trainer.NewReplayer(n.spec, r.Round, n.self, n.cfg.Data.Train, n.engineOpts()...)
+		rep, err := trainer.NewReplayer(n.spec, ev.round, n.self, n.cfg.Data.Train, n.engineOpts()...)
 		if err != nil {
 			return nil, false
 		}
@@ -315,6 +321,9 @@ func (n *node) recompute(round uint64, id consensus.Hash) (*evidence, error) {
 	}
 	base, ok1 := f.Get("base")
 	res, ok2 := f.Get("residual")
+	if round > 0 && f.Metadata["round"] == fmt.Sprint(round-1) {
+		round-- // a late update, aggregated the round after its own
+	}
 	if !ok1 || !ok2 || f.Metadata["update"] != hex.EncodeToString(id[:]) || f.Metadata["round"] != fmt.Sprint(round) {
 		return nil, fmt.Errorf("receipt of update %s does not match", id.Short())
 	}
@@ -457,7 +466,9 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		return a
 	}
 	defer func() { done.evidence = audit.EncodeEvidence(ev) }()
-	rep, err := trainer.NewReplayer(n.spec, res.Round, u.From, n.cfg.Data.Train, n.engineOpts()...)
+	// From the update's own round: a late update (consensus/late.go) was
+	// trained in the round before the decision that aggregated it.
+	rep, err := trainer.NewReplayer(n.spec, u.Round, u.From, n.cfg.Data.Train, n.engineOpts()...)
 	if err != nil {
 		done.v = nil
 		n.log.Error("challenge", "err", err)
@@ -514,17 +525,15 @@ func (n *node) startChallenges(ctx context.Context, res consensus.Decided, out c
 	if len(res.Challenges) == 0 || res.Restored {
 		return
 	}
-	n.mu.RLock()
-	base := n.bases[res.Round]
-	if st, ok := n.states[res.Value.Base]; ok {
-		base = st.Theta
-	}
-	n.mu.RUnlock()
 	for _, c := range res.Challenges {
 		if consensus.PeerID(c.Challenger) != n.self {
 			continue
 		}
 		us := n.eng.ServeUpdates([]consensus.Hash{consensus.Hash(c.Update)})
+		var base []float32
+		if len(us) > 0 {
+			base = n.stateOf(us[0].Round, us[0].Base)
+		}
 		if base == nil || len(us) == 0 {
 			n.log.Warn("challenge: round state or update no longer held", "round", res.Round)
 			continue
@@ -534,6 +543,25 @@ func (n *node) startChallenges(ctx context.Context, res consensus.Decided, out c
 		n.event(EventChallenge, []any{"round", res.Round, "peer", c.Peer}, "round %d: challenging %s's update", res.Round, short(c.Peer))
 		go n.challenge(ctx, res, c, base, us[0], out)
 	}
+}
+
+// stateOf returns the agreed parameters of round with hash h (the base
+// of an update of that round), or nil when no longer held.
+func (n *node) stateOf(round uint64, h consensus.Hash) []float32 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if st, ok := n.states[h]; ok && st.Round == round {
+		return st.Theta
+	}
+	if b := n.bases[round]; b != nil {
+		return b
+	}
+	for _, st := range n.states {
+		if st.Round == round {
+			return st.Theta
+		}
+	}
+	return nil
 }
 
 // finishChallenge hands a finished challenge's verdict to the engine (which

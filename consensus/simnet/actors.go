@@ -262,3 +262,67 @@ func (a *Accuser) Tick(sn *Net, self int) {
 		sn.broadcastFrom(self, Message{Verdict: x})
 	}
 }
+
+// LateReplayer is a member that trains and votes honestly but withholds
+// its update in even rounds and, every few ticks, sends late updates a
+// liar might try: its own earlier updates again (aggregated ones, stale
+// ones), a fresh version of its update of the round before (with its
+// current mark, or a made-up residual: after an odd round took its
+// update, a second take of that round's work), and one of two rounds
+// before.
+type LateReplayer struct {
+	HonestActor
+	Rng   *prng.Source
+	sent  []*consensus.Update
+	ticks int
+}
+
+func (l *LateReplayer) Outgoing(sn *Net, self int, m Message, to int) []Message {
+	if u := m.Update; u != nil && u.From == sn.IDs[self] && !slices.Contains(l.sent, u) {
+		l.sent = append(l.sent, u)
+		if len(l.sent) > 8 {
+			l.sent = l.sent[1:]
+		}
+	}
+	if u := m.Update; u != nil && u.From == sn.IDs[self] && u.Round%2 == 0 && u.Round+1 >= sn.Engines[self].Round() {
+		return nil
+	}
+	return []Message{m}
+}
+
+func (l *LateReplayer) Tick(sn *Net, self int) {
+	e := sn.Engines[self]
+	if l.ticks++; e == nil || l.ticks%3 != 0 {
+		return
+	}
+	id := sn.IDs[self]
+	sign := Sign(id)
+	run := sn.Spec.RunID()
+	r := e.Round()
+	var msgs []Message
+	for _, u := range l.sent {
+		if u.Round < r {
+			msgs = append(msgs, Message{Update: u})
+		}
+	}
+	for _, back := range []uint64{1, 2} {
+		var base *consensus.Update
+		for _, u := range l.sent {
+			if u.Round+back == r {
+				base = u
+			}
+		}
+		if base == nil {
+			continue
+		}
+		in := randHash(l.Rng)
+		if l.Rng.Intn(2) == 0 {
+			in = e.ResidualMark(id)
+		}
+		u := &consensus.Update{Round: base.Round, Base: base.Base, From: id, Samples: 100, Loss: 1, Payload: ToyPayload(10, l.Rng.Uint64()),
+			Seed: base.Seed, Segments: base.Segments, ResidualIn: in, ResidualOut: randHash(l.Rng)}
+		u.Sig = sign(consensus.UpdateSignBytes(run, u))
+		msgs = append(msgs, Message{Update: u})
+	}
+	sn.broadcastFrom(self, msgs...)
+}

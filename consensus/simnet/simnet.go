@@ -610,14 +610,20 @@ func (sn *Net) deliver(ev *event) {
 }
 
 // ToyWork is the default update for a train request: a deterministic toy
-// payload, made-up segment roots.
+// payload, made-up segment roots, and a residual chain: it carries in what
+// the engine says (Engine.CarryIn: its mark, or what its late update kept)
+// and keeps a made-up residual of its own.
 func ToyWork(sn *Net, i int, req *consensus.TrainRequest) *consensus.Update {
 	segs := make([]Hash, sn.Spec.Segments())
 	for k := range segs {
 		segs[k] = sha256.Sum256(fmt.Appendf(nil, "seg %d %d %s", req.Round, k, sn.IDs[i]))
 	}
+	var in Hash
+	if e := sn.Engines[i]; e != nil {
+		in = e.CarryIn(req.Round)
+	}
 	return &consensus.Update{Round: req.Round, Base: req.Base, Samples: 100, Loss: 1, Payload: ToyPayload(len(req.Theta), req.Seed),
-		Seed: req.Seed, Segments: segs}
+		Seed: req.Seed, Segments: segs, ResidualIn: in, ResidualOut: sha256.Sum256(fmt.Appendf(nil, "residual %d %s", req.Round, sn.IDs[i]))}
 }
 
 // Run advances the simulation until every live honest engine reached round

@@ -794,7 +794,8 @@ type UpdateRef struct {
 	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	From          []byte                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	Newcomer      bool                   `protobuf:"varint,3,opt,name=newcomer,proto3" json:"newcomer,omitempty"`
-	At            uint32                 `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"` // when it reached the proposer, ms after the proposer entered the round
+	At            uint32                 `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`     // when it reached the proposer, ms after the proposer entered the round
+	Late          bool                   `protobuf:"varint,5,opt,name=late,proto3" json:"late,omitempty"` // a late update: of the round before, which did not aggregate one of its author's
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -855,6 +856,13 @@ func (x *UpdateRef) GetAt() uint32 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *UpdateRef) GetLate() bool {
+	if x != nil {
+		return x.Late
+	}
+	return false
 }
 
 // FullJoin and FullVerdict are join requests and verdicts with their
@@ -2661,12 +2669,13 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x03sig\x18\a \x01(\fR\x03sig\"T\n" +
 	"\fEquivocation\x12!\n" +
 	"\x01a\x18\x01 \x01(\v2\x13.vtrain.v2.FullVoteR\x01a\x12!\n" +
-	"\x01b\x18\x02 \x01(\v2\x13.vtrain.v2.FullVoteR\x01b\"[\n" +
+	"\x01b\x18\x02 \x01(\v2\x13.vtrain.v2.FullVoteR\x01b\"o\n" +
 	"\tUpdateRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\fR\x04from\x12\x1a\n" +
 	"\bnewcomer\x18\x03 \x01(\bR\bnewcomer\x12\x0e\n" +
-	"\x02at\x18\x04 \x01(\rR\x02at\"F\n" +
+	"\x02at\x18\x04 \x01(\rR\x02at\x12\x12\n" +
+	"\x04late\x18\x05 \x01(\bR\x04late\"F\n" +
 	"\bFullJoin\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\fR\x04from\x12\x10\n" +

@@ -520,8 +520,9 @@ func TestLinksScenario(t *testing.T) {
 // them behind a slow link (1 Mbit/s each way by token buckets, its packets
 // delayed 300 ms), then the same peers and spec with plain links. It
 // reports both median round times, the deadlines the rounds agreed, and
-// in how many rounds the slow peer's update was aggregated and in how many
-// it was reported late. VTRAIN_NETLAB_SLOW_KBIT and _SLOW_MS change the
+// in how many rounds the slow peer's update was aggregated (how many of
+// them late: its update of the round before) and in how many it was
+// reported late. VTRAIN_NETLAB_SLOW_KBIT and _SLOW_MS change the
 // slow link.
 func TestSlowLinkScenario(t *testing.T) {
 	scenarios(t)
@@ -579,15 +580,16 @@ func TestSlowLinkScenario(t *testing.T) {
 	if !shaped.Agreed {
 		t.Errorf("the shaped run's nodes ended on different hashes")
 	}
-	t.Logf("median round %.1f s with the slow link, %.1f s without (%.2fx); the slow peer's update aggregated in %d of %d rounds, reported late in %d; deadline median %.1f s (plain: %.1f s)",
-		shaped.MedianRound, plain.MedianRound, shaped.MedianRound/plain.MedianRound, st.Aggregated, st.Rounds, st.Late, st.Deadline, pst.Deadline)
+	t.Logf("median round %.1f s with the slow link, %.1f s without (%.2fx); the slow peer's update aggregated in %d of %d rounds (%d of them late), reported late in %d; deadline median %.1f s (plain: %.1f s)",
+		shaped.MedianRound, plain.MedianRound, shaped.MedianRound/plain.MedianRound, st.Aggregated, st.Rounds, st.LateIn, st.Late, st.Deadline, pst.Deadline)
 }
 
 // slowLink is what the first founder's reports say of the slow peer.
 type slowLink struct {
-	Rounds     int     `json:"rounds"`     // decided (not adopted) rounds
-	Aggregated int     `json:"aggregated"` // rounds that aggregated its update
-	Late       int     `json:"late"`       // rounds that reported it late
+	Rounds     int     `json:"rounds"`          // decided (not adopted) rounds
+	Aggregated int     `json:"aggregated"`      // rounds that aggregated its update (of the round, or late)
+	LateIn     int     `json:"aggregated_late"` // of those, rounds that aggregated its update of the round before (late)
+	Late       int     `json:"late"`            // rounds that reported it late
 	Deadline   float64 `json:"median_deadline_seconds"`
 }
 
@@ -601,6 +603,9 @@ func slowStats(reps []*node.RoundReport, id string) slowLink {
 		s.Rounds++
 		if slices.Contains(r.Authors, id) {
 			s.Aggregated++
+		}
+		if slices.Contains(r.LateIn, id) {
+			s.LateIn++
 		}
 		if slices.Contains(r.Late, id) {
 			s.Late++

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/vtrain/vtrain/consensus"
@@ -45,9 +46,10 @@ type PeerReport struct {
 	Peer       string         `json:"peer"`
 	Joined     uint64         `json:"joined_round"`
 	Updates    int            `json:"updates"`
-	Aggregated int            `json:"aggregated"` // rounds whose aggregate included its update
-	Accepted   int            `json:"accepted"`   // of the updates this keeper saw, those aggregated
-	Rejected   map[string]int `json:"rejected"`   // refused messages by first reason
+	Aggregated int            `json:"aggregated"`      // rounds whose aggregate included its update
+	Late       int            `json:"aggregated_late"` // of those, rounds that took its update of the round before (consensus/late.go)
+	Accepted   int            `json:"accepted"`        // of the updates this keeper saw, those aggregated
+	Rejected   map[string]int `json:"rejected"`        // refused messages by first reason
 	Samples    uint64         `json:"samples"`
 	Acceptance float64        `json:"acceptance_rate"`
 	WaitRounds *uint64        `json:"wait_rounds"` // from admission to the first aggregated update; null if none
@@ -347,6 +349,9 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 			for _, id := range d.Peers {
 				p := get(id)
 				p.Aggregated++
+				if slices.Contains(d.Late, id) {
+					p.Late++
+				}
 				p.Samples += share
 				p.rounds = append(p.rounds, aggregated{e.Round, share})
 				if p.WaitRounds == nil {

@@ -42,6 +42,10 @@ type Decision struct {
 	Samples  uint64   `json:"samples"`
 	Signers  int      `json:"signers"`            // precommits in the certificate
 	Restored bool     `json:"restored,omitempty"` // a link of a chain the keeper checked to adopt a state (a state entry follows the last)
+	// Late lists the peers whose late update (of the round before, which
+	// did not aggregate one of theirs: consensus/late.go) the decision
+	// aggregates, sorted: credited work, one round late.
+	Late []string `json:"late,omitempty"`
 	// NextVoters lists the next round's voters of a restored link whose
 	// value changes the voter set.
 	NextVoters []string `json:"next_voters,omitempty"`

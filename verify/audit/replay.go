@@ -218,6 +218,9 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 		if u.From != ref.From {
 			return fmt.Errorf("round %d names update %s as %s's, it is %s's", v.Round, ref.ID.Short(), ref.From, u.From)
 		}
+		if err := r.checkRound(v, ref, u); err != nil {
+			return err
+		}
 		if ups[i], err = r.dec.Decode(u.Payload); err != nil {
 			return fmt.Errorf("round %d: update %s: %v", v.Round, ref.ID.Short(), err)
 		}
@@ -240,7 +243,11 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 	}
 	if r.full && r.train != nil {
 		for _, u := range msgs {
-			bad, err := r.fullCheck(u, r.state.Theta)
+			base := r.bases[u.Round]
+			if base == nil {
+				continue // a late update of a round the replay skipped (a state adopted since)
+			}
+			bad, err := r.fullCheck(u, base)
 			if err != nil {
 				return err
 			}
@@ -256,6 +263,37 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 	return nil
 }
 
+// checkRound checks that an update a value names is of the round the
+// value says: its own, or the one before for a late update (consensus/
+// late.go), on that round's state, from a member whose update of that
+// round the round before did not aggregate. The certificate vouches for
+// this; the replay checks it again, as it recomputes the aggregate.
+func (r *replay) checkRound(v *consensus.Value, ref consensus.UpdateRef, u *consensus.Update) error {
+	want := v.Round
+	if ref.Late {
+		if v.Round == 0 {
+			return fmt.Errorf("round 0 names update %s as late", ref.ID.Short())
+		}
+		want--
+	}
+	if u.Round != want {
+		return fmt.Errorf("round %d names update %s of %s (of round %d) as one of round %d", v.Round, ref.ID.Short(), ref.From, u.Round, want)
+	}
+	if h, ok := r.hashes[want]; ok && u.Base != h {
+		return fmt.Errorf("round %d aggregates %s's update %s on %s, round %d's state is %s", v.Round, ref.From, ref.ID.Short(), u.Base.Short(), want, h.Short())
+	}
+	if ref.Late {
+		if pv := r.values[want]; pv != nil {
+			for _, o := range pv.Updates {
+				if o.From == ref.From && !o.Late {
+					return fmt.Errorf("round %d aggregates a late update of %s of round %d, which round %d had aggregated one of", v.Round, ref.From, want, want)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // summary checks a decision's summary fields against its commit.
 func (r *replay) summary(d *Decision, v *consensus.Value, signers int) error {
 	if d.Result != hex.EncodeToString(v.Next[:]) || d.Base != hex.EncodeToString(v.Base[:]) || len(d.Updates) != len(v.Updates) ||
@@ -266,6 +304,13 @@ func (r *replay) summary(d *Decision, v *consensus.Value, signers int) error {
 		if d.Updates[i] != hex.EncodeToString(u.ID[:]) || d.Peers[i] != string(u.From) {
 			return fmt.Errorf("the decision's summary of round %d does not match its certified value", v.Round)
 		}
+	}
+	var late []string
+	for _, p := range v.LateIn() {
+		late = append(late, string(p))
+	}
+	if !slices.Equal(d.Late, late) {
+		return fmt.Errorf("the decision's summary of round %d lists %v aggregated late, its certified value %v", v.Round, d.Late, late)
 	}
 	return nil
 }
@@ -363,10 +408,13 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 	if r.train == nil || string(x.From) != keeper {
 		return true, nil
 	}
-	base, u := r.bases[x.Round], r.updates[x.Update]
-	if base == nil || u == nil {
+	// From the update's own round: a late one (consensus/late.go) was
+	// trained in the round before the verdict's.
+	u := r.updates[x.Update]
+	if u == nil || r.bases[u.Round] == nil {
 		return true, nil
 	}
+	base := r.bases[u.Round]
 	ans, ok := r.resp[fmt.Sprint(x.Round, "|", x.Accused)]
 	if !ok {
 		if x.Pass {
@@ -378,7 +426,7 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("challenge answer: %v", err)
 	}
-	rep, err := trainer.NewReplayer(r.spec, x.Round, x.Accused, r.train)
+	rep, err := trainer.NewReplayer(r.spec, u.Round, x.Accused, r.train)
 	if err != nil {
 		return true, err
 	}
@@ -611,8 +659,12 @@ func (r *replay) carriedVerdicts(v *consensus.Value) error {
 // or the round's state not in this ledger, a claim of silence, or a state
 // the accused's honest steps do not reach).
 func (r *replay) referee(x *consensus.VerdictMsg) (consensus.Ruling, bool, error) {
-	u, base := r.updates[x.Update], r.bases[x.Round]
-	if u == nil || base == nil || x.Fault == consensus.FaultSilent {
+	u := r.updates[x.Update]
+	if u == nil || x.Fault == consensus.FaultSilent {
+		return 0, false, nil
+	}
+	base := r.bases[u.Round] // its own round's: a late update's is the one before the verdict's
+	if base == nil {
 		return 0, false, nil
 	}
 	if x.Fault == consensus.FaultAnswer {
@@ -624,7 +676,7 @@ func (r *replay) referee(x *consensus.VerdictMsg) (consensus.Ruling, bool, error
 	if r.train == nil {
 		return 0, false, nil
 	}
-	rep, err := trainer.NewReplayer(r.spec, x.Round, x.Accused, r.train)
+	rep, err := trainer.NewReplayer(r.spec, u.Round, x.Accused, r.train)
 	if err != nil {
 		return 0, false, err
 	}

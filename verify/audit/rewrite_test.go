@@ -201,6 +201,9 @@ func (f *forger) setCommit(i int, c *consensus.Commit, restored bool) {
 		d.Updates = append(d.Updates, hex.EncodeToString(u.ID[:]))
 		d.Peers = append(d.Peers, string(u.From))
 	}
+	for _, p := range v.LateIn() {
+		d.Late = append(d.Late, string(p))
+	}
 	data, err := json.Marshal(d)
 	if err != nil {
 		f.t.Fatal(err)

@@ -168,6 +168,7 @@ type vectors struct {
 			From     string `json:"from"`
 			Newcomer bool   `json:"newcomer"`
 			At       uint32 `json:"at"`
+			Late     bool   `json:"late"`
 		} `json:"updates"`
 		Admit []struct {
 			Round uint64   `json:"round"`
@@ -504,7 +505,7 @@ func TestValueID(t *testing.T) {
 		x := consensus.Value{Round: v.Round, Base: consensus.Hash(v.Base), Voters: consensus.Hash(v.Voters),
 			Next: consensus.Hash(v.Next), NextVoters: consensus.Hash(v.NextVoters)}
 		for _, u := range v.Updates {
-			x.Updates = append(x.Updates, consensus.UpdateRef{ID: consensus.Hash(u.ID), From: consensus.PeerID(u.From), Newcomer: u.Newcomer, At: u.At})
+			x.Updates = append(x.Updates, consensus.UpdateRef{ID: consensus.Hash(u.ID), From: consensus.PeerID(u.From), Newcomer: u.Newcomer, At: u.At, Late: u.Late})
 		}
 		for _, j := range v.Admit {
 			x.Admit = append(x.Admit, consensus.JoinRequest{Round: j.Round, From: consensus.PeerID(j.From), Sig: j.Sig})

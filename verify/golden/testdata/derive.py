@@ -511,10 +511,11 @@ vectors["certificate"] = {
 
 
 def value_id(run, v):
-    b = b"vtrain/value/v3\x00" + run + u64(v["round"]) + v["base"] + v["voters"]
+    b = b"vtrain/value/v4\x00" + run + u64(v["round"]) + v["base"] + v["voters"]
     b += u64(len(v["updates"]))
     for u in v["updates"]:
-        b += u["id"] + lp(u["from"]) + flag(u["newcomer"]) + u32(u["at"])  # at: ms after the proposer's round start
+        # at: ms after the proposer's round start; late: an update of the round before (v4)
+        b += u["id"] + lp(u["from"]) + flag(u["newcomer"]) + u32(u["at"]) + flag(u.get("late", False))
     b += u64(len(v["admit"]))
     for j in v["admit"]:
         b += u64(j["round"]) + lp(j["from"]) + lp(j["sig"])
@@ -545,7 +546,7 @@ def value_json(name, v):
 
     return {
         "name": name, "run": hx(RUN), "round": v["round"], "base": hx(v["base"]), "voters": hx(v["voters"]),
-        "updates": [{"id": hx(u["id"]), "from": u["from"], "newcomer": u["newcomer"], "at": u["at"]} for u in v["updates"]],
+        "updates": [{"id": hx(u["id"]), "from": u["from"], "newcomer": u["newcomer"], "at": u["at"], "late": u.get("late", False)} for u in v["updates"]],
         "admit": [{"round": j["round"], "from": j["from"], "sig": hx(j["sig"])} for j in v["admit"]],
         "verdicts": [verdict_fields(x) for x in v["verdicts"]],
         "overturned": [verdict_fields(x) for x in v["overturned"]],
@@ -559,6 +560,7 @@ updates = sorted([
     {"id": H("update 21 a"), "from": FOUNDERS[0], "newcomer": False, "at": 3305},
     {"id": H("update 21 b"), "from": FOUNDERS[1], "newcomer": False, "at": 2950},
     {"id": H("update 21 c"), "from": PEER_C, "newcomer": True, "at": 0},
+    {"id": H("update 20 d"), "from": PEER_D, "newcomer": False, "at": 0, "late": True},
 ], key=lambda u: u["id"])
 equivocation = {
     "a": vote("prevote", 21, 0, H("value 21 x"), -1, PEER_D, b"\x01" * 64),
