@@ -120,7 +120,7 @@ type Trainer struct {
 
 	// On a device engine (WithEngine), dev holds the parameters and the
 	// optimizer state; params and opt are refreshed from it on demand.
-	dev   *engine.Net
+	dev   *models.Program
 	x     []float32
 	stale bool
 
@@ -186,19 +186,26 @@ func newTrainer(cfg Config, train *data.Dataset, theta []float32, opts ...Option
 		opt: cfg.newOptimizer(len(theta)),
 		idx: make([]int, 0, cfg.Batch), y: make([]int, cfg.Batch),
 	}
+	net, err := models.NewTrainNet(cfg.Model, cfg.Batch, theta)
+	if err != nil {
+		return nil, err
+	}
 	if o.eng != nil {
-		dev, err := engine.NewNet(o.eng, cfg.Model, cfg.Batch, engine.Optim{
+		// The model's graph, lowered onto the engine; the graph itself is
+		// not run.
+		defer net.Close()
+		g, err := net.TrainGraph()
+		if err != nil {
+			return nil, err
+		}
+		dev, err := models.Compile(o.eng, g, engine.Optim{
 			Kind: cfg.Optimizer, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay,
-			Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.Eps}, theta)
+			Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.Eps})
 		if err != nil {
 			return nil, err
 		}
 		t.dev, t.x = dev, make([]float32, cfg.Batch*cfg.Model.Rows*cfg.Model.Cols)
 		return t, nil
-	}
-	net, err := models.NewTrainNet(cfg.Model, cfg.Batch, theta)
-	if err != nil {
-		return nil, err
 	}
 	t.net = net
 	return t, nil

@@ -533,7 +533,7 @@ func TrainingSteps(t *testing.T, e engine.Engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dev, err := engine.NewNet(e, spec, batch, OptimOf(cfg), ref.Params())
+		dev, err := compileModel(e, spec, batch, OptimOf(cfg), ref.Params())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -567,7 +567,21 @@ func TrainingSteps(t *testing.T, e engine.Engine) {
 	}
 }
 
-// OptimOf maps a trainer configuration onto Net's optimizer settings.
+// compileModel lowers spec's training graph onto e, from theta.
+func compileModel(e engine.Engine, spec models.Spec, batch int, opt engine.Optim, theta []float32) (*models.Program, error) {
+	net, err := models.NewTrainNet(spec, batch, append([]float32(nil), theta...))
+	if err != nil {
+		return nil, err
+	}
+	defer net.Close()
+	g, err := net.TrainGraph()
+	if err != nil {
+		return nil, err
+	}
+	return models.Compile(e, g, opt)
+}
+
+// OptimOf maps a trainer configuration onto an engine optimizer's settings.
 func OptimOf(c trainer.Config) engine.Optim {
 	return engine.Optim{Kind: c.Optimizer, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay,
 		Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps}
