@@ -486,8 +486,12 @@ func (p *Program) Step(x []float32, y []int, lr float64) (float32, error) {
 	if err != nil {
 		return loss, err
 	}
-	return loss, p.opt.Step(p.params, p.grads, lr)
+	return loss, p.Update(lr)
 }
+
+// Update applies one optimizer step at learning rate lr to the gradients
+// on the device (those of the last Gradients).
+func (p *Program) Update(lr float64) error { return p.opt.Step(p.params, p.grads, lr) }
 
 // Params copies the parameters from the device into dst.
 func (p *Program) Params(dst []float32) error { return p.e.Download(dst, p.params) }
