@@ -118,8 +118,9 @@ type Trainer struct {
 	sampler *data.Sampler
 	step    int64
 
-	// On a device engine (WithEngine), dev holds the parameters and the
-	// optimizer state; params and opt are refreshed from it on demand.
+	// On a device engine (WithEngine), dev (the model's graph lowered onto
+	// it) holds the parameters and the optimizer state; params and opt are
+	// refreshed from it on demand.
 	dev   *models.Program
 	x     []float32
 	stale bool
@@ -133,10 +134,11 @@ type Option func(*options)
 
 type options struct{ eng engine.Engine }
 
-// WithEngine trains on an engine.Engine (a GPU) instead of the Gorgonia
-// CPU graph: the forward and backward passes and the optimizer run on the
-// device, which keeps the parameters between steps. Nil means the CPU
-// graph.
+// WithEngine trains on an engine.Engine (a GPU) instead of Gorgonia's
+// CPU VM: the model's differentiated graph is lowered onto the engine
+// (models.Compile), and the forward and backward passes and the optimizer
+// run on the device, which keeps the parameters between steps. Nil means
+// the CPU VM.
 func WithEngine(e engine.Engine) Option { return func(o *options) { o.eng = e } }
 
 // New returns a trainer at step 0 with parameters initialised from the
