@@ -9,8 +9,9 @@ import (
 )
 
 // TestConformance runs the engine conformance suite on GPU 0: every
-// kernel against a float64 reference, and three training steps of softmax
-// regression, MLPs and the CNN against the Gorgonia CPU path within 1e-4.
+// kernel against a float64 reference, and the lowered training graphs of
+// softmax regression, MLPs, the CNN and 240 random graphs against
+// Gorgonia's CPU VM within 1e-4.
 func TestConformance(t *testing.T) {
 	e, err := Open(0)
 	if err != nil {

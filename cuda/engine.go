@@ -274,6 +274,41 @@ func (e *Engine) SumRows(dst, x engine.Buffer, rows, cols int) error {
 	return e.launch("sum_rows", cols, 0, ptrArg(dst), ptrArg(x), intArg(rows), intArg(cols))
 }
 
+func (e *Engine) Copy(dst, src engine.Buffer) error {
+	if err := engine.CheckSame("copy", dst, src); err != nil {
+		return err
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.exit()
+	if err := cu.MemcpyDtoD(dev(dst).ptr, dev(src).ptr, int64(4*dst.Len())); err != nil {
+		return fmt.Errorf("%w: copy: %v", engine.ErrDevice, err)
+	}
+	return nil
+}
+
+func (e *Engine) Add(dst, a, b engine.Buffer) error {
+	if err := engine.CheckSame("add", dst, a, b); err != nil {
+		return err
+	}
+	return e.launch("add", dst.Len(), 0, ptrArg(dst), ptrArg(a), ptrArg(b), intArg(dst.Len()))
+}
+
+func (e *Engine) Tanh(y, x engine.Buffer) error {
+	if err := engine.CheckSame("tanh", y, x); err != nil {
+		return err
+	}
+	return e.launch("tanh_fwd", y.Len(), 0, ptrArg(y), ptrArg(x), intArg(y.Len()))
+}
+
+func (e *Engine) TanhGrad(dx, dy, y engine.Buffer) error {
+	if err := engine.CheckSame("tanh-grad", dx, dy, y); err != nil {
+		return err
+	}
+	return e.launch("tanh_grad", dx.Len(), 0, ptrArg(dx), ptrArg(dy), ptrArg(y), intArg(dx.Len()))
+}
+
 func (e *Engine) ReLU(y engine.Buffer) error {
 	return e.launch("relu", y.Len(), 0, ptrArg(y), intArg(y.Len()))
 }

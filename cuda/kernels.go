@@ -22,6 +22,22 @@ extern "C" __global__ void sum_rows(float* dst, const float* x, i64 rows, i64 co
 	dst[c] = s;
 }
 
+extern "C" __global__ void add(float* dst, const float* a, const float* b, i64 n) {
+	i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n) dst[i] = a[i] + b[i];
+}
+
+extern "C" __global__ void tanh_fwd(float* y, const float* x, i64 n) {
+	i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n) y[i] = tanhf(x[i]);
+}
+
+// __fmul_rn keeps 1 − y² from being fused into an FMA, as on the CPU.
+extern "C" __global__ void tanh_grad(float* dx, const float* dy, const float* y, i64 n) {
+	i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n) dx[i] = dy[i] * (1.0f - __fmul_rn(y[i], y[i]));
+}
+
 extern "C" __global__ void relu(float* y, i64 n) {
 	i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i < n && !(y[i] > 0.0f)) y[i] = 0.0f;
@@ -170,5 +186,5 @@ extern "C" __global__ void adamw(float* p, const float* g, float* m, float* v, i
 `
 
 // kernelNames are the kernels Open loads.
-var kernelNames = []string{"add_row_vector", "sum_rows", "relu", "relu_grad", "softmax_xent", "sgd", "adamw",
+var kernelNames = []string{"add_row_vector", "sum_rows", "add", "tanh_fwd", "tanh_grad", "relu", "relu_grad", "softmax_xent", "sgd", "adamw",
 	"im2col", "col2im", "from_cnp", "to_cnp", "relu_pool", "relu_pool_grad"}

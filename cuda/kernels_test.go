@@ -22,6 +22,8 @@ __device__ inline float expf(float x) { return __builtin_expf(x); }
 __device__ inline float logf(float x) { return __builtin_logf(x); }
 __device__ inline float sqrtf(float x) { return __builtin_sqrtf(x); }
 __device__ inline float fmaxf(float a, float b) { return __builtin_fmaxf(a, b); }
+__device__ inline float tanhf(float x) { return __builtin_tanhf(x); }
+__device__ inline float __fmul_rn(float a, float b) { return a * b; }
 __device__ inline float __int_as_float(int x) { return __builtin_bit_cast(float, x); }
 `
 

@@ -109,6 +109,47 @@ func (cpu) SumRows(dst, x Buffer, rows, cols int) error {
 	return nil
 }
 
+func (cpu) Copy(dst, src Buffer) error {
+	if err := CheckSame("copy", dst, src); err != nil {
+		return err
+	}
+	copy(data(dst), data(src))
+	return nil
+}
+
+func (cpu) Add(dst, a, b Buffer) error {
+	if err := CheckSame("add", dst, a, b); err != nil {
+		return err
+	}
+	dd, ad, bd := data(dst), data(a), data(b)
+	for i, v := range ad {
+		dd[i] = v + bd[i]
+	}
+	return nil
+}
+
+func (cpu) Tanh(y, x Buffer) error {
+	if err := CheckSame("tanh", y, x); err != nil {
+		return err
+	}
+	yd := data(y)
+	for i, v := range data(x) {
+		yd[i] = float32(math.Tanh(float64(v)))
+	}
+	return nil
+}
+
+func (cpu) TanhGrad(dx, dy, y Buffer) error {
+	if err := CheckSame("tanh-grad", dx, dy, y); err != nil {
+		return err
+	}
+	dd, gd := data(dx), data(dy)
+	for i, v := range data(y) {
+		dd[i] = gd[i] * (1 - v*v)
+	}
+	return nil
+}
+
 func (cpu) ReLU(y Buffer) error {
 	yd := data(y)
 	for i, v := range yd {

@@ -1,17 +1,19 @@
 // Package engine is the seam between vtrain's models and the device that
 // runs them. An Engine owns float32 buffers on its device and runs the
-// handful of kernels that vtrain's models need: matrix products, bias and
-// ReLU, softmax cross-entropy, column sums, im2col and its adjoint, fused
-// ReLU and 2×2 max-pooling, and the SGD and AdamW updates. Net builds a
-// model's forward and backward pass and its optimizer step from those
-// kernels once, so that every engine runs the same graph, and a step moves
-// only the batch in and the per-sample losses out.
+// handful of kernels that vtrain's models need: matrix products, bias,
+// ReLU and tanh, elementwise sums and copies, softmax cross-entropy,
+// column sums, im2col and its adjoint, fused ReLU and 2×2 max-pooling, and
+// the SGD and AdamW updates (Optimizer runs those on device buffers).
+//
+// The engine knows no model: package models lowers a model's
+// differentiated Gorgonia graph onto these kernels (models.Compile), so
+// that a model is defined once, as a graph, and every engine runs that
+// graph.
 //
 // CPU is the reference implementation, in plain Go. The CUDA engine
-// (package cuda, build tag cuda) implements the same interface on
+// (package cuda, build tag vtcuda) implements the same interface on
 // gorgonia.org/cu. enginetest holds the conformance suite that both must
-// pass. The Gorgonia graphs in package models remain the CPU training path;
-// Net on the CPU engine is checked against them.
+// pass, including lowered graphs against Gorgonia's own VM.
 package engine
 
 import (
@@ -64,6 +66,15 @@ type Engine interface {
 	AddRowVector(y, v Buffer, rows, cols int) error
 	// SumRows sets dst (cols) to the column sums of x (rows×cols).
 	SumRows(dst, x Buffer, rows, cols int) error
+	// Copy copies src into dst; the lengths must match.
+	Copy(dst, src Buffer) error
+	// Add sets dst = a + b elementwise; dst may be a or b.
+	Add(dst, a, b Buffer) error
+	// Tanh sets y = tanh(x) elementwise; y may be x.
+	Tanh(y, x Buffer) error
+	// TanhGrad sets dx = dy·(1 − y²) elementwise, where y is Tanh's
+	// output; dx may be dy.
+	TanhGrad(dx, dy, y Buffer) error
 	// ReLU replaces y by max(y, 0) in place.
 	ReLU(y Buffer) error
 	// ReLUGrad zeroes dy where y ≤ 0 (y is the ReLU's output).

@@ -10,6 +10,8 @@ import (
 	"gonum.org/v1/gonum/blas"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/vtrain/vtrain/engine"
 )
 
 // convGeom is a 2-D convolution with square kernels, stride 1 and equal
@@ -585,4 +587,160 @@ func mask(b bool) uint32 {
 		u = 1
 	}
 	return -u
+}
+
+// engineGeom is the geometry as engine.ConvGeom.
+func (g convGeom) engineGeom() engine.ConvGeom {
+	return engine.ConvGeom{N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, K: g.K, P: g.P}
+}
+
+// lower implements lowerer, on whole-batch im2col: the forward op is
+// Im2Col, one product W·cols into channel-major [O, N·H'·W'], FromCNP
+// with the bias back to NCHW, then (pooled) ReLUPool, keeping the
+// pre-pool output for the unpool op. The gradients share per graph node
+// the input's columns and dy in channel-major order: dW = dyᶜ·colsᵀ,
+// db = dyᶜ·1, and dx = Col2Im(Wᵀ·dyᶜ).
+func (op *convOp) lower(l *lowering, node *G.Node, in []engine.Buffer) (engine.Buffer, error) {
+	g := op.g.engineGeom()
+	kids := children(node)
+	hw, nhw, ckk := g.OutH()*g.OutW(), g.NHW(), g.CKK()
+	type preKey struct{ fwd *G.Node }
+	switch op.kind {
+	case convForward:
+		x, w, b := in[0], in[1], in[2]
+		cols, err := l.im2col(kids[0], x, g)
+		if err != nil {
+			return nil, err
+		}
+		t, err := l.alloc(g.O * nhw)
+		if err != nil {
+			return nil, err
+		}
+		pre := t // the unpooled output, NCHW
+		if op.pooled() {
+			if pre, err = l.alloc(g.O * nhw); err != nil {
+				return nil, err
+			}
+			l.memo[preKey{node}] = pre
+		}
+		out, err := l.out(node)
+		if err != nil {
+			return nil, err
+		}
+		if !op.pooled() {
+			pre = out
+		}
+		pooled := op.pooled()
+		l.emit(op, func(e engine.Engine) error {
+			if err := e.Gemm(false, false, g.O, nhw, ckk, 1, w, cols, 0, t); err != nil {
+				return err
+			}
+			if err := e.FromCNP(pre, t, b, g.N, g.O, hw); err != nil {
+				return err
+			}
+			if !pooled {
+				return nil
+			}
+			return e.ReLUPool(out, pre, g.N*g.O, g.OutH(), g.OutW())
+		})
+		return out, nil
+	case convUnpool:
+		pre, ok := l.memo[preKey{kids[0]}]
+		if !ok {
+			return nil, unsupported(node, "an unpool op whose first input is not its pooled convolution")
+		}
+		out, err := l.out(node)
+		if err != nil {
+			return nil, err
+		}
+		dy := in[1]
+		l.emit(op, func(e engine.Engine) error { return e.ReLUPoolGrad(out, dy, pre, g.N*g.O, g.OutH(), g.OutW()) })
+		return out, nil
+	case convGradW:
+		cols, err := l.im2col(kids[0], in[0], g)
+		if err != nil {
+			return nil, err
+		}
+		dt, err := l.toCNP(kids[1], in[1], g)
+		if err != nil {
+			return nil, err
+		}
+		out, err := l.out(node)
+		if err != nil {
+			return nil, err
+		}
+		l.emit(op, func(e engine.Engine) error { return e.Gemm(false, true, g.O, ckk, nhw, 1, dt, cols, 0, out) })
+		return out, nil
+	case convGradB:
+		dt, err := l.toCNP(kids[0], in[0], g)
+		if err != nil {
+			return nil, err
+		}
+		ones, err := l.ones(nhw)
+		if err != nil {
+			return nil, err
+		}
+		out, err := l.out(node)
+		if err != nil {
+			return nil, err
+		}
+		l.emit(op, func(e engine.Engine) error { return e.Gemm(false, false, g.O, 1, nhw, 1, dt, ones, 0, out) })
+		return out, nil
+	case convGradX:
+		w := in[0]
+		dt, err := l.toCNP(kids[1], in[1], g)
+		if err != nil {
+			return nil, err
+		}
+		dcols, err := l.alloc(ckk * nhw)
+		if err != nil {
+			return nil, err
+		}
+		out, err := l.out(node)
+		if err != nil {
+			return nil, err
+		}
+		l.emit(op, func(e engine.Engine) error {
+			if err := e.Gemm(true, false, ckk, nhw, g.O, 1, w, dt, 0, dcols); err != nil {
+				return err
+			}
+			return e.Col2Im(out, dcols, g)
+		})
+		return out, nil
+	}
+	return nil, unsupported(node, "an unknown convolution kind")
+}
+
+// im2col returns the columns of x (node xn) for geometry g, emitting the
+// Im2Col kernel the first time they are needed.
+func (l *lowering) im2col(xn *G.Node, x engine.Buffer, g engine.ConvGeom) (engine.Buffer, error) {
+	type key struct {
+		x *G.Node
+		g engine.ConvGeom
+	}
+	return l.memoize(key{xn, g}, func() (engine.Buffer, error) {
+		cols, err := l.alloc(g.CKK() * g.NHW())
+		if err != nil {
+			return nil, err
+		}
+		l.emit(stringer("im2col"), func(e engine.Engine) error { return e.Im2Col(cols, x, g) })
+		return cols, nil
+	})
+}
+
+// toCNP returns dy (node dn, N·O·H'·W') in channel-major order, emitting
+// the ToCNP kernel the first time it is needed.
+func (l *lowering) toCNP(dn *G.Node, dy engine.Buffer, g engine.ConvGeom) (engine.Buffer, error) {
+	type key struct {
+		dy *G.Node
+		g  engine.ConvGeom
+	}
+	return l.memoize(key{dn, g}, func() (engine.Buffer, error) {
+		dt, err := l.alloc(g.O * g.NHW())
+		if err != nil {
+			return nil, err
+		}
+		l.emit(stringer("to-cnp"), func(e engine.Engine) error { return e.ToCNP(dt, dy, g.N, g.O, g.OutH()*g.OutW()) })
+		return dt, nil
+	})
 }

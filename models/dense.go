@@ -9,6 +9,8 @@ import (
 	"gonum.org/v1/gonum/blas"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/vtrain/vtrain/engine"
 )
 
 // denseKind selects what a denseOp computes.
@@ -243,4 +245,62 @@ func (op *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 // relu applies reluOp to x.
 func relu(x *G.Node) (*G.Node, error) {
 	return G.ApplyOp(&reluOp{shape: x.Shape().Clone()}, x)
+}
+
+// lower implements lowerer: a product and a bias, or one gradient.
+func (op *denseOp) lower(l *lowering, node *G.Node, in []engine.Buffer) (engine.Buffer, error) {
+	out, err := l.out(node)
+	if err != nil {
+		return nil, err
+	}
+	n, i, o := op.n, op.i, op.o
+	switch op.kind {
+	case denseForward:
+		x, w, b := in[0], in[1], in[2]
+		l.emit(op, func(e engine.Engine) error {
+			if err := e.Gemm(false, false, n, o, i, 1, x, w, 0, out); err != nil {
+				return err
+			}
+			return e.AddRowVector(out, b, n, o)
+		})
+	case denseGradX:
+		dy, w := in[0], in[1]
+		l.emit(op, func(e engine.Engine) error { return e.Gemm(false, true, n, i, o, 1, dy, w, 0, out) })
+	case denseGradW:
+		x, dy := in[0], in[1]
+		l.emit(op, func(e engine.Engine) error { return e.Gemm(true, false, i, o, n, 1, x, dy, 0, out) })
+	case denseGradB:
+		dy := in[0]
+		l.emit(op, func(e engine.Engine) error { return e.SumRows(out, dy, n, o) })
+	}
+	return out, nil
+}
+
+// lower implements lowerer. The gradient zeroes dy where x ≤ 0, where
+// the CPU op zeroes it where x < 0: they differ only at x = 0 exactly,
+// which an input reaches through another ReLU or a pooled convolution,
+// whose own gradients are zero there.
+func (op *reluOp) lower(l *lowering, node *G.Node, in []engine.Buffer) (engine.Buffer, error) {
+	out, err := l.out(node)
+	if err != nil {
+		return nil, err
+	}
+	if !op.grad {
+		x := in[0]
+		l.emit(op, func(e engine.Engine) error {
+			if err := e.Copy(out, x); err != nil {
+				return err
+			}
+			return e.ReLU(out)
+		})
+		return out, nil
+	}
+	x, dy := in[0], in[1]
+	l.emit(op, func(e engine.Engine) error {
+		if err := e.Copy(out, dy); err != nil {
+			return err
+		}
+		return e.ReLUGrad(out, x)
+	})
+	return out, nil
 }

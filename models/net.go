@@ -26,7 +26,7 @@ type Net struct {
 	vm     G.VM
 	x      *G.Node
 	xval   *tensor.Dense
-	y      *G.Node // one-hot labels (training only)
+	y      *G.Node // labels, class indices as float32 (training only)
 	yval   *tensor.Dense
 	loss   *G.Node
 	logits *G.Node
@@ -159,28 +159,14 @@ func (n *Net) build() error {
 // buildLoss adds the mean softmax cross-entropy of the logits to a
 // training net.
 func (n *Net) buildLoss() error {
-	s, h := n.spec, n.logits
 	if !n.train {
 		return nil
 	}
-	n.yval = tensor.New(tensor.WithShape(n.batch, s.Classes), tensor.WithBacking(make([]float32, n.batch*s.Classes)))
-	n.y = G.NewMatrix(n.g, tensor.Float32, G.WithShape(n.batch, s.Classes), G.WithName("y"), G.WithValue(n.yval))
-	logp, err := G.LogSoftMax(h)
-	if err != nil {
-		return err
-	}
-	picked, err := G.HadamardProd(logp, n.y)
-	if err != nil {
-		return err
-	}
-	sum, err := G.Sum(picked)
-	if err != nil {
-		return err
-	}
-	if n.loss, err = G.Mul(sum, G.NewConstant(float32(-1/float64(n.batch)))); err != nil {
-		return err
-	}
-	return nil
+	var err error
+	n.yval = tensor.New(tensor.WithShape(n.batch), tensor.WithBacking(make([]float32, n.batch)))
+	n.y = G.NewVector(n.g, tensor.Float32, G.WithShape(n.batch), G.WithName("y"), G.WithValue(n.yval))
+	n.loss, err = SoftmaxCrossEntropy(n.logits, n.y)
+	return err
 }
 
 // Spec returns the model's spec.
@@ -213,13 +199,12 @@ func (n *Net) Step(y []int) (float32, error) {
 	if len(y) != n.batch {
 		return 0, fmt.Errorf("models: %d labels for batch %d", len(y), n.batch)
 	}
-	oh := n.yval.Data().([]float32)
-	clear(oh)
+	ys := n.yval.Data().([]float32)
 	for i, c := range y {
 		if c < 0 || c >= n.spec.Classes {
 			return 0, fmt.Errorf("models: label %d out of range 0..%d", c, n.spec.Classes-1)
 		}
-		oh[i*n.spec.Classes+c] = 1
+		ys[i] = float32(c)
 	}
 	defer n.vm.Reset()
 	if err := n.vm.RunAll(); err != nil {

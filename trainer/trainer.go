@@ -118,9 +118,10 @@ type Trainer struct {
 	sampler *data.Sampler
 	step    int64
 
-	// On a device engine (WithEngine), dev holds the parameters and the
-	// optimizer state; params and opt are refreshed from it on demand.
-	dev   *engine.Net
+	// On a device engine (WithEngine), dev (the model's graph lowered onto
+	// it) holds the parameters and the optimizer state; params and opt are
+	// refreshed from it on demand.
+	dev   *models.Program
 	x     []float32
 	stale bool
 
@@ -133,10 +134,11 @@ type Option func(*options)
 
 type options struct{ eng engine.Engine }
 
-// WithEngine trains on an engine.Engine (a GPU) instead of the Gorgonia
-// CPU graph: the forward and backward passes and the optimizer run on the
-// device, which keeps the parameters between steps. Nil means the CPU
-// graph.
+// WithEngine trains on an engine.Engine (a GPU) instead of Gorgonia's
+// CPU VM: the model's differentiated graph is lowered onto the engine
+// (models.Compile), and the forward and backward passes and the optimizer
+// run on the device, which keeps the parameters between steps. Nil means
+// the CPU VM.
 func WithEngine(e engine.Engine) Option { return func(o *options) { o.eng = e } }
 
 // New returns a trainer at step 0 with parameters initialised from the
@@ -186,19 +188,26 @@ func newTrainer(cfg Config, train *data.Dataset, theta []float32, opts ...Option
 		opt: cfg.newOptimizer(len(theta)),
 		idx: make([]int, 0, cfg.Batch), y: make([]int, cfg.Batch),
 	}
+	net, err := models.NewTrainNet(cfg.Model, cfg.Batch, theta)
+	if err != nil {
+		return nil, err
+	}
 	if o.eng != nil {
-		dev, err := engine.NewNet(o.eng, cfg.Model, cfg.Batch, engine.Optim{
+		// The model's graph, lowered onto the engine; the graph itself is
+		// not run.
+		defer net.Close()
+		g, err := net.TrainGraph()
+		if err != nil {
+			return nil, err
+		}
+		dev, err := models.Compile(o.eng, g, engine.Optim{
 			Kind: cfg.Optimizer, Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay,
-			Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.Eps}, theta)
+			Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.Eps})
 		if err != nil {
 			return nil, err
 		}
 		t.dev, t.x = dev, make([]float32, cfg.Batch*cfg.Model.Rows*cfg.Model.Cols)
 		return t, nil
-	}
-	net, err := models.NewTrainNet(cfg.Model, cfg.Batch, theta)
-	if err != nil {
-		return nil, err
 	}
 	t.net = net
 	return t, nil

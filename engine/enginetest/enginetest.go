@@ -24,16 +24,29 @@ const Tol = 1e-4
 
 const pad = 7 // NaN elements on each side of every output window
 
-// Run runs the kernel suite and the training-step suite against e.
-func Run(t *testing.T, e engine.Engine) {
+// RefTol is the tolerance (relative L2) of lowered training graphs on the
+// CPU reference engine against Gorgonia's VM.
+const RefTol = 1e-5
+
+// Run runs the kernel suite and the training-step suites against e, with
+// steps held to the cross-device tolerance Tol.
+func Run(t *testing.T, e engine.Engine) { run(t, e, Tol) }
+
+// RunReference is Run for the CPU reference engine: lowered training
+// steps are held to RefTol.
+func RunReference(t *testing.T, e engine.Engine) { run(t, e, RefTol) }
+
+func run(t *testing.T, e engine.Engine, stepTol float64) {
 	t.Run("Gemm", func(t *testing.T) { Gemm(t, e) })
 	t.Run("RowOps", func(t *testing.T) { RowOps(t, e) })
+	t.Run("Elementwise", func(t *testing.T) { Elementwise(t, e) })
 	t.Run("Softmax", func(t *testing.T) { Softmax(t, e) })
 	t.Run("Conv", func(t *testing.T) { Conv(t, e) })
 	t.Run("Pool", func(t *testing.T) { Pool(t, e) })
 	t.Run("Optimizers", func(t *testing.T) { Optimizers(t, e) })
 	t.Run("Shapes", func(t *testing.T) { Shapes(t, e) })
-	t.Run("TrainingSteps", func(t *testing.T) { TrainingSteps(t, e) })
+	t.Run("TrainingSteps", func(t *testing.T) { TrainingSteps(t, e, stepTol) })
+	t.Run("LoweredGraphs", func(t *testing.T) { LoweredGraphs(t, e, stepTol) })
 }
 
 // padded is an output window inside a NaN-filled buffer.
@@ -225,6 +238,87 @@ func RowOps(t *testing.T, e engine.Engine) {
 	}
 }
 
+// Elementwise checks Copy, Add, Tanh and TanhGrad, out of place over NaN
+// and in place (Add into its first and second input, Tanh and TanhGrad
+// onto their input), at odd sizes and with inputs large enough to
+// saturate tanh.
+func Elementwise(t *testing.T, e engine.Engine) {
+	r := rand.New(rand.NewPCG(8, 8))
+	for _, n := range []int{1, 2, 7, 64, 1000, 4099} {
+		a, b := randn(r, n, 2), randn(r, n, 2)
+		if n > 2 {
+			a[0], a[1], a[2] = 30, -30, 0
+		}
+		sum, th := make([]float64, n), make([]float64, n)
+		for i := range a {
+			sum[i] = float64(a[i]) + float64(b[i])
+			th[i] = math.Tanh(float64(a[i]))
+		}
+		ab, bb := upload(t, e, a), upload(t, e, b)
+		// Copy
+		c := newPadded(t, e, nans(n))
+		if err := e.Copy(c.win, ab); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float64, n)
+		for i, v := range a {
+			want[i] = float64(v)
+		}
+		compare(t, fmt.Sprintf("copy n=%d", n), c.get(t, "copy"), want, 0)
+		// Add, out of place and into either input
+		d := newPadded(t, e, nans(n))
+		if err := e.Add(d.win, ab, bb); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, fmt.Sprintf("add n=%d", n), d.get(t, "add"), sum, Tol)
+		for _, first := range []bool{true, false} {
+			in := newPadded(t, e, a)
+			other := bb
+			if first {
+				err := e.Add(in.win, in.win, other)
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else if err := e.Add(in.win, other, in.win); err != nil {
+				t.Fatal(err)
+			}
+			compare(t, fmt.Sprintf("add in place (first=%v) n=%d", first, n), in.get(t, "add in place"), sum, Tol)
+		}
+		// Tanh, out of place and in place
+		y := newPadded(t, e, nans(n))
+		if err := e.Tanh(y.win, ab); err != nil {
+			t.Fatal(err)
+		}
+		got := y.get(t, "tanh")
+		compare(t, fmt.Sprintf("tanh n=%d", n), got, th, Tol)
+		yin := newPadded(t, e, a)
+		if err := e.Tanh(yin.win, yin.win); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, fmt.Sprintf("tanh in place n=%d", n), yin.get(t, "tanh in place"), th, Tol)
+		// TanhGrad on the (engine's) tanh output, out of place and onto dy
+		dy := randn(r, n, 1)
+		wantG := make([]float64, n)
+		for i, v := range got {
+			wantG[i] = float64(dy[i]) * (1 - float64(v)*float64(v))
+		}
+		yb, dyb := upload(t, e, got), upload(t, e, dy)
+		g := newPadded(t, e, nans(n))
+		if err := e.TanhGrad(g.win, dyb, yb); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, fmt.Sprintf("tanh-grad n=%d", n), g.get(t, "tanh-grad"), wantG, Tol)
+		gin := newPadded(t, e, dy)
+		if err := e.TanhGrad(gin.win, gin.win, yb); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, fmt.Sprintf("tanh-grad in place n=%d", n), gin.get(t, "tanh-grad in place"), wantG, Tol)
+		for _, b := range []engine.Buffer{ab, bb, yb, dyb} {
+			e.Free(b)
+		}
+	}
+}
+
 // Softmax checks SoftmaxCrossEntropy, including logits large enough to
 // overflow a naive exp and a single class.
 func Softmax(t *testing.T, e engine.Engine) {
@@ -341,6 +435,11 @@ func Shapes(t *testing.T, e engine.Engine) {
 		"add-row-vector": e.AddRowVector(c.win, a, 2, 2),
 		"sum-rows":       e.SumRows(c.win, a, 3, 2),
 		"relu-grad":      e.ReLUGrad(c.win, a),
+		"copy":           e.Copy(c.win, a),
+		"add":            e.Add(c.win, a, b),
+		"add inputs":     e.Add(a, b.Slice(0, 4), b),
+		"tanh":           e.Tanh(c.win, a),
+		"tanh-grad":      e.TanhGrad(c.win, a, b),
 		"softmax":        e.SoftmaxCrossEntropy(c.win, a, b, a, 2, 2),
 		"sgd":            e.SGD(c.win, a, b, 0.1, 0, 0, false),
 		"adamw":          e.AdamW(c.win, a, b, b, 0.9, 0.999, 1e-8, 1, 0.1, 1),
@@ -508,57 +607,96 @@ func Pool(t *testing.T, e engine.Engine) {
 	}
 }
 
-// TrainingSteps trains softmax regression, MLPs and the CNN for three steps
-// with SGD and AdamW on e and on the Gorgonia CPU path with package
-// trainer's optimizers, and compares losses, gradients and parameters.
-func TrainingSteps(t *testing.T, e engine.Engine) {
+// TrainingSteps lowers softmax regression, MLPs with one to three hidden
+// layers and the CNN onto e (models.Compile) and trains each for four
+// steps with SGD (momentum, Nesterov, weight decay) or AdamW beside the
+// Gorgonia CPU path (models.Net's Step, package trainer's optimizers):
+// losses, gradients and the parameter updates must agree within tol
+// (relative L2).
+func TrainingSteps(t *testing.T, e engine.Engine, tol float64) {
 	set := data.Synthetic(5, 256, 1)
 	for _, c := range []struct {
-		kind   string
-		hidden []int
-		opt    string
-	}{{models.LogReg, nil, "sgd"}, {models.MLP, []int{64}, "sgd"}, {models.MLP, []int{64, 32}, "adamw"}, {models.CNN, nil, "sgd"}} {
+		kind     string
+		hidden   []int
+		opt      string
+		nesterov bool
+	}{
+		{models.LogReg, nil, "sgd", false},
+		{models.LogReg, nil, "adamw", false},
+		{models.MLP, []int{64}, "sgd", false},
+		{models.MLP, []int{64, 32}, "adamw", false},
+		{models.MLP, []int{48, 32, 16}, "sgd", true},
+		{models.CNN, nil, "sgd", false},
+		{models.CNN, nil, "adamw", false},
+	} {
 		spec, err := models.NewSpec(c.kind, c.hidden)
 		if err != nil {
 			t.Fatal(err)
 		}
 		const batch = 33
 		cfg := trainer.DefaultConfig(spec)
-		cfg.Optimizer, cfg.Batch, cfg.WeightDecay = c.opt, batch, 0.01
+		cfg.Optimizer, cfg.Batch, cfg.WeightDecay, cfg.Nesterov = c.opt, batch, 0.01, c.nesterov
 		cfg.Schedule.Base = 0.05
 		if c.opt == "adamw" {
 			cfg.Schedule.Base = 1e-3
 		}
-		ref, err := trainer.New(cfg, set.Train)
+		ref, err := models.NewTrainNet(spec, batch, models.Init(spec, cfg.Seed))
 		if err != nil {
 			t.Fatal(err)
 		}
-		dev, err := engine.NewNet(e, spec, batch, OptimOf(cfg), ref.Params())
+		var opt trainer.Optimizer = trainer.NewSGD(spec.NumParams(), cfg.Momentum, cfg.WeightDecay, cfg.Nesterov)
+		if c.opt == "adamw" {
+			opt = trainer.NewAdamW(spec.NumParams(), cfg.Beta1, cfg.Beta2, cfg.Eps, cfg.WeightDecay)
+		}
+		dev, err := compileModel(e, spec, batch, OptimOf(cfg), ref.Params())
 		if err != nil {
 			t.Fatal(err)
 		}
 		x := make([]float32, batch*spec.Rows*spec.Cols)
 		y := make([]int, batch)
 		got := make([]float32, spec.NumParams())
-		for step := range int64(3) {
-			set.Train.Fill(ref.BatchIndices(step, nil), x, y)
+		all := make([]int, set.Train.Len())
+		for i := range all {
+			all[i] = i
+		}
+		sampler, err := data.NewSampler(all, batch, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for step := range int64(4) {
+			set.Train.Fill(sampler.BatchAt(step, nil), x, y)
+			copy(ref.Input(), x)
 			before := append([]float32(nil), ref.Params()...)
-			wantLoss, err := ref.Step()
+			if err := dev.SetParams(before); err != nil { // both start from the same parameters
+				t.Fatal(err)
+			}
+			wantLoss, err := ref.Step(y)
 			if err != nil {
 				t.Fatal(err)
 			}
-			loss, err := dev.Step(x, y, cfg.Schedule.At(step))
+			loss, err := dev.Gradients(x, y)
 			if err != nil {
 				t.Fatal(err)
 			}
 			what := fmt.Sprintf("%s %s step %d", spec, c.opt, step)
-			if math.Abs(float64(loss-wantLoss)) > Tol*(1+math.Abs(float64(wantLoss))) {
+			if math.Abs(float64(loss-wantLoss)) > tol*(1+math.Abs(float64(wantLoss))) {
 				t.Fatalf("%s: loss %v, want %v", what, loss, wantLoss)
+			}
+			if err := dev.Grads(got); err != nil {
+				t.Fatal(err)
+			}
+			if rel := RelL2Update(got, ref.Grads(), make([]float32, len(got))); rel > tol {
+				t.Fatalf("%s: gradients differ by %.2e relative L2", what, rel)
+			}
+			lr := cfg.Schedule.At(step)
+			opt.Step(ref.Params(), ref.Grads(), lr)
+			if err := dev.Update(lr); err != nil {
+				t.Fatal(err)
 			}
 			if err := dev.Params(got); err != nil {
 				t.Fatal(err)
 			}
-			if rel := RelL2Update(got, ref.Params(), before); rel > Tol {
+			if rel := RelL2Update(got, ref.Params(), before); rel > tol {
 				t.Fatalf("%s: update differs by %.2e relative L2", what, rel)
 			}
 		}
@@ -567,7 +705,21 @@ func TrainingSteps(t *testing.T, e engine.Engine) {
 	}
 }
 
-// OptimOf maps a trainer configuration onto Net's optimizer settings.
+// compileModel lowers spec's training graph onto e, from theta.
+func compileModel(e engine.Engine, spec models.Spec, batch int, opt engine.Optim, theta []float32) (*models.Program, error) {
+	net, err := models.NewTrainNet(spec, batch, append([]float32(nil), theta...))
+	if err != nil {
+		return nil, err
+	}
+	defer net.Close()
+	g, err := net.TrainGraph()
+	if err != nil {
+		return nil, err
+	}
+	return models.Compile(e, g, opt)
+}
+
+// OptimOf maps a trainer configuration onto an engine optimizer's settings.
 func OptimOf(c trainer.Config) engine.Optim {
 	return engine.Optim{Kind: c.Optimizer, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay,
 		Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps}
