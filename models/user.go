@@ -251,7 +251,8 @@ func (n *Net) buildUser() (err error) {
 // when they would compute the same training step, up to the code inside
 // an operation; a run spec of a user's model pins it, so that the run ID
 // covers the model's code. It also checks that every operation of the
-// graph is one the engines can run.
+// graph is one the engines can run (CheckLowerable): a model with another
+// op fails here, naming it, before any run starts.
 func (s Spec) Definition() (string, error) {
 	key := fmt.Sprintf("%s %v %v %d %d %d", s.Kind, s.Hidden, s.Channels, s.Rows, s.Cols, s.Classes)
 	if h, ok := definitions.Load(key); ok {
@@ -277,6 +278,13 @@ func (s Spec) definition() (string, error) {
 		return "", err
 	}
 	defer net.Close()
+	tg, err := net.TrainGraph()
+	if err != nil {
+		return "", err
+	}
+	if err := CheckLowerable(tg); err != nil {
+		return "", fmt.Errorf("model %q cannot run on vtrain's engines: %w", s.Kind, err)
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "vtrain model definition v1\n%s\n", s.Kind)
 	for _, p := range s.Layout() {

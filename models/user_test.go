@@ -239,3 +239,23 @@ func TestDefinitionHash(t *testing.T) {
 		t.Errorf("cached %q, %v; want %q", h, err, a)
 	}
 }
+
+// A model built with an op the engines cannot run fails when its
+// definition is taken (a spec, a run), with an error naming the op.
+func TestUnsupportedOpNamed(t *testing.T) {
+	d := testDefinition("test-sigmoid", G.Sigmoid, false)
+	MustRegister(d)
+	s, err := NewSpec("test-sigmoid", nil)
+	if err != nil {
+		t.Fatal(err) // the layout is fine: only the graph is not
+	}
+	_, err = s.Definition()
+	if !errors.Is(err, ErrUnsupportedOp) || !strings.Contains(err.Error(), `"sigmoid"`) || !strings.Contains(err.Error(), "test-sigmoid") {
+		t.Fatalf("a sigmoid model: %v", err)
+	}
+	// It still trains on the CPU graph (Gorgonia differentiates it), which
+	// is what a local experiment may want; a run refuses it.
+	if _, err := NewTrainNet(s, 2, Init(s, 1)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,12 +15,51 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vtrain/vtrain/engine"
 	"github.com/vtrain/vtrain/examples/resmlp"
 	"github.com/vtrain/vtrain/internal/testenv"
 	"github.com/vtrain/vtrain/models"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/trainer"
 )
+
+// The same definition runs on an engine: the trainer lowers the model's
+// differentiated graph onto the CPU reference engine (what a GPU runs),
+// and 20 AdamW steps there agree with Gorgonia's CPU graph within 1e-5.
+func TestLoweredOntoEngine(t *testing.T) {
+	spec, err := models.NewSpec(resmlp.Name, []int{32, 32, 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := data.Synthetic(3, 512, 64)
+	run := func(opts ...trainer.Option) []float32 {
+		cfg := trainer.DefaultConfig(spec)
+		cfg.Batch = 16
+		tr, err := trainer.New(cfg, set.Train, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		for range 20 {
+			if _, err := tr.Step(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return tr.Params()
+	}
+	graph, lowered := run(), run(trainer.WithEngine(engine.CPU()))
+	var num, den float64
+	for i := range graph {
+		d := float64(graph[i]) - float64(lowered[i])
+		num += d * d
+		den += float64(graph[i]) * float64(graph[i])
+	}
+	if rel := math.Sqrt(num / den); rel > 1e-5 || math.IsNaN(rel) {
+		t.Fatalf("lowered program differs from the graph by %.3g (relative L2)", rel)
+	} else {
+		t.Logf("relative L2 after 20 steps: %.3g", rel)
+	}
+}
 
 func fashionMNIST(t *testing.T) string {
 	t.Helper()
