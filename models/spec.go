@@ -274,7 +274,7 @@ func (s Spec) NumParams() int {
 func (s Spec) FLOPsPerSample() float64 {
 	if !IsBuiltin(s.Kind) {
 		if d, ok := lookup(s.Kind); ok && d.FLOPsPerSample != nil {
-			return d.FLOPsPerSample(s)
+			return s.userFLOPs(d)
 		}
 		return 0
 	}

@@ -173,6 +173,16 @@ func (s Spec) userDefaults(d Definition) (out Spec) {
 	return d.Defaults(s)
 }
 
+// userFLOPs calls a definition's FLOPsPerSample: 0 where it panics.
+func (s Spec) userFLOPs(d Definition) (f float64) {
+	defer func() {
+		if recover() != nil {
+			f = 0
+		}
+	}()
+	return d.FLOPsPerSample(s)
+}
+
 // validateUser checks a spec that names a user's model.
 func (s Spec) validateUser() error {
 	d, ok := lookup(s.Kind)
