@@ -48,17 +48,7 @@ bin=$bundle/vtrain-cuda data=$bundle/fashion-mnist
 for f in "$bin" "$bundle/cuda.test" "$data"; do
 	[ -e "$f" ] || { echo "$f missing: build the bundle first (benchmarks/gpu_check.sh --build, where Go is)" >&2; exit 2; }
 done
-extra=$("$py" - <<'PY' 2>/dev/null || true
-import glob, os, site
-dirs = set()
-for sp in site.getsitepackages() + [site.getusersitepackages()]:
-    for lib in ("libcublas.so.*", "libnvrtc.so.*"):
-        for f in glob.glob(os.path.join(sp, "nvidia", "*", "lib", lib)):
-            dirs.add(os.path.dirname(f))
-print(":".join(sorted(dirs)))
-PY
-)
-export LD_LIBRARY_PATH="${extra}${extra:+:}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+. benchmarks/cuda_libs.sh # the CUDA 13 libraries on LD_LIBRARY_PATH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 fail=0
 work=$(mktemp -d)

@@ -20,18 +20,7 @@ while [ $# -gt 0 ]; do
 	*) echo "unknown flag $1" >&2; exit 2 ;;
 	esac
 done
-# The CUDA 13 libraries: the system's, the toolkit's, or PyTorch's wheels.
-extra=$("$py" - <<'PY' 2>/dev/null || true
-import glob, os, site
-dirs = set()
-for sp in site.getsitepackages() + [site.getusersitepackages()]:
-    for lib in ("libcublas.so.*", "libnvrtc.so.*"):
-        for f in glob.glob(os.path.join(sp, "nvidia", "*", "lib", lib)):
-            dirs.add(os.path.dirname(f))
-print(":".join(sorted(dirs)))
-PY
-)
-export LD_LIBRARY_PATH="${extra}${extra:+:}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+. benchmarks/cuda_libs.sh # the CUDA 13 libraries on LD_LIBRARY_PATH
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 v=$("$bin" bench step --device "$device" --model mlp --hidden 4096,4096 --batch 1024 --steps "$steps" --warmup 20 --json | tail -1)
 t=$(cd benchmarks && "$py" torch_step.py --device "$device" --model mlp --hidden 4096,4096 --batch 1024 --steps "$steps" --warmup 20 | tail -1)

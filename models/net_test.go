@@ -161,8 +161,16 @@ func TestDenseGradientsMatchReference(t *testing.T) {
 // coordinate against PyTorch.
 func TestCNNGradientFiniteDifference(t *testing.T) {
 	spec, _ := NewSpec(CNN, nil)
-	theta := Init(spec, 9)
-	const B = 4
+	checkDirectional(t, spec, 9, 4, 2e-3, 0.08)
+}
+
+// checkDirectional trains one step of spec (seed, batch B) and checks, per
+// parameter tensor, that the loss's central difference along the claimed
+// gradient g, with a step of eps/|g|, is |g|² within rel; and that the
+// same check rejects a doubled gradient, so that it can fail.
+func checkDirectional(t *testing.T, spec Spec, seed uint64, B int, eps, rel float64) {
+	t.Helper()
+	theta := Init(spec, seed)
 	net, err := NewTrainNet(spec, B, theta)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +190,7 @@ func TestCNNGradientFiniteDifference(t *testing.T) {
 		for _, v := range claimed {
 			want += float64(v) * float64(v)
 		}
-		eps := 2e-3 / math.Sqrt(want)
+		step := eps / math.Sqrt(want)
 		lossAt := func(e float64) float64 {
 			copy(theta, orig)
 			for i, v := range claimed {
@@ -194,13 +202,13 @@ func TestCNNGradientFiniteDifference(t *testing.T) {
 			}
 			return float64(l)
 		}
-		fd = (lossAt(eps) - lossAt(-eps)) / (2 * eps)
+		fd = (lossAt(step) - lossAt(-step)) / (2 * step)
 		copy(theta, orig)
 		return fd, want
 	}
 	for _, p := range spec.Layout() {
 		claimed := g[p.Offset : p.Offset+p.Size]
-		if fd, want := check(p, claimed); math.Abs(fd-want) > 0.08*want {
+		if fd, want := check(p, claimed); math.Abs(fd-want) > rel*want {
 			t.Errorf("%s: directional derivative %.6g, |g|² %.6g", p.Name, fd, want)
 		}
 		// The same check must reject a wrong gradient (doubled).
@@ -208,7 +216,7 @@ func TestCNNGradientFiniteDifference(t *testing.T) {
 		for i, v := range claimed {
 			wrong[i] = 2 * v
 		}
-		if fd, want := check(p, wrong); math.Abs(fd-want) <= 0.08*want {
+		if fd, want := check(p, wrong); math.Abs(fd-want) <= rel*want {
 			t.Errorf("%s: check cannot tell a doubled gradient (%.6g vs %.6g)", p.Name, fd, want)
 		}
 	}

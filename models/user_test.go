@@ -3,7 +3,6 @@ package models
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"testing"
 
@@ -156,54 +155,7 @@ func TestUserGradientFiniteDifference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	theta := Init(spec, 5)
-	const B = 6
-	net, err := NewTrainNet(spec, B, theta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	idx, ds := testBatch(t, spec, B)
-	y := make([]int, B)
-	ds.Fill(idx, net.Input(), y)
-	if _, err := net.Step(y); err != nil {
-		t.Fatal(err)
-	}
-	g := append([]float32(nil), net.Grads()...)
-	orig := append([]float32(nil), theta...)
-	dir := func(p Param, claimed []float32) (fd, want float64) {
-		for _, v := range claimed {
-			want += float64(v) * float64(v)
-		}
-		eps := 1e-2 / math.Sqrt(want)
-		lossAt := func(e float64) float64 {
-			copy(theta, orig)
-			for i, v := range claimed {
-				theta[p.Offset+i] += float32(e) * v
-			}
-			l, err := net.Step(y)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return float64(l)
-		}
-		fd = (lossAt(eps) - lossAt(-eps)) / (2 * eps)
-		copy(theta, orig)
-		return fd, want
-	}
-	for _, p := range spec.Layout() {
-		claimed := g[p.Offset : p.Offset+p.Size]
-		if fd, want := dir(p, claimed); math.Abs(fd-want) > 0.05*want {
-			t.Errorf("%s: directional derivative %.6g, |g|² %.6g", p.Name, fd, want)
-		}
-		wrong := make([]float32, len(claimed))
-		for i, v := range claimed {
-			wrong[i] = 2 * v
-		}
-		if fd, want := dir(p, wrong); math.Abs(fd-want) <= 0.05*want {
-			t.Errorf("%s: the check cannot tell a doubled gradient", p.Name)
-		}
-	}
+	checkDirectional(t, spec, 5, 6, 1e-2, 0.05)
 }
 
 func TestDefinitionHash(t *testing.T) {
