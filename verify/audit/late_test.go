@@ -5,11 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/vtrain/vtrain/consensus"
-	"github.com/vtrain/vtrain/node"
 	"github.com/vtrain/vtrain/node/nodetest"
-	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/verify/audit"
 	"github.com/vtrain/vtrain/verify/ledger"
 )
@@ -24,21 +21,10 @@ import (
 // time, or an on-time one as late) and has the value re-certified is
 // caught: the update is not of the round the value says.
 func TestLateUpdatesReplayed(t *testing.T) {
-	c := nodetest.Start(t, 4, 5, func(s *runspec.Spec) { s.Verify.Rate, s.Verify.NewcomerRate = 1, 1 }, nodetest.WithBehave(3, "late"))
-	c.Wait()
-	r := &fixture{c: c, keys: map[consensus.PeerID]crypto.PrivKey{}, entries: map[string][]ledger.Entry{}}
+	r := newFixture(t, nodetest.WithBehave(3, "late"))
+	c := r.c
 	var paths []string
 	for _, n := range c.Nodes {
-		k, id, err := node.LoadIdentity(n.Dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.keys[consensus.PeerID(id.String())] = k
-		ch, err := ledger.Check(n.Ledger(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.entries[n.ID] = ch.Entries
 		paths = append(paths, n.Ledger())
 	}
 	slow := c.Nodes[3].ID

@@ -52,8 +52,8 @@ type fixture struct {
 	entries map[string][]ledger.Entry // by keeper
 }
 
-func newFixture(t *testing.T) *fixture {
-	c := nodetest.Start(t, 4, 5, func(s *runspec.Spec) { s.Verify.Rate, s.Verify.NewcomerRate = 1, 1 })
+func newFixture(t *testing.T, opts ...nodetest.Option) *fixture {
+	c := nodetest.Start(t, 4, 5, func(s *runspec.Spec) { s.Verify.Rate, s.Verify.NewcomerRate = 1, 1 }, opts...)
 	c.Wait()
 	r := &fixture{c: c, keys: map[consensus.PeerID]crypto.PrivKey{}, entries: map[string][]ledger.Entry{}}
 	for _, n := range c.Nodes {
