@@ -201,11 +201,7 @@ func TestUnsupportedOpsFailAtBuild(t *testing.T) {
 		{"exp", G.Exp, "exp"},
 		{"square", G.Square, "square"},
 	} {
-		g := G.NewGraph()
-		x := G.NewMatrix(g, tensor.Float32, G.WithShape(2, 3), G.WithName("x"), G.WithInit(G.Zeroes()))
-		w := G.NewMatrix(g, tensor.Float32, G.WithShape(3, 4), G.WithName("w"), G.WithInit(G.GlorotU(1)))
-		b := G.NewVector(g, tensor.Float32, G.WithShape(4), G.WithName("b"), G.WithInit(G.Zeroes()))
-		y := G.NewVector(g, tensor.Float32, G.WithShape(2), G.WithName("y"), G.WithInit(G.Zeroes()))
+		x, w, b, y := tinyInputs()
 		h, err := Dense(x, w, b)
 		if err != nil {
 			t.Fatal(err)
@@ -234,11 +230,7 @@ func TestUnsupportedOpsFailAtBuild(t *testing.T) {
 		t.Logf("%s: %v", c.name, err)
 	}
 	// A loss scaled after the fact: its gradient is not the loss's own.
-	g := G.NewGraph()
-	x := G.NewMatrix(g, tensor.Float32, G.WithShape(2, 3), G.WithName("x"), G.WithInit(G.Zeroes()))
-	w := G.NewMatrix(g, tensor.Float32, G.WithShape(3, 4), G.WithName("w"), G.WithInit(G.GlorotU(1)))
-	b := G.NewVector(g, tensor.Float32, G.WithShape(4), G.WithName("b"), G.WithInit(G.Zeroes()))
-	y := G.NewVector(g, tensor.Float32, G.WithShape(2), G.WithName("y"), G.WithInit(G.Zeroes()))
+	x, w, b, y := tinyInputs()
 	logits, err := Dense(x, w, b)
 	if err != nil {
 		t.Fatal(err)
@@ -296,4 +288,15 @@ func TestBuildersRejectShapes(t *testing.T) {
 	if _, err := ReLU(nil); err == nil {
 		t.Error("ReLU accepted nil")
 	}
+}
+
+// tinyInputs returns, on a new graph, a batch of 2 samples of 3 features
+// (x), a 3→4 dense layer's weight and bias, and 2 labels (y).
+func tinyInputs() (x, w, b, y *G.Node) {
+	g := G.NewGraph()
+	x = G.NewMatrix(g, tensor.Float32, G.WithShape(2, 3), G.WithName("x"), G.WithInit(G.Zeroes()))
+	w = G.NewMatrix(g, tensor.Float32, G.WithShape(3, 4), G.WithName("w"), G.WithInit(G.GlorotU(1)))
+	b = G.NewVector(g, tensor.Float32, G.WithShape(4), G.WithName("b"), G.WithInit(G.Zeroes()))
+	y = G.NewVector(g, tensor.Float32, G.WithShape(2), G.WithName("y"), G.WithInit(G.Zeroes()))
+	return x, w, b, y
 }
