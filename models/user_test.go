@@ -211,3 +211,20 @@ func TestUnsupportedOpNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A user's Defaults and FLOPsPerSample are called on specs that may come
+// from peers: one that panics costs the spec its defaults (or the report
+// its FLOPs), never the node.
+func TestUserHooksThatPanic(t *testing.T) {
+	d := testDefinition("test-panicky", Tanh, false)
+	d.Defaults = func(Spec) Spec { panic("defaults") }
+	d.FLOPsPerSample = func(Spec) float64 { panic("flops") }
+	MustRegister(d)
+	s, err := NewSpec("test-panicky", []int{4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.FLOPsPerSample() != 0 || len(s.Hidden) != 1 || s.Hidden[0] != 4 {
+		t.Errorf("spec %+v, FLOPs %v", s, s.FLOPsPerSample())
+	}
+}
