@@ -33,7 +33,8 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	dataDir := fs.String("data", "", "Fashion-MNIST directory, or 'synthetic' (must match the spec's data.source)")
 	out := fs.String("out", "", "directory for this node's identity, checkpoint, ledger, metrics.jsonl and summary; restart with the same --out alone (default: a new temporary directory, removed if the run fails)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and per round ({\"t\":…,\"event\":…}) instead of text lines")
-	linger := fs.Duration("linger", 5*time.Second, "after the last round, keep serving peers this long")
+	linger := fs.Duration("linger", 5*time.Second, "after the last round, keep serving peers at least this long, and while members of the run have not finished (up to --linger-max)")
+	lingerMax := fs.Duration("linger-max", 0, "after the last round, wait at most this long for members that have not finished (0: the spec's rounds.timeout + 8 × rounds.commit_timeout)")
 	joinPatience := fs.Duration("join-patience", 0, "with --join: keep asking the peer for the run's spec this long while it is not up yet or the connection breaks (e.g. 1m when nodes start together); 0 asks once")
 	evalEvery := fs.Int("eval-every", 5, "evaluate the agreed model on the test set every N rounds (and after the last)")
 	minPeers := fs.Int("min-peers", 0, "before round 0, wait until this many peers of the run (this node included) are connected, showing who is there")
@@ -70,6 +71,8 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 		return usagef("--eval-every must be positive")
 	case *linger < 0:
 		return usagef("--linger must not be negative, got %v", *linger)
+	case *lingerMax < 0:
+		return usagef("--linger-max must not be negative, got %v", *lingerMax)
 	case *joinPatience < 0:
 		return usagef("--join-patience must not be negative, got %v", *joinPatience)
 	case *joinPatience > 0 && *join == "":
@@ -103,7 +106,7 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	con := newConsole(stderr)
 	cfg := node.Config{Join: *join, RunID: want, Listen: addrs, Out: con.out(stdout), JSONLines: *asJSON, EvalEvery: *evalEvery,
-		Linger: *linger, JoinPatience: *joinPatience, Device: eng, MinPeers: *minPeers, Logger: con.logger(level)}
+		Linger: *linger, LingerMax: *lingerMax, JoinPatience: *joinPatience, Device: eng, MinPeers: *minPeers, Logger: con.logger(level)}
 	if *behave != "honest" {
 		cfg.Behave = *behave
 	}

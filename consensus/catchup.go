@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 )
 
 // Link is one certified decision of a chain: its commit and, when the
@@ -249,8 +250,42 @@ func (e *Engine) catchUpTick() {
 			e.tryApply()
 		}
 	}
+	if h := e.heard; h != nil {
+		switch {
+		case e.Done() || h.round < e.round:
+			e.heard = nil // decided here meanwhile
+		case e.now >= h.at+ct:
+			e.heard = nil
+			e.askProof(append([]PeerID{h.from}, e.voters...))
+		}
+	}
 	if stall := e.spec.Rounds.Timeout.Duration + 4*ct; !e.Done() && e.now >= e.progressAt+stall {
 		e.askProof(e.voters)
+	}
+}
+
+// heardDecided is a member's word that it decided a round this node has
+// not: who said so, the round, and when it was heard.
+type heardDecided struct {
+	from  PeerID
+	round uint64
+	at    time.Duration
+}
+
+// HeardDecided notes that member p says (in its signed ledger head) that
+// it has decided round r. If this node has not decided r a commit timeout
+// later, it lags, or p lies: it asks p and the voters for certified
+// decisions, and adopts only what their certificates prove. This is how a
+// member that missed the last commits of a run learns of them while the
+// peers that finished still serve it, not a stall timeout later, when
+// they may have gone. A non-member's word is ignored, and the question is
+// rate-limited as every proof request is (askProof).
+func (e *Engine) HeardDecided(p PeerID, r uint64) {
+	if e.Done() || r < e.round || p == e.self || !e.members.Has(p) {
+		return
+	}
+	if e.heard == nil {
+		e.heard = &heardDecided{from: p, round: r, at: e.now}
 	}
 }
 

@@ -238,6 +238,7 @@ type Engine struct {
 	wantAt    time.Duration
 	proofAt   time.Duration // when a proof was last asked for
 	aheadAt   uint64        // the latest round a commit (its shape checked) was gossiped for while this node was behind
+	heard     *heardDecided // a member's word that it decided this round or a later one (HeardDecided)
 	retryAt   time.Duration // when to re-send what this node said this round (retransmit)
 	retries   int           // re-sends so far this round
 

@@ -1267,3 +1267,42 @@ func TestUnknownPaceIsWaitedFor(t *testing.T) {
 		t.Error("a voter that missed the deadline with no pace is still waited for")
 	}
 }
+
+// TestHeardDecided: a member's signed word that it decided this node's
+// round makes the node ask that member and the voters for certified
+// decisions a commit timeout later, unless it decided meanwhile; a
+// non-member's word, or one about a past round, asks nothing.
+func TestHeardDecided(t *testing.T) {
+	f := newFx(t, 4, nil)
+	ct := f.spec.Rounds.CommitTimeout.Duration
+	e := f.engine("p3", nil)
+	e.Ready()
+	e.HeardDecided("zz", 0) // not a member
+	e.Tick(ct)
+	if rd := e.Ready(); rd.FetchProof != nil {
+		t.Fatalf("an outsider's head made the engine ask: %+v", rd.FetchProof)
+	}
+	e.HeardDecided("p1", 0)
+	e.Tick(ct / 2)
+	if rd := e.Ready(); rd.FetchProof != nil {
+		t.Fatalf("asked before a commit timeout: %+v", rd.FetchProof)
+	}
+	e.Tick(ct / 2)
+	rd := e.Ready()
+	if rd.FetchProof == nil || rd.FetchProof.Round != 0 || rd.FetchProof.From[0] != "p1" {
+		t.Fatalf("a member's head of this round: want a question to p1 first, got %+v", rd.FetchProof)
+	}
+
+	// Decided meanwhile: nothing to ask.
+	f.e[0].HeardDecided("p1", 0)
+	f.decideRound()
+	f.e[0].Tick(ct)
+	if rd := f.e[0].Ready(); rd.FetchProof != nil {
+		t.Fatalf("asked for a round it decided: %+v", rd.FetchProof)
+	}
+	f.e[0].HeardDecided("p1", 0) // a past round now
+	f.e[0].Tick(ct)
+	if rd := f.e[0].Ready(); rd.FetchProof != nil {
+		t.Fatalf("asked about a past round: %+v", rd.FetchProof)
+	}
+}

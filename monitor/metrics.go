@@ -21,19 +21,19 @@ const (
 // metrics are a node's Prometheus metrics, registered on its own
 // registry.
 type metrics struct {
-	round, planned, members, voters, excludedPeers prometheus.Gauge
-	agreedAccuracy, agreedLoss, evaluatedRound     prometheus.Gauge
-	innerLoss                                      prometheus.Gauge
-	decided                                        *prometheus.CounterVec
-	validated, aggregated, samples                 prometheus.Counter
-	rejected                                       *prometheus.CounterVec
-	challenges, verdicts, disputes, exclusions     *prometheus.CounterVec
-	admitted, dropped                              prometheus.Counter
-	trainSteps, trainSeconds                       prometheus.Counter
-	roundSeconds, syncSeconds, certSeconds         prometheus.Histogram
-	stepSeconds, challengeSeconds, disputeSeconds  prometheus.Histogram
-	reasonsMu                                      sync.Mutex
-	reasons                                        map[string]bool
+	round, planned, members, voters, excludedPeers        prometheus.Gauge
+	agreedAccuracy, agreedLoss, evaluatedRound            prometheus.Gauge
+	innerLoss                                             prometheus.Gauge
+	decided                                               *prometheus.CounterVec
+	validated, aggregated, samples, stragglers, takenLate prometheus.Counter
+	rejected                                              *prometheus.CounterVec
+	challenges, verdicts, disputes, exclusions            *prometheus.CounterVec
+	admitted, dropped                                     prometheus.Counter
+	trainSteps, trainSeconds                              prometheus.Counter
+	roundSeconds, syncSeconds, certSeconds                prometheus.Histogram
+	stepSeconds, challengeSeconds, disputeSeconds         prometheus.Histogram
+	reasonsMu                                             sync.Mutex
+	reasons                                               map[string]bool
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -70,6 +70,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		decided:        cv("vtrain_rounds_decided_total", "Rounds the node decided (applied: it aggregated the updates itself; adopted: it took a certified state from a peer).", "how"),
 		validated:      c("vtrain_updates_validated_total", "Updates the node validated and held (its own included), each once."),
 		aggregated:     c("vtrain_updates_aggregated_total", "Updates aggregated by the rounds the node applied."),
+		stragglers:     c("vtrain_stragglers_total", "Members that rounds the node applied expected an update from (voters, and those aggregated the round before) and did not aggregate one on time: it came after the round's agreed deadline, or not at all."),
+		takenLate:      c("vtrain_updates_taken_late_total", "Late updates (of the round before, which did not aggregate one of their authors') aggregated by the rounds the node applied."),
 		samples:        c("vtrain_samples_aggregated_total", "Training samples behind the updates aggregated by the rounds the node applied."),
 		rejected:       cv("vtrain_rejected_messages_total", "Messages the node refused, by kind of reason (at most 32 kinds, then other).", "reason"),
 		challenges:     cv("vtrain_challenges_total", "Spot-checks this node ran as challenger, by result.", "result"),

@@ -150,6 +150,14 @@ func (m *Monitor) Decided(s node.Snapshot) {
 		m.met.innerLoss.Set(float64(rep.Loss))
 		m.met.aggregated.Add(float64(len(rep.Authors)))
 		m.met.samples.Add(float64(s.Samples))
+		m.met.stragglers.Add(float64(len(rep.Late)))
+		m.met.takenLate.Add(float64(len(rep.LateIn)))
+		for _, p := range rep.Late {
+			m.contrib(p).Late++
+		}
+		for _, p := range rep.LateIn {
+			m.contrib(p).TakenLate++
+		}
 	}
 	if s.RoundSeconds > 0 {
 		m.met.roundSeconds.Observe(s.RoundSeconds)

@@ -28,10 +28,10 @@ type watched struct {
 
 // startWatched starts n founders of a run of rounds rounds, each node
 // evaluating the agreed model every round and serving its monitor.
-func startWatched(t *testing.T, n, rounds int) *watched {
+func startWatched(t *testing.T, n, rounds int, opts ...nodetest.Option) *watched {
 	t.Helper()
 	w := &watched{urls: map[string]string{}}
-	w.Cluster = nodetest.Start(t, n, rounds, nil, nodetest.WithConfig(func(id string, cfg *node.Config) {
+	w.Cluster = nodetest.Start(t, n, rounds, nil, append(opts, nodetest.WithConfig(func(id string, cfg *node.Config) {
 		m := monitor.New()
 		srv, err := monitor.Serve("127.0.0.1:0", m, nil)
 		if err != nil {
@@ -42,7 +42,7 @@ func startWatched(t *testing.T, n, rounds int) *watched {
 		w.mu.Lock()
 		w.urls[id] = srv.URL()
 		w.mu.Unlock()
-	}))
+	}))...)
 	return w
 }
 
@@ -272,6 +272,35 @@ func TestStateOfLiveNodes(t *testing.T) {
 	}
 	if !strings.Contains(string(get(t, w.url(n))), "app.js") {
 		t.Error("the dashboard page does not load its script")
+	}
+}
+
+// TestLateUpdatesShown runs a member that hands in every update only
+// after its round was decided (the "late" behaviour: a slow link): an
+// honest node's state and metrics count it a straggler, and count the
+// updates later rounds took late.
+func TestLateUpdatesShown(t *testing.T) {
+	// Four voters: a quorum (three) decides without the slow one.
+	w := startWatched(t, 4, 6, nodetest.WithBehave(3, "late"))
+	w.Wait()
+	slow := w.Nodes[3]
+	for _, n := range w.Nodes[:3] {
+		var s monitor.State
+		if err := json.Unmarshal(get(t, w.url(n)+"api/state"), &s); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range s.Contributors {
+			switch {
+			case c.Peer == slow.ID && (c.Late < 3 || c.TakenLate < 1 || c.TakenLate > c.Late):
+				t.Errorf("%s sees the slow member late in %d rounds, %d taken late; want 3 or more, and at least one taken", n.ID, c.Late, c.TakenLate)
+			case c.Peer != slow.ID && c.TakenLate != 0:
+				t.Errorf("%s sees %s's updates taken late %d times", n.ID, c.Peer, c.TakenLate)
+			}
+		}
+		sc := scrapeOf(t, w.url(n))
+		if late, taken := sc.must(t, "vtrain_stragglers_total"), sc.must(t, "vtrain_updates_taken_late_total"); late < 3 || taken < 1 {
+			t.Errorf("%s: vtrain_stragglers_total %v, vtrain_updates_taken_late_total %v", n.ID, late, taken)
+		}
 	}
 }
 

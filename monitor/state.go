@@ -112,7 +112,9 @@ type Contributor struct {
 	Since          *uint64        `json:"since"` // the round it became a member; null if never
 	Seen           int            `json:"updates_seen"`
 	Aggregated     int            `json:"updates_aggregated"`
-	Rejected       map[string]int `json:"rejected"` // refused messages by kind of reason
+	Late           int            `json:"rounds_late"` // rounds that expected its update and did not aggregate it on time
+	TakenLate      int            `json:"taken_late"`  // its late updates aggregated a round after their own
+	Rejected       map[string]int `json:"rejected"`    // refused messages by kind of reason
 	Acceptance     *float64       `json:"acceptance_rate"`
 	WaitRounds     *uint64        `json:"wait_rounds"`  // from membership to its first aggregated update
 	WaitSeconds    *float64       `json:"wait_seconds"` // the same, in time as this node saw it

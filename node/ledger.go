@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip"
@@ -352,6 +353,7 @@ func (n *node) treeHead(round uint64, publish bool) error {
 		return nil
 	}
 	if raw, err := gossip.SignHead(n.key, n.spec.RunID(), h); err == nil {
+		n.headRaw, n.headSentAt = raw, time.Now()
 		if err := n.tr.Publish(context.Background(), "head", raw); err != nil {
 			n.log.Debug("publish tree head", "err", err)
 		}

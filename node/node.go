@@ -50,8 +50,16 @@ type Config struct {
 	OutDir    string        // identity key, checkpoint, ledger
 	Out       io.Writer     // a line per round (JSON with JSONLines)
 	JSONLines bool
-	EvalEvery int           // evaluate on the test set every N rounds (0: 5); always at the end
-	Linger    time.Duration // after the last round, keep serving peers this long
+	EvalEvery int // evaluate on the test set every N rounds (0: 5); always at the end
+	// Linger is how long a node keeps serving peers after the run's last
+	// round at least; it stays on while members of the run have not
+	// finished (their signed ledger heads say so), for LingerMax at most
+	// (0: the run's stall time, rounds.timeout + 8 × rounds.commit_timeout:
+	// long enough for a member that missed the last commits to notice and
+	// ask twice). A member that lags at the end is then served by the
+	// peers that finished, not left waiting for peers that have gone.
+	Linger    time.Duration
+	LingerMax time.Duration
 	// JoinPatience is how long a joiner keeps asking the peer at Join for
 	// the run's spec while the failure may pass (nothing listens there
 	// yet, the connection broke): 0 asks once.
@@ -208,6 +216,11 @@ type node struct {
 	admitted      []string
 	trainSeconds  float64
 	witnessed     map[string]*ledger.SignedTreeHead
+	finished      map[string]bool   // members whose signed heads say they decided the last round
+	contributed   map[string]uint64 // each peer's last round with an update aggregated (on time or late) or its admission, plus one
+	headRaw       []byte            // this node's last gossiped tree head, to gossip again while lingering
+	headSentAt    time.Time
+	lingerSaid    bool
 	hist          *history.Writer // metrics.jsonl
 	prev          *Summary        // the counters of this node's earlier process in the run
 	obs           *observing      // nil without an Observer
@@ -321,7 +334,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	n := &node{cfg: cfg, behave: behave, behaveFrom: behaveFrom, blobs: map[consensus.Hash]blob{}, openings: map[consensus.Hash]opened{}, drawn: map[consensus.Hash]*drawnCheck{}, residuals: map[consensus.Hash][]float32{}, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
 		states: map[consensus.Hash]consensus.State{}, raws: map[consensus.Hash][]byte{}, evidence: map[consensus.Hash]*evidence{},
-		witnessed: map[string]*ledger.SignedTreeHead{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
+		witnessed: map[string]*ledger.SignedTreeHead{}, finished: map[string]bool{}, contributed: map[string]uint64{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
 	n.obs = newObserving(cfg.Observer)
 	var join gossip.JoinInfo
 	switch {
@@ -510,6 +523,12 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			trainCancel()
 		}
 	}
+	discover := func() {
+		if k := n.tr.Discover(ctx); k > 0 {
+			n.log.Info("connected to more peers", "new", k)
+		}
+		discovered <- struct{}{}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -541,6 +560,14 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				n.stalled(now.Sub(lastDecided))
 				n.log.Debug("no decision for a while", "since", now.Sub(lastDecided).Round(time.Second), "status", n.eng.Status())
 				n.explainStall(ctx, now.Sub(lastDecided))
+				if !discovering && n.missesMembers() {
+					// A round that does not decide for want of a member
+					// this node never met (founders that joined through
+					// the first at the same moment) must not wait for a
+					// decision to look for it.
+					discovering = true
+					go discover()
+				}
 			}
 		case r := <-trained:
 			if r.req != current {
@@ -621,12 +648,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			// Meet the peers this node only knows through others, in the
 			// background: challenges and fetches need direct streams.
 			discovering = true
-			go func() {
-				if k := n.tr.Discover(ctx); k > 0 {
-					n.log.Info("connected to more peers", "new", k)
-				}
-				discovered <- struct{}{}
-			}()
+			go discover()
 		}
 		for _, req := range rd.Referee {
 			go n.referee(ctx, req, rulings)
@@ -644,7 +666,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			if doneAt.IsZero() {
 				doneAt = time.Now()
 			}
-			if time.Since(doneAt) >= n.cfg.Linger {
+			if n.lingerOver(ctx, time.Since(doneAt)) {
 				return n.summary(), n.exportModel()
 			}
 		}
@@ -714,14 +736,116 @@ func (n *node) submit(r trainResult) error {
 	return nil
 }
 
-// stepHead keeps a peer's gossiped tree head as a witness.
+// stepHead keeps a peer's gossiped tree head as a witness, and notes what
+// it says of its keeper's progress: the rounds it has decided, and whether
+// it has finished the run (lingerOver).
 func (n *node) stepHead(m *gossip.Msg) {
-	if m.Head == nil {
+	h := m.Head
+	if h == nil {
 		return
 	}
-	if w := n.witnessed[m.Head.Signer]; (w == nil || m.Head.Size > w.Size) && len(n.witnessed) < 4096 {
-		n.witnessed[m.Head.Signer] = m.Head
+	if w := n.witnessed[h.Signer]; (w == nil || h.Size > w.Size) && len(n.witnessed) < 4096 {
+		n.witnessed[h.Signer] = h
 	}
+	p := consensus.PeerID(h.Signer)
+	if !n.eng.Members().Has(p) {
+		return // an outsider's head: kept as a witness (bounded), nothing more
+	}
+	if rounds := uint64(n.spec.Run.Rounds); rounds > 0 && h.Round+1 >= rounds {
+		n.finished[h.Signer] = true
+	}
+	n.eng.HeardDecided(p, h.Round)
+}
+
+// unfinished lists the members of the run's last state that have not said
+// (in a signed ledger head) that they decided the last round, among those
+// that took part lately: an update of theirs aggregated (on time or late)
+// or their admission in the last lingerRounds rounds. A member absent
+// longer has gone or never got a message through (a forger's are all
+// refused): waiting for it would only keep the others up for nothing.
+func (n *node) unfinished() []string {
+	var out []string
+	end := n.eng.Round()
+	for _, m := range n.eng.Members().List {
+		id := string(m.ID)
+		if m.ID != n.self && !n.finished[id] && n.contributed[id] > 0 && n.contributed[id]+lingerRounds >= end {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// lingerRounds is how recently a member must have taken part for a node
+// that finished to wait for it (unfinished).
+const lingerRounds = 3
+
+// lingerMax is the longest a finished node waits for the members that
+// have not finished (Config.LingerMax).
+func (n *node) lingerMax() time.Duration {
+	d := n.cfg.LingerMax
+	if d <= 0 {
+		d = n.spec.Rounds.Timeout.Duration + 8*n.spec.Rounds.CommitTimeout.Duration
+	}
+	return max(d, n.cfg.Linger)
+}
+
+// lingerOver reports whether a node that has decided the run's last round
+// waited after it long enough: Config.Linger at least, and until every
+// member has finished or lingerMax has passed. Meanwhile it gossips its
+// own last head again every commit timeout (gossip may lose one, and the
+// others wait for it), and says once whom it waits for.
+func (n *node) lingerOver(ctx context.Context, waited time.Duration) bool {
+	left := n.unfinished()
+	switch {
+	case len(left) == 0 && waited >= n.cfg.Linger:
+		if n.lingerSaid {
+			n.event(EventFinished, []any{"after_s", waited.Seconds()}, "every member has finished the run (%.1fs after this node)", waited.Seconds())
+		}
+		return true
+	case len(left) == 0:
+		return false
+	case waited >= n.lingerMax():
+		n.event(EventFinished, []any{"after_s", waited.Seconds(), "unfinished", left},
+			"stopped waiting after %.1fs for %s that %s not finished the run: %s", waited.Seconds(), members(len(left)), have(len(left)), shortList(left))
+		return true
+	}
+	if !n.lingerSaid {
+		n.lingerSaid = true
+		n.event(EventLinger, []any{"unfinished", left, "max_s", n.lingerMax().Seconds()},
+			"the run is over here: serving %s that %s not finished (%s), for %s at most", members(len(left)), have(len(left)), shortList(left), n.lingerMax())
+	}
+	if n.headRaw != nil && time.Since(n.headSentAt) >= n.spec.Rounds.CommitTimeout.Duration {
+		n.headSentAt = time.Now()
+		if err := n.tr.Publish(ctx, "head", n.headRaw); err != nil {
+			n.log.Debug("publish tree head", "err", err)
+		}
+	}
+	return false
+}
+
+// members says "1 member" or "n members".
+func members(n int) string {
+	if n == 1 {
+		return "1 member"
+	}
+	return fmt.Sprintf("%d members", n)
+}
+
+// have agrees with members.
+func have(n int) string {
+	if n == 1 {
+		return "has"
+	}
+	return "have"
+}
+
+// shortList names peers briefly: "12D3…abcdef, 12D3…123456".
+func shortList(ids []string) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = short(id)
+	}
+	return strings.Join(s, ", ")
 }
 
 func (n *node) handle(ctx context.Context, rd consensus.Ready, trained chan trainResult, fetches chan fetched, trainCancel *context.CancelFunc) error {
@@ -955,6 +1079,11 @@ func (n *node) publishState() {
 
 func (n *node) decided(res consensus.Decided) {
 	n.decidingAgain(res.Round)
+	for _, ps := range [][]consensus.PeerID{res.Peers, res.LateIn, res.Admitted} {
+		for _, p := range ps {
+			n.contributed[string(p)] = res.Round + 1
+		}
+	}
 	n.hashes[res.Round] = res.Value.Next
 	n.recordDecision(res)
 	for _, p := range res.Admitted {

@@ -40,6 +40,8 @@ const (
 	EventLedger    = "ledger"            // recovery: the ledger was repaired after a crash
 	EventReachable = "reachability"      // reachability: how this node is reachable (when it changes)
 	EventDeciding  = "deciding_again"    // round, after_s: the first decision after a stall for want of a quorum
+	EventLinger    = "lingering"         // unfinished, max_s: the run is over here; serving the members that have not finished
+	EventFinished  = "all_finished"      // after_s: every member has finished (or, with unfinished, this node gave up waiting)
 )
 
 // event reports one event: a text line, or with JSONLines a JSON object

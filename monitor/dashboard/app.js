@@ -119,7 +119,7 @@
       }
       var cells = [
         [shortPeer(c.peer), "peer"], [status, "status"], [c.since === null ? "–" : String(c.since), "since"], [String(c.updates_seen), "seen"],
-        [String(c.updates_aggregated), "aggregated"], [refused ? refused + ": " + reasons.join(", ") : "0", refused ? "refused reasons" : "refused"],
+        [String(c.updates_aggregated), "aggregated"], [c.rounds_late ? c.rounds_late + " (" + c.taken_late + " taken late)" : "0", "late"], [refused ? refused + ": " + reasons.join(", ") : "0", refused ? "refused reasons" : "refused"],
         [c.acceptance_rate === null ? "–" : pct(c.acceptance_rate), "acceptance"], [wait, "wait"], [String(c.credit), "credit"], [String(c.work), "work"],
         [c.challenges_passed + " / " + c.challenges_failed, "checks"],
         [c.excluded_from === null ? (c.left || "–") : "from round " + c.excluded_from, "exclusion"]];

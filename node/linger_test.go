@@ -1,0 +1,99 @@
+package node_test
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vtrain/vtrain/node"
+	"github.com/vtrain/vtrain/node/nodetest"
+	"github.com/vtrain/vtrain/runspec"
+)
+
+// TestLaggardServedAtTheEnd stalls a member without a seat just before the
+// run's end (its loop blocked for 6 s: a swapped-out laptop, a busy CI
+// machine), longer than the others linger (0.5 s), and longer than gossip
+// validation waits for a busy loop (5 s, node.judgeWait), so that what
+// the others said meanwhile is lost to it: the three voters finish
+// without it. They stay on while it has not finished (its
+// signed ledger head says so), and it catches up from them and ends on
+// their state. Without that, they left after half a second and it waited
+// for a quorum that had gone (seen in CI as a 5-minute hang).
+func TestLaggardServedAtTheEnd(t *testing.T) {
+	const rounds = 8
+	var lag atomic.Value // the peer ID of the member without a seat
+	c := nodetest.Start(t, 4, rounds, func(s *runspec.Spec) { s.Members.Voters = 3 }, nodetest.WithMinPeers(4),
+		nodetest.WithConfig(func(id string, cfg *node.Config) {
+			cfg.Linger = 500 * time.Millisecond
+			cfg.OnRound = func(r node.RoundReport, rounds int) {
+				if r.Round+3 == uint64(rounds) && lag.Load() == id {
+					time.Sleep(6 * time.Second)
+				}
+			}
+		}))
+	voters, others := seats(t, c)
+	if len(others) != 1 {
+		t.Fatalf("%d members without a seat, want 1", len(others))
+	}
+	laggard := others[0]
+	lag.Store(laggard.ID)
+	c.Wait()
+	agreed(t, c, c.Nodes)
+	for _, n := range voters {
+		waited := n.WaitEvent(t, "the run is over here: serving ")
+		if !strings.Contains(waited, tail(laggard.ID)) {
+			t.Errorf("%s lingered for%s; want it to wait for %s", n.ID, waited, laggard.ID)
+		}
+		n.WaitEvent(t, "every member has finished the run")
+	}
+	// It did miss the end: its last rounds were restored or decided after
+	// the others', not by voting with them.
+	if rep := laggard.Rounds(); len(rep) == 0 || rep[len(rep)-1].Round+1 != rounds {
+		t.Fatalf("laggard's rounds: %+v", rep)
+	}
+}
+
+// TestLingerBounded stops a member without a seat two rounds before the
+// run's end and never brings it back: the others wait for it at most
+// LingerMax, then say whom they stopped waiting for and end. (A member
+// gone for longer, lingerRounds, is not waited for at all.)
+func TestLingerBounded(t *testing.T) {
+	const rounds = 6
+	c := nodetest.Start(t, 3, rounds, func(s *runspec.Spec) { s.Members.Voters = 2 }, nodetest.WithMinPeers(3),
+		nodetest.WithConfig(func(id string, cfg *node.Config) {
+			cfg.Linger, cfg.LingerMax = 200*time.Millisecond, 1500*time.Millisecond
+		}))
+	voters, others := seats(t, c)
+	gone := others[0]
+	gone.WaitRound(t, rounds-3)
+	gone.Stop()
+	for _, n := range voters {
+		<-n.Done
+		if n.Err != nil {
+			t.Fatalf("%s: %v", n.ID, n.Err)
+		}
+		if end := n.WaitEvent(t, "stopped waiting after"); !strings.Contains(end, "1 member that has not finished the run: 12D3…"+tail(gone.ID)) {
+			t.Errorf("%s: stopped waiting after%s; want it to name %s", n.ID, end, gone.ID)
+		}
+	}
+	agreed(t, c, voters)
+}
+
+// seats splits a cluster's founders into those that started with a vote
+// and those without.
+func seats(t *testing.T, c *nodetest.Cluster) (voters, others []*nodetest.Node) {
+	t.Helper()
+	for _, n := range c.Nodes {
+		if strings.Contains(n.WaitEvent(t, "vtrain node "+n.ID+": "), "with a vote") {
+			voters = append(voters, n)
+		} else {
+			others = append(others, n)
+		}
+	}
+	return voters, others
+}
+
+// tail is how a node's messages name a peer briefly: its last six
+// characters, after "12D3…".
+func tail(id string) string { return id[len(id)-6:] }
