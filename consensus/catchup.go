@@ -256,7 +256,10 @@ func (e *Engine) catchUpTick() {
 			e.heard = nil // decided here meanwhile
 		case e.now >= h.at+ct:
 			e.heard = nil
-			e.askProof(append([]PeerID{h.from}, e.voters...))
+			// The voters first: the head's keeper is a member, but its
+			// word is unchecked, and a keeper that lies and then serves
+			// slowly would delay the question.
+			e.askProof(append(slices.Clone(e.voters), h.from))
 		}
 	}
 	if stall := e.spec.Rounds.Timeout.Duration + 4*ct; !e.Done() && e.now >= e.progressAt+stall {
@@ -275,7 +278,8 @@ type heardDecided struct {
 // HeardDecided notes that member p says (in its signed ledger head) that
 // it has decided round r. If this node has not decided r a commit timeout
 // later, it lags, or p lies: it asks p and the voters for certified
-// decisions, and adopts only what their certificates prove. This is how a
+// decisions (the voters first), and adopts only what their certificates
+// prove. This is how a
 // member that missed the last commits of a run learns of them while the
 // peers that finished still serve it, not a stall timeout later, when
 // they may have gone. A non-member's word is ignored, and the question is
