@@ -216,9 +216,11 @@ type node struct {
 	admitted      []string
 	trainSeconds  float64
 	witnessed     map[string]*ledger.SignedTreeHead
-	finished      map[string]bool   // members whose signed heads say they decided the last round
-	contributed   map[string]uint64 // each peer's last round with an update aggregated (on time or late) or its admission, plus one
-	headRaw       []byte            // this node's last gossiped tree head, to gossip again while lingering
+	finished      map[string]bool         // members whose signed heads say they decided the last round
+	training      *consensus.TrainRequest // the training under way (loop only)
+	queued        *consensus.TrainRequest // to train for once it ends (loop only; see handle)
+	contributed   map[string]uint64       // each peer's last round with an update aggregated (on time or late) or its admission, plus one
+	headRaw       []byte                  // this node's last gossiped tree head, to gossip again while lingering
 	headSentAt    time.Time
 	lingerSaid    bool
 	hist          *history.Writer // metrics.jsonl
@@ -570,6 +572,18 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 				}
 			}
 		case r := <-trained:
+			if n.training == r.req {
+				n.training = nil
+			}
+			if q := n.queued; q != nil && n.training == nil {
+				// What handle queued behind the training that just ended
+				// (a round the run went on to meanwhile), if it is still
+				// the round to train for.
+				n.queued = nil
+				if q == current {
+					n.startTraining(ctx, q, trained, &trainCancel)
+				}
+			}
 			if r.req != current {
 				// Superseded: the round moved on. Finished all the same,
 				// it may still count as a late update in the next round
@@ -679,6 +693,22 @@ func fetchSpec(ctx context.Context, cfg Config) (gossip.JoinInfo, error) {
 	return gossip.FetchSpecPatiently(ctx, cfg.Join, cfg.RunID, cfg.JoinPatience, func(attempt int, err error, pause time.Duration) {
 		cfg.Logger.Warn("join: could not fetch the run's spec; asking again", "attempt", attempt, "in", pause, "err", err)
 	})
+}
+
+// startTraining trains for req in the background (trained gets the
+// result), cancelling the training under way, if any.
+func (n *node) startTraining(ctx context.Context, req *consensus.TrainRequest, trained chan trainResult, trainCancel *context.CancelFunc) {
+	if *trainCancel != nil {
+		(*trainCancel)()
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	*trainCancel = cancel
+	n.training, n.queued = req, nil
+	go func() {
+		r := n.train(tctx, req)
+		r.req = req
+		trained <- r
+	}()
 }
 
 // missesMembers reports whether some member of the current round is not
@@ -862,16 +892,16 @@ func (n *node) handle(ctx context.Context, rd consensus.Ready, trained chan trai
 		n.publishState()
 	}
 	if req := rd.Train; req != nil {
-		if *trainCancel != nil {
-			(*trainCancel)()
+		if t := n.training; t != nil && t.Round+1 == req.Round {
+			// The run decided the round this node still trains for: let
+			// that training finish, as it can count as a late update in
+			// this round (consensus/late.go), and train this round after
+			// it. Cancelled, the work of a node that trains slower than
+			// the run decides would never count at all.
+			n.queued = req
+		} else {
+			n.startTraining(ctx, req, trained, trainCancel)
 		}
-		tctx, cancel := context.WithCancel(ctx)
-		*trainCancel = cancel
-		go func() {
-			r := n.train(tctx, req)
-			r.req = req
-			trained <- r
-		}()
 	}
 	if f := rd.FetchUpdates; f != nil && len(f.From) > 0 {
 		go func() {
