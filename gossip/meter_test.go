@@ -102,4 +102,9 @@ func TestTrafficOfSync(t *testing.T) {
 	if n := sb.In[BytesEvidence]; n < uint64(4*d+want) || n > uint64(4*d+want+1024) {
 		t.Fatalf("evidence of a %d-value state and %d bytes of openings counted as %d bytes", d, want, n)
 	}
+	// The wire totals hold those bytes at once, not a sweep of libp2p's
+	// meters later: a node that ends right after a transfer reports them.
+	if st := b.Stats(); st.WireIn < int64(sb.In[BytesEvidence]) || st.Traffic.TotalIn() != uint64(st.WireIn) {
+		t.Fatalf("wire in %d B right after the fetch; the categories count %d B, %d B of it evidence", st.WireIn, st.Traffic.TotalIn(), sb.In[BytesEvidence])
+	}
 }

@@ -84,7 +84,7 @@ type natState struct {
 }
 
 // hostOptions returns the libp2p options of a transport's host.
-func (ns *natState) hostOptions(cfg Config, bw *metrics.BandwidthCounter) []libp2p.Option {
+func (ns *natState) hostOptions(cfg Config, bw metrics.Reporter) []libp2p.Option {
 	return []libp2p.Option{
 		libp2p.Identity(cfg.Key),
 		libp2p.ListenAddrStrings(cfg.Listen...),

@@ -98,7 +98,7 @@ type Transport struct {
 	spec   runspec.Spec
 	dec    *compress.Decoder
 	log    *slog.Logger
-	bw     *metrics.BandwidthCounter
+	bw     *wireCounter
 	meter  *meter
 	server Server
 	nat    *natState // NAT traversal and reachability (nat.go)
@@ -139,7 +139,7 @@ func New(ctx context.Context, cfg Config, server Server) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	bw := metrics.NewBandwidthCounter()
+	bw := &wireCounter{BandwidthCounter: metrics.NewBandwidthCounter()}
 	ns := &natState{}
 	h, err := libp2p.New(ns.hostOptions(cfg, bw)...)
 	if err != nil {
@@ -513,7 +513,7 @@ type Stats struct {
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
-	tot := t.bw.GetBandwidthTotals()
+	tot := metrics.Stats{TotalIn: t.bw.in.Load(), TotalOut: t.bw.out.Load()}
 	t.sentMu.Lock()
 	by := maps.Clone(t.sentBy)
 	t.sentMu.Unlock()
@@ -522,6 +522,26 @@ func (t *Transport) Stats() Stats {
 	tr.In[BytesTransport] = uint64(max(0, tot.TotalIn-int64(tr.TotalIn())))
 	return Stats{Peers: len(t.topic.ListPeers()), Published: t.sent.Load(), PublishedBy: by, WireIn: tot.TotalIn, WireOut: tot.TotalOut,
 		Rejected: t.rejected.Load(), Ignored: t.ignored.Load(), Traffic: tr}
+}
+
+// wireCounter is libp2p's bandwidth counter with exact totals: the
+// counter's own trail by up to a second (a background sweeper folds the
+// latest bytes in), so a node that ended right after a transfer (one
+// excluded after a dispute) reported fewer bytes on the wire than its
+// categories had counted.
+type wireCounter struct {
+	*metrics.BandwidthCounter
+	in, out atomic.Int64
+}
+
+func (c *wireCounter) LogSentMessage(n int64) {
+	c.out.Add(n)
+	c.BandwidthCounter.LogSentMessage(n)
+}
+
+func (c *wireCounter) LogRecvMessage(n int64) {
+	c.in.Add(n)
+	c.BandwidthCounter.LogRecvMessage(n)
 }
 
 // KnownPeers returns the addresses of connected peers that run vtrain's
