@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"runtime"
 
 	G "gorgonia.org/gorgonia"
 )
@@ -64,6 +65,14 @@ func boundOp(op G.Op) bool {
 
 // run computes every node.
 func (t *tape) run() error {
+	// Yield once per run. A goroutine that never yields is found by the
+	// scheduler's monitor on the same scheduling tick after 10 ms and, if
+	// it is in a cgo call (a matrix product) then, its processor is taken
+	// and handed to another thread, and the monitor is back at its fastest
+	// tick: the cost that cutting products into short pieces avoids (see
+	// internal/openblas). A yield with nothing else to run costs well
+	// under a microsecond.
+	runtime.Gosched()
 	for i, n := range t.nodes {
 		op := t.ops[i]
 		if op == nil {
