@@ -21,7 +21,7 @@ func lcg(seed uint64, v []float32) {
 // TestSgemm holds OpenBLAS's Sgemm to a float64 reference for every
 // transpose combination, with strides wider than the matrices: C's
 // padding starts as NaN and must stay NaN (no stray writes), and each
-// entry must be within float32 rounding of the reference. The last three
+// entry must be within float32 rounding of the reference. The last two
 // sizes are cut into pieces (maxPiece), of C's rows and of its columns.
 func TestSgemm(t *testing.T) {
 	trans := []blas.Transpose{blas.NoTrans, blas.Trans}
