@@ -22,7 +22,7 @@ func lcg(seed uint64, v []float32) {
 // transpose combination, with strides wider than the matrices: C's
 // padding starts as NaN and must stay NaN (no stray writes), and each
 // entry must be within float32 rounding of the reference. The last two
-// sizes are cut into pieces (maxPiece), of C's rows and of its columns.
+// sizes are cut into pieces (maxPiece): of C's columns and of its rows.
 func TestSgemm(t *testing.T) {
 	trans := []blas.Transpose{blas.NoTrans, blas.Trans}
 	for _, sz := range [][3]int{{1, 1, 1}, {7, 5, 9}, {64, 33, 300}, {20, 300, 200}, {700, 40, 50}} {
