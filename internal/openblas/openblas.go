@@ -113,6 +113,10 @@ func (Implementation) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a
 	}
 	if n <= m {
 		// Pieces of C's rows: all of op(B), packed again for each piece.
+		if pieceAlign*n*k > 2*maxPiece {
+			sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+			return
+		}
 		rows := max(pieceAlign, maxPiece/(n*k)/pieceAlign*pieceAlign)
 		for i := 0; i < m; i += rows {
 			off := i * lda
@@ -124,6 +128,10 @@ func (Implementation) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a
 		return
 	}
 	// Pieces of C's columns: all of op(A), packed again for each piece.
+	if pieceAlign*m*k > 2*maxPiece {
+		sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	cols := max(pieceAlign, maxPiece/(m*k)/pieceAlign*pieceAlign)
 	for j := 0; j < n; j += cols {
 		off := j
@@ -147,7 +155,10 @@ func (Implementation) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a
 // for 10–20% of the step's CPU time spent on other threads. A call
 // shorter than a tick is never taken. Products of up to 2·maxPiece (the
 // CNN's per-sample products, about 1M multiply-adds) stay whole; the MLP's
-// ran 4% faster in pieces of maxPiece than of 2·maxPiece.
+// ran 4% faster in pieces of maxPiece than of 2·maxPiece. So do products
+// whose narrowest piece, pieceAlign wide, would exceed 2·maxPiece: their
+// pieces would be long anyway, and each would pack a large operand again
+// (the MLP's first product at batch 256 took 10% longer in such pieces).
 //
 // Each piece computes its elements of C as the whole product would, but
 // for one path: on one thread OpenBLAS computes NoTrans·NoTrans products
