@@ -128,7 +128,7 @@ func opHashcode(op interface{ WriteHash(hash.Hash) }) uint32 {
 
 // outBuf is an op's output tensor: allocated by the first call and
 // reused by every later one, so that a step allocates nothing. The value
-// lives until the op runs again, which in a tape machine is the next step.
+// lives until the op runs again, which in a Net is the next step.
 type outBuf struct{ d *tensor.Dense }
 
 func (b *outBuf) get(shape ...int) (*tensor.Dense, []float32) {

@@ -211,18 +211,23 @@ func (op *reluOp) UsePreallocDo(_ G.Value, inputs ...G.Value) (G.Value, error) {
 	}
 	res, dst := op.out.get(op.shape...)
 	x := in[0][:len(dst)]
-	const one = 0x3f800000 // float32 1
 	if !op.grad {
-		for i, v := range x {
-			dst[i] = v * math.Float32frombits(one&mask(v >= 0))
-		}
-		return res, nil
-	}
-	dy := in[1][:len(x)]
-	for i, v := range x {
-		dst[i] = dy[i] * math.Float32frombits(one&mask(v >= 0))
+		reluMul(dst, x, x)
+	} else {
+		reluMul(dst, x, in[1][:len(x)])
 	}
 	return res, nil
+}
+
+// reluMul sets dst[i] = v[i] · (x[i] ≥ 0 ? 1 : 0): ReLU when v is x, its
+// gradient when v is dy. x and v must be as long as dst.
+func reluMul(dst, x, v []float32) {
+	n := reluMulVec(dst, x, v)
+	const one = 0x3f800000 // float32 1
+	x, v = x[n:len(dst)], v[n:len(dst)]
+	for i, xi := range x {
+		dst[n+i] = v[i] * math.Float32frombits(one&mask(xi >= 0))
+	}
 }
 
 // DiffWRT implements G.SDOp.

@@ -23,7 +23,7 @@ type Net struct {
 	layout []Param
 
 	g      *G.ExprGraph
-	vm     G.VM
+	tape   *tape
 	x      *G.Node
 	xval   *tensor.Dense
 	y      *G.Node // labels, class indices as float32 (training only)
@@ -88,10 +88,9 @@ func newNet(spec Spec, batch int, params []float32, train bool) (n *Net, err err
 				b.bindOut(n.grads[p.Offset : p.Offset+p.Size])
 			}
 		}
-		roots := append(G.Nodes{n.loss, n.logits}, grads...)
-		n.vm = G.NewTapeMachine(n.g.SubgraphRoots(roots...))
+		n.tape = newTape(append(G.Nodes{n.loss, n.logits}, grads...)...)
 	} else {
-		n.vm = G.NewTapeMachine(n.g)
+		n.tape = newTape(n.logits)
 	}
 	return n, nil
 }
@@ -206,13 +205,12 @@ func (n *Net) Step(y []int) (float32, error) {
 		}
 		ys[i] = float32(c)
 	}
-	defer n.vm.Reset()
-	if err := n.vm.RunAll(); err != nil {
+	if err := n.tape.run(); err != nil {
 		return 0, fmt.Errorf("models: step: %w", err)
 	}
 	for i, node := range n.gradNodes {
 		p := n.layout[i]
-		gv := node.Value()
+		gv := n.tape.value(node)
 		if gv == nil {
 			return 0, fmt.Errorf("models: no gradient computed for %s", p.Name)
 		}
@@ -221,7 +219,7 @@ func (n *Net) Step(y []int) (float32, error) {
 			copy(dst, src)
 		}
 	}
-	loss := n.loss.Value().Data().(float32)
+	loss := n.tape.value(n.loss).Data().(float32)
 	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
 		return loss, ErrNonFinite
 	}
@@ -231,17 +229,12 @@ func (n *Net) Step(y []int) (float32, error) {
 // Forward runs the forward pass on the input buffer and appends the logits
 // (batch × classes, row-major) to dst.
 func (n *Net) Forward(dst []float32) ([]float32, error) {
-	defer n.vm.Reset()
-	if err := n.vm.RunAll(); err != nil {
+	if err := n.tape.run(); err != nil {
 		return dst, fmt.Errorf("models: forward: %w", err)
 	}
-	return append(dst, n.logits.Value().Data().([]float32)...), nil
+	return append(dst, n.tape.value(n.logits).Data().([]float32)...), nil
 }
 
-// Close releases the net's machine.
-func (n *Net) Close() error {
-	if n.vm != nil {
-		return n.vm.Close()
-	}
-	return nil
-}
+// Close releases the net. It holds nothing but memory: Close is there
+// for the callers that release nets, and does nothing.
+func (n *Net) Close() error { return nil }

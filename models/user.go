@@ -16,9 +16,9 @@ import (
 // Definition is a model that vtrain does not build in: its parameter
 // tensors and its forward pass, written as a Gorgonia graph from the ops
 // that vtrain can run on every engine (Dense, ReLU, Tanh, Add, Conv).
-// vtrain differentiates it with Gorgonia, trains it on the CPU through
-// Gorgonia's VM, lowers it onto engines, and spot-checks it like a built-in
-// model.
+// vtrain differentiates it with Gorgonia, trains it on the CPU by running
+// the graph's ops in order (as Gorgonia's VM would), lowers it onto
+// engines, and spot-checks it like a built-in model.
 //
 // Register a definition from an init function of the package that defines
 // it, and build a vtrain binary that imports that package (see package

@@ -97,7 +97,8 @@ type Implementation struct {
 	gonum.Implementation
 }
 
-// Sgemm computes C = alpha * op(A) * op(B) + beta * C in row-major order.
+// Sgemm computes C = alpha * op(A) * op(B) + beta * C in row-major order,
+// a large product in pieces of at most about maxPiece multiply-adds.
 func (Implementation) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
@@ -106,6 +107,72 @@ func (Implementation) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a
 		gonum.Implementation{}.Sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
+	if m*n*k <= 2*maxPiece {
+		sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	if n <= m {
+		// Pieces of C's rows: all of op(B), packed again for each piece.
+		if pieceAlign*n*k > 2*maxPiece {
+			sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+			return
+		}
+		rows := max(pieceAlign, maxPiece/(n*k)/pieceAlign*pieceAlign)
+		for i := 0; i < m; i += rows {
+			off := i * lda
+			if tA != blas.NoTrans {
+				off = i
+			}
+			sgemm(tA, tB, min(rows, m-i), n, k, alpha, a[off:], lda, b, ldb, beta, c[i*ldc:], ldc)
+		}
+		return
+	}
+	// Pieces of C's columns: all of op(A), packed again for each piece.
+	if pieceAlign*m*k > 2*maxPiece {
+		sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	cols := max(pieceAlign, maxPiece/(m*k)/pieceAlign*pieceAlign)
+	for j := 0; j < n; j += cols {
+		off := j
+		if tB != blas.NoTrans {
+			off = j * ldb
+		}
+		sgemm(tA, tB, m, min(cols, n-j), k, alpha, a, lda, b[off:], ldb, beta, c[j:], ldc)
+	}
+}
+
+// maxPiece bounds the multiply-adds of one cgo call: Sgemm cuts a product
+// of more than 2·maxPiece into pieces of C's rows or columns, pieceAlign
+// or a multiple of it wide (about 10 µs each here), because of how Go
+// schedules a thread in a long cgo call. The scheduler's monitor (sysmon,
+// which ticks every 20 µs or more while it finds work) takes the processor
+// (P) from a thread that it sees in the same cgo call at two ticks in a
+// row and, when no P is idle (GOMAXPROCS=1), hands it to another thread: a
+// futex wake-up, a thread that spins looking for work, a wake-up of the
+// monitor when the call returns, and the monitor back at its fastest tick.
+// A 64×784×256 product (300 µs) paid that every time, twice per MLP step,
+// for 10–20% of the step's CPU time spent on other threads. A call
+// shorter than a tick is never taken. Products of up to 2·maxPiece (the
+// CNN's per-sample products, about 1M multiply-adds) stay whole; the MLP's
+// ran 4% faster in pieces of maxPiece than of 2·maxPiece. So do products
+// whose narrowest piece, pieceAlign wide, would exceed 2·maxPiece: their
+// pieces would be long anyway, and each would pack a large operand again
+// (the MLP's first product at batch 256 took 10% longer in such pieces).
+//
+// Each piece computes its elements of C as the whole product would, but
+// for one path: on one thread OpenBLAS computes NoTrans·NoTrans products
+// with α = 1, β = 0 and fewer than 7.3M multiply-adds with its "direct"
+// SkylakeX kernel, whose roundings differ, and such pieces take it where
+// the whole product did not. Results still depend only on the shapes, the
+// build and the thread count.
+const (
+	maxPiece   = 1 << 19
+	pieceAlign = 16
+)
+
+// sgemm is one cgo call of cblas_sgemm.
+func sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	C.cblas_sgemm(rowMajor, cblasTrans(tA), cblasTrans(tB), C.int(m), C.int(n), C.int(k),
 		C.float(alpha), (*C.float)(&a[0]), C.int(lda), (*C.float)(&b[0]), C.int(ldb),
 		C.float(beta), (*C.float)(&c[0]), C.int(ldc))

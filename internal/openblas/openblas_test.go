@@ -21,10 +21,11 @@ func lcg(seed uint64, v []float32) {
 // TestSgemm holds OpenBLAS's Sgemm to a float64 reference for every
 // transpose combination, with strides wider than the matrices: C's
 // padding starts as NaN and must stay NaN (no stray writes), and each
-// entry must be within float32 rounding of the reference.
+// entry must be within float32 rounding of the reference. The last two
+// sizes are cut into pieces (maxPiece): of C's columns and of its rows.
 func TestSgemm(t *testing.T) {
 	trans := []blas.Transpose{blas.NoTrans, blas.Trans}
-	for _, sz := range [][3]int{{1, 1, 1}, {7, 5, 9}, {64, 33, 300}} {
+	for _, sz := range [][3]int{{1, 1, 1}, {7, 5, 9}, {64, 33, 300}, {20, 300, 200}, {700, 40, 50}} {
 		m, n, k := sz[0], sz[1], sz[2]
 		for _, tA := range trans {
 			for _, tB := range trans {
