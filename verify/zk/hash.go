@@ -21,10 +21,11 @@ import (
 // compression costs 62 S-boxes of 3 constraints, 186 per element.
 //
 // The parameter commitment, which hashes some thousand elements twice per
-// proof, uses the width-3 permutation (8 full and 56 partial rounds, the
-// Poseidon2 paper's instance for BN254 with t = 3 and x⁵) as a sponge of
-// rate 2 and capacity 1 (see sponge): 80 S-boxes, 240 constraints per two
-// elements, 120 per element. Both have a one-element (254-bit) state
+// proof, uses the width-3 permutation (x⁵, 8 full and 56 partial rounds
+// and the matrices of the Poseidon2 paper's BN254 instance with t = 3;
+// gnark-crypto's round keys; the widest that gnark-crypto v0.19 and gnark
+// v0.14 implement) as a sponge of rate 2 and capacity 1 (see sponge): 80
+// S-boxes, 240 constraints per two elements, 120 per element. Both have a one-element (254-bit) state
 // between blocks, so both offer about 127 bits of collision resistance.
 const (
 	poseidonWidth    = 2
