@@ -20,10 +20,10 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/vtrain" ./cmd/vtrain
-printf '%-6s %-12s %-10s %-10s %-10s %-8s %-10s %s\n' batch constraints setup_s prove_s verify_ms proof_B step_ms prove/step
+printf '%-6s %-12s %-10s %-10s %-12s %-10s %-8s %-10s %s\n' batch constraints setup_s prove_s prove_cpu_s verify_ms proof_B step_ms prove/step
 for b in $batches; do
 	line=$("$tmp/vtrain" bench zk --batch "$b" --json 2>/dev/null | tail -1)
-	/usr/bin/python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('%-6d %-12d %-10.1f %-10.1f %-10.2f %-8d %-10.3f %.0f' % (d['batch'], d['constraints'], d['setup_ms']/1e3, d['prove_ms']/1e3, d['verify_ms'], d['proof_bytes'], d['step_ms'], d['prove_over_step']))" "$line"
+	/usr/bin/python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('%-6d %-12d %-10.1f %-10.1f %-12.1f %-10.2f %-8d %-10.3f %.0f' % (d['batch'], d['constraints'], d['setup_ms']/1e3, d['prove_ms']/1e3, d['prove_cpu_ms']/1e3, d['verify_ms'], d['proof_bytes'], d['step_ms'], d['prove_over_step']))" "$line"
 done
 echo
 printf '%-5s %-10s %-10s %s\n' seed float fixed difference

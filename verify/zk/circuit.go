@@ -59,7 +59,7 @@ func NewCircuit(p Params) *StepCircuit {
 }
 
 func init() {
-	solver.RegisterHint(hintFloorDiv, hintMax, hintBelow)
+	solver.RegisterHint(hintFloorDiv, hintMax, hintBelow, hintLanes, hintUpdate)
 }
 
 // signed maps a field element to the integer in (−p/2, p/2] it stands for.
@@ -117,9 +117,24 @@ func hintBelow(field *big.Int, in, out []*big.Int) error {
 
 // gadgets bundles the API with the range checker and the hash.
 type gadgets struct {
-	api  frontend.API
-	rc   frontend.Rangechecker
-	hash *poseidon2.Permutation
+	api    frontend.API
+	rc     frontend.Rangechecker
+	hash   *poseidon2.Permutation // width 2: compress
+	sponge *poseidon2.Permutation // width 3: sponge
+}
+
+// spongeVars is sponge of hash.go in the circuit.
+func (g *gadgets) spongeVars(xs ...frontend.Variable) frontend.Variable {
+	s := []frontend.Variable{len(xs), 0, 0}
+	for i := 0; i < len(xs); i += spongeRate {
+		for k := 0; k < spongeRate && i+k < len(xs); k++ {
+			s[1+k] = g.api.Add(s[1+k], xs[i+k])
+		}
+		if err := g.sponge.Permutation(s); err != nil {
+			panic(err) // width is fixed at 3: unreachable
+		}
+	}
+	return s[1]
 }
 
 // hashVars is the Merkle–Damgård hash of xs, as hashElements.
@@ -182,7 +197,11 @@ func (c *StepCircuit) Define(api frontend.API) error {
 	if err != nil {
 		return err
 	}
-	g := &gadgets{api: api, rc: rangecheck.New(api), hash: h}
+	sp, err := poseidon2.NewPoseidon2FromParameters(api, spongeWidth, spongeFull, spongePartial)
+	if err != nil {
+		return err
+	}
+	g := &gadgets{api: api, rc: rangecheck.New(api), hash: h, sponge: sp}
 	C, F, B := p.Classes, p.Features, p.Batch
 	nw := F * C
 
@@ -203,10 +222,29 @@ func (c *StepCircuit) Define(api frontend.API) error {
 	clamp := int64(expClamp) << FracZ
 	sBound := new(big.Int).Lsh(big.NewInt(int64(2*C)), FracE) // 2·Σu ≤ 2·C·2^26
 
-	grad := make([]frontend.Variable, len(c.Theta))
-	for i := range grad {
-		grad[i] = 0
+	// The weights' gradients, packed: gradW[i][g] holds, for the classes
+	// j of group g, lanes of bwdL bits u_ij = Σ_b (d_bj + 2^16)·x_bi, and
+	// xtot[i] = Σ_b x_bi, so that G_ij = u_ij − 2^16·xtot[i] (see
+	// packedUpdate). The biases' gradients are plain.
+	bwdL, bwdK := bwdLanes(B)
+	var groups []int
+	for j0 := 0; j0 < C; j0 += bwdK {
+		groups = append(groups, j0)
 	}
+	gradW := make([][]frontend.Variable, F)
+	xtot := make([]frontend.Variable, F)
+	for i := range gradW {
+		gradW[i] = make([]frontend.Variable, len(groups))
+		for gi := range groups {
+			gradW[i][gi] = 0
+		}
+		xtot[i] = 0
+	}
+	gradBias := make([]frontend.Variable, C)
+	for j := range gradBias {
+		gradBias[j] = 0
+	}
+	e := make([]frontend.Variable, C)
 	for b := range B {
 		px := c.Pixels[b]
 		if len(px) != F || len(c.Indices[b]) != p.Depth || len(c.Siblings[b]) != p.Depth {
@@ -236,13 +274,18 @@ func (c *StepCircuit) Define(api frontend.API) error {
 		}
 		api.AssertIsEqual(at, c.Leaves[b])
 
-		// Forward.
+		// Forward: the products θ_ij·x_i with several classes packed in a
+		// field element (packedForward): one constraint per pixel and
+		// group of classes instead of one per pixel and class.
+		var xsum frontend.Variable = 0
+		for _, x := range px {
+			xsum = api.Add(xsum, x)
+		}
+		sums := g.packedForward(p, c.Theta, px)
 		z := make([]frontend.Variable, C)
 		for j := range C {
-			acc := api.Mul(c.Theta[nw+j], 1<<FracX)
-			for i, x := range px {
-				acc = api.Add(acc, api.Mul(c.Theta[i*C+j], x))
-			}
+			// Σ_i θ_ij·x_i = Σ_i (θ_ij + 2^30)·x_i − 2^30·Σ_i x_i
+			acc := api.Add(api.Mul(c.Theta[nw+j], 1<<FracX), sums[j], api.Mul(xsum, -ThetaBound))
 			z[j] = g.roundDiv(acc, 1<<accShift)
 			g.checkSigned(z[j], zBits)
 		}
@@ -293,21 +336,43 @@ func (c *StepCircuit) Define(api frontend.API) error {
 			g.checkRange(api.Sub(api.Sub(twoS, 1), r), sBound) // r < 2s
 			g.rc.Check(pj, FracP+1)                            // honest values are ≤ 2^16
 			d := api.Sub(pj, api.Mul(onehot[j], 1<<FracP))
-			// Backward: accumulate d·x and d·2^8.
-			for i, x := range px {
-				grad[i*C+j] = api.Add(grad[i*C+j], api.Mul(d, x))
+			// Backward: e = d + 2^16 ∈ [0, 2^18) (pj < 2^17, onehot a
+			// bit), packed bwdK classes to an element; the bias gradient
+			// accumulates d·2^8.
+			e[j] = api.Add(d, 1<<FracP)
+			gradBias[j] = api.Add(gradBias[j], api.Mul(d, 1<<FracX))
+		}
+		for gi, j0 := range groups {
+			var packed frontend.Variable = 0
+			for j := j0; j < min(j0+bwdK, C); j++ {
+				packed = api.Add(packed, api.Mul(e[j], pow2(bwdL*(j-j0))))
 			}
-			grad[nw+j] = api.Add(grad[nw+j], api.Mul(d, 1<<FracX))
+			for i, x := range px {
+				gradW[i][gi] = api.Add(gradW[i][gi], api.Mul(x, packed))
+			}
+		}
+		for i, x := range px {
+			xtot[i] = api.Add(xtot[i], x)
 		}
 	}
 
 	// Update: θ' = θ − round(η·G / (B·2^20)), in range, and committed.
 	out := make([]frontend.Variable, len(c.Theta))
 	div := int64(B) << updateShift
-	for i, gr := range grad {
+	for i := range F {
+		for gi, j0 := range groups {
+			j1 := min(j0+bwdK, C)
+			q := g.packedUpdate(p, gradW[i][gi], xtot[i], j1-j0, bwdL)
+			for j := j0; j < j1; j++ {
+				out[i*C+j] = api.Sub(c.Theta[i*C+j], q[j-j0])
+				g.checkSigned(out[i*C+j], thetaBits) // bounds q too: |q| < 2^31
+			}
+		}
+	}
+	for j, gr := range gradBias {
 		q := g.roundDiv(api.Mul(gr, p.LR), div)
-		out[i] = api.Sub(c.Theta[i], q)
-		g.checkSigned(out[i], thetaBits) // bounds q too: |q| < 2^31
+		out[nw+j] = api.Sub(c.Theta[nw+j], q)
+		g.checkSigned(out[nw+j], thetaBits)
 	}
 	api.AssertIsEqual(g.commitTheta(p, out), c.ThetaOut)
 	return nil
@@ -325,7 +390,7 @@ func (g *gadgets) commitTheta(p Params, t []frontend.Variable) frontend.Variable
 		}
 		xs = append(xs, acc)
 	}
-	return g.hashVars(xs...)
+	return g.spongeVars(xs...)
 }
 
 // leaf is Leaf in the circuit; the pixels must be range-checked bytes.

@@ -12,14 +12,29 @@ import (
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr/poseidon2"
 )
 
-// The in-circuit hash is Poseidon2 on BN254 with gnark-crypto's default
-// parameters for 2-to-1 compression (width 2, 6 full and 50 partial
-// rounds), used as a Merkle–Damgård hash from a zero IV exactly as
-// gnark-crypto's NewMerkleDamgardHasher does: state = P(state, x)[1] + x.
+// The in-circuit hashes are Poseidon2 on BN254.
+//
+// Sample leaves and the data tree use gnark-crypto's default parameters
+// for 2-to-1 compression (width 2, 6 full and 50 partial rounds), as a
+// Merkle–Damgård hash from a zero IV exactly as gnark-crypto's
+// NewMerkleDamgardHasher does: state = P(state, x)[1] + x. In R1CS one
+// compression costs 62 S-boxes of 3 constraints, 186 per element.
+//
+// The parameter commitment, which hashes some thousand elements twice per
+// proof, uses the width-3 permutation (x⁵, 8 full and 56 partial rounds
+// and the matrices of the Poseidon2 paper's BN254 instance with t = 3;
+// gnark-crypto's round keys; the widest that gnark-crypto v0.19 and gnark
+// v0.14 implement) as a sponge of rate 2 and capacity 1 (see sponge): 80
+// S-boxes, 240 constraints per two elements, 120 per element. Both have a one-element (254-bit) state
+// between blocks, so both offer about 127 bits of collision resistance.
 const (
 	poseidonWidth    = 2
 	poseidonFull     = 6
 	poseidonPartial  = 50
+	spongeWidth      = 3
+	spongeFull       = 8
+	spongePartial    = 56
+	spongeRate       = spongeWidth - 1
 	thetaPerElement  = 8  // 8 × 31 bits = 248 bits < log2(p)
 	pixelsPerElement = 31 // 31 bytes = 248 bits
 )
@@ -27,7 +42,7 @@ const (
 // Domain tags, the first element of each hash, so that a parameter
 // commitment, a sample leaf and a context can never be confused.
 var (
-	tagTheta = tag("vtrain/zk/theta/v1")
+	tagTheta = tag("vtrain/zk/theta/v2") // v2: the width-3 sponge
 	tagLeaf  = tag("vtrain/zk/leaf/v1")
 )
 
@@ -40,6 +55,30 @@ func tag(s string) fr.Element {
 var perm = sync.OnceValue(func() *poseidon2.Permutation {
 	return poseidon2.NewPermutation(poseidonWidth, poseidonFull, poseidonPartial)
 })
+
+var spongePerm = sync.OnceValue(func() *poseidon2.Permutation {
+	return poseidon2.NewPermutation(spongeWidth, spongeFull, spongePartial)
+})
+
+// sponge hashes a sequence of elements with the width-3 permutation P: the
+// state starts as (n, 0, 0) for n elements, so that inputs of different
+// lengths never share a state; each block of two elements is added into
+// state[1] and state[2] (the last block of an odd n is padded with a zero,
+// unambiguous since n is in the state) and the state is permuted; the
+// digest is state[1].
+func sponge(xs ...fr.Element) fr.Element {
+	var s [spongeWidth]fr.Element
+	s[0].SetUint64(uint64(len(xs)))
+	for i := 0; i < len(xs); i += spongeRate {
+		for k := 0; k < spongeRate && i+k < len(xs); k++ {
+			s[1+k].Add(&s[1+k], &xs[i+k])
+		}
+		if err := spongePerm().Permutation(s[:]); err != nil {
+			panic(err) // width is fixed at 3: unreachable
+		}
+	}
+	return s[1]
+}
 
 // compress is Poseidon2's 2-to-1 compression with feed-forward, the same as
 // the circuit's Compress.
@@ -80,7 +119,7 @@ func packTheta(t Theta) []fr.Element {
 }
 
 // CommitTheta is the commitment to a parameter vector:
-// H(tag, features, classes, packed θ). It panics if a parameter is out of
+// sponge(tag, features, classes, packed θ). It panics if a parameter is out of
 // range, a caller's mistake (Step never returns such a vector).
 func (p Params) CommitTheta(t Theta) fr.Element {
 	if len(t) != p.NumParams() {
@@ -92,7 +131,7 @@ func (p Params) CommitTheta(t Theta) fr.Element {
 		}
 	}
 	xs := []fr.Element{tagTheta, fr.NewElement(uint64(p.Features)), fr.NewElement(uint64(p.Classes))}
-	return hashElements(append(xs, packTheta(t)...)...)
+	return sponge(append(xs, packTheta(t)...)...)
 }
 
 // packPixels packs 31 pixels per field element, little end first.

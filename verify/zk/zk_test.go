@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -583,5 +584,91 @@ func TestDraw(t *testing.T) {
 	big.Depth = 32
 	if _, err := big.Leaves(Draw{Size: MaxDataSize + 1}); err == nil {
 		t.Error("a draw over more than MaxDataSize samples")
+	}
+}
+
+// TestCircuitPackingEdges checks the packed forward and backward passes at
+// the edges of their lanes: weights near ±2^30, saturated and dark pixels,
+// the largest learning rate, several groups of classes per packed element
+// with a short last group, and a batch that is not a power of two. The
+// honest step must satisfy the circuit (a lane too narrow would wrap and
+// fail it) and a θ' off by one in the last class of the last group must
+// not.
+func TestCircuitPackingEdges(t *testing.T) {
+	for _, p := range []Params{
+		{Features: 40, Classes: 7, Batch: 5, Depth: 4, LR: 1 << FracLR},
+		{Features: 6, Classes: 3, Batch: 1, Depth: 2, LR: 1},
+	} {
+		n := 1 << p.Depth
+		ds := &data.Dataset{Name: "edges", Rows: 1, Cols: p.Features, Classes: p.Classes,
+			Images: make([]byte, n*p.Features), Labels: make([]uint8, n)}
+		for i := range ds.Images {
+			if (i/p.Features)%2 == 0 || i%3 == 0 {
+				ds.Images[i] = 255
+			}
+		}
+		for i := range ds.Labels {
+			ds.Labels[i] = uint8(i % p.Classes)
+		}
+		theta := make(Theta, p.NumParams())
+		for i := range theta {
+			theta[i] = ThetaBound - 1<<23
+			if i%2 == 1 {
+				theta[i] = -theta[i]
+			}
+		}
+		f := newFixture(t, p, ds, theta, Draw{Seed: 3, Step: 0, Size: uint64(n)})
+		valid, err := assign(f.p, f.st, f.w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		field := ecc.BN254.ScalarField()
+		if err := test.IsSolved(NewCircuit(p), valid, field); err != nil {
+			t.Errorf("%+v: the honest step fails: %v", p, err)
+		}
+		bad := append(Theta(nil), f.next...)
+		bad[p.Features*p.Classes-1]++
+		st := f.st
+		st.ThetaOut = p.CommitTheta(bad)
+		invalid, err := assign(f.p, st, f.w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := test.IsSolved(NewCircuit(p), invalid, field); err == nil {
+			t.Errorf("%+v: the circuit accepts a wrong θ'", p)
+		}
+	}
+}
+
+// TestLaneBounds checks the inequalities behind the packed passes'
+// soundness (pack.go) for every shape Validate accepts: a forward lane
+// holds F·255·(2^31 − 1); a backward lane holds, with its sign, any
+// q·div + r with |q| < 2^31 and 0 ≤ r < div and any lr·G + div/2; the
+// lanes of an element fit in packBits < log2(p) − 1. A lane too narrow
+// would let a prover move a carry between classes: honest witnesses
+// cannot show it, so the bounds are checked here.
+func TestLaneBounds(t *testing.T) {
+	p := ecc.BN254.ScalarField()
+	if new(big.Int).Lsh(big.NewInt(1), packBits+1).Cmp(p) >= 0 {
+		t.Fatalf("2^%d ≥ p", packBits+1)
+	}
+	for f := 1; f <= 1<<14; f++ {
+		w, k := fwdLanes(f)
+		max := new(big.Int).Mul(big.NewInt(int64(f)*255), big.NewInt(ThetaBound*2-1))
+		if k < 1 || w*k > packBits || max.Cmp(new(big.Int).Lsh(big.NewInt(1), uint(w))) >= 0 {
+			t.Fatalf("features %d: forward lanes of %d bits, %d per element", f, w, k)
+		}
+	}
+	for b := 1; b <= 256; b++ {
+		w, k := bwdLanes(b)
+		div := new(big.Int).Lsh(big.NewInt(int64(b)), updateShift)
+		qdr := new(big.Int).Mul(big.NewInt(ThetaBound*2), div) // |q| < 2^31
+		qdr.Add(qdr, div)                                      // + r < div
+		grad := new(big.Int).Lsh(big.NewInt(int64(b)), 26)     // |G| < B·2^26
+		grad.Mul(grad, big.NewInt(1<<FracLR)).Add(grad, div)   // lr·G + div/2
+		half := new(big.Int).Lsh(big.NewInt(1), uint(w-1))
+		if k < 1 || w*k > packBits || qdr.Cmp(half) >= 0 || grad.Cmp(half) >= 0 {
+			t.Fatalf("batch %d: backward lanes of %d bits, %d per element", b, w, k)
+		}
 	}
 }
