@@ -98,6 +98,26 @@ func relL2(got []float32, want []float64) float64 {
 	return math.Sqrt(num / den)
 }
 
+// testNet builds a training net of kind (hidden widths hidden) at batch
+// size batch from Init(seed), with a synthetic batch filled in: the net,
+// its parameters (the net trains them in place) and the batch's labels.
+func testNet(t *testing.T, kind string, hidden []int, batch int, seed uint64) (*Net, Spec, []float32, []int) {
+	t.Helper()
+	spec, err := NewSpec(kind, hidden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theta := Init(spec, seed)
+	net, err := NewTrainNet(spec, batch, theta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, ds := testBatch(t, spec, batch)
+	y := make([]int, batch)
+	ds.Fill(idx, net.Input(), y)
+	return net, spec, theta, y
+}
+
 func testBatch(t *testing.T, spec Spec, n int) ([]int, *data.Dataset) {
 	t.Helper()
 	set := data.Synthetic(3, 256, 16)
@@ -119,18 +139,7 @@ func TestDenseGradientsMatchReference(t *testing.T) {
 		{MLP, []int{32}, 8},
 		{MLP, []int{64, 16}, 13},
 	} {
-		spec, err := NewSpec(tc.kind, tc.hidden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		theta := Init(spec, 5)
-		net, err := NewTrainNet(spec, tc.batch, theta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx, ds := testBatch(t, spec, tc.batch)
-		y := make([]int, tc.batch)
-		ds.Fill(idx, net.Input(), y)
+		net, spec, theta, y := testNet(t, tc.kind, tc.hidden, tc.batch, 5)
 		// Two steps with a parameter change between them catch gradients
 		// that accumulate across steps or read stale parameters.
 		for step := 0; step < 2; step++ {

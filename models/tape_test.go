@@ -25,18 +25,7 @@ func TestTapeMatchesGorgoniaVM(t *testing.T) {
 		{"test-relu-res", []int{12}, 4}, // G.Grad's + of a node's two gradients
 		{"test-tanh-res", nil, 4},
 	} {
-		spec, err := NewSpec(tc.kind, tc.hidden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		theta := Init(spec, 9)
-		net, err := NewTrainNet(spec, tc.batch, theta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx, ds := testBatch(t, spec, tc.batch)
-		y := make([]int, tc.batch)
-		ds.Fill(idx, net.Input(), y)
+		net, spec, theta, y := testNet(t, tc.kind, tc.hidden, tc.batch, 9)
 		vm := G.NewTapeMachine(net.g.SubgraphRoots(append(G.Nodes{net.loss, net.logits}, net.gradNodes...)...))
 		for step := range 2 {
 			loss, err := net.Step(y)
