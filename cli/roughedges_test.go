@@ -34,6 +34,7 @@ func TestRoughEdgeUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"node", "--spec", "x.toml", "--linger", "-5s"}, "--linger must not be negative"},
+		{[]string{"node", "--spec", "x.toml", "--linger-max", "-1m"}, "--linger-max must not be negative"},
 		{[]string{"node", "--join", someAddr, "--join-patience", "-1s"}, "--join-patience must not be negative"},
 		{[]string{"node", "--spec", "x.toml", "--join-patience", "1m"}, "--join-patience applies to --join"},
 		{[]string{"train", "--steps", "0"}, "--steps must be positive"},

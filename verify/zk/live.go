@@ -52,13 +52,7 @@ func (d Delta) Apply(theta Theta) (Theta, error) {
 
 // Float returns Δ as the float change the run aggregates (Δ / 2^FracTheta,
 // the same scale as Theta.Float).
-func (d Delta) Float(dst []float32) []float32 {
-	dst = dst[:0]
-	for _, v := range d {
-		dst = append(dst, float32(float64(v)/(1<<FracTheta)))
-	}
-	return dst
-}
+func (d Delta) Float(dst []float32) []float32 { return Theta(d).Float(dst) }
 
 // Encode serializes Δ: zig-zag varints, zstd-compressed. The encoding is
 // exact: what a member decodes is what the peer committed to.
