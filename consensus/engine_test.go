@@ -1293,6 +1293,20 @@ func TestHeardDecided(t *testing.T) {
 		t.Fatalf("a member's head of this round: want a question to the voters and p1, got %+v", rd.FetchProof)
 	}
 
+	// A member that keeps saying so (a liar, or a flood of its heads)
+	// gets at most one question per commit timeout out of this node.
+	asked := 0
+	for range 20 {
+		e.HeardDecided("p1", 7)
+		e.Tick(ct / 10)
+		if rd := e.Ready(); rd.FetchProof != nil {
+			asked++
+		}
+	}
+	if asked > 2 {
+		t.Errorf("%d questions in two commit timeouts of heads", asked)
+	}
+
 	// Decided meanwhile: nothing to ask.
 	f.e[0].HeardDecided("p1", 0)
 	f.decideRound()
