@@ -117,22 +117,23 @@ func hintBelow(field *big.Int, in, out []*big.Int) error {
 
 // gadgets bundles the API with the range checker and the hash.
 type gadgets struct {
-	api    frontend.API
-	rc     frontend.Rangechecker
-	hash   *poseidon2.Permutation // width 2: compress
-	sponge *poseidon2.Permutation // width 3: sponge
+	api  frontend.API
+	rc   frontend.Rangechecker
+	hash *poseidon2.Permutation // width 2: compress
 }
 
 // spongeVars is sponge of hash.go in the circuit.
 func (g *gadgets) spongeVars(xs ...frontend.Variable) frontend.Variable {
-	s := []frontend.Variable{len(xs), 0, 0}
-	for i := 0; i < len(xs); i += spongeRate {
-		for k := 0; k < spongeRate && i+k < len(xs); k++ {
+	s := make([]frontend.Variable, wideWidth)
+	s[0] = len(xs)
+	for i := 1; i < wideWidth; i++ {
+		s[i] = 0
+	}
+	for i := 0; i < len(xs); i += wideRate {
+		for k := 0; k < wideRate && i+k < len(xs); k++ {
 			s[1+k] = g.api.Add(s[1+k], xs[i+k])
 		}
-		if err := g.sponge.Permutation(s); err != nil {
-			panic(err) // width is fixed at 3: unreachable
-		}
+		widePermuteVars(g.api, s)
 	}
 	return s[1]
 }
@@ -197,11 +198,7 @@ func (c *StepCircuit) Define(api frontend.API) error {
 	if err != nil {
 		return err
 	}
-	sp, err := poseidon2.NewPoseidon2FromParameters(api, spongeWidth, spongeFull, spongePartial)
-	if err != nil {
-		return err
-	}
-	g := &gadgets{api: api, rc: rangecheck.New(api), hash: h, sponge: sp}
+	g := &gadgets{api: api, rc: rangecheck.New(api), hash: h}
 	C, F, B := p.Classes, p.Features, p.Batch
 	nw := F * C
 

@@ -12,29 +12,27 @@ import (
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr/poseidon2"
 )
 
-// The in-circuit hashes are Poseidon2 on BN254.
+// The in-circuit hashes are Poseidon and Poseidon2 on BN254.
 //
-// Sample leaves and the data tree use gnark-crypto's default parameters
-// for 2-to-1 compression (width 2, 6 full and 50 partial rounds), as a
-// Merkle–Damgård hash from a zero IV exactly as gnark-crypto's
-// NewMerkleDamgardHasher does: state = P(state, x)[1] + x. In R1CS one
-// compression costs 62 S-boxes of 3 constraints, 186 per element.
+// Sample leaves and the data tree use gnark-crypto's Poseidon2 with its
+// default parameters for 2-to-1 compression (width 2, 6 full and 50
+// partial rounds), as a Merkle–Damgård hash from a zero IV exactly as
+// gnark-crypto's NewMerkleDamgardHasher does: state = P(state, x)[1] + x.
+// In R1CS one compression costs 62 S-boxes of 3 constraints, 186 per
+// element.
 //
-// The parameter commitment, which hashes some thousand elements twice per
-// proof, uses the width-3 permutation (x⁵, 8 full and 56 partial rounds
-// and the matrices of the Poseidon2 paper's BN254 instance with t = 3;
-// gnark-crypto's round keys; the widest that gnark-crypto v0.19 and gnark
-// v0.14 implement) as a sponge of rate 2 and capacity 1 (see sponge): 80
-// S-boxes, 240 constraints per two elements, 120 per element. Both have a one-element (254-bit) state
-// between blocks, so both offer about 127 bits of collision resistance.
+// The parameter commitment, which hashes about a thousand elements twice
+// per proof, uses the original Poseidon with width 17 (x⁵, 8 full and 68
+// partial rounds, circomlib's instance; see poseidon.go) as a sponge of
+// rate 16 and capacity 1 (see sponge): 204 S-boxes, 612 constraints per 16
+// elements, 38.25 per element. Both keep one 254-bit element that the
+// input never sets directly (the compression's chaining value, the
+// sponge's capacity), so both offer about 127 bits of collision
+// resistance.
 const (
 	poseidonWidth    = 2
 	poseidonFull     = 6
 	poseidonPartial  = 50
-	spongeWidth      = 3
-	spongeFull       = 8
-	spongePartial    = 56
-	spongeRate       = spongeWidth - 1
 	thetaPerElement  = 8  // 8 × 31 bits = 248 bits < log2(p)
 	pixelsPerElement = 31 // 31 bytes = 248 bits
 )
@@ -42,7 +40,7 @@ const (
 // Domain tags, the first element of each hash, so that a parameter
 // commitment, a sample leaf and a context can never be confused.
 var (
-	tagTheta = tag("vtrain/zk/theta/v2") // v2: the width-3 sponge
+	tagTheta = tag("vtrain/zk/theta/v3") // v3: the width-17 sponge
 	tagLeaf  = tag("vtrain/zk/leaf/v1")
 )
 
@@ -56,26 +54,30 @@ var perm = sync.OnceValue(func() *poseidon2.Permutation {
 	return poseidon2.NewPermutation(poseidonWidth, poseidonFull, poseidonPartial)
 })
 
-var spongePerm = sync.OnceValue(func() *poseidon2.Permutation {
-	return poseidon2.NewPermutation(spongeWidth, spongeFull, spongePartial)
-})
-
-// sponge hashes a sequence of elements with the width-3 permutation P: the
-// state starts as (n, 0, 0) for n elements, so that inputs of different
-// lengths never share a state; each block of two elements is added into
-// state[1] and state[2] (the last block of an odd n is padded with a zero,
-// unambiguous since n is in the state) and the state is permuted; the
-// digest is state[1].
+// sponge hashes a sequence of elements with the width-17 Poseidon
+// permutation P (widePermute): the state starts as (n, 0, …, 0) for n
+// elements; each block of 16 elements is added into state[1..16] (the
+// last block of n not a multiple of 16 is padded with zeros) and the state
+// is permuted; the digest is state[1].
+//
+// Why this is injective and collision resistant: for a given n the blocks
+// are the elements followed by a fixed number of zeros, so two inputs of
+// the same length give the same blocks only if they are equal, and inputs
+// of different lengths start from different capacities (n < p). The
+// construction is therefore the plain sponge of Bertoni et al. on an
+// injective encoding of the input (the capacity holding its length, as
+// the Poseidon paper's domain separation does), whose collision
+// resistance with a random permutation is about 2^(c/2) for a c-bit
+// capacity: with c = 254 bits and a 254-bit digest, about 2^127 work.
+// State[0], where n is placed, is never written by the input.
 func sponge(xs ...fr.Element) fr.Element {
-	var s [spongeWidth]fr.Element
+	var s [wideWidth]fr.Element
 	s[0].SetUint64(uint64(len(xs)))
-	for i := 0; i < len(xs); i += spongeRate {
-		for k := 0; k < spongeRate && i+k < len(xs); k++ {
+	for i := 0; i < len(xs); i += wideRate {
+		for k := 0; k < wideRate && i+k < len(xs); k++ {
 			s[1+k].Add(&s[1+k], &xs[i+k])
 		}
-		if err := spongePerm().Permutation(s[:]); err != nil {
-			panic(err) // width is fixed at 3: unreachable
-		}
+		widePermute(&s)
 	}
 	return s[1]
 }
