@@ -53,7 +53,7 @@ type poseidonParams struct {
 
 var wide = sync.OnceValue(func() *poseidonParams {
 	w := grainParams(wideWidth, wideFull, widePartial)
-	w.partialRounds = linearize(w)
+	w.partialRounds = sparsePartial(w)
 	return w
 })
 
@@ -175,7 +175,7 @@ func grainParams(t, rf, rp int) *poseidonParams {
 // state by the MDS matrix, state'_i = Σ_j M[i][j]·state_j (iden3's tables
 // hold M's transpose and multiply by columns: the same product). The
 // partial rounds are computed as partialRounds says, which gives the same
-// result with about a third of the multiplications (the tests check it
+// result with a seventh of their multiplications (the tests check it
 // against the rounds one by one and against iden3).
 func widePermute(s *[wideWidth]fr.Element) {
 	w := wide()
@@ -208,90 +208,181 @@ func (w *poseidonParams) mix(s *[wideWidth]fr.Element) {
 	*s = next
 }
 
-// partialRounds holds the R_P partial rounds as a linear map. Outside the
-// S-boxes they are affine, and each partial round has one S-box, so with
-// u the state entering them and y_k the k-th S-box's output, the k-th
-// S-box's input is an affine function of u and y_0, …, y_(k−1), and the
-// state leaving them an affine function of u and all the y: in[k] and out
-// hold those functions' coefficients, computed once by running the rounds
-// on coefficient vectors (linearize). Evaluating them costs about 5,000
-// multiplications instead of 68·17² = 19,652 for the rounds one by one.
+// partialRounds holds the R_P partial rounds in a form that costs about
+// 36 multiplications a round instead of 17² + 3. Write the matrix as
+// M = [[a, bᵀ], [d, E]] (a scalar, b and d of length 16, E 16×16) and the
+// state entering partial round k as (x_k, z_k), c_k its round constants
+// and ĉ_k their last 16. The round is
+//
+//	y_k = (x_k + c_k[0])⁵
+//	x_(k+1) = a·y_k + bᵀ(z_k + ĉ_k)
+//	z_(k+1) = d·y_k + E(z_k + ĉ_k)
+//
+// and in the coordinates ẑ_k = E^(−k)·z_k (E is a square submatrix of a
+// Cauchy matrix, hence invertible) it becomes
+//
+//	x_(k+1) = a·y_k + w_k·ẑ_k + β_k,  w_k = (E^k)ᵀb, β_k = bᵀĉ_k
+//	ẑ_(k+1) = ẑ_k + v_k·y_k + γ_k,   v_k = E^(−(k+1))·d, γ_k = E^(−k)·ĉ_k
+//
+// with z = E^(R_P)·ẑ after the last. This is the idea of the Poseidon
+// paper's appendix B (sparse matrices for the partial rounds) written
+// directly; the tests check it against the rounds one by one.
 type partialRounds struct {
-	in  [widePartial][]fr.Element // (u_0..u_16, y_0..y_(k−1), 1)
-	out [wideWidth][]fr.Element   // (u_0..u_16, y_0..y_67, 1)
+	a     fr.Element
+	w, v  [widePartial][wideRate]fr.Element
+	beta  [widePartial]fr.Element
+	gamma [widePartial][wideRate]fr.Element
+	final square // E^(R_P)
 }
 
-// linearize runs the partial rounds on vectors of coefficients over (u, y,
-// 1): adding a round constant adds to the constant's coefficient, the
-// S-box's input is recorded and its output replaced by the next y, and the
-// matrix combines the vectors.
-func linearize(w *poseidonParams) partialRounds {
-	const n = wideWidth + widePartial + 1 // u, y, 1
-	var st [wideWidth][]fr.Element
-	for i := range st {
-		st[i] = make([]fr.Element, n)
-		st[i][i].SetOne()
+type square [wideRate][wideRate]fr.Element
+
+func (m *square) mulVec(x *[wideRate]fr.Element) [wideRate]fr.Element {
+	var out [wideRate]fr.Element
+	var tmp fr.Element
+	for i := range out {
+		for j := range x {
+			tmp.Mul(&m[i][j], &x[j])
+			out[i].Add(&out[i], &tmp)
+		}
 	}
+	return out
+}
+
+func (m *square) mul(n *square) square {
+	var out square
+	var tmp fr.Element
+	for i := range out {
+		for j := range out {
+			for k := range out {
+				tmp.Mul(&m[i][k], &n[k][j])
+				out[i][j].Add(&out[i][j], &tmp)
+			}
+		}
+	}
+	return out
+}
+
+func (m *square) transpose() square {
+	var out square
+	for i := range out {
+		for j := range out {
+			out[i][j] = m[j][i]
+		}
+	}
+	return out
+}
+
+// inverse is Gauss–Jordan elimination; ok is false for a singular matrix.
+func (m *square) inverse() (inv square, ok bool) {
+	a := *m
+	for i := range inv {
+		inv[i][i].SetOne()
+	}
+	for col := range a {
+		p := col
+		for p < wideRate && a[p][col].IsZero() {
+			p++
+		}
+		if p == wideRate {
+			return inv, false
+		}
+		a[col], a[p] = a[p], a[col]
+		inv[col], inv[p] = inv[p], inv[col]
+		var f, tmp fr.Element
+		f.Inverse(&a[col][col])
+		for j := range a {
+			a[col][j].Mul(&a[col][j], &f)
+			inv[col][j].Mul(&inv[col][j], &f)
+		}
+		for i := range a {
+			if i == col || a[i][col].IsZero() {
+				continue
+			}
+			f = a[i][col]
+			for j := range a {
+				tmp.Mul(&f, &a[col][j])
+				a[i][j].Sub(&a[i][j], &tmp)
+				tmp.Mul(&f, &inv[col][j])
+				inv[i][j].Sub(&inv[i][j], &tmp)
+			}
+		}
+	}
+	return inv, true
+}
+
+// sparsePartial computes partialRounds' vectors and matrices from the
+// round constants and M.
+func sparsePartial(w *poseidonParams) partialRounds {
 	var pr partialRounds
+	var b, d [wideRate]fr.Element
+	var e square
+	pr.a = w.mds[0][0]
+	for i := range wideRate {
+		b[i] = w.mds[0][1+i]
+		d[i] = w.mds[1+i][0]
+		for j := range wideRate {
+			e[i][j] = w.mds[1+i][1+j]
+		}
+	}
+	einv, ok := e.inverse()
+	if !ok {
+		panic("zk: Poseidon matrix has a singular submatrix") // a Cauchy matrix's never is
+	}
+	et := e.transpose()
+	var pow, powInv square // E^k, E^(−k)
+	for i := range pow {
+		pow[i][i].SetOne()
+		powInv[i][i].SetOne()
+	}
+	wk := b               // (E^k)ᵀ b
+	vk := einv.mulVec(&d) // E^(−(k+1)) d
 	var tmp fr.Element
 	for k := range widePartial {
 		r := wideFull/2 + k
-		for i := range st {
-			st[i][n-1].Add(&st[i][n-1], &w.rc[r*wideWidth+i])
+		var c [wideRate]fr.Element
+		copy(c[:], w.rc[r*wideWidth+1:(r+1)*wideWidth])
+		pr.w[k], pr.v[k] = wk, vk
+		pr.gamma[k] = powInv.mulVec(&c)
+		for i := range c {
+			tmp.Mul(&b[i], &c[i])
+			pr.beta[k].Add(&pr.beta[k], &tmp)
 		}
-		in := make([]fr.Element, 0, wideWidth+k+1)
-		in = append(in, st[0][:wideWidth+k]...)
-		pr.in[k] = append(in, st[0][n-1])
-		st[0] = make([]fr.Element, n)
-		st[0][wideWidth+k].SetOne()
-		var next [wideWidth][]fr.Element
-		for i := range next {
-			next[i] = make([]fr.Element, n)
-			for j := range st {
-				for c := range st[j] {
-					tmp.Mul(&w.mds[i][j], &st[j][c])
-					next[i][c].Add(&next[i][c], &tmp)
-				}
-			}
-		}
-		st = next
+		wk = et.mulVec(&wk)
+		vk = einv.mulVec(&vk)
+		pow = pow.mul(&e)
+		powInv = powInv.mul(&einv)
 	}
-	pr.out = st
+	pr.final = pow
 	return pr
 }
 
 // partial applies the partial rounds to s.
-func (pr *partialRounds) partial(s *[wideWidth]fr.Element) {
-	var y [widePartial]fr.Element
-	var tmp fr.Element
+func (w *poseidonParams) partial(s *[wideWidth]fr.Element) {
+	pr := &w.partialRounds
+	var z [wideRate]fr.Element
+	copy(z[:], s[1:])
+	x := s[0]
+	var y, tmp fr.Element
 	for k := range widePartial {
-		c := pr.in[k]
-		x := c[len(c)-1]
-		for i := range s {
-			tmp.Mul(&c[i], &s[i])
+		r := wideFull/2 + k
+		y.Add(&x, &w.rc[r*wideWidth])
+		sbox(&y)
+		x.Mul(&pr.a, &y)
+		x.Add(&x, &pr.beta[k])
+		for i := range z {
+			tmp.Mul(&pr.w[k][i], &z[i])
 			x.Add(&x, &tmp)
 		}
-		for j := range k {
-			tmp.Mul(&c[wideWidth+j], &y[j])
-			x.Add(&x, &tmp)
-		}
-		sbox(&x)
-		y[k] = x
-	}
-	var next [wideWidth]fr.Element
-	for i := range next {
-		c := pr.out[i]
-		next[i] = c[len(c)-1]
-		for j := range s {
-			tmp.Mul(&c[j], &s[j])
-			next[i].Add(&next[i], &tmp)
-		}
-		for j := range y {
-			tmp.Mul(&c[wideWidth+j], &y[j])
-			next[i].Add(&next[i], &tmp)
+		for i := range z {
+			tmp.Mul(&pr.v[k][i], &y)
+			z[i].Add(&z[i], &tmp)
+			z[i].Add(&z[i], &pr.gamma[k][i])
 		}
 	}
-	*s = next
+	s[0] = x
+	out := pr.final.mulVec(&z)
+	copy(s[1:], out[:])
 }
 
 func sbox(x *fr.Element) {
