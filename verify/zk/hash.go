@@ -65,11 +65,13 @@ var perm = sync.OnceValue(func() *poseidon2.Permutation {
 // the same length give the same blocks only if they are equal, and inputs
 // of different lengths start from different capacities (n < p). The
 // construction is therefore the plain sponge of Bertoni et al. on an
-// injective encoding of the input (the capacity holding its length, as
-// the Poseidon paper's domain separation does), whose collision
-// resistance with a random permutation is about 2^(c/2) for a c-bit
-// capacity: with c = 254 bits and a 254-bit digest, about 2^127 work.
-// State[0], where n is placed, is never written by the input.
+// injective encoding of the input (the length in the initial capacity,
+// the padding fixed by it), whose collision resistance with a random
+// permutation is about 2^(c/2) for a c-bit capacity: with c = 254 bits
+// and a 254-bit digest, about 2^127 work, the same as the width-2
+// compression's. State[0], where n is placed, is never written by the
+// input, and the tag, Features and Classes that CommitTheta puts first
+// keep a commitment apart from any other use of the sponge.
 func sponge(xs ...fr.Element) fr.Element {
 	var s [wideWidth]fr.Element
 	s[0].SetUint64(uint64(len(xs)))

@@ -13,8 +13,9 @@ import (
 // Function for Zero-Knowledge Proof Systems", USENIX Security 2021,
 // eprint 2019/458) over the BN254 scalar field with width t = 17, the x⁵
 // S-box, R_F = 8 full and R_P = 68 partial rounds: the instance circomlib
-// and iden3 deploy for 16 inputs (the paper's round numbers for 128-bit
-// security at this width and field).
+// and iden3 deploy for 16 inputs, with circomlib's round numbers for this
+// width (its table gives 56 to 70 partial rounds for t = 2 to 17, and 68
+// at t = 17).
 //
 // The round constants and the MDS matrix are not written here: wide
 // derives them at first use exactly as the paper's reference script
@@ -22,11 +23,11 @@ import (
 // repository) does, from its Grain LFSR seeded with the instance's
 // parameters. TestPoseidonKnownAnswers checks the permutation this gives
 // against github.com/iden3/go-iden3-crypto's poseidon.HashWithStateEx,
-// which hard-codes circomlib's constants for t = 17 (in the optimized form
-// of the paper's appendix B, so it shares no code or table with this
-// file): the two agree on whole states, which is what shows that these
-// are the vetted constants and matrix and not merely ones produced the
-// same way.
+// which hard-codes circomlib's constants for t = 17 as tables (in the
+// optimized form of the paper's appendix B) and shares no code with this
+// file: the two agree on whole states, which is what shows that these are
+// the vetted constants and matrix and not merely ones produced the same
+// way.
 //
 // One detail of the script is not repeated: after drawing a Cauchy matrix
 // it runs three checks against invariant subspace trails (algorithms 1 to
@@ -43,7 +44,7 @@ const (
 )
 
 // poseidonParams are the round constants, round after round, and the MDS
-// matrix of the wide permutation, and the partial rounds as one linear map
+// matrix of the wide permutation, and its partial rounds in sparse form
 // (see partialRounds).
 type poseidonParams struct {
 	rc  []fr.Element // (R_F + R_P)·t
@@ -52,7 +53,7 @@ type poseidonParams struct {
 }
 
 var wide = sync.OnceValue(func() *poseidonParams {
-	w := grainParams(wideWidth, wideFull, widePartial)
+	w := grainParams(wideFull, widePartial)
 	w.partialRounds = sparsePartial(w)
 	return w
 })
@@ -127,7 +128,8 @@ func (g *grain) bits(n int) *big.Int {
 // M[i][j] = 1/(x_i + y_j) of 2t further draws taken modulo p, x the first
 // t and y the last t, all drawn again if two coincide or some x_i + y_j
 // is zero.
-func grainParams(t, rf, rp int) *poseidonParams {
+func grainParams(rf, rp int) *poseidonParams {
+	const t = wideWidth
 	g := newGrain(t, rf, rp)
 	p := fr.Modulus()
 	out := &poseidonParams{rc: make([]fr.Element, (rf+rp)*t)}
