@@ -35,9 +35,21 @@ func runDemoJSON(t *testing.T, bin, tmp string, args ...string) demoResult {
 	t.Helper()
 	spec := filepath.Join(tmp, "run.toml")
 	os.WriteFile(spec, []byte(smallSpec), 0o644)
-	out := filepath.Join(tmp, "demo")
-	cmd := exec.Command(bin, append([]string{"demo", "--spec", spec, "--data", "synthetic", "--out", out, "--json"}, args...)...)
-	b, err := cmd.Output()
+	res := demoJSON(t, bin, append([]string{"--spec", spec, "--data", "synthetic", "--out", filepath.Join(tmp, "demo")}, args...)...)
+	checkTraffic(t, &res)
+	// The demo plots its run.
+	if res.Plot == "" {
+		t.Error("the demo wrote no plot")
+	} else {
+		checkPlot(t, res.Plot)
+	}
+	return res
+}
+
+// demoJSON runs vtrain demo --json with args and returns its result.
+func demoJSON(t *testing.T, bin string, args ...string) demoResult {
+	t.Helper()
+	b, err := exec.Command(bin, append([]string{"demo", "--json"}, args...)...).Output()
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, b)
 	}
@@ -45,13 +57,6 @@ func runDemoJSON(t *testing.T, bin, tmp string, args ...string) demoResult {
 	var res demoResult
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 		t.Fatal(err)
-	}
-	checkTraffic(t, &res)
-	// The demo plots its run.
-	if res.Plot == "" {
-		t.Error("the demo wrote no plot")
-	} else {
-		checkPlot(t, res.Plot)
 	}
 	return res
 }

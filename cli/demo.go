@@ -138,7 +138,14 @@ type demoOutcome struct {
 	ExcludedFrom              *uint64 `json:"excluded_from"` // the first round it was excluded from, as the honest nodes saw it
 	FinalHash                 string  `json:"final_hash"`    // its node's final state ("" for outsiders)
 	Sent                      int64   `json:"messages_sent"` // outsiders: what they sent
-	TestAccuracy              float64 `json:"test_accuracy"` // members: of their final state
+	// Runs with private peers (--private): whether it is one, the proofs
+	// of its steps it made, and the distinct proofs it verified (every
+	// private update's drawn step, in the verdicts it took).
+	Private        bool    `json:"private,omitempty"`
+	ProofsMade     int     `json:"proofs_made,omitempty"`
+	ProofsVerified int     `json:"proofs_verified"`
+	ProofsRefused  int     `json:"proofs_refused,omitempty"`
+	TestAccuracy   float64 `json:"test_accuracy"` // members: of their final state
 }
 
 type demoExclusion struct {
@@ -159,11 +166,19 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	logLvl := fs.String("log-level", "warn", "the nodes log to stderr from this level: debug, info, warn or error")
 	httpBase := fs.Int("http-base", 0, "serve each peer's dashboard and /metrics on 127.0.0.1, peer i on port PORT+i (0: none)")
 	byzantine := fs.String("byzantine", "", "comma-separated misbehaviours: member ones for the last peers ("+strings.Join(memberModes(), ",")+"; MODE+N starts at round N, MODE@R joins mid-run at round R instead of founding the run), outsider attacks as extra processes ("+strings.Join(node.Outsiders, ",")+"), e.g. lazy,replay or alie+10 or lazy+16@3,hijack")
+	private := fs.Int("private", -1, "the last N peers train on private data and prove their steps (zk): the run is then softmax regression by plain SGD at batch 4, the statement the circuit proves, on a shard per peer; --private 0 runs that same spec with every peer public (the baseline). The keys come from a single-party setup cached in --zk-keys")
+	zkKeys := fs.String("zk-keys", "", "with --private: the circuit's keys directory (vtrain keygen, vtrain ceremony finalize); generated once and cached there when it holds none (default: the user cache directory)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if _, err := logLevel(*logLvl); err != nil {
 		return err
+	}
+	if *private < -1 || *private >= *peers {
+		return usagef("--private must be 0..%d (peer 0 starts the run as a public peer), got %d", *peers-1, *private)
+	}
+	if *zkKeys != "" && *private < 1 {
+		return usagef("--zk-keys applies with --private N (N > 0)")
 	}
 	// Peers 0..peers-1 are the founders (the misbehaving ones last), then
 	// the members that join mid-run, then the outsiders.
@@ -228,6 +243,9 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	spec.Run.Rounds = *rounds
 	spec.Run.Name = "demo"
+	if *private >= 0 {
+		spec = provableSpec(spec, *peers)
+	}
 	dir := *dataDir
 	if dir == "" {
 		if _, err := data.Find(); err != nil {
@@ -265,10 +283,19 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		founders = append(founders, id.String())
 	}
 	spec = spec.WithFounders(founders...)
+	var keysDir string
+	if *private > 0 {
+		if keysDir, err = demoPrivacy(&spec, founders[*peers-*private:], dir, *zkKeys, stderr); err != nil {
+			return err
+		}
+	}
 	if err := spec.Validate(); err != nil {
 		return err
 	}
 	specFile := filepath.Join(*out, "run.toml")
+	if back, err := runspec.Parse([]byte(specTOML(spec))); err != nil || back.RunID() != spec.RunID() {
+		return fmt.Errorf("vtrain demo: the run spec does not survive its TOML form (%v)", err)
+	}
 	if err := os.WriteFile(specFile, []byte(specTOML(spec)), 0o644); err != nil {
 		return err
 	}
@@ -307,6 +334,9 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		}
 		if dir != "" {
 			args = append(args, "--data", dir)
+		}
+		if keysDir != "" && !isOutsider(i) {
+			args = append(args, "--zk-keys", keysDir)
 		}
 		cctx, g := ctx, &wg
 		if b := behaviour(i); b != "" {
@@ -467,6 +497,10 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		res.Challenges.Passed += c.Passed
 		res.Challenges.Failed += c.Failed
 		res.Challenges.Against += c.Against
+		res.Challenges.ProofsVerified += c.ProofsVerified
+		res.Challenges.ProofsRefused += c.ProofsRefused
+		res.Challenges.Proofs += c.Proofs
+		res.Challenges.ProofSeconds += c.ProofSeconds
 		for _, a := range c.Accused {
 			if index[a].Behave == "" {
 				res.FalseChallenges++
@@ -494,7 +528,9 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		o := demoOutcome{demoPeer: index[id.String()], JoinedAt: m.joinAt}
 		if s := all[i]; s != nil {
 			o.Member, o.FinalHash, o.TestAccuracy = s.Member, s.FinalHash, s.TestAccuracy
+			o.ProofsMade, o.ProofsVerified, o.ProofsRefused = s.Challenges.Proofs, s.Challenges.ProofsVerified, s.Challenges.ProofsRefused
 		}
+		o.Private = spec.IsPrivate(id.String())
 		for _, x := range res.Excluded {
 			if x.Peer == id.String() {
 				r := x.Round
@@ -588,6 +624,10 @@ func printDemo(stdout io.Writer, res demoResult) {
 	fmt.Fprintf(stdout, "%-28s %.1fs (%.2fs per round)\n", "time", res.Seconds, res.SecondsPerRound)
 	fmt.Fprintf(stdout, "%-28s %d run, %d passed, %d failed (%d against honest peers); re-execution %.1f%% of training time\n", "spot-checks",
 		res.Challenges.Run, res.Challenges.Passed, res.Challenges.Failed, res.FalseChallenges, 100*res.ChallengeCompute)
+	if c := res.Challenges; c.Proofs > 0 || c.ProofsVerified > 0 {
+		fmt.Fprintf(stdout, "%-28s %d made (%.1fs each), %d verified and %d refused by the honest peers together\n", "private peers' proofs",
+			c.Proofs, c.ProofSeconds/float64(max(c.Proofs, 1)), c.ProofsVerified, c.ProofsRefused)
+	}
 	for _, x := range res.Excluded {
 		fmt.Fprintf(stdout, "%-28s peer %d (%s) from round %d: %s\n", "excluded", x.Index, x.Behave, x.Round, x.Reason)
 	}
@@ -689,6 +729,15 @@ func specTOML(s runspec.Spec) string {
 		q[i] = fmt.Sprintf("%q", p)
 	}
 	fmt.Fprintf(&b, "\n[members]\ngenesis = [%s]\nvoters = %d\nadmit = %d\nabsent = %d\nmax = %d\n", strings.Join(q, ", "), mb.Voters, mb.Admit, mb.Absent, mb.Max)
+	if pv := s.Privacy; pv.Mode != "" && pv.Mode != "none" {
+		fmt.Fprintf(&b, "\n[privacy]\nmode = %q\ndepth = %d\nvk_sha256 = %q\n", pv.Mode, pv.Depth, pv.VKSHA256)
+		if pv.ProofTimeout.Duration != 0 {
+			fmt.Fprintf(&b, "proof_timeout = %q\n", pv.ProofTimeout)
+		}
+		for _, p := range pv.Peers {
+			fmt.Fprintf(&b, "\n[[privacy.peers]]\npeer = %q\ndata_root = %q\ndata_size = %d\n", p.Peer, p.DataRoot, p.DataSize)
+		}
+	}
 	return b.String()
 }
 

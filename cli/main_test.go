@@ -210,4 +210,14 @@ func TestSpecTOMLRoundTrip(t *testing.T) {
 	if back.RunID() != s.RunID() {
 		t.Fatalf("spec changes through TOML:\n%s\n%s", s.Canonical(), back.Canonical())
 	}
+	// With private peers (demo --private).
+	s = provableSpec(s, 2)
+	s.Privacy = runspec.Privacy{Mode: "zk", Depth: 16, VKSHA256: strings.Repeat("ab", 32),
+		Peers: []runspec.PrivatePeer{{Peer: s.Members.Genesis[1], DataRoot: strings.Repeat("0", 63) + "7", DataSize: 30000}}}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if back, err = runspec.Parse([]byte(specTOML(s))); err != nil || back.RunID() != s.RunID() {
+		t.Fatalf("a spec with private peers changes through TOML (%v):\n%s\n%s", err, s.Canonical(), back.Canonical())
+	}
 }

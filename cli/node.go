@@ -41,9 +41,10 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	logLvl := fs.String("log-level", "warn", "log to stderr from this level: debug, info, warn or error")
 	verbose := fs.Bool("v", false, "same as --log-level info")
 	device := addDeviceFlag(fs)
+	zkKeys := fs.String("zk-keys", "", "the run's zk keys directory (vtrain ceremony finalize or vtrain keygen), in runs with private peers ([privacy] peers): the verifying key checks their proofs; a private peer also proves with the proving key")
 	httpAddr := fs.String("http", "", "serve a live dashboard at / and Prometheus metrics at /metrics on this address (host:port, e.g. 127.0.0.1:9100)")
 	behave := fs.String("behave", "honest", "how this node behaves: "+strings.Join(node.Behaviours, "|")+
-		" (all but honest misbehave on purpose, to watch spot-checks catch them: lazy skips the inner steps, noise sends Gaussian noise of the honest norm, replay re-signs another peer's update, scaled multiplies its update by 50, stale trains from an old state, flip negates its update, alie shifts it by one standard deviation against its sign, ipm sends the negated mean of the round's other updates it has seen, accuse fails every check it is drawn for with a made-up dispute, accuse-any also fails updates it was not drawn for, collude passes every check without looking, forge spoils its signatures; a member's misbehaviour+N starts at round N)")
+		" (all but honest misbehave on purpose, to watch spot-checks catch them: lazy skips the inner steps, noise sends Gaussian noise of the honest norm, replay re-signs another peer's update, scaled multiplies its update by 50, stale trains from an old state, flip negates its update, alie shifts it by one standard deviation against its sign, ipm sends the negated mean of the round's other updates it has seen, accuse fails every check it is drawn for with a made-up dispute, accuse-any also fails updates it was not drawn for, collude passes every check without looking, forge spoils its signatures, forge-proof (a private peer) answers with a proof of another batch's step; a member's misbehaviour+N starts at round N)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func runNode(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	con := newConsole(stderr)
 	cfg := node.Config{Join: *join, RunID: want, Listen: addrs, Out: con.out(stdout), JSONLines: *asJSON, EvalEvery: *evalEvery,
-		Linger: *linger, LingerMax: *lingerMax, JoinPatience: *joinPatience, Device: eng, MinPeers: *minPeers, Logger: con.logger(level)}
+		Linger: *linger, LingerMax: *lingerMax, JoinPatience: *joinPatience, Device: eng, MinPeers: *minPeers, Logger: con.logger(level), ZKDir: *zkKeys}
 	if *behave != "honest" {
 		cfg.Behave = *behave
 	}

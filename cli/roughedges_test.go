@@ -49,6 +49,9 @@ func TestRoughEdgeUsageErrors(t *testing.T) {
 		{[]string{"node", "--spec", "x.toml", "--log-level", "loud"}, "--log-level must be"},
 		{[]string{"node", "--join", someAddr, "--min-peers", "3"}, "--min-peers applies to the node that starts a run"},
 		{[]string{"demo", "--log-level", "loud"}, "--log-level must be"},
+		{[]string{"demo", "--peers", "3", "--private", "3"}, "--private must be 0..2"},
+		{[]string{"demo", "--private", "-2"}, "--private must be"},
+		{[]string{"demo", "--zk-keys", "keys"}, "--zk-keys applies with --private"},
 	} {
 		code, _, stderr := vtrain(t, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {

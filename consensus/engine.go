@@ -36,6 +36,10 @@ type Config struct {
 	Sign   func(msg []byte) []byte
 	Verify func(p PeerID, msg, sig []byte) bool
 	App    App
+	// Proofs verifies private peers' proofs (runspec.Privacy); a run with
+	// private peers needs it (without, verdicts on their updates are taken
+	// unverified, as in simulations).
+	Proofs ProofChecker
 }
 
 // TrainRequest asks the driver to run the round's inner steps from Theta (a
@@ -163,6 +167,7 @@ type Engine struct {
 	sign   func([]byte) []byte
 	verify func(PeerID, []byte, []byte) bool
 	app    App
+	proofs ProofChecker
 	policy Policy
 	d      int
 	now    time.Duration
@@ -287,7 +292,7 @@ func NewEngine(cfg Config, st State, chain []Link) (*Engine, error) {
 	if len(st.Members.Voters()) == 0 {
 		return nil, fmt.Errorf("consensus: the state of round %d has no voters", st.Round)
 	}
-	e := &Engine{spec: cfg.Spec, run: cfg.Spec.RunID(), self: cfg.Self, sign: cfg.Sign, verify: cfg.Verify, app: cfg.App,
+	e := &Engine{spec: cfg.Spec, run: cfg.Spec.RunID(), self: cfg.Self, sign: cfg.Sign, verify: cfg.Verify, app: cfg.App, proofs: cfg.Proofs,
 		policy: PolicyOf(cfg.Spec), d: d,
 		joins: map[PeerID]*JoinRequest{}, verdicts: map[verdictKey]*VerdictMsg{}, equivs: map[PeerID]*Equivocation{},
 		rulings: map[verdictKey]Ruling{}, lies: map[PeerID]*VerdictMsg{},
@@ -651,6 +656,9 @@ func (e *Engine) StepUpdate(u *Update) Decision {
 	if err != nil {
 		return invalid("%v", err)
 	}
+	if err := e.checkLink(u, dec, e.theta); err != nil {
+		return invalid("%v", err)
+	}
 	e.updates[id] = &held{u: u, dec: dec}
 	e.noteArrival(id)
 	if spec {
@@ -674,6 +682,16 @@ func (e *Engine) StepUpdate(u *Update) Decision {
 	e.byAuthor[u.From] = id
 	e.progress()
 	return accept()
+}
+
+// checkLink links a private update's payload to its commitments (Linker)
+// against base, the agreed state its Base names.
+func (e *Engine) checkLink(u *Update, dec any, base []float32) error {
+	l, ok := e.app.(Linker)
+	if !ok || !e.spec.IsPrivate(string(u.From)) {
+		return nil
+	}
+	return l.CheckLink(u, dec, base)
 }
 
 // maxVersions bounds the updates kept per author and round beyond those a
@@ -711,7 +729,11 @@ func (e *Engine) checkCommitments(u *Update, mark Hash) Decision {
 	if want := RoundSeed(e.spec, u.Round, u.From); u.Seed != want {
 		return invalid("bad commitment: sampling seed %#x, the run assigns %s %#x in round %d", u.Seed, u.From, want, u.Round)
 	}
-	if n := e.spec.Segments(); len(u.Segments) != n {
+	n := e.spec.Segments()
+	if e.spec.IsPrivate(string(u.From)) {
+		n = e.privateRoots()
+	}
+	if len(u.Segments) != n {
 		return invalid("bad commitment: %d segment roots, want %d", len(u.Segments), n)
 	}
 	if e.members.Has(u.From) && u.ResidualIn != mark {

@@ -114,8 +114,12 @@ func (f *fx) run() RunID { return f.spec.RunID() }
 
 // update is a valid signed update of p for round on base.
 func (f *fx) update(p PeerID, round uint64, base Hash, k byte) *Update {
+	n := f.spec.Segments()
+	if f.spec.IsPrivate(string(p)) {
+		n = f.spec.Inner.Steps + 1 // a private peer's step commitments
+	}
 	u := &Update{Round: round, Base: base, From: p, Samples: 1, Loss: 1, Payload: []byte{1, k, 0, 0},
-		Seed: RoundSeed(f.spec, round, p), Segments: make([]Hash, f.spec.Segments())}
+		Seed: RoundSeed(f.spec, round, p), Segments: make([]Hash, n)}
 	u.Sig = testSign(p)(UpdateSignBytes(f.run(), u))
 	return u
 }

@@ -91,6 +91,15 @@ func (e *Engine) stepLate(u *Update) Decision {
 	if err != nil {
 		return invalid("%v", err)
 	}
+	if e.spec.IsPrivate(string(u.From)) {
+		base := e.stateTheta(u.Base)
+		if base == nil {
+			return ignore("stale: %s's late update builds on %s, a state no longer held here", u.From, u.Base.Short())
+		}
+		if err := e.checkLink(u, dec, base); err != nil {
+			return invalid("%v", err)
+		}
+	}
 	e.updates[id] = &held{u: u, dec: dec}
 	e.noteLateArrival(id)
 	if second {

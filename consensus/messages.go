@@ -142,6 +142,12 @@ const (
 	// committed start lands farther than the tolerance from its committed
 	// end. The referee re-executes the segment.
 	FaultSegment
+	// FaultProof: the update is a private peer's (runspec.Privacy), and
+	// the accused's signed answer carries a proof of the step the beacon
+	// drew that does not verify against the update's commitments, the
+	// run's data root and sampler, and the run's key. Anyone checks it in
+	// milliseconds: no referee computes anything but the verification.
+	FaultProof
 	faultEnd
 )
 
@@ -149,7 +155,7 @@ func (f Fault) String() string {
 	if f >= faultEnd {
 		return fmt.Sprintf("fault(%d)", uint8(f))
 	}
-	return [...]string{"none", "step", "link", "answer", "silent", "segment"}[f]
+	return [...]string{"none", "step", "link", "answer", "silent", "segment", "proof"}[f]
 }
 
 // Answer is the accused's signed answer to a challenge on segment Segment
@@ -158,20 +164,33 @@ func (f Fault) String() string {
 // (the start and final states, the residual) are bound by the update's
 // commitments already; these leaves are what narrows a dispute to a single
 // step, and the signature makes them the accused's word.
+//
+// A private peer's answer (runspec.Privacy) carries no leaves: Segment is
+// the inner step the beacon drew (PrivateStep), and Proof the zk bundle
+// (zk.Bundle) that proves it.
 type Answer struct {
 	Round   uint64
 	Update  Hash
 	Segment int
 	Leaves  []Hash
+	Proof   []byte
 	Sig     []byte
 }
 
 // MaxLeaves bounds an answer's leaves (a segment's inner steps).
 const MaxLeaves = 1 << 16
 
+// MaxProof bounds an answer's proof bundle (a Groth16 proof and its
+// statement: a few hundred bytes).
+const MaxProof = 4 << 10
+
 // AnswerSignBytes is what an accused signs in its answer.
 func AnswerSignBytes(run RunID, a *Answer) []byte {
-	e := newEnc("vtrain/sig/answer/v1\x00")
+	domain := "vtrain/sig/answer/v1\x00"
+	if len(a.Proof) > 0 {
+		domain = "vtrain/sig/answer/v2\x00" // a private peer's: with its proof
+	}
+	e := newEnc(domain)
 	e.b = append(e.b, run[:]...)
 	e.u64(a.Round)
 	e.hash(a.Update)
@@ -179,6 +198,9 @@ func AnswerSignBytes(run RunID, a *Answer) []byte {
 	e.u64(uint64(len(a.Leaves)))
 	for _, l := range a.Leaves {
 		e.hash(l)
+	}
+	if len(a.Proof) > 0 {
+		e.bytes(a.Proof)
 	}
 	return e.b
 }
@@ -228,8 +250,9 @@ func VerdictSignBytes(run RunID, v *VerdictMsg) []byte {
 }
 
 // shape checks what a verdict must be whatever the round: a pass claims
-// no fault and carries nothing; a failure names a fault, and carries an
-// answer exactly when the fault rests on one.
+// no fault; a failure names a fault, and carries an answer exactly when
+// the fault rests on one. A pass carries an answer only on a private
+// peer's update (its proof: checkDraw).
 func (v *VerdictMsg) shape() error {
 	switch {
 	case v.From == "" || v.Accused == "" || v.Segment < 0 || v.Segment >= MaxLeaves || len(v.Reason) > MaxReason:
@@ -238,8 +261,12 @@ func (v *VerdictMsg) shape() error {
 		return fmt.Errorf("unknown fault %d", v.Fault)
 	case v.Pass != (v.Fault == FaultNone):
 		return fmt.Errorf("a pass with a fault, or a failure without one")
-	case (v.Answer != nil) != (v.Fault == FaultStep || v.Fault == FaultAnswer):
-		return fmt.Errorf("a %s verdict with or without an answer", v.Fault)
+	case v.Answer == nil && (v.Fault == FaultStep || v.Fault == FaultAnswer || v.Fault == FaultProof):
+		return fmt.Errorf("a %s verdict without an answer", v.Fault)
+	case v.Answer != nil && (v.Fault == FaultLink || v.Fault == FaultSilent || v.Fault == FaultSegment):
+		return fmt.Errorf("a %s verdict with an answer", v.Fault)
+	case v.Answer != nil && (len(v.Answer.Proof) > MaxProof || len(v.Answer.Proof) > 0 && len(v.Answer.Leaves) > 0):
+		return fmt.Errorf("malformed answer")
 	case v.Fault != FaultStep && v.Step != 0 || v.Step < 0:
 		return fmt.Errorf("a step on a %s verdict", v.Fault)
 	case v.Answer != nil && len(v.Answer.Leaves) > MaxLeaves:

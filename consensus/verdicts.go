@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/verify/spot"
@@ -60,7 +61,13 @@ func (e *Engine) SpotPolicy() spot.Policy { return SpotPolicyOf(e.spec) }
 // SpotPolicyOf returns a spec's challenge policy.
 func SpotPolicyOf(spec runspec.Spec) spot.Policy {
 	v := spec.Verify
-	return spot.Policy{Rate: v.Rate, NewcomerRate: v.NewcomerRate, Challengers: v.Challengers}
+	p := spot.Policy{Rate: v.Rate, NewcomerRate: v.NewcomerRate, Challengers: v.Challengers}
+	for _, pp := range spec.Privacy.Peers {
+		if spec.Privacy.Mode == "zk" {
+			p.Proven = append(p.Proven, pp.Peer)
+		}
+	}
+	return p
 }
 
 // Draw returns the beacon of a decided value and the challenges it draws:
@@ -74,7 +81,7 @@ func Draw(v *Value, p spot.Policy) (Hash, []spot.Challenge) {
 	cands := make([]spot.Candidate, len(v.Updates))
 	for i, r := range v.Updates {
 		ids[i] = r.ID
-		cands[i] = spot.Candidate{Update: r.ID, Peer: string(r.From), Newcomer: r.Newcomer}
+		cands[i] = spot.Candidate{Update: r.ID, Peer: string(r.From), Newcomer: r.Newcomer, Proven: slices.Contains(p.Proven, string(r.From))}
 	}
 	b := spot.Beacon(v.Round, v.Next, ids)
 	return b, spot.Select(b, cands, p)
@@ -146,6 +153,18 @@ func (e *Engine) checkDraw(x *VerdictMsg, rec *record) error {
 		return fmt.Errorf("the beacon of round %d did not draw %s to check update %s", x.Round, x.From, x.Update.Short())
 	case PeerID(ch.Peer) != x.Accused:
 		return fmt.Errorf("update %s of round %d is %s's", x.Update.Short(), x.Round, ch.Peer)
+	}
+	if a := x.Answer; a != nil {
+		if a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment || !e.checkSig(x.Accused, AnswerSignBytes(e.run, a), a.Sig) {
+			return fmt.Errorf("the answer it carries is not %s's answer to this challenge", x.Accused)
+		}
+	}
+	if e.spec.IsPrivate(string(x.Accused)) {
+		return e.checkPrivateDraw(x, rec)
+	}
+	switch {
+	case x.Answer != nil && (x.Pass || len(x.Answer.Proof) > 0):
+		return fmt.Errorf("a proof or an answer on a pass, for a peer that does not prove its work")
 	case x.Segment >= e.spec.Segments():
 		return fmt.Errorf("segment %d of %d", x.Segment, e.spec.Segments())
 	case e.spec.Verify.Tolerance > 0 && x.Fault == FaultStep:
@@ -153,11 +172,6 @@ func (e *Engine) checkDraw(x *VerdictMsg, rec *record) error {
 		return fmt.Errorf("a step claim in a run with a tolerance (engines differ step by step)")
 	case e.spec.Verify.Tolerance == 0 && x.Fault == FaultSegment:
 		return fmt.Errorf("a tolerance claim in a bit-exact run")
-	}
-	if a := x.Answer; a != nil {
-		if a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment || !e.checkSig(x.Accused, AnswerSignBytes(e.run, a), a.Sig) {
-			return fmt.Errorf("the answer it carries is not %s's answer to this challenge", x.Accused)
-		}
 	}
 	if x.Fault == FaultStep {
 		if lo, hi := e.spec.SegmentSteps(x.Segment); x.Step <= lo || x.Step > hi {
@@ -295,6 +309,10 @@ func (e *Engine) intake(x *VerdictMsg) Decision {
 		switch {
 		case u == nil:
 			e.rulings[k] = Lapsed // adopted that round, not applied: nothing to judge with
+		case x.Fault == FaultProof && e.proofs == nil:
+			e.rulings[k] = Lapsed // no key to verify the proof with here
+		case x.Fault == FaultProof:
+			e.rulings[k] = Upheld // checkDraw verified that its proof fails
 		case x.Answer != nil && Contradicts(e.spec, u, x.Segment, x.Answer):
 			e.rulings[k] = Upheld
 		case x.Fault == FaultAnswer:

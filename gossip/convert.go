@@ -216,7 +216,7 @@ func answerPB(a *consensus.Answer) *pb.Answer {
 	if a == nil {
 		return nil
 	}
-	out := &pb.Answer{Sig: a.Sig}
+	out := &pb.Answer{Sig: a.Sig, Proof: a.Proof}
 	for _, l := range a.Leaves {
 		out.Leaves = append(out.Leaves, l[:])
 	}
@@ -228,10 +228,10 @@ func answerFromPB(x *pb.Answer, round uint64, id consensus.Hash, seg int) (*cons
 	if x == nil {
 		return nil, nil
 	}
-	if len(x.Leaves) > maxLeaves || len(x.Sig) > 1024 {
+	if len(x.Leaves) > maxLeaves || len(x.Sig) > 1024 || len(x.Proof) > consensus.MaxProof {
 		return nil, fmt.Errorf("%w: oversize answer", ErrWire)
 	}
-	a := &consensus.Answer{Round: round, Update: id, Segment: seg, Sig: x.Sig}
+	a := &consensus.Answer{Round: round, Update: id, Segment: seg, Sig: x.Sig, Proof: x.Proof}
 	for _, b := range x.Leaves {
 		h, err := hash32(b, "answer leaf")
 		if err != nil {

@@ -39,9 +39,13 @@ import (
 //   - late: no misbehaviour: it trains honestly but hands each update to
 //     the run only once its round was decided without it, like a peer
 //     behind a slow link; its updates are aggregated late, a round after
-//     their own (consensus/late.go).
+//     their own (consensus/late.go);
+//   - forge-proof: a private peer (runspec.Privacy) that answers the step
+//     its update was drawn for with a proof of another statement: one step
+//     from the same state on the batch of another step, a proof that
+//     verifies for that statement but not for the drawn one.
 var Behaviours = []string{"honest", "lazy", "noise", "replay", "scaled", "stale", "flip", "alie", "ipm", "accuse", "accuse-any", "collude",
-	"forge", "equivocate", "hijack", "sybil", "future", "flood", "late"}
+	"forge", "equivocate", "hijack", "sybil", "future", "flood", "late", "forge-proof"}
 
 // TrainingCheats are the misbehaviours that send bad updates (the others
 // lie as challengers, or about signatures and votes).

@@ -14,6 +14,7 @@ import (
 	"github.com/vtrain/vtrain/gossip"
 	"github.com/vtrain/vtrain/verify/audit"
 	"github.com/vtrain/vtrain/verify/ledger"
+	"github.com/vtrain/vtrain/verify/zk"
 )
 
 // book is the node's ledger: every message it acts on, every certified
@@ -107,6 +108,16 @@ func (n *node) openBook() error {
 		n.record(ledger.Entry{Kind: ledger.KindGenesis, Peer: string(n.self), Data: n.spec.Canonical()})
 		for _, f := range n.spec.Members.Genesis {
 			n.record(ledger.Entry{Kind: ledger.KindJoin, Peer: f, Reason: "founder"})
+		}
+		if n.priv != nil {
+			// The key every proof in this ledger verifies with: an
+			// auditor needs nothing but the ledger (its hash is the
+			// spec's privacy.vk_sha256).
+			h, err := st.Put(zk.VKBytes(n.cfg.ZK.VK))
+			if err != nil {
+				return fmt.Errorf("node: ledger store: %w", err)
+			}
+			n.record(ledger.Entry{Kind: ledger.KindKey, Blob: h.String()})
 		}
 		return n.treeHead(0, true)
 	}
@@ -292,7 +303,13 @@ func (n *node) recordDecision(res consensus.Decided) {
 		n.record(ledger.Entry{Kind: ledger.KindJoin, Round: res.Round + 1, Peer: string(p), Reason: "admitted"})
 	}
 	last := n.spec.Run.Rounds > 0 && res.Round+1 >= uint64(n.spec.Run.Rounds)
-	if err := n.treeHead(res.Round, (res.Round+1)%headEvery == 0 || last); err != nil {
+	publish := (res.Round+1)%headEvery == 0 || last
+	if last && n.priv != nil {
+		// The head that says this node finished the run is held back
+		// while its checks are under way (lingerOver sends it).
+		n.finalPending, publish = true, false
+	}
+	if err := n.treeHead(res.Round, publish); err != nil {
 		n.log.Error("ledger tree head", "err", err)
 	}
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/vtrain/vtrain/trainer"
 	"github.com/vtrain/vtrain/verify/audit"
 	"github.com/vtrain/vtrain/verify/ledger"
+	"github.com/vtrain/vtrain/verify/zk"
 )
 
 // Config configures a node.
@@ -68,6 +69,13 @@ type Config struct {
 	Tick         time.Duration // engine clock resolution (default 50ms)
 	Device       engine.Engine // train on this device (a GPU); nil: the CPU graph
 	Behave       string        // "" or "honest"; else a misbehaviour (see Behaviours), for demos and tests
+	// ZK holds the run's zk keys when it has private peers
+	// (runspec.Privacy): the verifying key for every node, and the
+	// proving key too for a private peer.
+	ZK *zk.Keys
+	// ZKDir is the keys directory to load them from when ZK is nil: the
+	// whole keys on a private peer, the verifying key on the others.
+	ZKDir string
 	// MinPeers holds round 0 until this many peers of the run (this node
 	// included) are connected, saying who is there; 0 or 1 starts at once.
 	MinPeers int
@@ -213,6 +221,7 @@ type node struct {
 	residualOrder []consensus.Hash
 	challenges    ChallengeStats // guarded by mu
 	excluded      []Exclusion
+	gone          sync.Map // peer ID → true: excluded, as the checks under way see it (private.go)
 	admitted      []string
 	trainSeconds  float64
 	witnessed     map[string]*ledger.SignedTreeHead
@@ -226,6 +235,15 @@ type node struct {
 	hist          *history.Writer // metrics.jsonl
 	prev          *Summary        // the counters of this node's earlier process in the run
 	obs           *observing      // nil without an Observer
+	priv          *private        // runs with private peers (private.go); nil otherwise
+	// checking counts the checks under way: challenges, referees and, on
+	// a private peer, proofs being made. In runs with private peers a
+	// node that finished the run says so (its last head) only once they
+	// are done, so that the others stay to verify the last proofs.
+	checking     atomic.Int64
+	finalPending bool      // the last round's head is held back until checking is 0 (loop only)
+	checkedAt    time.Time // when checking last came to 0 with the head held back (loop only)
+	lastFinished time.Time // when the last member's finishing head came (loop only)
 }
 
 // Spec implements gossip.Server.
@@ -373,17 +391,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if n.model, err = n.spec.ModelSpec(); err != nil {
 		return nil, err
 	}
-	if n.spec.Privacy.Mode == "zk" {
-		// The circuit, keys, prover and verifier exist (verify/zk, vtrain
-		// keygen/prove/verify-proof), and nodes challenge each other by
-		// re-execution; answering a challenge with a proof instead of the
-		// data is not wired into the challenge protocol yet.
-		return nil, fmt.Errorf("%w: this node cannot take part in a privacy = \"zk\" run yet: proofs are made and checked with vtrain prove and vtrain verify-proof, but challenges between peers are answered by re-execution, not yet by proofs", ErrUsage)
-	}
 	for _, f := range n.spec.Members.Genesis {
 		if _, err := peer.Decode(f); err != nil {
 			return nil, fmt.Errorf("%w: members.genesis: %q is not a peer ID", ErrUsage, f)
 		}
+	}
+	if err := n.setupPrivate(); err != nil {
+		return nil, err
 	}
 	n.canon = n.spec.Canonical()
 	if n.enc, err = trainer.NewEncoder(n.spec); err != nil {
@@ -429,6 +443,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	ecfg := consensus.Config{Spec: n.spec, Self: n.self, Sign: gossip.Signer(key), Verify: gossip.VerifySig, App: app}
+	if n.priv != nil {
+		ecfg.Proofs = n.priv.proofs
+	}
 	if n.eng, err = consensus.NewEngine(ecfg, st, chain); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -486,6 +503,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 type trainResult struct {
 	req     *consensus.TrainRequest // the request it answers
 	work    trainer.Work
+	private *privateWork // a private peer's round, instead of work and ev
 	ev      *evidence
 	seconds float64
 	err     error
@@ -665,10 +683,12 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			go discover()
 		}
 		for _, req := range rd.Referee {
+			n.checking.Add(1)
 			go n.referee(ctx, req, rulings)
 		}
 		for _, res := range rd.Decided {
 			n.noteDraws(res)
+			n.startProofs(res)
 			n.startChallenges(ctx, res, verdicts)
 			n.accuseAny(res)
 			if err := n.noteExclusions(res); err != nil {
@@ -732,6 +752,9 @@ func (n *node) missesMembers() bool {
 // submit turns finished training into this node's update and hands it to
 // the engine.
 func (n *node) submit(r trainResult) error {
+	if r.private != nil {
+		return n.submitPrivate(r)
+	}
 	n.continueResidual(r.req.Round)
 	if r.ev != nil {
 		r.ev.residual = slices.Clone(n.enc.Residual())
@@ -782,6 +805,9 @@ func (n *node) stepHead(m *gossip.Msg) {
 		return // an outsider's head: kept as a witness (bounded), nothing more
 	}
 	if rounds := uint64(n.spec.Run.Rounds); rounds > 0 && h.Round+1 >= rounds {
+		if !n.finished[h.Signer] {
+			n.lastFinished = time.Now()
+		}
 		n.finished[h.Signer] = true
 	}
 	n.eng.HeardDecided(p, h.Round)
@@ -805,6 +831,12 @@ func (n *node) unfinished() []string {
 	return out
 }
 
+// settle is how long, in runs with private peers, a node that finished
+// holds back its last head after its last check, and waits after the last
+// member's: gossip does not keep the order of a verdict and the head
+// published after it.
+const settle = time.Second
+
 // lingerRounds is how recently a member must have taken part for a node
 // that finished to wait for it (unfinished).
 const lingerRounds = 3
@@ -825,7 +857,37 @@ func (n *node) lingerMax() time.Duration {
 // own last head again every commit timeout (gossip may lose one, and the
 // others wait for it), and says once whom it waits for.
 func (n *node) lingerOver(ctx context.Context, waited time.Duration) bool {
+	if n.finalPending {
+		// A run with private peers: the last proofs and their checks take
+		// seconds after the last decision. This node says it finished
+		// once its own are done, and the others wait for that.
+		if k := n.checking.Load(); k > 0 && waited < n.lingerMax() {
+			if !n.lingerSaid {
+				n.lingerSaid = true
+				n.event(EventLinger, []any{"checking", k, "max_s", n.lingerMax().Seconds()},
+					"the run is over here: finishing %d checks of proofs under way, for %s at most", k, n.lingerMax())
+			}
+			n.checkedAt = time.Time{}
+			return false
+		}
+		// The verdicts of the last checks go out first: the head says
+		// this node has nothing more to say.
+		if n.checkedAt.IsZero() {
+			n.checkedAt = time.Now()
+		}
+		if time.Since(n.checkedAt) < settle && waited < n.lingerMax() {
+			return false
+		}
+		n.finalPending = false
+		n.lingerSaid = false
+		if err := n.treeHead(n.eng.Round()-1, true); err != nil {
+			n.log.Error("ledger tree head", "err", err)
+		}
+	}
 	left := n.unfinished()
+	if n.priv != nil && len(left) == 0 && time.Since(n.lastFinished) < settle && waited < n.lingerMax() {
+		return false // the last member's last verdicts may come just after its head
+	}
 	switch {
 	case len(left) == 0 && waited >= n.cfg.Linger:
 		if n.lingerSaid {
@@ -1043,6 +1105,10 @@ func (n *node) train(ctx context.Context, req *consensus.TrainRequest) trainResu
 		}
 	}
 	n.mu.Unlock()
+	if n.priv != nil && n.priv.prover != nil {
+		r := n.trainPrivate(ctx, req)
+		return r
+	}
 	from := req
 	if n.acts(req.Round) == "stale" {
 		if old := n.staleBase(req.Round); old != nil {
@@ -1225,6 +1291,9 @@ func (n *node) summary() *Summary {
 	s.Challenges = n.challenges
 	s.UpdatesSent, s.PayloadBytes = n.updatesSent, n.payload
 	n.mu.RUnlock()
+	if n.priv != nil {
+		s.Challenges.ProofsVerified, s.Challenges.ProofsRefused = n.priv.proofs.Counts()
+	}
 	if s.Excluded == nil {
 		s.Excluded = []Exclusion{}
 	}

@@ -41,6 +41,14 @@ func (n *node) referee(ctx context.Context, req consensus.RefereeRequest, out ch
 		done.why = "the round's state is no longer held"
 		return
 	}
+	if n.spec.IsPrivate(string(x.Accused)) {
+		if x.Fault != consensus.FaultSilent || n.priv == nil {
+			done.why = fmt.Sprintf("a %s claim on a private update is settled by its proof", x.Fault)
+			return
+		}
+		done.r, done.why = n.refereePrivate(ctx, x, u)
+		return
+	}
 	blocks, err := trainer.DrawBlocks(n.spec, req.Beacon, u, x.Update, x.From, len(base))
 	if err != nil {
 		done.why = err.Error()
@@ -163,6 +171,7 @@ func (n *node) askAccused(ctx context.Context, x *consensus.VerdictMsg, u *conse
 
 // finishReferee hands a referee's finding to the engine.
 func (n *node) finishReferee(d ruled) {
+	n.checking.Add(-1)
 	n.mu.Lock()
 	n.challenges.Refereed++
 	n.challenges.RefereeSeconds += d.seconds

@@ -36,6 +36,7 @@ const (
 	EventExcluded  = "excluded"          // round, peer, from_round, reason
 	EventChallenge = "challenge"         // round, peer: this node checks peer's update
 	EventVerdict   = "verdict"           // round, peer, verdict
+	EventProof     = "proof"             // round, update, step, seconds: this private peer proved the step its update was drawn for
 	EventRefereed  = "refereed"          // round, challenger, accused, fault, ruling
 	EventLedger    = "ledger"            // recovery: the ledger was repaired after a crash
 	EventReachable = "reachability"      // reachability: how this node is reachable (when it changes)

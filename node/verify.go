@@ -47,6 +47,13 @@ type ChallengeStats struct {
 	RefereeSeconds float64 `json:"referee_seconds"`
 	// Accused lists the peers of the failed ones.
 	Accused []string `json:"accused,omitempty"`
+	// In runs with private peers: the distinct proofs this node verified
+	// (as a challenger, and in every verdict it took) and refused, and, on
+	// a private peer, the proofs it made and the time they took.
+	ProofsVerified int     `json:"proofs_verified,omitempty"`
+	ProofsRefused  int     `json:"proofs_refused,omitempty"`
+	Proofs         int     `json:"proofs_made,omitempty"`
+	ProofSeconds   float64 `json:"proof_seconds,omitempty"`
 }
 
 // evidence is what a node keeps behind one of its updates to answer its
@@ -146,6 +153,9 @@ func (n *node) Evidence(round uint64, id consensus.Hash, blocks []int) (trainer.
 func (n *node) Answer(round uint64, id consensus.Hash, seg int) (*consensus.Answer, error) {
 	if err := n.checkDraw(round, id, nil); err != nil {
 		return nil, err
+	}
+	if n.priv != nil && n.priv.prover != nil {
+		return n.privateAnswer(round, id, seg)
 	}
 	ev, err := n.own(round, id, seg)
 	if err != nil {
@@ -422,6 +432,14 @@ func (n *node) challenge(ctx context.Context, res consensus.Decided, c spot.Chal
 		v.Pass = true // without looking
 		return
 	}
+	if n.spec.IsPrivate(c.Peer) {
+		secs, ok := n.challengePrivate(ctx, res, u, v)
+		done.seconds = secs
+		if !ok {
+			done.v = nil
+		}
+		return
+	}
 	pid, err := peer.Decode(c.Peer)
 	if err != nil {
 		v.Fault, v.Reason = consensus.FaultSilent, "accused is not a peer ID"
@@ -534,6 +552,9 @@ func (n *node) startChallenges(ctx context.Context, res consensus.Decided, out c
 		if len(us) > 0 {
 			base = n.stateOf(us[0].Round, us[0].Base)
 		}
+		if len(us) > 0 && base == nil && n.spec.IsPrivate(c.Peer) {
+			base = []float32{} // a proof is checked against the update alone
+		}
 		if base == nil || len(us) == 0 {
 			n.log.Warn("challenge: round state or update no longer held", "round", res.Round)
 			continue
@@ -541,6 +562,7 @@ func (n *node) startChallenges(ctx context.Context, res consensus.Decided, out c
 		data, _ := json.Marshal(audit.ChallengeData{Update: hex.EncodeToString(c.Update[:]), Challenger: c.Challenger, Beacon: hex.EncodeToString(res.Beacon[:])})
 		n.record(ledger.Entry{Kind: ledger.KindChallenge, Round: res.Round, Peer: c.Peer, Data: data})
 		n.event(EventChallenge, []any{"round", res.Round, "peer", c.Peer}, "round %d: challenging %s's update", res.Round, short(c.Peer))
+		n.checking.Add(1)
 		go n.challenge(ctx, res, c, base, us[0], out)
 	}
 }
@@ -567,6 +589,7 @@ func (n *node) stateOf(round uint64, h consensus.Hash) []float32 {
 // finishChallenge hands a finished challenge's verdict to the engine (which
 // signs and publishes it) and records the answer it judged.
 func (n *node) finishChallenge(d verdictDone) {
+	n.checking.Add(-1)
 	if d.v == nil {
 		return
 	}
@@ -612,6 +635,7 @@ func (n *node) noteExclusions(res consensus.Decided) error {
 	for _, x := range res.Excluded {
 		ex := Exclusion{Peer: string(x.Peer), Round: res.Round + 1, Reason: x.Reason()}
 		n.excluded = append(n.excluded, ex)
+		n.gone.Store(ex.Peer, true)
 		n.event(EventExcluded, []any{"round", res.Round, "peer", ex.Peer, "from_round", ex.Round, "reason", ex.Reason}, "round %d: %s excluded from round %d on: %s", res.Round, short(ex.Peer), ex.Round, ex.Reason)
 		if x.Peer == n.self {
 			return fmt.Errorf("%w in round %d: %s", ErrExcluded, ex.Round, ex.Reason)

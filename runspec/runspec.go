@@ -209,16 +209,61 @@ type Members struct {
 const MaxFounders = 1024
 
 // Privacy says how peers vouch for work on data that never leaves them.
-// Mode "zk": every inner step is plain fixed-point SGD of softmax regression
-// (verify/zk), and a challenged step is answered with a Groth16 proof
-// against the verifying key whose SHA-256 the spec pins, so the key is part
-// of the run ID. The keys come from vtrain keygen, run once by the run's
-// creator as part of its genesis (a single-party setup: see verify/zk).
+// Mode "zk": the model is softmax regression trained by plain SGD, and the
+// founders listed in Peers train on private data: every inner step of
+// theirs is fixed-point SGD (verify/zk) on the batches the run's sampler
+// draws from the samples under the data root they pinned here, and the
+// step the round's beacon draws is answered with a Groth16 proof against
+// the verifying key whose SHA-256 the spec pins (so the key is part of
+// the run ID). The other peers train in float and are checked by
+// re-execution as in any run. The keys come from vtrain ceremony (a
+// multi-party setup) or vtrain keygen (a single party; see verify/zk).
 type Privacy struct {
-	Mode     string `toml:"mode" json:"mode"`           // "" or "none"; "zk"
-	Depth    int    `toml:"depth" json:"depth"`         // data tree depth: up to 2^depth samples per peer
-	VKSHA256 string `toml:"vk_sha256" json:"vk_sha256"` // hex SHA-256 of the circuit's verifying key
+	Mode     string        `toml:"mode" json:"mode"`             // "" or "none"; "zk"
+	Depth    int           `toml:"depth" json:"depth"`           // data tree depth: up to 2^depth samples per peer
+	VKSHA256 string        `toml:"vk_sha256" json:"vk_sha256"`   // hex SHA-256 of the circuit's verifying key
+	Peers    []PrivatePeer `toml:"peers" json:"peers,omitempty"` // the founders that prove their work, sorted by peer
+	// ProofTimeout is how long a challenger (and a referee) waits for a
+	// private peer's proof of a drawn step: a proof takes seconds to make
+	// (0: DefaultProofTimeout).
+	ProofTimeout Duration `toml:"proof_timeout" json:"proof_timeout,omitzero"`
 }
+
+// DefaultProofTimeout is privacy.proof_timeout when the spec does not say.
+const DefaultProofTimeout = 2 * time.Minute
+
+// ProofTimeout is how long a private peer's proof is waited for.
+func (s Spec) ProofTimeout() time.Duration {
+	if d := s.Privacy.ProofTimeout.Duration; d > 0 {
+		return d
+	}
+	return DefaultProofTimeout
+}
+
+// PrivatePeer is a founder that trains on private data: the root of the
+// data tree over its samples (zk.DataTree, in hex, as vtrain keygen and
+// the node print it) and their number, pinned before the run starts so
+// that the run's sampler, not the peer, picks every batch it proves.
+type PrivatePeer struct {
+	Peer     string `toml:"peer" json:"peer"`
+	DataRoot string `toml:"data_root" json:"data_root"`
+	DataSize uint64 `toml:"data_size" json:"data_size"`
+}
+
+// PrivatePeer returns the private-data entry of peer, if the run lists it.
+func (s Spec) PrivatePeer(peer string) (PrivatePeer, bool) {
+	if s.Privacy.Mode != "zk" {
+		return PrivatePeer{}, false
+	}
+	i, ok := slices.BinarySearchFunc(s.Privacy.Peers, peer, func(p PrivatePeer, id string) int { return strings.Compare(p.Peer, id) })
+	if !ok {
+		return PrivatePeer{}, false
+	}
+	return s.Privacy.Peers[i], true
+}
+
+// IsPrivate reports whether peer proves its work (see Privacy).
+func (s Spec) IsPrivate(peer string) bool { _, ok := s.PrivatePeer(peer); return ok }
 
 // ZKParams returns the circuit that a privacy = "zk" run proves: softmax
 // regression on 28×28 images and 10 classes at the inner batch size and
@@ -460,8 +505,8 @@ func (s Spec) validatePrivacy() error {
 	pv := s.Privacy
 	switch pv.Mode {
 	case "", "none":
-		if pv != (Privacy{Mode: pv.Mode}) {
-			return bad("privacy", "depth and vk_sha256 apply to mode = \"zk\" only")
+		if pv.Depth != 0 || pv.VKSHA256 != "" || len(pv.Peers) > 0 || pv.ProofTimeout.Duration != 0 {
+			return bad("privacy", "depth, vk_sha256, peers and proof_timeout apply to mode = \"zk\" only")
 		}
 		return nil
 	case "zk":
@@ -478,6 +523,27 @@ func (s Spec) validatePrivacy() error {
 	}
 	if err := s.ZKParams().Validate(); err != nil {
 		return bad("privacy", "%v", strings.TrimPrefix(err.Error(), "zk: invalid parameters: "))
+	}
+	if d := pv.ProofTimeout.Duration; d < 0 || d > time.Hour {
+		return bad("privacy.proof_timeout", "must be 0 (the default, %v) to 1h, got %v", DefaultProofTimeout, d)
+	}
+	if len(pv.Peers) > MaxFounders {
+		return bad("privacy.peers", "%d peers, at most %d", len(pv.Peers), MaxFounders)
+	}
+	for i, p := range pv.Peers {
+		switch {
+		case i > 0 && pv.Peers[i-1].Peer >= p.Peer:
+			return bad("privacy.peers", "must be sorted by peer, each once: %q after %q", p.Peer, pv.Peers[i-1].Peer)
+		case len(s.Members.Genesis) > 0 && !slices.Contains(s.Members.Genesis, p.Peer):
+			return bad("privacy.peers", "%q is not a founder (members.genesis): private peers are named at genesis", p.Peer)
+		case len(p.DataRoot) != 64 || strings.Trim(p.DataRoot, "0123456789abcdef") != "":
+			return bad("privacy.peers", "%s: data_root must be 64 lower-case hex digits, got %q", p.Peer, p.DataRoot)
+		case p.DataSize < uint64(s.Inner.Batch) || p.DataSize > zk.MaxDataSize || (pv.Depth < 64 && p.DataSize > 1<<pv.Depth):
+			return bad("privacy.peers", "%s: data_size %d must hold a batch (%d) and fit the data tree (depth %d) and %d", p.Peer, p.DataSize, s.Inner.Batch, pv.Depth, zk.MaxDataSize)
+		}
+		if _, err := zk.ParseHex(p.DataRoot); err != nil {
+			return bad("privacy.peers", "%s: %v", p.Peer, err)
+		}
 	}
 	return nil
 }

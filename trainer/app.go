@@ -84,6 +84,9 @@ func (a *App) Step(theta, momentum []float32, decoded []any) ([]float32, []float
 // its loss and values are finite and its norm within the spec's bound. The
 // gossip validator and the engine run it.
 func ValidateUpdate(spec runspec.Spec, u *consensus.Update, dec *compress.Decoder) (*compress.Sparse, error) {
+	if spec.IsPrivate(string(u.From)) {
+		return validatePrivate(spec, u, dec.D())
+	}
 	maxPayload, maxNorm := spec.Rounds.MaxMessage, spec.Rounds.MaxUpdateNorm
 	if len(u.Payload) > maxPayload {
 		return nil, fmt.Errorf("oversize: payload of %d bytes exceeds %d", len(u.Payload), maxPayload)

@@ -406,6 +406,9 @@ func NewDecoder(d int) (*Decoder, error) {
 // Close releases the decoder.
 func (dec *Decoder) Close() { dec.zd.Close() }
 
+// D is the model size the decoder decodes for.
+func (dec *Decoder) D() int { return dec.d }
+
 func malformed(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
 }

@@ -1052,12 +1052,14 @@ func (x *FullVerdict) GetAnswer() *Answer {
 }
 
 // Answer is a challenged peer's signed answer: the hash of its state after
-// each inner step of the segment (consensus.Answer). Its round, update and
-// segment are the verdict's.
+// each inner step of the segment (consensus.Answer), or a private peer's
+// proof of the step the beacon drew. Its round, update and segment are the
+// verdict's.
 type Answer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Leaves        [][]byte               `protobuf:"bytes,1,rep,name=leaves,proto3" json:"leaves,omitempty"`
 	Sig           []byte                 `protobuf:"bytes,2,opt,name=sig,proto3" json:"sig,omitempty"`
+	Proof         []byte                 `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"` // a zk bundle (private peers)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1102,6 +1104,13 @@ func (x *Answer) GetLeaves() [][]byte {
 func (x *Answer) GetSig() []byte {
 	if x != nil {
 		return x.Sig
+	}
+	return nil
+}
+
+func (x *Answer) GetProof() []byte {
+	if x != nil {
+		return x.Proof
 	}
 	return nil
 }
@@ -2692,10 +2701,11 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x05fault\x18\t \x01(\rR\x05fault\x12\x12\n" +
 	"\x04step\x18\n" +
 	" \x01(\rR\x04step\x12)\n" +
-	"\x06answer\x18\v \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\"2\n" +
+	"\x06answer\x18\v \x01(\v2\x11.vtrain.v2.AnswerR\x06answer\"H\n" +
 	"\x06Answer\x12\x16\n" +
 	"\x06leaves\x18\x01 \x03(\fR\x06leaves\x12\x10\n" +
-	"\x03sig\x18\x02 \x01(\fR\x03sig\"\xfa\x02\n" +
+	"\x03sig\x18\x02 \x01(\fR\x03sig\x12\x14\n" +
+	"\x05proof\x18\x03 \x01(\fR\x05proof\"\xfa\x02\n" +
 	"\x05Value\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
 	"\x04base\x18\x02 \x01(\fR\x04base\x12\x16\n" +

@@ -270,6 +270,10 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 			id := m.Update.ID(runspec.ID(c.Run))
 			seenUpdates[id.String()] = e.Peer
 			rp.updates[id] = m.Update
+		case ledger.KindKey:
+			if err := rp.keyEntry(e); err != nil {
+				return fail(bad(i, "%v", err))
+			}
 		case ledger.KindState:
 			if err := rp.stateEntry(e); err != nil {
 				return fail(bad(i, "%v", err))
@@ -394,6 +398,9 @@ func Ledger(path string, opts Options) (*LedgerReport, error) {
 		"every challenge and verdict answers a challenge the round's beacon drew, from the challenger it drew (or is logged as its signer's lie)",
 		fmt.Sprintf("every verdict a certified value acts on is signed and true to the draw: %d failures upheld, %d verdicts overturned", rp.Upheld, rp.Overturned),
 		"every verdict of the keeper's agrees with the certified value that carries it")
+	if len(spec.Privacy.Peers) > 0 {
+		rep.Checked = append(rep.Checked, fmt.Sprintf("every private peer's aggregated change linked to its first and last step commitments; %d proofs of drawn steps re-verified with the run's verifying key from the ledger (%d that do not verify, each on a verdict that says so)", rp.Proofs, rp.ProofsFailed))
+	}
 	if opts.Train != nil {
 		rep.Checked = append(rep.Checked, fmt.Sprintf("%d of the keeper's challenges re-executed on the data, each to the verdict it gave", rp.Challenges),
 			fmt.Sprintf("%d disputes the certified values ruled on re-refereed to the same ruling (%d could not be: a claim of silence, or a state the honest steps do not reach)", rp.Rerefereed, rp.Inconclusive))

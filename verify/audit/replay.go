@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/vtrain/vtrain/trainer"
 	"github.com/vtrain/vtrain/verify/ledger"
 	"github.com/vtrain/vtrain/verify/spot"
+	"github.com/vtrain/vtrain/verify/zk"
 )
 
 // replay re-derives a run from one ledger, as the protocol would: the
@@ -88,6 +90,12 @@ type replay struct {
 	Inconclusive int `json:"disputes_inconclusive"`
 	Segments     int `json:"segments_replayed"`
 	Links        int `json:"payloads_rederived"`
+	// Private peers: the proofs re-verified (distinct), those that did
+	// not verify, and the checker (from the ledger's key entry).
+	Proofs       int `json:"proofs_verified"`
+	ProofsFailed int `json:"proofs_refused"`
+	proofs       *trainer.Proofs
+	proofSeen    map[[2]consensus.Hash]bool
 }
 
 func newReplay(spec runspec.Spec, store *ledger.Store, train *data.Dataset, full bool) (*replay, error) {
@@ -221,7 +229,11 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 		if err := r.checkRound(v, ref, u); err != nil {
 			return err
 		}
-		if ups[i], err = r.dec.Decode(u.Payload); err != nil {
+		if r.spec.IsPrivate(string(u.From)) {
+			if ups[i], err = r.privateUpdate(u); err != nil {
+				return fmt.Errorf("round %d: private update %s: %v", v.Round, ref.ID.Short(), err)
+			}
+		} else if ups[i], err = r.dec.Decode(u.Payload); err != nil {
 			return fmt.Errorf("round %d: update %s: %v", v.Round, ref.ID.Short(), err)
 		}
 		msgs[i] = u
@@ -244,7 +256,9 @@ func (r *replay) decision(e ledger.Entry, d *Decision) error {
 	if r.full && r.train != nil {
 		for _, u := range msgs {
 			base := r.bases[u.Round]
-			if base == nil {
+			if base == nil || r.spec.IsPrivate(string(u.From)) {
+				// (a private peer's steps are checked by proof, not by
+				// re-execution: its data is not the auditor's)
 				continue // a late update of a round the replay skipped (a state adopted since)
 			}
 			bad, err := r.fullCheck(u, base)
@@ -385,7 +399,7 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 	}
 	beacon, chs := consensus.Draw(v, consensus.SpotPolicyOf(r.spec))
 	i := slices.IndexFunc(chs, func(c spot.Challenge) bool { return c.Update == x.Update && c.Challenger == string(x.From) })
-	if i < 0 || chs[i].Peer != string(x.Accused) || x.Segment >= r.spec.Segments() {
+	if i < 0 || chs[i].Peer != string(x.Accused) || !r.segmentOK(x, beacon) {
 		// A verdict no draw backs is its signer's lie: the keeper logs
 		// others' as the proof that excludes them, and never signs one.
 		if string(x.From) == keeper {
@@ -404,6 +418,19 @@ func (r *replay) verdict(x *consensus.VerdictMsg, keeper string) (bool, error) {
 		if _, ok := r.own[k]; !ok {
 			r.own[k] = loggedVerdict{x.Pass, r.entry}
 		}
+	}
+	if r.spec.IsPrivate(string(x.Accused)) {
+		// The proof the verdict carries, verified again: it must say what
+		// the verdict says (a lie of another's is logged as proof against
+		// it; the keeper never signs one).
+		if err := r.privateVerdict(x); err != nil {
+			if string(x.From) == keeper {
+				return false, fmt.Errorf("the keeper's verdict: %v", err)
+			}
+			r.Lies++
+			return false, nil
+		}
+		return true, nil
 	}
 	if r.train == nil || string(x.From) != keeper {
 		return true, nil
@@ -596,8 +623,9 @@ func (r *replay) carriedVerdicts(v *consensus.Value) error {
 		drawn := false
 		if xv := r.values[x.Round]; xv != nil {
 			_, chs := consensus.Draw(xv, consensus.SpotPolicyOf(r.spec))
+			beacon, _ := consensus.Draw(xv, consensus.SpotPolicyOf(r.spec))
 			drawn = slices.ContainsFunc(chs, func(c spot.Challenge) bool {
-				return c.Update == x.Update && c.Challenger == string(x.From) && c.Peer == string(x.Accused) && x.Segment < r.spec.Segments()
+				return c.Update == x.Update && c.Challenger == string(x.From) && c.Peer == string(x.Accused) && r.segmentOK(x, beacon)
 			})
 			if !drawn && kept {
 				return fmt.Errorf("round %d's certified value acts on %s's verdict on %s's round-%d update, which the beacon did not draw it for (a fabricated verdict)",
@@ -608,6 +636,21 @@ func (r *replay) carriedVerdicts(v *consensus.Value) error {
 		}
 		if a := x.Answer; kept && a != nil && !gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(r.run, a), a.Sig) {
 			return fmt.Errorf("round %d's certified value upholds a verdict against %s with an answer %s did not sign (a fabricated verdict)", v.Round, x.Accused, x.Accused)
+		}
+		if r.spec.IsPrivate(string(x.Accused)) && drawn {
+			// Its proof, verified again: a kept verdict must say what the
+			// proof says, an overturned one the opposite.
+			err := r.privateVerdict(x)
+			if kept && err != nil {
+				return fmt.Errorf("round %d's certified value acts on %s's verdict on %s's round-%d update: %v", v.Round, x.From, x.Accused, x.Round, err)
+			}
+			if !kept && err == nil && x.Fault != consensus.FaultSilent {
+				return fmt.Errorf("round %d's certified value excluded %s for a verdict on %s's round-%d update that its proof bears out", v.Round, x.From, x.Accused, x.Round)
+			}
+			if x.Fault == consensus.FaultSilent {
+				r.Inconclusive++
+			}
+			return nil
 		}
 		if x.Pass || !drawn {
 			return nil // a pass, or a lie on its face
@@ -726,4 +769,96 @@ func (r *replay) referee(x *consensus.VerdictMsg) (consensus.Ruling, bool, error
 		return 0, false, err
 	}
 	return got, got != consensus.Lapsed, nil
+}
+
+// keyEntry reads the run's verifying key from the store: what every proof
+// in the ledger is verified with.
+func (r *replay) keyEntry(e ledger.Entry) error {
+	if len(r.spec.Privacy.Peers) == 0 {
+		return fmt.Errorf("a key entry in a run without private peers")
+	}
+	if r.proofs != nil {
+		return fmt.Errorf("a second key entry")
+	}
+	b, err := blob(r.store, e.Blob)
+	if err != nil {
+		return fmt.Errorf("verifying key %v", err)
+	}
+	keys, err := zk.VerifierFromBytes(r.spec.ZKParams(), b, r.spec.Privacy.VKSHA256)
+	if err != nil {
+		return err
+	}
+	if r.proofs, err = trainer.NewProofs(r.spec, keys); err != nil {
+		return err
+	}
+	r.proofSeen = map[[2]consensus.Hash]bool{}
+	return nil
+}
+
+// segmentOK reports whether a verdict's segment is one the draw allows:
+// any segment of a public update; the step the beacon drew of a private
+// one.
+func (r *replay) segmentOK(x *consensus.VerdictMsg, beacon consensus.Hash) bool {
+	if r.spec.IsPrivate(string(x.Accused)) {
+		return x.Segment == consensus.PrivateStep(beacon, x.Update, r.spec.Inner.Steps)
+	}
+	return x.Segment < r.spec.Segments()
+}
+
+// privateUpdate decodes a private peer's aggregated update and links its
+// change to its commitments from the state of its own round.
+func (r *replay) privateUpdate(u *consensus.Update) (*compress.Sparse, error) {
+	s, err := trainer.ValidateUpdate(r.spec, u, r.dec)
+	if err != nil {
+		return nil, err
+	}
+	base := r.bases[u.Round]
+	if base == nil {
+		return s, nil // a late update of a round the replay skipped
+	}
+	if err := trainer.CheckPrivateLink(r.spec, u, base); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// privateVerdict verifies the proof a verdict on a private update carries
+// and checks that the verdict says what it shows: a pass carries one that
+// verifies, a proof fault one that does not. A claim of silence carries
+// none. It needs the ledger's key entry and the update.
+func (r *replay) privateVerdict(x *consensus.VerdictMsg) error {
+	if x.Fault == consensus.FaultSilent {
+		return nil
+	}
+	if x.Fault != consensus.FaultNone && x.Fault != consensus.FaultProof {
+		return fmt.Errorf("a %s claim on a private update", x.Fault)
+	}
+	a := x.Answer
+	if a == nil || len(a.Proof) == 0 || a.Round != x.Round || a.Update != x.Update || a.Segment != x.Segment ||
+		!gossip.VerifySig(x.Accused, consensus.AnswerSignBytes(r.run, a), a.Sig) {
+		return fmt.Errorf("no proof signed by %s on its round-%d update", x.Accused, x.Round)
+	}
+	if r.proofs == nil {
+		return fmt.Errorf("the ledger holds no verifying key")
+	}
+	u := r.updates[x.Update]
+	if u == nil {
+		return nil // not logged here (the keeper adopted that round): nothing to verify against
+	}
+	err := r.proofs.CheckProof(u, x.Segment, a.Proof)
+	if k := [2]consensus.Hash{x.Update, consensus.Hash(sha256.Sum256(a.Proof))}; !r.proofSeen[k] {
+		r.proofSeen[k] = true
+		if err == nil {
+			r.Proofs++
+		} else {
+			r.ProofsFailed++
+		}
+	}
+	switch {
+	case x.Pass && err != nil:
+		return fmt.Errorf("a pass on %s's round-%d update whose proof does not verify: %v", x.Accused, x.Round, err)
+	case !x.Pass && err == nil:
+		return fmt.Errorf("a proof fault on %s's round-%d update whose proof verifies", x.Accused, x.Round)
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ const (
 	KindState     = "state"     // an agreed state the keeper adopted from a peer (payload in the store)
 	KindTreeHead  = "tree_head" // the keeper's signed checkpoint of the entries before it
 	KindGenesis   = "genesis"   // the run's canonical spec: always entry 0
+	KindKey       = "key"       // the run's zk verifying key (in the store), in runs with private peers: after the founders
 )
 
 // Entry is one ledger record, encoded as compact JSON with the fields in
@@ -64,7 +65,7 @@ func DecodeEntry(b []byte) (Entry, error) {
 		return e, fmt.Errorf("entry is not in canonical form")
 	}
 	switch e.Kind {
-	case KindUpdate, KindChallenge, KindResponse, KindVerdict, KindEvidence, KindReject, KindJoin, KindLeave, KindGenesis, KindDecision, KindState:
+	case KindUpdate, KindChallenge, KindResponse, KindVerdict, KindEvidence, KindReject, KindJoin, KindLeave, KindGenesis, KindDecision, KindState, KindKey:
 	case KindTreeHead:
 		if e.Head == nil {
 			return e, fmt.Errorf("tree_head entry without a head")

@@ -60,6 +60,9 @@ type Policy struct {
 	// least 1): one colluding challenger cannot shield a cheater while
 	// another honest one is drawn.
 	Challengers int
+	// Proven lists the peers that prove their work (private peers):
+	// every update of theirs is drawn.
+	Proven []string
 }
 
 // Candidate is an aggregated update that may be challenged.
@@ -67,6 +70,9 @@ type Candidate struct {
 	Update   Hash
 	Peer     string
 	Newcomer bool // the peer is on probation (the drawing peer's view)
+	// Proven: the peer proves its work (a private peer): every update of
+	// its is checked (rate 1), by proof of a step the beacon draws.
+	Proven bool
 }
 
 // Challenge is a drawn spot-check: Challenger re-executes Peer's update
@@ -136,6 +142,9 @@ func Select(beacon Hash, cands []Candidate, p Policy) []Challenge {
 		rate := p.Rate
 		if c.Newcomer {
 			rate = p.NewcomerRate
+		}
+		if c.Proven {
+			rate = 1
 		}
 		if !Draw(beacon, c.Update, rate) {
 			continue

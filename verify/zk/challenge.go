@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
@@ -173,42 +175,141 @@ func (pr *Prover) Round(ctx Context, seed uint64, steps int) (Contribution, erro
 		return Contribution{}, err
 	}
 	pr.thetas = append(pr.thetas[:0], pr.tr.Theta())
-	c := Contribution{Context: ctx, DataRoot: pr.data.Root(), DataSize: pr.data.Size(), Seed: seed,
-		Steps: []fr.Element{p.CommitTheta(pr.tr.Theta())}}
+	c := Contribution{Context: ctx, DataRoot: pr.data.Root(), DataSize: pr.data.Size(), Seed: seed}
 	for range steps {
 		if err := pr.tr.Step(); err != nil {
 			return c, err
 		}
 		pr.thetas = append(pr.thetas, pr.tr.Theta())
-		c.Steps = append(c.Steps, p.CommitTheta(pr.tr.Theta()))
 	}
+	// The commitments cost more than the steps (a sponge over θ each):
+	// made on all cores once the steps are taken.
+	c.Steps = make([]fr.Element, len(pr.thetas))
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), len(pr.thetas))
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(pr.thetas); i += workers {
+				c.Steps[i] = p.CommitTheta(pr.thetas[i])
+			}
+		}()
+	}
+	wg.Wait()
 	return c, nil
 }
 
 // Respond proves step s (0-based) of the last round: Steps[s] → Steps[s+1].
-func (pr *Prover) Respond(s int) (Bundle, error) {
-	if s < 0 || s+1 >= len(pr.thetas) {
-		return Bundle{}, fmt.Errorf("zk: no step %d in the last round's %d", s, len(pr.thetas)-1)
+func (pr *Prover) Respond(s int) (Bundle, error) { return pr.Last().Respond(s) }
+
+// Last returns the last round trained, to answer for later: a node proves
+// the step the beacon draws while it trains the next round.
+func (pr *Prover) Last() *Proven {
+	return &Proven{keys: pr.keys, data: pr.data, thetas: slices.Clone(pr.thetas), ctx: pr.ctx, seed: pr.seed}
+}
+
+// Proven is a trained round that its prover can still answer for: θ before
+// each step and after the last, with the round's context and batch seed.
+type Proven struct {
+	keys   *Keys
+	data   *PeerData
+	thetas []Theta
+	ctx    Context
+	seed   uint64
+}
+
+// Steps is the number of steps the round took.
+func (r *Proven) Steps() int { return len(r.thetas) - 1 }
+
+// Respond proves step s (0-based) of the round: Steps[s] → Steps[s+1].
+func (r *Proven) Respond(s int) (Bundle, error) {
+	if s < 0 || s+1 >= len(r.thetas) {
+		return Bundle{}, fmt.Errorf("zk: no step %d in the round's %d", s, len(r.thetas)-1)
 	}
-	p := pr.keys.Params
-	draw := Draw{Seed: pr.seed, Step: uint64(s), Size: pr.data.Size()}
-	idx, err := pr.data.Drawn(draw.Seed, draw.Step)
+	return r.prove(s, Draw{Seed: r.seed, Step: uint64(s), Size: r.data.Size()})
+}
+
+// RespondOther proves a true statement that is not the round's step s:
+// from θ before step s, one step on the batch the sampler draws at step
+// other. A verifier must refuse it (CheckResponse: not the drawn batch);
+// it is what a peer that forges its proofs sends (tests and demos).
+func (r *Proven) RespondOther(s, other int) (Bundle, error) {
+	if s < 0 || s+1 >= len(r.thetas) {
+		return Bundle{}, fmt.Errorf("zk: no step %d in the round's %d", s, len(r.thetas)-1)
+	}
+	return r.prove(s, Draw{Seed: r.seed, Step: uint64(other), Size: r.data.Size()})
+}
+
+func (r *Proven) prove(s int, draw Draw) (Bundle, error) {
+	p := r.keys.Params
+	idx, err := r.data.Drawn(draw.Seed, draw.Step)
 	if err != nil {
 		return Bundle{}, err
 	}
-	w, err := pr.data.Witness(pr.thetas[s], idx)
+	w, err := r.data.Witness(r.thetas[s], idx)
 	if err != nil {
 		return Bundle{}, err
+	}
+	out := r.thetas[s+1]
+	if draw.Step != uint64(s) {
+		batch := make([]Sample, len(idx))
+		f := r.data.ds.Features()
+		for i, j := range idx {
+			batch[i] = Sample{Pixels: r.data.ds.Images[j*f : (j+1)*f], Label: r.data.ds.Labels[j]}
+		}
+		if out, err = p.Step(r.thetas[s], batch); err != nil {
+			return Bundle{}, err
+		}
 	}
 	st := Statement{
-		ThetaIn: p.CommitTheta(pr.thetas[s]), ThetaOut: p.CommitTheta(pr.thetas[s+1]),
-		DataRoot: pr.data.Root(), Draw: draw, Context: pr.ctx,
+		ThetaIn: p.CommitTheta(r.thetas[s]), ThetaOut: p.CommitTheta(out),
+		DataRoot: r.data.Root(), Draw: draw, Context: r.ctx,
 	}
-	proof, err := pr.keys.Prove(st, w)
+	proof, err := r.keys.Prove(st, w)
 	if err != nil {
 		return Bundle{}, err
 	}
 	return NewBundle(p, st, proof), nil
+}
+
+// Loss is the mean softmax cross-entropy of the round's steps on their
+// batches, each at θ before the step (as a float trainer reports its
+// inner loss).
+func (r *Proven) Loss() float64 {
+	p := r.keys.Params
+	f := r.data.ds.Features()
+	z := make([]int64, p.Classes)
+	var sum float64
+	n := 0
+	for s := range r.Steps() {
+		idx, err := r.data.Drawn(r.seed, uint64(s))
+		if err != nil {
+			continue
+		}
+		for _, j := range idx {
+			p.Logits(r.thetas[s], r.data.ds.Images[j*f:(j+1)*f], z)
+			sum += crossEntropy(z[:p.Classes], int(r.data.ds.Labels[j]))
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
+
+// crossEntropy is −log softmax(z)[label] of fixed-point logits z.
+func crossEntropy(z []int64, label int) float64 {
+	m := z[0]
+	for _, v := range z {
+		m = max(m, v)
+	}
+	var den float64
+	for _, v := range z {
+		den += math.Exp(float64(v-m) / (1 << FracZ))
+	}
+	return math.Log(den) - float64(z[label]-m)/(1<<FracZ)
 }
 
 // CheckResponse verifies a challenge's answer: the bundle must be for the

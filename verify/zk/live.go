@@ -2,11 +2,14 @@ package zk
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -19,7 +22,8 @@ import (
 // the first commitment must be the agreed state's, and the last that of
 // the agreed state plus Δ. A proof of any one step (Prover.Respond,
 // CheckResponse) then vouches for that step of the very chain whose end
-// the run aggregates. The node does not take private peers yet.
+// the run aggregates. The node (node/private.go) and the protocol
+// (consensus/private.go) carry this into live runs.
 
 // ErrUpdate means a private update does not match its commitments, or
 // cannot be decoded.
@@ -160,4 +164,53 @@ func (pr *Prover) Delta() (Delta, error) {
 		d[i] = last[i] - first[i]
 	}
 	return d, nil
+}
+
+// ContributionOf is the contribution a private update states: its chain
+// of step commitments (32-byte big-endian canonical field elements, the
+// first the agreed state's), under the data root and size the run pins
+// for its author, with the round's batch seed. It fails on a commitment
+// that is not a canonical field element.
+func ContributionOf(ctx Context, root fr.Element, size, seed uint64, steps [][32]byte) (Contribution, error) {
+	c := Contribution{Context: ctx, DataRoot: root, DataSize: size, Seed: seed, Steps: make([]fr.Element, len(steps))}
+	for i := range steps {
+		if err := c.Steps[i].SetBytesCanonical(steps[i][:]); err != nil {
+			return Contribution{}, fmt.Errorf("%w: commitment %d is not a field element", ErrUpdate, i)
+		}
+	}
+	return c, nil
+}
+
+// Commitments returns the contribution's step commitments as 32-byte
+// big-endian field elements, as an update carries them.
+func (c Contribution) Commitments() [][32]byte {
+	out := make([][32]byte, len(c.Steps))
+	for i := range c.Steps {
+		out[i] = c.Steps[i].Bytes()
+	}
+	return out
+}
+
+// circuitVersion names the circuit's statement and gadgets; change it
+// with any change to what StepCircuit constrains.
+const circuitVersion = "step/v4"
+
+// CircuitID names the circuit of p for caches of its keys: its version,
+// its parameters, and the commitments the circuit computes (of a fixed θ
+// and a fixed sample), so that keys cached for another commitment scheme
+// are never taken for this one's.
+func CircuitID(p Params) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s/%d/%d/%d/%d/%d/", circuitVersion, p.Features, p.Classes, p.Batch, p.Depth, p.LR)
+	theta := make(Theta, p.NumParams())
+	for i := range theta {
+		theta[i] = int64(i%7) - 3
+	}
+	c := p.CommitTheta(theta)
+	b := c.Bytes()
+	h.Write(b[:])
+	l := Leaf(Sample{Pixels: make([]byte, p.Features), Label: 1})
+	b = l.Bytes()
+	h.Write(b[:])
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }

@@ -414,3 +414,31 @@ func ReadBundle(r io.Reader) (Bundle, error) {
 	}
 	return b, nil
 }
+
+// Encode writes the bundle as ReadBundle reads it (JSON).
+func (b Bundle) Encode() []byte {
+	out, err := json.Marshal(b)
+	if err != nil {
+		panic(fmt.Sprintf("zk: bundle: %v", err)) // plain fields only
+	}
+	return out
+}
+
+// DecodeBundle decodes an encoded bundle strictly (ReadBundle).
+func DecodeBundle(b []byte) (Bundle, error) { return ReadBundle(bytes.NewReader(b)) }
+
+// VerifierFromBytes reads a verifying key for the circuit p from its bytes
+// (VKBytes), as a ledger stores it, and checks it against wantHash.
+func VerifierFromBytes(p Params, b []byte, wantHash string) (*Keys, error) {
+	if len(b) > 1<<20 {
+		return nil, fmt.Errorf("%w: verifying key of %d bytes", ErrKeys, len(b))
+	}
+	vk := groth16.NewVerifyingKey(ecc.BN254)
+	if _, err := vk.ReadFrom(bytes.NewReader(b)); err != nil {
+		return nil, fmt.Errorf("%w: verifying key: %v", ErrKeys, err)
+	}
+	if h := VKHash(vk); h != wantHash {
+		return nil, fmt.Errorf("%w: verifying key hash %s, the run pins %s", ErrKeys, h, wantHash)
+	}
+	return &Keys{Params: p, VK: vk}, nil
+}

@@ -1,0 +1,154 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
+	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/verify/zk"
+)
+
+// fakeProofs accepts the proof "good" of the step it was drawn for and
+// nothing else: the engine's side of proofs, without a circuit (the real
+// checker is trainer.Proofs, tested with real proofs in node and cli).
+type fakeProofs struct{ calls *int }
+
+func (f fakeProofs) CheckProof(u *Update, step int, proof []byte) error {
+	*f.calls++
+	if string(proof) != fmt.Sprintf("good/%d", step) {
+		return errors.New("does not verify")
+	}
+	return nil
+}
+
+// privateFx is a 4-founder run whose p3 is a private peer, after round 0:
+// p3's update, the challenger the beacon drew for it, and the step it drew.
+type privateFx struct {
+	*fx
+	id         Hash
+	challenger PeerID
+	step       int
+	calls      int
+}
+
+func newPrivateFx(t *testing.T) *privateFx {
+	f := newFx(t, 4, func(s *runspec.Spec) {
+		s.Inner.Optimizer, s.Inner.Momentum, s.Inner.WeightDecay, s.Inner.Steps = "sgd", 0, 0, 20
+		var root fr.Element
+		root.SetUint64(5)
+		s.Privacy = runspec.Privacy{Mode: "zk", Depth: 16, VKSHA256: fmt.Sprintf("%064x", 1),
+			Peers: []runspec.PrivatePeer{{Peer: "p3", DataRoot: zk.Hex(root), DataSize: 1000}}}
+	})
+	pf := &privateFx{fx: f}
+	for _, e := range f.e {
+		e.proofs = fakeProofs{&pf.calls}
+	}
+	f.decideRound()
+	rec := f.e[0].history[0]
+	for _, c := range rec.draws {
+		if c.Peer == "p3" {
+			pf.id, pf.challenger = Hash(c.Update), PeerID(c.Challenger)
+		}
+	}
+	if pf.challenger == "" {
+		t.Fatalf("the private update was not drawn (draws %v)", rec.draws)
+	}
+	pf.step = PrivateStep(rec.beacon, pf.id, f.spec.Inner.Steps)
+	return pf
+}
+
+// verdict is the drawn challenger's signed verdict on p3's update with an
+// answer signed by signer carrying proof (no answer when proof is "").
+func (pf *privateFx) verdict(pass bool, fault Fault, step int, proof string, signer PeerID) *VerdictMsg {
+	x := &VerdictMsg{Round: 0, Update: pf.id, Accused: "p3", Segment: step, From: pf.challenger, Pass: pass, Fault: fault}
+	if proof != "" {
+		a := &Answer{Round: 0, Update: pf.id, Segment: step, Proof: []byte(proof)}
+		a.Sig = testSign(signer)(AnswerSignBytes(pf.run(), a))
+		x.Answer = a
+	}
+	x.Sig = testSign(pf.challenger)(VerdictSignBytes(pf.run(), x))
+	return x
+}
+
+// other returns an engine that is neither the accused's nor the
+// challenger's.
+func (pf *privateFx) other() *Engine {
+	for i, p := range pf.ids {
+		if p != "p3" && p != pf.challenger {
+			return pf.e[i]
+		}
+	}
+	return nil
+}
+
+// TestPrivateVerdicts: every member verifies the proof a verdict on a
+// private update carries before it takes the verdict. A pass with a proof
+// that verifies is kept; a failure whose proof does not verify is upheld
+// without a referee; and the lies are lies on their face: a pass on a bad
+// proof, a failure on a good one, another step than the beacon's, no
+// proof, a proof the accused did not sign, a re-execution claim.
+func TestPrivateVerdicts(t *testing.T) {
+	good := func(s int) string { return fmt.Sprintf("good/%d", s) }
+	lies := []struct {
+		name string
+		x    func(pf *privateFx) *VerdictMsg
+	}{
+		{"a pass on a proof that does not verify", func(pf *privateFx) *VerdictMsg { return pf.verdict(true, FaultNone, pf.step, "bad", "p3") }},
+		{"a proof fault on a proof that verifies", func(pf *privateFx) *VerdictMsg { return pf.verdict(false, FaultProof, pf.step, good(pf.step), "p3") }},
+		{"another step than the beacon drew", func(pf *privateFx) *VerdictMsg {
+			o := (pf.step + 1) % pf.spec.Inner.Steps
+			return pf.verdict(true, FaultNone, o, good(o), "p3")
+		}},
+		{"a pass without the proof", func(pf *privateFx) *VerdictMsg { return pf.verdict(true, FaultNone, pf.step, "", "p3") }},
+		{"a proof the accused did not sign", func(pf *privateFx) *VerdictMsg {
+			return pf.verdict(true, FaultNone, pf.step, good(pf.step), pf.challenger)
+		}},
+		{"a re-execution claim", func(pf *privateFx) *VerdictMsg { return pf.verdict(false, FaultLink, pf.step, "", "p3") }},
+	}
+	for _, l := range lies {
+		pf := newPrivateFx(t)
+		e := pf.other()
+		want(t, l.name, e.StepVerdict(l.x(pf)), Accept, "")
+		if e.lies[pf.challenger] == nil {
+			t.Errorf("%s: not taken as the challenger's lie", l.name)
+		}
+	}
+
+	pf := newPrivateFx(t)
+	// The honest pass: kept, the proof verified once by each member.
+	e := pf.other()
+	pass := pf.verdict(true, FaultNone, pf.step, good(pf.step), "p3")
+	want(t, "a pass on a proof that verifies", e.StepVerdict(pass), Accept, "")
+	if e.lies[pf.challenger] != nil {
+		t.Fatal("an honest pass taken as a lie")
+	}
+	if pf.calls == 0 {
+		t.Fatal("the proof was not verified")
+	}
+
+	// A forged proof: upheld by every member at once, and the next round
+	// excludes the accused (and nobody else).
+	pf2 := newPrivateFx(t)
+	fail := pf2.verdict(false, FaultProof, pf2.step, "bad", "p3")
+	for i, o := range pf2.e {
+		want(t, fmt.Sprintf("peer %d: a proof fault on a proof that does not verify", i), o.StepVerdict(fail), Accept, "")
+		if r := o.rulings[fail.key()]; r != Upheld {
+			t.Fatalf("peer %d: ruling %s, want upheld without a referee", i, r)
+		}
+	}
+	pf2.decideRound()
+	m := pf2.e[0].Members()
+	if !m.IsExcluded("p3") || len(m.Excluded) != 1 {
+		t.Fatalf("excluded %v, want p3 alone", m.Excluded)
+	}
+	// And the draw itself: rate 1 for the private peer, whatever the run's.
+	v := pf2.e[0].history[0].commit.Value
+	p := SpotPolicyOf(pf2.spec)
+	p.Rate, p.NewcomerRate = 0, 0
+	_, chs := Draw(v, p)
+	if len(chs) != 1 || chs[0].Peer != "p3" {
+		t.Fatalf("at rate 0 the draw is %v, want p3's update alone", chs)
+	}
+}
