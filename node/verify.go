@@ -607,6 +607,15 @@ func (n *node) finishChallenge(d verdictDone) {
 	if d.evidence != nil && n.book != nil {
 		if h, err := n.book.store.Put(d.evidence); err == nil {
 			n.record(ledger.Entry{Kind: ledger.KindResponse, Round: d.v.Round, Peer: string(d.v.Accused), Blob: h.String()})
+			// Out of this process before the verdict leaves this node: a
+			// node killed after publishing it learns its own verdict back
+			// (from gossip, or in the value that carries it) and logs it
+			// again, and its ledger must hold the answer it judged (the
+			// audit re-runs it). A write, not an fsync: the loop must not
+			// wait on the disk for every challenge.
+			if err := n.book.log.Flush(); err != nil {
+				n.log.Error("ledger flush", "err", err)
+			}
 		} else {
 			n.log.Error("ledger store", "err", err)
 		}

@@ -254,6 +254,10 @@ func (l *Log) Append(entry []byte) (uint64, error) {
 	return i, nil
 }
 
+// Flush hands buffered entries to the operating system: they survive the
+// process being killed (not a crash of the machine: Sync).
+func (l *Log) Flush() error { return l.w.Flush() }
+
 // Sync writes buffered entries and waits until they are on disk.
 func (l *Log) Sync() error {
 	if err := l.w.Flush(); err != nil {
