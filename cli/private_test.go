@@ -20,6 +20,9 @@ func TestDemoPrivate(t *testing.T) {
 		t.Skip("a Groth16 setup (minutes, once per machine) and four node processes")
 	}
 	tmp, bin := buildBinary(t, false)
+	// The prover takes every core it is given; other packages' tests run
+	// beside this one (go test ./... -p 2) and some of them keep time.
+	t.Setenv("GOMAXPROCS", "1")
 	res := demoJSON(t, bin, "--peers", "4", "--private", "2", "--byzantine", "forge-proof", "--rounds", "12",
 		"--data", "synthetic", "--out", filepath.Join(tmp, "demo"))
 	if !res.Agreed || len(res.HonestExcluded) != 0 || res.FalseChallenges != 0 {

@@ -228,7 +228,7 @@ func aggregatedAfter(t *testing.T, c *nodetest.Cluster, id string, round uint64)
 // aggregated update kept, which the checkpoint does not hold: the node
 // rebuilds it from that update's receipt and its updates count again.
 func TestRestartBehindItsLastUpdate(t *testing.T) {
-	c := nodetest.Start(t, 4, 7, spotChecks)
+	c := nodetest.Start(t, 4, 10, spotChecks) // rounds left after the restart, under load too
 	n := c.Nodes[3]
 	n.WaitRound(t, 0)
 	files := []string{"chain.pb", "state.safetensors"} // the checkpoint, as saved after round 0
@@ -255,7 +255,9 @@ func TestRestartBehindItsLastUpdate(t *testing.T) {
 }
 
 func TestRestartResumes(t *testing.T) {
-	c := nodetest.Start(t, 4, 6, spotChecks)
+	// Ten rounds: under load the others may decide several while it is
+	// down, and some must be left for its work to count after.
+	c := nodetest.Start(t, 4, 10, spotChecks)
 	c.Nodes[3].WaitRound(t, 1)
 	c.Nodes[3].Stop()
 	stopped := c.Nodes[3].Summary
@@ -291,7 +293,7 @@ func TestRestartResumes(t *testing.T) {
 			s.Restarts, s.UpdatesSent, s.TrainSeconds, s.Stats.WireOut, s.Challenges.Against,
 			stopped.UpdatesSent, stopped.TrainSeconds, stopped.Stats.WireOut, stopped.Challenges.Against)
 	}
-	// metrics.jsonl holds the rounds of both lives: 0 to 5 in order, where
+	// metrics.jsonl holds the rounds of both lives: 0 to 9 in order, where
 	// a round it caught up past by adopting a certified state (one
 	// record for the state it adopted, which may skip rounds the others
 	// decided meanwhile; under load it can be two) is marked restored.
@@ -299,8 +301,8 @@ func TestRestartResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) == 0 || recs[0].Round != 0 || recs[len(recs)-1].Round != 5 {
-		t.Fatalf("metrics.jsonl holds %d rounds, want 0..5", len(recs))
+	if len(recs) == 0 || recs[0].Round != 0 || recs[len(recs)-1].Round != 9 {
+		t.Fatalf("metrics.jsonl holds %d rounds, want 0..9", len(recs))
 	}
 	for i := 1; i < len(recs); i++ {
 		prev, r := recs[i-1].Round, recs[i]
