@@ -10,7 +10,6 @@ import (
 	"github.com/consensys/gnark/constraint/solver"
 	"github.com/consensys/gnark/frontend"
 	"github.com/consensys/gnark/std/permutation/poseidon2"
-	"github.com/consensys/gnark/std/rangecheck"
 )
 
 // StepCircuit proves that ThetaOut commits to Params.Step(θ, batch) where
@@ -29,7 +28,7 @@ type StepCircuit struct {
 	Peer     frontend.Variable   `gnark:",public"`
 	Leaves   []frontend.Variable `gnark:",public"` // Batch: each sample's leaf index
 
-	Theta    []frontend.Variable   // NumParams
+	Theta    [][]frontend.Variable // NumParams × thetaLimbs: the limbs of θ + ThetaBound
 	Pixels   [][]frontend.Variable // Batch × Features
 	Labels   []frontend.Variable   // Batch
 	Indices  [][]frontend.Variable // Batch × Depth: bit l of the sample's leaf index
@@ -44,11 +43,14 @@ func NewCircuit(p Params) *StepCircuit {
 	c := &StepCircuit{
 		P:        p,
 		Leaves:   make([]frontend.Variable, p.Batch),
-		Theta:    make([]frontend.Variable, p.NumParams()),
+		Theta:    make([][]frontend.Variable, p.NumParams()),
 		Pixels:   make([][]frontend.Variable, p.Batch),
 		Labels:   make([]frontend.Variable, p.Batch),
 		Indices:  make([][]frontend.Variable, p.Batch),
 		Siblings: make([][]frontend.Variable, p.Batch),
+	}
+	for i := range c.Theta {
+		c.Theta[i] = make([]frontend.Variable, thetaLimbs)
 	}
 	for b := range p.Batch {
 		c.Pixels[b] = make([]frontend.Variable, p.Features)
@@ -59,7 +61,7 @@ func NewCircuit(p Params) *StepCircuit {
 }
 
 func init() {
-	solver.RegisterHint(hintFloorDiv, hintMax, hintBelow, hintLanes, hintUpdate)
+	solver.RegisterHint(hintFloorDiv, hintDivLimbs, hintMax, hintBelow, hintLanes, hintUpdate)
 }
 
 // signed maps a field element to the integer in (−p/2, p/2] it stands for.
@@ -85,6 +87,20 @@ func hintFloorDiv(field *big.Int, in, out []*big.Int) error {
 	q.DivMod(n, d, r) // Euclidean: 0 ≤ r < d, so q = ⌊n/d⌋ for d > 0
 	out[0].Mod(q, field)
 	out[1].Set(r)
+	return nil
+}
+
+// hintDivLimbs: (n, d, nb) ↦ (⌊n/d⌋, the limbs of n mod d as an nb-bit
+// value) for signed n and d > 0.
+func hintDivLimbs(field *big.Int, in, out []*big.Int) error {
+	if len(in) != 3 || !in[2].IsInt64() || len(out) != 1+len(limbWidths(int(in[2].Int64()))) {
+		return errors.New("divlimbs: want n, d, a width and 1 + its limbs outputs")
+	}
+	qr := []*big.Int{out[0], new(big.Int)}
+	if err := hintFloorDiv(field, in[:2], qr); err != nil {
+		return err
+	}
+	limbsOf(qr[1], int(in[2].Int64()), out[1:])
 	return nil
 }
 
@@ -115,10 +131,10 @@ func hintBelow(field *big.Int, in, out []*big.Int) error {
 	return nil
 }
 
-// gadgets bundles the API with the range checker and the hash.
+// gadgets bundles the API with the range checks and the hash.
 type gadgets struct {
 	api  frontend.API
-	rc   frontend.Rangechecker
+	rg   *ranges
 	hash *poseidon2.Permutation // width 2: compress
 }
 
@@ -138,31 +154,36 @@ func (g *gadgets) spongeVars(xs ...frontend.Variable) frontend.Variable {
 	return s[1]
 }
 
-// hashVars is the Merkle–Damgård hash of xs, as hashElements.
-func (g *gadgets) hashVars(xs ...frontend.Variable) frontend.Variable {
-	var s frontend.Variable = 0
-	for _, x := range xs {
-		s = g.hash.Compress(s, x)
-	}
-	return s
-}
-
 // checkRange asserts 0 ≤ v < bound for a constant bound ≥ 1.
 func (g *gadgets) checkRange(v frontend.Variable, bound *big.Int) {
-	nb := new(big.Int).Sub(bound, big.NewInt(1)).BitLen()
-	if nb == 0 {
-		g.api.AssertIsEqual(v, 0)
-		return
+	nb := bitsBelow(bound)
+	g.rg.check(v, nb)
+	g.checkTop(v, bound, nb)
+}
+
+// bitsBelow is the width of the values below bound ≥ 1.
+func bitsBelow(bound *big.Int) int { return new(big.Int).Sub(bound, big.NewInt(1)).BitLen() }
+
+// checkTop completes a check of v < 2^nb to v < bound when bound is not a
+// power of two: bound − 1 − v < 2^nb too.
+func (g *gadgets) checkTop(v frontend.Variable, bound *big.Int, nb int) {
+	if pow2(nb).Cmp(bound) != 0 {
+		g.rg.check(g.api.Sub(new(big.Int).Sub(bound, big.NewInt(1)), v), nb)
 	}
-	g.rc.Check(v, nb)
-	if new(big.Int).Lsh(big.NewInt(1), uint(nb)).Cmp(bound) != 0 { // not a power of two
-		g.rc.Check(g.api.Sub(new(big.Int).Sub(bound, big.NewInt(1)), v), nb)
-	}
+}
+
+// remainder is a hinted remainder below bound, given by its limbs: the
+// value with its range checked.
+func (g *gadgets) remainder(limbs []frontend.Variable, bound *big.Int) frontend.Variable {
+	nb := bitsBelow(bound)
+	r := g.rg.join(limbs, nb)
+	g.checkTop(r, bound, nb)
+	return r
 }
 
 // checkSigned asserts −2^(nb−1) ≤ v < 2^(nb−1).
 func (g *gadgets) checkSigned(v frontend.Variable, nb int) {
-	g.rc.Check(g.api.Add(v, new(big.Int).Lsh(big.NewInt(1), uint(nb-1))), nb)
+	g.rg.check(g.api.Add(v, pow2(nb-1)), nb)
 }
 
 // roundDiv returns q = ⌊(n + d/2)/d⌋ for a constant even d > 0. The
@@ -170,13 +191,14 @@ func (g *gadgets) checkSigned(v frontend.Variable, nb int) {
 // or a check on a value q feeds) so that q·d + r = n + d/2 cannot wrap.
 func (g *gadgets) roundDiv(n frontend.Variable, d int64) frontend.Variable {
 	num := g.api.Add(n, d/2)
-	qr, err := g.api.Compiler().NewHint(hintFloorDiv, 2, num, d)
+	bound := big.NewInt(d)
+	nb := bitsBelow(bound)
+	qr, err := g.api.Compiler().NewHint(hintDivLimbs, 1+len(limbWidths(nb)), num, d, nb)
 	if err != nil {
 		panic(err) // a registered hint with fixed arity: unreachable
 	}
-	q, r := qr[0], qr[1]
-	g.api.AssertIsEqual(g.api.Add(g.api.Mul(q, d), r), num)
-	g.checkRange(r, big.NewInt(d))
+	q, r := qr[0], g.remainder(qr[1:], bound)
+	assertZero(g.api, g.api.Sub(g.api.Add(g.api.Mul(q, d), r), num))
 	return q
 }
 
@@ -198,7 +220,7 @@ func (c *StepCircuit) Define(api frontend.API) error {
 	if err != nil {
 		return err
 	}
-	g := &gadgets{api: api, rc: rangecheck.New(api), hash: h}
+	g := &gadgets{api: api, rg: newRanges(api), hash: h}
 	C, F, B := p.Classes, p.Features, p.Batch
 	nw := F * C
 
@@ -208,11 +230,15 @@ func (c *StepCircuit) Define(api frontend.API) error {
 		api.Mul(v, v)
 	}
 
-	// θ: in range, and committed.
-	for _, v := range c.Theta {
-		g.checkSigned(v, thetaBits)
+	// θ: in range by its limbs, and committed.
+	theta := make([]frontend.Variable, len(c.Theta))
+	for i, limbs := range c.Theta {
+		if len(limbs) != thetaLimbs {
+			return fmt.Errorf("%w: parameter %d has %d limbs, not %d", ErrParams, i, len(limbs), thetaLimbs)
+		}
+		theta[i] = api.Sub(g.rg.join(limbs, thetaBits), ThetaBound)
 	}
-	api.AssertIsEqual(g.commitTheta(p, c.Theta), c.ThetaIn)
+	api.AssertIsEqual(g.commitTheta(p, theta), c.ThetaIn)
 
 	// Logits need (bits of F+1) + 30 + 8 − 12 bits and a sign.
 	zBits := bits.Len(uint(F+1)) + 26 + 1
@@ -249,7 +275,7 @@ func (c *StepCircuit) Define(api frontend.API) error {
 		}
 		// The sample: pixels are bytes, the label one-hot, the leaf under the root.
 		for _, x := range px {
-			g.rc.Check(x, 8)
+			g.rg.lookup(x, 8)
 		}
 		onehot := make([]frontend.Variable, C)
 		var sum, idx frontend.Variable = 0, 0
@@ -278,11 +304,11 @@ func (c *StepCircuit) Define(api frontend.API) error {
 		for _, x := range px {
 			xsum = api.Add(xsum, x)
 		}
-		sums := g.packedForward(p, c.Theta, px)
+		sums := g.packedForward(p, theta, px)
 		z := make([]frontend.Variable, C)
 		for j := range C {
 			// Σ_i θ_ij·x_i = Σ_i (θ_ij + 2^30)·x_i − 2^30·Σ_i x_i
-			acc := api.Add(api.Mul(c.Theta[nw+j], 1<<FracX), sums[j], api.Mul(xsum, -ThetaBound))
+			acc := api.Add(api.Mul(theta[nw+j], 1<<FracX), sums[j], api.Mul(xsum, -ThetaBound))
 			z[j] = g.roundDiv(acc, 1<<accShift)
 			g.checkSigned(z[j], zBits)
 		}
@@ -295,7 +321,7 @@ func (c *StepCircuit) Define(api frontend.API) error {
 		var prod frontend.Variable = 1
 		for j := range C {
 			diff := api.Sub(m, z[j])
-			g.rc.Check(diff, zBits+1)
+			g.rg.check(diff, zBits+1)
 			prod = api.Mul(prod, diff)
 		}
 		api.AssertIsEqual(prod, 0)
@@ -310,12 +336,12 @@ func (c *StepCircuit) Define(api frontend.API) error {
 			cb := below[0]
 			api.AssertIsBoolean(cb)
 			// cb = 1: t ≤ −clamp; cb = 0: t ≥ −clamp. Either way t' = max(t, −clamp).
-			g.rc.Check(api.Select(cb, api.Sub(-clamp, t), api.Add(t, clamp)), zBits+1)
+			g.rg.check(api.Select(cb, api.Sub(-clamp, t), api.Add(t, clamp)), zBits+1)
 			t = api.Select(cb, -clamp, t)
 			e := api.Add(1<<FracE, api.Mul(t, 1<<(FracE-FracZ-expSquarings)))
 			for range expSquarings {
 				e = g.roundDiv(api.Mul(e, e), 1<<FracE)
-				g.rc.Check(e, FracE+1) // honest values are ≤ 2^26
+				g.rg.check(e, FracE+1) // honest values are ≤ 2^26
 			}
 			u[j] = e
 			s = api.Add(s, e)
@@ -328,10 +354,10 @@ func (c *StepCircuit) Define(api frontend.API) error {
 				return err
 			}
 			pj, r := pr[0], pr[1]
-			api.AssertIsEqual(api.Add(api.Mul(pj, twoS), r), num)
+			assertZero(api, api.Sub(api.Add(api.Mul(pj, twoS), r), num))
 			g.checkRange(r, sBound)
 			g.checkRange(api.Sub(api.Sub(twoS, 1), r), sBound) // r < 2s
-			g.rc.Check(pj, FracP+1)                            // honest values are ≤ 2^16
+			g.rg.check(pj, FracP+1)                            // honest values are ≤ 2^16
 			d := api.Sub(pj, api.Mul(onehot[j], 1<<FracP))
 			// Backward: e = d + 2^16 ∈ [0, 2^18) (pj < 2^17, onehot a
 			// bit), packed bwdK classes to an element; the bias gradient
@@ -354,21 +380,21 @@ func (c *StepCircuit) Define(api frontend.API) error {
 	}
 
 	// Update: θ' = θ − round(η·G / (B·2^20)), in range, and committed.
-	out := make([]frontend.Variable, len(c.Theta))
+	out := make([]frontend.Variable, len(theta))
 	div := int64(B) << updateShift
 	for i := range F {
 		for gi, j0 := range groups {
 			j1 := min(j0+bwdK, C)
 			q := g.packedUpdate(p, gradW[i][gi], xtot[i], j1-j0, bwdL)
 			for j := j0; j < j1; j++ {
-				out[i*C+j] = api.Sub(c.Theta[i*C+j], q[j-j0])
+				out[i*C+j] = api.Sub(theta[i*C+j], q[j-j0])
 				g.checkSigned(out[i*C+j], thetaBits) // bounds q too: |q| < 2^31
 			}
 		}
 	}
 	for j, gr := range gradBias {
 		q := g.roundDiv(api.Mul(gr, p.LR), div)
-		out[nw+j] = api.Sub(c.Theta[nw+j], q)
+		out[nw+j] = api.Sub(theta[nw+j], q)
 		g.checkSigned(out[nw+j], thetaBits)
 	}
 	api.AssertIsEqual(g.commitTheta(p, out), c.ThetaOut)
@@ -400,7 +426,7 @@ func (g *gadgets) leaf(px []frontend.Variable, label frontend.Variable) frontend
 		}
 		xs = append(xs, acc)
 	}
-	return g.hashVars(xs...)
+	return g.spongeVars(xs...)
 }
 
 // rootFromPath is RootFromPath in the circuit.

@@ -14,15 +14,13 @@ import (
 
 // The in-circuit hashes are Poseidon and Poseidon2 on BN254.
 //
-// Sample leaves and the data tree use gnark-crypto's Poseidon2 with its
-// default parameters for 2-to-1 compression (width 2, 6 full and 50
-// partial rounds), as a Merkle–Damgård hash from a zero IV exactly as
-// gnark-crypto's NewMerkleDamgardHasher does: state = P(state, x)[1] + x.
-// In R1CS one compression costs 62 S-boxes of 3 constraints, 186 per
-// element.
+// The data tree's nodes use gnark-crypto's Poseidon2 with its default
+// parameters for 2-to-1 compression (width 2, 6 full and 50 partial
+// rounds) with feed-forward (compress). In R1CS one compression costs 62
+// S-boxes of 3 constraints, 186 per element.
 //
 // The parameter commitment, which hashes about a thousand elements twice
-// per proof, uses the original Poseidon with width 17 (x⁵, 8 full and 68
+// per proof, and the sample leaves (28 elements each at 784 pixels) use the original Poseidon with width 17 (x⁵, 8 full and 68
 // partial rounds, circomlib's instance; see poseidon.go) as a sponge of
 // rate 16 and capacity 1 (see sponge): 204 S-boxes, 612 constraints per 16
 // elements, 38.25 per element. Both keep one 254-bit element that the
@@ -41,7 +39,7 @@ const (
 // commitment, a sample leaf and a context can never be confused.
 var (
 	tagTheta = tag("vtrain/zk/theta/v3") // v3: the width-17 sponge
-	tagLeaf  = tag("vtrain/zk/leaf/v1")
+	tagLeaf  = tag("vtrain/zk/leaf/v2")  // v2: the width-17 sponge
 )
 
 func tag(s string) fr.Element {
@@ -95,15 +93,6 @@ func compress(l, r fr.Element) fr.Element {
 	return x[1]
 }
 
-// hashElements is the Merkle–Damgård hash of the elements.
-func hashElements(xs ...fr.Element) fr.Element {
-	var s fr.Element
-	for _, x := range xs {
-		s = compress(s, x)
-	}
-	return s
-}
-
 // packTheta packs 8 parameters per field element, each offset by 2^30 into
 // 31 bits, little end first.
 func packTheta(t Theta) []fr.Element {
@@ -155,10 +144,13 @@ func packPixels(px []byte) []fr.Element {
 	return out
 }
 
-// Leaf is the hash of one sample: H(tag, label, packed pixels).
+// Leaf is the hash of one sample: sponge(tag, label, packed pixels). The
+// width-17 sponge hashes a 784-pixel sample's 28 elements in 2
+// permutations (408 S-boxes in the circuit) where the width-2 compressions
+// took 28 (1,736).
 func Leaf(s Sample) fr.Element {
 	xs := []fr.Element{tagLeaf, fr.NewElement(uint64(s.Label))}
-	return hashElements(append(xs, packPixels(s.Pixels)...)...)
+	return sponge(append(xs, packPixels(s.Pixels)...)...)
 }
 
 // ErrTree is wrapped by errors about data trees and paths.

@@ -193,7 +193,7 @@ func (c Contribution) Commitments() [][32]byte {
 
 // circuitVersion names the circuit's statement and gadgets; change it
 // with any change to what StepCircuit constrains.
-const circuitVersion = "step/v4"
+const circuitVersion = "step/v5" // v5: lookups in own tables, sponge leaves
 
 // CircuitID names the circuit of p for caches of its keys: its version,
 // its parameters, and the commitments the circuit computes (of a fixed θ

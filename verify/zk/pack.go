@@ -89,33 +89,36 @@ func (g *gadgets) packedForward(p Params, theta, px []frontend.Variable) []front
 		}
 		var sum frontend.Variable = 0
 		for k, l := range ls {
-			g.rc.Check(l, width)
+			g.rg.check(l, width)
 			sum = api.Add(sum, api.Mul(l, pow2(width*k)))
 		}
-		api.AssertIsEqual(sum, t)
+		assertZero(api, api.Sub(sum, t))
 		sums = append(sums, ls...)
 	}
 	return sums
 }
 
-// hintUpdate: (u, xtot, lr, div, width, n) ↦ q_0, r_0, …, q_(n−1), r_(n−1)
-// with u_k lane k of u in base 2^width, G_k = u_k − 2^16·xtot and
-// lr·G_k + div/2 = q_k·div + r_k, 0 ≤ r_k < div.
+// hintUpdate: (u, xtot, lr, div, width, n) ↦ for each of the n lanes, q_k
+// then the limbs of r_k (limbWidths of bitsBelow(div)), with u_k lane k of u
+// in base 2^width, G_k = u_k − 2^16·xtot and lr·G_k + div/2 = q_k·div + r_k,
+// 0 ≤ r_k < div.
 func hintUpdate(field *big.Int, in, out []*big.Int) error {
-	if len(in) != 5 || len(out)%2 != 0 || !in[4].IsInt64() || in[4].Int64() < 1 || in[4].Int64() > 253 {
-		return errors.New("update: want u, xtot, lr, div and a width")
+	if len(in) != 5 || !in[4].IsInt64() || in[4].Int64() < 1 || in[4].Int64() > 253 || in[3].Sign() <= 0 {
+		return errors.New("update: want u, xtot, lr, a positive div and a width")
 	}
-	n := len(out) / 2
+	lr, div := in[2], in[3]
+	nb := bitsBelow(div)
+	per := 1 + len(limbWidths(nb))
+	if len(out)%per != 0 {
+		return errors.New("update: outputs are not whole lanes")
+	}
+	n := len(out) / per
 	lanes := make([]*big.Int, n)
 	for k := range lanes {
 		lanes[k] = new(big.Int)
 	}
 	if err := hintLanes(field, []*big.Int{in[0], in[4]}, lanes); err != nil {
 		return err
-	}
-	lr, div := in[2], in[3]
-	if div.Sign() <= 0 {
-		return errors.New("update: divisor not positive")
 	}
 	off := new(big.Int).Lsh(in[1], FracP)
 	half := new(big.Int).Rsh(div, 1)
@@ -124,8 +127,8 @@ func hintUpdate(field *big.Int, in, out []*big.Int) error {
 		num.Mul(num, lr).Add(num, half)
 		q, r := new(big.Int), new(big.Int)
 		q.DivMod(num, div, r) // Euclidean: 0 ≤ r < div
-		out[2*k].Mod(q, field)
-		out[2*k+1].Set(r)
+		out[per*k].Mod(q, field)
+		limbsOf(r, nb, out[per*k+1:per*(k+1)])
 	}
 	return nil
 }
@@ -150,7 +153,9 @@ func hintUpdate(field *big.Int, in, out []*big.Int) error {
 func (g *gadgets) packedUpdate(p Params, u, xtot frontend.Variable, n, width int) []frontend.Variable {
 	api := g.api
 	div := int64(p.Batch) << updateShift
-	qr, err := api.Compiler().NewHint(hintUpdate, 2*n, u, xtot, p.LR, div, width)
+	bound := big.NewInt(div)
+	per := 1 + len(limbWidths(bitsBelow(bound)))
+	qr, err := api.Compiler().NewHint(hintUpdate, per*n, u, xtot, p.LR, div, width)
 	if err != nil {
 		panic(err) // a registered hint: unreachable
 	}
@@ -161,11 +166,10 @@ func (g *gadgets) packedUpdate(p Params, u, xtot frontend.Variable, n, width int
 	for k := range n {
 		shift := pow2(width * k)
 		lhs = api.Add(lhs, api.Mul(perLane, shift))
-		q[k] = qr[2*k]
-		r := qr[2*k+1]
-		g.checkRange(r, big.NewInt(div))
+		q[k] = qr[per*k]
+		r := g.remainder(qr[per*k+1:per*(k+1)], bound)
 		rhs = api.Add(rhs, api.Mul(api.Add(api.Mul(q[k], div), r), shift))
 	}
-	api.AssertIsEqual(lhs, rhs)
+	assertZero(api, api.Sub(lhs, rhs))
 	return q
 }

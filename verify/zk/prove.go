@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
 
 	"github.com/consensys/gnark-crypto/ecc"
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
 	"github.com/consensys/gnark/backend/groth16"
+	groth16bn254 "github.com/consensys/gnark/backend/groth16/bn254"
 	"github.com/consensys/gnark/constraint"
 	"github.com/consensys/gnark/frontend"
 	"github.com/consensys/gnark/frontend/cs/r1cs"
@@ -61,7 +63,13 @@ func Compile(p Params) (constraint.ConstraintSystem, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return frontend.Compile(ecc.BN254.ScalarField(), r1cs.NewBuilder, NewCircuit(p))
+	// No compression of long sums: gnark's default replaces a linear
+	// expression of 300 terms or more by a wire, with a constraint that
+	// puts the expression in a B term (a point for each of its wires in
+	// the prover's B multiplications, in G1 and G2; see assertZero). The
+	// long sums here are built in single calls, so compiling them whole
+	// costs nothing.
+	return frontend.Compile(ecc.BN254.ScalarField(), r1cs.NewBuilder, NewCircuit(p), frontend.WithCompressThreshold(0))
 }
 
 // assign fills the circuit's shape with a statement and a witness.
@@ -74,7 +82,14 @@ func assign(p Params, st Statement, w Witness) (*StepCircuit, error) {
 		return nil, err
 	}
 	for i, v := range w.Theta {
-		c.Theta[i] = v
+		limbs := make([]*big.Int, thetaLimbs)
+		for k := range limbs {
+			limbs[k] = new(big.Int)
+		}
+		limbsOf(big.NewInt(v+ThetaBound), thetaBits, limbs)
+		for k, l := range limbs {
+			c.Theta[i][k] = l
+		}
 	}
 	for b, s := range w.Batch {
 		if len(s.Pixels) != p.Features || len(w.Paths[b]) != p.Depth {
@@ -274,6 +289,16 @@ func LoadProver(dir, wantHash string) (*Keys, error) {
 	}
 	if k.CCS, err = Compile(k.Params); err != nil {
 		return nil, err
+	}
+	// A proving key of another circuit (keys made before a change of
+	// the gadgets, or another run's) would fail in the middle of a proof
+	// with gnark's "len(points) != len(scalars)": say what is wrong here.
+	if bpk, ok := pk.(*groth16bn254.ProvingKey); ok {
+		wires := k.CCS.GetNbPublicVariables() + k.CCS.GetNbSecretVariables() + k.CCS.GetNbInternalVariables()
+		if len(bpk.InfinityA) != wires {
+			return nil, fmt.Errorf("%w: %s holds a proving key for a circuit of %d wires, not this one of %d (keys of an older vtrain? make them again)",
+				ErrKeys, PKFile, len(bpk.InfinityA), wires)
+		}
 	}
 	k.PK = pk
 	return k, nil
