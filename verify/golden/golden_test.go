@@ -281,6 +281,7 @@ type verdict struct {
 	Step    int    `json:"step"`
 	Answer  *struct {
 		Leaves []hash32 `json:"leaves"`
+		Proof  hexBytes `json:"proof"`
 		Sig    hexBytes `json:"sig"`
 	} `json:"answer"`
 	Sig hexBytes `json:"sig"`
@@ -290,7 +291,7 @@ func (v verdict) msg() consensus.VerdictMsg {
 	m := consensus.VerdictMsg{Round: v.Round, Update: consensus.Hash(v.Update), Accused: consensus.PeerID(v.Accused),
 		Segment: v.Segment, From: consensus.PeerID(v.From), Pass: v.Pass, Reason: v.Reason, Fault: consensus.Fault(v.Fault), Step: v.Step, Sig: v.Sig}
 	if a := v.Answer; a != nil {
-		m.Answer = &consensus.Answer{Round: v.Round, Update: consensus.Hash(v.Update), Segment: v.Segment, Sig: a.Sig}
+		m.Answer = &consensus.Answer{Round: v.Round, Update: consensus.Hash(v.Update), Segment: v.Segment, Proof: a.Proof, Sig: a.Sig}
 		for _, l := range a.Leaves {
 			m.Answer.Leaves = append(m.Answer.Leaves, consensus.Hash(l))
 		}

@@ -445,9 +445,13 @@ def join_sign_bytes(run, j):
 def answer_sign_bytes(run, v):
     """The accused's signed answer a verdict carries (consensus.AnswerSignBytes)."""
     a = v["answer"]
-    b = b"vtrain/sig/answer/v1\x00" + run + u64(v["round"]) + v["update"] + u64(v["segment"]) + u64(len(a["leaves"]))
+    # v2: a private peer's answer, which carries the proof of the drawn step.
+    domain = b"vtrain/sig/answer/v2\x00" if a.get("proof") else b"vtrain/sig/answer/v1\x00"
+    b = domain + run + u64(v["round"]) + v["update"] + u64(v["segment"]) + u64(len(a["leaves"]))
     for leaf in a["leaves"]:
         b += leaf
+    if a.get("proof"):
+        b += lp(a["proof"])
     return b
 
 
@@ -470,6 +474,13 @@ VERDICT_FAIL = {"round": 19, "update": H("update 19 d"), "accused": PEER_D, "seg
                 "sig": b"\xaa" * 64}
 VERDICT_PASS = {"round": 20, "update": H("update 20 a"), "accused": FOUNDERS[1], "segment": 0, "from": PEER_D,
                 "pass": True, "reason": "", "fault": 0, "step": 0, "answer": None, "sig": b"\x55" * 64}
+# A private peer's update: its challenger passes the drawn step (137 of
+# 400) on the strength of the accused's signed proof of it (here 196 bytes
+# standing in for a Groth16 proof bundle: the encoding does not look inside).
+VERDICT_PRIVATE = {"round": 21, "update": H("update 21 private"), "accused": PEER_D, "segment": 137, "from": FOUNDERS[0],
+                   "pass": True, "reason": "", "fault": 0, "step": 0,
+                   "answer": {"leaves": [], "proof": bytes((7 * k + 3) % 256 for k in range(196)), "sig": b"\xcc" * 64},
+                   "sig": b"\x77" * 64}
 # A claim that the accused was silent, from a member the beacon did not
 # draw: a lie on its face, which a value overturns.
 VERDICT_LIE = {"round": 20, "update": H("update 20 a"), "accused": FOUNDERS[1], "segment": 3, "from": PEER_C,
@@ -482,7 +493,10 @@ vectors["join"] = [{"name": "joiner at round 20", "run": hx(RUN), "round": JOIN[
 def answer_json(v):
     if v["answer"] is None:
         return None
-    return {"leaves": [hx(x) for x in v["answer"]["leaves"]], "sig": hx(v["answer"]["sig"])}
+    a = {"leaves": [hx(x) for x in v["answer"]["leaves"]], "sig": hx(v["answer"]["sig"])}
+    if v["answer"].get("proof"):
+        a["proof"] = hx(v["answer"]["proof"])
+    return a
 
 
 def verdict_json(name, v):
@@ -493,7 +507,7 @@ def verdict_json(name, v):
 
 
 vectors["verdict"] = [verdict_json("failed step dispute, non-ASCII reason", VERDICT_FAIL), verdict_json("passed", VERDICT_PASS),
-                      verdict_json("silent claim", VERDICT_LIE)]
+                      verdict_json("silent claim", VERDICT_LIE), verdict_json("private pass with its proof", VERDICT_PRIVATE)]
 
 CERT_SIGNERS = sorted([FOUNDERS[0], FOUNDERS[1], PEER_D])
 cert = {"round": 21, "view": 1, "value": VALUE_ID_FOR_VOTES}
