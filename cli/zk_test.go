@@ -123,6 +123,7 @@ func TestTrainPrivacyZK(t *testing.T) {
 		{"train", "--model", "logreg", "--privacy", "zk", "--lr", "2"},
 		{"train", "--model", "logreg", "--privacy", "fhe"},
 		{"bench", "zk", "--batch", "0"},
+		{"bench", "zk", "--proofs", "0"},
 		{"keygen", "--batch", "4"},
 		{"prove", "--keys", "x"},
 	} {

@@ -181,6 +181,15 @@ func (g *gadgets) remainder(limbs []frontend.Variable, bound *big.Int) frontend.
 	return r
 }
 
+// thetaOut range-checks a parameter of θ′ and returns it as the sum of
+// its limbs, the same value: the commitment then hashes small limbs where
+// θ − q would bring the update q, a full-size field element when it is
+// negative, into the sponge's first multiplications (and so into the
+// prover's A and B multi-scalar multiplications).
+func (g *gadgets) thetaOut(v frontend.Variable) frontend.Variable {
+	return g.api.Sub(g.rg.check(g.api.Add(v, ThetaBound), thetaBits), ThetaBound)
+}
+
 // checkSigned asserts −2^(nb−1) ≤ v < 2^(nb−1).
 func (g *gadgets) checkSigned(v frontend.Variable, nb int) {
 	g.rg.check(g.api.Add(v, pow2(nb-1)), nb)
@@ -388,14 +397,14 @@ func (c *StepCircuit) Define(api frontend.API) error {
 			q := g.packedUpdate(p, gradW[i][gi], xtot[i], j1-j0, bwdL)
 			for j := j0; j < j1; j++ {
 				out[i*C+j] = api.Sub(theta[i*C+j], q[j-j0])
-				g.checkSigned(out[i*C+j], thetaBits) // bounds q too: |q| < 2^31
+				out[i*C+j] = g.thetaOut(out[i*C+j]) // bounds q too: |q| < 2^31
 			}
 		}
 	}
 	for j, gr := range gradBias {
 		q := g.roundDiv(api.Mul(gr, p.LR), div)
 		out[nw+j] = api.Sub(theta[nw+j], q)
-		g.checkSigned(out[nw+j], thetaBits)
+		out[nw+j] = g.thetaOut(out[nw+j])
 	}
 	api.AssertIsEqual(g.commitTheta(p, out), c.ThetaOut)
 	return nil

@@ -146,19 +146,24 @@ func (r *ranges) join(limbs []frontend.Variable, nb int) frontend.Variable {
 	return v
 }
 
-// check asserts 0 ≤ v < 2^nb.
-func (r *ranges) check(v frontend.Variable, nb int) {
+// check asserts 0 ≤ v < 2^nb and returns v, as the sum of its limbs when
+// it has more than one.
+func (r *ranges) check(v frontend.Variable, nb int) frontend.Variable {
 	switch {
 	case nb <= 0:
 		r.api.AssertIsEqual(v, 0)
+		return v
 	case nb <= limbBits:
 		r.lookup(v, nb)
+		return v
 	default:
 		limbs, err := r.api.Compiler().NewHint(hintLimbs, len(limbWidths(nb)), nb, v)
 		if err != nil {
 			panic(err) // a registered hint with fixed arity: unreachable
 		}
-		assertZero(r.api, r.api.Sub(r.join(limbs, nb), v))
+		joined := r.join(limbs, nb)
+		assertZero(r.api, r.api.Sub(joined, v))
+		return joined
 	}
 }
 
