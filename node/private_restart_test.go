@@ -1,0 +1,204 @@
+package node_test
+
+import (
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vtrain/vtrain/models/data"
+	"github.com/vtrain/vtrain/node"
+	"github.com/vtrain/vtrain/node/nodetest"
+	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/verify/zk"
+)
+
+// privateKeys returns the keys of circuit p from the user cache, where
+// the demo keeps them (cli's demoKeys: the same directory for the same
+// circuit), made by a single-party Groth16 setup when absent (a minute or
+// two, once per machine and circuit). A live run proves the 784×10
+// circuit (runspec.ZKParams): no smaller one fits its model.
+func privateKeys(t *testing.T, p zk.Params) *zk.Keys {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "vtrain", "zk-keys", zk.CircuitID(p))
+	if got, err := zk.LoadParams(dir); err == nil && got == p {
+		keys, err := zk.LoadProver(dir, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	t.Logf("no keys for the circuit in %s: a Groth16 setup, cached there", dir)
+	keys, err := zk.Setup(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".keys-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := keys.Save(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Logf("keys not cached: %v", err)
+	}
+	return keys
+}
+
+// privateCluster starts a run of three founders, one of them (the last in
+// the spec's genesis list) a private peer that proves its steps, every
+// node with keys for the run's circuit. It returns the cluster, the
+// private peer's index in it, and its log (info level).
+func privateCluster(t *testing.T, rounds int) (*nodetest.Cluster, int, *syncBuffer) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("Groth16 proofs of the 784×10 circuit (seconds each), and a setup of minutes on a machine without the demo's cached keys")
+	}
+	var priv string
+	var keys *zk.Keys
+	tune := func(s *runspec.Spec) {
+		s.Inner.Optimizer, s.Inner.LR, s.Inner.Batch, s.Inner.Momentum, s.Inner.WeightDecay = "sgd", 0.05, 4, 0, 0
+		s.Data.Shards = 3
+		s.Privacy = runspec.Privacy{Mode: "zk", Depth: 16}
+		keys = privateKeys(t, s.ZKParams())
+		s.Privacy.VKSHA256 = zk.VKHash(keys.VK)
+		priv = s.Members.Genesis[len(s.Members.Genesis)-1]
+		// The cluster's data (nodetest.Start).
+		root, size, err := node.PrivateData(*s, priv, data.Synthetic(s.Run.Seed, 1024, 256).Train)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Privacy.Peers = []runspec.PrivatePeer{{Peer: priv, DataRoot: root, DataSize: size}}
+	}
+	log := &syncBuffer{}
+	c := nodetest.Start(t, 3, rounds, tune, nodetest.WithConfig(func(id string, cfg *node.Config) {
+		cfg.ZK = keys
+		if id == priv {
+			cfg.Logger = slog.New(slog.NewMultiHandler(cfg.Logger.Handler(), slog.NewTextHandler(log, nil)))
+		}
+	}))
+	i := slices.IndexFunc(c.Nodes, func(n *nodetest.Node) bool { return n.ID == priv })
+	return c, i, log
+}
+
+// syncBuffer is a log that a test reads while the node writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// verdictLine is a challenger's verdict event.
+type verdictLine struct {
+	Event   string `json:"event"`
+	Round   uint64 `json:"round"`
+	Peer    string `json:"peer"`
+	Verdict string `json:"verdict"`
+}
+
+// verdicts returns the verdicts node n gave on peer's updates, by round.
+func verdicts(n *nodetest.Node, peer string) map[uint64]string {
+	out := map[uint64]string{}
+	for _, s := range n.Output() {
+		var v verdictLine
+		if json.Unmarshal([]byte(s), &v) == nil && v.Event == node.EventVerdict && v.Peer == peer {
+			out[v.Round] = v.Verdict
+		}
+	}
+	return out
+}
+
+// proved returns the rounds whose drawn step node n proved.
+func proved(n *nodetest.Node) []uint64 {
+	var out []uint64
+	for _, s := range n.Output() {
+		var v verdictLine
+		if json.Unmarshal([]byte(s), &v) == nil && v.Event == node.EventProof {
+			out = append(out, v.Round)
+		}
+	}
+	return out
+}
+
+// TestPrivatePeerAnswersAfterRestart: a private peer's update is
+// aggregated and drawn for a check; the peer stops before it has made
+// the proof (a proof takes seconds) and restarts from its --out. Its
+// chain of states was in memory only: it rebuilds it from the round it
+// kept on disk, checks that it gives the update it sent, and proves the
+// drawn step; its challengers verify the proof, every member takes their
+// pass, and the peer stays a member to the end of the run.
+func TestPrivatePeerAnswersAfterRestart(t *testing.T) {
+	c, i, log := privateCluster(t, 8)
+	p := c.Nodes[i]
+	// The first round that aggregated its update: the decision drew its
+	// check, and the node starts proving it now.
+	var drawn uint64
+	for r := uint64(1); ; r++ {
+		rep := p.WaitRound(t, r)
+		if slices.Contains(rep.Authors, p.ID) {
+			drawn = rep.Round
+			break
+		}
+		r = rep.Round
+	}
+	p.Stop()
+	if slices.Contains(proved(p), drawn) {
+		t.Fatalf("the private peer proved round %d's step before it stopped: nothing to test", drawn)
+	}
+	stopped := p.Summary
+	p = c.Restart(i)
+	c.Wait()
+	agreed(t, c, c.Nodes)
+	if !slices.Contains(proved(p), drawn) {
+		t.Errorf("the restarted private peer did not prove round %d's drawn step (proved %v)", drawn, proved(p))
+	}
+	if !strings.Contains(log.String(), "rebuilt a private round kept on disk") {
+		t.Errorf("no rebuild in the restarted peer's log")
+	}
+	var checked bool
+	for j, n := range c.Nodes {
+		if j == i {
+			continue
+		}
+		for r, v := range verdicts(n, p.ID) {
+			if v != "passed" {
+				t.Errorf("node %d: round %d: %s's update %s", j, r, p.ID, v)
+			}
+			checked = checked || r == drawn
+		}
+		for _, x := range n.Summary.Excluded {
+			t.Errorf("node %d saw %s excluded from round %d: %s", j, x.Peer, x.Round, x.Reason)
+		}
+	}
+	if !checked {
+		t.Errorf("no challenger judged the private peer's update of round %d", drawn)
+	}
+	if p.Summary.Challenges.Proofs == 0 || stopped == nil {
+		t.Errorf("the restarted peer made no proof (%+v)", p.Summary.Challenges)
+	}
+	audited(t, c, c.Nodes)
+}
