@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/node"
@@ -201,4 +203,71 @@ func TestPrivatePeerAnswersAfterRestart(t *testing.T) {
 		t.Errorf("the restarted peer made no proof (%+v)", p.Summary.Challenges)
 	}
 	audited(t, c, c.Nodes)
+}
+
+// TestPrivatePeerDamagedRecord: the same, with the round the restarted
+// peer kept on disk damaged (a flipped byte of its state). The peer says
+// which file is damaged and why, refuses to prove (it cannot rebuild what
+// it sent), and goes on: its challengers get a refusal, not a proof, and
+// no node crashes or stalls on it.
+func TestPrivatePeerDamagedRecord(t *testing.T) {
+	c, i, log := privateCluster(t, 8)
+	p := c.Nodes[i]
+	var drawn uint64
+	for r := uint64(1); ; r++ {
+		rep := p.WaitRound(t, r)
+		if slices.Contains(rep.Authors, p.ID) {
+			drawn = rep.Round
+			break
+		}
+		r = rep.Round
+	}
+	p.Stop()
+	if slices.Contains(proved(p), drawn) {
+		t.Fatalf("the private peer proved round %d's step before it stopped: nothing to test", drawn)
+	}
+	files, err := filepath.Glob(filepath.Join(p.Dir, "private", "*.safetensors"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no private rounds kept in %s (%v)", p.Dir, err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-7] ^= 0x10
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p = c.Restart(i)
+	// A challenger of the drawn update judges it: refused, not proved.
+	deadline := time.Now().Add(3 * time.Minute) // a guard against a hang: a proof is waited for 2 minutes
+	var verdict string
+	for verdict == "" && time.Now().Before(deadline) {
+		for j, n := range c.Nodes {
+			if v, ok := verdicts(n, p.ID)[drawn]; ok && j != i {
+				verdict = v
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if verdict == "" || verdict == "passed" || !strings.Contains(verdict, "damaged") {
+		t.Errorf("the drawn update's verdict: %q, want a refusal that says the record is damaged", verdict)
+	}
+	if s := log.String(); !strings.Contains(s, "private round kept on disk") || !strings.Contains(s, "does not match its checksum (damaged)") || !strings.Contains(s, filepath.Join(p.Dir, "private")) {
+		t.Errorf("the restarted peer did not log the damaged record clearly:\n%s", s)
+	}
+	if slices.Contains(proved(p), drawn) {
+		t.Errorf("the restarted peer proved round %d's step from a damaged record", drawn)
+	}
+	// It goes on (or ends as excluded, which a peer that cannot answer
+	// may be), without a crash: the test binary is still here.
+	select {
+	case <-p.Done:
+		if p.Err != nil && !errors.Is(p.Err, node.ErrExcluded) {
+			t.Errorf("the restarted peer ended: %v", p.Err)
+		}
+	default:
+	}
 }
