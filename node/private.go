@@ -252,15 +252,16 @@ func (n *node) privateAnswer(round uint64, id consensus.Hash, seg int) (*consens
 	dc := n.drawn[id]
 	n.mu.RUnlock()
 	var beacon consensus.Hash
-	switch b, ok := n.keptDraw(round, id); {
-	case dc != nil && dc.round == round:
+	ok := dc != nil && dc.round == round
+	if ok {
 		beacon = dc.beacon
-	case dc == nil && ok:
+	} else if dc == nil {
 		// A draw this node did not note (it restarted since, or adopted
 		// a certified state past the decision): the certified decision it
 		// keeps says it.
-		beacon = b
-	default:
+		beacon, ok = n.keptDraw(round, id)
+	}
+	if !ok {
 		return nil, fmt.Errorf("no check of private update %s was drawn in round %d", id.Short(), round)
 	}
 	if want := consensus.PrivateStep(beacon, id, n.spec.Inner.Steps); seg != want {

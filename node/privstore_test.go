@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vtrain/vtrain/consensus"
+	"github.com/vtrain/vtrain/gossip"
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/verify/zk"
@@ -214,5 +215,20 @@ func TestPrivateRebuild(t *testing.T) {
 		if err := n.rebuildPrivate(p, id); !errors.Is(err, errPrivateRecord) || !strings.Contains(err.Error(), "proves only the update it sent") || p.proven != nil {
 			t.Errorf("%s: %v (proven %v)", name, err, p.proven != nil)
 		}
+	}
+}
+
+// TestStartingNodeSaysNotYet: a node that has not loaded the state it
+// starts from (its checkpoint, after a restart) does not know yet what
+// it answers for: it tells a challenger to come again rather than refuse
+// (a refusal is a silent peer's verdict), and costs nothing.
+func TestStartingNodeSaysNotYet(t *testing.T) {
+	n, id, _ := evidenceNode(t)
+	n.started = false
+	if _, err := n.Evidence(0, id, []int{0}); !errors.Is(err, gossip.ErrNotYet) {
+		t.Errorf("evidence: %v, want %v", err, gossip.ErrNotYet)
+	}
+	if _, err := n.Answer(0, id, 0); !errors.Is(err, gossip.ErrNotYet) {
+		t.Errorf("answer: %v, want %v", err, gossip.ErrNotYet)
 	}
 }
