@@ -262,6 +262,14 @@ func (n *node) privateAnswer(round uint64, id consensus.Hash, seg int) (*consens
 		beacon, ok = n.keptDraw(round, id)
 	}
 	if !ok {
+		n.mu.RLock()
+		behind := dc == nil && round >= max(n.decidedUpTo, n.resumedAt)
+		n.mu.RUnlock()
+		if behind {
+			// It restarted from a checkpoint before that decision: its
+			// challengers ask again once it has caught up.
+			return nil, fmt.Errorf("%w: round %d is not decided here yet", gossip.ErrNotYet, round)
+		}
 		return nil, fmt.Errorf("no check of private update %s was drawn in round %d", id.Short(), round)
 	}
 	if want := consensus.PrivateStep(beacon, id, n.spec.Inner.Steps); seg != want {

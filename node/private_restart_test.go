@@ -3,6 +3,7 @@ package node_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -146,6 +147,32 @@ func proved(n *nodetest.Node) []uint64 {
 	return out
 }
 
+// stopDrawn waits for the first round from 1 on whose decision
+// aggregated private peer p's update (and so drew it for a check), and
+// stops p at once, before it has proved the drawn step (a proof takes
+// seconds). It calls decided, if not nil, at every round p decided
+// before that one.
+func stopDrawn(t *testing.T, p *nodetest.Node, decided func(round uint64)) uint64 {
+	t.Helper()
+	var drawn uint64
+	for r := uint64(0); ; r++ {
+		rep := p.WaitRound(t, r)
+		if rep.Round > 0 && slices.Contains(rep.Authors, p.ID) {
+			drawn = rep.Round
+			break
+		}
+		r = rep.Round
+		if decided != nil {
+			decided(r)
+		}
+	}
+	p.Stop()
+	if slices.Contains(proved(p), drawn) {
+		t.Fatalf("the private peer proved round %d's step before it stopped: nothing to test", drawn)
+	}
+	return drawn
+}
+
 // TestPrivatePeerAnswersAfterRestart: a private peer's update is
 // aggregated and drawn for a check; the peer stops before it has made
 // the proof (a proof takes seconds) and restarts from its --out. Its
@@ -154,25 +181,62 @@ func proved(n *nodetest.Node) []uint64 {
 // drawn step; its challengers verify the proof, every member takes their
 // pass, and the peer stays a member to the end of the run.
 func TestPrivatePeerAnswersAfterRestart(t *testing.T) {
+	if raceEnabled {
+		t.Skip("proofs under the race detector take longer than the run's challengers wait (privacy.proof_timeout); TestPrivatePeerDamagedRecord runs the restart under it")
+	}
 	c, i, log := privateCluster(t, 8)
 	p := c.Nodes[i]
 	// The first round that aggregated its update: the decision drew its
 	// check, and the node starts proving it now.
-	var drawn uint64
-	for r := uint64(1); ; r++ {
-		rep := p.WaitRound(t, r)
-		if slices.Contains(rep.Authors, p.ID) {
-			drawn = rep.Round
-			break
-		}
-		r = rep.Round
-	}
-	p.Stop()
-	if slices.Contains(proved(p), drawn) {
-		t.Fatalf("the private peer proved round %d's step before it stopped: nothing to test", drawn)
-	}
-	stopped := p.Summary
+	drawn := stopDrawn(t, p, nil)
 	p = c.Restart(i)
+	answeredAfterRestart(t, c, i, drawn, log)
+}
+
+// TestPrivatePeerAnswersAfterRestartBehind: the same, the peer restarting
+// from the checkpoint it saved before the decision that drew its update
+// (it crashed before the next one, or its disk was restored from a
+// backup): it learns of that decision only as it catches up, from the
+// certified decisions of the others (and may adopt a state past it), and
+// must still prove the step drawn.
+func TestPrivatePeerAnswersAfterRestartBehind(t *testing.T) {
+	if raceEnabled {
+		t.Skip("proofs under the race detector take longer than the run's challengers wait (privacy.proof_timeout); TestPrivatePeerDamagedRecord runs the restart under it")
+	}
+	c, i, log := privateCluster(t, 8)
+	p := c.Nodes[i]
+	files := []string{"chain.pb", "state.safetensors"}
+	var old [][]byte
+	drawn := stopDrawn(t, p, func(uint64) {
+		old = old[:0]
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join(p.Dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			old = append(old, b)
+		}
+	})
+	for k, f := range files {
+		if err := os.WriteFile(filepath.Join(p.Dir, f), old[k], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p = c.Restart(i)
+	if start := p.WaitEvent(t, "vtrain node "+p.ID+": "); !strings.Contains(start, fmt.Sprintf(", round %d,", drawn)) {
+		t.Fatalf("restarted as %q, want at round %d (before the decision that drew it)", start, drawn)
+	}
+	answeredAfterRestart(t, c, i, drawn, log)
+}
+
+// answeredAfterRestart runs the cluster to its end and checks that the
+// restarted private peer c.Nodes[i] proved the step drawn of its update
+// aggregated by round drawn's decision, after it rebuilt that round from
+// disk; that its challengers passed it, and that the run excluded nobody
+// and agreed, its ledgers passing the audit (every proof verified again).
+func answeredAfterRestart(t *testing.T, c *nodetest.Cluster, i int, drawn uint64, log *syncBuffer) {
+	t.Helper()
+	p := c.Nodes[i]
 	c.Wait()
 	agreed(t, c, c.Nodes)
 	if !slices.Contains(proved(p), drawn) {
@@ -199,7 +263,7 @@ func TestPrivatePeerAnswersAfterRestart(t *testing.T) {
 	if !checked {
 		t.Errorf("no challenger judged the private peer's update of round %d", drawn)
 	}
-	if p.Summary.Challenges.Proofs == 0 || stopped == nil {
+	if p.Summary.Challenges.Proofs == 0 {
 		t.Errorf("the restarted peer made no proof (%+v)", p.Summary.Challenges)
 	}
 	audited(t, c, c.Nodes)
@@ -213,19 +277,7 @@ func TestPrivatePeerAnswersAfterRestart(t *testing.T) {
 func TestPrivatePeerDamagedRecord(t *testing.T) {
 	c, i, log := privateCluster(t, 8)
 	p := c.Nodes[i]
-	var drawn uint64
-	for r := uint64(1); ; r++ {
-		rep := p.WaitRound(t, r)
-		if slices.Contains(rep.Authors, p.ID) {
-			drawn = rep.Round
-			break
-		}
-		r = rep.Round
-	}
-	p.Stop()
-	if slices.Contains(proved(p), drawn) {
-		t.Fatalf("the private peer proved round %d's step before it stopped: nothing to test", drawn)
-	}
+	drawn := stopDrawn(t, p, nil)
 	files, err := filepath.Glob(filepath.Join(p.Dir, "private", "*.safetensors"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no private rounds kept in %s (%v)", p.Dir, err)
