@@ -146,13 +146,13 @@ func TestPrivateRecordPruned(t *testing.T) {
 // privateNode is a private peer's node as far as rebuilding its rounds
 // goes (no engine, no network): a logistic regression run on synthetic
 // data whose fixed-point rounds the zk trainer runs.
-func privateNode(t *testing.T) *node {
+func privateNode(t testing.TB, steps int) *node {
 	t.Helper()
 	spec := runspec.Default()
 	spec.Model = runspec.Model{Kind: "logreg"}
 	spec.Data.Source = "synthetic"
 	spec.Inner.Optimizer, spec.Inner.Momentum, spec.Inner.WeightDecay = "sgd", 0, 0
-	spec.Inner.Steps, spec.Inner.Batch = 12, 4
+	spec.Inner.Steps, spec.Inner.Batch = steps, 4
 	spec = spec.WithFounders("12D3KooWself")
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func privateNode(t *testing.T) *node {
 // node sent, and a record that does not give that update (another seed,
 // another state, another base) is refused: the node proves nothing else.
 func TestPrivateRebuild(t *testing.T) {
-	n := privateNode(t)
+	n := privateNode(t, 12)
 	shard, err := privateShard(n.spec, n.self, n.cfg.Data.Train)
 	if err != nil {
 		t.Fatal(err)
@@ -230,5 +230,34 @@ func TestStartingNodeSaysNotYet(t *testing.T) {
 	}
 	if _, err := n.Answer(0, id, 0); !errors.Is(err, gossip.ErrNotYet) {
 		t.Errorf("answer: %v, want %v", err, gossip.ErrNotYet)
+	}
+}
+
+// BenchmarkPrivateRebuild: what a restarted private peer spends
+// rebuilding a round of the default 400 steps before it proves a step of
+// it (the steps and the 401 commitments, and the check against the
+// update it sent), its data tree already built.
+func BenchmarkPrivateRebuild(b *testing.B) {
+	n := privateNode(b, 400)
+	theta := make([]float32, 7850)
+	for i := range theta {
+		theta[i] = float32(i%13-6) * 1e-3
+	}
+	rec := privateRecord{round: 3, base: consensus.Hash{5}, seed: 77, steps: 400, theta: theta}
+	p := &provenRound{round: 3, rec: &rec}
+	if err := n.rebuildPrivate(p, rec.update); !errors.Is(err, errPrivateRecord) {
+		b.Fatal(err) // no update sent: this one builds the data tree, and gives the update's ID
+	}
+	w, err := n.runPrivate(n.priv.replay, rec.round, theta, rec.seed, rec.steps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec.update = n.privateUpdate(rec.round, rec.base, rec.seed, w).ID(n.spec.RunID())
+	b.ReportAllocs()
+	for b.Loop() {
+		p.proven = nil
+		if err := n.rebuildPrivate(p, rec.update); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
