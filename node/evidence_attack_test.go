@@ -27,7 +27,7 @@ func evidenceNode(t *testing.T) (*node, consensus.Hash, runspec.Spec) {
 	}
 	id := consensus.Hash{1}
 	n := &node{spec: spec, self: self, cfg: Config{Data: set, OutDir: t.TempDir()}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		evidence: map[consensus.Hash]*evidence{}, blobs: map[consensus.Hash]blob{}, openings: map[consensus.Hash]opened{}}
+		evidence: map[consensus.Hash]*evidence{}, blobs: map[consensus.Hash]blob{}, openings: map[consensus.Hash]opened{}, started: true}
 	n.keepEvidence(id, &evidence{round: 0, starts: starts, final: final, residual: res, kept: kept}, g.Theta)
 	return n, id, spec
 }

@@ -213,6 +213,7 @@ type node struct {
 	decidedUpTo uint64                         // the first round not decided (guarded by mu)
 	resumedAt   uint64                         // the round this process resumed at from a checkpoint (0: it did not; written under mu)
 	restarted   bool                           // it resumed from a checkpoint (under mu)
+	started     bool                           // its engine holds the state it starts from (under mu): what it answers for is known
 	trainedFrom uint64                         // the round of this process's first own update (under mu; with trainedAny)
 	trainedAny  bool
 	// residuals are this node's recent residuals by root (guarded by mu):
@@ -458,6 +459,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	defer n.closeBook()
 	n.recordState(st) // where this node starts, unless genesis
 	n.publishState()
+	n.mu.Lock()
+	n.started = true
+	n.mu.Unlock()
 	if len(peers) > 0 {
 		n.eng.StartCatchUp(peers)
 	}

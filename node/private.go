@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/vtrain/vtrain/models/data"
 	"github.com/vtrain/vtrain/runspec"
 	"github.com/vtrain/vtrain/trainer"
+	"github.com/vtrain/vtrain/verify/spot"
 	"github.com/vtrain/vtrain/verify/zk"
 )
 
@@ -29,6 +32,9 @@ import (
 type private struct {
 	proofs *trainer.Proofs
 	prover *zk.Prover // nil unless this node is a private peer
+	// replay rebuilds own rounds kept on disk (privstore.go) after a
+	// restart; made when first needed, used only by prove (one at a time).
+	replay *zk.Prover
 
 	mu     sync.Mutex
 	rounds map[consensus.Hash]*provenRound // own private updates, by ID
@@ -46,10 +52,13 @@ type private struct {
 // challengers (who wait privacy.proof_timeout for each proof).
 const maxBacklog = 1
 
-// provenRound is an own private update with what answers for it.
+// provenRound is an own private update with what answers for it: the
+// chain of states in memory, or, after a restart, the record on disk it
+// is rebuilt from (proven nil until prove rebuilds it).
 type provenRound struct {
 	round  uint64
 	proven *zk.Proven
+	rec    *privateRecord
 	steps  map[int]*proving
 }
 
@@ -160,41 +169,63 @@ func (n *node) trainPrivate(ctx context.Context, req *consensus.TrainRequest) tr
 		}
 	}
 	start := time.Now()
-	theta, err := zk.ThetaFromFloat(req.Theta)
-	if err != nil {
-		return trainResult{err: fmt.Errorf("node: the agreed state leaves the circuit's fixed-point range: %w", err)}
-	}
-	pr := n.priv.prover
-	if err := pr.StartFrom(theta); err != nil {
-		return trainResult{err: err}
-	}
-	c, err := pr.Round(zk.Context{Run: n.spec.RunID(), Round: req.Round, Peer: string(n.self)}, req.Seed, n.spec.Inner.Steps)
+	w, err := n.runPrivate(n.priv.prover, req.Round, req.Theta, req.Seed, n.spec.Inner.Steps)
 	if err != nil {
 		return trainResult{err: err}
 	}
-	d, err := pr.Delta()
-	if err != nil {
-		return trainResult{err: err}
-	}
-	w := &privateWork{c: c, delta: d, proven: pr.Last()}
-	w.loss = w.proven.Loss()
 	return trainResult{private: w, seconds: time.Since(start).Seconds()}
 }
 
-// submitPrivate hands the engine a private peer's update: its exact
+// runPrivate trains a private round with pr: steps inner steps in fixed
+// point from theta (the agreed state of round), on the batches the run's
+// sampler draws with seed. The same inputs give the same work, which is
+// how a restarted node rebuilds a round it must answer for.
+func (n *node) runPrivate(pr *zk.Prover, round uint64, theta []float32, seed uint64, steps int) (*privateWork, error) {
+	th, err := zk.ThetaFromFloat(theta)
+	if err != nil {
+		return nil, fmt.Errorf("node: the agreed state leaves the circuit's fixed-point range: %w", err)
+	}
+	if err := pr.StartFrom(th); err != nil {
+		return nil, err
+	}
+	c, err := pr.Round(zk.Context{Run: n.spec.RunID(), Round: round, Peer: string(n.self)}, seed, steps)
+	if err != nil {
+		return nil, err
+	}
+	d, err := pr.Delta()
+	if err != nil {
+		return nil, err
+	}
+	w := &privateWork{c: c, delta: d, proven: pr.Last()}
+	w.loss = w.proven.Loss()
+	return w, nil
+}
+
+// privateUpdate is the update of a private round's work: its exact
 // change as the payload, its commitments in place of segment roots.
-func (n *node) submitPrivate(r trainResult) error {
-	w := r.private
-	u := &consensus.Update{Round: r.req.Round, Base: r.req.Base, Samples: uint64(n.spec.Inner.Steps * n.spec.Inner.Batch),
-		Loss: float32(w.loss), Payload: w.delta.Encode(), Seed: r.req.Seed}
+func (n *node) privateUpdate(round uint64, base consensus.Hash, seed uint64, w *privateWork) *consensus.Update {
+	u := &consensus.Update{Round: round, Base: base, Samples: uint64(n.spec.Inner.Steps * n.spec.Inner.Batch),
+		Loss: float32(w.loss), Payload: w.delta.Encode(), Seed: seed, From: n.self}
 	for _, c := range w.c.Commitments() {
 		u.Segments = append(u.Segments, consensus.Hash(c))
 	}
-	u.From = n.self
+	return u
+}
+
+// submitPrivate hands the engine a private peer's update, once what
+// rebuilds it after a restart is on disk.
+func (n *node) submitPrivate(r trainResult) error {
+	w := r.private
+	u := n.privateUpdate(r.req.Round, r.req.Base, r.req.Seed, w)
+	id := u.ID(n.eng.RunID())
+	rec := privateRecord{round: u.Round, update: id, base: u.Base, seed: u.Seed, steps: n.spec.Inner.Steps, theta: r.req.Theta}
+	if err := savePrivate(filepath.Join(n.cfg.OutDir, privateDir), n.spec.RunID().String(), rec); err != nil {
+		// It can still answer while it runs; only a restart would lose it.
+		n.log.Warn("private round not kept on disk: a restart before its proof would leave it unanswered", "round", u.Round, "err", err)
+	}
 	if err := n.eng.Trained(u); err != nil {
 		return err
 	}
-	id := u.ID(n.eng.RunID())
 	n.priv.mu.Lock()
 	n.priv.rounds[id] = &provenRound{round: u.Round, proven: w.proven, steps: map[int]*proving{}}
 	for k, pr := range n.priv.rounds {
@@ -220,17 +251,46 @@ func (n *node) privateAnswer(round uint64, id consensus.Hash, seg int) (*consens
 	n.mu.RLock()
 	dc := n.drawn[id]
 	n.mu.RUnlock()
-	if dc == nil || dc.round != round {
+	var beacon consensus.Hash
+	ok := dc != nil && dc.round == round
+	if ok {
+		beacon = dc.beacon
+	} else if dc == nil {
+		// A draw this node did not note (it restarted since, or adopted
+		// a certified state past the decision): the certified decision it
+		// keeps says it.
+		beacon, ok = n.keptDraw(round, id)
+	}
+	if !ok {
+		n.mu.RLock()
+		behind := dc == nil && round >= max(n.decidedUpTo, n.resumedAt)
+		n.mu.RUnlock()
+		if behind {
+			// It restarted from a checkpoint before that decision: its
+			// challengers ask again once it has caught up.
+			return nil, fmt.Errorf("%w: round %d is not decided here yet", gossip.ErrNotYet, round)
+		}
 		return nil, fmt.Errorf("no check of private update %s was drawn in round %d", id.Short(), round)
 	}
-	if want := consensus.PrivateStep(dc.beacon, id, n.spec.Inner.Steps); seg != want {
+	if want := consensus.PrivateStep(beacon, id, n.spec.Inner.Steps); seg != want {
 		return nil, fmt.Errorf("the beacon drew step %d of private update %s, not %d", want, id.Short(), seg)
 	}
 	n.priv.mu.Lock()
 	pr := n.priv.rounds[id]
 	if pr == nil {
-		n.priv.mu.Unlock()
-		return nil, fmt.Errorf("private update %s is not held here (this node restarted since, or it is too old)", id.Short())
+		rec, err := loadPrivate(filepath.Join(n.cfg.OutDir, privateDir), n.spec.RunID().String(), id, n.model.NumParams(), n.spec.Inner.Steps)
+		if err == nil && !decidedIn(rec.round, round) {
+			err = fmt.Errorf("%w: update %s is of round %d, not aggregated in round %d", errPrivateRecord, id.Short(), rec.round, round)
+		}
+		if err != nil {
+			n.priv.mu.Unlock()
+			if !errors.Is(err, os.ErrNotExist) {
+				n.log.Error("private round kept on disk", "round", round, "update", id.Short(), "err", err)
+			}
+			return nil, fmt.Errorf("private update %s is not held here: %w", id.Short(), err)
+		}
+		pr = &provenRound{round: rec.round, rec: rec, steps: map[int]*proving{}}
+		n.priv.rounds[id] = pr
 	}
 	p := pr.steps[seg]
 	if p == nil {
@@ -258,6 +318,11 @@ func (n *node) prove(pr *provenRound, round uint64, id consensus.Hash, seg int, 
 	n.priv.proving <- struct{}{}
 	defer func() { <-n.priv.proving }()
 	start := time.Now()
+	if err := n.rebuildPrivate(pr, id); err != nil {
+		p.err = err
+		n.log.Error("proof", "round", round, "step", seg, "err", err)
+		return
+	}
 	var b zk.Bundle
 	if n.acts(round) == "forge-proof" {
 		// A proof of a true statement that is not this step: one step
@@ -282,19 +347,99 @@ func (n *node) prove(pr *provenRound, round uint64, id consensus.Hash, seg int, 
 }
 
 // startProofs starts proving the steps a decided round drew of this
-// node's private updates, before its challengers ask.
+// node's private updates, before its challengers ask. A state adopted
+// past decisions this node did not take itself (it lagged, or restarted
+// while they were taken) brings their draws in its certified links: the
+// recent ones still have challengers waiting for a proof.
 func (n *node) startProofs(res consensus.Decided) {
-	if n.priv == nil || n.priv.prover == nil || res.Restored {
+	if n.priv == nil || n.priv.prover == nil {
 		return
 	}
-	for _, c := range res.Challenges {
-		if consensus.PeerID(c.Peer) != n.self {
+	start := func(round uint64, beacon consensus.Hash, chs []spot.Challenge) {
+		for _, c := range chs {
+			if consensus.PeerID(c.Peer) != n.self {
+				continue
+			}
+			id := consensus.Hash(c.Update)
+			step := consensus.PrivateStep(beacon, id, n.spec.Inner.Steps)
+			go n.privateAnswer(round, id, step) //nolint:errcheck // made for the askers; errors are logged by prove
+		}
+	}
+	if !res.Restored {
+		start(res.Round, res.Beacon, res.Challenges)
+		return
+	}
+	for _, l := range res.Links {
+		if v := l.Commit.Value; v != nil && v.Round+keptEvidence > res.Round {
+			beacon, chs := consensus.Draw(v, consensus.SpotPolicyOf(n.spec))
+			start(v.Round, beacon, chs)
+		}
+	}
+}
+
+// keptDraw returns the beacon of the certified decision of round this
+// node keeps (the engine's recent chain, checkpointed) when it drew a
+// check of this node's update id.
+func (n *node) keptDraw(round uint64, id consensus.Hash) (consensus.Hash, bool) {
+	n.mu.RLock()
+	p := n.proof
+	n.mu.RUnlock()
+	if p == nil {
+		return consensus.Hash{}, false
+	}
+	for _, l := range p.Links {
+		v := l.Commit.Value
+		if v == nil || v.Round != round {
 			continue
 		}
-		id := consensus.Hash(c.Update)
-		step := consensus.PrivateStep(res.Beacon, id, n.spec.Inner.Steps)
-		go n.privateAnswer(res.Round, id, step) //nolint:errcheck // made for the askers; errors are logged by prove
+		beacon, chs := consensus.Draw(v, consensus.SpotPolicyOf(n.spec))
+		for _, c := range chs {
+			if consensus.PeerID(c.Peer) == n.self && consensus.Hash(c.Update) == id {
+				return beacon, true
+			}
+		}
 	}
+	return consensus.Hash{}, false
+}
+
+// rebuildPrivate gives pr its chain of states when it came from disk: it
+// re-runs the round from the kept agreed state and seed, and takes the
+// result only when it is the update id this node sent (the same
+// commitments, change, loss and base): a node proves nothing else. Called
+// by prove only, one at a time.
+func (n *node) rebuildPrivate(pr *provenRound, id consensus.Hash) error {
+	n.priv.mu.Lock()
+	done, rec := pr.proven != nil, pr.rec
+	n.priv.mu.Unlock()
+	if done {
+		return nil
+	}
+	start := time.Now()
+	if n.priv.replay == nil {
+		shard, err := privateShard(n.spec, n.self, n.cfg.Data.Train)
+		if err != nil {
+			return err
+		}
+		th, err := zk.ThetaFromFloat(rec.theta)
+		if err != nil {
+			return err
+		}
+		if n.priv.replay, err = zk.NewProver(n.cfg.ZK, th, n.cfg.Data.Train, shard, 0); err != nil {
+			return err
+		}
+	}
+	w, err := n.runPrivate(n.priv.replay, rec.round, rec.theta, rec.seed, rec.steps)
+	if err != nil {
+		return fmt.Errorf("node: rebuilding private update %s of round %d: %w", id.Short(), rec.round, err)
+	}
+	if got := n.privateUpdate(rec.round, rec.base, rec.seed, w).ID(n.spec.RunID()); got != id {
+		return fmt.Errorf("%w: rebuilt from its record, round %d gives update %s, not %s: this node proves only the update it sent", errPrivateRecord, rec.round, got.Short(), id.Short())
+	}
+	n.priv.mu.Lock()
+	pr.proven = w.proven
+	n.priv.mu.Unlock()
+	n.log.Info("rebuilt a private round kept on disk", "round", rec.round, "update", id.Short(), "seconds", time.Since(start).Seconds())
+	return nil
 }
 
 // fetchPrivateAnswer asks the author of a private update for its signed

@@ -686,8 +686,13 @@ func (n *node) checkDraw(round uint64, id consensus.Hash, blocks []int) error {
 	deadline := time.Now().Add(drawWait)
 	for {
 		n.mu.RLock()
-		dc := n.drawn[id]
+		dc, started := n.drawn[id], n.started
 		n.mu.RUnlock()
+		if !started {
+			// A node that is starting (it restarts) does not know yet
+			// what it answers for: its challengers ask again.
+			return fmt.Errorf("%w: this node is starting", gossip.ErrNotYet)
+		}
 		if dc != nil {
 			if dc.round != round {
 				return fmt.Errorf("update %s is of round %d", id.Short(), dc.round)
