@@ -10,6 +10,9 @@
 # single-party setup cached in the user cache directory (minutes, once).
 #
 #   benchmarks/private_demo.sh [--peers 4] [--rounds 10] [--data DIR|synthetic]
+#
+# KEEP=1 keeps the runs' outputs and the nodes' logs (each run's .err) in
+# the temporary directory it prints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peers=4 rounds=10 data=""
@@ -22,7 +25,11 @@ while [ $# -gt 0 ]; do
 	esac
 done
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+if [ -n "${KEEP:-}" ]; then
+	echo "outputs in $tmp"
+else
+	trap 'rm -rf "$tmp"' EXIT
+fi
 go build -o "$tmp/vtrain" ./cmd/vtrain
 extra=()
 [ -n "$data" ] && extra=(--data "$data")
