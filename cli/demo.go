@@ -734,6 +734,9 @@ func specTOML(s runspec.Spec) string {
 		if pv.ProofTimeout.Duration != 0 {
 			fmt.Fprintf(&b, "proof_timeout = %q\n", pv.ProofTimeout)
 		}
+		if pv.Wait != nil {
+			fmt.Fprintf(&b, "wait = %v\n", *pv.Wait)
+		}
 		for _, p := range pv.Peers {
 			fmt.Fprintf(&b, "\n[[privacy.peers]]\npeer = %q\ndata_root = %q\ndata_size = %d\n", p.Peer, p.DataRoot, p.DataSize)
 		}

@@ -220,4 +220,8 @@ func TestSpecTOMLRoundTrip(t *testing.T) {
 	if back, err = runspec.Parse([]byte(specTOML(s))); err != nil || back.RunID() != s.RunID() {
 		t.Fatalf("a spec with private peers changes through TOML (%v):\n%s\n%s", err, s.Canonical(), back.Canonical())
 	}
+	s.Privacy.Wait = new(bool) // privacy.wait = false: another run
+	if back, err = runspec.Parse([]byte(specTOML(s))); err != nil || back.RunID() != s.RunID() || back.WaitsForPrivate() {
+		t.Fatalf("a spec that does not wait for its private peers changes through TOML (%v):\n%s\n%s", err, s.Canonical(), back.Canonical())
+	}
 }

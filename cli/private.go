@@ -32,7 +32,9 @@ func provableSpec(s runspec.Spec, peers int) runspec.Spec {
 // verifying key in the spec, and pins each private peer's data root and
 // size over its shard. It returns the keys directory.
 func demoPrivacy(spec *runspec.Spec, private []string, dataDir, keysDir string, stderr io.Writer) (string, error) {
-	spec.Privacy = runspec.Privacy{Mode: "zk", Depth: 16}
+	// A --spec file's proof timeout and wait policy stand (the demo
+	// waits for its private peers unless the file says wait = false).
+	spec.Privacy = runspec.Privacy{Mode: "zk", Depth: 16, ProofTimeout: spec.Privacy.ProofTimeout, Wait: spec.Privacy.Wait}
 	p := spec.ZKParams()
 	if err := p.Validate(); err != nil {
 		return "", err

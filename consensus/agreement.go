@@ -182,13 +182,14 @@ func (e *Engine) startView(view uint32) {
 }
 
 // expected is the updates the proposer waits for in view 0: the voters',
-// and those of the members that contributed to the last round. A member
-// just admitted, or one that skipped a round, is not waited for (its
-// update is taken if it comes in time).
+// those of the members that contributed to the last round, and those of
+// the private peers the rounds wait for (Policy.Private). A member just
+// admitted, or one that skipped a round, is not waited for (its update is
+// taken if it comes in time).
 func (e *Engine) expected() []PeerID {
 	var out []PeerID
 	for _, m := range e.members.List {
-		if m.Expected(e.round) {
+		if e.policy.expects(m, e.round) {
 			out = append(out, m.ID)
 		}
 	}

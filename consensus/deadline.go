@@ -40,6 +40,42 @@ import (
 // known (rounds 0 and 1) the rule is the proposer's own: a quorum, then
 // half the time the quorum took again (at least a commit timeout).
 //
+// Private peers (runspec's privacy.wait, on by default in a zk run;
+// Policy.Private). A private peer's update comes at the pace of its
+// proofs: it trains once at most one drawn step is left to prove
+// (node/private.go, maxBacklog), so its pace is about a proof's time,
+// seconds, where a public peer's update may take a fraction of one. Left
+// to the rule above, one private voter in four would be past the
+// deadline, a known straggler: rounds would close without it, its updates
+// would come rounds after the state they build on (stale, not even taken
+// late), and it would contribute only when it happened to be quick; and
+// a forger's proof, judged seconds after its update, would be judged
+// after the run had moved on by tens of rounds, or ended. So in a run
+// that waits for them, every private member is expected in every round
+// (Policy.expects) and the deadline counts each one's pace in full, not
+// through the quantile: deadline ≥ 3/2 × its pace (unless clamped to
+// rounds.timeout), so it is never a known straggler for its proof pace,
+// and the rounds follow the slowest private member. A private member
+// that misses a round has its pace moved up by half as any expected
+// member (or, with none known, set just past the deadline), so the next
+// deadline waits longer for it: its pace cannot settle past the deadline
+// as a slow public member's does. A private member's first update after
+// it missed the rounds' start-up is so waited for, however quick the
+// public rounds were.
+//
+// Like every rule here this one is agreed: the private peers are named in
+// the spec (founders with pinned data roots: no fresh identity becomes
+// one, so no wave of them can be raised), and their paces are part of the
+// certified state, so every honest node derives the same deadline; no
+// node's local timing enters it. What it costs is the point of it: the
+// run goes at its slowest private peer's pace, up to rounds.timeout a
+// round. A Byzantine private peer can so slow the rounds to at most
+// rounds.timeout each, no more than a slow honest one would; one that
+// goes silent costs rising deadlines (its pace × 3/2 per missed round, up
+// to rounds.timeout) until it is dropped after members.absent rounds
+// without an aggregated update. A run that prefers speed to its private
+// peers' contributions says privacy.wait = false.
+//
 // A Byzantine proposer's reach is bounded: a voter prevotes nil on a
 // fresh view-0 proposal whose At for an update it got by gossip strays
 // from its own arrival time by more than two commit timeouts, once the
@@ -84,26 +120,37 @@ func nextPace(pace, at uint32) uint32 {
 	return uint32(max(p, 1))
 }
 
-// Deadline is the collection deadline of the round whose members are ms,
-// from the paces of the given members, its voters (see Engine.Deadline):
-// clamp(margin × quantile of their known paces, half a commit timeout,
-// timeout). ok is false when none of them has a pace yet. The floor keeps ordinary message delays
-// (a commit timeout bounds them) from cutting members off when training is
+// Deadline is the collection deadline of the round whose members are ms
+// under policy p (see Engine.Deadline): clamp(margin × max(the quantile
+// of the voters' known paces, the slowest known pace of p's private
+// members), half a commit timeout, rounds.timeout). ok is false when none
+// of them has a pace yet. The floor keeps ordinary message delays (a
+// commit timeout bounds them) from cutting members off when training is
 // quick; the margin does the same for a spread of training times.
-func (ms *Members) Deadline(voters []PeerID, timeout, commitTimeout time.Duration) (d time.Duration, ok bool) {
+func (ms *Members) Deadline(p Policy) (d time.Duration, ok bool) {
+	timeout := time.Duration(p.Timeout) * time.Millisecond
+	commitTimeout := time.Duration(p.Commit) * time.Millisecond
 	var paces []uint32
-	for _, p := range voters {
-		if m, found := ms.Find(p); found && m.Pace > 0 {
+	for _, id := range ms.Voters() {
+		if m, found := ms.Find(id); found && m.Pace > 0 {
 			paces = append(paces, m.Pace)
 		}
 	}
-	if len(paces) == 0 {
+	var q uint32
+	if len(paces) > 0 {
+		slices.Sort(paces)
+		k := (len(paces)*paceQuantileNum + paceQuantileDen - 1) / paceQuantileDen // nearest rank
+		q = paces[max(k, 1)-1]
+	}
+	for _, id := range p.Private {
+		if m, found := ms.Find(id); found {
+			q = max(q, m.Pace) // private members' paces count in full
+		}
+	}
+	if q == 0 {
 		return timeout, false
 	}
-	slices.Sort(paces)
-	k := (len(paces)*paceQuantileNum + paceQuantileDen - 1) / paceQuantileDen // nearest rank
-	q := time.Duration(paces[max(k, 1)-1]) * time.Millisecond
-	d = q * paceMarginNum / paceMarginDen
+	d = time.Duration(q) * time.Millisecond * paceMarginNum / paceMarginDen
 	return min(max(d, commitTimeout/2), timeout), true
 }
 

@@ -2,6 +2,7 @@ package consensus_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,4 +251,116 @@ func paced2() runspec.Spec {
 	s := runspec.Default()
 	paced(&s)
 	return s
+}
+
+// TestDeadlinePrivatePeer: four founders, the last a private peer whose
+// updates come at the pace of its proofs, 3 s, where the others train in
+// half a second. In a run that waits for its private peers (the default)
+// the agreed deadline follows its pace: its update is aggregated on time
+// in nearly every round, and every honest engine holds the same deadline
+// every round. With privacy.wait = false it is a known straggler, as any
+// member that slow: its updates come after their round closed, stale, and
+// it contributes in few rounds (the rule this test is for: without it the
+// waiting run is the same as this one).
+func TestDeadlinePrivatePeer(t *testing.T) {
+	const rounds, from, slow, proof = 30, 5, 3, 3 * time.Second
+	for seed := uint64(1); seed <= uint64(simSeeds(2)); seed++ {
+		for _, wait := range []bool{true, false} {
+			sn := simnet.New(t, 4, seed, func(s *runspec.Spec) {
+				paced(s)
+				s.Inner.Optimizer, s.Inner.Momentum, s.Inner.WeightDecay, s.Inner.Steps = "sgd", 0, 0, 20
+				s.Privacy = runspec.Privacy{Mode: "zk", Depth: 16, VKSHA256: strings.Repeat("0", 64),
+					Peers: []runspec.PrivatePeer{{Peer: s.Members.Genesis[slow], DataRoot: strings.Repeat("0", 64), DataSize: 1000}}}
+				if !wait {
+					s.Privacy.Wait = new(bool)
+				}
+			})
+			p := sn.IDs[slow]
+			if !sn.Spec.IsPrivate(string(p)) || sn.Spec.WaitsForPrivate() != wait {
+				t.Fatalf("the spec's private peer is not %s (waits %v)", p, sn.Spec.WaitsForPrivate())
+			}
+			sn.TrainFor = func(n *simnet.Net, i int) time.Duration {
+				if i == slow {
+					return proof
+				}
+				return n.TrainTime
+			}
+			sn.Work = func(n *simnet.Net, i int, req *consensus.TrainRequest) *consensus.Update {
+				u := simnet.ToyWork(n, i, req)
+				if i == slow {
+					// A private update carries a commitment per inner step
+					// and the one before them, in place of segment roots.
+					u.Segments = make([]consensus.Hash, n.Spec.Inner.Steps+1)
+					for k := range u.Segments {
+						u.Segments[k][0], u.Segments[k][1] = byte(k), byte(req.Round)
+					}
+				}
+				return u
+			}
+			dr := &deadlineRun{sn: sn, deadlines: map[uint64]map[time.Duration]int{}, late: map[uint64]map[consensus.PeerID]int{}, decided: map[uint64]int{}}
+			sn.OnDecided = func(sn *simnet.Net, i int, d consensus.Decided) {
+				if !sn.Honest(i) || d.Restored {
+					return
+				}
+				if dr.deadlines[d.Round] == nil {
+					dr.deadlines[d.Round], dr.late[d.Round] = map[time.Duration]int{}, map[consensus.PeerID]int{}
+				}
+				dr.deadlines[d.Round][d.Deadline]++
+				dr.decided[d.Round]++
+			}
+			lr := watchLate(sn, from)
+			dr.run(t, rounds)
+			got := lr.onTime[p]
+			t.Logf("seed %d wait %v: the private peer on time in %d of %d rounds, late in %d; deadline %v in round %d", seed, wait, got, lr.decided, lr.late[p], dr.deadlineOf(rounds-1), rounds-1)
+			switch {
+			case wait && 10*got < 9*lr.decided:
+				t.Errorf("seed %d: waiting for it, the private peer's update was on time in %d of %d rounds", seed, got, lr.decided)
+			case wait && dr.deadlineOf(rounds-1) < proof:
+				t.Errorf("seed %d: waiting for it, the deadline %v is under its pace %v", seed, dr.deadlineOf(rounds-1), proof)
+			case !wait && 4*(got+lr.late[p]) > lr.decided:
+				t.Errorf("seed %d: not waiting for it, the private peer still contributed in %d of %d rounds", seed, got+lr.late[p], lr.decided)
+			}
+		}
+	}
+}
+
+// TestDeadlineSilentPrivatePeer: a private peer that the run waits for
+// and that never sends an update costs rising deadlines only until it is
+// dropped as absent (members.absent rounds), then the rounds go at the
+// public peers' pace again; every honest engine agrees on every deadline.
+func TestDeadlineSilentPrivatePeer(t *testing.T) {
+	const rounds, slow = 20, 3
+	for seed := uint64(1); seed <= uint64(simSeeds(2)); seed++ {
+		sn := simnet.New(t, 4, seed, func(s *runspec.Spec) {
+			paced(s)
+			s.Members.Absent = 4
+			s.Inner.Optimizer, s.Inner.Momentum, s.Inner.WeightDecay, s.Inner.Steps = "sgd", 0, 0, 20
+			s.Privacy = runspec.Privacy{Mode: "zk", Depth: 16, VKSHA256: strings.Repeat("0", 64),
+				Peers: []runspec.PrivatePeer{{Peer: s.Members.Genesis[slow], DataRoot: strings.Repeat("0", 64), DataSize: 1000}}}
+		})
+		sn.Down[slow] = true
+		dr := &deadlineRun{sn: sn, deadlines: map[uint64]map[time.Duration]int{}, late: map[uint64]map[consensus.PeerID]int{}, decided: map[uint64]int{}}
+		sn.OnDecided = func(sn *simnet.Net, i int, d consensus.Decided) {
+			if !sn.Honest(i) || d.Restored {
+				return
+			}
+			if dr.deadlines[d.Round] == nil {
+				dr.deadlines[d.Round] = map[time.Duration]int{}
+			}
+			dr.deadlines[d.Round][d.Deadline]++
+		}
+		dr.run(t, rounds)
+		if sn.Engines[0].Members().Has(sn.IDs[slow]) {
+			t.Fatalf("seed %d: the silent private peer is still a member in round %d", seed, rounds)
+		}
+		var total time.Duration
+		for r := uint64(1); r < rounds; r++ {
+			total += dr.deadlineOf(r)
+		}
+		last := median(dr.roundTimes(0, rounds-8, rounds))
+		t.Logf("seed %d: deadlines %v … %v, %v in all; median round at the end %v", seed, dr.deadlineOf(2), dr.deadlineOf(6), total, last)
+		if last > 1500*time.Millisecond {
+			t.Errorf("seed %d: median round %v once the silent private peer was dropped", seed, last)
+		}
+	}
 }

@@ -244,6 +244,16 @@
 // rounds.timeout. Before any pace is known the proposer's own rule holds:
 // a quorum, then half the time it took again (at least a commit timeout).
 //
+// A run with private peers waits for them unless its spec says
+// privacy.wait = false: a private peer's update comes at the pace of its
+// proofs, seconds, and as a known straggler it would contribute only by
+// chance, and a forged proof would be judged only after the run had moved
+// on. Each private member is expected in every round and the deadline
+// counts its pace in full: 3/2 × the larger of the voters' quantile and
+// the slowest private member's pace. The private peers are named in the
+// spec, so no fresh identity can stretch the rounds this way; each one
+// can, to rounds.timeout at most, which is the price of its contributions.
+//
 // Expected members whose update of the round the decision does not name
 // are reported late (Decided.Late); a straggler is not waited for past
 // the deadline. Its update is not wasted: it is taken in the next round

@@ -368,7 +368,7 @@ func (e *Engine) enterRound() {
 		e.lateArrived = map[Hash]time.Duration{}
 	}
 	e.arrived = map[Hash]time.Duration{}
-	e.deadline, e.paced = e.members.Deadline(e.voters, e.spec.Rounds.Timeout.Duration, e.spec.Rounds.CommitTimeout.Duration)
+	e.deadline, e.paced = e.members.Deadline(e.policy)
 	e.ownSent = nil
 	e.pending, e.want = nil, nil
 	e.ag = newAgreement()

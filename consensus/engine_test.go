@@ -1249,7 +1249,7 @@ func TestUnknownPaceIsWaitedFor(t *testing.T) {
 		{ID: "d", Seat: true, Work: 3, Last: 4},
 	}}
 	p := Policy{Seats: 4, Absent: 8, Admit: 1, Max: 64, Timeout: 5000, Commit: 1000}
-	deadline, paced := ms.Deadline(ms.Voters(), 5*time.Second, time.Second)
+	deadline, paced := ms.Deadline(p)
 	if !paced || deadline != 900*time.Millisecond {
 		t.Fatalf("deadline %v (paced %v), want 3/2 × 600 ms", deadline, paced)
 	}
@@ -1269,6 +1269,69 @@ func TestUnknownPaceIsWaitedFor(t *testing.T) {
 	e = &Engine{members: next, paced: true, deadline: deadline}
 	if !e.straggler("d") {
 		t.Error("a voter that missed the deadline with no pace is still waited for")
+	}
+}
+
+// TestPrivatePaceIsWaitedFor: in a run that waits for its private peers
+// (Policy.Private), a private voter whose pace (its proofs') is far past
+// the public voters' is no known straggler: the deadline counts its pace
+// in full. Without the rule it was one, and a straggler's pace never comes
+// down while rounds close before its updates come. A private member that
+// missed a round with no pace known gets one just past that deadline, and
+// the next deadline waits for it again (a public one stays a straggler);
+// an unseated private member is expected whatever rounds it missed, and
+// its pace moves up when it misses one.
+func TestPrivatePaceIsWaitedFor(t *testing.T) {
+	ms := Members{List: []Member{
+		{ID: "a", Seat: true, Work: 3, Last: 4, Pace: 200},
+		{ID: "b", Seat: true, Work: 3, Last: 4, Pace: 250},
+		{ID: "c", Seat: true, Work: 3, Last: 4, Pace: 300},
+		{ID: "d", Seat: true, Work: 3, Last: 4, Pace: 4000},
+		{ID: "e", Work: 1, Last: 1, Pace: 3000},
+	}}
+	pub := Policy{Seats: 4, Absent: 8, Admit: 1, Max: 64, Timeout: 60000, Commit: 1000}
+	priv := pub
+	priv.Private = []PeerID{"d", "e"}
+	deadline, _ := ms.Deadline(pub)
+	if deadline != 500*time.Millisecond {
+		t.Fatalf("public deadline %v, want the floor, half a commit timeout", deadline)
+	}
+	if e := (&Engine{members: ms, policy: pub, paced: true, deadline: deadline, round: 5}); !e.straggler("d") || slices.Contains(e.expected(), "e") {
+		t.Fatalf("without the rule: d a straggler %v, e expected in %v", e.straggler("d"), e.expected())
+	}
+	deadline, paced := ms.Deadline(priv)
+	if !paced || deadline != 6*time.Second {
+		t.Fatalf("deadline %v (paced %v), want 3/2 × the private voter's 4 s", deadline, paced)
+	}
+	e := &Engine{members: ms, policy: priv, paced: paced, deadline: deadline, round: 5}
+	if e.straggler("d") || e.straggler("e") {
+		t.Error("a private member is a known straggler for its proof pace")
+	}
+	if !slices.Contains(e.expected(), "e") {
+		t.Errorf("an unseated private member that missed rounds is not expected: %v", e.expected())
+	}
+	v := &Value{Round: 5, Updates: []UpdateRef{{From: "a", At: 200}, {From: "b", At: 250}, {From: "c", At: 300}, {From: "d", At: 4000}}}
+	next := ms.Next(5, v, priv, map[PeerID]Hash{})
+	if m, _ := next.Find("e"); m.Pace != 4500 {
+		t.Errorf("an unseated private member that missed the round: pace %d, want 4500 (moved up by half)", m.Pace)
+	}
+
+	// Missed with no pace known (a private peer still loading its keys
+	// when the rounds began).
+	ms.List[3].Pace = 0
+	ms.List = ms.List[:4]
+	for _, pol := range []Policy{pub, priv} {
+		deadline, _ := ms.Deadline(pol)
+		v := &Value{Round: 5, Updates: []UpdateRef{{From: "a", At: 200}, {From: "b", At: 250}, {From: "c", At: 300}}}
+		next := ms.Next(5, v, pol, map[PeerID]Hash{})
+		d2, _ := next.Deadline(pol)
+		e := &Engine{members: next, policy: pol, paced: true, deadline: d2}
+		if m, _ := next.Find("d"); time.Duration(m.Pace)*time.Millisecond <= deadline {
+			t.Fatalf("missed with no pace: pace %d ms, deadline %v", m.Pace, deadline)
+		}
+		if private := len(pol.Private) > 0; e.straggler("d") == private {
+			t.Errorf("private %v: after a miss with no pace, a straggler %v (deadline %v)", private, e.straggler("d"), d2)
+		}
 	}
 }
 

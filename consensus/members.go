@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/vtrain/vtrain/runspec"
 )
@@ -50,13 +49,39 @@ type Policy struct {
 	Max       int    // members, at most
 	Timeout   uint32 // rounds.timeout in milliseconds: the largest arrival time a pace takes in
 	Commit    uint32 // rounds.commit_timeout in milliseconds (the deadline's floor is half of it)
+	// Private is the private peers the rounds wait for, sorted: the
+	// spec's privacy.peers when it waits for them (runspec's
+	// WaitsForPrivate), none otherwise. Each is expected in every round
+	// and the deadline follows its pace in full (deadline.go).
+	Private []PeerID
 }
 
 // PolicyOf returns a spec's membership policy.
 func PolicyOf(spec runspec.Spec) Policy {
-	return Policy{Seats: spec.Members.Voters, Probation: uint64(spec.Verify.Probation),
+	p := Policy{Seats: spec.Members.Voters, Probation: uint64(spec.Verify.Probation),
 		Absent: uint64(spec.Members.Absent), Admit: spec.Members.Admit, Max: spec.Members.Max,
 		Timeout: paceMillis(spec.Rounds.Timeout.Duration), Commit: paceMillis(spec.Rounds.CommitTimeout.Duration)}
+	if spec.WaitsForPrivate() {
+		for _, pp := range spec.Privacy.Peers {
+			p.Private = append(p.Private, PeerID(pp.Peer))
+		}
+		slices.Sort(p.Private)
+	}
+	return p
+}
+
+// awaits reports whether id is a private peer the rounds wait for.
+func (p Policy) awaits(id PeerID) bool {
+	_, ok := slices.BinarySearch(p.Private, id)
+	return ok
+}
+
+// expects reports whether round waits for m's update under p: when m is
+// Expected, and always when m is a private peer the rounds wait for
+// (seated or not, whatever rounds it missed: a private member that missed
+// a round is the one whose pace most needs learning, see deadline.go).
+func (p Policy) expects(m Member, round uint64) bool {
+	return m.Expected(round) || p.awaits(m.ID)
 }
 
 // GenesisMembers returns the founders of a spec as round 0's members. The
@@ -242,10 +267,10 @@ func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash)
 	for _, u := range v.Updates {
 		in[u.From] = true
 	}
-	deadline, paced := ms.Deadline(ms.Voters(), time.Duration(p.Timeout)*time.Millisecond, time.Duration(p.Commit)*time.Millisecond)
+	deadline, paced := ms.Deadline(p)
 	for i := range out.List {
 		m := &out.List[i]
-		if in[m.ID] || !m.Expected(round) {
+		if in[m.ID] || !p.expects(*m, round) {
 			continue
 		}
 		if m.Pace == 0 && paced {

@@ -49,7 +49,10 @@ type private struct {
 // prove when it starts training a round: a peer that proves slower than
 // the rounds go waits before it trains, so that it sends one update per
 // proof it can make rather than fall ever further behind its
-// challengers (who wait privacy.proof_timeout for each proof).
+// challengers (who wait privacy.proof_timeout for each proof). In a run
+// that waits for its private peers (runspec's privacy.wait, the default)
+// this is the pace the rounds follow: the agreed deadline counts this
+// peer's pace in full (consensus/deadline.go).
 const maxBacklog = 1
 
 // provenRound is an own private update with what answers for it: the

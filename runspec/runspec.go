@@ -227,6 +227,24 @@ type Privacy struct {
 	// private peer's proof of a drawn step: a proof takes seconds to make
 	// (0: DefaultProofTimeout).
 	ProofTimeout Duration `toml:"proof_timeout" json:"proof_timeout,omitzero"`
+	// Wait says whether the rounds wait for the private peers (nil: yes,
+	// the default). A private peer's update comes at the pace of its
+	// proofs (it trains once at most one is outstanding, node/private.go),
+	// seconds where a public peer's may take a fraction of one; left to
+	// the voters' pace it would be a known straggler, its updates stale
+	// before they come, and a forged proof judged only after the run has
+	// moved on by many rounds. Waiting, the agreed deadline follows the
+	// slowest private member's pace (consensus/deadline.go). wait = false
+	// leaves the private peers to the voters' pace like any member.
+	// Normalised: only false is ever written (an explicit true is the
+	// default, and must not change the run ID).
+	Wait *bool `toml:"wait" json:"wait,omitempty"`
+}
+
+// WaitsForPrivate reports whether the rounds wait for the private peers
+// (Privacy.Wait): a zk run that does not say wait = false.
+func (s Spec) WaitsForPrivate() bool {
+	return s.Privacy.Mode == "zk" && (s.Privacy.Wait == nil || *s.Privacy.Wait)
 }
 
 // DefaultProofTimeout is privacy.proof_timeout when the spec does not say.
@@ -354,6 +372,7 @@ func Parse(b []byte) (Spec, error) {
 	if s.Privacy.Mode == "zk" && s.Privacy.Depth == 0 {
 		s.Privacy.Depth = 16
 	}
+	s.Privacy.Wait = normWait(s.Privacy.Wait)
 	return s, s.Validate()
 }
 
@@ -501,12 +520,22 @@ func (s Spec) WithFounders(ids ...string) Spec {
 	return s
 }
 
+// normWait is privacy.wait as the canonical form holds it: nil for the
+// default (wait), false for the opt-out.
+func normWait(w *bool) *bool {
+	if w == nil || *w {
+		return nil
+	}
+	f := false
+	return &f
+}
+
 func (s Spec) validatePrivacy() error {
 	pv := s.Privacy
 	switch pv.Mode {
 	case "", "none":
-		if pv.Depth != 0 || pv.VKSHA256 != "" || len(pv.Peers) > 0 || pv.ProofTimeout.Duration != 0 {
-			return bad("privacy", "depth, vk_sha256, peers and proof_timeout apply to mode = \"zk\" only")
+		if pv.Depth != 0 || pv.VKSHA256 != "" || len(pv.Peers) > 0 || pv.ProofTimeout.Duration != 0 || pv.Wait != nil {
+			return bad("privacy", "depth, vk_sha256, peers, proof_timeout and wait apply to mode = \"zk\" only")
 		}
 		return nil
 	case "zk":
@@ -605,6 +634,7 @@ func (s Spec) Canonical() []byte {
 	if s.Members.Genesis == nil {
 		s.Members.Genesis = []string{}
 	}
+	s.Privacy.Wait = normWait(s.Privacy.Wait)
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

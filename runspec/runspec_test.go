@@ -175,6 +175,43 @@ func TestPrivacyZK(t *testing.T) {
 	if _, err := Parse([]byte("[privacy]\nvk_sha256 = \"00\"")); !errors.Is(err, ErrSpec) {
 		t.Errorf("a key without mode zk accepted: %v", err)
 	}
+	if _, err := Parse([]byte("[privacy]\nwait = false")); !errors.Is(err, ErrSpec) {
+		t.Errorf("wait without mode zk accepted: %v", err)
+	}
+}
+
+// TestPrivacyWait: a zk run waits for its private peers unless it says
+// wait = false; an explicit wait = true is the default and names the same
+// run, and the opt-out is part of the run ID.
+func TestPrivacyWait(t *testing.T) {
+	def, err := Parse([]byte(zkSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes, err := Parse([]byte(zkSpec + "wait = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	no, err := Parse([]byte(zkSpec + "wait = false\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !def.WaitsForPrivate() || !yes.WaitsForPrivate() || no.WaitsForPrivate() || Default().WaitsForPrivate() {
+		t.Fatalf("waits: default %v, wait = true %v, wait = false %v, no privacy %v", def.WaitsForPrivate(), yes.WaitsForPrivate(), no.WaitsForPrivate(), Default().WaitsForPrivate())
+	}
+	if yes.RunID() != def.RunID() || no.RunID() == def.RunID() {
+		t.Fatalf("run IDs: default %s, wait = true %s, wait = false %s", def.RunID().Short(), yes.RunID().Short(), no.RunID().Short())
+	}
+	tr := true
+	set := def
+	set.Privacy.Wait = &tr
+	if set.RunID() != def.RunID() {
+		t.Fatal("a spec built with wait = true in code names another run")
+	}
+	back, err := FromCanonical(no.Canonical(), no.RunID())
+	if err != nil || back.WaitsForPrivate() {
+		t.Fatalf("wait = false does not survive the canonical form: %v", err)
+	}
 }
 
 // userModel registers a small model of the test's own: x → tanh(x·W+b) → dense.
