@@ -35,6 +35,12 @@ type private struct {
 	// replay rebuilds own rounds kept on disk (privstore.go) after a
 	// restart; made when first needed, used only by prove (one at a time).
 	replay *zk.Prover
+	// train admits one round of training on prover at a time: a node
+	// starts training a new round while it cancels the one under way
+	// (startTraining), and a cancelled private round runs its steps to
+	// the end (the prover takes no context), so the next one waits for
+	// it rather than share the prover's state with it.
+	train sync.Mutex
 
 	mu     sync.Mutex
 	rounds map[consensus.Hash]*provenRound // own private updates, by ID
@@ -170,6 +176,11 @@ func (n *node) trainPrivate(ctx context.Context, req *consensus.TrainRequest) tr
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
+	}
+	n.priv.train.Lock()
+	defer n.priv.train.Unlock()
+	if err := ctx.Err(); err != nil { // cancelled while the round before finished
+		return trainResult{err: err}
 	}
 	start := time.Now()
 	w, err := n.runPrivate(n.priv.prover, req.Round, req.Theta, req.Seed, n.spec.Inner.Steps)

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -8,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vtrain/vtrain/consensus"
@@ -259,5 +262,60 @@ func BenchmarkPrivateRebuild(b *testing.B) {
 		if err := n.rebuildPrivate(p, rec.update); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTrainPrivateOneAtATime: a node starts training a new round while
+// the one under way is cancelled and still running (startTraining), and
+// both use the private peer's one prover. Each round's update must still
+// be the one it would be alone; sharing the prover crashed a demo's
+// private peer (an index out of range in Prover.Round) and, under the
+// race detector, is a data race.
+func TestTrainPrivateOneAtATime(t *testing.T) {
+	n := privateNode(t, 40)
+	shard, err := privateShard(n.spec, n.self, n.cfg.Data.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theta := make([]float32, 7850)
+	for i := range theta {
+		theta[i] = float32(i%13-6) * 1e-3
+	}
+	th, _ := zk.ThetaFromFloat(theta)
+	if n.priv.prover, err = zk.NewProver(n.cfg.ZK, th, n.cfg.Data.Train, shard, 0); err != nil {
+		t.Fatal(err)
+	}
+	reqs := make([]*consensus.TrainRequest, 6)
+	want := make([][]byte, len(reqs))
+	for i := range reqs {
+		reqs[i] = &consensus.TrainRequest{Round: uint64(i + 1), Theta: theta, Seed: uint64(100 + i)}
+		r := n.trainPrivate(context.Background(), reqs[i])
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		want[i] = r.private.delta.Encode()
+	}
+	got := make([]trainResult, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = n.trainPrivate(context.Background(), req)
+		}()
+	}
+	wg.Wait()
+	for i, r := range got {
+		if r.err != nil {
+			t.Fatalf("round %d: %v", i+1, r.err)
+		}
+		if !bytes.Equal(r.private.delta.Encode(), want[i]) {
+			t.Errorf("round %d trained beside the others is not the round trained alone", i+1)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r := n.trainPrivate(ctx, reqs[0]); !errors.Is(r.err, context.Canceled) {
+		t.Errorf("a cancelled round: %v", r.err)
 	}
 }

@@ -167,7 +167,8 @@ func (pr *Prover) Theta() Theta { return pr.tr.Theta() }
 
 // Round trains steps inner steps on the batches that the run's sampler
 // draws with the round's batch seed, and returns the contribution to
-// publish.
+// publish. A Prover is one peer's: it trains one round at a time (the
+// caller serializes Round, Delta and Last).
 func (pr *Prover) Round(ctx Context, seed uint64, steps int) (Contribution, error) {
 	p := pr.keys.Params
 	pr.ctx, pr.seed = ctx, seed
@@ -184,15 +185,16 @@ func (pr *Prover) Round(ctx Context, seed uint64, steps int) (Contribution, erro
 	}
 	// The commitments cost more than the steps (a sponge over θ each):
 	// made on all cores once the steps are taken.
-	c.Steps = make([]fr.Element, len(pr.thetas))
+	thetas := pr.thetas
+	c.Steps = make([]fr.Element, len(thetas))
 	var wg sync.WaitGroup
-	workers := min(runtime.GOMAXPROCS(0), len(pr.thetas))
+	workers := min(runtime.GOMAXPROCS(0), len(thetas))
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(pr.thetas); i += workers {
-				c.Steps[i] = p.CommitTheta(pr.thetas[i])
+			for i := w; i < len(thetas); i += workers {
+				c.Steps[i] = p.CommitTheta(thetas[i])
 			}
 		}()
 	}
