@@ -165,11 +165,10 @@ func privateNode(t testing.TB, steps int) *node {
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), priv: &private{rounds: map[consensus.Hash]*provenRound{}, proving: make(chan struct{}, 1)}}
 }
 
-// TestPrivateRebuild: a round rebuilt from its record is the update the
-// node sent, and a record that does not give that update (another seed,
-// another state, another base) is refused: the node proves nothing else.
-func TestPrivateRebuild(t *testing.T) {
-	n := privateNode(t, 12)
+// privateProver returns an agreed state of n's logreg model and a prover
+// of n's shard starting from it.
+func privateProver(t testing.TB, n *node) ([]float32, *zk.Prover) {
+	t.Helper()
 	shard, err := privateShard(n.spec, n.self, n.cfg.Data.Train)
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +182,15 @@ func TestPrivateRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return theta, pr
+}
+
+// TestPrivateRebuild: a round rebuilt from its record is the update the
+// node sent, and a record that does not give that update (another seed,
+// another state, another base) is refused: the node proves nothing else.
+func TestPrivateRebuild(t *testing.T) {
+	n := privateNode(t, 12)
+	theta, pr := privateProver(t, n)
 	const round, seed = 3, 77
 	base := consensus.Hash{5}
 	w, err := n.runPrivate(pr, round, theta, seed, n.spec.Inner.Steps)
@@ -273,18 +281,8 @@ func BenchmarkPrivateRebuild(b *testing.B) {
 // race detector, is a data race.
 func TestTrainPrivateOneAtATime(t *testing.T) {
 	n := privateNode(t, 40)
-	shard, err := privateShard(n.spec, n.self, n.cfg.Data.Train)
-	if err != nil {
-		t.Fatal(err)
-	}
-	theta := make([]float32, 7850)
-	for i := range theta {
-		theta[i] = float32(i%13-6) * 1e-3
-	}
-	th, _ := zk.ThetaFromFloat(theta)
-	if n.priv.prover, err = zk.NewProver(n.cfg.ZK, th, n.cfg.Data.Train, shard, 0); err != nil {
-		t.Fatal(err)
-	}
+	var theta []float32
+	theta, n.priv.prover = privateProver(t, n)
 	reqs := make([]*consensus.TrainRequest, 6)
 	want := make([][]byte, len(reqs))
 	for i := range reqs {
