@@ -168,12 +168,6 @@ func (n *Net) buildLoss() error {
 	return err
 }
 
-// Spec returns the model's spec.
-func (n *Net) Spec() Spec { return n.spec }
-
-// Batch returns the batch size the net was compiled for.
-func (n *Net) Batch() int { return n.batch }
-
 // Params returns the flat parameter vector (the caller's slice).
 func (n *Net) Params() []float32 { return n.params }
 

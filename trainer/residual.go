@@ -38,9 +38,6 @@ func NewResidualTree(v []float32, block int) *ResidualTree {
 	return t
 }
 
-// Root is the commitment.
-func (t *ResidualTree) Root() Hash { return Hash(t.t.Root(t.t.Size())) }
-
 // Path is block b's inclusion proof.
 func (t *ResidualTree) Path(b int) ([]Hash, error) {
 	p, err := t.t.InclusionProof(uint64(b), t.t.Size())

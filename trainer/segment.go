@@ -287,10 +287,6 @@ type Evidence struct {
 // ErrChallenge is wrapped by every reason a challenge fails.
 var ErrChallenge = errors.New("challenge failed")
 
-func failf(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", ErrChallenge, fmt.Sprintf(format, a...))
-}
-
 // SegmentSteps returns the inner steps segment seg of a round spans:
 // [lo, hi).
 func SegmentSteps(spec runspec.Spec, seg int) (lo, hi int) { return spec.SegmentSteps(seg) }

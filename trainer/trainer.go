@@ -261,10 +261,6 @@ func (t *Trainer) Steps() int64 { return t.step }
 // StepsPerEpoch returns the steps of one pass over the trainer's shard.
 func (t *Trainer) StepsPerEpoch() int64 { return t.sampler.StepsPerEpoch() }
 
-// BatchIndices appends the sample indices that step uses to dst: the
-// replayable record of what a step trained on.
-func (t *Trainer) BatchIndices(step int64, dst []int) []int { return t.sampler.BatchAt(step, dst) }
-
 // Step trains on the next batch and returns its loss (before the update).
 func (t *Trainer) Step() (float32, error) {
 	t.idx = t.sampler.BatchAt(t.step, t.idx[:0])

@@ -133,9 +133,6 @@ func (p *Proc) WaitLine(s string, timeout time.Duration) (string, error) {
 	}
 }
 
-// Done is closed when the process has ended.
-func (p *Proc) Done() <-chan struct{} { return p.done }
-
 // Err is the process's exit error once it has ended.
 func (p *Proc) Err() error {
 	p.mu.Lock()

@@ -67,18 +67,6 @@ var ErrProof = errors.New("ledger: proof does not verify")
 // split is the largest power of two smaller than n (n ≥ 2).
 func split(n uint64) uint64 { return 1 << (bits.Len64(n-1) - 1) }
 
-// rootOf is MTH over leaf hashes (RFC 6962 §2.1).
-func rootOf(leaves []Hash) Hash {
-	switch len(leaves) {
-	case 0:
-		return EmptyRoot
-	case 1:
-		return leaves[0]
-	}
-	k := split(uint64(len(leaves)))
-	return NodeHash(rootOf(leaves[:k]), rootOf(leaves[k:]))
-}
-
 // Tree is an in-memory Merkle tree over leaf hashes that grows by
 // appending. It keeps the leaf hashes and, for speed, the roots of the
 // complete subtrees (a compact range), so that appending is O(log n) and
