@@ -44,7 +44,11 @@ type Buffer interface {
 
 // Engine runs kernels on one device. Operations are ordered: each sees the
 // effects of the ones before it. Download and Sync wait for them to finish.
-// An engine is not safe for concurrent use.
+// Goroutines that work on buffers of their own may share an engine (a node
+// trains a round while it replays a challenged segment on its one device):
+// each one's operations keep their order, and nothing but the buffers is
+// shared (enginetest.Concurrent). Two goroutines on one buffer are a
+// caller's mistake.
 type Engine interface {
 	// Name says what the engine runs on, e.g. "cpu" or "cuda:0 (NVIDIA H100)".
 	Name() string

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/vtrain/vtrain/engine"
@@ -47,6 +49,7 @@ func run(t *testing.T, e engine.Engine, stepTol float64) {
 	t.Run("Shapes", func(t *testing.T) { Shapes(t, e) })
 	t.Run("TrainingSteps", func(t *testing.T) { TrainingSteps(t, e, stepTol) })
 	t.Run("LoweredGraphs", func(t *testing.T) { LoweredGraphs(t, e, stepTol) })
+	t.Run("Concurrent", func(t *testing.T) { Concurrent(t, e) })
 }
 
 // padded is an output window inside a NaN-filled buffer.
@@ -739,4 +742,67 @@ func RelL2Update(got, want, base []float32) float64 {
 		return math.Sqrt(num)
 	}
 	return math.Sqrt(num / den)
+}
+
+// Concurrent checks that trainers on their own buffers may share the
+// engine: a node trains a round while it replays a challenged segment and
+// answers for an earlier one, all on its one device. Several trainers
+// step at once and each must end where it ends alone, bit for bit (the
+// engine runs each one's operations in their order, and no state but the
+// buffers is shared).
+func Concurrent(t *testing.T, e engine.Engine) {
+	set := data.Synthetic(5, 256, 1)
+	spec, err := models.NewSpec(models.MLP, []int{32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, steps = 4, 6
+	run := func(w int) ([]float32, error) {
+		cfg := trainer.DefaultConfig(spec)
+		cfg.Batch, cfg.Seed = 16, uint64(100+w)
+		if w%2 == 1 {
+			cfg.Optimizer, cfg.Schedule.Base = "adamw", 1e-3
+		}
+		tr, err := trainer.New(cfg, set.Train, trainer.WithEngine(e))
+		if err != nil {
+			return nil, err
+		}
+		defer tr.Close()
+		for range steps {
+			if _, err := tr.Step(); err != nil {
+				return nil, err
+			}
+		}
+		return tr.Params(), nil
+	}
+	alone := make([][]float32, workers)
+	for w := range alone {
+		if alone[w], err = run(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	together := make([][]float32, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			together[w], errs[w] = run(w)
+		}()
+	}
+	wg.Wait()
+	for w := range workers {
+		if errs[w] != nil {
+			t.Fatalf("trainer %d beside the others: %v", w, errs[w])
+		}
+		if i := slices.IndexFunc(alone[w], func(v float32) bool { return v != v }); i >= 0 {
+			t.Fatalf("trainer %d alone: parameter %d is NaN", w, i)
+		}
+		for i := range alone[w] {
+			if math.Float32bits(alone[w][i]) != math.Float32bits(together[w][i]) {
+				t.Fatalf("trainer %d beside the others: parameter %d is %g, alone %g", w, i, together[w][i], alone[w][i])
+			}
+		}
+	}
 }
