@@ -210,7 +210,7 @@ func (e *Engine) collected() bool {
 	}
 	all := true
 	for _, p := range e.expected() {
-		if _, ok := e.byAuthor[p]; !ok && !e.straggler(p) {
+		if !e.takeable(p) && !e.straggler(p) {
 			all = false
 			break
 		}
@@ -273,13 +273,42 @@ func (e *Engine) tryPropose() {
 // enoughUpdates reports whether the updates held make a valid value: a
 // quorum of the voters' and the spec's minimum.
 func (e *Engine) enoughUpdates() bool {
-	n := 0
-	for _, p := range e.voters {
-		if _, ok := e.byAuthor[p]; ok {
+	n, all := 0, 0
+	for p := range e.byAuthor {
+		if !e.takeable(p) {
+			continue
+		}
+		all++
+		if e.voterSet[p] {
 			n++
 		}
 	}
-	return n >= quorumOf(len(e.voters)) && len(e.byAuthor) >= e.spec.Rounds.Quorum
+	return n >= quorumOf(len(e.voters)) && all >= e.spec.Rounds.Quorum
+}
+
+// takeable reports whether this node holds an update of p for the round
+// that a value may aggregate now: not one of a private member still
+// waiting for the pass on its last update (Members.Gated), as far as the
+// verdicts held go (a proposal carries those it holds).
+func (e *Engine) takeable(p PeerID) bool {
+	if _, ok := e.byAuthor[p]; !ok {
+		return false
+	}
+	m, ok := e.members.Find(p)
+	if !ok {
+		return false
+	}
+	return e.members.Gated(m, e.round, e.policy, e.passHeld) == ""
+}
+
+// passHeld reports whether this node holds a pass verdict on update h.
+func (e *Engine) passHeld(h Hash) bool {
+	for _, x := range e.verdicts {
+		if x.Pass && x.Update == h {
+			return true
+		}
+	}
+	return false
 }
 
 // castVote signs and publishes this node's prevote or precommit, if it

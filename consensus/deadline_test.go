@@ -9,6 +9,7 @@ import (
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/consensus/simnet"
 	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/verify/spot"
 )
 
 // paced is the simulation's spec for the deadline tests: rounds.timeout
@@ -285,6 +286,7 @@ func TestDeadlinePrivatePeer(t *testing.T) {
 				}
 				return n.TrainTime
 			}
+			sn.Judge = provenJudge(p, proof)
 			sn.Work = func(n *simnet.Net, i int, req *consensus.TrainRequest) *consensus.Update {
 				u := simnet.ToyWork(n, i, req)
 				if i == slow {
@@ -321,6 +323,22 @@ func TestDeadlinePrivatePeer(t *testing.T) {
 				t.Errorf("seed %d: not waiting for it, the private peer still contributed in %d of %d rounds", seed, got+lr.late[p], lr.decided)
 			}
 		}
+	}
+}
+
+// provenJudge is the challengers' side of a private peer's proofs: its
+// drawn step proven after prove (the simulation's engines check no proof:
+// their ProofChecker is nil), and a pass on every other update drawn.
+func provenJudge(private consensus.PeerID, prove time.Duration) func(*simnet.Net, int, consensus.Decided, spot.Challenge) (*consensus.VerdictMsg, time.Duration) {
+	return func(n *simnet.Net, i int, d consensus.Decided, ch spot.Challenge) (*consensus.VerdictMsg, time.Duration) {
+		if consensus.PeerID(ch.Peer) != private {
+			return honestPass(n, i, d, ch)
+		}
+		id := consensus.Hash(ch.Update)
+		step := consensus.PrivateStep(d.Beacon, id, n.Spec.Inner.Steps)
+		a := &consensus.Answer{Round: d.Round, Update: id, Segment: step, Proof: []byte("a proof")}
+		a.Sig = simnet.Sign(private)(consensus.AnswerSignBytes(n.Spec.RunID(), a))
+		return &consensus.VerdictMsg{Round: d.Round, Update: id, Accused: private, Segment: step, Pass: true, Answer: a}, prove
 	}
 }
 

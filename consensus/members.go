@@ -30,6 +30,14 @@ type Member struct {
 	// moves it half way to the arrival time the value reports.
 	// The round deadline follows the members' paces (deadline.go).
 	Pace uint32
+	// Unproven is, for a private member (Policy.Proven), its last
+	// aggregated update while no decided value has carried a pass on the
+	// proof of its drawn step (the zero hash: none). Its next update waits
+	// for that pass (Members.Gated): a private peer's proof comes after its
+	// update is counted, and without the gate a Byzantine one could send a
+	// forged update every round and answer its draws only at
+	// privacy.proof_timeout, minutes of forged updates counted.
+	Unproven Hash
 }
 
 // Members is a run's membership at a round: the members, sorted by ID, and
@@ -54,6 +62,10 @@ type Policy struct {
 	// WaitsForPrivate), none otherwise. Each is expected in every round
 	// and the deadline follows its pace in full (deadline.go).
 	Private []PeerID
+	// Proven is every private peer of a zk run, sorted, whether the rounds
+	// wait for them or not: the members whose updates are gated on their
+	// proofs (Member.Unproven).
+	Proven []PeerID
 }
 
 // PolicyOf returns a spec's membership policy.
@@ -61,13 +73,38 @@ func PolicyOf(spec runspec.Spec) Policy {
 	p := Policy{Seats: spec.Members.Voters, Probation: uint64(spec.Verify.Probation),
 		Absent: uint64(spec.Members.Absent), Admit: spec.Members.Admit, Max: spec.Members.Max,
 		Timeout: paceMillis(spec.Rounds.Timeout.Duration), Commit: paceMillis(spec.Rounds.CommitTimeout.Duration)}
-	if spec.WaitsForPrivate() {
+	if spec.Privacy.Mode == "zk" {
 		for _, pp := range spec.Privacy.Peers {
-			p.Private = append(p.Private, PeerID(pp.Peer))
+			p.Proven = append(p.Proven, PeerID(pp.Peer))
 		}
-		slices.Sort(p.Private)
+		slices.Sort(p.Proven)
+	}
+	if spec.WaitsForPrivate() {
+		p.Private = slices.Clone(p.Proven)
 	}
 	return p
+}
+
+// proves reports whether id is a private peer, its work checked by proof.
+func (p Policy) proves(id PeerID) bool {
+	_, ok := slices.BinarySearch(p.Proven, id)
+	return ok
+}
+
+// Gated reports why the member's update may not be aggregated in round, or
+// "" when it may: a private member's last aggregated update (Unproven) has
+// no pass on its proof yet, neither decided nor among passed, the updates
+// whose pass the value under consideration carries. The gate lifts when
+// the member would otherwise be dropped as absent the round after
+// (absentLimit): a pass that never comes (its drawn challengers silent)
+// then costs an honest private peer all but one update in that many
+// rounds, and a forger whose challengers collude gets one forged update in
+// as many, where without the gate it got one a round.
+func (ms *Members) Gated(m *Member, round uint64, p Policy, passed func(Hash) bool) string {
+	if m.Unproven == (Hash{}) || passed(m.Unproven) || round+1 >= m.Last+absentLimit(p, len(ms.Voters())) {
+		return ""
+	}
+	return fmt.Sprintf("%s's update %s of round %d has no pass on its proof yet", m.ID, m.Unproven.Short(), m.Last)
 }
 
 // awaits reports whether id is a private peer the rounds wait for.
@@ -181,6 +218,23 @@ func (ms *Members) Digest() Hash {
 	for _, p := range ms.Excluded {
 		e.str(string(p))
 	}
+	// The private members' gates, only when some member has one: both
+	// lists above carry their lengths, so what follows them is unambiguous,
+	// and a membership without gates (every run without private peers)
+	// keeps the digest it had before gates.
+	var gated []Member
+	for _, m := range ms.List {
+		if m.Unproven != (Hash{}) {
+			gated = append(gated, m)
+		}
+	}
+	if len(gated) > 0 {
+		e.u64(uint64(len(gated)))
+		for _, m := range gated {
+			e.str(string(m.ID))
+			e.hash(m.Unproven)
+		}
+	}
 	return e.sum()
 }
 
@@ -282,12 +336,21 @@ func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash)
 		}
 		m.Pace = nextPace(m.Pace, min(2*min(m.Pace, 1<<30), p.Timeout)) // missed: it came after the round closed
 	}
+	passed := v.passes()
+	for i := range out.List {
+		if m := &out.List[i]; passed[m.Unproven] {
+			m.Unproven = Hash{}
+		}
+	}
 	for _, u := range v.Updates {
 		if m, ok := out.Find(u.From); ok {
 			m.Work++
 			m.Last = round
 			m.Residual = resid[u.From]
 			m.Pace = nextPace(m.Pace, min(u.At, p.Timeout))
+			if p.proves(u.From) {
+				m.Unproven = u.ID
+			}
 		}
 	}
 	gone := map[PeerID]bool{}

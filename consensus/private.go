@@ -23,6 +23,14 @@ import (
 // with a proof that does not verify excludes the accused without a
 // referee; a claim of silence is refereed as any other (each referee asks
 // the author for the proof).
+//
+// A proof comes after its update is counted, so a private member has at
+// most one counted update without a pass: the last one aggregated is its
+// Member.Unproven (certified with the membership) until a decided value
+// carries a pass on it, and a value may not aggregate the member's next
+// update before that (Members.Gated; the value that carries the pass may).
+// Without it a Byzantine private peer could send a forged update every
+// round and answer its draws only at privacy.proof_timeout.
 
 // ProofChecker verifies a private peer's proof: that proof (a zk bundle)
 // proves inner step `step` of update u (its commitments, its author's

@@ -1,8 +1,11 @@
 package consensus
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
@@ -150,5 +153,88 @@ func TestPrivateVerdicts(t *testing.T) {
 	_, chs := Draw(v, p)
 	if len(chs) != 1 || chs[0].Peer != "p3" {
 		t.Fatalf("at rate 0 the draw is %v, want p3's update alone", chs)
+	}
+}
+
+// TestPrivateUpdateWaitsForItsPass: a private peer's proof comes after its
+// update is counted, so its next update waits until a value has carried a
+// pass on the last one's proof (Members.Gated). Without a pass its updates
+// are left out, and a value that aggregates one anyway is refused by every
+// member; with the pass the update is aggregated in the same value that
+// carries it; a pass that never comes (silent challengers) lifts the gate
+// just before the peer would be dropped as absent, so that it is never
+// dropped for its challengers' silence.
+func TestPrivateUpdateWaitsForItsPass(t *testing.T) {
+	pf := newPrivateFx(t) // round 0 aggregated p3's update, drawn for a proof
+	e := pf.e[0]
+	unproven := func() Hash {
+		m, ok := e.Members().Find("p3")
+		if !ok {
+			t.Fatal("p3 is no longer a member")
+		}
+		return m.Unproven
+	}
+	aggregated := func(round uint64) bool {
+		return slices.ContainsFunc(e.history[round].commit.Value.Updates, func(r UpdateRef) bool { return r.From == "p3" })
+	}
+	if !aggregated(0) || unproven() != pf.id {
+		t.Fatalf("after round 0: p3 aggregated %v, its unproven update %s, want %s", aggregated(0), unproven().Short(), pf.id.Short())
+	}
+
+	// Round 1 without the pass: p3's update is held but not aggregated.
+	pf.decideRound()
+	if aggregated(1) || unproven() != pf.id {
+		t.Fatalf("round 1 without the pass: p3 aggregated %v, unproven %s", aggregated(1), unproven().Short())
+	}
+
+	// Round 2: a value that aggregates p3's update anyway is refused.
+	pf.sync(2)
+	held, ok := e.byAuthor["p3"]
+	if !ok {
+		t.Fatal("p3's update of round 2 is not held")
+	}
+	v, _ := e.buildValue()
+	if v == nil || slices.ContainsFunc(v.Updates, func(r UpdateRef) bool { return r.From == "p3" }) {
+		t.Fatalf("the proposer's value %v aggregates p3's update without the pass", v)
+	}
+	m3, _ := e.members.Find("p3")
+	v.Updates = append(v.Updates, UpdateRef{ID: held, From: "p3", Newcomer: m3.Newcomer(e.round, e.policy.Probation)})
+	slices.SortFunc(v.Updates, func(a, b UpdateRef) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	for i, o := range pf.e {
+		if c := o.validate(v); c.ok || !strings.Contains(c.reason, "no pass on its proof") {
+			t.Fatalf("peer %d on a value with p3's update and no pass: ok %v, %q", i, c.ok, c.reason)
+		}
+	}
+
+	// The pass comes: round 2 carries it and aggregates p3's update.
+	pass := pf.verdict(true, FaultNone, pf.step, fmt.Sprintf("good/%d", pf.step), "p3")
+	for i, o := range pf.e {
+		if i != slices.Index(pf.ids, pf.challenger) {
+			want(t, "the pass", o.StepVerdict(pass), Accept, "")
+		} else {
+			o.SubmitVerdict(pass)
+		}
+	}
+	pf.decideRound()
+	if !aggregated(2) || unproven() != held {
+		t.Fatalf("round 2 with the pass: p3 aggregated %v, unproven %s, want %s", aggregated(2), unproven().Short(), held.Short())
+	}
+
+	// No pass on round 2's: p3 waits, until the round before it would be
+	// dropped, and is never dropped.
+	limit := absentLimit(e.policy, len(e.Voters()))
+	var in []uint64
+	for range 2 * limit {
+		pf.decideRound()
+		r := e.Round() - 1
+		if _, ok := e.Members().Find("p3"); !ok {
+			t.Fatalf("p3 dropped in round %d (aggregated in %v)", r, in)
+		}
+		if aggregated(r) {
+			in = append(in, r)
+		}
+	}
+	if want := []uint64{2 + limit - 1, 2 + 2*(limit-1)}; !slices.Equal(in, want) {
+		t.Fatalf("without passes p3 was aggregated in rounds %v, want %v (absent limit %d)", in, want, limit)
 	}
 }

@@ -111,6 +111,7 @@ func (e *Engine) validate(v *Value) *check {
 	authors := map[PeerID]bool{}
 	voters, onTime := 0, 0
 	dec := make([]any, 0, len(v.Updates))
+	passes := v.passes()
 	for _, r := range v.Updates {
 		m, ok := e.members.Find(r.From)
 		if !ok {
@@ -120,6 +121,9 @@ func (e *Engine) validate(v *Value) *check {
 			return bad("two updates by %s", r.From)
 		}
 		authors[r.From] = true
+		if why := e.members.Gated(m, e.round, e.policy, func(h Hash) bool { return passes[h] }); why != "" {
+			return bad("update %s: %s", r.ID.Short(), why)
+		}
 		if r.Newcomer != m.Newcomer(e.round, e.policy.Probation) {
 			return bad("update %s: %s's probation is misstated", r.ID.Short(), r.From)
 		}
@@ -274,8 +278,22 @@ func (e *Engine) checkEquivocation(q *Equivocation) error {
 // next in this round's order, and the verdicts and proofs pending.
 func (e *Engine) buildValue() (*Value, *check) {
 	v := &Value{Round: e.round, Base: e.hash, Voters: e.votersHash}
+	for k, x := range e.verdicts {
+		if e.checkVerdict(x, true) == nil && len(v.Verdicts) < 4*maxPeers && (x.Pass || e.rulings[k] == Upheld) {
+			v.Verdicts = append(v.Verdicts, *x)
+		}
+	}
+	slices.SortFunc(v.Verdicts, func(a, b VerdictMsg) int { return verdictCmp(&a, &b) })
+	// The updates, but a private member's while the pass on its last one
+	// is still to come (Members.Gated): the verdicts above are what this
+	// value carries.
+	passes := v.passes()
+	passed := func(h Hash) bool { return passes[h] }
 	for p, id := range e.byAuthor {
 		m, _ := e.members.Find(p)
+		if e.members.Gated(m, e.round, e.policy, passed) != "" {
+			continue
+		}
 		v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOf(id)})
 	}
 	// Late updates of the members without one of this round (late.go).
@@ -283,7 +301,7 @@ func (e *Engine) buildValue() (*Value, *check) {
 		if _, ok := e.byAuthor[p]; ok {
 			continue
 		}
-		if m, ok := e.members.Find(p); ok && e.lateBar(m) == "" {
+		if m, ok := e.members.Find(p); ok && e.lateBar(m) == "" && e.members.Gated(m, e.round, e.policy, passed) == "" {
 			v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOfLate(id), Late: true})
 		}
 	}
@@ -313,12 +331,6 @@ func (e *Engine) buildValue() (*Value, *check) {
 		v.Admit = append(v.Admit, *j)
 	}
 	slices.SortFunc(v.Admit, func(a, b JoinRequest) int { return cmpPeer(a.From, b.From) })
-	for k, x := range e.verdicts {
-		if e.checkVerdict(x, true) == nil && len(v.Verdicts) < 4*maxPeers && (x.Pass || e.rulings[k] == Upheld) {
-			v.Verdicts = append(v.Verdicts, *x)
-		}
-	}
-	slices.SortFunc(v.Verdicts, func(a, b VerdictMsg) int { return verdictCmp(&a, &b) })
 	for _, x := range e.lies {
 		if _, err := e.checkLie(x); err == nil {
 			v.Overturned = append(v.Overturned, *x)

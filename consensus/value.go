@@ -108,6 +108,17 @@ const maxPeers = 4096
 
 // checkShape checks what can be checked of a value without the round's
 // state: sizes, order and uniqueness.
+// passes is the set of updates on which the value carries a pass.
+func (v *Value) passes() map[Hash]bool {
+	out := map[Hash]bool{}
+	for i := range v.Verdicts {
+		if v.Verdicts[i].Pass {
+			out[v.Verdicts[i].Update] = true
+		}
+	}
+	return out
+}
+
 func (v *Value) checkShape() error {
 	if len(v.Updates) > maxPeers || len(v.Admit) > maxPeers || len(v.Verdicts) > 4*maxPeers || len(v.Overturned) > maxPeers || len(v.Evidence) > maxPeers {
 		return fmt.Errorf("oversize value")

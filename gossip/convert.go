@@ -481,6 +481,9 @@ func MembersPB(ms *consensus.Members) ([]*pb.Member, [][]byte, error) {
 		if m.Residual != (consensus.Hash{}) {
 			pm.Residual = m.Residual[:]
 		}
+		if m.Unproven != (consensus.Hash{}) {
+			pm.Unproven = m.Unproven[:]
+		}
 		out = append(out, pm)
 	}
 	ex, err := pidsPB(ms.Excluded)
@@ -502,6 +505,11 @@ func MembersFromPB(list []*pb.Member, excluded [][]byte) (consensus.Members, err
 		cm := consensus.Member{ID: id, Founder: m.Founder, Seat: m.Seat, Since: m.Since, Work: m.Work, Last: m.Last, Pace: m.Pace}
 		if len(m.Residual) > 0 {
 			if cm.Residual, err = hash32(m.Residual, "residual mark"); err != nil {
+				return consensus.Members{}, err
+			}
+		}
+		if len(m.Unproven) > 0 {
+			if cm.Unproven, err = hash32(m.Unproven, "unproven update"); err != nil {
 				return consensus.Members{}, err
 			}
 		}

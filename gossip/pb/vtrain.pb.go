@@ -2440,6 +2440,7 @@ type Member struct {
 	Last          uint64                 `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
 	Residual      []byte                 `protobuf:"bytes,7,opt,name=residual,proto3" json:"residual,omitempty"` // the residual root its last aggregated update kept (absent: none yet)
 	Pace          uint32                 `protobuf:"varint,8,opt,name=pace,proto3" json:"pace,omitempty"`        // when its updates reach the proposers, ms after the round starts, smoothed (0: not known)
+	Unproven      []byte                 `protobuf:"bytes,9,opt,name=unproven,proto3" json:"unproven,omitempty"` // a private member's last aggregated update still without a pass on its proof (absent: none)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2528,6 +2529,13 @@ func (x *Member) GetPace() uint32 {
 		return x.Pace
 	}
 	return 0
+}
+
+func (x *Member) GetUnproven() []byte {
+	if x != nil {
+		return x.Unproven
+	}
+	return nil
 }
 
 type State struct {
@@ -2806,7 +2814,7 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\bsnapshot\x18\b \x01(\v2\x13.vtrain.v2.SnapshotR\bsnapshot\x12\x17\n" +
 	"\anot_yet\x18\n" +
 	" \x01(\bR\x06notYetJ\x04\b\t\x10\n" +
-	"\"\xb4\x01\n" +
+	"\"\xd0\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x18\n" +
 	"\afounder\x18\x02 \x01(\bR\afounder\x12\x12\n" +
@@ -2815,7 +2823,8 @@ const file_gossip_pb_vtrain_proto_rawDesc = "" +
 	"\x04work\x18\x05 \x01(\x04R\x04work\x12\x12\n" +
 	"\x04last\x18\x06 \x01(\x04R\x04last\x12\x1a\n" +
 	"\bresidual\x18\a \x01(\fR\bresidual\x12\x12\n" +
-	"\x04pace\x18\b \x01(\rR\x04pace\"\xb7\x01\n" +
+	"\x04pace\x18\b \x01(\rR\x04pace\x12\x1a\n" +
+	"\bunproven\x18\t \x01(\fR\bunproven\"\xb7\x01\n" +
 	"\x05State\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
 	"\x05theta\x18\x02 \x01(\fR\x05theta\x12\x1a\n" +

@@ -246,6 +246,7 @@ type member struct {
 	Last     uint64 `json:"last"`
 	Residual hash32 `json:"residual"`
 	Pace     uint32 `json:"pace"`
+	Unproven hash32 `json:"unproven"` // absent: none
 }
 
 type vote struct {
@@ -407,7 +408,7 @@ func TestStateHash(t *testing.T) {
 		st := consensus.State{Round: v.Round, Theta: floats(t, v.ThetaBits, v.Theta), Momentum: floats(t, v.MomentumBits, v.Momentum)}
 		for _, m := range v.Members {
 			st.Members.List = append(st.Members.List, consensus.Member{ID: consensus.PeerID(m.ID), Founder: m.Founder, Seat: m.Seat,
-				Since: m.Since, Work: m.Work, Last: m.Last, Residual: consensus.Hash(m.Residual), Pace: m.Pace})
+				Since: m.Since, Work: m.Work, Last: m.Last, Residual: consensus.Hash(m.Residual), Pace: m.Pace, Unproven: consensus.Hash(m.Unproven)})
 		}
 		st.Members.Excluded = peers(v.Excluded)
 		if err := st.Members.Validate(v.Round); err != nil {

@@ -310,6 +310,12 @@ def members_digest(members, excluded):
         b += bytes.fromhex(m["residual"])  # the residual root its last aggregated update kept, 32 zero bytes before any
         b += u32(m["pace"])  # when its updates reach the proposers, ms after the round starts, smoothed (0: unknown)
     b += u64(len(excluded)) + b"".join(lp(p) for p in excluded)
+    # The private members' gates (the last aggregated update still without a
+    # pass on its proof), appended only when some member has one: a
+    # membership without gates hashes as it did before gates existed.
+    gated = [m for m in members if m.get("unproven", hx(bytes(32))) != hx(bytes(32))]
+    if gated:
+        b += u64(len(gated)) + b"".join(lp(m["id"]) + bytes.fromhex(m["unproven"]) for m in gated)
     return sha256(b)
 
 
@@ -321,9 +327,12 @@ def voters_digest(voters):
     return sha256(b"vtrain/voters/v1\x00" + u64(len(voters)) + b"".join(lp(p) for p in voters))
 
 
-def member(id_, founder, seat, since, work, last, residual=bytes(32), pace=0):
-    return {"id": id_, "founder": founder, "seat": seat, "since": since, "work": work, "last": last, "residual": hx(residual),
-            "pace": pace}
+def member(id_, founder, seat, since, work, last, residual=bytes(32), pace=0, unproven=None):
+    m = {"id": id_, "founder": founder, "seat": seat, "since": since, "work": work, "last": last, "residual": hx(residual),
+         "pace": pace}
+    if unproven is not None:
+        m["unproven"] = hx(unproven)
+    return m
 
 
 MEMBERS = sorted([
@@ -354,6 +363,9 @@ vectors["state"] = [
     state_vec("genesis shape: zero momentum, founders only", 0, [0.25, -0.125, 3e-39], [0.0, 0.0, 0.0],
               [member(f, True, True, 0, 0, 0) for f in sorted(FOUNDERS)], []),
     state_vec("empty", (1 << 64) - 1, [], [], [], []),
+    state_vec("round 21, two private members waiting for the pass on their last update", 21, THETA, MOMENTUM,
+              sorted([dict(m, unproven=hx(H("unproven " + m["id"]))) if m["id"] in (FOUNDERS[1], PEER_C) else m for m in MEMBERS],
+                     key=lambda m: m["id"].encode()), EXCLUDED),
 ]
 
 VOTERS = [m["id"] for m in MEMBERS if m["seat"]]
