@@ -51,3 +51,24 @@ func TestVerifyRefusesHugeCount(t *testing.T) {
 		t.Fatalf("an uncompressed proof declaring 2^32-1 commitments: %v, want ErrProof for its count", err)
 	}
 }
+
+// TestVerifierFromBytesRefusesHugeCount: a ledger's key entry is the
+// keeper's word until it hashes to what the spec pins; a key whose point
+// count says 2^32-1 is refused before gnark decodes it (an audit of a
+// hostile keeper's ledger died allocating 256 GiB).
+func TestVerifierFromBytesRefusesHugeCount(t *testing.T) {
+	vk := keysForSmall(t).VK
+	want := VKHash(vk)
+	if _, err := VerifierFromBytes(small, VKBytes(vk), want); err != nil {
+		t.Fatalf("the honest key: %v", err)
+	}
+	b := VKBytes(vk)
+	const kAt = 32 + 32 + 64 + 64 + 32 + 64 // α, β, β, γ, δ, δ: then the count of K
+	if n := binary.BigEndian.Uint32(b[kAt:]); n == 0 || n > 64 {
+		t.Fatalf("no count of K at offset %d (%d)", kAt, n)
+	}
+	binary.BigEndian.PutUint32(b[kAt:], 1<<32-1)
+	if _, err := VerifierFromBytes(small, b, want); !errors.Is(err, ErrKeys) {
+		t.Fatalf("a key declaring 2^32-1 points: %v, want ErrKeys", err)
+	}
+}

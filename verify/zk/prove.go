@@ -486,10 +486,17 @@ func (b Bundle) Encode() []byte {
 func DecodeBundle(b []byte) (Bundle, error) { return ReadBundle(bytes.NewReader(b)) }
 
 // VerifierFromBytes reads a verifying key for the circuit p from its bytes
-// (VKBytes), as a ledger stores it, and checks it against wantHash.
+// (VKBytes), as a ledger stores it, and checks it against wantHash. The
+// bytes are hashed before they are decoded: VKHash is the hash of exactly
+// these bytes, and gnark's decoder allocates the points a count in them
+// declares before it reads any (a count of 2^32-1 is a fatal
+// out-of-memory error), so it decodes only the key the run pins.
 func VerifierFromBytes(p Params, b []byte, wantHash string) (*Keys, error) {
 	if len(b) > 1<<20 {
 		return nil, fmt.Errorf("%w: verifying key of %d bytes", ErrKeys, len(b))
+	}
+	if h := sha256.Sum256(b); hex.EncodeToString(h[:]) != wantHash {
+		return nil, fmt.Errorf("%w: verifying key hash %x, the run pins %s", ErrKeys, h, wantHash)
 	}
 	vk := groth16.NewVerifyingKey(ecc.BN254)
 	if _, err := vk.ReadFrom(bytes.NewReader(b)); err != nil {
