@@ -152,3 +152,33 @@ func TestPrivateVerdicts(t *testing.T) {
 		t.Fatalf("at rate 0 the draw is %v, want p3's update alone", chs)
 	}
 }
+
+// TestKnownLiarNotRelayed: one false verdict is all the proof a value
+// needs to exclude its signer; the signer's further false verdicts (any
+// update hash of any recent round: one signature each) are not relayed
+// by every member as the first was, and the first stays the proof.
+func TestKnownLiarNotRelayed(t *testing.T) {
+	pf := newPrivateFx(t)
+	e := pf.other()
+	var liar PeerID // the member that is neither accused, challenger nor e
+	for _, p := range pf.ids {
+		if p != "p3" && p != pf.challenger && p != e.self {
+			liar = p
+		}
+	}
+	lie := func(k byte) *VerdictMsg {
+		x := &VerdictMsg{Round: 0, Update: Hash{k}, Accused: "p3", From: liar, Pass: true}
+		x.Sig = testSign(liar)(VerdictSignBytes(pf.run(), x))
+		return x
+	}
+	first := lie(1)
+	want(t, "a false verdict", e.StepVerdict(first), Accept, "")
+	for k := range byte(8) {
+		if d := e.StepVerdict(lie(2 + k)); d.Verdict == Accept {
+			t.Fatalf("false verdict %d of a known liar: %s, want it not relayed", k+2, d)
+		}
+	}
+	if e.lies[liar] != first {
+		t.Fatalf("the proof against %s is %v, want its first false verdict", liar, e.lies[liar])
+	}
+}

@@ -294,10 +294,13 @@ func (e *Engine) intake(x *VerdictMsg) Decision {
 		if !e.members.Has(x.From) {
 			return reject("verdict from %s, not a member: %v", x.From, err)
 		}
-		if e.lies[x.From] == nil {
-			e.lies[x.From] = x
-			e.logf("round %d: %s signed a false verdict: %v", e.round, x.From, err)
+		if e.lies[x.From] != nil {
+			// One is the proof that excludes it; more, one signature
+			// each, would only be relayed by every member.
+			return reject("another false verdict from %s: %v", x.From, err)
 		}
+		e.lies[x.From] = x
+		e.logf("round %d: %s signed a false verdict: %v", e.round, x.From, err)
 		return accept()
 	}
 	if len(e.verdicts) >= 4*maxPeers {
