@@ -182,3 +182,42 @@ func TestKnownLiarNotRelayed(t *testing.T) {
 		t.Fatalf("the proof against %s is %v, want its first false verdict", liar, e.lies[liar])
 	}
 }
+
+// TestEarlyVerdictsBounded: a verdict on the round this node is still
+// deciding is kept, signature checked only, until the node decides it.
+// Only a member of the round can have been drawn to sign one (the
+// challengers are its authors), and none for more than one update per
+// member: a fresh identity's verdicts, or a member's past that, are not
+// kept (each may carry an answer of half a MiB: a few thousand of them
+// were gigabytes held by every node that relayed them).
+func TestEarlyVerdictsBounded(t *testing.T) {
+	pf := newPrivateFx(t)
+	e := pf.other()
+	r := e.Round()
+	sign := func(from PeerID, k int) *VerdictMsg {
+		x := &VerdictMsg{Round: r, Update: Hash{byte(k), byte(k >> 8)}, Accused: "p3", From: from, Pass: false, Fault: FaultAnswer,
+			Answer: &Answer{Round: r, Update: Hash{byte(k), byte(k >> 8)}, Leaves: make([]Hash, 1<<14)}}
+		x.Sig = testSign(from)(VerdictSignBytes(pf.run(), x))
+		return x
+	}
+	for k := range 8 {
+		if d := e.StepVerdict(sign("stranger", k)); d.Kept || d.Verdict == Accept {
+			t.Fatalf("a non-member's verdict on round %d: %s, want it neither kept nor relayed", r, d)
+		}
+	}
+	var member PeerID
+	for _, p := range pf.ids {
+		if p != e.self {
+			member = p
+		}
+	}
+	kept := 0
+	for k := range 64 {
+		if d := e.StepVerdict(sign(member, k)); d.Kept {
+			kept++
+		}
+	}
+	if n := len(e.Members().List); kept != n {
+		t.Fatalf("%d of a member's 64 verdicts on round %d kept, want %d (one per member's update)", kept, r, n)
+	}
+}

@@ -259,6 +259,20 @@ func (e *Engine) StepVerdict(x *VerdictMsg) Decision {
 		if x.Round > e.round || len(e.lateVerdicts) >= 4*maxPeers {
 			return ignore("verdict on round %d, now %d", x.Round, e.round)
 		}
+		// Kept on a signature alone: only the round's authors (members)
+		// are drawn to check it, each for one update per member at most.
+		if !e.members.Has(x.From) {
+			return junk("verdict on round %d from %s, not a member", x.Round, x.From)
+		}
+		n := 0
+		for _, y := range e.lateVerdicts {
+			if y.From == x.From {
+				n++
+			}
+		}
+		if n >= len(e.members.List) {
+			return ignore("verdict on round %d: %d of %s's kept already", x.Round, n, x.From)
+		}
 		// The challenger decided that round before this node: judged
 		// once this node decides it too.
 		e.lateVerdicts = append(e.lateVerdicts, x)
