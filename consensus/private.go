@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/vtrain/vtrain/runspec"
 )
 
 // Private peers (runspec.Privacy): a founder that trains on data it never
@@ -64,6 +66,10 @@ func PrivateStep(beacon, update Hash, steps int) int {
 	h.Sum(sum[:0])
 	return int(binary.BigEndian.Uint64(sum[:8]) % uint64(steps))
 }
+
+// A verdict names the step it checks below MaxLeaves (shape): runspec
+// bounds a zk run's inner steps so (a compile error here otherwise).
+var _ [MaxLeaves - 1 - runspec.MaxPrivateSteps]struct{}
 
 // privateRoots is the number of commitments a private update carries.
 func (e *Engine) privateRoots() int { return e.spec.Inner.Steps + 1 }

@@ -238,3 +238,72 @@ func TestPrivateUpdateWaitsForItsPass(t *testing.T) {
 		t.Fatalf("without passes p3 was aggregated in rounds %v, want %v (absent limit %d)", in, want, limit)
 	}
 }
+
+// TestKnownLiarNotRelayed: one false verdict is all the proof a value
+// needs to exclude its signer; the signer's further false verdicts (any
+// update hash of any recent round: one signature each) are not relayed
+// by every member as the first was, and the first stays the proof.
+func TestKnownLiarNotRelayed(t *testing.T) {
+	pf := newPrivateFx(t)
+	e := pf.other()
+	var liar PeerID // the member that is neither accused, challenger nor e
+	for _, p := range pf.ids {
+		if p != "p3" && p != pf.challenger && p != e.self {
+			liar = p
+		}
+	}
+	lie := func(k byte) *VerdictMsg {
+		x := &VerdictMsg{Round: 0, Update: Hash{k}, Accused: "p3", From: liar, Pass: true}
+		x.Sig = testSign(liar)(VerdictSignBytes(pf.run(), x))
+		return x
+	}
+	first := lie(1)
+	want(t, "a false verdict", e.StepVerdict(first), Accept, "")
+	for k := range byte(8) {
+		if d := e.StepVerdict(lie(2 + k)); d.Verdict == Accept {
+			t.Fatalf("false verdict %d of a known liar: %s, want it not relayed", k+2, d)
+		}
+	}
+	if e.lies[liar] != first {
+		t.Fatalf("the proof against %s is %v, want its first false verdict", liar, e.lies[liar])
+	}
+}
+
+// TestEarlyVerdictsBounded: a verdict on the round this node is still
+// deciding is kept, signature checked only, until the node decides it.
+// Only a member of the round can have been drawn to sign one (the
+// challengers are its authors), and none for more than one update per
+// member: a fresh identity's verdicts, or a member's past that, are not
+// kept (each may carry an answer of half a MiB: a few thousand of them
+// were gigabytes held by every node that relayed them).
+func TestEarlyVerdictsBounded(t *testing.T) {
+	pf := newPrivateFx(t)
+	e := pf.other()
+	r := e.Round()
+	sign := func(from PeerID, k int) *VerdictMsg {
+		x := &VerdictMsg{Round: r, Update: Hash{byte(k), byte(k >> 8)}, Accused: "p3", From: from, Pass: false, Fault: FaultAnswer,
+			Answer: &Answer{Round: r, Update: Hash{byte(k), byte(k >> 8)}, Leaves: make([]Hash, 1<<14)}}
+		x.Sig = testSign(from)(VerdictSignBytes(pf.run(), x))
+		return x
+	}
+	for k := range 8 {
+		if d := e.StepVerdict(sign("stranger", k)); d.Kept || d.Verdict == Accept {
+			t.Fatalf("a non-member's verdict on round %d: %s, want it neither kept nor relayed", r, d)
+		}
+	}
+	var member PeerID
+	for _, p := range pf.ids {
+		if p != e.self {
+			member = p
+		}
+	}
+	kept := 0
+	for k := range 64 {
+		if d := e.StepVerdict(sign(member, k)); d.Kept {
+			kept++
+		}
+	}
+	if n := len(e.Members().List); kept != n {
+		t.Fatalf("%d of a member's 64 verdicts on round %d kept, want %d (one per member's update)", kept, r, n)
+	}
+}

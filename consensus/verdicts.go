@@ -259,6 +259,20 @@ func (e *Engine) StepVerdict(x *VerdictMsg) Decision {
 		if x.Round > e.round || len(e.lateVerdicts) >= 4*maxPeers {
 			return ignore("verdict on round %d, now %d", x.Round, e.round)
 		}
+		// Kept on a signature alone: only the round's authors (members)
+		// are drawn to check it, each for one update per member at most.
+		if !e.members.Has(x.From) {
+			return junk("verdict on round %d from %s, not a member", x.Round, x.From)
+		}
+		n := 0
+		for _, y := range e.lateVerdicts {
+			if y.From == x.From {
+				n++
+			}
+		}
+		if n >= len(e.members.List) {
+			return ignore("verdict on round %d: %d of %s's kept already", x.Round, n, x.From)
+		}
 		// The challenger decided that round before this node: judged
 		// once this node decides it too.
 		e.lateVerdicts = append(e.lateVerdicts, x)
@@ -294,10 +308,13 @@ func (e *Engine) intake(x *VerdictMsg) Decision {
 		if !e.members.Has(x.From) {
 			return reject("verdict from %s, not a member: %v", x.From, err)
 		}
-		if e.lies[x.From] == nil {
-			e.lies[x.From] = x
-			e.logf("round %d: %s signed a false verdict: %v", e.round, x.From, err)
+		if e.lies[x.From] != nil {
+			// One is the proof that excludes it; more, one signature
+			// each, would only be relayed by every member.
+			return reject("another false verdict from %s: %v", x.From, err)
 		}
+		e.lies[x.From] = x
+		e.logf("round %d: %s signed a false verdict: %v", e.round, x.From, err)
 		return accept()
 	}
 	if len(e.verdicts) >= 4*maxPeers {

@@ -123,9 +123,17 @@ func privateRound(name string) (uint64, bool) {
 // another run, not of this update, not of a state of params values or a
 // round of steps steps).
 func loadPrivate(dir, run string, id consensus.Hash, params, steps int) (*privateRecord, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "*-"+hex.EncodeToString(id[:8])+privateExt))
-	if err != nil {
+	// The directory is listed, not globbed: --out may hold a pattern's
+	// special characters.
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), "-"+hex.EncodeToString(id[:8])+privateExt) {
+			names = append(names, filepath.Join(dir, e.Name()))
+		}
 	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("no record of private update %s in %s: %w", id.Short(), dir, os.ErrNotExist)

@@ -317,3 +317,21 @@ func TestTrainPrivateOneAtATime(t *testing.T) {
 		t.Errorf("a cancelled round: %v", r.err)
 	}
 }
+
+// TestPrivateRecordOutDirWithPatternChars: --out is a directory name, not
+// a pattern: a record kept under a directory whose name holds a glob's
+// special characters reads back (it was looked up with filepath.Glob, so a
+// private peer restarted with --out "run[1]" found none of its rounds and
+// was excluded as silent).
+func TestPrivateRecordOutDirWithPatternChars(t *testing.T) {
+	for _, name := range []string{"run[1]", "run[", "a*b?"} {
+		dir := filepath.Join(t.TempDir(), name, privateDir)
+		rec := testRecord(3, 1, 50)
+		if err := savePrivate(dir, "run-a", rec); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadPrivate(dir, "run-a", rec.update, 50, 20); err != nil {
+			t.Errorf("--out %q: %v", name, err)
+		}
+	}
+}

@@ -208,6 +208,11 @@ type Members struct {
 // MaxFounders bounds members.genesis.
 const MaxFounders = 1024
 
+// MaxPrivateSteps bounds inner.steps in a zk run: a private update
+// carries a commitment per step, and a verdict names the step it checks,
+// below consensus.MaxLeaves.
+const MaxPrivateSteps = 1<<16 - 1
+
 // Privacy says how peers vouch for work on data that never leaves them.
 // Mode "zk": the model is softmax regression trained by plain SGD, and the
 // founders listed in Peers train on private data: every inner step of
@@ -555,6 +560,12 @@ func (s Spec) validatePrivacy() error {
 	}
 	if d := pv.ProofTimeout.Duration; d < 0 || d > time.Hour {
 		return bad("privacy.proof_timeout", "must be 0 (the default, %v) to 1h, got %v", DefaultProofTimeout, d)
+	}
+	switch {
+	case s.Inner.Steps > MaxPrivateSteps:
+		return bad("inner.steps", "privacy = zk: at most %d (a verdict names the step it checks), got %d", MaxPrivateSteps, s.Inner.Steps)
+	case 32*(s.Inner.Steps+1) >= s.Rounds.MaxMessage:
+		return bad("rounds.max_message", "privacy = zk: a private update's %d step commitments alone are %d bytes, over %d", s.Inner.Steps+1, 32*(s.Inner.Steps+1), s.Rounds.MaxMessage)
 	}
 	if len(pv.Peers) > MaxFounders {
 		return bad("privacy.peers", "%d peers, at most %d", len(pv.Peers), MaxFounders)

@@ -292,3 +292,33 @@ func TestUserModelDefinition(t *testing.T) {
 		t.Errorf("a built-in model's canonical spec names a definition: %s", Default().Canonical())
 	}
 }
+
+// TestPrivacyZKSteps: a private update carries a commitment per inner
+// step and the start (32 bytes each), and a verdict on it names the step
+// the beacon drew: a zk run whose inner steps a verdict cannot name, or
+// whose commitments alone do not fit in a message, is refused at once
+// (such a run started, and its honest challengers' verdicts were refused
+// as malformed, or its private peers' updates as oversize).
+func TestPrivacyZKSteps(t *testing.T) {
+	for _, tc := range []struct {
+		steps, maxMessage int
+		key               string // "": valid
+	}{
+		{20, 1 << 20, ""},
+		{40000, 4 << 20, ""},
+		{MaxPrivateSteps, 4 << 20, ""},
+		{MaxPrivateSteps + 1, 64 << 20, "inner.steps"},
+		{100000, 64 << 20, "inner.steps"},
+		{40000, 1 << 20, "rounds.max_message"},
+	} {
+		spec := strings.Replace(zkSpec, "batch = 4", fmt.Sprintf("batch = 4\nsteps = %d", tc.steps), 1) +
+			fmt.Sprintf("[rounds]\nmax_message = %d\n", tc.maxMessage)
+		_, err := Parse([]byte(spec))
+		switch {
+		case tc.key == "" && err != nil:
+			t.Errorf("%d steps, max_message %d: %v", tc.steps, tc.maxMessage, err)
+		case tc.key != "" && (!errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), tc.key)):
+			t.Errorf("%d steps, max_message %d: %v, want an error naming %s", tc.steps, tc.maxMessage, err, tc.key)
+		}
+	}
+}

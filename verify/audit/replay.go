@@ -644,10 +644,14 @@ func (r *replay) carriedVerdicts(v *consensus.Value) error {
 			if kept && err != nil {
 				return fmt.Errorf("round %d's certified value acts on %s's verdict on %s's round-%d update: %v", v.Round, x.From, x.Accused, x.Round, err)
 			}
-			if !kept && err == nil && x.Fault != consensus.FaultSilent {
+			// A claim of silence carries no proof, and an update this
+			// ledger does not hold (the keeper adopted its round) has
+			// none verified against it: nothing bears either out here.
+			unchecked := x.Fault == consensus.FaultSilent || !kept && err == nil && r.updates[x.Update] == nil
+			if !kept && err == nil && !unchecked {
 				return fmt.Errorf("round %d's certified value excluded %s for a verdict on %s's round-%d update that its proof bears out", v.Round, x.From, x.Accused, x.Round)
 			}
-			if x.Fault == consensus.FaultSilent {
+			if unchecked {
 				r.Inconclusive++
 			}
 			return nil

@@ -3,6 +3,7 @@ package zk
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 
 	"github.com/consensys/gnark-crypto/ecc"
+	"github.com/consensys/gnark-crypto/ecc/bn254"
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
 	"github.com/consensys/gnark/backend/groth16"
 	groth16bn254 "github.com/consensys/gnark/backend/groth16/bn254"
@@ -335,6 +337,9 @@ func (k *Keys) Verify(st Statement, proofBytes []byte) (err error) {
 	if len(proofBytes) == 0 || len(proofBytes) > MaxProofBytes {
 		return fmt.Errorf("%w: %d proof bytes (limit %d)", ErrProof, len(proofBytes), MaxProofBytes)
 	}
+	if err := checkProofCounts(proofBytes); err != nil {
+		return fmt.Errorf("%w: malformed proof: %v", ErrProof, err)
+	}
 	defer func() { // the decoder must never take a peer down
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: malformed proof: %v", ErrProof, r)
@@ -358,6 +363,34 @@ func (k *Keys) Verify(st Statement, proofBytes []byte) (err error) {
 	}
 	if err := groth16.Verify(proof, k.VK, pub); err != nil {
 		return fmt.Errorf("%w: %v", ErrProof, err)
+	}
+	return nil
+}
+
+// checkProofCounts checks the one count a serialized BN254 Groth16 proof
+// declares, its commitments after the points Ar, Bs and Krs, against the
+// bytes that follow it, before gnark's decoder trusts it: the decoder
+// allocates the points a count declares before it reads them (2³²−1 of
+// them are 256 GiB: a fatal out-of-memory error, which no recover
+// catches). Each point is compressed or not as its first byte's top two
+// bits say, as the decoder reads it.
+func checkProofCounts(b []byte) error {
+	off := 0
+	for _, size := range []int{bn254.SizeOfG1AffineCompressed, bn254.SizeOfG2AffineCompressed, bn254.SizeOfG1AffineCompressed} {
+		if off >= len(b) {
+			return errors.New("truncated")
+		}
+		if b[off]>>6 == 0 { // uncompressed: twice the size
+			size *= 2
+		}
+		off += size
+	}
+	if len(b) < off+4 {
+		return errors.New("truncated")
+	}
+	n := uint64(binary.BigEndian.Uint32(b[off:]))
+	if room := uint64(len(b)-off-4) / bn254.SizeOfG1AffineCompressed; n > room {
+		return fmt.Errorf("%d commitments declared, room for %d in %d bytes", n, room, len(b))
 	}
 	return nil
 }
@@ -453,10 +486,17 @@ func (b Bundle) Encode() []byte {
 func DecodeBundle(b []byte) (Bundle, error) { return ReadBundle(bytes.NewReader(b)) }
 
 // VerifierFromBytes reads a verifying key for the circuit p from its bytes
-// (VKBytes), as a ledger stores it, and checks it against wantHash.
+// (VKBytes), as a ledger stores it, and checks it against wantHash. The
+// bytes are hashed before they are decoded: VKHash is the hash of exactly
+// these bytes, and gnark's decoder allocates the points a count in them
+// declares before it reads any (a count of 2^32-1 is a fatal
+// out-of-memory error), so it decodes only the key the run pins.
 func VerifierFromBytes(p Params, b []byte, wantHash string) (*Keys, error) {
 	if len(b) > 1<<20 {
 		return nil, fmt.Errorf("%w: verifying key of %d bytes", ErrKeys, len(b))
+	}
+	if h := sha256.Sum256(b); hex.EncodeToString(h[:]) != wantHash {
+		return nil, fmt.Errorf("%w: verifying key hash %x, the run pins %s", ErrKeys, h, wantHash)
 	}
 	vk := groth16.NewVerifyingKey(ecc.BN254)
 	if _, err := vk.ReadFrom(bytes.NewReader(b)); err != nil {
