@@ -273,7 +273,7 @@ func runCeremonyFinalize(args []string, stdout, stderr io.Writer) error {
 	phase1 := fs.String("phase1", "", "the phase-1 transcript")
 	phase2 := fs.String("phase2", "", "the phase-2 transcript")
 	beacon := fs.String("beacon", "", "the beacon that seals phase 2 (hex), announced before phase 2 ended")
-	out := fs.String("out", "", "write params.json, step.vk, step.pk and "+zk.CeremonyFile+" into this directory")
+	out := fs.String("out", "", "write params.json, step.vk, step.pk, "+zk.CircuitFile+" and "+zk.CeremonyFile+" into this directory")
 	asJSON := fs.Bool("json", false, "print the ceremony record as one JSON object")
 	if err := parse(fs, args); err != nil {
 		return err

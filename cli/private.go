@@ -1,10 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -61,53 +60,22 @@ func demoPrivacy(spec *runspec.Spec, private []string, dataDir, keysDir string, 
 
 // demoKeys returns a keys directory for circuit p and its verifying key's
 // hash: dir if it holds keys for p, else the user cache's entry for p,
-// made by a Groth16 setup when absent (written to a temporary directory
-// and renamed, so that two demos never see half the keys).
+// made by a single-party Groth16 setup when absent (zk.DemoKeys).
 func demoKeys(p zk.Params, dir string, stderr io.Writer) (string, string, error) {
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = os.TempDir()
-		}
-		dir = filepath.Join(cache, "vtrain", "zk-keys", zk.CircuitID(p))
+	var start time.Time
+	keys, dir, err := zk.DemoKeys(p, dir, func(dir string) {
+		fmt.Fprintf(stderr, "vtrain demo: no keys for the circuit in %s: a single-party Groth16 setup for this demo (a real run takes its keys from vtrain ceremony); once, cached there\n", dir)
+		start = time.Now()
+	})
+	var other *zk.OtherCircuitError
+	if errors.As(err, &other) {
+		return "", "", usagef("--zk-keys %s: keys for circuit %+v, the demo proves %+v", other.Dir, other.Got, other.Want)
 	}
-	if got, err := zk.LoadParams(dir); err == nil {
-		if got != p {
-			return "", "", usagef("--zk-keys %s: keys for circuit %+v, the demo proves %+v", dir, got, p)
-		}
-		keys, err := zk.LoadVerifier(dir, "")
-		if err != nil {
-			return "", "", err
-		}
-		if _, err := os.Stat(filepath.Join(dir, zk.PKFile)); err != nil {
-			return "", "", fmt.Errorf("%s holds no proving key: the demo's private peers need one", dir)
-		}
-		return dir, zk.VKHash(keys.VK), nil
-	}
-	fmt.Fprintf(stderr, "vtrain demo: no keys for the circuit in %s: a single-party Groth16 setup for this demo (a real run takes its keys from vtrain ceremony); once, cached there\n", dir)
-	start := time.Now()
-	keys, err := zk.Setup(p)
 	if err != nil {
 		return "", "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", "", err
+	if keys.PK != nil { // made here
+		fmt.Fprintf(stderr, "vtrain demo: keys made in %.0fs\n", time.Since(start).Seconds())
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".keys-")
-	if err != nil {
-		return "", "", err
-	}
-	defer os.RemoveAll(tmp)
-	if err := keys.Save(tmp); err != nil {
-		return "", "", err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(filepath.Join(dir, zk.VKFile)); serr != nil {
-			return "", "", err
-		}
-		// Another demo made them meanwhile: use those.
-		return demoKeys(p, dir, stderr)
-	}
-	fmt.Fprintf(stderr, "vtrain demo: keys made in %.0fs\n", time.Since(start).Seconds())
 	return dir, zk.VKHash(keys.VK), nil
 }

@@ -130,7 +130,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	zf := addZKParamFlags(fs)
-	out := fs.String("out", "", "write params.json, step.vk and step.pk into this directory")
+	out := fs.String("out", "", "write params.json, step.vk, step.pk and "+zk.CircuitFile+" (the constraint system the keys are for) into this directory")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -21,42 +21,20 @@ import (
 )
 
 // privateKeys returns the keys of circuit p from the user cache, where
-// the demo keeps them (cli's demoKeys: the same directory for the same
+// the demo keeps them (zk.DemoKeys: the same directory for the same
 // circuit), made by a single-party Groth16 setup when absent (a minute or
 // two, once per machine and circuit). A live run proves the 784×10
 // circuit (runspec.ZKParams): no smaller one fits its model.
 func privateKeys(t *testing.T, p zk.Params) *zk.Keys {
 	t.Helper()
-	cache, err := os.UserCacheDir()
+	keys, dir, err := zk.DemoKeys(p, "", func(dir string) { t.Logf("no keys for the circuit in %s: a Groth16 setup, cached there", dir) })
 	if err != nil {
-		cache = os.TempDir()
+		t.Fatal(err)
 	}
-	dir := filepath.Join(cache, "vtrain", "zk-keys", zk.CircuitID(p))
-	if got, err := zk.LoadParams(dir); err == nil && got == p {
-		keys, err := zk.LoadProver(dir, "")
-		if err != nil {
+	if keys.PK == nil { // found, not made: the proving key from the directory
+		if keys, err = zk.LoadProver(dir, ""); err != nil {
 			t.Fatal(err)
 		}
-		return keys
-	}
-	t.Logf("no keys for the circuit in %s: a Groth16 setup, cached there", dir)
-	keys, err := zk.Setup(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".keys-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	if err := keys.Save(tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Logf("keys not cached: %v", err)
 	}
 	return keys
 }

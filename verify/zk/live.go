@@ -191,9 +191,15 @@ func (c Contribution) Commitments() [][32]byte {
 	return out
 }
 
-// circuitVersion names the circuit's statement and gadgets; change it
-// with any change to what StepCircuit constrains.
-const circuitVersion = "step/v5" // v5: lookups in own tables, sponge leaves
+// circuitVersion names the circuit's statement and gadgets, and the
+// format of its keys directory; change it with any change to what
+// StepCircuit constrains (LoadProver refuses keys of another constraint
+// system, but a cache keyed by CircuitID would then hold them).
+//
+// v5: lookups in own tables, sponge leaves. v6: the same circuit, its
+// keys directories with circuit.json (LoadProver refuses one without):
+// the demo's cache of v5 keys has none.
+const circuitVersion = "step/v6"
 
 // CircuitID names the circuit of p for caches of its keys: its version,
 // its parameters, and the commitments the circuit computes (of a fixed θ

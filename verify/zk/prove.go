@@ -189,7 +189,9 @@ const (
 	PKFile     = "step.pk"
 )
 
-// Save writes params.json, step.vk and (if present) step.pk into dir.
+// Save writes params.json, step.vk and, with a proving key, step.pk and
+// circuit.json (the digest of CCS, the constraint system the keys were
+// made for, which LoadProver checks) into dir.
 func (k *Keys) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -204,7 +206,17 @@ func (k *Keys) Save(dir string) error {
 	if k.PK == nil {
 		return nil
 	}
-	return WriteFile(filepath.Join(dir, PKFile), func(w io.Writer) error { _, err := k.PK.WriteRawTo(w); return err })
+	if k.CCS == nil {
+		return fmt.Errorf("%w: a proving key without the constraint system it was made for", ErrKeys)
+	}
+	c, err := circuitOf(k.CCS)
+	if err != nil {
+		return err
+	}
+	if err := WriteFile(filepath.Join(dir, PKFile), func(w io.Writer) error { _, err := k.PK.WriteRawTo(w); return err }); err != nil {
+		return err
+	}
+	return writeCircuit(dir, c)
 }
 
 // WriteFile writes path through a temporary file that fn fills, synced,
@@ -273,11 +285,24 @@ func LoadVerifier(dir, wantHash string) (*Keys, error) {
 	return &Keys{Params: p, VK: vk}, nil
 }
 
-// LoadProver reads a whole keys directory and recompiles the circuit (the
-// compilation is deterministic).
+// LoadProver reads a whole keys directory and compiles the circuit (the
+// compilation is deterministic). It refuses keys made for another
+// constraint system than the one this build compiles (CircuitFile), and a
+// directory without CircuitFile (keys of an older vtrain), before it reads
+// the proving key.
 func LoadProver(dir, wantHash string) (*Keys, error) {
 	k, err := LoadVerifier(dir, wantHash)
 	if err != nil {
+		return nil, err
+	}
+	made, err := readCircuit(dir)
+	if err != nil {
+		return nil, err
+	}
+	if k.CCS, err = Compile(k.Params); err != nil {
+		return nil, err
+	}
+	if err := checkCircuit(dir, made, k.CCS); err != nil {
 		return nil, err
 	}
 	pk := groth16.NewProvingKey(ecc.BN254)
@@ -289,15 +314,11 @@ func LoadProver(dir, wantHash string) (*Keys, error) {
 	if _, err := pk.UnsafeReadFrom(f); err != nil { // our own file, written by Save
 		return nil, fmt.Errorf("%w: %s: %v", ErrKeys, PKFile, err)
 	}
-	if k.CCS, err = Compile(k.Params); err != nil {
-		return nil, err
-	}
-	// A proving key of another circuit (keys made before a change of
-	// the gadgets, or another run's) would fail in the middle of a proof
+	// A proving key of another circuit than circuit.json says (a step.pk
+	// copied from another directory) would fail in the middle of a proof
 	// with gnark's "len(points) != len(scalars)": say what is wrong here.
 	if bpk, ok := pk.(*groth16bn254.ProvingKey); ok {
-		wires := k.CCS.GetNbPublicVariables() + k.CCS.GetNbSecretVariables() + k.CCS.GetNbInternalVariables()
-		if len(bpk.InfinityA) != wires {
+		if wires := ccsWires(k.CCS); len(bpk.InfinityA) != wires {
 			return nil, fmt.Errorf("%w: %s holds a proving key for a circuit of %d wires, not this one of %d (keys of an older vtrain? make them again)",
 				ErrKeys, PKFile, len(bpk.InfinityA), wires)
 		}
