@@ -7,6 +7,7 @@ import (
 	"github.com/vtrain/vtrain/consensus"
 	"github.com/vtrain/vtrain/gossip/compress"
 	"github.com/vtrain/vtrain/runspec"
+	"github.com/vtrain/vtrain/verify/zk"
 )
 
 // Hash and PeerID are the protocol's (package consensus): a state, update
@@ -136,8 +137,25 @@ func OuterStep(spec runspec.Spec, theta, momentum []float32, updates []*compress
 	opt := NewSGD(d, spec.Outer.Momentum, 0, spec.Outer.Optimizer == "nesterov")
 	copy(opt.buf, momentum)
 	opt.Step(next, agg, spec.Outer.LR)
+	if spec.Privacy.Mode == "zk" {
+		for i, v := range next {
+			next[i] = min(max(v, -ZKParamLimit), ZKParamLimit)
+		}
+	}
 	return next, opt.buf, nil
 }
+
+// ZKParamLimit bounds the agreed parameters of a zk run: half the range
+// of the fixed-point format its private peers train and prove in (|θ| <
+// zk.ThetaBound at scale 2^FracTheta, 1024), the other half left to a
+// round's inner steps. A private peer starts each round from the agreed
+// state exactly, so one parameter out of that range would leave every
+// private peer unable to train, missing rounds until it is dropped as
+// absent: updates that pass every check can still walk one parameter
+// there over many rounds. Every node clamps the same way in the outer
+// step, and the audit replays it; honest training of the models a zk run
+// proves stays orders of magnitude inside.
+const ZKParamLimit = float32(zk.ThetaBound/2) / (1 << zk.FracTheta)
 
 // Encoder turns a peer's rounds of work into updates: the delta compressed
 // with error feedback, and the commitments to the residual before and

@@ -122,3 +122,32 @@ func TestPrivateUpdateChecks(t *testing.T) {
 		t.Error("a public peer's update decoded as a private change")
 	}
 }
+
+// TestOuterStepKeepsZKRunProvable: a zk run's agreed parameters stay
+// where its private peers can start from them (zk.ThetaFromFloat), however
+// the aggregated updates push; a public run's are not clamped.
+func TestOuterStepKeepsZKRunProvable(t *testing.T) {
+	theta := []float32{500, -500, 3}
+	push := &compress.Sparse{D: 3, Idx: []uint32{0, 1, 2}, Val: []float32{-200, 200, 0.5}, Threshold: -1, Bits: 32}
+	for _, mode := range []string{"", "zk"} {
+		spec := runspec.Default()
+		spec.Privacy.Mode = mode
+		next := theta
+		mom := make([]float32, len(theta))
+		var err error
+		for range 5 {
+			if next, mom, err = OuterStep(spec, next, mom, []*compress.Sparse{push}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, ferr := zk.ThetaFromFloat(next)
+		switch {
+		case mode == "zk" && (next[0] != ZKParamLimit || next[1] != -ZKParamLimit || ferr != nil):
+			t.Fatalf("zk run: parameters %v (limit %g), fixed point: %v", next, ZKParamLimit, ferr)
+		case mode == "zk" && next[2] >= 3:
+			t.Fatalf("zk run: an in-range parameter did not move: %v", next)
+		case mode == "" && next[0] <= 1024:
+			t.Fatalf("public run: parameters %v clamped", next)
+		}
+	}
+}
