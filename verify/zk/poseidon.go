@@ -398,28 +398,203 @@ func sbox(x *fr.Element) {
 // S-boxes and a partial round one, each x⁵ in three multiplications (x²,
 // x⁴, x⁵); the constants and the matrix are linear and add no
 // constraint: 3·(8·17 + 68) = 612 constraints for 16 absorbed elements.
+//
+// The linear layers are computed here, on coefficients (linState), not
+// through the builder: in the partial rounds the 16 elements without an
+// S-box are linear expressions over every S-box output since the last
+// full round, and mixing them with the builder's Mul and Add (a lookup in
+// its coefficient table per term) made compiling the 784×10 circuit take
+// 22 s, 77% of it here. An S-box's input is handed to the builder once,
+// as the same linear expression: the constraint system is the same
+// (TestWidePermuteVarsSameSystem).
 func widePermuteVars(api frontend.API, s []frontend.Variable) {
 	w := wide()
-	next := make([]frontend.Variable, wideWidth)
-	for r := range wideFull + widePartial {
-		for i := range s {
-			s[i] = api.Add(s[i], bigOf(w.rc[r*wideWidth+i]))
+	ls := newLinState(api, s)
+	full := func(r int) {
+		for i := range ls.el {
+			ls.el[i].c.Add(&ls.el[i].c, &w.rc[r*wideWidth+i])
 		}
-		if r < wideFull/2 || r >= wideFull/2+widePartial {
-			for i := range s {
-				s[i] = sboxVar(api, s[i])
+		ls.sboxAll()
+		ls.mix(&w.mds)
+	}
+	for r := range wideFull / 2 {
+		full(r)
+	}
+	ls.partial(w)
+	for r := wideFull/2 + widePartial; r < wideFull+widePartial; r++ {
+		full(r)
+	}
+	for i := range s {
+		s[i] = ls.expr(i)
+	}
+}
+
+// linState is a permutation's state as linear expressions over atoms (the
+// inputs and the S-box outputs, wires or expressions of the builder): an
+// element is Σ_k coef[k]·atoms[k] + c.
+type linState struct {
+	api   frontend.API
+	atoms []frontend.Variable
+	el    [wideWidth]struct {
+		coef []fr.Element // len(atoms)
+		c    fr.Element
+	}
+}
+
+func newLinState(api frontend.API, s []frontend.Variable) *linState {
+	ls := &linState{api: api}
+	for i, v := range s {
+		if k, ok := api.Compiler().ConstantValue(v); ok {
+			ls.el[i].c.SetBigInt(k)
+			continue
+		}
+		ls.atoms = append(ls.atoms, v)
+	}
+	n := 0
+	for i, v := range s {
+		ls.el[i].coef = make([]fr.Element, len(ls.atoms))
+		if _, ok := api.Compiler().ConstantValue(v); !ok {
+			ls.el[i].coef[n].SetOne()
+			n++
+		}
+	}
+	return ls
+}
+
+// expr hands element i to the builder, as one linear expression.
+func (ls *linState) expr(i int) frontend.Variable {
+	e := &ls.el[i]
+	var terms []frontend.Variable
+	for k := range e.coef {
+		if !e.coef[k].IsZero() {
+			terms = append(terms, ls.api.Mul(ls.atoms[k], bigOf(e.coef[k])))
+		}
+	}
+	if !e.c.IsZero() || len(terms) == 0 {
+		terms = append(terms, bigOf(e.c))
+	}
+	if len(terms) == 1 {
+		return ls.api.Add(terms[0], 0)
+	}
+	return ls.api.Add(terms[0], terms[1], terms[2:]...)
+}
+
+// sbox replaces element i by the S-box of it, a new atom.
+func (ls *linState) sbox(i int) {
+	y := sboxVar(ls.api, ls.expr(i))
+	ls.atoms = append(ls.atoms, y)
+	for j := range ls.el {
+		ls.el[j].coef = append(ls.el[j].coef, fr.Element{})
+	}
+	e := &ls.el[i]
+	clear(e.coef)
+	e.coef[len(e.coef)-1].SetOne()
+	e.c.SetZero()
+}
+
+// sboxAll is a full round's S-boxes: every element becomes an atom of its
+// own, and the atoms before them are no longer used.
+func (ls *linState) sboxAll() {
+	ys := make([]frontend.Variable, wideWidth)
+	for i := range ls.el {
+		ys[i] = sboxVar(ls.api, ls.expr(i))
+	}
+	ls.atoms = ys
+	for i := range ls.el {
+		e := &ls.el[i]
+		e.coef = make([]fr.Element, wideWidth)
+		e.coef[i].SetOne()
+		e.c.SetZero()
+	}
+}
+
+// partial is the partial rounds as widePermute computes them
+// (partialRounds): the same linear expressions with a seventeenth of the
+// arithmetic of mixing the full state every round.
+func (ls *linState) partial(w *poseidonParams) {
+	pr := &w.partialRounds
+	var t fr.Element
+	for k := range widePartial {
+		r := wideFull/2 + k
+		ls.el[0].c.Add(&ls.el[0].c, &w.rc[r*wideWidth])
+		ls.sbox(0) // y_k, the newest atom; element 0 is 1·y_k
+		x := &ls.el[0]
+		n := len(ls.atoms)
+		x.coef[n-1] = pr.a
+		x.c = pr.beta[k]
+		for i := range wideRate {
+			z := &ls.el[1+i]
+			if wi := &pr.w[k][i]; !wi.IsZero() {
+				for j := range z.coef {
+					if !z.coef[j].IsZero() {
+						t.Mul(wi, &z.coef[j])
+						x.coef[j].Add(&x.coef[j], &t)
+					}
+				}
+				t.Mul(wi, &z.c)
+				x.c.Add(&x.c, &t)
 			}
-		} else {
-			s[0] = sboxVar(api, s[0])
 		}
-		for i := range next {
-			var acc frontend.Variable = 0
-			for j := range s {
-				acc = api.Add(acc, api.Mul(s[j], bigOf(w.mds[i][j])))
+		for i := range wideRate {
+			z := &ls.el[1+i]
+			z.coef[n-1].Add(&z.coef[n-1], &pr.v[k][i])
+			z.c.Add(&z.c, &pr.gamma[k][i])
+		}
+	}
+	// z = E^(R_P)·ẑ
+	n := len(ls.atoms)
+	var out [wideRate]struct {
+		coef []fr.Element
+		c    fr.Element
+	}
+	for i := range out {
+		out[i].coef = make([]fr.Element, n)
+		for j := range wideRate {
+			m := &pr.final[i][j]
+			z := &ls.el[1+j]
+			for k := range z.coef {
+				if !z.coef[k].IsZero() {
+					t.Mul(m, &z.coef[k])
+					out[i].coef[k].Add(&out[i].coef[k], &t)
+				}
 			}
-			next[i] = acc
+			t.Mul(m, &z.c)
+			out[i].c.Add(&out[i].c, &t)
 		}
-		copy(s, next)
+	}
+	for i := range out {
+		ls.el[1+i].coef, ls.el[1+i].c = out[i].coef, out[i].c
+	}
+}
+
+// mix applies the MDS matrix.
+func (ls *linState) mix(m *[wideWidth][wideWidth]fr.Element) {
+	n := len(ls.atoms)
+	var next [wideWidth]struct {
+		coef []fr.Element
+		c    fr.Element
+	}
+	var t fr.Element
+	for i := range next {
+		next[i].coef = make([]fr.Element, n)
+		for j := range ls.el {
+			mij := &m[i][j]
+			if mij.IsZero() {
+				continue
+			}
+			for k := range ls.el[j].coef {
+				if ls.el[j].coef[k].IsZero() {
+					continue
+				}
+				t.Mul(mij, &ls.el[j].coef[k])
+				next[i].coef[k].Add(&next[i].coef[k], &t)
+			}
+			t.Mul(mij, &ls.el[j].c)
+			next[i].c.Add(&next[i].c, &t)
+		}
+	}
+	for i := range next {
+		ls.el[i].coef, ls.el[i].c = next[i].coef, next[i].c
 	}
 }
 
