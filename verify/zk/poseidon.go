@@ -430,32 +430,51 @@ func widePermuteVars(api frontend.API, s []frontend.Variable) {
 }
 
 // linState is a permutation's state as linear expressions over atoms (the
-// inputs and the S-box outputs, wires or expressions of the builder): an
-// element is Σ_k coef[k]·atoms[k] + c.
+// inputs and the S-box outputs, wires or expressions of the builder).
 type linState struct {
 	api   frontend.API
 	atoms []frontend.Variable
-	el    [wideWidth]struct {
-		coef []fr.Element // len(atoms)
-		c    fr.Element
+	el    [wideWidth]linExpr
+}
+
+// linExpr is Σ_k coef[k]·atoms[k] + c, coef as long as the atoms.
+type linExpr struct {
+	coef []fr.Element
+	c    fr.Element
+}
+
+// addScaled adds m·x to e (x's atoms a prefix of e's).
+func (e *linExpr) addScaled(m *fr.Element, x *linExpr) {
+	if m.IsZero() {
+		return
 	}
+	var t fr.Element
+	for k := range x.coef {
+		if !x.coef[k].IsZero() {
+			t.Mul(m, &x.coef[k])
+			e.coef[k].Add(&e.coef[k], &t)
+		}
+	}
+	t.Mul(m, &x.c)
+	e.c.Add(&e.c, &t)
 }
 
 func newLinState(api frontend.API, s []frontend.Variable) *linState {
 	ls := &linState{api: api}
+	atom := make([]int, len(s)) // element i is atoms[atom[i]], or a constant (−1)
 	for i, v := range s {
+		atom[i] = -1
 		if k, ok := api.Compiler().ConstantValue(v); ok {
 			ls.el[i].c.SetBigInt(k)
 			continue
 		}
+		atom[i] = len(ls.atoms)
 		ls.atoms = append(ls.atoms, v)
 	}
-	n := 0
-	for i, v := range s {
+	for i := range s {
 		ls.el[i].coef = make([]fr.Element, len(ls.atoms))
-		if _, ok := api.Compiler().ConstantValue(v); !ok {
-			ls.el[i].coef[n].SetOne()
-			n++
+		if atom[i] >= 0 {
+			ls.el[i].coef[atom[i]].SetOne()
 		}
 	}
 	return ls
@@ -501,10 +520,8 @@ func (ls *linState) sboxAll() {
 	}
 	ls.atoms = ys
 	for i := range ls.el {
-		e := &ls.el[i]
-		e.coef = make([]fr.Element, wideWidth)
-		e.coef[i].SetOne()
-		e.c.SetZero()
+		ls.el[i] = linExpr{coef: make([]fr.Element, wideWidth)}
+		ls.el[i].coef[i].SetOne()
 	}
 }
 
@@ -513,7 +530,7 @@ func (ls *linState) sboxAll() {
 // arithmetic of mixing the full state every round.
 func (ls *linState) partial(w *poseidonParams) {
 	pr := &w.partialRounds
-	var t fr.Element
+	z := ls.el[1:]
 	for k := range widePartial {
 		r := wideFull/2 + k
 		ls.el[0].c.Add(&ls.el[0].c, &w.rc[r*wideWidth])
@@ -522,80 +539,35 @@ func (ls *linState) partial(w *poseidonParams) {
 		n := len(ls.atoms)
 		x.coef[n-1] = pr.a
 		x.c = pr.beta[k]
-		for i := range wideRate {
-			z := &ls.el[1+i]
-			if wi := &pr.w[k][i]; !wi.IsZero() {
-				for j := range z.coef {
-					if !z.coef[j].IsZero() {
-						t.Mul(wi, &z.coef[j])
-						x.coef[j].Add(&x.coef[j], &t)
-					}
-				}
-				t.Mul(wi, &z.c)
-				x.c.Add(&x.c, &t)
-			}
+		for i := range z {
+			x.addScaled(&pr.w[k][i], &z[i])
 		}
-		for i := range wideRate {
-			z := &ls.el[1+i]
-			z.coef[n-1].Add(&z.coef[n-1], &pr.v[k][i])
-			z.c.Add(&z.c, &pr.gamma[k][i])
+		for i := range z {
+			z[i].coef[n-1].Add(&z[i].coef[n-1], &pr.v[k][i])
+			z[i].c.Add(&z[i].c, &pr.gamma[k][i])
 		}
 	}
 	// z = E^(R_P)·ẑ
-	n := len(ls.atoms)
-	var out [wideRate]struct {
-		coef []fr.Element
-		c    fr.Element
-	}
+	var out [wideRate]linExpr
 	for i := range out {
-		out[i].coef = make([]fr.Element, n)
-		for j := range wideRate {
-			m := &pr.final[i][j]
-			z := &ls.el[1+j]
-			for k := range z.coef {
-				if !z.coef[k].IsZero() {
-					t.Mul(m, &z.coef[k])
-					out[i].coef[k].Add(&out[i].coef[k], &t)
-				}
-			}
-			t.Mul(m, &z.c)
-			out[i].c.Add(&out[i].c, &t)
+		out[i].coef = make([]fr.Element, len(ls.atoms))
+		for j := range z {
+			out[i].addScaled(&pr.final[i][j], &z[j])
 		}
 	}
-	for i := range out {
-		ls.el[1+i].coef, ls.el[1+i].c = out[i].coef, out[i].c
-	}
+	copy(z, out[:])
 }
 
 // mix applies the MDS matrix.
 func (ls *linState) mix(m *[wideWidth][wideWidth]fr.Element) {
-	n := len(ls.atoms)
-	var next [wideWidth]struct {
-		coef []fr.Element
-		c    fr.Element
-	}
-	var t fr.Element
+	var next [wideWidth]linExpr
 	for i := range next {
-		next[i].coef = make([]fr.Element, n)
+		next[i].coef = make([]fr.Element, len(ls.atoms))
 		for j := range ls.el {
-			mij := &m[i][j]
-			if mij.IsZero() {
-				continue
-			}
-			for k := range ls.el[j].coef {
-				if ls.el[j].coef[k].IsZero() {
-					continue
-				}
-				t.Mul(mij, &ls.el[j].coef[k])
-				next[i].coef[k].Add(&next[i].coef[k], &t)
-			}
-			t.Mul(mij, &ls.el[j].c)
-			next[i].c.Add(&next[i].c, &t)
+			next[i].addScaled(&m[i][j], &ls.el[j])
 		}
 	}
-	for i := range next {
-		ls.el[i].coef, ls.el[i].c = next[i].coef, next[i].c
-	}
+	ls.el = next
 }
 
 func sboxVar(api frontend.API, x frontend.Variable) frontend.Variable {
