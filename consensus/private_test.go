@@ -206,6 +206,17 @@ func TestPrivateUpdateWaitsForItsPass(t *testing.T) {
 		}
 	}
 
+	// A pass whose proof does not verify lifts nothing: the value that
+	// carries it is refused for the lie.
+	forged := *v
+	forged.Verdicts = append(slices.Clone(v.Verdicts), *pf.verdict(true, FaultNone, pf.step, "bad", "p3"))
+	slices.SortFunc(forged.Verdicts, func(a, b VerdictMsg) int { return verdictCmp(&a, &b) })
+	for i, o := range pf.e {
+		if c := o.validate(&forged); c.ok || !strings.Contains(c.reason, "does not verify") {
+			t.Fatalf("peer %d on a value with p3's update and a forged pass: ok %v, %q", i, c.ok, c.reason)
+		}
+	}
+
 	// The pass comes: round 2 carries it and aggregates p3's update.
 	pass := pf.verdict(true, FaultNone, pf.step, fmt.Sprintf("good/%d", pf.step), "p3")
 	for i, o := range pf.e {
