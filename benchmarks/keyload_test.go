@@ -3,6 +3,8 @@ package benchmarks
 import (
 	"crypto/sha256"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/vtrain/vtrain/verify/zk"
@@ -49,5 +51,37 @@ func BenchmarkKeyLoadCheck(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkLoadProver times zk.LoadProver, what a private peer does before
+// it can train its first round, on the demo's cached keys of a 784×10
+// batch-4 circuit (vtrain demo --private 1 makes them; the benchmark
+// skips without them): the compile, the check of the proving key's layout
+// against it (keyfile.go), the key's decoding and the check that it comes
+// from the verifying key's setup.
+//
+//	go test -run - -bench LoadProver -benchtime 3x ./benchmarks/
+func BenchmarkLoadProver(b *testing.B) {
+	cache := filepath.Dir(zk.DemoKeysDir(zk.FashionParams(4)))
+	entries, _ := os.ReadDir(cache)
+	dir := ""
+	for _, e := range entries {
+		d := filepath.Join(cache, e.Name())
+		if p, err := zk.LoadParams(d); err != nil || p.Features != 784 || p.Classes != 10 || p.Batch != 4 {
+			continue
+		}
+		if _, err := zk.LoadProver(d, ""); err == nil { // keys of this build
+			dir = d
+			break
+		}
+	}
+	if dir == "" {
+		b.Skipf("no cached demo keys of this build's 784×10 batch-4 circuit in %s (vtrain demo --private 1 makes them)", cache)
+	}
+	for b.Loop() {
+		if _, err := zk.LoadProver(dir, ""); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package zk
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -17,7 +18,6 @@ import (
 	"github.com/consensys/gnark-crypto/ecc/bn254"
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
 	"github.com/consensys/gnark/backend/groth16"
-	groth16bn254 "github.com/consensys/gnark/backend/groth16/bn254"
 	"github.com/consensys/gnark/constraint"
 	"github.com/consensys/gnark/frontend"
 	"github.com/consensys/gnark/frontend/cs/r1cs"
@@ -270,13 +270,12 @@ func LoadVerifier(dir, wantHash string) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	vk := groth16.NewVerifyingKey(ecc.BN254)
-	f, err := os.Open(filepath.Join(dir, VKFile))
+	b, err := readLimited(filepath.Join(dir, VKFile), maxVKBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKeys, err)
 	}
-	defer f.Close()
-	if _, err := vk.ReadFrom(io.LimitReader(f, 1<<20)); err != nil {
+	vk, err := decodeVK(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrKeys, VKFile, err)
 	}
 	if wantHash != "" && VKHash(vk) != wantHash {
@@ -305,26 +304,89 @@ func LoadProver(dir, wantHash string) (*Keys, error) {
 	if err := checkCircuit(dir, made, k.CCS); err != nil {
 		return nil, err
 	}
-	pk := groth16.NewProvingKey(ecc.BN254)
-	f, err := os.Open(filepath.Join(dir, PKFile))
+	pk, err := readPK(filepath.Join(dir, PKFile), k.CCS)
+	if err != nil {
+		return nil, err
+	}
+	// A proving key of another setup than the directory's verifying key
+	// (a step.pk copied from the demo's cache into a ceremony's keys, say)
+	// passes every check above and makes proofs that every member refuses:
+	// the peer would be excluded as a forger. Say so here.
+	if err := sameSetup(pk, k.VK); err != nil {
+		return nil, fmt.Errorf("%w: %s and %s: %v", ErrKeys, PKFile, VKFile, err)
+	}
+	k.PK = pk
+	return k, nil
+}
+
+// maxVKBytes bounds a verifying key's encoding: a few points per public
+// input and commitment (848 bytes for the 784×10 circuit).
+const maxVKBytes = 1 << 20
+
+// readLimited reads a file of at most limit bytes.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is over %d bytes", filepath.Base(path), limit)
+	}
+	return b, nil
+}
+
+// decodeVK decodes a verifying key from bytes of any origin: its counts
+// are checked before gnark's decoder allocates from them (keyfile.go).
+func decodeVK(b []byte) (vk groth16.VerifyingKey, err error) {
+	if err := checkVKCounts(b); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			vk, err = nil, fmt.Errorf("malformed: %v", r)
+		}
+	}()
+	vk = groth16.NewVerifyingKey(ecc.BN254)
+	n, err := vk.ReadFrom(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	if n != int64(len(b)) {
+		return nil, fmt.Errorf("%d trailing bytes after the key", int64(len(b))-n)
+	}
+	return vk, nil
+}
+
+// readPK reads a proving key for ccs from path, checking its layout
+// against ccs first (checkPKLayout): a key of another circuit would fail
+// in the middle of a proof with gnark's "len(points) != len(scalars)", and
+// a hostile one would make the decoder allocate what its counts declare.
+// The points are not checked to lie in their subgroups (it is the prover's
+// own key: a bad point only spoils its own proofs, which sameSetup and
+// every verifier catch); that check would cost seconds per start.
+func readPK(path string, ccs constraint.ConstraintSystem) (groth16.ProvingKey, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKeys, err)
 	}
 	defer f.Close()
-	if _, err := pk.UnsafeReadFrom(f); err != nil { // our own file, written by Save
-		return nil, fmt.Errorf("%w: %s: %v", ErrKeys, PKFile, err)
+	wires := ccsWires(ccs)
+	if err := checkPKLayout(f, ccs.GetNbConstraints(), wires); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v (keys of another circuit or an older vtrain? make them again)", ErrKeys, filepath.Base(path), err)
 	}
-	// A proving key of another circuit than circuit.json says (a step.pk
-	// copied from another directory) would fail in the middle of a proof
-	// with gnark's "len(points) != len(scalars)": say what is wrong here.
-	if bpk, ok := pk.(*groth16bn254.ProvingKey); ok {
-		if wires := ccsWires(k.CCS); len(bpk.InfinityA) != wires {
-			return nil, fmt.Errorf("%w: %s holds a proving key for a circuit of %d wires, not this one of %d (keys of an older vtrain? make them again)",
-				ErrKeys, PKFile, len(bpk.InfinityA), wires)
-		}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKeys, err)
 	}
-	k.PK = pk
-	return k, nil
+	pk := groth16.NewProvingKey(ecc.BN254)
+	if _, err := pk.UnsafeReadFrom(bufio.NewReaderSize(f, 1<<20)); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrKeys, filepath.Base(path), err)
+	}
+	return pk, nil
 }
 
 // Prove proves the statement with the witness. It fails, without a proof,
@@ -519,8 +581,8 @@ func VerifierFromBytes(p Params, b []byte, wantHash string) (*Keys, error) {
 	if h := sha256.Sum256(b); hex.EncodeToString(h[:]) != wantHash {
 		return nil, fmt.Errorf("%w: verifying key hash %x, the run pins %s", ErrKeys, h, wantHash)
 	}
-	vk := groth16.NewVerifyingKey(ecc.BN254)
-	if _, err := vk.ReadFrom(bytes.NewReader(b)); err != nil {
+	vk, err := decodeVK(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: verifying key: %v", ErrKeys, err)
 	}
 	if h := VKHash(vk); h != wantHash {
