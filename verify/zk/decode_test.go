@@ -190,3 +190,31 @@ func TestLoadProverRefusesOtherSetup(t *testing.T) {
 		t.Fatalf("a proving key of another setup: %v, want ErrKeys naming it", err)
 	}
 }
+
+// TestPKLayoutDomain: a proving key's domain may be any power of two from
+// the circuit's own up to 2^MaxCeremonyPower (a ceremony's keys have its
+// phase 1's domain, which may be larger than the circuit needs:
+// TestLoadProverCeremonyLargerDomain); anything else is refused.
+func TestPKLayoutDomain(t *testing.T) {
+	keys := keysForSmall(t)
+	var buf bytes.Buffer
+	if _, err := keys.PK.WriteRawTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	nc, wires := keys.CCS.GetNbConstraints(), ccsWires(keys.CCS)
+	own := binary.BigEndian.Uint64(buf.Bytes())
+	for _, c := range []struct {
+		card uint64
+		ok   bool
+	}{
+		{own, true}, {2 * own, true}, {1 << MaxCeremonyPower, true},
+		{own / 2, false}, {3 * own, false}, {1 << (MaxCeremonyPower + 1), false}, {1 << 62, false},
+	} {
+		b := bytes.Clone(buf.Bytes())
+		binary.BigEndian.PutUint64(b, c.card)
+		err := checkPKLayout(bytes.NewReader(b), nc, wires)
+		if (err == nil) != c.ok {
+			t.Errorf("a domain of %d points (the circuit's %d): %v, want ok=%v", c.card, own, err, c.ok)
+		}
+	}
+}

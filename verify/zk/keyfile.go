@@ -135,7 +135,7 @@ func checkVKCounts(b []byte) error {
 // layout: the domain, α, β, δ, the points A, B, Z and K, β₂, δ₂, the
 // points B₂, the wire count, the counts of points at infinity, one flag
 // per wire for A and for B, the commitment keys) and checks it against
-// the circuit it must serve: its domain is the circuit's, its wire count
+// the circuit it must serve: its domain fits the circuit, its wire count
 // the circuit's, and no slice holds more points than the circuit has
 // wires or domain points.
 func checkPKLayout(r io.Reader, constraints, wires int) error {
@@ -144,8 +144,10 @@ func checkPKLayout(r io.Reader, constraints, wires int) error {
 	if err != nil {
 		return err
 	}
-	if want := ecc.NextPowerOfTwo(uint64(constraints)); card != want {
-		return fmt.Errorf("a domain of %d points, the circuit's is %d", card, want)
+	// A ceremony's keys have its phase 1's domain, which may be larger
+	// than the circuit needs (a phase 1 made for a bigger circuit).
+	if least := ecc.NextPowerOfTwo(uint64(constraints)); card < least || card > 1<<MaxCeremonyPower || card&(card-1) != 0 {
+		return fmt.Errorf("a domain of %d points, where the circuit needs a power of two from %d to 2^%d", card, least, MaxCeremonyPower)
 	}
 	if err := w.skip(5*fr.Bytes+1, "the domain"); err != nil {
 		return err
