@@ -161,22 +161,8 @@ func TestCeremonyThreeParties(t *testing.T) {
 	}
 
 	// A real proof of a step of the smallest circuit.
-	p := ceremonyParams
-	samples := []Sample{{Pixels: []byte{7, 250}, Label: 1}, {Pixels: []byte{129, 3}, Label: 0}}
-	tree, err := NewTree(p.Depth, []fr.Element{Leaf(samples[0]), Leaf(samples[1])})
-	if err != nil {
-		t.Fatal(err)
-	}
-	theta := Theta{1 << 19, -(1 << 18), 3 << 16, 5, -7, 1 << 10}
-	next, err := p.Step(theta, samples[1:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	draw := drawOf(t, p, 2, 1)
-	path, _ := tree.Path(1)
-	st := Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: tree.Root(), Draw: draw,
-		Context: Context{Round: 3, Peer: "12D3KooWceremony"}}
-	proof, err := keys.Prove(st, Witness{Theta: theta, Batch: samples[1:], Indices: []uint64{1}, Paths: [][]fr.Element{path}})
+	st, w := ceremonyStep(t)
+	proof, err := keys.Prove(st, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,6 +493,20 @@ func TestLoadProverCeremonyLargerDomain(t *testing.T) {
 	if d := loaded.PK.(*groth16bn254.ProvingKey).Domain.Cardinality; d != 1<<v1.Power {
 		t.Fatalf("the keys' domain is %d, want the phase 1's 2^%d", d, v1.Power)
 	}
+	st, w := ceremonyStep(t)
+	proof, err := loaded.Prove(st, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := loaded.Verify(st, proof); err != nil {
+		t.Fatalf("a proof under the larger domain's keys: %v", err)
+	}
+}
+
+// ceremonyStep is a statement and witness of one step of ceremonyParams'
+// circuit: the second of two samples, drawn by seed 2 at step 1.
+func ceremonyStep(t *testing.T) (Statement, Witness) {
+	t.Helper()
 	p := ceremonyParams
 	samples := []Sample{{Pixels: []byte{7, 250}, Label: 1}, {Pixels: []byte{129, 3}, Label: 0}}
 	tree, err := NewTree(p.Depth, []fr.Element{Leaf(samples[0]), Leaf(samples[1])})
@@ -521,11 +521,5 @@ func TestLoadProverCeremonyLargerDomain(t *testing.T) {
 	path, _ := tree.Path(1)
 	st := Statement{ThetaIn: p.CommitTheta(theta), ThetaOut: p.CommitTheta(next), DataRoot: tree.Root(), Draw: drawOf(t, p, 2, 1),
 		Context: Context{Round: 3, Peer: "12D3KooWceremony"}}
-	proof, err := loaded.Prove(st, Witness{Theta: theta, Batch: samples[1:], Indices: []uint64{1}, Paths: [][]fr.Element{path}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := loaded.Verify(st, proof); err != nil {
-		t.Fatalf("a proof under the larger domain's keys: %v", err)
-	}
+	return st, Witness{Theta: theta, Batch: samples[1:], Indices: []uint64{1}, Paths: [][]fr.Element{path}}
 }
