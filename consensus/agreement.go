@@ -274,13 +274,26 @@ func (e *Engine) tryPropose() {
 // quorum of the voters' and the spec's minimum.
 func (e *Engine) enoughUpdates() bool {
 	n, all := 0, 0
+	var gated []PeerID
 	for p := range e.byAuthor {
 		if !e.takeable(p) {
+			if e.members.Has(p) {
+				gated = append(gated, p)
+			}
 			continue
 		}
 		all++
 		if e.voterSet[p] {
 			n++
+		}
+	}
+	waived := e.gateWaived(n, all) // the gated updates the quorums need count
+	for _, p := range gated {
+		if waived(p) {
+			all++
+			if e.voterSet[p] {
+				n++
+			}
 		}
 	}
 	return n >= quorumOf(len(e.voters)) && all >= e.spec.Rounds.Quorum
@@ -301,10 +314,11 @@ func (e *Engine) takeable(p PeerID) bool {
 	return e.members.Gated(m, e.round, e.policy, e.passHeld) == ""
 }
 
-// passHeld reports whether this node holds a pass verdict on update h.
+// passHeld reports whether this node holds a pass verdict on update h
+// that its value may carry.
 func (e *Engine) passHeld(h Hash) bool {
 	for _, x := range e.verdicts {
-		if x.Pass && x.Update == h {
+		if x.Pass && x.Update == h && !e.unverifiedPass(x) {
 			return true
 		}
 	}
@@ -765,7 +779,7 @@ func (e *Engine) apply(c *Commit, chk *check) {
 		e.logf("round %d: %s excluded from round %d on: %s", e.round, x.Peer, e.round+1, x.Reason())
 	}
 	for _, p := range res.Dropped {
-		e.logf("round %d: %s dropped: no update aggregated in %d rounds", e.round, p, absentLimit(e.policy, len(e.voters)))
+		e.logf("round %d: %s dropped: no update aggregated in %d rounds", e.round, p, absentFor(e.policy, len(e.voters), p))
 	}
 	e.remember(c, e.voters, e.updates)
 	if v.NextVoters != v.Voters {

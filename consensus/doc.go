@@ -342,6 +342,8 @@
 // commit_timeout) and f+1 views once the network heals; the simulation
 // (sim_test.go) asserts exactly that bound. Members that stop contributing
 // are dropped after members.absent rounds (never fewer than f+2, so
-// Byzantine proposers in turn cannot starve an honest member out), which
+// Byzantine proposers in turn cannot starve an honest member out; a
+// private peer, whose updates a gate may hold back until the round before
+// that, f-1 rounds later: absentFor in members.go), which
 // also shrinks the quorum a crashed voter held.
 package consensus

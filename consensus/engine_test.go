@@ -58,6 +58,8 @@ type fx struct {
 	reqs map[int]*TrainRequest // train requests not answered yet
 	// rule is every engine's referee (nil: every failed verdict upheld).
 	rule func(i int, r RefereeRequest) Ruling
+	// drop, when set, loses the messages it reports (from engine i to j).
+	drop func(i, j int, m Message) bool
 }
 
 func newFx(t *testing.T, n int, tune func(*runspec.Spec)) *fx {
@@ -173,7 +175,7 @@ func (f *fx) sync(upTo uint64) int {
 			}
 			for _, m := range rd.Publish {
 				for j, o := range f.e {
-					if j != i {
+					if j != i && (f.drop == nil || !f.drop(i, j, m)) {
 						o.Step(m)
 						n++
 						moved = true

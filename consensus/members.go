@@ -94,12 +94,16 @@ func (p Policy) proves(id PeerID) bool {
 // Gated reports why the member's update may not be aggregated in round, or
 // "" when it may: a private member's last aggregated update (Unproven) has
 // no pass on its proof yet, neither decided nor among passed, the updates
-// whose pass the value under consideration carries. The gate lifts when
-// the member would otherwise be dropped as absent the round after
-// (absentLimit): a pass that never comes (its drawn challengers silent)
-// then costs an honest private peer all but one update in that many
-// rounds, and a forger whose challengers collude gets one forged update in
-// as many, where without the gate it got one a round.
+// whose pass the value under consideration carries. The gate lifts
+// absentLimit-1 rounds after its last aggregated update: a pass that never
+// comes (its drawn challengers silent) then costs an honest private peer
+// all but one update in that many rounds, and a forger whose challengers
+// collude gets one forged update in as many, where without the gate it got
+// one a round. A private member is dropped f-1 rounds later than others
+// (absentFor), so that the rounds from the lift to its drop have f+1
+// proposers, one of them honest: two Byzantine proposers in turn cannot
+// leave out its only two chances. A value may also take a gated update
+// that the round's quorums need (gateWaived).
 func (ms *Members) Gated(m *Member, round uint64, p Policy, passed func(Hash) bool) string {
 	if m.Unproven == (Hash{}) || passed(m.Unproven) || round+1 >= m.Last+absentLimit(p, len(ms.Voters())) {
 		return ""
@@ -303,6 +307,18 @@ func Proposer(round uint64, view uint32, voters []PeerID) PeerID {
 // proposing in turn, cannot starve an honest member out of the run.
 func absentLimit(p Policy, voters int) uint64 { return max(p.Absent, uint64(Faults(voters))+2) }
 
+// absentFor is the rounds without an aggregated update after which member
+// id is dropped: absentLimit, and f-1 more for a private peer of a zk run,
+// whose updates the gate (Gated) may leave out until round Last+limit-1:
+// from there to its drop, f+1 rounds, so f+1 proposers in turn.
+func absentFor(p Policy, voters int, id PeerID) uint64 {
+	limit := absentLimit(p, voters)
+	if f := uint64(Faults(voters)); p.proves(id) && f > 1 {
+		limit += f - 1
+	}
+	return limit
+}
+
 // Next returns the membership after round's decision v: the members whose
 // updates it aggregated, on time or late (late.go), credited (their
 // residual marks moved to what those updates kept: resid, by author; their
@@ -361,9 +377,9 @@ func (ms *Members) Next(round uint64, v *Value, p Policy, resid map[PeerID]Hash)
 		}
 	}
 	slices.Sort(out.Excluded)
-	limit := absentLimit(p, len(ms.Voters()))
+	nv := len(ms.Voters())
 	out.List = slices.DeleteFunc(out.List, func(m Member) bool {
-		return gone[m.ID] || round >= m.Last+limit
+		return gone[m.ID] || round >= m.Last+absentFor(p, nv, m.ID)
 	})
 	// Empty seats go to unseated founders first, all at once, then to one
 	// other member a round (a wave of fresh identities takes seats no

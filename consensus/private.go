@@ -108,6 +108,25 @@ func (e *Engine) checkPrivateDraw(x *VerdictMsg, rec *record) error {
 	return nil
 }
 
+// unverifiedPass reports whether x is a pass that lifts a private
+// member's gate (it is on the member's Unproven update) carrying a proof
+// this node cannot verify: it adopted or restarted past the update's
+// round, so it does not hold the update (checkPrivateDraw lets such a
+// verdict through, for a decided value is its quorum's). Such a node
+// neither votes for a value that carries one nor proposes one: with f+1
+// honest voters restarted, their votes would otherwise lift a forger's
+// gate on a proof no one of them checked.
+func (e *Engine) unverifiedPass(x *VerdictMsg) bool {
+	if !x.Pass || e.proofs == nil || !e.spec.IsPrivate(string(x.Accused)) {
+		return false
+	}
+	if m, ok := e.members.Find(x.Accused); !ok || m.Unproven != x.Update {
+		return false
+	}
+	rec := e.history[x.Round]
+	return rec == nil || rec.updates[x.Update] == nil
+}
+
 // stateTheta returns the parameters of the agreed state with hash h, if
 // this engine still holds it.
 func (e *Engine) stateTheta(h Hash) []float32 {

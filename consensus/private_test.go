@@ -36,8 +36,11 @@ type privateFx struct {
 	calls      int
 }
 
-func newPrivateFx(t *testing.T) *privateFx {
-	f := newFx(t, 4, func(s *runspec.Spec) {
+func newPrivateFx(t *testing.T) *privateFx { return newPrivateFxN(t, 4) }
+
+// newPrivateFxN is newPrivateFx with n founders, every one a voter.
+func newPrivateFxN(t *testing.T, n int) *privateFx {
+	f := newFx(t, n, func(s *runspec.Spec) {
 		s.Inner.Optimizer, s.Inner.Momentum, s.Inner.WeightDecay, s.Inner.Steps = "sgd", 0, 0, 20
 		var root fr.Element
 		root.SetUint64(5)

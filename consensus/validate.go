@@ -71,7 +71,11 @@ func (e *Engine) checkRulings(v *Value) *check {
 		return nil
 	}
 	for i := range v.Verdicts {
-		if x := &v.Verdicts[i]; !x.Pass {
+		x := &v.Verdicts[i]
+		if e.unverifiedPass(x) {
+			return bad("pass by %s on %s's update %s: this node cannot verify its proof (it does not hold the update)", x.From, x.Accused, x.Update.Short())
+		}
+		if !x.Pass {
 			if c := need(x, Upheld); c != nil {
 				return c
 			}
@@ -112,6 +116,11 @@ func (e *Engine) validate(v *Value) *check {
 	voters, onTime := 0, 0
 	dec := make([]any, 0, len(v.Updates))
 	passes := v.passes()
+	type gatedRef struct {
+		r   UpdateRef
+		why string
+	}
+	var gated []gatedRef
 	for _, r := range v.Updates {
 		m, ok := e.members.Find(r.From)
 		if !ok {
@@ -121,8 +130,12 @@ func (e *Engine) validate(v *Value) *check {
 			return bad("two updates by %s", r.From)
 		}
 		authors[r.From] = true
-		if why := e.members.Gated(m, e.round, e.policy, func(h Hash) bool { return passes[h] }); why != "" {
-			return bad("update %s: %s", r.ID.Short(), why)
+		why := e.members.Gated(m, e.round, e.policy, func(h Hash) bool { return passes[h] })
+		if why != "" {
+			if r.Late {
+				return bad("update %s: %s", r.ID.Short(), why)
+			}
+			gated = append(gated, gatedRef{r, why})
 		}
 		if r.Newcomer != m.Newcomer(e.round, e.policy.Probation) {
 			return bad("update %s: %s's probation is misstated", r.ID.Short(), r.From)
@@ -133,7 +146,7 @@ func (e *Engine) validate(v *Value) *check {
 				return bad("late update %s: %s", r.ID.Short(), why)
 			}
 			round--
-		} else {
+		} else if why == "" {
 			onTime++
 			if e.voterSet[r.From] {
 				voters++
@@ -153,6 +166,18 @@ func (e *Engine) validate(v *Value) *check {
 			return bad("update %s carries in %s, %s's mark is %s", r.ID.Short(), h.u.ResidualIn.Short(), r.From, m.Residual.Short())
 		}
 		dec = append(dec, h.dec)
+	}
+	// Gated updates count only where the round's quorums fall short
+	// without them (gateWaived).
+	waived := e.gateWaived(voters, onTime)
+	for _, g := range gated {
+		if !waived(g.r.From) {
+			return bad("update %s: %s", g.r.ID.Short(), g.why)
+		}
+		onTime++
+		if e.voterSet[g.r.From] {
+			voters++
+		}
 	}
 	if q := quorumOf(len(e.voters)); voters < q {
 		return bad("updates of %d voters, a quorum is %d", voters, q)
@@ -208,6 +233,21 @@ func (e *Engine) validate(v *Value) *check {
 		return bad("the value leaves no voters")
 	}
 	return &check{ok: true, theta: theta, mom: mom, next: next}
+}
+
+// gateWaived returns which gated on-time updates (Members.Gated) a value
+// may aggregate when the others it aggregates on time are those of voters
+// voters and onTime in all: a voter's when they fall short of the voters'
+// quorum, anyone's when they fall short of rounds.quorum; none otherwise.
+// A private voter whose drawn challenger fell silent (crashed, or the
+// run's one Byzantine voter) would otherwise hold the round without a
+// quorum for good: the gate lifts by round number, and no round would be
+// decided. The price: a forger that proposes may leave honest voters'
+// updates out to make its own needed, one forged update in the rounds it
+// proposes, each judged when its proof comes.
+func (e *Engine) gateWaived(voters, onTime int) func(PeerID) bool {
+	short, few := voters < quorumOf(len(e.voters)), onTime < e.spec.Rounds.Quorum
+	return func(p PeerID) bool { return few || short && e.voterSet[p] }
 }
 
 // fetchMissing asks for the updates a value names that this node lacks,
@@ -279,7 +319,7 @@ func (e *Engine) checkEquivocation(q *Equivocation) error {
 func (e *Engine) buildValue() (*Value, *check) {
 	v := &Value{Round: e.round, Base: e.hash, Voters: e.votersHash}
 	for k, x := range e.verdicts {
-		if e.checkVerdict(x, true) == nil && len(v.Verdicts) < 4*maxPeers && (x.Pass || e.rulings[k] == Upheld) {
+		if e.checkVerdict(x, true) == nil && len(v.Verdicts) < 4*maxPeers && (x.Pass && !e.unverifiedPass(x) || e.rulings[k] == Upheld) {
 			v.Verdicts = append(v.Verdicts, *x)
 		}
 	}
@@ -289,12 +329,27 @@ func (e *Engine) buildValue() (*Value, *check) {
 	// value carries.
 	passes := v.passes()
 	passed := func(h Hash) bool { return passes[h] }
+	var gated []PeerID
+	voters := 0
 	for p, id := range e.byAuthor {
 		m, _ := e.members.Find(p)
 		if e.members.Gated(m, e.round, e.policy, passed) != "" {
+			gated = append(gated, p)
 			continue
 		}
+		if e.voterSet[p] {
+			voters++
+		}
 		v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOf(id)})
+	}
+	// The gated ones the round's quorums need (gateWaived).
+	waived := e.gateWaived(voters, len(v.Updates))
+	for _, p := range gated {
+		if waived(p) {
+			m, _ := e.members.Find(p)
+			id := e.byAuthor[p]
+			v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOf(id)})
+		}
 	}
 	// Late updates of the members without one of this round (late.go).
 	for p, id := range e.lateBy {
