@@ -236,10 +236,11 @@ func (e *Engine) validate(v *Value) *check {
 }
 
 // gateWaived returns which gated on-time updates (Members.Gated) a value
-// may aggregate, given how many on-time updates it aggregates besides them
-// (onTime, of them voters from voters): a voter's when those fall short of the
-// voters' quorum, anyone's when they fall short of rounds.quorum, none
-// otherwise (a late update never: it counts towards no quorum).
+// may aggregate, given the on-time updates it aggregates besides them
+// (onTime of them, voters of which are voters'): a voter's when those fall
+// short of the voters' quorum, anyone's when they fall short of
+// rounds.quorum, none otherwise (a late one never: it counts towards no
+// quorum).
 // A private voter whose drawn challenger fell silent (crashed, or the
 // run's one Byzantine voter) would otherwise hold the round without a
 // quorum for good: the gate lifts by round number, and no round would be
