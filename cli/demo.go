@@ -352,7 +352,7 @@ func runDemo(args []string, stdout, stderr io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
-		if err := cmd.Start(); err != nil {
+		if err := startDemoNode(cmd); err != nil {
 			return err
 		}
 		g.Add(1)
