@@ -331,26 +331,28 @@ func (e *Engine) buildValue() (*Value, *check) {
 	// value carries.
 	passes := v.passes()
 	passed := func(h Hash) bool { return passes[h] }
-	var gated []PeerID
+	onTime := func(p PeerID, m *Member) UpdateRef {
+		id := e.byAuthor[p]
+		return UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOf(id)}
+	}
+	var gated []*Member
 	voters := 0
-	for p, id := range e.byAuthor {
+	for p := range e.byAuthor {
 		m, _ := e.members.Find(p)
 		if e.members.Gated(m, e.round, e.policy, passed) != "" {
-			gated = append(gated, p)
+			gated = append(gated, m)
 			continue
 		}
 		if e.voterSet[p] {
 			voters++
 		}
-		v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOf(id)})
+		v.Updates = append(v.Updates, onTime(p, m))
 	}
 	// The gated ones the round's quorums need (gateWaived).
 	waived := e.gateWaived(voters, len(v.Updates))
-	for _, p := range gated {
-		if waived(p) {
-			m, _ := e.members.Find(p)
-			id := e.byAuthor[p]
-			v.Updates = append(v.Updates, UpdateRef{ID: id, From: p, Newcomer: m.Newcomer(e.round, e.policy.Probation), At: e.arrivalOf(id)})
+	for _, m := range gated {
+		if waived(m.ID) {
+			v.Updates = append(v.Updates, onTime(m.ID, m))
 		}
 	}
 	// Late updates of the members without one of this round (late.go).

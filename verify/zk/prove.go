@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 
 	"github.com/consensys/gnark-crypto/ecc"
-	"github.com/consensys/gnark-crypto/ecc/bn254"
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
 	"github.com/consensys/gnark/backend/groth16"
 	"github.com/consensys/gnark/constraint"
@@ -458,21 +456,17 @@ func (k *Keys) Verify(st Statement, proofBytes []byte) (err error) {
 // catches). Each point is compressed or not as its first byte's top two
 // bits say, as the decoder reads it.
 func checkProofCounts(b []byte) error {
-	off := 0
-	for _, size := range []int{bn254.SizeOfG1AffineCompressed, bn254.SizeOfG2AffineCompressed, bn254.SizeOfG1AffineCompressed} {
-		if off >= len(b) {
+	w := &keyWalk{r: bufio.NewReader(bytes.NewReader(b))}
+	for _, size := range []int64{g1Compressed, g2Compressed, g1Compressed} {
+		if w.point(size, "a point") != nil {
 			return errors.New("truncated")
 		}
-		if b[off]>>6 == 0 { // uncompressed: twice the size
-			size *= 2
-		}
-		off += size
 	}
-	if len(b) < off+4 {
+	n, err := w.u32("the commitments")
+	if err != nil {
 		return errors.New("truncated")
 	}
-	n := uint64(binary.BigEndian.Uint32(b[off:]))
-	if room := uint64(len(b)-off-4) / bn254.SizeOfG1AffineCompressed; n > room {
+	if room := uint64(int64(len(b))-w.off) / g1Compressed; n > room {
 		return fmt.Errorf("%d commitments declared, room for %d in %d bytes", n, room, len(b))
 	}
 	return nil
