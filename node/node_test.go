@@ -513,10 +513,25 @@ func TestStragglersReported(t *testing.T) {
 // spot-checked (every update is) from its own round's state and passed,
 // its residual chain continuing through them; every node ends on the same
 // state, and every ledger passes the audit, which replays the late updates
-// from their round's state and credits them.
+// from their round's state and credits them. The others hold each round
+// until it has decided it too (pacer): on a loaded machine it could
+// otherwise fall two rounds behind and catch up from a fetched state (seen
+// in CI), which leaves its late updates nothing to join.
 func TestLateMember(t *testing.T) {
 	const rounds = 6
-	c := nodetest.Start(t, 4, rounds, spotChecks, nodetest.WithBehave(3, "late"))
+	var late pacer
+	c := nodetest.Start(t, 4, rounds, spotChecks, nodetest.WithBehave(3, "late"),
+		nodetest.WithConfig(func(id string, cfg *node.Config) {
+			if cfg.Behave == "late" {
+				cfg.OnRound = late.decided
+				return
+			}
+			cfg.OnRound = func(r node.RoundReport, rounds int) {
+				if r.Round+1 < uint64(rounds) {
+					late.wait(r.Round)
+				}
+			}
+		}))
 	c.Wait()
 	agreed(t, c, c.Nodes)
 	slow := c.Nodes[3]
