@@ -40,12 +40,17 @@ import (
 //     the run only once its round was decided without it, like a peer
 //     behind a slow link; its updates are aggregated late, a round after
 //     their own (consensus/late.go);
+//   - tardy: no misbehaviour either: it hands each update over only once
+//     it has seen a proposal of the round after the update's, too late
+//     for any round to take (as a late update, it can join only that
+//     round's value): a peer a little slower than the run, whose signed
+//     updates the others accept but never aggregate;
 //   - forge-proof: a private peer (runspec.Privacy) that answers the step
 //     its update was drawn for with a proof of another statement: one step
 //     from the same state on the batch of another step, a proof that
 //     verifies for that statement but not for the drawn one.
 var Behaviours = []string{"honest", "lazy", "noise", "replay", "scaled", "stale", "flip", "alie", "ipm", "accuse", "accuse-any", "collude",
-	"forge", "equivocate", "hijack", "sybil", "future", "flood", "late", "forge-proof"}
+	"forge", "equivocate", "hijack", "sybil", "future", "flood", "late", "tardy", "forge-proof"}
 
 // TrainingCheats are the misbehaviours that send bad updates (the others
 // lie as challengers, or about signatures and votes).

@@ -41,10 +41,18 @@ func (n *node) judge(m *gossip.Msg) consensus.Decision {
 // step hands a verified message to the engine and records what it did.
 func (n *node) step(m *gossip.Msg) consensus.Decision {
 	d := n.eng.Step(m.Message)
-	if m.Update != nil && (d.OK() || d.Kept) {
+	if u := m.Update; u != nil && (d.OK() || d.Kept) {
 		n.mu.Lock()
-		n.raws[m.Update.ID(n.eng.RunID())] = m.Raw
+		n.raws[u.ID(n.eng.RunID())] = m.Raw
 		n.mu.Unlock()
+		if n.eng.Members().Has(u.From) {
+			// Signed by a member and valid for its round: it takes part,
+			// whether or not a round aggregates it (unfinished).
+			n.tookPart(string(u.From), u.Round+1)
+		}
+	}
+	if p := m.Proposal; p != nil && (d.OK() || d.Kept) {
+		n.proposed = max(n.proposed, p.Vote.Round+1)
 	}
 	if d.Verdict == consensus.Reject {
 		n.log.Info("rejected", "msg", m, "reason", d.Reason)

@@ -229,7 +229,8 @@ type node struct {
 	finished      map[string]bool         // members whose signed heads say they decided the last round
 	training      *consensus.TrainRequest // the training under way (loop only)
 	queued        *consensus.TrainRequest // to train for once it ends (loop only; see handle)
-	contributed   map[string]uint64       // each peer's last round with an update aggregated (on time or late) or its admission, plus one
+	contributed   map[string]uint64       // each peer's last round it took part in, plus one: an update of its aggregated (on time or late) or accepted here, or its admission
+	proposed      uint64                  // the last round a proposal of which this node has seen, plus one (behaviour "tardy")
 	headRaw       []byte                  // this node's last gossiped tree head, to gossip again while lingering
 	headSentAt    time.Time
 	lingerSaid    bool
@@ -541,7 +542,7 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 	var doneAt time.Time
 	var trainCancel context.CancelFunc
 	var current *consensus.TrainRequest
-	var held *trainResult // a finished update the "late" behaviour holds back until its round is decided
+	var held []trainResult // finished updates the "late" and "tardy" behaviours hold back, oldest first
 	stop := func() {
 		if trainCancel != nil {
 			trainCancel()
@@ -626,8 +627,8 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			}
 			n.trainSeconds += r.seconds
 			n.note(Note{Kind: NoteTrained, Round: r.req.Round, Steps: n.spec.Inner.Steps, Seconds: r.seconds})
-			if n.acts(r.req.Round) == "late" {
-				held = &r // handed over once the round is decided (below)
+			if a := n.acts(r.req.Round); a == "late" || a == "tardy" {
+				held = append(held, r) // handed over once the round is decided, or the next one proposed (below)
 				break
 			}
 			if err := n.submit(r); err != nil {
@@ -674,11 +675,11 @@ func (n *node) loop(ctx context.Context) (*Summary, error) {
 			stop()
 			return n.summary(), err
 		}
-		if held != nil && n.eng.Round() > held.req.Round {
-			if err := n.submit(*held); err != nil {
-				n.log.Warn("late update", "round", held.req.Round, "err", err)
+		for len(held) > 0 && n.handOver(held[0].req.Round) {
+			if err := n.submit(held[0]); err != nil {
+				n.log.Warn("late update", "round", held[0].req.Round, "err", err)
 			}
-			held = nil
+			held = held[1:]
 		}
 		if len(rd.Decided) > 0 && !discovering && n.missesMembers() {
 			// Meet the peers this node only knows through others, in the
@@ -817,12 +818,33 @@ func (n *node) stepHead(m *gossip.Msg) {
 	n.eng.HeardDecided(p, h.Round)
 }
 
+// handOver reports whether the "late" or "tardy" behaviour hands over its
+// update of round r now: once r is decided here, or once a proposal of
+// round r+1 came (or the run went past it: the engine drops it).
+func (n *node) handOver(r uint64) bool {
+	if n.acts(r) == "tardy" {
+		return n.proposed > r+1 || n.eng.Round() > r+1
+	}
+	return n.eng.Round() > r
+}
+
+// tookPart notes that member p took part in round r−1.
+func (n *node) tookPart(p string, r uint64) {
+	n.contributed[p] = max(n.contributed[p], r)
+}
+
 // unfinished lists the members of the run's last state that have not said
 // (in a signed ledger head) that they decided the last round, among those
 // that took part lately: an update of theirs aggregated (on time or late)
-// or their admission in the last lingerRounds rounds. A member absent
-// longer has gone or never got a message through (a forger's are all
-// refused): waiting for it would only keep the others up for nothing.
+// or their admission in the last lingerRounds rounds, or an update of
+// theirs of one of those rounds that this node accepted even if no round
+// took it (a member a little slower than the run: its updates come after
+// each round it could count in, but it follows the run, and stranded at
+// the end it could not finish). A member absent longer has gone or never
+// got a message through (a forger's are all refused): waiting for it would
+// only keep the others up for nothing. A member that sends updates only to
+// keep the others up gains at most lingerMax of their time, as one that
+// withholds its last head does.
 func (n *node) unfinished() []string {
 	var out []string
 	end := n.eng.Round()
@@ -1181,7 +1203,7 @@ func (n *node) decided(res consensus.Decided) {
 	n.decidingAgain(res.Round)
 	for _, ps := range [][]consensus.PeerID{res.Peers, res.LateIn, res.Admitted} {
 		for _, p := range ps {
-			n.contributed[string(p)] = res.Round + 1
+			n.tookPart(string(p), res.Round+1)
 		}
 	}
 	n.hashes[res.Round] = res.Value.Next
