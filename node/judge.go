@@ -41,13 +41,18 @@ func (n *node) judge(m *gossip.Msg) consensus.Decision {
 // step hands a verified message to the engine and records what it did.
 func (n *node) step(m *gossip.Msg) consensus.Decision {
 	d := n.eng.Step(m.Message)
-	if u := m.Update; u != nil && (d.OK() || d.Kept) {
-		n.mu.Lock()
-		n.raws[u.ID(n.eng.RunID())] = m.Raw
-		n.mu.Unlock()
-		if n.eng.Members().Has(u.From) {
-			// Signed by a member and valid for its round: it takes part,
-			// whether or not a round aggregates it (unfinished).
+	if u := m.Update; u != nil {
+		if d.OK() || d.Kept {
+			n.mu.Lock()
+			n.raws[u.ID(n.eng.RunID())] = m.Raw
+			n.mu.Unlock()
+		}
+		if !d.Invalid && n.eng.Members().Has(u.From) {
+			// Signed by a member (the engine checks an update's signature
+			// before anything else): it takes part in the run, whether or
+			// not a round aggregates it, even if it came after this node
+			// moved on (unfinished). Replayed, it says no more than its
+			// author did.
 			n.tookPart(string(u.From), u.Round+1)
 		}
 	}
