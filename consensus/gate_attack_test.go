@@ -167,3 +167,60 @@ func decs(e *Engine, v *Value) []any {
 	}
 	return out
 }
+
+// TestAttackGateWaiverForgerGain measures the price of the waiver
+// (gateWaived) that the README and Members.Gated state: p3, a private
+// voter whose proofs no pass ever vouches for (its drawn challenger
+// withholds its verdict: in this harness no challenger sends one), leaves
+// an honest voter's update out of the values it proposes (it does not
+// receive that update in those rounds), so that the voters' quorum needs
+// its own gated update. Its update is aggregated in the rounds it
+// proposes and in no other while its gate holds: one update bought per
+// turn as proposer, not more (4 of 15 rounds with 4 voters; each resets
+// its gate, which therefore never lifts by itself: only a judged proof
+// ends it, and a forged one excludes the forger).
+func TestAttackGateWaiverForgerGain(t *testing.T) {
+	pf := newPrivateFx(t) // round 0 aggregated p3's update, drawn for a proof
+	e := pf.other()
+	voters := e.Voters()
+	var victim PeerID
+	for _, p := range voters {
+		if p != "p3" && p != pf.challenger {
+			victim = p
+			break
+		}
+	}
+	pf.drop = func(i, j int, m Message) bool {
+		u := m.Update
+		return u != nil && u.From == victim && pf.ids[j] == "p3" && Proposer(u.Round, 0, voters) == "p3"
+	}
+	turns, bought, ungated := 0, 0, 0
+	for e.Round() < 16 {
+		r := e.Round()
+		m, ok := e.Members().Find("p3")
+		if !ok {
+			t.Fatalf("p3 dropped before round %d (bought %d in %d turns)", r, bought, turns)
+		}
+		gated := e.Members().Gated(m, r, e.policy, e.passHeld) != ""
+		pf.decideRound()
+		byP3 := Proposer(r, 0, voters) == "p3"
+		if byP3 {
+			turns++
+		}
+		switch in := aggregatedIn(e, r, "p3"); {
+		case gated && in && !byP3:
+			t.Errorf("round %d (proposer %s) aggregated p3's gated update", r, Proposer(r, 0, voters))
+		case gated && in:
+			bought++
+		case in:
+			ungated++
+		}
+	}
+	t.Logf("rounds 1-15: p3 proposed in %d, bought %d gated updates as proposer, had %d in after its gate lifted", turns, bought, ungated)
+	if bought == 0 {
+		t.Errorf("p3 bought no gated update in its %d turns as proposer: the test did not reach the waiver", turns)
+	}
+	if bought > turns {
+		t.Errorf("p3 bought %d gated updates in %d turns as proposer", bought, turns)
+	}
+}
