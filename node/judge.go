@@ -53,7 +53,7 @@ func (n *node) step(m *gossip.Msg) consensus.Decision {
 			// not a round aggregates it, even if it came after this node
 			// moved on (unfinished). Replayed, it says no more than its
 			// author did.
-			n.tookPart(string(u.From), u.Round+1)
+			n.heard(string(u.From), u.Round+1)
 		}
 	}
 	if p := m.Proposal; p != nil && (d.OK() || d.Kept) {

@@ -231,6 +231,7 @@ type node struct {
 	queued        *consensus.TrainRequest // to train for once it ends (loop only; see handle)
 	contributed   map[string]uint64       // each peer's last round it took part in, plus one: an update of its aggregated (on time or late) or accepted here, or its admission
 	proposed      uint64                  // the last round a proposal of which this node has seen, plus one (behaviour "tardy")
+	heardAt       map[string]time.Time    // when each member's last signed update came (unfinished)
 	headRaw       []byte                  // this node's last gossiped tree head, to gossip again while lingering
 	headSentAt    time.Time
 	lingerSaid    bool
@@ -356,7 +357,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	n := &node{cfg: cfg, behave: behave, behaveFrom: behaveFrom, blobs: map[consensus.Hash]blob{}, openings: map[consensus.Hash]opened{}, drawn: map[consensus.Hash]*drawnCheck{}, residuals: map[consensus.Hash][]float32{}, key: key, self: consensus.PeerID(self.String()), log: cfg.Logger, start: time.Now(), hashes: map[uint64]consensus.Hash{},
 		states: map[consensus.Hash]consensus.State{}, raws: map[consensus.Hash][]byte{}, evidence: map[consensus.Hash]*evidence{},
-		witnessed: map[string]*ledger.SignedTreeHead{}, finished: map[string]bool{}, contributed: map[string]uint64{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
+		witnessed: map[string]*ledger.SignedTreeHead{}, finished: map[string]bool{}, contributed: map[string]uint64{}, heardAt: map[string]time.Time{}, bases: map[uint64][]float32{}, judging: make(chan judgement)}
 	n.obs = newObserving(cfg.Observer)
 	var join gossip.JoinInfo
 	switch {
@@ -833,6 +834,13 @@ func (n *node) tookPart(p string, r uint64) {
 	n.contributed[p] = max(n.contributed[p], r)
 }
 
+// heard notes that member p's signed update came now, and that it took
+// part in round r−1.
+func (n *node) heard(p string, r uint64) {
+	n.tookPart(p, r)
+	n.heardAt[p] = time.Now()
+}
+
 // unfinished lists the members of the run's last state that have not said
 // (in a signed ledger head) that they decided the last round, among those
 // that took part lately: an update of theirs aggregated (on time or late)
@@ -840,17 +848,24 @@ func (n *node) tookPart(p string, r uint64) {
 // theirs of one of those rounds that this node accepted even if no round
 // took it (a member a little slower than the run: its updates come after
 // each round it could count in, but it follows the run, and stranded at
-// the end it could not finish). A member absent longer has gone or never
-// got a message through (a forger's are all refused): waiting for it would
-// only keep the others up for nothing. A member that sends updates only to
-// keep the others up gains at most lingerMax of their time, as one that
-// withholds its last head does.
+// the end it could not finish). Rounds can be much shorter than such a
+// member's lag (logistic regression on a fast machine: 50 ms), so an
+// update of its that came within lingerMax counts as lately too: it fell
+// a few rounds behind but follows the run. A member absent longer has
+// gone or never got a message through (a forger's are all refused):
+// waiting for it would only keep the others up for nothing. A member that
+// sends updates only to keep the others up gains at most lingerMax of
+// their time, as one that withholds its last head does.
 func (n *node) unfinished() []string {
 	var out []string
 	end := n.eng.Round()
 	for _, m := range n.eng.Members().List {
 		id := string(m.ID)
-		if m.ID != n.self && !n.finished[id] && n.contributed[id] > 0 && n.contributed[id]+lingerRounds >= end {
+		lately := n.contributed[id] > 0 && n.contributed[id]+lingerRounds >= end
+		if at, ok := n.heardAt[id]; ok && time.Since(at) < n.lingerMax() {
+			lately = true
+		}
+		if m.ID != n.self && !n.finished[id] && lately {
 			out = append(out, id)
 		}
 	}
