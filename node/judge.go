@@ -52,7 +52,7 @@ func (n *node) step(m *gossip.Msg) consensus.Decision {
 			// before anything else): it takes part in the run, whether or
 			// not a round aggregates it, even if it came after this node
 			// moved on (unfinished). Replayed, it says no more than its
-			// author did.
+			// author did (heard).
 			n.heard(string(u.From), u.Round+1)
 		}
 	}

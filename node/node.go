@@ -834,11 +834,16 @@ func (n *node) tookPart(p string, r uint64) {
 	n.contributed[p] = max(n.contributed[p], r)
 }
 
-// heard notes that member p's signed update came now, and that it took
-// part in round r−1.
+// heard notes that a signed update of member p's, of round r−1, came now.
+// It counts as hearing from p now only if it tells of a round of p's this
+// node had not heard of (nor aggregated): anyone can gossip an old update
+// again, and an outsider replaying a long-gone member's update as the run
+// ends would otherwise keep every node up for it for lingerMax.
 func (n *node) heard(p string, r uint64) {
+	if r > n.contributed[p] {
+		n.heardAt[p] = time.Now()
+	}
 	n.tookPart(p, r)
-	n.heardAt[p] = time.Now()
 }
 
 // unfinished lists the members of the run's last state that have not said

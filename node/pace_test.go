@@ -52,8 +52,8 @@ func (p *pacer) wait(n int64) {
 // follow makes a node's training (and the replays of its checks) wait, at
 // every inner step, until the paced node has decided every round this
 // node has: this node trains round r+1 only once the paced node has
-// decided round r. With last > 0, the steps this node takes once it has
-// decided last rounds also wait until the paced node is gone.
+// decided round r. The steps it takes once it has decided last rounds
+// also wait until the paced node is gone.
 func (p *pacer) follow(cfg *node.Config, last int64) {
 	f := &follower{Engine: engine.CPU(), p: p, last: last}
 	cfg.Device = f
@@ -70,7 +70,7 @@ type follower struct {
 func (f *follower) SoftmaxCrossEntropy(dlogits, loss, logits, labels engine.Buffer, rows, cols int) error {
 	n := f.decided.Load()
 	f.p.wait(n)
-	if f.last > 0 && n >= f.last {
+	if n >= f.last {
 		select {
 		case <-f.p.gone:
 		case <-time.After(time.Minute):
